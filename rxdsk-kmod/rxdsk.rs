@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! rxdsk: a RAM block device driven through `/dev/rxdsk-control`.
+//!
+//! The crate root holds the module, its registration of the control node and the `mod` lines.
+
+use kernel::{
+    miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
+    prelude::*,
+};
+
+// The ABI is shared verbatim with user space, where its items must be `pub`.
+#[allow(unreachable_pub)]
+#[path = "../rxdsk-ioctl/src/abi.rs"]
+mod abi;
+mod control;
+mod sys;
+
+module! {
+    type: RxdskModule,
+    name: "rxdsk",
+    authors: ["The rxdsk developers"],
+    description: "RAM block device with online resize, discard and a stable ioctl ABI",
+    license: "GPL",
+}
+
+/// Version string reported by `RXDSK_IOC_GET_VERSION`; kept in step with the workspace version.
+const MODULE_VERSION: &str = "0.1.0";
+
+#[pin_data]
+struct RxdskModule {
+    #[pin]
+    _control: MiscDeviceRegistration<control::Control>,
+}
+
+impl kernel::InPlaceModule for RxdskModule {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        pr_info!(
+            "rxdsk {} loaded (ABI {}.{})\n",
+            MODULE_VERSION,
+            abi::RXDSK_ABI_MAJOR,
+            abi::RXDSK_ABI_MINOR
+        );
+        try_pin_init!(Self {
+            _control <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                name: c"rxdsk-control",
+            }),
+        })
+    }
+}

@@ -1,0 +1,398 @@
+//! `cargo xtask kernel`: Debian's linux-source through a private apt configuration, built into a
+//! small Rust-enabled guest kernel and cached, keyed on source version + config + toolchain.
+
+use crate::deps::KernelToolchain;
+use crate::paths;
+use crate::util::{run, run_logged, run_output, sha256_hex, Cmd};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The kernel series we pin; another 7.x is taken only when Debian no longer offers it.
+const PINNED_SERIES: &str = "7.3";
+/// Suites searched for linux-source packages, in order.
+const SUITES: &[&str] = &["trixie-backports", "trixie"];
+/// Bump when the build recipe changes in a way the cache key cannot see.
+const RECIPE_VERSION: &str = "1";
+/// Marks a completely extracted source tree; holds the Debian package version.
+const SOURCE_STAMP: &str = ".rxdsk-source";
+/// Marks a completed build; holds the cache key.
+const BUILD_STAMP: &str = ".rxdsk-key";
+
+/// A kernel configuration we build.
+#[derive(Clone, Copy, Debug)]
+pub struct Flavour {
+    pub name: &'static str,
+    /// Fragment merged over tinyconfig, relative to the repo.
+    pub fragment: &'static str,
+}
+
+pub const GUEST: Flavour = Flavour {
+    name: "guest",
+    fragment: "xtask/configs/guest.config",
+};
+
+/// An extracted kernel source tree.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub dir: PathBuf,
+    /// Debian package version, or a description of a user-supplied tree.
+    pub version: String,
+}
+
+/// A finished kernel build.
+#[derive(Clone, Debug)]
+pub struct KernelBuild {
+    pub build_dir: PathBuf,
+    pub release: String,
+    pub bzimage: PathBuf,
+    /// `INSTALL_MOD_PATH` of `modules_install`: holds `lib/modules/<release>/`.
+    pub modules_root: PathBuf,
+    pub source: Source,
+}
+
+fn src_root() -> PathBuf {
+    paths::cache().join("src")
+}
+
+/// Extracted trees in the cache, with their Debian versions.
+fn cached_sources() -> Vec<Source> {
+    let Ok(entries) = fs::read_dir(src_root()) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let version = fs::read_to_string(e.path().join(SOURCE_STAMP)).ok()?;
+            Some(Source {
+                dir: e.path(),
+                version: version.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Orders "7.3.4-1~bpo13+1" style versions by their numeric upstream part.
+fn upstream_key(version: &str) -> Vec<u64> {
+    version
+        .split(['-', '~', '+'])
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
+fn pick_source(mut sources: Vec<Source>) -> Option<Source> {
+    sources.sort_by_key(|s| upstream_key(&s.version));
+    let pinned = format!("{PINNED_SERIES}.");
+    sources
+        .iter()
+        .rev()
+        .find(|s| s.version.starts_with(&pinned))
+        .cloned()
+        .or_else(|| sources.pop())
+}
+
+/// The Debian mirror the system itself uses (so no host is hard-coded here);
+/// `RXDSK_DEBIAN_MIRROR` overrides it.
+fn debian_mirror() -> Result<String> {
+    if let Ok(m) = std::env::var("RXDSK_DEBIAN_MIRROR") {
+        return Ok(m);
+    }
+    let mut texts = Vec::new();
+    if let Ok(t) = fs::read_to_string("/etc/apt/sources.list") {
+        texts.push(t);
+    }
+    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
+        for e in dir.flatten() {
+            if e.path()
+                .extension()
+                .is_some_and(|x| x == "sources" || x == "list")
+            {
+                texts.push(fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    for text in &texts {
+        // deb822: a stanza with "URIs:" whose suites are not the security archive.
+        for stanza in text.split("\n\n") {
+            let field = |name: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            };
+            if let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:")) {
+                if !suites.contains("security") && uris.trim_end_matches('/').ends_with("/debian") {
+                    return Ok(uris
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string());
+                }
+            }
+        }
+        // one-line format: deb [opts] URI suite components
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("deb "))
+        {
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .filter(|w| !w.starts_with('['))
+                .collect();
+            if let Some(uri) = words.get(1) {
+                if uri.trim_end_matches('/').ends_with("/debian") && !line.contains("security") {
+                    return Ok(uri.to_string());
+                }
+            }
+        }
+    }
+    bail!("cannot find a Debian mirror in /etc/apt; set RXDSK_DEBIAN_MIRROR")
+}
+
+/// apt-get/apt-cache over a private configuration: own sources, lists and cache; the
+/// system's sources and package state are never read or written.
+fn private_apt(tool: &str, apt_dir: &Path) -> Cmd {
+    let mut c = Cmd::new(tool);
+    c.arg("-q")
+        .arg(format!(
+            "-oDir::Etc::sourcelist={}",
+            apt_dir.join("sources.list").display()
+        ))
+        .arg("-oDir::Etc::sourceparts=/nonexistent")
+        .arg(format!(
+            "-oDir::State::Lists={}",
+            apt_dir.join("lists").display()
+        ))
+        .arg(format!("-oDir::Cache={}", apt_dir.join("cache").display()))
+        .arg("-oDir::State::status=/dev/null")
+        .arg("-oAPT::Sandbox::User=root");
+    c
+}
+
+fn fetch_source() -> Result<Source> {
+    let apt_dir = paths::cache().join("apt");
+    for d in ["lists/partial", "cache/archives/partial", "download"] {
+        fs::create_dir_all(apt_dir.join(d))?;
+    }
+    let mirror = debian_mirror()?;
+    let list: String = SUITES
+        .iter()
+        .map(|s| format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {s} main\n"))
+        .collect();
+    fs::write(apt_dir.join("sources.list"), list)?;
+    eprintln!(
+        "[kernel] looking up linux-source packages ({})",
+        SUITES.join(", ")
+    );
+    run(private_apt("apt-get", &apt_dir).arg("update")).context("private apt-get update")?;
+    let names = run_output(private_apt("apt-cache", &apt_dir).args([
+        "search",
+        "--names-only",
+        r"^linux-source-7\.[0-9]+$",
+    ]))?;
+    let mut series: Vec<String> = names
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|n| n.trim_start_matches("linux-source-").to_string())
+        .collect();
+    series.sort_by_key(|s| upstream_key(s));
+    let chosen = if series.iter().any(|s| s == PINNED_SERIES) {
+        PINNED_SERIES.to_string()
+    } else if let Some(newest) = series.last() {
+        eprintln!("[kernel] NOTE: linux-source-{PINNED_SERIES} is no longer offered; using the newest 7.x: {newest}");
+        newest.clone()
+    } else {
+        bail!("no linux-source-7.x package found in {}", SUITES.join(", "));
+    };
+    let download = apt_dir.join("download");
+    for e in fs::read_dir(&download)?.flatten() {
+        let _ = fs::remove_file(e.path());
+    }
+    eprintln!("[kernel] downloading linux-source-{chosen}");
+    run(private_apt("apt-get", &apt_dir)
+        .current_dir(&download)
+        .args(["download", &format!("linux-source-{chosen}")]))?;
+    let deb = fs::read_dir(&download)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("apt-get download left no .deb")?;
+    let version = run_output(Cmd::new("dpkg-deb").args(["-f"]).arg(&deb).arg("Version"))?
+        .trim()
+        .to_string();
+    let unpack = download.join("unpacked");
+    let _ = fs::remove_dir_all(&unpack);
+    run(Cmd::new("dpkg").arg("-x").arg(&deb).arg(&unpack))?;
+    let tarball = unpack.join(format!("usr/src/linux-source-{chosen}.tar.xz"));
+    let dir_name = format!("linux-{}", version.replace(['~', '+'], "_"));
+    let final_dir = src_root().join(&dir_name);
+    let tmp = src_root().join(format!(".{dir_name}.partial"));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    eprintln!("[kernel] extracting linux-source {version}");
+    run(Cmd::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&tmp)
+        .arg("--strip-components=1"))?;
+    fs::write(tmp.join(SOURCE_STAMP), &version)?;
+    let _ = fs::remove_dir_all(&final_dir);
+    fs::rename(&tmp, &final_dir)?;
+    let _ = fs::remove_dir_all(&unpack);
+    let _ = fs::remove_file(&deb);
+    Ok(Source {
+        dir: final_dir,
+        version,
+    })
+}
+
+/// The source tree to build: `--src`, else a cached Debian tree, else a fresh download.
+pub fn source(user_src: Option<&Path>) -> Result<Source> {
+    if let Some(dir) = user_src {
+        let dir = fs::canonicalize(dir).with_context(|| format!("--src {}", dir.display()))?;
+        if !dir.join("Makefile").exists() || !dir.join("rust").is_dir() {
+            bail!(
+                "{} does not look like a kernel source tree with Rust support",
+                dir.display()
+            );
+        }
+        let version = run_output(
+            Cmd::new("make")
+                .arg("-s")
+                .arg("-C")
+                .arg(&dir)
+                .arg("kernelversion"),
+        )?;
+        return Ok(Source {
+            version: format!("{} (user tree {})", version.trim(), dir.display()),
+            dir,
+        });
+    }
+    match pick_source(cached_sources()) {
+        Some(s) => Ok(s),
+        None => fetch_source(),
+    }
+}
+
+fn config_lines(fragment: &str) -> Vec<&str> {
+    fragment
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("CONFIG_"))
+        .collect()
+}
+
+/// Builds (or finds cached) the flavour's kernel.
+pub fn build(
+    flavour: Flavour,
+    src: &Source,
+    tc: &KernelToolchain,
+    force: bool,
+) -> Result<KernelBuild> {
+    let fragment_path = paths::repo().join(flavour.fragment);
+    let fragment = fs::read_to_string(&fragment_path)
+        .with_context(|| format!("{}", fragment_path.display()))?;
+    let key = sha256_hex(&[
+        RECIPE_VERSION.as_bytes(),
+        flavour.name.as_bytes(),
+        src.version.as_bytes(),
+        fragment.as_bytes(),
+        tc.fingerprint()?.as_bytes(),
+    ]);
+    let dir_name = format!(
+        "{}-{}",
+        flavour.name,
+        &sha256_hex(&[src.dir.to_string_lossy().as_bytes()])[..12]
+    );
+    let build_dir = paths::cache().join("build").join(dir_name);
+    fs::create_dir_all(&build_dir)?;
+    let bzimage = build_dir.join("arch/x86/boot/bzImage");
+    let modules_root = build_dir.join("modinstall");
+    let stamp = build_dir.join(BUILD_STAMP);
+    let cached = fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key) && bzimage.exists();
+    if force {
+        let _ = fs::remove_file(&stamp);
+    }
+    if !cached || force {
+        eprintln!(
+            "[kernel] building {} kernel from {} in {}",
+            flavour.name,
+            src.version,
+            build_dir.display()
+        );
+        let make = |args: &[&str]| {
+            let mut c = Cmd::new("make");
+            tc.apply_env(&mut c);
+            c.arg("-C")
+                .arg(&src.dir)
+                .arg(format!("O={}", build_dir.display()))
+                .args(tc.make_vars())
+                .args(args);
+            c
+        };
+        run_logged(
+            &mut make(&["tinyconfig"]),
+            &build_dir.join("config.log"),
+            "kernel config",
+        )?;
+        let mut merge = Cmd::new(src.dir.join("scripts/kconfig/merge_config.sh"));
+        tc.apply_env(&mut merge);
+        merge
+            .current_dir(&src.dir)
+            .arg("-m")
+            .arg("-O")
+            .arg(&build_dir)
+            .arg(build_dir.join(".config"))
+            .arg(&fragment_path);
+        run_logged(&mut merge, &build_dir.join("merge.log"), "kernel config")?;
+        run_logged(
+            &mut make(&["olddefconfig"]),
+            &build_dir.join("config.log"),
+            "kernel config",
+        )?;
+        let config = fs::read_to_string(build_dir.join(".config"))?;
+        let dropped: Vec<&str> = config_lines(&fragment)
+            .into_iter()
+            .filter(|l| !config.lines().any(|c| c == *l))
+            .collect();
+        if !dropped.is_empty() {
+            bail!(
+                "the kernel config dropped options of {}: {}",
+                flavour.fragment,
+                dropped.join(" ")
+            );
+        }
+        let jobs = format!(
+            "-j{}",
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        );
+        run_logged(
+            &mut make(&[&jobs, "bzImage", "modules"]),
+            &build_dir.join("build.log"),
+            "kernel",
+        )?;
+        let _ = fs::remove_dir_all(&modules_root);
+        let install_path = format!("INSTALL_MOD_PATH={}", modules_root.display());
+        run_logged(
+            &mut make(&["modules_install", &install_path, "INSTALL_MOD_STRIP=1"]),
+            &build_dir.join("install.log"),
+            "kernel modules",
+        )?;
+        fs::write(&stamp, &key)?;
+    }
+    let release = fs::read_to_string(build_dir.join("include/config/kernel.release"))
+        .context("kernel.release missing from the build tree")?
+        .trim()
+        .to_string();
+    Ok(KernelBuild {
+        build_dir,
+        release,
+        bzimage,
+        modules_root,
+        source: src.clone(),
+    })
+}

@@ -1,0 +1,332 @@
+//! Boots the guest in QEMU: KVM when it makes real progress, else TCG; streams the serial
+//! console through [`Console`], with a timeout that prints the console's tail.
+
+use crate::console::{Console, Event, Outcome};
+use anyhow::{Context, Result};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long KVM gets to print its first console line before we call it unusable.
+const KVM_PROBE: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "TCG",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Boot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// `test`, `run` or `shell`: what the guest's init does.
+    pub mode: &'static str,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub timeout: Duration,
+    pub log: PathBuf,
+}
+
+/// Remembers, until the host reboots, that KVM made no progress here, so later runs skip the
+/// probe's wait.
+fn kvm_verdict_file() -> PathBuf {
+    crate::paths::cache().join("kvm-unusable")
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn remember_kvm_unusable() {
+    let _ = std::fs::create_dir_all(crate::paths::cache());
+    let _ = std::fs::write(kvm_verdict_file(), boot_id());
+}
+
+fn kvm_usable() -> bool {
+    match std::env::var("RXDSK_ACCEL").as_deref() {
+        Ok("tcg") => return false,
+        Ok("kvm") => return true,
+        _ => {}
+    }
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let known_bad =
+        std::fs::read_to_string(kvm_verdict_file()).is_ok_and(|id| id.trim() == boot_id());
+    if known_bad {
+        eprintln!(
+            "[vm] KVM made no progress earlier since this host booted; using TCG \
+             (RXDSK_ACCEL=kvm retries; recorded in {})",
+            kvm_verdict_file().display()
+        );
+    }
+    !known_bad
+}
+
+fn command(boot: &Boot, accel: Accel, interactive: bool) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
+    match accel {
+        Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => c.args(["-accel", "tcg", "-cpu", "max"]),
+    };
+    let append = format!(
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 loglevel=5 panic=-1 oops=panic \
+         rdinit=/init rxdsk_mode={} rxdsk_accel={}",
+        boot.mode,
+        accel.name()
+    );
+    c.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-no-reboot",
+        "-display",
+        "none",
+    ])
+    .args([
+        "-m",
+        &format!("{}M", boot.memory_mib),
+        "-smp",
+        &boot.cpus.to_string(),
+    ])
+    .arg("-kernel")
+    .arg(&boot.kernel)
+    .arg("-initrd")
+    .arg(&boot.initrd)
+    .args(["-append", &append]);
+    if interactive {
+        c.args(["-serial", "mon:stdio"]);
+    } else {
+        c.args(["-serial", "stdio", "-monitor", "none"])
+            .stdin(Stdio::null());
+    }
+    c
+}
+
+/// Starts QEMU with piped output; returns the child and a channel of console lines.
+fn spawn(boot: &Boot, accel: Accel) -> Result<(Child, mpsc::Receiver<String>)> {
+    let mut child = command(boot, accel, false)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start qemu-system-x86_64 (package qemu-system-x86)")?;
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().context("qemu stdout")?;
+    let stderr = child.stderr.take().context("qemu stderr")?;
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while r
+            .read_until(b'\n', &mut buf)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx2.send(format!("qemu: {line}\n"));
+        }
+    });
+    Ok((child, rx))
+}
+
+/// Starts the guest, probing KVM first; returns the running child, its lines, the accelerator
+/// and the lines already received.
+fn start(boot: &Boot) -> Result<(Child, mpsc::Receiver<String>, Accel, Vec<String>)> {
+    if kvm_usable() {
+        let (mut child, rx) = spawn(boot, Accel::Kvm)?;
+        match rx.recv_timeout(KVM_PROBE) {
+            Ok(first) if !first.starts_with("qemu: ") => {
+                eprintln!("[vm] accelerator: KVM");
+                return Ok((child, rx, Accel::Kvm, vec![first]));
+            }
+            Ok(err) => eprintln!("[vm] KVM failed ({}); falling back to TCG", err.trim()),
+            Err(_) => {
+                eprintln!(
+                    "[vm] KVM printed nothing within {}s (nested or overloaded); falling back to TCG",
+                    KVM_PROBE.as_secs()
+                );
+                remember_kvm_unusable();
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (child, rx) = spawn(boot, Accel::Tcg)?;
+    eprintln!("[vm] accelerator: TCG (software emulation: timings are not native)");
+    Ok((child, rx, Accel::Tcg, Vec::new()))
+}
+
+/// What a finished non-interactive boot produced.
+pub struct Finished {
+    pub console: Console,
+    pub timed_out: bool,
+    pub accel: Accel,
+}
+
+/// How to show console lines while the guest runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Test results, diagnostics of failures, and kernel reports.
+    Results,
+    /// Everything after the run marker, plus kernel reports.
+    RunOutput,
+    /// Every line.
+    All,
+}
+
+pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
+    let (mut child, rx, accel, first) = start(boot)?;
+    let mut log =
+        std::fs::File::create(&boot.log).with_context(|| boot.log.display().to_string())?;
+    let mut console = Console::default();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut diagnostics: Vec<String> = Vec::new();
+    let deadline = Instant::now() + boot.timeout;
+    let mut timed_out = false;
+    let mut pending = first.into_iter();
+    loop {
+        let line = match pending.next() {
+            Some(l) => l,
+            None => match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) => l,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    timed_out = true;
+                    break;
+                }
+            },
+        };
+        let _ = log.write_all(line.as_bytes());
+        tail.push_back(line.clone());
+        if tail.len() > 60 {
+            tail.pop_front();
+        }
+        let event = console.feed(&line);
+        let text = line.trim_end();
+        match (&event, echo) {
+            (_, Echo::All) => println!("{text}"),
+            (Event::KernelReport(_), _) => println!("KERNEL: {text}"),
+            (Event::Diagnostic(d), Echo::Results) => diagnostics.push(d.clone()),
+            (Event::Result(r), Echo::Results) => {
+                let verdict = match &r.outcome {
+                    Outcome::Pass => "ok".to_string(),
+                    Outcome::Fail => "FAIL".to_string(),
+                    Outcome::Skip(why) => format!("skip ({why})"),
+                };
+                println!("  {:>3} {:<48} {verdict}", r.number, r.name);
+                if r.outcome == Outcome::Fail {
+                    for d in &diagnostics {
+                        println!("        # {d}");
+                    }
+                }
+                diagnostics.clear();
+            }
+            (Event::Exit(_), Echo::RunOutput) => {}
+            (_, Echo::RunOutput)
+                if console.run_started && !text.starts_with(crate::console::RUN_BEGIN) =>
+            {
+                println!("{text}")
+            }
+            _ => {}
+        }
+        if console.exit_status.is_some() || (boot.mode == "test" && console.suite_complete()) {
+            // Give the guest a moment to print late reports and power off.
+            let grace = Instant::now() + Duration::from_secs(10);
+            while let Ok(l) = rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+                let _ = log.write_all(l.as_bytes());
+                if let Event::KernelReport(_) = console.feed(&l) {
+                    println!("KERNEL: {}", l.trim_end());
+                }
+            }
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let trouble = timed_out
+        || (boot.mode == "test" && !console.suite_complete())
+        || !console.reports.is_empty();
+    if trouble && echo != Echo::All {
+        eprintln!(
+            "[vm] {}; last console lines (full log: {}):",
+            if timed_out {
+                "timed out"
+            } else {
+                "guest output ended early or reported problems"
+            },
+            boot.log.display()
+        );
+        for l in &tail {
+            eprintln!("  | {}", l.trim_end());
+        }
+    }
+    Ok(Finished {
+        console,
+        timed_out,
+        accel,
+    })
+}
+
+/// Interactive guest on this terminal (Ctrl-A X quits QEMU).
+pub fn interactive(boot: &Boot) -> Result<i32> {
+    let accel = if kvm_usable() {
+        probe_kvm(boot)
+    } else {
+        Accel::Tcg
+    };
+    eprintln!(
+        "[vm] accelerator: {} — Ctrl-A X quits, `poweroff` ends the guest",
+        accel.name()
+    );
+    let status = command(boot, accel, true)
+        .status()
+        .context("cannot start qemu-system-x86_64")?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// Boots a throw-away guest to see whether KVM makes progress.
+fn probe_kvm(boot: &Boot) -> Accel {
+    let Ok((mut child, rx)) = spawn(boot, Accel::Kvm) else {
+        return Accel::Tcg;
+    };
+    let accel = match rx.recv_timeout(KVM_PROBE) {
+        Ok(first) if !first.starts_with("qemu: ") => Accel::Kvm,
+        _ => {
+            eprintln!(
+                "[vm] KVM made no progress within {}s; using TCG",
+                KVM_PROBE.as_secs()
+            );
+            Accel::Tcg
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    accel
+}
