@@ -58,7 +58,26 @@ pub mod nr {
     pub const GET_VERSION: u32 = 0x00;
     /// See [`super::RXDSK_IOC_GET_FEATURES`].
     pub const GET_FEATURES: u32 = 0x01;
+    /// See [`super::RXDSK_IOC_CREATE`].
+    pub const CREATE: u32 = 0x10;
+    /// See [`super::RXDSK_IOC_DESTROY`].
+    pub const DESTROY: u32 = 0x11;
+    /// See [`super::RXDSK_IOC_RESIZE`].
+    pub const RESIZE: u32 = 0x12;
+    /// See [`super::RXDSK_IOC_INFO`].
+    pub const INFO: u32 = 0x13;
+    /// See [`super::RXDSK_IOC_LIST`].
+    pub const LIST: u32 = 0x14;
+    /// See [`super::RXDSK_IOC_STATS`].
+    pub const STATS: u32 = 0x15;
 }
+
+/// The unit of memory a device allocates and frees.
+pub const RXDSK_PAGE_SIZE: u64 = 4096;
+/// Largest device: 1 PiB (devices are sparse; this bounds the sector arithmetic, not memory).
+pub const RXDSK_MAX_SIZE: u64 = 1 << 50;
+/// Device ids are below this.
+pub const RXDSK_MAX_DEVICES: u32 = 1024;
 
 /// Answer of [`RXDSK_IOC_GET_VERSION`].
 #[repr(C)]
@@ -86,13 +105,162 @@ pub struct RxdskFeatures {
 
 /// The module answers [`RXDSK_IOC_GET_VERSION`] and [`RXDSK_IOC_GET_FEATURES`].
 pub const RXDSK_FEATURE_VERSION: u64 = 1 << 0;
+/// CREATE, DESTROY, INFO, LIST and STATS.
+pub const RXDSK_FEATURE_DEVICES: u64 = 1 << 1;
+/// RESIZE, growing and (with no opener, or forced) shrinking.
+pub const RXDSK_FEATURE_RESIZE: u64 = 1 << 2;
+/// Discard and write-zeroes free the pages they cover.
+pub const RXDSK_FEATURE_DISCARD: u64 = 1 << 3;
+/// Per-device memory limit ([`RxdskCreate::mem_limit_bytes`]).
+pub const RXDSK_FEATURE_MEM_LIMIT: u64 = 1 << 4;
+/// Read-only devices ([`RXDSK_FLAG_READ_ONLY`]).
+pub const RXDSK_FEATURE_READ_ONLY: u64 = 1 << 5;
 /// Every feature bit this ABI revision defines.
-pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_VERSION;
+pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_VERSION
+    | RXDSK_FEATURE_DEVICES
+    | RXDSK_FEATURE_RESIZE
+    | RXDSK_FEATURE_DISCARD
+    | RXDSK_FEATURE_MEM_LIMIT
+    | RXDSK_FEATURE_READ_ONLY;
+
+/// Device flag: the block device is read-only.
+pub const RXDSK_FLAG_READ_ONLY: u64 = 1 << 0;
+/// Flags [`RXDSK_IOC_CREATE`] accepts.
+pub const RXDSK_CREATE_FLAGS: u64 = RXDSK_FLAG_READ_ONLY;
+
+/// DESTROY/RESIZE flag: act even while the device is open.
+pub const RXDSK_FLAG_FORCE: u64 = 1 << 0;
+
+/// [`RXDSK_IOC_CREATE`]: in: everything but `id`; out: `id` (the device is `/dev/rxd<id>`).
+///
+/// `size_bytes` is a non-zero multiple of `logical_block_size` (512 or 4096) and at most
+/// [`RXDSK_MAX_SIZE`]; `mem_limit_bytes` is 0 (no limit) or at least [`RXDSK_PAGE_SIZE`] and
+/// caps the memory the device may hold (rounded down to whole pages).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskCreate {
+    pub size_bytes: u64,
+    pub mem_limit_bytes: u64,
+    /// `RXDSK_FLAG_*` within [`RXDSK_CREATE_FLAGS`].
+    pub flags: u64,
+    pub logical_block_size: u32,
+    /// Out: the id the kernel chose. Must be zero on input.
+    pub id: u32,
+    /// Must be zero.
+    pub reserved: [u64; 4],
+}
+
+/// [`RXDSK_IOC_DESTROY`]: frees the device and all its memory. `EBUSY` while it is open unless
+/// `flags` has [`RXDSK_FLAG_FORCE`] (then its openers get I/O errors).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskDestroy {
+    pub id: u32,
+    /// Must be zero.
+    pub pad: u32,
+    pub flags: u64,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
+/// [`RXDSK_IOC_RESIZE`]: grows at any time; shrinking frees the pages past the new end and is
+/// refused with `EBUSY` while the device is open unless `flags` has [`RXDSK_FLAG_FORCE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskResize {
+    pub id: u32,
+    /// Must be zero.
+    pub pad: u32,
+    /// New size: a non-zero multiple of the logical block size, at most [`RXDSK_MAX_SIZE`].
+    pub size_bytes: u64,
+    pub flags: u64,
+    /// Must be zero.
+    pub reserved: [u64; 3],
+}
+
+/// [`RXDSK_IOC_INFO`]: in: `id`, all else zero; out: the device's configuration.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskInfo {
+    pub id: u32,
+    pub logical_block_size: u32,
+    pub size_bytes: u64,
+    /// 0: no limit.
+    pub mem_limit_bytes: u64,
+    /// `RXDSK_FLAG_*`.
+    pub flags: u64,
+    /// Memory the device holds now, in bytes (whole pages).
+    pub used_bytes: u64,
+    /// How many times the block device is open.
+    pub open_count: u32,
+    pub pad: u32,
+    pub reserved: [u64; 4],
+}
+
+/// [`RXDSK_IOC_LIST`]: the kernel writes up to `capacity` device ids (u32, ascending) to the
+/// user array at `ids_ptr` and sets `count` to the number of devices; if `count > capacity`
+/// the caller retries with a larger array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskList {
+    /// User address of a `u32` array (0 is allowed with `capacity` 0).
+    pub ids_ptr: u64,
+    pub capacity: u32,
+    /// Out. Must be zero on input.
+    pub count: u32,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
+/// [`RXDSK_IOC_STATS`]: in: `id`, all else zero; out: counters since creation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskStats {
+    pub id: u32,
+    pub pad: u32,
+    /// Completed read bios.
+    pub reads: u64,
+    /// Completed write bios.
+    pub writes: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    /// Discard bios, and the bytes they covered.
+    pub discards: u64,
+    pub discard_bytes: u64,
+    /// Write-zeroes bios, and the bytes they covered.
+    pub write_zeroes: u64,
+    pub write_zeroes_bytes: u64,
+    /// Flush bios (and writes with PREFLUSH/FUA).
+    pub flushes: u64,
+    /// Pages held now.
+    pub pages: u64,
+    /// Whole-page writes of zeros that stored no page.
+    pub zero_pages: u64,
+    /// Writes failed because a page could not be allocated (ENOMEM/EAGAIN).
+    pub alloc_failures: u64,
+    /// Writes failed because the memory limit was reached (ENOSPC).
+    pub limit_failures: u64,
+    /// I/O errors returned for any other reason (out of range, read-only, dead device).
+    pub io_errors: u64,
+    pub reserved: [u64; 8],
+}
 
 /// Reads the module's ABI and module versions.
 pub const RXDSK_IOC_GET_VERSION: u32 = ior::<RxdskVersion>(nr::GET_VERSION);
 /// Reads the feature mask.
 pub const RXDSK_IOC_GET_FEATURES: u32 = ior::<RxdskFeatures>(nr::GET_FEATURES);
+/// Creates a device.
+pub const RXDSK_IOC_CREATE: u32 = iowr::<RxdskCreate>(nr::CREATE);
+/// Destroys a device.
+pub const RXDSK_IOC_DESTROY: u32 = iow::<RxdskDestroy>(nr::DESTROY);
+/// Resizes a device.
+pub const RXDSK_IOC_RESIZE: u32 = iow::<RxdskResize>(nr::RESIZE);
+/// Reads one device's configuration.
+pub const RXDSK_IOC_INFO: u32 = iowr::<RxdskInfo>(nr::INFO);
+/// Lists device ids.
+pub const RXDSK_IOC_LIST: u32 = iowr::<RxdskList>(nr::LIST);
+/// Reads one device's counters.
+pub const RXDSK_IOC_STATS: u32 = iowr::<RxdskStats>(nr::STATS);
 
 const _: () = {
     use core::mem::{align_of, size_of};
@@ -100,6 +268,18 @@ const _: () = {
     assert!(align_of::<RxdskVersion>() == 8);
     assert!(size_of::<RxdskFeatures>() == 32);
     assert!(align_of::<RxdskFeatures>() == 8);
+    assert!(size_of::<RxdskCreate>() == 64);
+    assert!(align_of::<RxdskCreate>() == 8);
+    assert!(size_of::<RxdskDestroy>() == 32);
+    assert!(align_of::<RxdskDestroy>() == 8);
+    assert!(size_of::<RxdskResize>() == 48);
+    assert!(align_of::<RxdskResize>() == 8);
+    assert!(size_of::<RxdskInfo>() == 80);
+    assert!(align_of::<RxdskInfo>() == 8);
+    assert!(size_of::<RxdskList>() == 32);
+    assert!(align_of::<RxdskList>() == 8);
+    assert!(size_of::<RxdskStats>() == 184);
+    assert!(align_of::<RxdskStats>() == 8);
 };
 
 /// Copies `s` into a NUL-padded fixed-size field, truncating if needed (the last byte stays NUL).

@@ -3,25 +3,65 @@
 //! numbers against `kernel::ioctl` at compile time.
 
 use super::*;
+use core::mem::size_of;
 
 #[test]
 fn numbers_match_nix() {
-    assert_eq!(
-        RXDSK_IOC_GET_VERSION as u64,
-        nix::request_code_read!(
-            RXDSK_IOC_MAGIC,
-            nr::GET_VERSION,
-            core::mem::size_of::<RxdskVersion>()
-        ) as u64
-    );
-    assert_eq!(
-        RXDSK_IOC_GET_FEATURES as u64,
-        nix::request_code_read!(
-            RXDSK_IOC_MAGIC,
-            nr::GET_FEATURES,
-            core::mem::size_of::<RxdskFeatures>()
-        ) as u64
-    );
+    let m = RXDSK_IOC_MAGIC;
+    let cases: &[(u32, u64)] = &[
+        (
+            RXDSK_IOC_GET_VERSION,
+            nix::request_code_read!(m, nr::GET_VERSION, size_of::<RxdskVersion>()),
+        ),
+        (
+            RXDSK_IOC_GET_FEATURES,
+            nix::request_code_read!(m, nr::GET_FEATURES, size_of::<RxdskFeatures>()),
+        ),
+        (
+            RXDSK_IOC_CREATE,
+            nix::request_code_readwrite!(m, nr::CREATE, size_of::<RxdskCreate>()),
+        ),
+        (
+            RXDSK_IOC_DESTROY,
+            nix::request_code_write!(m, nr::DESTROY, size_of::<RxdskDestroy>()),
+        ),
+        (
+            RXDSK_IOC_RESIZE,
+            nix::request_code_write!(m, nr::RESIZE, size_of::<RxdskResize>()),
+        ),
+        (
+            RXDSK_IOC_INFO,
+            nix::request_code_readwrite!(m, nr::INFO, size_of::<RxdskInfo>()),
+        ),
+        (
+            RXDSK_IOC_LIST,
+            nix::request_code_readwrite!(m, nr::LIST, size_of::<RxdskList>()),
+        ),
+        (
+            RXDSK_IOC_STATS,
+            nix::request_code_readwrite!(m, nr::STATS, size_of::<RxdskStats>()),
+        ),
+    ];
+    for (ours, nix) in cases {
+        assert_eq!(*ours as u64, *nix, "{ours:#x} vs {nix:#x}");
+    }
+}
+
+#[test]
+fn numbers_are_distinct() {
+    let all = [
+        RXDSK_IOC_GET_VERSION,
+        RXDSK_IOC_GET_FEATURES,
+        RXDSK_IOC_CREATE,
+        RXDSK_IOC_DESTROY,
+        RXDSK_IOC_RESIZE,
+        RXDSK_IOC_INFO,
+        RXDSK_IOC_LIST,
+        RXDSK_IOC_STATS,
+    ];
+    for (i, a) in all.iter().enumerate() {
+        assert!(all[i + 1..].iter().all(|b| a != b));
+    }
 }
 
 #[test]
