@@ -2,12 +2,15 @@
 
 //! `/dev/rxdsk-control`: the ioctl front end.
 //!
-//! Every command needs `CAP_SYS_ADMIN`; unknown commands get `ENOTTY`; input structures with
-//! non-zero reserved fields get `EINVAL`; output structures are built whole, so no uninitialised
-//! byte reaches user space.
+//! Every command needs `CAP_SYS_ADMIN`; unknown commands get `ENOTTY`; input with a non-zero
+//! reserved or padding field, or unknown flags, gets `EINVAL` before anything changes; output
+//! structures are built whole, so no uninitialised byte reaches user space.
 
-use crate::abi::{self, RxdskFeatures, RxdskVersion};
-use crate::sys;
+use crate::abi::{self, *};
+use crate::device::DeviceConfig;
+use crate::ffi;
+use crate::registry::Registry;
+use core::ptr::NonNull;
 use kernel::{
     fs::File,
     ioctl,
@@ -20,48 +23,177 @@ use kernel::{
 // The ABI crate computes its numbers itself (it cannot use the kernel crate); check they equal
 // the kernel's `_IOR`/`_IOW`/`_IOWR` for the same types.
 const _: () = {
-    let ty = abi::RXDSK_IOC_MAGIC as u32;
-    assert!(abi::RXDSK_IOC_GET_VERSION == ioctl::_IOR::<RxdskVersion>(ty, abi::nr::GET_VERSION));
-    assert!(abi::RXDSK_IOC_GET_FEATURES == ioctl::_IOR::<RxdskFeatures>(ty, abi::nr::GET_FEATURES));
+    let ty = RXDSK_IOC_MAGIC as u32;
+    assert!(RXDSK_IOC_GET_VERSION == ioctl::_IOR::<RxdskVersion>(ty, nr::GET_VERSION));
+    assert!(RXDSK_IOC_GET_FEATURES == ioctl::_IOR::<RxdskFeatures>(ty, nr::GET_FEATURES));
+    assert!(RXDSK_IOC_CREATE == ioctl::_IOWR::<RxdskCreate>(ty, nr::CREATE));
+    assert!(RXDSK_IOC_DESTROY == ioctl::_IOW::<RxdskDestroy>(ty, nr::DESTROY));
+    assert!(RXDSK_IOC_RESIZE == ioctl::_IOW::<RxdskResize>(ty, nr::RESIZE));
+    assert!(RXDSK_IOC_INFO == ioctl::_IOWR::<RxdskInfo>(ty, nr::INFO));
+    assert!(RXDSK_IOC_LIST == ioctl::_IOWR::<RxdskList>(ty, nr::LIST));
+    assert!(RXDSK_IOC_STATS == ioctl::_IOWR::<RxdskStats>(ty, nr::STATS));
 };
 
-// SAFETY: `#[repr(C)]` structures of integers and integer arrays with no implicit padding (the
-// ABI asserts their sizes): every bit pattern is valid and every byte is initialised.
-unsafe impl FromBytes for RxdskVersion {}
-// SAFETY: As above.
-unsafe impl AsBytes for RxdskVersion {}
-// SAFETY: As above.
-unsafe impl FromBytes for RxdskFeatures {}
-// SAFETY: As above.
-unsafe impl AsBytes for RxdskFeatures {}
+macro_rules! abi_bytes {
+    ($($t:ty),*) => {$(
+        // SAFETY: `#[repr(C)]` structures of integers and integer arrays with no implicit
+        // padding (the ABI asserts their sizes): every bit pattern is valid and every byte is
+        // initialised.
+        unsafe impl FromBytes for $t {}
+        // SAFETY: As above.
+        unsafe impl AsBytes for $t {}
+    )*};
+}
+abi_bytes!(RxdskVersion, RxdskFeatures, RxdskCreate, RxdskDestroy, RxdskResize, RxdskInfo, RxdskList, RxdskStats);
 
-/// An open file of the control node; carries no state of its own.
-pub(crate) struct Control;
+/// An open file of the control node.
+///
+/// # Invariants
+///
+/// `registry` points to the module's registry, which outlives every open file of the control
+/// node (an open file pins the module).
+pub(crate) struct Control {
+    registry: NonNull<Registry>,
+}
+
+// SAFETY: `Registry` is `Sync` (a mutex inside); the pointer is only used to get `&Registry`.
+unsafe impl Send for Control {}
+// SAFETY: As above.
+unsafe impl Sync for Control {}
+
+impl Control {
+    fn registry(&self) -> &Registry {
+        // SAFETY: Valid for the file's lifetime (type invariants).
+        unsafe { self.registry.as_ref() }
+    }
+}
+
+fn check_zero(fields: &[u64]) -> Result {
+    if fields.iter().all(|&f| f == 0) {
+        Ok(())
+    } else {
+        Err(EINVAL)
+    }
+}
+
+fn valid_size(size: u64, block_size: u32) -> bool {
+    size != 0 && size <= RXDSK_MAX_SIZE && size % u64::from(block_size) == 0
+}
 
 #[vtable]
 impl MiscDevice for Control {
     type Ptr = KBox<Self>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
-        Ok(KBox::new(Control, GFP_KERNEL)?)
+    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
+        let misc = core::ptr::from_ref(misc).cast_mut();
+        // SAFETY: The only registration of `Control` is the `control` field of the module
+        // struct, so `misc` lies inside a live `RxdskModule`.
+        let module = unsafe { &*kernel::container_of!(misc, crate::RxdskModule, control) };
+        // INVARIANT: the module, and so its registry, outlives this open file.
+        Ok(KBox::new(Control { registry: NonNull::from(&module.registry) }, GFP_KERNEL)?)
     }
 
-    fn ioctl(_me: &Control, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(me: &Control, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         // Unknown numbers are ENOTTY whoever asks; known ones need the capability.
-        let known = matches!(cmd, abi::RXDSK_IOC_GET_VERSION | abi::RXDSK_IOC_GET_FEATURES);
+        let known = matches!(
+            cmd,
+            RXDSK_IOC_GET_VERSION
+                | RXDSK_IOC_GET_FEATURES
+                | RXDSK_IOC_CREATE
+                | RXDSK_IOC_DESTROY
+                | RXDSK_IOC_RESIZE
+                | RXDSK_IOC_INFO
+                | RXDSK_IOC_LIST
+                | RXDSK_IOC_STATS
+        );
         if !known {
             return Err(ENOTTY);
         }
-        if !sys::capable_sys_admin() {
+        if !ffi::capable_sys_admin() {
             return Err(EPERM);
         }
         let user = UserSlice::new(UserPtr::from_addr(arg), ioctl::_IOC_SIZE(cmd));
+        let registry = me.registry();
         match cmd {
-            abi::RXDSK_IOC_GET_VERSION => user.writer().write(&version())?,
-            abi::RXDSK_IOC_GET_FEATURES => user.writer().write(&RxdskFeatures {
-                features: abi::RXDSK_FEATURES_ALL,
-                reserved: [0; 3],
-            })?,
+            RXDSK_IOC_GET_VERSION => user.writer().write(&version())?,
+            RXDSK_IOC_GET_FEATURES => user.writer().write(&RxdskFeatures { features: RXDSK_FEATURES_ALL, reserved: [0; 3] })?,
+            RXDSK_IOC_CREATE => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let mut req: RxdskCreate = reader.read()?;
+                check_zero(&req.reserved)?;
+                let block_ok = matches!(req.logical_block_size, 512 | 4096);
+                if req.id != 0
+                    || req.flags & !RXDSK_CREATE_FLAGS != 0
+                    || !block_ok
+                    || !valid_size(req.size_bytes, req.logical_block_size)
+                    || (req.mem_limit_bytes != 0 && req.mem_limit_bytes < RXDSK_PAGE_SIZE)
+                {
+                    return Err(EINVAL);
+                }
+                req.id = registry.create(&DeviceConfig {
+                    size_bytes: req.size_bytes,
+                    logical_block_size: req.logical_block_size,
+                    mem_limit_bytes: req.mem_limit_bytes,
+                    read_only: req.flags & RXDSK_FLAG_READ_ONLY != 0,
+                })?;
+                if let Err(e) = writer.write(&req) {
+                    // The caller cannot learn the id: undo rather than leak a device.
+                    let _ = registry.destroy(req.id, true);
+                    return Err(e);
+                }
+            }
+            RXDSK_IOC_DESTROY => {
+                let req: RxdskDestroy = user.reader().read()?;
+                check_zero(&req.reserved)?;
+                if req.pad != 0 || req.flags & !RXDSK_FLAG_FORCE != 0 {
+                    return Err(EINVAL);
+                }
+                registry.destroy(req.id, req.flags & RXDSK_FLAG_FORCE != 0)?;
+            }
+            RXDSK_IOC_RESIZE => {
+                let req: RxdskResize = user.reader().read()?;
+                check_zero(&req.reserved)?;
+                if req.pad != 0 || req.flags & !RXDSK_FLAG_FORCE != 0 || req.size_bytes > RXDSK_MAX_SIZE {
+                    return Err(EINVAL);
+                }
+                registry.resize(req.id, req.size_bytes, req.flags & RXDSK_FLAG_FORCE != 0)?;
+            }
+            RXDSK_IOC_INFO => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let req: RxdskInfo = reader.read()?;
+                check_zero(&req.reserved)?;
+                let RxdskInfo { id, logical_block_size, size_bytes, mem_limit_bytes, flags, used_bytes, open_count, pad, .. } = req;
+                check_zero(&[logical_block_size.into(), size_bytes, mem_limit_bytes, flags, used_bytes, open_count.into(), pad.into()])?;
+                writer.write(&registry.info(id)?)?;
+            }
+            RXDSK_IOC_STATS => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let req: RxdskStats = reader.read()?;
+                let id = req.id;
+                // Everything but the id is output: the whole input must be zero besides it.
+                if req != (RxdskStats { id, ..Default::default() }) {
+                    return Err(EINVAL);
+                }
+                writer.write(&registry.stats(id)?)?;
+            }
+            RXDSK_IOC_LIST => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let mut req: RxdskList = reader.read()?;
+                check_zero(&req.reserved)?;
+                if req.count != 0 {
+                    return Err(EINVAL);
+                }
+                let ids = registry.ids()?;
+                let n = ids.len().min(req.capacity as usize);
+                if n > 0 {
+                    let mut out = UserSlice::new(UserPtr::from_addr(req.ids_ptr as usize), n * 4).writer();
+                    for id in &ids[..n] {
+                        out.write(id)?;
+                    }
+                }
+                req.count = ids.len() as u32;
+                writer.write(&req)?;
+            }
             _ => return Err(ENOTTY),
         }
         Ok(0)
@@ -70,8 +202,8 @@ impl MiscDevice for Control {
 
 fn version() -> RxdskVersion {
     RxdskVersion {
-        abi_major: abi::RXDSK_ABI_MAJOR,
-        abi_minor: abi::RXDSK_ABI_MINOR,
+        abi_major: RXDSK_ABI_MAJOR,
+        abi_minor: RXDSK_ABI_MINOR,
         module_version: abi::fixed_str(crate::MODULE_VERSION),
         reserved: [0; 4],
     }

@@ -14,7 +14,12 @@ use kernel::{
 #[path = "../rxdsk-ioctl/src/abi.rs"]
 mod abi;
 mod control;
-mod sys;
+mod device;
+mod disk;
+mod ffi;
+mod pages;
+mod registry;
+mod stats;
 
 module! {
     type: RxdskModule,
@@ -27,10 +32,17 @@ module! {
 /// Version string reported by `RXDSK_IOC_GET_VERSION`; kept in step with the workspace version.
 const MODULE_VERSION: &str = "0.1.0";
 
+/// # Invariants
+///
+/// `control` is the only `MiscDeviceRegistration<Control>`: the control node's `open` finds the
+/// registry from it.
 #[pin_data]
 struct RxdskModule {
+    /// Declared first: deregistered before the registry (and its devices) goes.
     #[pin]
-    _control: MiscDeviceRegistration<control::Control>,
+    control: MiscDeviceRegistration<control::Control>,
+    #[pin]
+    registry: registry::Registry,
 }
 
 impl kernel::InPlaceModule for RxdskModule {
@@ -42,7 +54,8 @@ impl kernel::InPlaceModule for RxdskModule {
             abi::RXDSK_ABI_MINOR
         );
         try_pin_init!(Self {
-            _control <- MiscDeviceRegistration::register(MiscDeviceOptions {
+            registry <- registry::Registry::new(),
+            control <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rxdsk-control",
             }),
         })

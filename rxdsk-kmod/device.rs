@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One rxdsk device: a gendisk backed by a page store. Safe Rust over the `disk` and `pages`
+//! wrappers.
+
+use crate::abi::{RxdskInfo, RxdskStats, RXDSK_FLAG_READ_ONLY, RXDSK_PAGE_SIZE};
+use crate::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
+use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use crate::pages::{is_zero, PageStore, StoreError};
+use crate::stats::{Counter, Failure, Stats};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{prelude::*, str::CString};
+
+const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
+const PAGE_MASK: u64 = PAGE_SIZE as u64 - 1;
+const _: () = assert!(PAGE_SIZE as u64 == RXDSK_PAGE_SIZE);
+
+/// What CREATE asked for, validated.
+pub(crate) struct DeviceConfig {
+    pub(crate) size_bytes: u64,
+    pub(crate) logical_block_size: u32,
+    pub(crate) mem_limit_bytes: u64,
+    pub(crate) read_only: bool,
+}
+
+/// # Invariants
+///
+/// `disk` was added with `self` as its handler and is removed before `self` is freed
+/// (`PinnedDrop`), so the trampoline's reference to `self` is always valid.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Device {
+    id: u32,
+    /// Declared first: removed and put before the page store goes.
+    disk: GenDisk<Device>,
+    #[pin]
+    store: PageStore,
+    /// Size in bytes; bios reaching past it fail (checked again by us after a shrink).
+    capacity: AtomicU64,
+    logical_block_size: u32,
+    mem_limit_bytes: u64,
+    read_only: bool,
+    stats: Stats,
+}
+
+impl Device {
+    pub(crate) fn create(id: u32, config: &DeviceConfig) -> Result<Pin<KBox<Self>>> {
+        let disk = GenDisk::new(&DiskConfig {
+            logical_block_size: config.logical_block_size,
+            capacity_sectors: config.size_bytes >> SECTOR_SHIFT,
+            read_only: config.read_only,
+        })?;
+        let stats = Stats::new()?;
+        let device = KBox::pin_init(
+            try_pin_init!(Self {
+                id,
+                disk,
+                store <- PageStore::new(config.mem_limit_bytes >> PAGE_SHIFT),
+                capacity: AtomicU64::new(config.size_bytes),
+                logical_block_size: config.logical_block_size,
+                mem_limit_bytes: config.mem_limit_bytes,
+                read_only: config.read_only,
+                stats,
+            }),
+            GFP_KERNEL,
+        )?;
+        let name = CString::try_from_fmt(fmt!("rxd{id}"))?;
+        // SAFETY: `device` is pinned in its box and owns the disk, which its `PinnedDrop`
+        // removes before the box is freed.
+        // INVARIANT: the disk is added with `device` as its handler.
+        unsafe { device.disk.add(&device, name.to_bytes())? };
+        Ok(device)
+    }
+
+    pub(crate) fn logical_block_size(&self) -> u32 {
+        self.logical_block_size
+    }
+
+    pub(crate) fn openers(&self) -> u32 {
+        self.disk.openers()
+    }
+
+    pub(crate) fn info(&self) -> RxdskInfo {
+        RxdskInfo {
+            id: self.id,
+            logical_block_size: self.logical_block_size,
+            size_bytes: self.capacity.load(Ordering::Relaxed),
+            mem_limit_bytes: self.mem_limit_bytes,
+            flags: if self.read_only { RXDSK_FLAG_READ_ONLY } else { 0 },
+            used_bytes: self.store.pages() << PAGE_SHIFT,
+            open_count: self.openers(),
+            pad: 0,
+            reserved: [0; 4],
+        }
+    }
+
+    pub(crate) fn stats(&self) -> RxdskStats {
+        let mut s = self.stats.snapshot();
+        s.id = self.id;
+        s.pages = self.store.pages();
+        s
+    }
+
+    /// Grows at once; shrinks only with no opener unless forced, then frees what lies past the
+    /// new end once no bio that saw the old size is in flight. `size` is validated by the caller.
+    pub(crate) fn resize(&self, size: u64, force: bool) -> Result {
+        let old = self.capacity.load(Ordering::Acquire);
+        if size >= old {
+            self.capacity.store(size, Ordering::Release);
+            self.disk.set_capacity(size >> SECTOR_SHIFT);
+            return Ok(());
+        }
+        if !force && self.openers() > 0 {
+            return Err(EBUSY);
+        }
+        self.capacity.store(size, Ordering::Release);
+        self.disk.set_capacity(size >> SECTOR_SHIFT);
+        // Bios that passed the bound check against the old size finish before this returns.
+        drop(self.disk.freeze());
+        let tail = (size & PAGE_MASK) as usize;
+        if tail != 0 {
+            // Bytes past the end must read as zeros if the device grows again.
+            self.store.zero(size >> PAGE_SHIFT, tail, PAGE_SIZE - tail);
+        }
+        self.store.erase_range(size.div_ceil(PAGE_SIZE as u64), u64::MAX >> PAGE_SHIFT);
+        Ok(())
+    }
+
+    fn handle(&self, bio: &Bio) -> Result<(), (Status, Failure)> {
+        let op = bio.op();
+        if bio.flush_or_fua() || op == Op::Flush {
+            // RAM has no volatile cache: a flush is complete as soon as it arrives.
+            self.stats.flush();
+            if op == Op::Flush {
+                return Ok(());
+            }
+        }
+        let pos = bio.position();
+        let len = bio.len();
+        let end = pos.checked_add(len).ok_or((Status::IoError, Failure::Io))?;
+        if end > self.capacity.load(Ordering::Acquire) {
+            return Err((Status::IoError, Failure::Io));
+        }
+        match op {
+            Op::Read => {
+                bio.for_each_segment((Status::IoError, Failure::Io), |pos, buf| {
+                    self.read_span(pos, buf);
+                    Ok(())
+                })?;
+                self.stats.account(Counter::Read, len);
+            }
+            Op::Write => {
+                if self.read_only {
+                    return Err((Status::IoError, Failure::Io));
+                }
+                let gfp = if bio.nowait() { ffi::GFP_NOWAIT } else { ffi::GFP_NOIO };
+                bio.for_each_segment((Status::IoError, Failure::Io), |pos, buf| {
+                    self.write_span(pos, buf, gfp).map_err(|e| match e {
+                        StoreError::Limit => (Status::NoSpace, Failure::Limit),
+                        StoreError::NoMemory if bio.nowait() => (Status::Again, Failure::Alloc),
+                        StoreError::NoMemory => (Status::IoError, Failure::Alloc),
+                    })
+                })?;
+                self.stats.account(Counter::Write, len);
+            }
+            Op::Discard | Op::WriteZeroes => {
+                if self.read_only {
+                    return Err((Status::IoError, Failure::Io));
+                }
+                self.free_range(pos, end);
+                let counter = if op == Op::Discard { Counter::Discard } else { Counter::WriteZeroes };
+                self.stats.account(counter, len);
+            }
+            Op::Flush => {}
+            Op::Other => return Err((Status::NotSupported, Failure::Io)),
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at device position `pos`, page by page of the store.
+    fn read_span(&self, mut pos: u64, mut buf: &mut [u8]) {
+        while !buf.is_empty() {
+            let offset = (pos & PAGE_MASK) as usize;
+            let (chunk, rest) = buf.split_at_mut(buf.len().min(PAGE_SIZE - offset));
+            self.store.read(pos >> PAGE_SHIFT, offset, chunk);
+            pos += chunk.len() as u64;
+            buf = rest;
+        }
+    }
+
+    /// Writes `buf` at device position `pos`; a whole page of zeros stores no page.
+    fn write_span(&self, mut pos: u64, mut buf: &[u8], gfp: kernel::bindings::gfp_t) -> Result<(), StoreError> {
+        while !buf.is_empty() {
+            let offset = (pos & PAGE_MASK) as usize;
+            let (chunk, rest) = buf.split_at(buf.len().min(PAGE_SIZE - offset));
+            let index = pos >> PAGE_SHIFT;
+            if chunk.len() == PAGE_SIZE && is_zero(chunk) {
+                self.store.erase(index);
+                self.stats.zero_page();
+            } else {
+                self.store.write(index, offset, chunk, gfp)?;
+            }
+            pos += chunk.len() as u64;
+            buf = rest;
+        }
+        Ok(())
+    }
+
+    /// Discard and write-zeroes: frees every whole page in `pos..end`, zeroes partial ones.
+    fn free_range(&self, mut pos: u64, end: u64) {
+        let head = (pos & PAGE_MASK) as usize;
+        if head != 0 {
+            let len = (end - pos).min((PAGE_SIZE - head) as u64);
+            self.store.zero(pos >> PAGE_SHIFT, head, len as usize);
+            pos += len;
+        }
+        let whole_end = end & !PAGE_MASK;
+        if pos < whole_end {
+            self.store.erase_range(pos >> PAGE_SHIFT, (whole_end >> PAGE_SHIFT) - 1);
+            pos = whole_end;
+        }
+        if pos < end {
+            self.store.zero(pos >> PAGE_SHIFT, 0, (end - pos) as usize);
+        }
+    }
+}
+
+impl BioHandler for Device {
+    fn submit_bio(&self, bio: Bio) {
+        match self.handle(&bio) {
+            Ok(()) => bio.end(Status::Ok),
+            Err((status, why)) => {
+                self.stats.failure(why);
+                bio.end(status);
+            }
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Device {
+    fn drop(self: Pin<&mut Self>) {
+        // INVARIANT: no bio reaches `self` after this; the store's pages go with its fields.
+        self.disk.remove();
+    }
+}

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A bio-based gendisk and the bios it receives: the only place that touches `struct gendisk`,
+//! `struct bio` and their functions. Above this, device logic is safe Rust.
+
+use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::{bindings, prelude::*, static_lock_class};
+
+/// What a driver does with the bios of its disk.
+pub(crate) trait BioHandler: Sync + Sized {
+    /// Handles one bio; must end it (exactly once) with [`Bio::end`].
+    fn submit_bio(&self, bio: Bio);
+}
+
+/// Queue limits and features of a new disk.
+pub(crate) struct DiskConfig {
+    pub(crate) logical_block_size: u32,
+    pub(crate) capacity_sectors: u64,
+    pub(crate) read_only: bool,
+}
+
+/// An allocated, possibly added, gendisk that sends its bios to a `T`.
+///
+/// # Invariants
+///
+/// - `disk` came from `__blk_alloc_disk` and is put exactly once, in `drop`.
+/// - If `added`, the disk was added with `private_data` pointing to a `T` that stays valid
+///   until `remove` returns (the caller's promise to [`GenDisk::add`]).
+pub(crate) struct GenDisk<T: BioHandler> {
+    disk: NonNull<bindings::gendisk>,
+    added: AtomicBool,
+    _handler: PhantomData<T>,
+}
+
+// SAFETY: The gendisk may be used from any thread; the functions called on it do their own
+// locking, and `added` is atomic.
+unsafe impl<T: BioHandler> Send for GenDisk<T> {}
+// SAFETY: As above.
+unsafe impl<T: BioHandler> Sync for GenDisk<T> {}
+
+impl<T: BioHandler> GenDisk<T> {
+    const FOPS: bindings::block_device_operations = bindings::block_device_operations {
+        submit_bio: Some(Self::submit_bio_trampoline),
+        // An open disk pins the module: unloading is refused while any device is open.
+        owner: kernel::module::this_module::<crate::LocalModule>().as_ptr(),
+        // SAFETY: All-zero is valid for the remaining fields (null pointers, `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// # Safety
+    ///
+    /// Called by the block layer with a valid bio of a disk added by [`GenDisk::add`].
+    unsafe extern "C" fn submit_bio_trampoline(bio: *mut bindings::bio) {
+        // SAFETY: A bio submitted to our disk has a valid `bi_bdev` whose `bd_disk` is our
+        // gendisk; its `private_data` is the `T` given to `add`, valid until `remove` returns,
+        // which waits for bios in flight (type invariants).
+        let handler = unsafe { &*(*(*(*bio).bi_bdev).bd_disk).private_data.cast::<T>() };
+        // SAFETY: The bio is valid and now ours until we end it.
+        handler.submit_bio(unsafe { Bio::from_raw(bio) });
+    }
+
+    pub(crate) fn new(config: &DiskConfig) -> Result<Self> {
+        // SAFETY: All-zero `queue_limits` means "defaults" to the block layer.
+        let mut lim: bindings::queue_limits = unsafe { core::mem::zeroed() };
+        lim.logical_block_size = config.logical_block_size;
+        lim.physical_block_size = PAGE_SIZE as u32;
+        lim.io_min = PAGE_SIZE as u32;
+        lim.max_hw_discard_sectors = u32::MAX;
+        lim.max_discard_segments = 1;
+        lim.discard_granularity = PAGE_SIZE as u32;
+        lim.max_write_zeroes_sectors = u32::MAX;
+        lim.max_hw_wzeroes_unmap_sectors = u32::MAX;
+        lim.features = ffi::BLK_FEAT_SYNCHRONOUS | ffi::BLK_FEAT_NOWAIT;
+        // SAFETY: `lim` is valid for the call; the lock class key is static.
+        let disk = unsafe { bindings::__blk_alloc_disk(&mut lim, bindings::NUMA_NO_NODE, static_lock_class!().as_ptr()) };
+        // `__blk_alloc_disk` returns an ERR_PTR on failure.
+        let disk = kernel::error::from_err_ptr(disk)?;
+        let disk = NonNull::new(disk).ok_or(ENOMEM)?;
+        // SAFETY: The disk is freshly allocated and not yet visible to anyone.
+        unsafe {
+            let d = disk.as_ptr();
+            (*d).major = 0; // dynamic dev_t from the extended range
+            (*d).first_minor = 0;
+            (*d).minors = 0;
+            (*d).fops = &Self::FOPS;
+            bindings::set_capacity(d, config.capacity_sectors);
+            bindings::set_disk_ro(d, config.read_only);
+        }
+        Ok(Self { disk, added: AtomicBool::new(false), _handler: PhantomData })
+    }
+
+    /// Names the disk and makes it visible; bios start arriving at `handler`.
+    ///
+    /// # Safety
+    ///
+    /// `handler` must stay valid (and not move) until [`GenDisk::remove`] returns or `self` is
+    /// dropped.
+    pub(crate) unsafe fn add(&self, handler: &T, name: &[u8]) -> Result {
+        let d = self.disk.as_ptr();
+        // SAFETY: The disk is not added yet, so we are its only user.
+        unsafe {
+            let dst = &mut (*d).disk_name;
+            let n = name.len().min(dst.len() - 1);
+            dst[..n].copy_from_slice(&name[..n]);
+            dst[n] = 0;
+            (*d).private_data = ptr::from_ref(handler).cast_mut().cast();
+        }
+        // SAFETY: The disk is fully set up; no parent device, no extra attribute groups.
+        kernel::error::to_result(unsafe { bindings::device_add_disk(ptr::null_mut(), d, ptr::null_mut()) })?;
+        // INVARIANT: added with `private_data` = `handler`, valid until `remove` (caller).
+        self.added.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes the disk from the system: waits for bios in flight, fails later ones and any
+    /// new opens. Openers that remain get I/O errors. Idempotent.
+    pub(crate) fn remove(&self) {
+        if self.added.swap(false, Ordering::AcqRel) {
+            // SAFETY: The disk was added and is removed once.
+            unsafe { bindings::del_gendisk(self.disk.as_ptr()) };
+        }
+    }
+
+    /// Changes the size seen by the system and tells user space.
+    pub(crate) fn set_capacity(&self, sectors: u64) {
+        // SAFETY: The disk is valid (invariant); the function takes the locks it needs.
+        unsafe { bindings::set_capacity_and_notify(self.disk.as_ptr(), sectors) };
+    }
+
+    /// How many times the block device is open now.
+    pub(crate) fn openers(&self) -> u32 {
+        // SAFETY: `part0` of a valid disk is valid; `bd_openers` is an atomic_t read as
+        // `atomic_read` (READ_ONCE) does.
+        unsafe {
+            let part0 = (*self.disk.as_ptr()).part0;
+            ptr::read_volatile(ptr::addr_of!((*part0).bd_openers.counter)) as u32
+        }
+    }
+
+    /// Waits until no bio is in flight and holds new ones off until the guard is dropped.
+    pub(crate) fn freeze(&self) -> Frozen<'_, T> {
+        // SAFETY: The disk and its queue are valid (invariant).
+        unsafe { bindings::blk_mq_freeze_queue_nomemsave((*self.disk.as_ptr()).queue) };
+        Frozen { disk: self }
+    }
+}
+
+/// See [`GenDisk::freeze`].
+pub(crate) struct Frozen<'a, T: BioHandler> {
+    disk: &'a GenDisk<T>,
+}
+
+impl<T: BioHandler> Drop for Frozen<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: The queue was frozen by `freeze`, once.
+        unsafe { bindings::blk_mq_unfreeze_queue_nomemrestore((*self.disk.disk.as_ptr()).queue) };
+    }
+}
+
+impl<T: BioHandler> Drop for GenDisk<T> {
+    fn drop(&mut self) {
+        self.remove();
+        // SAFETY: Allocated by `__blk_alloc_disk`, put once (invariant).
+        unsafe { bindings::put_disk(self.disk.as_ptr()) };
+    }
+}
+
+/// The operation of a bio.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Read,
+    Write,
+    Flush,
+    Discard,
+    WriteZeroes,
+    Other,
+}
+
+/// Completion status of a bio.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Ok,
+    NotSupported,
+    NoSpace,
+    IoError,
+    /// `REQ_NOWAIT` could not be honoured: the submitter retries without it.
+    Again,
+}
+
+impl Status {
+    fn raw(self) -> bindings::blk_status_t {
+        match self {
+            Status::Ok => ffi::BLK_STS_OK,
+            Status::NotSupported => ffi::BLK_STS_NOTSUPP,
+            Status::NoSpace => ffi::BLK_STS_NOSPC,
+            Status::IoError => ffi::BLK_STS_IOERR,
+            Status::Again => ffi::BLK_STS_AGAIN,
+        }
+    }
+}
+
+/// A bio being handled; ended exactly once by [`Bio::end`] (dropping it without ending would
+/// hang the submitter, so `end` consumes it and there is no other way out).
+///
+/// # Invariants
+///
+/// `raw` is a valid bio owned by the driver until `end`.
+pub(crate) struct Bio {
+    raw: NonNull<bindings::bio>,
+}
+
+impl Bio {
+    /// # Safety
+    ///
+    /// `raw` is a valid bio handed to the driver's `submit_bio`.
+    unsafe fn from_raw(raw: *mut bindings::bio) -> Self {
+        // SAFETY: The block layer never passes a null bio.
+        Self { raw: unsafe { NonNull::new_unchecked(raw) } }
+    }
+
+    fn opf(&self) -> bindings::blk_opf_t {
+        // SAFETY: Valid bio (invariant).
+        unsafe { (*self.raw.as_ptr()).bi_opf }
+    }
+
+    pub(crate) fn op(&self) -> Op {
+        match self.opf() & ffi::REQ_OP_MASK {
+            bindings::req_op_REQ_OP_READ => Op::Read,
+            bindings::req_op_REQ_OP_WRITE => Op::Write,
+            bindings::req_op_REQ_OP_FLUSH => Op::Flush,
+            bindings::req_op_REQ_OP_DISCARD => Op::Discard,
+            bindings::req_op_REQ_OP_WRITE_ZEROES => Op::WriteZeroes,
+            _ => Op::Other,
+        }
+    }
+
+    pub(crate) fn nowait(&self) -> bool {
+        self.opf() & ffi::REQ_NOWAIT != 0
+    }
+
+    pub(crate) fn flush_or_fua(&self) -> bool {
+        self.opf() & (ffi::REQ_PREFLUSH | ffi::REQ_FUA) != 0
+    }
+
+    /// First byte on the device.
+    pub(crate) fn position(&self) -> u64 {
+        // SAFETY: Valid bio (invariant).
+        unsafe { (*self.raw.as_ptr()).bi_iter.bi_sector << SECTOR_SHIFT }
+    }
+
+    /// Bytes left to transfer (or covered, for discard and write-zeroes).
+    pub(crate) fn len(&self) -> u64 {
+        // SAFETY: Valid bio (invariant).
+        u64::from(unsafe { (*self.raw.as_ptr()).bi_iter.bi_size })
+    }
+
+    /// Calls `f(device_position, segment)` for each piece of the bio's data, in order; a piece
+    /// never crosses a page boundary of the bio's memory. Stops at the first error.
+    /// A malformed iterator (a zero-length piece) ends the walk with `malformed`.
+    pub(crate) fn for_each_segment<E>(
+        &self,
+        malformed: E,
+        mut f: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // SAFETY: Valid bio (invariant); we walk a copy of its iterator, as bio_for_each_segment
+        // does, so the bio itself is unchanged.
+        let (vecs, mut iter) = unsafe { ((*self.raw.as_ptr()).bi_io_vec, (*self.raw.as_ptr()).bi_iter) };
+        let mut pos = iter.bi_sector << SECTOR_SHIFT;
+        while iter.bi_size > 0 {
+            // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid bvec of the bio.
+            let bv = unsafe { &*vecs.add(iter.bi_idx as usize) };
+            let Some(seg) = segment_at(bv.bv_len, bv.bv_offset, iter.bi_offset, iter.bi_size) else {
+                return Err(malformed);
+            };
+            // SAFETY: `bv_page + page_index` is the page holding `bv_offset + bi_offset` of this
+            // multi-page bvec (struct pages of one bvec are contiguous); we map it for the call.
+            let page = unsafe { bv.bv_page.add(seg.page_index) };
+            // SAFETY: The page is valid while the bio is ours; the mapping is undone below.
+            let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
+            // SAFETY: `offset + len <= PAGE_SIZE` (segment_at), inside the mapping; the bio's
+            // memory is not accessed through any other reference while `buf` lives.
+            let buf = unsafe { core::slice::from_raw_parts_mut(addr.add(seg.offset), seg.len) };
+            let result = f(pos, buf);
+            // SAFETY: Mapped above.
+            unsafe { bindings::kunmap_local(addr.cast()) };
+            result?;
+            pos += seg.len as u64;
+            // bvec_iter_advance_single()
+            let done = iter.bi_offset + seg.len as u32;
+            if done == bv.bv_len {
+                iter.bi_idx += 1;
+                iter.bi_offset = 0;
+            } else {
+                iter.bi_offset = done;
+            }
+            iter.bi_size -= seg.len as u32;
+        }
+        Ok(())
+    }
+
+    /// Completes the bio.
+    pub(crate) fn end(self, status: Status) {
+        let raw = self.raw.as_ptr();
+        // SAFETY: Valid bio, ended once (consumes `self`).
+        unsafe {
+            (*raw).bi_status = status.raw();
+            bindings::bio_endio(raw);
+        }
+    }
+}
+
+/// One single-page piece of a bvec: `bvec_iter_bvec()` of the C headers.
+struct Segment {
+    page_index: usize,
+    offset: usize,
+    len: usize,
+}
+
+fn segment_at(bv_len: u32, bv_offset: u32, done: u32, remaining: u32) -> Option<Segment> {
+    let mp_len = bv_len.checked_sub(done)?.min(remaining) as usize;
+    let mp_offset = bv_offset as usize + done as usize;
+    let offset = mp_offset % PAGE_SIZE;
+    let len = mp_len.min(PAGE_SIZE - offset);
+    (len > 0).then_some(Segment { page_index: mp_offset / PAGE_SIZE, offset, len })
+}

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The devices of the module, by id. Control operations are serialised by one mutex: they are
+//! rare, and serialising them makes create/destroy/resize races impossible by construction.
+//! The I/O path never touches the registry.
+
+use crate::abi::{RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
+use crate::device::{Device, DeviceConfig};
+use kernel::{new_mutex, prelude::*, sync::Mutex};
+
+type Slots = KVec<Option<Pin<KBox<Device>>>>;
+
+#[pin_data(PinnedDrop)]
+pub(crate) struct Registry {
+    #[pin]
+    devices: Mutex<Slots>,
+}
+
+fn get(slots: &Slots, id: u32) -> Result<&Device> {
+    match slots.get(id as usize) {
+        Some(Some(device)) => Ok(device),
+        _ => Err(ENODEV),
+    }
+}
+
+impl Registry {
+    /// Fails if this kernel's `blk_status_t` values are not the ones we were built with.
+    pub(crate) fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self { devices <- new_mutex!(KVec::new()) }? Error).pin_chain(|_| {
+            if crate::ffi::check_blk_status() {
+                Ok(())
+            } else {
+                pr_err!("blk_status_t values differ from this kernel's; refusing to load\n");
+                Err(EINVAL)
+            }
+        })
+    }
+
+    /// Creates a device with the lowest free id.
+    pub(crate) fn create(&self, config: &DeviceConfig) -> Result<u32> {
+        let mut slots = self.devices.lock();
+        let id = match slots.iter().position(Option::is_none) {
+            Some(free) => free,
+            None if slots.len() < RXDSK_MAX_DEVICES as usize => {
+                slots.push(None, GFP_KERNEL)?;
+                slots.len() - 1
+            }
+            None => return Err(ENOSPC),
+        };
+        let device = Device::create(id as u32, config)?;
+        slots[id] = Some(device);
+        Ok(id as u32)
+    }
+
+    /// Destroys a device; `EBUSY` while open unless forced. The disk is gone from the system
+    /// and every page freed when this returns.
+    pub(crate) fn destroy(&self, id: u32, force: bool) -> Result {
+        let mut slots = self.devices.lock();
+        if !force && get(&slots, id)?.openers() > 0 {
+            return Err(EBUSY);
+        }
+        let device = slots.get_mut(id as usize).and_then(Option::take).ok_or(ENODEV)?;
+        // Dropped under the lock, so the name is free before anyone can reuse the id.
+        drop(device);
+        Ok(())
+    }
+
+    /// Resizes a device to `size` bytes, which must be a non-zero multiple of its block size.
+    pub(crate) fn resize(&self, id: u32, size: u64, force: bool) -> Result {
+        let slots = self.devices.lock();
+        let device = get(&slots, id)?;
+        if size == 0 || size % u64::from(device.logical_block_size()) != 0 {
+            return Err(EINVAL);
+        }
+        device.resize(size, force)
+    }
+
+    pub(crate) fn info(&self, id: u32) -> Result<RxdskInfo> {
+        Ok(get(&self.devices.lock(), id)?.info())
+    }
+
+    pub(crate) fn stats(&self, id: u32) -> Result<RxdskStats> {
+        Ok(get(&self.devices.lock(), id)?.stats())
+    }
+
+    /// Ids of all devices, ascending.
+    pub(crate) fn ids(&self) -> Result<KVec<u32>> {
+        let slots = self.devices.lock();
+        let mut ids = KVec::new();
+        for (id, slot) in slots.iter().enumerate() {
+            if slot.is_some() {
+                ids.push(id as u32, GFP_KERNEL)?;
+            }
+        }
+        Ok(ids)
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Registry {
+    fn drop(self: Pin<&mut Self>) {
+        // Module unload: nothing is open (an open disk pins the module), so every device goes.
+        let devices = core::mem::take(&mut *self.devices.lock());
+        drop(devices);
+        // Pages freed by discard or shrink wait in RCU callbacks that live in this module.
+        kernel::sync::rcu::rcu_barrier();
+    }
+}
