@@ -1,6 +1,8 @@
 //! rxdskctl: the command-line front end of the rxdsk kernel module.
 
 mod control;
+mod device;
+mod size;
 
 use clap::{Parser, Subcommand};
 use control::Control;
