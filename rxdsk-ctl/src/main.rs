@@ -1,11 +1,14 @@
 //! rxdskctl: the command-line front end of the rxdsk kernel module.
 
+mod backend;
 mod control;
 mod device;
+mod list;
 mod size;
 
+use backend::Backend;
 use clap::{Parser, Subcommand};
-use control::Control;
+use control::{action, Control, ControlError};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -54,8 +57,13 @@ fn cmd_version(json: bool) -> Result<(), String> {
         println!("rxdskctl {cli_version} (ABI {abi})");
     }
     let control = Control::open().map_err(|e| e.to_string())?;
-    let v = control.version().map_err(|e| e.to_string())?;
-    let features = control.features().map_err(|e| e.to_string())?;
+    let subject = control.control_path();
+    let v = control
+        .version()
+        .map_err(|e| ControlError::new(&subject, action::VERSION, e).to_string())?;
+    let features = control
+        .features()
+        .map_err(|e| ControlError::new(&subject, action::FEATURES, e).to_string())?;
     let module_version = control::fixed_str_to_string(&v.module_version);
     if json {
         let out = serde_json::json!({
