@@ -115,7 +115,10 @@ impl Control {
     }
 
     pub fn open() -> Result<Self, ControlError> {
-        let path = Self::path();
+        Self::open_at(Self::path())
+    }
+
+    fn open_at(path: PathBuf) -> Result<Self, ControlError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -324,20 +327,38 @@ mod tests {
 
     #[test]
     fn open_reports_the_path_and_enoent() {
-        let dir = std::env::temp_dir().join(format!("rxdskctl-test-{}", std::process::id()));
-        let missing = dir.join("no-such-control");
-        // Only this test reads RXDSK_CONTROL.
-        std::env::set_var("RXDSK_CONTROL", &missing);
-        let err = Control::open().err();
-        std::env::remove_var("RXDSK_CONTROL");
-        let err = err.map(|e| e.to_string());
+        let missing = PathBuf::from("/nonexistent/rxdsk-control");
+        let err = Control::open_at(missing).err().map(|e| e.to_string());
         assert_eq!(
-            err,
-            Some(format!(
-                "{}: cannot open: no such file (is the rxdsk module loaded? try: modprobe rxdsk)",
-                missing.display()
-            ))
+            err.as_deref(),
+            Some(
+                "/nonexistent/rxdsk-control: cannot open: no such file (is the rxdsk module \
+                 loaded? try: modprobe rxdsk)"
+            )
         );
+    }
+
+    #[test]
+    fn every_ioctl_reaches_the_kernel() {
+        // /dev/null knows no rxdsk command: each call must come back as ENOTTY.
+        let control = match Control::open_at(PathBuf::from("/dev/null")) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(control.control_path(), "/dev/null");
+        assert_eq!(control.version().err(), Some(Errno::ENOTTY));
+        assert_eq!(control.features().err(), Some(Errno::ENOTTY));
+        let create = RxdskCreate {
+            size_bytes: 4096,
+            logical_block_size: 4096,
+            ..Default::default()
+        };
+        assert_eq!(control.create(&create).err(), Some(Errno::ENOTTY));
+        assert_eq!(control.destroy(0, 0).err(), Some(Errno::ENOTTY));
+        assert_eq!(control.resize(0, 4096, 0).err(), Some(Errno::ENOTTY));
+        assert_eq!(control.info(0).err(), Some(Errno::ENOTTY));
+        assert_eq!(control.list().err(), Some(Errno::ENOTTY));
+        assert_eq!(control.stats(0).err(), Some(Errno::ENOTTY));
     }
 
     #[test]
