@@ -1,0 +1,296 @@
+//! The command line. Values are parsed here, so that a bad DEVICE, SIZE or column is a usage
+//! error before anything is done.
+
+use crate::device::parse_device;
+use crate::list::{columns_help, parse_columns, Columns};
+use crate::size::parse_size;
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rxdskctl",
+    version,
+    about = "Set up and control rxdsk RAM block devices",
+    after_help = "DEVICE is /dev/rxdN, rxdN or N. SIZE is bytes, or a number with a K, M, G, T \
+                  or P suffix (powers of 1024; KiB etc. also accepted)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a device and print its path.
+    Create(CreateArgs),
+    /// Destroy devices and free their memory.
+    Destroy(DestroyArgs),
+    /// Change the size of a device.
+    Resize(ResizeArgs),
+    /// List devices.
+    #[command(after_help = columns_help())]
+    List(ListArgs),
+    /// Print the I/O and memory counters of a device.
+    Stats(StatsArgs),
+    /// Print the versions of rxdskctl and of the loaded rxdsk module.
+    Version {
+        /// Use JSON output format.
+        #[arg(short = 'J', long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Device size: bytes, or a number with a K, M, G, T or P suffix (powers of 1024).
+    #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    pub size: u64,
+    /// Logical block size in bytes: 512 or 4096.
+    #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_block_size)]
+    pub block_size: u32,
+    /// Most memory the device may hold (default: no limit).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    pub mem_limit: Option<u64>,
+    /// Create a read-only device.
+    #[arg(short = 'r', long)]
+    pub read_only: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DestroyArgs {
+    /// Devices to destroy: /dev/rxdN, rxdN or N.
+    #[arg(value_name = "DEVICE", required = true, value_parser = parse_device)]
+    pub devices: Vec<u32>,
+    /// Destroy even while open (its users get I/O errors).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResizeArgs {
+    /// /dev/rxdN, rxdN or N.
+    #[arg(value_name = "DEVICE", value_parser = parse_device)]
+    pub device: u32,
+    /// New size, as for `create --size`.
+    // Hyphen values reach parse_size, which explains that sizes cannot be negative.
+    #[arg(value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    pub size: u64,
+    /// Shrink even while open.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Use JSON output format (sizes always in bytes).
+    #[arg(short = 'J', long, conflicts_with = "raw")]
+    pub json: bool,
+    /// Print sizes in bytes.
+    #[arg(short = 'b', long)]
+    pub bytes: bool,
+    /// Do not print a header line.
+    #[arg(short = 'n', long)]
+    pub noheadings: bool,
+    /// Columns to print, comma-separated; +LIST appends to the default columns.
+    #[arg(short = 'o', long, value_name = "LIST", value_parser = parse_columns)]
+    pub output: Option<Columns>,
+    /// Print all columns.
+    #[arg(long, conflicts_with = "output")]
+    pub output_all: bool,
+    /// Use raw output format: values separated by one space.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// /dev/rxdN, rxdN or N.
+    #[arg(value_name = "DEVICE", value_parser = parse_device)]
+    pub device: u32,
+    /// Use JSON output format (always in bytes).
+    #[arg(short = 'J', long)]
+    pub json: bool,
+    /// Print byte counters in bytes.
+    #[arg(short = 'b', long)]
+    pub bytes: bool,
+}
+
+fn parse_block_size(s: &str) -> Result<u32, String> {
+    match parse_size(s) {
+        Ok(512) => Ok(512),
+        Ok(4096) => Ok(4096),
+        _ => Err("block size must be 512 or 4096".into()),
+    }
+}
+
+/// Exit status for a command line clap refused: help and version are not errors, anything
+/// else is a usage error, status 1 like every other failure.
+pub fn usage_exit_status(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::list::Column;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
+            .map(|c| c.command)
+    }
+
+    fn error_text(args: &[&str]) -> String {
+        match parse(args) {
+            Ok(c) => panic!("{args:?} parsed as {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn create_defaults_and_options() {
+        let Ok(Command::Create(a)) = parse(&["create", "-s", "1G"]) else {
+            panic!("not create");
+        };
+        assert_eq!(
+            (a.size, a.block_size, a.mem_limit, a.read_only),
+            (1 << 30, 4096, None, false)
+        );
+        let Ok(Command::Create(a)) = parse(&[
+            "create",
+            "--size=64M",
+            "--block-size",
+            "512",
+            "--mem-limit",
+            "16MiB",
+            "-r",
+        ]) else {
+            panic!("not create");
+        };
+        assert_eq!(
+            (a.size, a.block_size, a.mem_limit, a.read_only),
+            (64 << 20, 512, Some(16 << 20), true)
+        );
+    }
+
+    #[test]
+    fn create_rejects_bad_values() {
+        assert!(error_text(&["create"]).contains("--size <SIZE>"));
+        let e = error_text(&["create", "-s", "1.5G"]);
+        assert!(
+            e.contains("invalid value '1.5G' for '--size <SIZE>': fractional sizes"),
+            "{e}"
+        );
+        let e = error_text(&["create", "-s", "-1"]);
+        assert!(e.contains("negative size"), "{e}");
+        let e = error_text(&["create", "-s", "1G", "--block-size", "1024"]);
+        assert!(e.contains("block size must be 512 or 4096"), "{e}");
+        let e = error_text(&["create", "-s", "1G", "--mem-limit", "1Q"]);
+        assert!(e.contains("unknown size suffix \"Q\""), "{e}");
+        // -b belongs to list.
+        assert_eq!(
+            parse(&["create", "-s", "1G", "-b", "512"])
+                .map_err(|e| e.kind())
+                .err(),
+            Some(ErrorKind::UnknownArgument)
+        );
+    }
+
+    #[test]
+    fn destroy_takes_several_devices() {
+        let Ok(Command::Destroy(a)) = parse(&["destroy", "/dev/rxd1", "rxd2", "3", "--force"])
+        else {
+            panic!("not destroy");
+        };
+        assert_eq!((a.devices, a.force), (vec![1, 2, 3], true));
+        assert_eq!(
+            parse(&["destroy"]).map_err(|e| e.kind()).err(),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        let e = error_text(&["destroy", "0", "sda"]);
+        assert!(
+            e.contains("invalid value 'sda' for '<DEVICE>...': not an rxdsk device: \"sda\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn resize_device_and_size() {
+        let Ok(Command::Resize(a)) = parse(&["resize", "rxd4", "2G"]) else {
+            panic!("not resize");
+        };
+        assert_eq!((a.device, a.size, a.force), (4, 2 << 30, false));
+        let e = error_text(&["resize", "rxd4", "-2G"]);
+        assert!(
+            e.contains("invalid value '-2G' for '<SIZE>': negative size"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn list_options() {
+        let Ok(Command::List(a)) = parse(&["list", "-J", "-b", "-n", "-o", "name,open"]) else {
+            panic!("not list");
+        };
+        assert!(a.json && a.bytes && a.noheadings && !a.raw && !a.output_all);
+        assert_eq!(a.output, Some(Columns(vec![Column::Name, Column::Open])));
+        let e = error_text(&["list", "-o", "NAME,BOGUS"]);
+        assert!(e.contains("unknown column: BOGUS"), "{e}");
+        assert_eq!(
+            parse(&["list", "-o", "NAME", "--output-all"])
+                .map_err(|e| e.kind())
+                .err(),
+            Some(ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            parse(&["list", "--json", "--raw"])
+                .map_err(|e| e.kind())
+                .err(),
+            Some(ErrorKind::ArgumentConflict)
+        );
+    }
+
+    #[test]
+    fn stats_and_version() {
+        let Ok(Command::Stats(a)) = parse(&["stats", "0", "-J", "-b"]) else {
+            panic!("not stats");
+        };
+        assert_eq!((a.device, a.json, a.bytes), (0, true, true));
+        assert!(matches!(
+            parse(&["version", "--json"]),
+            Ok(Command::Version { json: true })
+        ));
+    }
+
+    #[test]
+    fn usage_errors_exit_1_help_and_version_0() {
+        let kind = |args: &[&str]| parse(args).map_err(|e| e.kind()).err();
+        let status = |args: &[&str]| kind(args).map(usage_exit_status);
+        assert_eq!(status(&["--help"]), Some(0));
+        assert_eq!(status(&["list", "--help"]), Some(0));
+        assert_eq!(status(&["--version"]), Some(0));
+        assert_eq!(status(&[]), Some(1));
+        assert_eq!(status(&["frobnicate"]), Some(1));
+        assert_eq!(status(&["list", "--bogus"]), Some(1));
+    }
+
+    #[test]
+    fn list_help_names_the_columns() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("list")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("Available output columns:"), "{help}");
+        assert!(help.contains("MEM-LIMIT"), "{help}");
+    }
+}

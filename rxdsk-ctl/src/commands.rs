@@ -1,0 +1,294 @@
+//! What each subcommand does, against any [`Backend`], writing to any output.
+
+use crate::backend::Backend;
+use crate::cli::{Command, CreateArgs, DestroyArgs, ListArgs, ResizeArgs, StatsArgs};
+use crate::control::{action, fixed_str_to_string, ControlError};
+use crate::device::device_path;
+use crate::list::{render_json, render_raw, render_table, Column, Style};
+use crate::size::format_size;
+use crate::stats::{render_stats_json, render_stats_text};
+use nix::errno::Errno;
+use rxdsk_ioctl::{
+    self as abi, RxdskCreate, RXDSK_FLAG_FORCE, RXDSK_FLAG_READ_ONLY, RXDSK_MAX_SIZE,
+    RXDSK_PAGE_SIZE,
+};
+use std::io::{self, Write};
+
+/// Why a command failed.
+#[derive(Debug)]
+enum Failure {
+    /// Lines for stderr, each printed after `rxdskctl: `.
+    Messages(Vec<String>),
+    /// Writing the output failed.
+    Output(io::Error),
+}
+
+impl From<ControlError> for Failure {
+    fn from(e: ControlError) -> Self {
+        Failure::Messages(vec![e.to_string()])
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Messages(vec![message])
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+/// Runs `command`; `open` opens the control node for the commands that need it. Returns the
+/// exit status.
+pub fn run<B: Backend>(
+    command: Command,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let result = match command {
+        Command::Create(args) => create(&args, open, out, err),
+        Command::Destroy(args) => destroy(&args, open),
+        Command::Resize(args) => resize(&args, open),
+        Command::List(args) => list(&args, open, out),
+        Command::Stats(args) => stats(&args, open, out),
+        Command::Version { json } => version(json, open, out),
+    }
+    .and_then(|()| out.flush().map_err(Failure::Output));
+    // Nothing sensible is left to do if stderr fails too.
+    match result {
+        Ok(()) => 0,
+        // A closed pipe (`rxdskctl list | head -1`) is the reader's choice, not an error.
+        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(Failure::Output(e)) => {
+            let _ = writeln!(err, "rxdskctl: write error: {e}");
+            1
+        }
+        Err(Failure::Messages(messages)) => {
+            for m in messages {
+                let _ = writeln!(err, "rxdskctl: {m}");
+            }
+            1
+        }
+    }
+}
+
+/// Checks a device size the way the kernel will, to explain what is wrong.
+fn check_size(size: u64, block_size: Option<u32>) -> Result<(), String> {
+    if size == 0 {
+        return Err("invalid size: must not be zero".into());
+    }
+    if size > RXDSK_MAX_SIZE {
+        return Err(format!(
+            "invalid size: {size} bytes is larger than the maximum ({})",
+            format_size(RXDSK_MAX_SIZE)
+        ));
+    }
+    if let Some(bs) = block_size {
+        // Not `is_multiple_of`: the workspace supports Rust 1.85.
+        if size.checked_rem(u64::from(bs)) != Some(0) {
+            return Err(format!(
+                "invalid size: {size} bytes is not a multiple of the block size ({bs})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The CREATE request for the command line, or why there is none.
+pub fn create_request(args: &CreateArgs) -> Result<RxdskCreate, String> {
+    check_size(args.size, Some(args.block_size))?;
+    let mem_limit = args.mem_limit.unwrap_or(0);
+    if mem_limit != 0 && mem_limit < RXDSK_PAGE_SIZE {
+        return Err(format!(
+            "invalid memory limit: {mem_limit} bytes is less than one page \
+             ({RXDSK_PAGE_SIZE}); use 0 for no limit"
+        ));
+    }
+    Ok(RxdskCreate {
+        size_bytes: args.size,
+        mem_limit_bytes: mem_limit,
+        flags: if args.read_only {
+            RXDSK_FLAG_READ_ONLY
+        } else {
+            0
+        },
+        logical_block_size: args.block_size,
+        ..Default::default()
+    })
+}
+
+fn force_flags(force: bool) -> u64 {
+    if force {
+        RXDSK_FLAG_FORCE
+    } else {
+        0
+    }
+}
+
+fn create<B: Backend>(
+    args: &CreateArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    let request = create_request(args)?;
+    let backend = open()?;
+    let id = backend.create(&request).map_err(|errno| ControlError {
+        subject: None,
+        action: action::CREATE,
+        errno,
+    })?;
+    let path = device_path(id);
+    if !backend.wait_for_node(&path) {
+        // The device exists; a script may still find the node a moment later.
+        let _ = writeln!(
+            err,
+            "rxdskctl: {path}: warning: the device node did not appear within 2 seconds"
+        );
+    }
+    writeln!(out, "{path}")?;
+    Ok(())
+}
+
+fn destroy<B: Backend>(
+    args: &DestroyArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+) -> Result<(), Failure> {
+    let backend = open()?;
+    let flags = force_flags(args.force);
+    let failures: Vec<String> = args
+        .devices
+        .iter()
+        .filter_map(|&id| {
+            backend
+                .destroy(id, flags)
+                .err()
+                .map(|e| ControlError::new(device_path(id), action::DESTROY, e).to_string())
+        })
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Messages(failures))
+    }
+}
+
+fn resize<B: Backend>(
+    args: &ResizeArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+) -> Result<(), Failure> {
+    check_size(args.size, None)?;
+    let backend = open()?;
+    backend
+        .resize(args.device, args.size, force_flags(args.force))
+        .map_err(|e| ControlError::new(device_path(args.device), action::RESIZE, e))?;
+    Ok(())
+}
+
+fn list<B: Backend>(
+    args: &ListArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let backend = open()?;
+    let ids = backend
+        .list()
+        .map_err(|e| ControlError::new(backend.control_path(), action::LIST, e))?;
+    let mut infos = Vec::with_capacity(ids.len());
+    for id in ids {
+        match backend.info(id) {
+            Ok(info) => infos.push(info),
+            // Destroyed since LIST: it is simply no longer there.
+            Err(Errno::ENODEV) => {}
+            Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
+        }
+    }
+    let columns: &[Column] = match (&args.output, args.output_all) {
+        (Some(columns), _) => &columns.0,
+        (None, true) => &Column::ALL,
+        (None, false) => &Column::DEFAULT,
+    };
+    let style = Style {
+        bytes: args.bytes,
+        no_headings: args.noheadings,
+    };
+    let text = if args.json {
+        render_json(&infos, columns)
+    } else if args.raw {
+        render_raw(&infos, columns, style)
+    } else {
+        render_table(&infos, columns, style)
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn stats<B: Backend>(
+    args: &StatsArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let backend = open()?;
+    let stats = backend
+        .stats(args.device)
+        .map_err(|e| ControlError::new(device_path(args.device), action::STATS, e))?;
+    let text = if args.json {
+        render_stats_json(args.device, &stats)
+    } else {
+        render_stats_text(&stats, args.bytes)
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn version<B: Backend>(
+    json: bool,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let cli_version = env!("CARGO_PKG_VERSION");
+    let abi = format!("{}.{}", abi::RXDSK_ABI_MAJOR, abi::RXDSK_ABI_MINOR);
+    // Printed before opening, so that it shows even without the module.
+    if !json {
+        writeln!(out, "rxdskctl {cli_version} (ABI {abi})")?;
+    }
+    let backend = open()?;
+    let subject = backend.control_path();
+    let v = backend
+        .version()
+        .map_err(|e| ControlError::new(&subject, action::VERSION, e))?;
+    let features = backend
+        .features()
+        .map_err(|e| ControlError::new(&subject, action::FEATURES, e))?;
+    let module_version = fixed_str_to_string(&v.module_version);
+    if json {
+        let doc = serde_json::json!({
+            "rxdskctl": { "version": cli_version, "abi_major": abi::RXDSK_ABI_MAJOR,
+                          "abi_minor": abi::RXDSK_ABI_MINOR },
+            "module": { "version": module_version, "abi_major": v.abi_major,
+                        "abi_minor": v.abi_minor, "features": features },
+        });
+        writeln!(out, "{doc:#}")?;
+    } else {
+        writeln!(
+            out,
+            "rxdsk module {module_version} (ABI {}.{}, features {features:#x})",
+            v.abi_major, v.abi_minor
+        )?;
+    }
+    if v.abi_major != abi::RXDSK_ABI_MAJOR {
+        return Err(format!(
+            "{subject}: incompatible module ABI {}.{} (rxdskctl speaks {abi})",
+            v.abi_major, v.abi_minor
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,665 @@
+//! Command logic against a fake kernel.
+
+use super::*;
+use crate::cli::Cli;
+use clap::Parser;
+use rxdsk_ioctl::{RxdskInfo, RxdskStats, RxdskVersion};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+
+const CONTROL: &str = "/dev/rxdsk-control";
+
+/// A kernel in memory: devices, injected errors, and a log of the calls.
+struct Fake {
+    devices: RefCell<BTreeMap<u32, RxdskInfo>>,
+    stats: BTreeMap<u32, RxdskStats>,
+    /// Errno to return for (operation, id); id 0 for create and list.
+    fail: HashMap<(&'static str, u32), Errno>,
+    /// Ids LIST reports that are gone by the time of INFO.
+    vanished: Vec<u32>,
+    node_appears: bool,
+    abi_major: u32,
+    calls: RefCell<Vec<String>>,
+}
+
+impl Fake {
+    fn new() -> Self {
+        Fake {
+            devices: RefCell::new(BTreeMap::new()),
+            stats: BTreeMap::new(),
+            fail: HashMap::new(),
+            vanished: Vec::new(),
+            node_appears: true,
+            abi_major: abi::RXDSK_ABI_MAJOR,
+            calls: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn with_device(self, id: u32, size: u64, used: u64) -> Self {
+        self.devices.borrow_mut().insert(
+            id,
+            RxdskInfo {
+                id,
+                logical_block_size: 4096,
+                size_bytes: size,
+                used_bytes: used,
+                ..Default::default()
+            },
+        );
+        self
+    }
+
+    fn failing(mut self, op: &'static str, id: u32, errno: Errno) -> Self {
+        self.fail.insert((op, id), errno);
+        self
+    }
+
+    fn log(&self, call: String) {
+        self.calls.borrow_mut().push(call);
+    }
+
+    fn check(&self, op: &'static str, id: u32) -> Result<(), Errno> {
+        self.fail.get(&(op, id)).map_or(Ok(()), |&e| Err(e))
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.borrow().clone()
+    }
+}
+
+impl Backend for &Fake {
+    fn control_path(&self) -> String {
+        CONTROL.into()
+    }
+
+    fn version(&self) -> Result<RxdskVersion, Errno> {
+        Ok(RxdskVersion {
+            abi_major: self.abi_major,
+            abi_minor: 0,
+            module_version: abi::fixed_str("0.1.0"),
+            ..Default::default()
+        })
+    }
+
+    fn features(&self) -> Result<u64, Errno> {
+        Ok(abi::RXDSK_FEATURES_ALL)
+    }
+
+    fn create(&self, r: &RxdskCreate) -> Result<u32, Errno> {
+        self.log(format!(
+            "create size={} limit={} flags={} lbs={} id={}",
+            r.size_bytes, r.mem_limit_bytes, r.flags, r.logical_block_size, r.id
+        ));
+        self.check("create", 0)?;
+        let mut devices = self.devices.borrow_mut();
+        let id = (0..)
+            .find(|i| !devices.contains_key(i))
+            .ok_or(Errno::ENOSPC)?;
+        devices.insert(
+            id,
+            RxdskInfo {
+                id,
+                logical_block_size: r.logical_block_size,
+                size_bytes: r.size_bytes,
+                mem_limit_bytes: r.mem_limit_bytes,
+                flags: r.flags,
+                ..Default::default()
+            },
+        );
+        Ok(id)
+    }
+
+    fn destroy(&self, id: u32, flags: u64) -> Result<(), Errno> {
+        self.log(format!("destroy {id} flags={flags}"));
+        self.check("destroy", id)?;
+        self.devices
+            .borrow_mut()
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(Errno::ENODEV)
+    }
+
+    fn resize(&self, id: u32, size_bytes: u64, flags: u64) -> Result<(), Errno> {
+        self.log(format!("resize {id} size={size_bytes} flags={flags}"));
+        self.check("resize", id)?;
+        let mut devices = self.devices.borrow_mut();
+        let info = devices.get_mut(&id).ok_or(Errno::ENODEV)?;
+        info.size_bytes = size_bytes;
+        Ok(())
+    }
+
+    fn info(&self, id: u32) -> Result<RxdskInfo, Errno> {
+        self.log(format!("info {id}"));
+        self.check("info", id)?;
+        if self.vanished.contains(&id) {
+            return Err(Errno::ENODEV);
+        }
+        self.devices.borrow().get(&id).copied().ok_or(Errno::ENODEV)
+    }
+
+    fn list(&self) -> Result<Vec<u32>, Errno> {
+        self.log("list".into());
+        self.check("list", 0)?;
+        let mut ids: Vec<u32> = self.devices.borrow().keys().copied().collect();
+        ids.extend(&self.vanished);
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn stats(&self, id: u32) -> Result<RxdskStats, Errno> {
+        self.log(format!("stats {id}"));
+        self.check("stats", id)?;
+        self.stats.get(&id).copied().ok_or(Errno::ENODEV)
+    }
+
+    fn wait_for_node(&self, path: &str) -> bool {
+        self.log(format!("wait {path}"));
+        self.node_appears
+    }
+}
+
+/// What a run printed and returned.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    status: u8,
+    stdout: String,
+    stderr: String,
+}
+
+fn outcome(status: u8, stdout: &str, stderr: &str) -> Outcome {
+    Outcome {
+        status,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+    }
+}
+
+/// Runs `rxdskctl ARGS` against `fake`; also says whether the control node was opened.
+fn run_with(fake: &Fake, args: &[&str]) -> (Outcome, bool) {
+    let cli = match Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied())) {
+        Ok(cli) => cli,
+        Err(e) => panic!("{args:?}: {e}"),
+    };
+    let opened = Cell::new(false);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = run(
+        cli.command,
+        || {
+            opened.set(true);
+            Ok(fake)
+        },
+        &mut out,
+        &mut err,
+    );
+    let o = Outcome {
+        status,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    };
+    (o, opened.get())
+}
+
+fn run_fake(fake: &Fake, args: &[&str]) -> Outcome {
+    run_with(fake, args).0
+}
+
+#[test]
+fn create_prints_the_new_device() {
+    let fake = Fake::new().with_device(0, 4096, 0);
+    assert_eq!(
+        run_fake(
+            &fake,
+            &[
+                "create",
+                "-s",
+                "1G",
+                "--mem-limit",
+                "256M",
+                "-r",
+                "--block-size",
+                "512"
+            ]
+        ),
+        outcome(0, "/dev/rxd1\n", "")
+    );
+    assert_eq!(
+        fake.calls(),
+        [
+            "create size=1073741824 limit=268435456 flags=1 lbs=512 id=0",
+            "wait /dev/rxd1"
+        ]
+    );
+}
+
+#[test]
+fn create_defaults_to_4k_blocks_and_no_limit() {
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(&fake, &["create", "--size", "64M"]),
+        outcome(0, "/dev/rxd0\n", "")
+    );
+    assert_eq!(
+        fake.calls()[0],
+        "create size=67108864 limit=0 flags=0 lbs=4096 id=0"
+    );
+    // An explicit 0 also means no limit.
+    run_fake(&fake, &["create", "-s", "64M", "--mem-limit", "0"]);
+    assert_eq!(
+        fake.calls()[2],
+        "create size=67108864 limit=0 flags=0 lbs=4096 id=0"
+    );
+}
+
+#[test]
+fn create_warns_when_the_node_does_not_appear() {
+    let mut fake = Fake::new();
+    fake.node_appears = false;
+    assert_eq!(
+        run_fake(&fake, &["create", "-s", "4K"]),
+        outcome(
+            0,
+            "/dev/rxd0\n",
+            "rxdskctl: /dev/rxd0: warning: the device node did not appear within 2 seconds\n"
+        )
+    );
+}
+
+#[test]
+fn create_kernel_errors() {
+    let fake = Fake::new().failing("create", 0, Errno::ENOSPC);
+    assert_eq!(
+        run_fake(&fake, &["create", "-s", "1G"]),
+        outcome(1, "", "rxdskctl: cannot create device: no free device id\n")
+    );
+    let fake = Fake::new().failing("create", 0, Errno::EPERM);
+    assert_eq!(
+        run_fake(&fake, &["create", "-s", "1G"]),
+        outcome(
+            1,
+            "",
+            "rxdskctl: cannot create device: permission denied (CAP_SYS_ADMIN is required)\n"
+        )
+    );
+}
+
+#[test]
+fn create_checks_sizes_before_opening() {
+    let fake = Fake::new();
+    for (args, message) in [
+        (
+            &["create", "-s", "1000"][..],
+            "invalid size: 1000 bytes is not a multiple of the block size (4096)",
+        ),
+        (
+            &[
+                "create",
+                "-s",
+                "2560",
+                "--block-size",
+                "512",
+                "--mem-limit",
+                "4095",
+            ][..],
+            "invalid memory limit: 4095 bytes is less than one page (4096); use 0 for no limit",
+        ),
+        (&["create", "-s", "0"][..], "invalid size: must not be zero"),
+        (
+            &["create", "-s", "2P"][..],
+            "invalid size: 2251799813685248 bytes is larger than the maximum (1P)",
+        ),
+    ] {
+        let (o, opened) = run_with(&fake, args);
+        assert_eq!(
+            o,
+            outcome(1, "", &format!("rxdskctl: {message}\n")),
+            "{args:?}"
+        );
+        assert!(!opened, "{args:?}");
+    }
+    // The largest device and a 512-byte multiple are fine.
+    assert_eq!(run_fake(&fake, &["create", "-s", "1P"]).status, 0);
+    assert_eq!(
+        run_fake(&fake, &["create", "-s", "2560", "--block-size", "512"]).status,
+        0
+    );
+    assert!(fake
+        .calls()
+        .iter()
+        .all(|c| c.starts_with("create") || c.starts_with("wait")));
+    assert_eq!(fake.calls().len(), 4);
+}
+
+#[test]
+fn destroy_tries_every_device_and_reports_each_failure() {
+    let fake = Fake::new()
+        .with_device(0, 4096, 0)
+        .with_device(1, 4096, 0)
+        .with_device(2, 4096, 0)
+        .failing("destroy", 0, Errno::EBUSY);
+    assert_eq!(
+        run_fake(&fake, &["destroy", "/dev/rxd0", "rxd1", "7", "2"]),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd0: cannot destroy: device busy\n\
+             rxdskctl: /dev/rxd7: cannot destroy: no such device\n"
+        )
+    );
+    assert_eq!(
+        fake.calls(),
+        [
+            "destroy 0 flags=0",
+            "destroy 1 flags=0",
+            "destroy 7 flags=0",
+            "destroy 2 flags=0"
+        ]
+    );
+    assert_eq!(
+        fake.devices.borrow().keys().copied().collect::<Vec<_>>(),
+        [0]
+    );
+}
+
+#[test]
+fn destroy_success_is_silent_and_force_sets_the_flag() {
+    let fake = Fake::new().with_device(3, 4096, 0);
+    assert_eq!(
+        run_fake(&fake, &["destroy", "--force", "3"]),
+        outcome(0, "", "")
+    );
+    assert_eq!(fake.calls(), ["destroy 3 flags=1"]);
+}
+
+#[test]
+fn resize() {
+    let fake = Fake::new()
+        .with_device(0, 4096, 0)
+        .failing("resize", 1, Errno::EBUSY);
+    assert_eq!(
+        run_fake(&fake, &["resize", "rxd0", "2G"]),
+        outcome(0, "", "")
+    );
+    assert_eq!(fake.devices.borrow()[&0].size_bytes, 2 << 30);
+    assert_eq!(
+        run_fake(&fake, &["resize", "/dev/rxd1", "1M", "--force"]),
+        outcome(1, "", "rxdskctl: /dev/rxd1: cannot resize: device busy\n")
+    );
+    assert_eq!(
+        run_fake(&fake, &["resize", "5", "1M"]),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd5: cannot resize: no such device\n"
+        )
+    );
+    assert_eq!(
+        fake.calls(),
+        [
+            "resize 0 size=2147483648 flags=0",
+            "resize 1 size=1048576 flags=1",
+            "resize 5 size=1048576 flags=0"
+        ]
+    );
+    let (o, opened) = run_with(&fake, &["resize", "0", "0"]);
+    assert_eq!(
+        o,
+        outcome(1, "", "rxdskctl: invalid size: must not be zero\n")
+    );
+    assert!(!opened);
+}
+
+#[test]
+fn list_skips_a_device_destroyed_meanwhile() {
+    let mut fake = Fake::new()
+        .with_device(0, 1 << 30, 4096)
+        .with_device(2, 64 << 20, 0);
+    fake.vanished = vec![1];
+    assert_eq!(
+        run_fake(&fake, &["list"]),
+        outcome(
+            0,
+            "NAME      SIZE USED BLOCK-SIZE MEM-LIMIT RO\n\
+             /dev/rxd0   1G   4K       4096         -  0\n\
+             /dev/rxd2  64M   0B       4096         -  0\n",
+            ""
+        )
+    );
+    assert_eq!(fake.calls(), ["list", "info 0", "info 1", "info 2"]);
+}
+
+#[test]
+fn list_fails_on_other_info_errors() {
+    let fake = Fake::new()
+        .with_device(0, 4096, 0)
+        .with_device(1, 4096, 0)
+        .failing("info", 1, Errno::EIO);
+    assert_eq!(
+        run_fake(&fake, &["list"]),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd1: cannot read device information: I/O error\n"
+        )
+    );
+    let fake = Fake::new().failing("list", 0, Errno::EPERM);
+    assert_eq!(
+        run_fake(&fake, &["list", "-J"]),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxdsk-control: cannot list devices: permission denied \
+             (CAP_SYS_ADMIN is required)\n"
+        )
+    );
+}
+
+#[test]
+fn list_formats() {
+    let fake = Fake::new().with_device(0, 1 << 30, 4096);
+    fake.devices.borrow_mut().insert(
+        4,
+        RxdskInfo {
+            id: 4,
+            logical_block_size: 512,
+            size_bytes: 3 << 29,
+            mem_limit_bytes: 1 << 20,
+            flags: RXDSK_FLAG_READ_ONLY,
+            open_count: 2,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        run_fake(&fake, &["list", "-n", "-b"]).stdout,
+        "/dev/rxd0 1073741824 4096 4096       - 0\n\
+         /dev/rxd4 1610612736    0  512 1048576 1\n"
+    );
+    assert_eq!(
+        run_fake(&fake, &["list", "--raw", "-o", "name,OPEN,ro"]).stdout,
+        "NAME OPEN RO\n/dev/rxd0 0 0\n/dev/rxd4 2 1\n"
+    );
+    assert_eq!(
+        run_fake(&fake, &["list", "--raw", "--output-all", "-n"]).stdout,
+        "/dev/rxd0 0 1G 4K 4096 - 0 0\n/dev/rxd4 4 1.5G 0B 512 1M 1 2\n"
+    );
+    let json = run_fake(&fake, &["list", "-J", "-o", "name,mem-limit,ro"]).stdout;
+    let compact: String = json.split_whitespace().collect();
+    assert_eq!(
+        compact,
+        r#"{"rxdsk":[{"name":"/dev/rxd0","mem-limit":null,"ro":false},{"name":"/dev/rxd4","mem-limit":1048576,"ro":true}]}"#
+    );
+    let json = run_fake(&fake, &["list", "--json", "--output-all"]).stdout;
+    let compact: String = json.split_whitespace().collect();
+    assert_eq!(
+        compact,
+        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2}]}"#
+    );
+    // JSON ignores -b and -n; by default it has the default columns.
+    let json = run_fake(&fake, &["list", "-J", "-n"]).stdout;
+    let compact: String = json.split_whitespace().collect();
+    assert!(
+        compact.starts_with(
+            r#"{"rxdsk":[{"name":"/dev/rxd0","size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false},"#
+        ),
+        "{compact}"
+    );
+}
+
+#[test]
+fn list_without_devices() {
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(&fake, &["list"]),
+        outcome(0, "NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO\n", "")
+    );
+    assert_eq!(run_fake(&fake, &["list", "-n"]), outcome(0, "", ""));
+    assert_eq!(
+        run_fake(&fake, &["list", "-J"]),
+        outcome(0, "{\n  \"rxdsk\": []\n}\n", "")
+    );
+}
+
+#[test]
+fn stats_text_and_json() {
+    let mut fake = Fake::new();
+    fake.stats.insert(
+        1,
+        RxdskStats {
+            id: 1,
+            reads: 3,
+            read_bytes: 12288,
+            pages: 2,
+            ..Default::default()
+        },
+    );
+    let o = run_fake(&fake, &["stats", "rxd1"]);
+    assert_eq!(o.status, 0);
+    assert!(
+        o.stdout
+            .starts_with("reads: 3\nwrites: 0\nread_bytes: 12K\nwrite_bytes: 0B\n"),
+        "{}",
+        o.stdout
+    );
+    let o = run_fake(&fake, &["stats", "rxd1", "-b"]);
+    assert!(o.stdout.contains("\nread_bytes: 12288\n"), "{}", o.stdout);
+    let json = run_fake(&fake, &["stats", "/dev/rxd1", "-J"]).stdout;
+    let compact: String = json.split_whitespace().collect();
+    assert_eq!(
+        compact,
+        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0}"#
+    );
+    assert_eq!(
+        run_fake(&fake, &["stats", "9"]),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd9: cannot read statistics: no such device\n"
+        )
+    );
+}
+
+#[test]
+fn version_text_and_json() {
+    let fake = Fake::new();
+    let features = abi::RXDSK_FEATURES_ALL;
+    assert_eq!(
+        run_fake(&fake, &["version"]),
+        outcome(
+            0,
+            &format!(
+                "rxdskctl 0.1.0 (ABI 1.0)\nrxdsk module 0.1.0 (ABI 1.0, features {features:#x})\n"
+            ),
+            ""
+        )
+    );
+    let json = run_fake(&fake, &["version", "-J"]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "rxdskctl": {"version": "0.1.0", "abi_major": 1, "abi_minor": 0},
+            "module": {"version": "0.1.0", "abi_major": 1, "abi_minor": 0,
+                       "features": features},
+        })
+    );
+}
+
+#[test]
+fn version_refuses_another_abi_major() {
+    let mut fake = Fake::new();
+    fake.abi_major = 2;
+    let o = run_fake(&fake, &["version"]);
+    assert_eq!(o.status, 1);
+    assert!(
+        o.stdout.contains("rxdsk module 0.1.0 (ABI 2.0"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(
+        o.stderr,
+        "rxdskctl: /dev/rxdsk-control: incompatible module ABI 2.0 (rxdskctl speaks 1.0)\n"
+    );
+}
+
+#[test]
+fn commands_need_the_control_node() {
+    let missing = || -> Result<&Fake, ControlError> {
+        Err(ControlError::new(CONTROL, action::OPEN, Errno::ENOENT))
+    };
+    let cause = "rxdskctl: /dev/rxdsk-control: cannot open: no such file (is the rxdsk module \
+                 loaded? try: modprobe rxdsk)\n";
+    for args in [
+        &["list"][..],
+        &["create", "-s", "1M"],
+        &["destroy", "0"],
+        &["resize", "0", "1M"],
+        &["stats", "0"],
+        &["version", "-J"],
+    ] {
+        let Ok(cli) = Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
+        else {
+            panic!("{args:?}");
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = run(cli.command, missing, &mut out, &mut err);
+        assert_eq!(status, 1, "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&err), cause, "{args:?}");
+        assert!(out.is_empty(), "{args:?}");
+    }
+    // `version` still says which rxdskctl this is.
+    let Ok(cli) = Cli::try_parse_from(["rxdskctl", "version"]) else {
+        panic!("version");
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    assert_eq!(run(cli.command, missing, &mut out, &mut err), 1);
+    assert_eq!(String::from_utf8_lossy(&out), "rxdskctl 0.1.0 (ABI 1.0)\n");
+}
+
+/// An output that fails every write with `kind`.
+struct Broken(io::ErrorKind);
+
+impl Write for Broken {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::from(self.0))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn output_errors() {
+    let fake = Fake::new().with_device(0, 4096, 0);
+    let run_into = |kind| {
+        let Ok(cli) = Cli::try_parse_from(["rxdskctl", "list"]) else {
+            panic!("list");
+        };
+        let mut err = Vec::new();
+        let status = run(cli.command, || Ok(&fake), &mut Broken(kind), &mut err);
+        (status, String::from_utf8_lossy(&err).into_owned())
+    };
+    // `rxdskctl list | head -0`: quiet success.
+    assert_eq!(run_into(io::ErrorKind::BrokenPipe), (0, String::new()));
+    let (status, err) = run_into(io::ErrorKind::StorageFull);
+    assert_eq!(status, 1);
+    assert!(err.starts_with("rxdskctl: write error: "), "{err}");
+}

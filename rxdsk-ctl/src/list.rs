@@ -1,0 +1,464 @@
+//! `rxdskctl list`: output columns and the table, raw and JSON renderings.
+
+use crate::device::device_path;
+use crate::size::format_size;
+use comfy_table::{presets, CellAlignment, Table};
+use rxdsk_ioctl::{RxdskInfo, RXDSK_FLAG_READ_ONLY};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Name,
+    Id,
+    Size,
+    Used,
+    BlockSize,
+    MemLimit,
+    Ro,
+    Open,
+}
+
+impl Column {
+    /// Every column, in the order `--output-all` and the JSON keys use.
+    pub const ALL: [Column; 8] = [
+        Column::Name,
+        Column::Id,
+        Column::Size,
+        Column::Used,
+        Column::BlockSize,
+        Column::MemLimit,
+        Column::Ro,
+        Column::Open,
+    ];
+    pub const DEFAULT: [Column; 6] = [
+        Column::Name,
+        Column::Size,
+        Column::Used,
+        Column::BlockSize,
+        Column::MemLimit,
+        Column::Ro,
+    ];
+
+    pub fn header(self) -> &'static str {
+        match self {
+            Column::Name => "NAME",
+            Column::Id => "ID",
+            Column::Size => "SIZE",
+            Column::Used => "USED",
+            Column::BlockSize => "BLOCK-SIZE",
+            Column::MemLimit => "MEM-LIMIT",
+            Column::Ro => "RO",
+            Column::Open => "OPEN",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Column::Name => "device node",
+            Column::Id => "device id",
+            Column::Size => "device size",
+            Column::Used => "memory the device holds",
+            Column::BlockSize => "logical block size in bytes",
+            Column::MemLimit => "memory limit (- for none)",
+            Column::Ro => "read-only device",
+            Column::Open => "how many times the device is open",
+        }
+    }
+
+    /// The JSON key: the header in lower case.
+    fn key(self) -> &'static str {
+        match self {
+            Column::Name => "name",
+            Column::Id => "id",
+            Column::Size => "size",
+            Column::Used => "used",
+            Column::BlockSize => "block-size",
+            Column::MemLimit => "mem-limit",
+            Column::Ro => "ro",
+            Column::Open => "open",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Column> {
+        Column::ALL
+            .into_iter()
+            .find(|c| c.header().eq_ignore_ascii_case(name))
+    }
+}
+
+/// The columns `-o` selected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Columns(pub Vec<Column>);
+
+/// Parses `-o`: comma-separated column names in any case; a leading `+` appends them to the
+/// default columns.
+pub fn parse_columns(s: &str) -> Result<Columns, String> {
+    let (mut columns, list) = match s.strip_prefix('+') {
+        Some(rest) => (Column::DEFAULT.to_vec(), rest),
+        None => (Vec::new(), s),
+    };
+    for name in list.split(',') {
+        if name.is_empty() {
+            return Err("empty column name".into());
+        }
+        let column = Column::from_name(name).ok_or_else(|| format!("unknown column: {name}"))?;
+        if columns.contains(&column) {
+            return Err(format!("column given twice: {}", column.header()));
+        }
+        columns.push(column);
+    }
+    Ok(Columns(columns))
+}
+
+/// The `--help` text listing the columns.
+pub fn columns_help() -> String {
+    let mut text = String::from("Available output columns:\n");
+    for c in Column::ALL {
+        text.push_str(&format!("  {:>10}  {}\n", c.header(), c.description()));
+    }
+    let defaults: Vec<&str> = Column::DEFAULT.iter().map(|c| c.header()).collect();
+    text.push_str(&format!("Default: {}", defaults.join(",")));
+    text
+}
+
+/// How list output looks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Style {
+    /// Sizes in bytes instead of human-readable.
+    pub bytes: bool,
+    /// No header line.
+    pub no_headings: bool,
+}
+
+fn is_read_only(info: &RxdskInfo) -> bool {
+    info.flags & RXDSK_FLAG_READ_ONLY != 0
+}
+
+/// One cell of the table or of raw output.
+pub fn cell(info: &RxdskInfo, column: Column, style: Style) -> String {
+    let size = |bytes: u64| {
+        if style.bytes {
+            bytes.to_string()
+        } else {
+            format_size(bytes)
+        }
+    };
+    match column {
+        Column::Name => device_path(info.id),
+        Column::Id => info.id.to_string(),
+        Column::Size => size(info.size_bytes),
+        Column::Used => size(info.used_bytes),
+        Column::BlockSize => info.logical_block_size.to_string(),
+        Column::MemLimit if info.mem_limit_bytes == 0 => "-".into(),
+        Column::MemLimit => size(info.mem_limit_bytes),
+        Column::Ro => u8::from(is_read_only(info)).to_string(),
+        Column::Open => info.open_count.to_string(),
+    }
+}
+
+/// An aligned table without borders: one space between columns, names left, numbers right.
+pub fn render_table(infos: &[RxdskInfo], columns: &[Column], style: Style) -> String {
+    if style.no_headings && infos.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING);
+    // Deterministic plain text: never look at the terminal (we style nothing anyway).
+    table.force_no_tty();
+    if !style.no_headings {
+        table.set_header(columns.iter().map(|c| c.header()));
+    }
+    for info in infos {
+        table.add_row(columns.iter().map(|&c| cell(info, c, style)));
+    }
+    for (i, &c) in columns.iter().enumerate() {
+        if let Some(column) = table.column_mut(i) {
+            column.set_padding((0, 1));
+            if c != Column::Name {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+    }
+    let mut text = String::new();
+    for line in table.lines() {
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// `--raw`: one line per device, values separated by a single space.
+pub fn render_raw(infos: &[RxdskInfo], columns: &[Column], style: Style) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    if !style.no_headings {
+        lines.push(
+            columns
+                .iter()
+                .map(|c| c.header())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    for info in infos {
+        lines.push(
+            columns
+                .iter()
+                .map(|&c| cell(info, c, style))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// One device as a JSON object with the selected keys in column order.
+struct JsonDevice<'a> {
+    info: &'a RxdskInfo,
+    columns: &'a [Column],
+}
+
+impl Serialize for JsonDevice<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let info = self.info;
+        let mut map = serializer.serialize_map(Some(self.columns.len()))?;
+        for &c in self.columns {
+            let key = c.key();
+            match c {
+                Column::Name => map.serialize_entry(key, &device_path(info.id))?,
+                Column::Id => map.serialize_entry(key, &info.id)?,
+                Column::Size => map.serialize_entry(key, &info.size_bytes)?,
+                Column::Used => map.serialize_entry(key, &info.used_bytes)?,
+                Column::BlockSize => map.serialize_entry(key, &info.logical_block_size)?,
+                Column::MemLimit => {
+                    let limit = Some(info.mem_limit_bytes).filter(|&l| l != 0);
+                    map.serialize_entry(key, &limit)?
+                }
+                Column::Ro => map.serialize_entry(key, &is_read_only(info))?,
+                Column::Open => map.serialize_entry(key, &info.open_count)?,
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct JsonList<'a> {
+    rxdsk: Vec<JsonDevice<'a>>,
+}
+
+/// `-J`: `{"rxdsk": [...]}`, numbers in bytes whatever `-b` says.
+pub fn render_json(infos: &[RxdskInfo], columns: &[Column]) -> String {
+    let list = JsonList {
+        rxdsk: infos
+            .iter()
+            .map(|info| JsonDevice { info, columns })
+            .collect(),
+    };
+    // Serializing plain integers, strings and booleans cannot fail.
+    let mut text = serde_json::to_string_pretty(&list).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: u32, size: u64, used: u64, bs: u32, limit: u64, ro: bool, open: u32) -> RxdskInfo {
+        RxdskInfo {
+            id,
+            logical_block_size: bs,
+            size_bytes: size,
+            mem_limit_bytes: limit,
+            flags: if ro { RXDSK_FLAG_READ_ONLY } else { 0 },
+            used_bytes: used,
+            open_count: open,
+            ..Default::default()
+        }
+    }
+
+    fn sample() -> Vec<RxdskInfo> {
+        vec![
+            info(0, 1 << 30, 4096, 4096, 0, false, 0),
+            info(3, 3 << 29, 0, 512, 512 << 20, true, 2),
+            info(12, 64 << 20, 10 << 20, 4096, 1 << 30, false, 1),
+        ]
+    }
+
+    const HUMAN: Style = Style {
+        bytes: false,
+        no_headings: false,
+    };
+
+    #[test]
+    fn columns_parse_case_insensitively_in_order() {
+        assert_eq!(
+            parse_columns("name,Block-Size,OPEN"),
+            Ok(Columns(vec![Column::Name, Column::BlockSize, Column::Open]))
+        );
+        assert_eq!(
+            parse_columns("+id,open"),
+            Ok(Columns(vec![
+                Column::Name,
+                Column::Size,
+                Column::Used,
+                Column::BlockSize,
+                Column::MemLimit,
+                Column::Ro,
+                Column::Id,
+                Column::Open,
+            ]))
+        );
+    }
+
+    #[test]
+    fn columns_reject_unknown_empty_and_repeated() {
+        assert_eq!(parse_columns("NAME,FOO"), Err("unknown column: FOO".into()));
+        assert_eq!(parse_columns(""), Err("empty column name".into()));
+        assert_eq!(parse_columns("NAME,,SIZE"), Err("empty column name".into()));
+        assert_eq!(parse_columns("NAME,"), Err("empty column name".into()));
+        assert_eq!(
+            parse_columns("size,SIZE"),
+            Err("column given twice: SIZE".into())
+        );
+        assert_eq!(
+            parse_columns("+NAME"),
+            Err("column given twice: NAME".into())
+        );
+    }
+
+    #[test]
+    fn cells_human_and_bytes() {
+        let d = &sample()[1];
+        let bytes = Style {
+            bytes: true,
+            no_headings: false,
+        };
+        let human: Vec<String> = Column::ALL.iter().map(|&c| cell(d, c, HUMAN)).collect();
+        assert_eq!(
+            human,
+            ["/dev/rxd3", "3", "1.5G", "0B", "512", "512M", "1", "2"]
+        );
+        let raw: Vec<String> = Column::ALL.iter().map(|&c| cell(d, c, bytes)).collect();
+        assert_eq!(
+            raw,
+            [
+                "/dev/rxd3",
+                "3",
+                "1610612736",
+                "0",
+                "512",
+                "536870912",
+                "1",
+                "2"
+            ]
+        );
+        assert_eq!(cell(&sample()[0], Column::MemLimit, bytes), "-");
+        assert_eq!(cell(&sample()[0], Column::Ro, bytes), "0");
+    }
+
+    #[test]
+    fn table_default_columns() {
+        let want = "\
+NAME       SIZE USED BLOCK-SIZE MEM-LIMIT RO
+/dev/rxd0    1G   4K       4096         -  0
+/dev/rxd3  1.5G   0B        512      512M  1
+/dev/rxd12  64M  10M       4096        1G  0
+";
+        assert_eq!(render_table(&sample(), &Column::DEFAULT, HUMAN), want);
+    }
+
+    #[test]
+    fn table_in_bytes_with_chosen_columns_and_no_headings() {
+        let style = Style {
+            bytes: true,
+            no_headings: true,
+        };
+        let want = concat!(
+            " 0 /dev/rxd0  1073741824 0\n",
+            " 3 /dev/rxd3  1610612736 2\n",
+            "12 /dev/rxd12   67108864 1\n",
+        );
+        let cols = [Column::Id, Column::Name, Column::Size, Column::Open];
+        assert_eq!(render_table(&sample(), &cols, style), want);
+    }
+
+    #[test]
+    fn table_without_devices() {
+        assert_eq!(
+            render_table(&[], &Column::DEFAULT, HUMAN),
+            "NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO\n"
+        );
+        let quiet = Style {
+            bytes: false,
+            no_headings: true,
+        };
+        assert_eq!(render_table(&[], &Column::DEFAULT, quiet), "");
+        assert_eq!(render_raw(&[], &Column::DEFAULT, quiet), "");
+    }
+
+    #[test]
+    fn raw_output() {
+        let want = "\
+NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
+/dev/rxd0 1G 4K 4096 - 0
+/dev/rxd3 1.5G 0B 512 512M 1
+/dev/rxd12 64M 10M 4096 1G 0
+";
+        assert_eq!(render_raw(&sample(), &Column::DEFAULT, HUMAN), want);
+        let bytes = Style {
+            bytes: true,
+            no_headings: true,
+        };
+        assert_eq!(
+            render_raw(&sample()[..1], &[Column::Size, Column::Used], bytes),
+            "1073741824 4096\n"
+        );
+    }
+
+    #[test]
+    fn json_all_columns_in_bytes_with_null_limit() {
+        let text = render_json(&sample()[..2], &Column::ALL);
+        let compact: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            compact.to_string(),
+            r#"{"rxdsk":[{"block-size":4096,"id":0,"mem-limit":null,"name":"/dev/rxd0","open":0,"ro":false,"size":1073741824,"used":4096},{"block-size":512,"id":3,"mem-limit":536870912,"name":"/dev/rxd3","open":2,"ro":true,"size":1610612736,"used":0}]}"#
+        );
+        // Keys come in column order (serde_json's Value sorts them, so check the text).
+        let want_first = r#"{
+  "rxdsk": [
+    {
+      "name": "/dev/rxd0",
+      "id": 0,
+      "size": 1073741824,
+      "used": 4096,
+      "block-size": 4096,
+      "mem-limit": null,
+      "ro": false,
+      "open": 0
+    },"#;
+        assert!(text.starts_with(want_first), "{text}");
+        assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn json_selected_columns_only_in_given_order() {
+        assert_eq!(
+            render_json(&sample()[2..], &[Column::Ro, Column::Name]),
+            "{\n  \"rxdsk\": [\n    {\n      \"ro\": false,\n      \"name\": \"/dev/rxd12\"\n    }\n  ]\n}\n"
+        );
+        assert_eq!(
+            render_json(&[], &Column::DEFAULT),
+            "{\n  \"rxdsk\": []\n}\n"
+        );
+    }
+
+    #[test]
+    fn help_lists_every_column() {
+        let help = columns_help();
+        for c in Column::ALL {
+            assert!(help.contains(c.header()), "{}", c.header());
+        }
+        assert!(help.ends_with("Default: NAME,SIZE,USED,BLOCK-SIZE,MEM-LIMIT,RO"));
+    }
+}

@@ -1,0 +1,168 @@
+//! `rxdskctl stats`: the counters of one device as text or JSON.
+
+use crate::device::device_path;
+use crate::size::format_size;
+use rxdsk_ioctl::RxdskStats;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+/// How a counter is shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Count,
+    Bytes,
+}
+
+type Counter = (&'static str, Kind, fn(&RxdskStats) -> u64);
+
+/// Every counter, in ABI order, named exactly like its ABI field.
+const COUNTERS: [Counter; 14] = [
+    ("reads", Kind::Count, |s| s.reads),
+    ("writes", Kind::Count, |s| s.writes),
+    ("read_bytes", Kind::Bytes, |s| s.read_bytes),
+    ("write_bytes", Kind::Bytes, |s| s.write_bytes),
+    ("discards", Kind::Count, |s| s.discards),
+    ("discard_bytes", Kind::Bytes, |s| s.discard_bytes),
+    ("write_zeroes", Kind::Count, |s| s.write_zeroes),
+    ("write_zeroes_bytes", Kind::Bytes, |s| s.write_zeroes_bytes),
+    ("flushes", Kind::Count, |s| s.flushes),
+    ("pages", Kind::Count, |s| s.pages),
+    ("zero_pages", Kind::Count, |s| s.zero_pages),
+    ("alloc_failures", Kind::Count, |s| s.alloc_failures),
+    ("limit_failures", Kind::Count, |s| s.limit_failures),
+    ("io_errors", Kind::Count, |s| s.io_errors),
+];
+
+/// `key: value` lines; byte counters human-readable unless `bytes`.
+pub fn render_stats_text(stats: &RxdskStats, bytes: bool) -> String {
+    let mut text = String::new();
+    for (name, kind, get) in COUNTERS {
+        let value = get(stats);
+        let shown = if kind == Kind::Bytes && !bytes {
+            format_size(value)
+        } else {
+            value.to_string()
+        };
+        text.push_str(&format!("{name}: {shown}\n"));
+    }
+    text
+}
+
+struct JsonStats<'a> {
+    id: u32,
+    stats: &'a RxdskStats,
+}
+
+impl Serialize for JsonStats<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(COUNTERS.len() + 2))?;
+        map.serialize_entry("name", &device_path(self.id))?;
+        map.serialize_entry("id", &self.id)?;
+        for (name, _, get) in COUNTERS {
+            map.serialize_entry(name, &get(self.stats))?;
+        }
+        map.end()
+    }
+}
+
+/// `{"name": "/dev/rxdN", "id": N, "reads": ..., ...}`, every counter in bytes.
+pub fn render_stats_json(id: u32, stats: &RxdskStats) -> String {
+    // Serializing plain integers and strings cannot fail.
+    let mut text = serde_json::to_string_pretty(&JsonStats { id, stats }).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RxdskStats {
+        RxdskStats {
+            id: 2,
+            reads: 1,
+            writes: 2,
+            read_bytes: 4096,
+            write_bytes: 3 << 29,
+            discards: 5,
+            discard_bytes: 512,
+            write_zeroes: 7,
+            write_zeroes_bytes: 1 << 20,
+            flushes: 9,
+            pages: 10,
+            zero_pages: 11,
+            alloc_failures: 12,
+            limit_failures: 13,
+            io_errors: 14,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn text_human() {
+        let want = "\
+reads: 1
+writes: 2
+read_bytes: 4K
+write_bytes: 1.5G
+discards: 5
+discard_bytes: 512B
+write_zeroes: 7
+write_zeroes_bytes: 1M
+flushes: 9
+pages: 10
+zero_pages: 11
+alloc_failures: 12
+limit_failures: 13
+io_errors: 14
+";
+        assert_eq!(render_stats_text(&sample(), false), want);
+    }
+
+    #[test]
+    fn text_bytes() {
+        let text = render_stats_text(&sample(), true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 14);
+        assert_eq!(lines[2], "read_bytes: 4096");
+        assert_eq!(lines[3], "write_bytes: 1610612736");
+        assert_eq!(lines[5], "discard_bytes: 512");
+        assert_eq!(lines[7], "write_zeroes_bytes: 1048576");
+        assert_eq!(lines[9], "pages: 10");
+    }
+
+    #[test]
+    fn json_has_abi_names_in_order() {
+        let text = render_stats_json(2, &sample());
+        let keys: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"'))
+            .filter_map(|l| l.split('"').next().map(str::to_string))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "id",
+                "reads",
+                "writes",
+                "read_bytes",
+                "write_bytes",
+                "discards",
+                "discard_bytes",
+                "write_zeroes",
+                "write_zeroes_bytes",
+                "flushes",
+                "pages",
+                "zero_pages",
+                "alloc_failures",
+                "limit_failures",
+                "io_errors"
+            ]
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v.to_string(),
+            r#"{"alloc_failures":12,"discard_bytes":512,"discards":5,"flushes":9,"id":2,"io_errors":14,"limit_failures":13,"name":"/dev/rxd2","pages":10,"read_bytes":4096,"reads":1,"write_bytes":1610612736,"write_zeroes":7,"write_zeroes_bytes":1048576,"writes":2,"zero_pages":11}"#
+        );
+    }
+}
