@@ -1,9 +1,26 @@
-# The main job's workload: shows what rxdsk offers so far.
+# The main job's workload: a device, a short verified fio run on it, its listing and stats.
 set -e
 echo "== rxdskctl version"
 rxdskctl version
-echo "== kernel: $(uname -r), $(nproc) vCPUs, accelerator: $rxdsk_accel"
-echo "== control node"
-ls -l /dev/rxdsk-control
-echo "== block devices"
-cat /proc/partitions
+echo "== guest: kernel $(uname -r), $(nproc) vCPUs, accelerator $rxdsk_accel"
+echo "== rxdskctl create --size 1G"
+DEV=$(rxdskctl create --size 1G)
+echo "$DEV"
+echo "== fio: 128 MiB of 4k random writes with crc32c verify, then 4k random reads"
+fio --name=demo-write --filename="$DEV" --rw=randwrite --bs=4k --size=128M --direct=1 \
+    --ioengine=io_uring --iodepth=16 --verify=crc32c --verify_fatal=1 \
+    | grep -E "^demo|IOPS|err=" || true
+fio --name=demo-read --filename="$DEV" --rw=randread --bs=4k --size=128M --direct=1 \
+    --ioengine=io_uring --iodepth=16 --runtime=3 --time_based | grep -E "IOPS|err=" || true
+echo "== discard the second half"
+blkdiscard -o 536870912 "$DEV"
+echo "== rxdskctl list"
+rxdskctl list
+echo "== rxdskctl stats $DEV"
+rxdskctl stats "$DEV"
+echo "== rxdskctl resize $DEV 2G"
+rxdskctl resize "$DEV" 2G
+rxdskctl list -o NAME,SIZE,USED
+echo "== rxdskctl destroy $DEV"
+rxdskctl destroy "$DEV"
+rxdskctl list

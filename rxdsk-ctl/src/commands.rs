@@ -207,7 +207,9 @@ fn list<B: Backend>(
             Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
         }
     }
-    let columns: &[Column] = match (&args.output, args.output_all) {
+    // JSON is for programs: without -o it carries every column (id included), so scripts
+    // never depend on the human default.
+    let columns: &[Column] = match (&args.output, args.output_all || args.json) {
         (Some(columns), _) => &columns.0,
         (None, true) => &Column::ALL,
         (None, false) => &Column::DEFAULT,

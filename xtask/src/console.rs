@@ -6,6 +6,8 @@
 pub const RUN_BEGIN: &str = "RXDSK-RUN-BEGIN";
 /// Printed by the guest's init after a `--run` command: `RXDSK-EXIT: <status>`.
 pub const RUN_EXIT: &str = "RXDSK-EXIT:";
+/// Prefix of machine-readable lines a guest script sends to the host (bench results).
+pub const DATA: &str = "RXDSK-DATA ";
 
 /// Fragments of kernel messages that mean something went wrong in the kernel.
 const REPORT_MARKERS: &[&str] = &[
@@ -53,6 +55,7 @@ pub enum Event {
     Diagnostic(String),
     KernelReport(String),
     Exit(i32),
+    Data,
     Other,
 }
 
@@ -63,6 +66,8 @@ pub struct Console {
     pub reports: Vec<String>,
     pub exit_status: Option<i32>,
     pub run_started: bool,
+    /// Lines that started with [`DATA`], without the prefix.
+    pub data: Vec<String>,
 }
 
 /// Splits "[   12.345678] text" into the kernel message text; None for user-space lines.
@@ -117,6 +122,10 @@ impl Console {
                 return Event::KernelReport(text.to_string());
             }
             return Event::Other;
+        }
+        if let Some(d) = line.strip_prefix(DATA) {
+            self.data.push(d.to_string());
+            return Event::Data;
         }
         if line.trim() == RUN_BEGIN {
             self.run_started = true;

@@ -1,6 +1,7 @@
 //! `cargo xtask`: provisions the toolchain, builds the kernel, module and initramfs, boots QEMU,
 //! runs the guest suite. Run without arguments for the task list.
 
+mod bench;
 mod console;
 mod cpio;
 mod deps;
@@ -99,6 +100,14 @@ enum Task {
     Demo {
         #[command(flatten)]
         vm: VmArgs,
+    },
+    /// fio on rxdsk and brd in one boot: IOPS and the rxdsk/brd ratio.
+    Bench {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Seconds per fio job.
+        #[arg(long, default_value_t = 5)]
+        runtime: u32,
     },
     /// Everything CI runs: host checks (fmt, clippy, unit tests) and the VM suite.
     Test {
@@ -214,6 +223,48 @@ fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
     Ok(status)
 }
 
+fn bench_vm(vm: &VmArgs, runtime: u32) -> Result<i32> {
+    let a = prepare(&vm.kernel)?;
+    let jobs = bench::QUICK_JOBS;
+    let script = bench::guest_script(jobs, 512, runtime);
+    let b = boot(
+        &a,
+        vm,
+        "run",
+        &[("etc/rxdsk-run.sh", script.into_bytes())],
+        1800,
+    )?;
+    let done = qemu::run(
+        &b,
+        if vm.verbose {
+            qemu::Echo::All
+        } else {
+            qemu::Echo::RunOutput
+        },
+    )?;
+    if done.console.exit_status != Some(0) || !done.console.reports.is_empty() {
+        anyhow::bail!(
+            "the bench failed in the guest (see above; console log: {})",
+            b.log.display()
+        );
+    }
+    let cells = bench::parse(&done.console)?;
+    println!(
+        "fio, {} vCPUs, {} MiB guest, kernel {}, accelerator {}{}",
+        vm.cpus,
+        vm.mem,
+        a.kernel.release,
+        done.accel.name(),
+        if done.accel == qemu::Accel::Tcg {
+            " (emulated: ratios are not native)"
+        } else {
+            ""
+        }
+    );
+    print!("{}", bench::table(&cells, jobs));
+    Ok(0)
+}
+
 fn host_checks() -> Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let repo = paths::repo();
@@ -273,6 +324,7 @@ fn main() -> ExitCode {
                 qemu::interactive(&boot(&a, &vm, "shell", &[], 0)?)?
             }
             Task::Demo { vm } => vm_run(&vm, "sh /usr/share/rxdsk-tests/demo.sh".into(), 900)?,
+            Task::Bench { vm, runtime } => bench_vm(&vm, runtime)?,
             Task::Test { vm } => {
                 host_checks()?;
                 i32::from(!test_vm(&vm, 1200)?)

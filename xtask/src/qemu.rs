@@ -248,7 +248,7 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
                 }
                 diagnostics.clear();
             }
-            (Event::Exit(_), Echo::RunOutput) => {}
+            (Event::Exit(_) | Event::Data, Echo::RunOutput) => {}
             (_, Echo::RunOutput)
                 if console.run_started && !text.starts_with(crate::console::RUN_BEGIN) =>
             {

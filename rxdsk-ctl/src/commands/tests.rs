@@ -493,12 +493,12 @@ fn list_formats() {
         compact,
         r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2}]}"#
     );
-    // JSON ignores -b and -n; by default it has the default columns.
+    // JSON ignores -b and -n; without -o it has every column, id included.
     let json = run_fake(&fake, &["list", "-J", "-n"]).stdout;
     let compact: String = json.split_whitespace().collect();
     assert!(
         compact.starts_with(
-            r#"{"rxdsk":[{"name":"/dev/rxd0","size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false},"#
+            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0},"#
         ),
         "{compact}"
     );
