@@ -14,6 +14,9 @@ const PACKAGES: &[&str] = &[
     "rust-web-src",    // its matching core/alloc sources
     "rust-web-clippy", // /usr/bin/clippy-driver of the same version, for CLIPPY=1
     "libclang-19-dev", // bindgen needs libclang >= 17
+    "clang-19",        // the debug flavour: Rust with KASAN needs an LLVM kernel build
+    "lld-19",
+    "llvm-19",
     "build-essential",
     "flex",
     "bison",

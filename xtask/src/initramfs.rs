@@ -119,7 +119,7 @@ fn guest_binaries() -> Result<Vec<PathBuf>> {
 
 /// Writes the base initramfs and returns its path.
 pub fn build(kernel: &KernelBuild, module: &Path) -> Result<PathBuf> {
-    let out_path = paths::target().join("initramfs.cpio");
+    let out_path = paths::target().join(format!("initramfs-{}.cpio", kernel.flavour.name));
     fs::create_dir_all(paths::target())?;
     let file = fs::File::create(&out_path)?;
     let mut b = Builder {
@@ -172,7 +172,8 @@ pub fn build(kernel: &KernelBuild, module: &Path) -> Result<PathBuf> {
 /// Writes the per-boot overlay (appended to the base archive; the kernel unpacks both): the
 /// boot configuration and the user's `--add` paths under `/extra/`.
 pub fn overlay(base: &Path, files: &[(&str, Vec<u8>)], extra: &[PathBuf]) -> Result<PathBuf> {
-    let out_path = paths::target().join("boot.cpio");
+    let name = base.file_name().map(|n| n.to_string_lossy().replace("initramfs", "boot")).unwrap_or_default();
+    let out_path = paths::target().join(name);
     fs::copy(base, &out_path)?;
     let file = fs::OpenOptions::new().append(true).open(&out_path)?;
     let mut b = Builder {

@@ -23,13 +23,24 @@ const BUILD_STAMP: &str = ".rxdsk-key";
 #[derive(Clone, Copy, Debug)]
 pub struct Flavour {
     pub name: &'static str,
-    /// Fragment merged over tinyconfig, relative to the repo.
-    pub fragment: &'static str,
+    /// Fragments merged over tinyconfig in order, relative to the repo.
+    pub fragments: &'static [&'static str],
+    /// Extra `make` arguments for the kernel and for modules built against it.
+    pub make_args: &'static [&'static str],
 }
 
 pub const GUEST: Flavour = Flavour {
     name: "guest",
-    fragment: "xtask/configs/guest.config",
+    fragments: &["xtask/configs/guest.config"],
+    make_args: &[],
+};
+
+/// KASAN, KFENCE, lockdep, kmemleak, Rust debug assertions. Rust and KASAN together need
+/// clang, hence LLVM.
+pub const DEBUG: Flavour = Flavour {
+    name: "debug",
+    fragments: &["xtask/configs/guest.config", "xtask/configs/debug.config"],
+    make_args: &["LLVM=-19"],
 };
 
 /// An extracted kernel source tree.
@@ -49,6 +60,7 @@ pub struct KernelBuild {
     /// `INSTALL_MOD_PATH` of `modules_install`: holds `lib/modules/<release>/`.
     pub modules_root: PathBuf,
     pub source: Source,
+    pub flavour: Flavour,
 }
 
 fn src_root() -> PathBuf {
@@ -293,15 +305,22 @@ pub fn build(
     tc: &KernelToolchain,
     force: bool,
 ) -> Result<KernelBuild> {
-    let fragment_path = paths::repo().join(flavour.fragment);
-    let fragment = fs::read_to_string(&fragment_path)
-        .with_context(|| format!("{}", fragment_path.display()))?;
+    let fragment_paths: Vec<PathBuf> = flavour.fragments.iter().map(|f| paths::repo().join(f)).collect();
+    let mut fragment = String::new();
+    for p in &fragment_paths {
+        fragment += &fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+    }
+    let mut toolchain = tc.fingerprint()?;
+    if flavour.make_args.iter().any(|a| a.starts_with("LLVM=")) {
+        toolchain += &run_output(Cmd::new("clang-19").arg("--version"))?;
+    }
     let key = sha256_hex(&[
         RECIPE_VERSION.as_bytes(),
         flavour.name.as_bytes(),
         src.version.as_bytes(),
         fragment.as_bytes(),
-        tc.fingerprint()?.as_bytes(),
+        toolchain.as_bytes(),
+        flavour.make_args.join(" ").as_bytes(),
     ]);
     let dir_name = format!(
         "{}-{}",
@@ -331,6 +350,7 @@ pub fn build(
                 .arg(&src.dir)
                 .arg(format!("O={}", build_dir.display()))
                 .args(tc.make_vars())
+                .args(flavour.make_args)
                 .args(args);
             c
         };
@@ -347,7 +367,7 @@ pub fn build(
             .arg("-O")
             .arg(&build_dir)
             .arg(build_dir.join(".config"))
-            .arg(&fragment_path);
+            .args(&fragment_paths);
         run_logged(&mut merge, &build_dir.join("merge.log"), "kernel config")?;
         run_logged(
             &mut make(&["olddefconfig"]),
@@ -361,8 +381,8 @@ pub fn build(
             .collect();
         if !dropped.is_empty() {
             bail!(
-                "the kernel config dropped options of {}: {}",
-                flavour.fragment,
+                "the kernel config dropped options of the {} flavour: {}",
+                flavour.name,
                 dropped.join(" ")
             );
         }
@@ -389,6 +409,7 @@ pub fn build(
         .trim()
         .to_string();
     Ok(KernelBuild {
+        flavour,
         build_dir,
         release,
         bzimage,

@@ -35,6 +35,19 @@ struct KernelArgs {
     /// Build from this kernel source tree instead of Debian's linux-source.
     #[arg(long, value_name = "DIR")]
     src: Option<PathBuf>,
+    /// Use the debug kernel flavour (KASAN, KFENCE, lockdep, kmemleak, fault injection).
+    #[arg(long)]
+    debug: bool,
+}
+
+impl KernelArgs {
+    fn flavour(&self) -> kernel::Flavour {
+        if self.debug {
+            kernel::DEBUG
+        } else {
+            kernel::GUEST
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -128,7 +141,7 @@ fn prepare_kernel(
 ) -> Result<(kernel::KernelBuild, deps::KernelToolchain)> {
     let tc = deps::ensure()?;
     let src = kernel::source(args.src.as_deref())?;
-    let k = kernel::build(kernel::GUEST, &src, &tc, rebuild)?;
+    let k = kernel::build(args.flavour(), &src, &tc, rebuild)?;
     Ok((k, tc))
 }
 
@@ -157,7 +170,7 @@ fn boot(
         memory_mib: vm.mem,
         cpus: vm.cpus,
         timeout: Duration::from_secs(timeout),
-        log: paths::target().join(format!("console-{mode}.log")),
+        log: paths::target().join(format!("console-{mode}-{}.log", a.kernel.flavour.name)),
     })
 }
 

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::PathBuf;
 
 pub fn build(kernel: &KernelBuild, tc: &KernelToolchain) -> Result<PathBuf> {
-    let out = paths::target().join("kmod");
+    let out = paths::target().join(format!("kmod-{}", kernel.flavour.name));
     fs::create_dir_all(&out)?;
     let mut make = Cmd::new("make");
     tc.apply_env(&mut make);
@@ -18,6 +18,7 @@ pub fn build(kernel: &KernelBuild, tc: &KernelToolchain) -> Result<PathBuf> {
         .arg(format!("M={}", paths::repo().join("rxdsk-kmod").display()))
         .arg(format!("MO={}", out.display()))
         .args(tc.make_vars())
+        .args(kernel.flavour.make_args)
         .args(["CLIPPY=1", "KRUSTFLAGS=-Dwarnings", "W=1", "modules"]);
     let log = out.join("build.log");
     run_logged(&mut make, &log, "module")?;
