@@ -77,7 +77,7 @@ fn check_zero(fields: &[u64]) -> Result {
 }
 
 fn valid_size(size: u64, block_size: u32) -> bool {
-    size != 0 && size <= RXDSK_MAX_SIZE && size % u64::from(block_size) == 0
+    size != 0 && size <= RXDSK_MAX_SIZE && size.checked_rem(u64::from(block_size)) == Some(0)
 }
 
 #[vtable]

@@ -69,7 +69,7 @@ impl Registry {
     pub(crate) fn resize(&self, id: u32, size: u64, force: bool) -> Result {
         let slots = self.devices.lock();
         let device = get(&slots, id)?;
-        if size == 0 || size % u64::from(device.logical_block_size()) != 0 {
+        if size == 0 || size.checked_rem(u64::from(device.logical_block_size())) != Some(0) {
             return Err(EINVAL);
         }
         device.resize(size, force)

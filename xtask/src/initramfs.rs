@@ -118,7 +118,8 @@ fn guest_binaries() -> Result<Vec<PathBuf>> {
 }
 
 /// Writes the base initramfs and returns its path.
-pub fn build(kernel: &KernelBuild, module: &Path) -> Result<PathBuf> {
+/// `modules`: our out-of-tree modules, put in `/lib/modules/` by file name.
+pub fn build(kernel: &KernelBuild, modules: &[&Path]) -> Result<PathBuf> {
     let out_path = paths::target().join(format!("initramfs-{}.cpio", kernel.flavour.name));
     fs::create_dir_all(paths::target())?;
     let file = fs::File::create(&out_path)?;
@@ -159,7 +160,14 @@ pub fn build(kernel: &KernelBuild, module: &Path) -> Result<PathBuf> {
             .unwrap_or_default();
         b.program(&bin, &format!("usr/bin/{name}"))?;
     }
-    b.host_file(module, "lib/modules/rxdsk.ko")?;
+    for m in modules {
+        let name = m
+            .file_name()
+            .context("module path without a file name")?
+            .to_string_lossy()
+            .into_owned();
+        b.host_file(m, &format!("lib/modules/{name}"))?;
+    }
     let modules = kernel
         .modules_root
         .join("lib/modules")
@@ -172,7 +180,10 @@ pub fn build(kernel: &KernelBuild, module: &Path) -> Result<PathBuf> {
 /// Writes the per-boot overlay (appended to the base archive; the kernel unpacks both): the
 /// boot configuration and the user's `--add` paths under `/extra/`.
 pub fn overlay(base: &Path, files: &[(&str, Vec<u8>)], extra: &[PathBuf]) -> Result<PathBuf> {
-    let name = base.file_name().map(|n| n.to_string_lossy().replace("initramfs", "boot")).unwrap_or_default();
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().replace("initramfs", "boot"))
+        .unwrap_or_default();
     let out_path = paths::target().join(name);
     fs::copy(base, &out_path)?;
     let file = fs::OpenOptions::new().append(true).open(&out_path)?;

@@ -305,7 +305,11 @@ pub fn build(
     tc: &KernelToolchain,
     force: bool,
 ) -> Result<KernelBuild> {
-    let fragment_paths: Vec<PathBuf> = flavour.fragments.iter().map(|f| paths::repo().join(f)).collect();
+    let fragment_paths: Vec<PathBuf> = flavour
+        .fragments
+        .iter()
+        .map(|f| paths::repo().join(f))
+        .collect();
     let mut fragment = String::new();
     for p in &fragment_paths {
         fragment += &fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;

@@ -148,7 +148,8 @@ fn prepare_kernel(
 fn prepare(args: &KernelArgs) -> Result<Artifacts> {
     let (k, tc) = prepare_kernel(args, false)?;
     let ko = module::build(&k, &tc)?;
-    let initramfs = initramfs::build(&k, &ko)?;
+    let bench_ko = module::build_bench(&k, &tc)?;
+    let initramfs = initramfs::build(&k, &[&ko, &bench_ko])?;
     Ok(Artifacts {
         kernel: k,
         initramfs,
