@@ -8,8 +8,8 @@
 //! takes the system-call cost out, so drivers can be compared at native speed (User-Mode Linux)
 //! where fio in a VM or in UML would mostly measure the syscall path.
 //!
-//! Result line: `rxdsk_bench: dev=M:m op=randread bs=4096 threads=1 ios=N errors=E ns=T
-//! iops=I mibps=B ns_per_io=P`.
+//! Result line: `rxdsk_bench: dev=M:m op=randread read_pct=100 bs=4096 threads=1 ios=N
+//! errors=E ns=T iops=I mibps=B ns_per_io=P`.
 
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,7 @@ module! {
     params: {
         dev_major: u32 { default: 0, description: "Target block device major", },
         dev_minor: u32 { default: 0, description: "Target block device minor", },
-        write: bool { default: false, description: "Write instead of read", },
+        read_pct: u32 { default: 100, description: "Percentage of I/Os that read (0: all writes)", },
         random: bool { default: true, description: "Random offsets instead of sequential", },
         block_size: u32 { default: 4096, description: "Bytes per I/O: a power of two, 512..1048576", },
         span_mib: u32 { default: 256, description: "Size of the region of the device used", },
@@ -135,7 +135,7 @@ impl Rng {
 #[pin_data]
 struct Job {
     bdev: BdevFile,
-    write: bool,
+    read_pct: u32,
     random: bool,
     block_size: u32,
     blocks: u64,
@@ -149,7 +149,14 @@ struct Job {
 /// One submitter: its own bio and buffer, `ios` synchronous I/Os.
 fn run_thread(job: &Job, thread: u32) -> Result {
     let buffer = Buffer::new(job.block_size, 0x9e37_79b9_7f4a_7c15 ^ u64::from(thread))?;
-    let opf = if job.write { bindings::req_op_REQ_OP_WRITE } else { bindings::req_op_REQ_OP_READ };
+    let op = |rng: &mut Rng| {
+        if job.read_pct >= 100 || (job.read_pct > 0 && rng.next() % 100 < u64::from(job.read_pct)) {
+            bindings::req_op_REQ_OP_READ
+        } else {
+            bindings::req_op_REQ_OP_WRITE
+        }
+    };
+    let mut op_rng = Rng(0x1234_5678_9abc_def1 ^ u64::from(thread));
     // SAFETY: All-zero is a valid starting state for `bio_init`, which sets up the rest.
     let mut bio: KBox<bindings::bio> = KBox::new(unsafe { core::mem::zeroed() }, GFP_KERNEL)?;
     // SAFETY: As above, for the single bvec the bio uses.
@@ -157,7 +164,7 @@ fn run_thread(job: &Job, thread: u32) -> Result {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (u64::from(thread) << 32) | 1);
     let mut sequential = u64::from(thread) * (job.blocks / u64::from(threads_param()).max(1));
     // SAFETY: `bio` and `bvec` live until `bio_uninit` below; one bvec slot.
-    unsafe { bindings::bio_init(&mut *bio, job.bdev.bdev(), &mut *bvec, 1, opf) };
+    unsafe { bindings::bio_init(&mut *bio, job.bdev.bdev(), &mut *bvec, 1, bindings::req_op_REQ_OP_READ) };
     for _ in 0..job.ios {
         let block = if job.random {
             rng.next() % job.blocks
@@ -167,6 +174,7 @@ fn run_thread(job: &Job, thread: u32) -> Result {
         };
         // SAFETY: The bio was initialised above and its previous I/O has completed
         // (`submit_bio_wait` returned); the buffer outlives the I/O.
+        let opf = op(&mut op_rng);
         let rc = unsafe {
             bindings::bio_reset(&mut *bio, job.bdev.bdev(), opf);
             bio.bi_iter.bi_sector = (block * u64::from(job.block_size)) >> 9;
@@ -202,7 +210,7 @@ impl kernel::Module for RxdskBench {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let major = module_parameters::dev_major.value();
         let minor = module_parameters::dev_minor.value();
-        let write = module_parameters::write.value();
+        let read_pct = module_parameters::read_pct.value().min(100);
         let random = module_parameters::random.value();
         let block_size = module_parameters::block_size.value();
         let span = u64::from(module_parameters::span_mib.value()) << 20;
@@ -215,8 +223,8 @@ impl kernel::Module for RxdskBench {
         let blocks = span / u64::from(block_size);
         let job = Arc::pin_init(
             try_pin_init!(Job {
-                bdev: BdevFile::open(major, minor, write)?,
-                write,
+                bdev: BdevFile::open(major, minor, read_pct < 100)?,
+                read_pct,
                 random,
                 block_size,
                 blocks,
@@ -253,11 +261,16 @@ impl kernel::Module for RxdskBench {
         let iops = total.saturating_mul(1_000_000_000) / ns;
         let mibps = (total.saturating_mul(u64::from(block_size)) >> 20).saturating_mul(1_000_000_000) / ns;
         pr_info!(
-            "dev={}:{} op={}{} bs={} threads={} ios={} errors={} ns={} iops={} mibps={} ns_per_io={}\n",
+            "dev={}:{} op={}{} read_pct={} bs={} threads={} ios={} errors={} ns={} iops={} mibps={} ns_per_io={}\n",
             major,
             minor,
             if random { "rand" } else { "seq" },
-            if write { "write" } else { "read" },
+            match read_pct {
+                100 => "read",
+                0 => "write",
+                _ => "rw",
+            },
+            read_pct,
             block_size,
             threads,
             total,

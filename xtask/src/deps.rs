@@ -30,6 +30,7 @@ const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "fio",
+    "fonts-dejavu-core", // text of the bench chart
 ];
 
 /// bindgen-cli version installed into the tools directory (>= 0.71.1 is required).

@@ -102,7 +102,7 @@ impl Builder {
 }
 
 /// Builds the workspace's guest programs (release) and returns their paths.
-fn guest_binaries() -> Result<Vec<PathBuf>> {
+pub fn guest_binaries() -> Result<Vec<PathBuf>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(Cmd::new(cargo).current_dir(paths::repo()).args([
         "build",

@@ -27,12 +27,20 @@ pub struct Flavour {
     pub fragments: &'static [&'static str],
     /// Extra `make` arguments for the kernel and for modules built against it.
     pub make_args: &'static [&'static str],
+    /// The bootable image, relative to the build tree, and the make target that builds it.
+    pub image: &'static str,
+    pub image_target: &'static str,
+    /// Extra rustc flags for out-of-tree modules built against this kernel.
+    pub module_rustflags: &'static str,
 }
 
 pub const GUEST: Flavour = Flavour {
     name: "guest",
     fragments: &["xtask/configs/guest.config"],
     make_args: &[],
+    image: "arch/x86/boot/bzImage",
+    image_target: "bzImage",
+    module_rustflags: "",
 };
 
 /// KASAN, KFENCE, lockdep, kmemleak, Rust debug assertions. Rust and KASAN together need
@@ -41,6 +49,22 @@ pub const DEBUG: Flavour = Flavour {
     name: "debug",
     fragments: &["xtask/configs/guest.config", "xtask/configs/debug.config"],
     make_args: &["LLVM=-19"],
+    image: "arch/x86/boot/bzImage",
+    image_target: "bzImage",
+    module_rustflags: "",
+};
+
+/// User-Mode Linux: kernel code at native speed, for the in-kernel benchmark. UML's C code is
+/// built with `-mcmodel=large` and no PIC; its module loader knows no GOT relocations, so our
+/// Rust modules are built the same way (static relocations, large code model) instead of the
+/// PIE model UML uses for the Rust in vmlinux.
+pub const UML: Flavour = Flavour {
+    name: "uml",
+    fragments: &["xtask/configs/uml.config"],
+    make_args: &["ARCH=um"],
+    image: "linux",
+    image_target: "linux",
+    module_rustflags: "-Crelocation-model=static -Ccode-model=large",
 };
 
 /// An extracted kernel source tree.
@@ -56,7 +80,8 @@ pub struct Source {
 pub struct KernelBuild {
     pub build_dir: PathBuf,
     pub release: String,
-    pub bzimage: PathBuf,
+    /// What to boot: bzImage, or the `linux` executable for UML.
+    pub image: PathBuf,
     /// `INSTALL_MOD_PATH` of `modules_install`: holds `lib/modules/<release>/`.
     pub modules_root: PathBuf,
     pub source: Source,
@@ -333,10 +358,10 @@ pub fn build(
     );
     let build_dir = paths::cache().join("build").join(dir_name);
     fs::create_dir_all(&build_dir)?;
-    let bzimage = build_dir.join("arch/x86/boot/bzImage");
+    let image = build_dir.join(flavour.image);
     let modules_root = build_dir.join("modinstall");
     let stamp = build_dir.join(BUILD_STAMP);
-    let cached = fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key) && bzimage.exists();
+    let cached = fs::read_to_string(&stamp).is_ok_and(|k| k.trim() == key) && image.exists();
     if force {
         let _ = fs::remove_file(&stamp);
     }
@@ -395,7 +420,7 @@ pub fn build(
             std::thread::available_parallelism().map_or(2, |n| n.get())
         );
         run_logged(
-            &mut make(&[&jobs, "bzImage", "modules"]),
+            &mut make(&[&jobs, flavour.image_target, "modules"]),
             &build_dir.join("build.log"),
             "kernel",
         )?;
@@ -416,7 +441,7 @@ pub fn build(
         flavour,
         build_dir,
         release,
-        bzimage,
+        image,
         modules_root,
         source: src.clone(),
     })

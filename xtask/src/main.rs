@@ -2,6 +2,7 @@
 //! runs the guest suite. Run without arguments for the task list.
 
 mod bench;
+mod chart;
 mod console;
 mod cpio;
 mod deps;
@@ -10,9 +11,10 @@ mod kernel;
 mod module;
 mod paths;
 mod qemu;
+mod uml;
 mod util;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,14 +38,19 @@ struct KernelArgs {
     #[arg(long, value_name = "DIR")]
     src: Option<PathBuf>,
     /// Use the debug kernel flavour (KASAN, KFENCE, lockdep, kmemleak, fault injection).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "uml")]
     debug: bool,
+    /// Use the User-Mode Linux flavour (native-speed bench kernel; `kernel` and `module` only).
+    #[arg(long)]
+    uml: bool,
 }
 
 impl KernelArgs {
     fn flavour(&self) -> kernel::Flavour {
         if self.debug {
             kernel::DEBUG
+        } else if self.uml {
+            kernel::UML
         } else {
             kernel::GUEST
         }
@@ -114,13 +121,13 @@ enum Task {
         #[command(flatten)]
         vm: VmArgs,
     },
-    /// fio on rxdsk and brd in one boot: IOPS and the rxdsk/brd ratio.
+    /// rxdsk against brd, zram and null_blk: native (in-kernel, UML) and fio (QEMU) tables.
     Bench {
         #[command(flatten)]
         vm: VmArgs,
-        /// Seconds per fio job.
-        #[arg(long, default_value_t = 5)]
-        runtime: u32,
+        /// One short round (under three minutes after the build) instead of the thorough run.
+        #[arg(long)]
+        quick: bool,
     },
     /// Everything CI runs: host checks (fmt, clippy, unit tests) and the VM suite.
     Test {
@@ -165,7 +172,7 @@ fn boot(
 ) -> Result<qemu::Boot> {
     let initrd = initramfs::overlay(&a.initramfs, files, &vm.add)?;
     Ok(qemu::Boot {
-        kernel: a.kernel.bzimage.clone(),
+        kernel: a.kernel.image.clone(),
         initrd,
         mode,
         memory_mib: vm.mem,
@@ -237,16 +244,77 @@ fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
     Ok(status)
 }
 
-fn bench_vm(vm: &VmArgs, runtime: u32) -> Result<i32> {
+/// `cargo xtask bench`: the native table (rxdsk_bench under UML) and the user's view (fio in
+/// QEMU), medians of several rounds; outputs under target/bench/.
+fn bench_all(vm: &VmArgs, quick: bool) -> Result<i32> {
+    let (repeats, ios_4k, runtime, span_mb) = if quick {
+        (1, 20_000, 1, 128)
+    } else {
+        (3, 200_000, 3, 256)
+    };
+    let tc = deps::ensure()?;
+    let src = kernel::source(vm.kernel.src.as_deref())?;
+    let mut results = bench::Results::default();
+
+    // Native: UML runs kernel code at native speed.
+    let uml = kernel::build(kernel::UML, &src, &tc, false)?;
+    let rxdsk_uml = module::build(&uml, &tc)?;
+    let bench_uml = module::build_bench(&uml, &tc)?;
+    let rxdskctl = initramfs::guest_binaries()?
+        .into_iter()
+        .find(|p| p.ends_with("rxdskctl"))
+        .context("rxdskctl")?;
+    let env = bench::Env {
+        prologue: format!(
+            "mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev; \
+             mount -t tmpfs tmpfs /tmp; insmod {}",
+            rxdsk_uml.display()
+        ),
+        rxdskctl: rxdskctl.display().to_string(),
+        modprobe: format!("modprobe -d {}", uml.modules_root.display()),
+        bench_ko: bench_uml.display().to_string(),
+    };
+    eprintln!(
+        "[bench] native: rxdsk_bench in User-Mode Linux ({} rounds)",
+        repeats
+    );
+    let script = format!(
+        "( {} ); echo \"RXDSK-EXIT: $?\"",
+        bench::kbench_script(&env, span_mb, repeats, ios_4k)
+    );
+    let run = uml::run(
+        &uml,
+        &script,
+        vm.cpus,
+        2048,
+        Duration::from_secs(1800),
+        vm.verbose,
+    )?;
+    if run.timed_out || run.console.exit_status != Some(0) || !run.console.reports.is_empty() {
+        bail!("the native bench failed in UML (see above)");
+    }
+    bench::parse(&run.console, &mut results)?;
+    let native_mem = std::mem::take(&mut results.mem_kib);
+
+    // The user's view: fio in the QEMU guest.
     let a = prepare(&vm.kernel)?;
-    let jobs = bench::QUICK_JOBS;
-    let script = bench::guest_script(jobs, 512, runtime);
+    let env = bench::Env {
+        prologue: String::new(),
+        rxdskctl: "rxdskctl".into(),
+        modprobe: "modprobe".into(),
+        bench_ko: "/lib/modules/rxdsk_bench.ko".into(),
+    };
+    eprintln!(
+        "[bench] emulated: fio in QEMU ({} rounds of {}s jobs)",
+        repeats, runtime
+    );
+    let script = bench::fio_script(&env, span_mb, repeats, runtime);
     let b = boot(
         &a,
         vm,
         "run",
         &[("etc/rxdsk-run.sh", script.into_bytes())],
-        1800,
+        3600,
     )?;
     let done = qemu::run(
         &b,
@@ -257,25 +325,76 @@ fn bench_vm(vm: &VmArgs, runtime: u32) -> Result<i32> {
         },
     )?;
     if done.console.exit_status != Some(0) || !done.console.reports.is_empty() {
-        anyhow::bail!(
-            "the bench failed in the guest (see above; console log: {})",
+        bail!(
+            "the fio bench failed in the guest (console log: {})",
             b.log.display()
         );
     }
-    let cells = bench::parse(&done.console)?;
-    println!(
-        "fio, {} vCPUs, {} MiB guest, kernel {}, accelerator {}{}",
+    bench::parse(&done.console, &mut results)?;
+    if done.accel == qemu::Accel::Kvm {
+        // Under KVM the guest runs natively too; keep the label honest all the same.
+        eprintln!("[bench] note: the fio view ran under KVM");
+    }
+
+    let rows = bench::rows(&results.samples);
+    let header = format!(
+        "rxdsk bench, kernel {} ({}), {} vCPUs, {} MiB guest RAM, span {span_mb} MiB, {} round(s), medians",
+        a.kernel.release,
+        a.kernel.source.version,
         vm.cpus,
         vm.mem,
-        a.kernel.release,
+        repeats
+    );
+    let native_head = format!(
+        "NATIVE: rxdsk_bench (in-kernel, queue depth 1 per thread) in User-Mode Linux, {} CPUs",
+        vm.cpus
+    );
+    let emu_head = format!(
+        "EMULATED: fio in QEMU/{}{}, direct I/O, numjobs={}",
         done.accel.name(),
         if done.accel == qemu::Accel::Tcg {
-            " (emulated: ratios are not native)"
+            " (software emulation: ratios are distorted)"
         } else {
             ""
-        }
+        },
+        vm.cpus
     );
-    print!("{}", bench::table(&cells, jobs));
+    let mut text = format!(
+        "{header}\n\n{native_head}\n{}\n{emu_head}\n{}\n",
+        bench::table(&rows, bench::Mode::Native, false),
+        bench::table(&rows, bench::Mode::Emulated, false)
+    );
+    let mem_native = bench::Results {
+        mem_kib: native_mem,
+        ..Default::default()
+    };
+    text += &format!(
+        "native (UML) {}\nemulated (QEMU) {}",
+        bench::memory_table(&mem_native),
+        bench::memory_table(&results)
+    );
+    print!("{text}");
+
+    let out = paths::repo().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("latest.json"),
+        serde_json::to_string_pretty(&bench::json_rows(&rows))?,
+    )?;
+    let md = format!(
+        "# rxdsk bench\n\n{header}\n\n## {native_head}\n\n{}\n## {emu_head}\n\n{}\n```\n{}{}```\n",
+        bench::table(&rows, bench::Mode::Native, true),
+        bench::table(&rows, bench::Mode::Emulated, true),
+        bench::memory_table(&mem_native),
+        bench::memory_table(&results)
+    );
+    std::fs::write(out.join("latest.md"), md)?;
+    std::fs::write(out.join("latest.txt"), &text)?;
+    chart::write(&rows, &native_head, &emu_head, &out.join("latest.png"))?;
+    eprintln!(
+        "[bench] wrote {}/latest.{{json,md,txt,png,svg}}",
+        out.display()
+    );
     Ok(0)
 }
 
@@ -314,7 +433,7 @@ fn main() -> ExitCode {
             }
             Task::Kernel { kernel, rebuild } => {
                 let (k, _) = prepare_kernel(&kernel, rebuild)?;
-                println!("{}", k.bzimage.display());
+                println!("{}", k.image.display());
                 eprintln!("[kernel] {} from {}", k.release, k.source.version);
                 0
             }
@@ -338,7 +457,7 @@ fn main() -> ExitCode {
                 qemu::interactive(&boot(&a, &vm, "shell", &[], 0)?)?
             }
             Task::Demo { vm } => vm_run(&vm, "sh /usr/share/rxdsk-tests/demo.sh".into(), 900)?,
-            Task::Bench { vm, runtime } => bench_vm(&vm, runtime)?,
+            Task::Bench { vm, quick } => bench_all(&vm, quick)?,
             Task::Test { vm } => {
                 host_checks()?;
                 i32::from(!test_vm(&vm, 1200)?)

@@ -34,7 +34,8 @@ fn build_dir(
         .arg(format!("MO={}", out.display()))
         .args(tc.make_vars())
         .args(kernel.flavour.make_args)
-        .args(["CLIPPY=1", "KRUSTFLAGS=-Dwarnings", "W=1", "modules"]);
+        .arg(format!("KRUSTFLAGS=-Dwarnings {}", kernel.flavour.module_rustflags).trim_end())
+        .args(["CLIPPY=1", "W=1", "modules"]);
     let log = out.join("build.log");
     run_logged(&mut make, &log, dir)?;
     // -Dwarnings covers rustc and clippy; C-side or modpost warnings would still pass, so look.
