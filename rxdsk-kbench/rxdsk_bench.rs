@@ -172,9 +172,9 @@ fn run_thread(job: &Job, thread: u32) -> Result {
             sequential = (sequential + 1) % job.blocks;
             sequential
         };
+        let opf = op(&mut op_rng);
         // SAFETY: The bio was initialised above and its previous I/O has completed
         // (`submit_bio_wait` returned); the buffer outlives the I/O.
-        let opf = op(&mut op_rng);
         let rc = unsafe {
             bindings::bio_reset(&mut *bio, job.bdev.bdev(), opf);
             bio.bi_iter.bi_sector = (block * u64::from(job.block_size)) >> 9;

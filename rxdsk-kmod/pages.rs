@@ -125,18 +125,17 @@ impl PageStore {
     /// Copies `src` into page `index` at `offset`, allocating the page (with `gfp`) if needed.
     pub(crate) fn write(&self, index: u64, offset: usize, src: &[u8], gfp: bindings::gfp_t) -> Result<(), StoreError> {
         loop {
-            if self.write_existing(index, offset, src) {
+            if self.write_existing(index, offset, src) || self.insert(index, offset, src, gfp)? {
                 return Ok(());
             }
-            self.insert(index, offset, src, gfp)?;
-            // Either our page went in with the data, or another writer's page is there now
-            // (write into it on the next round), or a discard removed it again (rare: retry).
+            // Another writer inserted the page first: write into theirs. (If a discard removes
+            // it again before we get there, we go round once more.)
         }
     }
 
-    /// Allocates a page holding `src` at `offset` (zeros elsewhere) and inserts it at `index`
-    /// unless a page is already there. Ok(()) means: a page is (or was just) present.
-    fn insert(&self, index: u64, offset: usize, src: &[u8], gfp: bindings::gfp_t) -> Result<(), StoreError> {
+    /// Allocates a page holding `src` at `offset` (zeros elsewhere) and inserts it at `index`.
+    /// `Ok(true)`: our page, with the data, is in. `Ok(false)`: another page was there first.
+    fn insert(&self, index: u64, offset: usize, src: &[u8], gfp: bindings::gfp_t) -> Result<bool, StoreError> {
         let held = self.pages.fetch_add(1, Ordering::Relaxed);
         if self.limit != 0 && held >= self.limit {
             self.pages.fetch_sub(1, Ordering::Relaxed);
@@ -161,7 +160,7 @@ impl PageStore {
             old
         };
         if old.is_null() {
-            return Ok(());
+            return Ok(true);
         }
         self.pages.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: The page never became visible to anyone else.
@@ -170,7 +169,7 @@ impl PageStore {
         if unsafe { bindings::xa_err(old) } != 0 {
             return Err(StoreError::NoMemory);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Removes page `index` (freed after a grace period); returns whether there was one.

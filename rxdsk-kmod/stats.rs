@@ -59,8 +59,8 @@ impl Stats {
 
     fn slot(&self) -> Option<&Slot> {
         // Relaxed increments on this CPU's line; a migration in between only costs a shared
-        // line once, never a lost count.
-        self.slots.get(ffi::cpu_hint() % self.slots.len().max(1))
+        // line once, never a lost count. CPU ids are below nr_cpu_ids, the slot count.
+        self.slots.get(ffi::cpu_hint())
     }
 
     pub(crate) fn account(&self, counter: Counter, bytes: u64) {

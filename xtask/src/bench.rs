@@ -106,15 +106,15 @@ pub const TARGETS: &[Target] = &[
     Target {
         label: "null_blk",
         setup: "$MODPROBE null_blk nr_devices=1 gb=1 bs=4096 queue_mode=0 irqmode=0; DEV=/dev/nullb0",
-        check: "[ -d /sys/module/null_blk ] && [ \"$DEV\" = /dev/nullb0 ] && [ ! -d /sys/kernel/config/nullb/mb ]",
+        check: "[ -d /sys/module/null_blk ] && [ \"$DEV\" = /dev/nullb0 ]",
     },
     Target {
         label: "null_blk_mem",
-        setup: "mkdir -p /sys/kernel/config && { mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config; }; \
+        setup: "mkdir -p /sys/kernel/config && { grep -q ' /sys/kernel/config ' /proc/mounts || mount -t configfs none /sys/kernel/config; }; \
                 C=/sys/kernel/config/nullb/mb; mkdir $C; echo $SPAN_MB > $C/size; echo 4096 > $C/blocksize; \
                 echo 1 > $C/memory_backed; echo 0 > $C/queue_mode; echo 0 > $C/irqmode; echo 1 > $C/power; \
-                DEV=/dev/nullb$(cat $C/index)",
-        check: "[ \"$(cat /sys/kernel/config/nullb/mb/memory_backed)\" = 1 ] && [ \"$DEV\" = /dev/nullb$(cat /sys/kernel/config/nullb/mb/index) ]",
+                if [ -b /dev/mb ]; then DEV=/dev/mb; else DEV=/dev/nullb$(cat $C/index); fi",
+        check: "[ \"$(cat /sys/kernel/config/nullb/mb/memory_backed)\" = 1 ] && [ -d /sys/block/${DEV#/dev/} ] && [ \"$DEV\" != /dev/nullb0 ]",
     },
 ];
 
@@ -149,7 +149,7 @@ fn prologue(env: &Env, span_mb: u32) -> String {
 /// Fills target `i` (so reads touch real data) and reports the memory it took.
 fn fill(i: usize, label: &str, fill_cmd: &str) -> String {
     format!(
-        "check{i}; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; M0=$(memavail); {fill_cmd}; M1=$(memavail)\n\
+        "check{i}; sync; echo 3 > /proc/sys/vm/drop_caches; M0=$(memavail); {fill_cmd}; sync; echo 3 > /proc/sys/vm/drop_caches; M1=$(memavail)\n\
          echo \"RXDSK-DATA mem {label} $((M0 - M1)) $SPAN_MB\"\n"
     )
 }
@@ -166,6 +166,8 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, ios_4k: u32) -> Stri
           line=$(dmesg | grep 'rxdsk_bench: dev=' | tail -n 1); rmmod rxdsk_bench\n\
           [ -n \"$line\" ] || fail \"no result from rxdsk_bench on $DEV\"\n\
           echo \"RXDSK-DATA kbench $label $job ${line#*rxdsk_bench: }\"\n}\n";
+    // Warm-up: the first load of the bench module and its workers costs memory of its own.
+    s += "kbench 0 warmup warmup random=0 read_pct=100 block_size=4096 ios=16 threads=$NCPU > /dev/null\n";
     for (i, t) in TARGETS.iter().enumerate() {
         let blocks = span_mb; // 1 MiB writes over the whole span
         s += &fill(i, t.label, &format!("kbench {i} {} fill random=0 read_pct=0 block_size=1048576 ios={blocks} threads=1 > /dev/null", t.label));
@@ -308,7 +310,7 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
                 else {
                     bail!("malformed bench line: {line:.120}");
                 };
-                if row == "fill" {
+                if row == "fill" || row == "warmup" {
                     continue;
                 }
                 let sample = if kind == "fio" {

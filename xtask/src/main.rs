@@ -128,6 +128,17 @@ enum Task {
         /// One short round (under three minutes after the build) instead of the thorough run.
         #[arg(long)]
         quick: bool,
+        /// Only the native (UML) table: for iterating on performance.
+        #[arg(long)]
+        native_only: bool,
+    },
+    /// Long fio verify with discards and online grow/shrink, on the debug kernel flavour.
+    Soak {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// How long to run.
+        #[arg(long, default_value_t = 30)]
+        minutes: u32,
     },
     /// Everything CI runs: host checks (fmt, clippy, unit tests) and the VM suite.
     Test {
@@ -246,7 +257,7 @@ fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
 
 /// `cargo xtask bench`: the native table (rxdsk_bench under UML) and the user's view (fio in
 /// QEMU), medians of several rounds; outputs under target/bench/.
-fn bench_all(vm: &VmArgs, quick: bool) -> Result<i32> {
+fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
     let (repeats, ios_4k, runtime, span_mb) = if quick {
         (1, 20_000, 1, 128)
     } else {
@@ -295,6 +306,13 @@ fn bench_all(vm: &VmArgs, quick: bool) -> Result<i32> {
     }
     bench::parse(&run.console, &mut results)?;
     let native_mem = std::mem::take(&mut results.mem_kib);
+
+    if native_only {
+        let rows = bench::rows(&results.samples);
+        print!("{}", bench::table(&rows, bench::Mode::Native, false));
+        print!("{}", bench::memory_table(&bench::Results { mem_kib: native_mem, ..Default::default() }));
+        return Ok(0);
+    }
 
     // The user's view: fio in the QEMU guest.
     let a = prepare(&vm.kernel)?;
@@ -457,7 +475,13 @@ fn main() -> ExitCode {
                 qemu::interactive(&boot(&a, &vm, "shell", &[], 0)?)?
             }
             Task::Demo { vm } => vm_run(&vm, "sh /usr/share/rxdsk-tests/demo.sh".into(), 900)?,
-            Task::Bench { vm, quick } => bench_all(&vm, quick)?,
+            Task::Bench { vm, quick, native_only } => bench_all(&vm, quick, native_only)?,
+            Task::Soak { mut vm, minutes } => {
+                vm.kernel.debug = true;
+                vm.kernel.uml = false;
+                let timeout = u64::from(minutes) * 60 * 3 + 600;
+                vm_run(&vm, format!("sh /usr/share/rxdsk-tests/soak.sh {minutes}"), timeout)?
+            }
             Task::Test { vm } => {
                 host_checks()?;
                 i32::from(!test_vm(&vm, 1200)?)

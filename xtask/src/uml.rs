@@ -34,6 +34,8 @@ pub fn run(
     let mut child = Command::new(&kernel.image)
         .arg(format!("mem={memory_mib}M"))
         .arg(format!("ncpus={cpus}"))
+        // SMP needs the seccomp userspace mode (ptrace mode is uniprocessor only).
+        .arg("seccomp=on")
         .args([
             "root=/dev/root",
             "rootfstype=hostfs",
