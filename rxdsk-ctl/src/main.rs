@@ -1,17 +1,9 @@
 //! rxdskctl: the command-line front end of the rxdsk kernel module.
 
-mod backend;
-mod cli;
-mod commands;
-mod control;
-mod device;
-mod list;
-mod size;
-mod stats;
-
 use clap::Parser;
-use cli::Cli;
-use control::Control;
+use rxdsk_ctl::cli::{self, Cli};
+use rxdsk_ctl::commands;
+use rxdsk_ctl::control::Control;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -293,7 +293,7 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         "( {} ); echo \"RXDSK-EXIT: $?\"",
         bench::kbench_script(&env, span_mb, repeats, ios_4k)
     );
-    let run = uml::run(
+    let native = uml::run(
         &uml,
         &script,
         vm.cpus,
@@ -301,16 +301,25 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         Duration::from_secs(1800),
         vm.verbose,
     )?;
-    if run.timed_out || run.console.exit_status != Some(0) || !run.console.reports.is_empty() {
+    if native.timed_out
+        || native.console.exit_status != Some(0)
+        || !native.console.reports.is_empty()
+    {
         bail!("the native bench failed in UML (see above)");
     }
-    bench::parse(&run.console, &mut results)?;
+    bench::parse(&native.console, &mut results)?;
     let native_mem = std::mem::take(&mut results.mem_kib);
 
     if native_only {
         let rows = bench::rows(&results.samples);
         print!("{}", bench::table(&rows, bench::Mode::Native, false));
-        print!("{}", bench::memory_table(&bench::Results { mem_kib: native_mem, ..Default::default() }));
+        print!(
+            "{}",
+            bench::memory_table(&bench::Results {
+                mem_kib: native_mem,
+                ..Default::default()
+            })
+        );
         return Ok(0);
     }
 
@@ -409,6 +418,24 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
     std::fs::write(out.join("latest.md"), md)?;
     std::fs::write(out.join("latest.txt"), &text)?;
     chart::write(&rows, &native_head, &emu_head, &out.join("latest.png"))?;
+    eprintln!("[bench] host micro-benchmarks (criterion): rxdskctl parsing and rendering");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Cmd::new(cargo)
+        .current_dir(paths::repo())
+        .args([
+            "bench",
+            "--quiet",
+            "-p",
+            "rxdsk-ctl",
+            "--bench",
+            "cli",
+            "--",
+        ])
+        .args(if quick {
+            &["--warm-up-time", "1", "--measurement-time", "1"][..]
+        } else {
+            &[][..]
+        }))?;
     eprintln!(
         "[bench] wrote {}/latest.{{json,md,txt,png,svg}}",
         out.display()
@@ -475,12 +502,20 @@ fn main() -> ExitCode {
                 qemu::interactive(&boot(&a, &vm, "shell", &[], 0)?)?
             }
             Task::Demo { vm } => vm_run(&vm, "sh /usr/share/rxdsk-tests/demo.sh".into(), 900)?,
-            Task::Bench { vm, quick, native_only } => bench_all(&vm, quick, native_only)?,
+            Task::Bench {
+                vm,
+                quick,
+                native_only,
+            } => bench_all(&vm, quick, native_only)?,
             Task::Soak { mut vm, minutes } => {
                 vm.kernel.debug = true;
                 vm.kernel.uml = false;
                 let timeout = u64::from(minutes) * 60 * 3 + 600;
-                vm_run(&vm, format!("sh /usr/share/rxdsk-tests/soak.sh {minutes}"), timeout)?
+                vm_run(
+                    &vm,
+                    format!("sh /usr/share/rxdsk-tests/soak.sh {minutes}"),
+                    timeout,
+                )?
             }
             Task::Test { vm } => {
                 host_checks()?;

@@ -1,0 +1,11 @@
+//! rxdskctl's logic as a library: the binary is a thin `main`, and the benches and tests reach
+//! the pure parts (size and device parsing, rendering) directly.
+
+pub mod backend;
+pub mod cli;
+pub mod commands;
+pub mod control;
+pub mod device;
+pub mod list;
+pub mod size;
+pub mod stats;
