@@ -1,8 +1,13 @@
 //! The rxdsk guest suite. Runs as the guest's workload (started by /init) and prints KTAP on
 //! the serial console, which `cargo xtask test-vm` reads.
 
+mod blk;
+mod cli;
 mod control;
+mod datapath;
+mod devices;
 mod harness;
+mod rxdsk;
 
 use harness::Test;
 
@@ -28,6 +33,82 @@ const TESTS: &[Test] = &[
         run: control::unprivileged_eperm,
     },
     Test {
+        name: "create_destroy_cycles",
+        run: devices::create_destroy_cycles,
+    },
+    Test {
+        name: "destroy_busy",
+        run: devices::destroy_busy,
+    },
+    Test {
+        name: "bad_input_rejected",
+        run: devices::bad_input_rejected,
+    },
+    Test {
+        name: "device_commands_unprivileged",
+        run: devices::device_commands_unprivileged,
+    },
+    Test {
+        name: "read_only_device",
+        run: devices::read_only_device,
+    },
+    Test {
+        name: "zero_page_write",
+        run: devices::zero_page_write,
+    },
+    Test {
+        name: "mem_limit_enospc",
+        run: devices::mem_limit_enospc,
+    },
+    Test {
+        name: "discard_512",
+        run: devices::discard_512,
+    },
+    Test {
+        name: "discard_4096",
+        run: devices::discard_4096,
+    },
+    Test {
+        name: "write_zeroes_512",
+        run: devices::write_zeroes_512,
+    },
+    Test {
+        name: "write_zeroes_4096",
+        run: devices::write_zeroes_4096,
+    },
+    Test {
+        name: "resize_online",
+        run: devices::resize_online,
+    },
+    Test {
+        name: "fio_verify_512",
+        run: devices::fio_verify_512,
+    },
+    Test {
+        name: "fio_verify_4096",
+        run: devices::fio_verify_4096,
+    },
+    Test {
+        name: "ext2_roundtrip_4096",
+        run: devices::ext2_roundtrip_4096,
+    },
+    Test {
+        name: "ext2_roundtrip_512",
+        run: devices::ext2_roundtrip_512,
+    },
+    Test {
+        name: "swap_stress",
+        run: devices::swap_stress,
+    },
+    Test {
+        name: "cli_end_to_end",
+        run: cli::cli_end_to_end,
+    },
+    Test {
+        name: "unload_destroys_devices",
+        run: devices::unload_destroys_devices,
+    },
+    Test {
         name: "module_unload",
         run: control::module_unload,
     },
@@ -38,6 +119,19 @@ const TESTS: &[Test] = &[
 ];
 
 fn main() {
-    let ok = harness::run_all(TESTS);
-    std::process::exit(if ok { 0 } else { 1 });
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        // The swap test's memory hog, started by the suite inside a memory cgroup.
+        Some("hog") => datapath::hog_main(&args[1..]),
+        // The generic data-path checks on another driver's device (brd, say).
+        Some("check-device") => datapath::check_device_main(&args[1..]),
+        Some(other) => {
+            eprintln!(
+                "usage: rxdsk-guest-tests [hog MIB SEED | check-device DEV CHECK...] ({other}?)"
+            );
+            3
+        }
+        None => i32::from(!harness::run_all(TESTS)),
+    };
+    std::process::exit(code);
 }
