@@ -352,3 +352,44 @@ pub fn vmstat(field: &str) -> Result<u64, String> {
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / MIB as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_is_per_page_whatever_the_write_boundaries() {
+        let seed = 42;
+        let mut whole = vec![0u8; 3 * PAGE as usize];
+        fill_pattern(&mut whole, 0, seed);
+        // The same bytes written in odd 512-byte-aligned pieces.
+        let mut pieces = vec![0u8; 3 * PAGE as usize];
+        for (start, end) in [(0usize, 1536usize), (1536, 4608), (4608, 12288)] {
+            fill_pattern(&mut pieces[start..end], start as u64, seed);
+        }
+        assert_eq!(whole, pieces);
+        let mut page1 = vec![0u8; PAGE as usize];
+        fill_keyed(&mut page1, seed, 1);
+        assert_eq!(&whole[PAGE as usize..2 * PAGE as usize], &page1[..]);
+        assert_ne!(&whole[..PAGE as usize], &page1[..]);
+        assert!(whole.iter().any(|&b| b != 0));
+    }
+
+    #[test]
+    fn checksum_sees_one_bit() {
+        let mut a = vec![0u8; PAGE as usize];
+        fill_keyed(&mut a, 1, 2);
+        let sum = checksum(&a);
+        a[4000] ^= 1;
+        assert_ne!(checksum(&a), sum);
+        assert_ne!(checksum(&[0u8; 8]), checksum(&[0u8; 16]));
+    }
+
+    #[test]
+    fn aligned_buffer() {
+        let b = AlignedBuf::zeroed(3 * 4096).unwrap();
+        assert_eq!(b.as_ptr() as usize % 4096, 0);
+        assert!(b.iter().all(|&x| x == 0));
+        assert!(AlignedBuf::zeroed(0).is_err());
+    }
+}

@@ -125,9 +125,30 @@ fn main() {
         Some("hog") => datapath::hog_main(&args[1..]),
         // The generic data-path checks on another driver's device (brd, say).
         Some("check-device") => datapath::check_device_main(&args[1..]),
+        // A subset of the suite, in suite order (include module_load first).
+        Some("only") => {
+            let unknown: Vec<&String> = args[1..]
+                .iter()
+                .filter(|a| !TESTS.iter().any(|t| t.name == a.as_str()))
+                .collect();
+            if unknown.is_empty() {
+                let subset: Vec<Test> = TESTS
+                    .iter()
+                    .filter(|t| args[1..].iter().any(|a| a == t.name))
+                    .map(|t| Test {
+                        name: t.name,
+                        run: t.run,
+                    })
+                    .collect();
+                i32::from(!harness::run_all(&subset))
+            } else {
+                eprintln!("unknown tests: {unknown:?}");
+                3
+            }
+        }
         Some(other) => {
             eprintln!(
-                "usage: rxdsk-guest-tests [hog MIB SEED | check-device DEV CHECK...] ({other}?)"
+                "usage: rxdsk-guest-tests [only TEST... | hog MIB SEED | check-device DEV CHECK...] ({other}?)"
             );
             3
         }

@@ -333,3 +333,15 @@ impl Drop for Device {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioc_size_reads_the_size_field() {
+        assert_eq!(ioc_size(u64::from(abi::RXDSK_IOC_CREATE)), 64);
+        assert_eq!(ioc_size(u64::from(abi::RXDSK_IOC_STATS)), 184);
+        assert_eq!(ioc_size(nix::request_code_none!(0xDB, 1)), 0);
+    }
+}
