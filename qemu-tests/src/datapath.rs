@@ -41,7 +41,7 @@ pub fn fio_verify(dev: &str, job: &str, min_write: u64) -> Result<FioSummary, St
             &job_path,
         ],
         &[("RXDSK_DEV", dev)],
-        Duration::from_secs(900),
+        Duration::from_secs(300),
     )?;
     let json_text = std::fs::read_to_string(&out_path).unwrap_or_default();
     if out.status != 0 {
@@ -324,7 +324,7 @@ fn walk(root: &Path) -> Result<BTreeMap<String, Option<u64>>, String> {
 
 fn sha256_all(paths: &[String]) -> Result<String, String> {
     let args: Vec<&str> = paths.iter().map(String::as_str).collect();
-    Ok(cmd_timeout_ok("sha256sum", &args, Duration::from_secs(300))?.stdout)
+    Ok(cmd_timeout_ok("sha256sum", &args, Duration::from_secs(120))?.stdout)
 }
 
 /// Compares every file with the content it was written with.
@@ -353,7 +353,7 @@ pub fn fs_roundtrip(dev: &str, fs_block: u32) -> Result<u64, String> {
     cmd_timeout_ok(
         "mke2fs",
         &["-F", "-b", &fs_block.to_string(), dev],
-        Duration::from_secs(300),
+        Duration::from_secs(120),
     )?;
     let files = fs_files();
     let paths: Vec<String> = files.iter().map(|(r, _, _)| format!("{MNT}/{r}")).collect();
@@ -479,7 +479,7 @@ struct SwapOn {
 
 impl SwapOn {
     fn off(&mut self) -> TestResult {
-        cmd_timeout_ok("swapoff", &[&self.dev], Duration::from_secs(300))?;
+        cmd_timeout_ok("swapoff", &[&self.dev], Duration::from_secs(120))?;
         self.on = false;
         Ok(())
     }
@@ -488,7 +488,7 @@ impl SwapOn {
 impl Drop for SwapOn {
     fn drop(&mut self) {
         if self.on {
-            let _ = cmd_timeout("swapoff", &[&self.dev], &[], Duration::from_secs(300));
+            let _ = cmd_timeout("swapoff", &[&self.dev], &[], Duration::from_secs(120));
         }
     }
 }
@@ -841,7 +841,7 @@ pub fn check_device_main(args: &[String]) -> i32 {
                 &SwapParams {
                     hog_bytes: 192 * MIB,
                     mem_max: 48 * MIB,
-                    timeout: Duration::from_secs(600),
+                    timeout: Duration::from_secs(300),
                 },
             )
             .map(|r| format!("{r:?}")),

@@ -1038,7 +1038,7 @@ pub fn swap_stress() -> TestResult {
     let p = SwapParams {
         hog_bytes: 192 * MIB,
         mem_max: 48 * MIB,
-        timeout: Duration::from_secs(600),
+        timeout: Duration::from_secs(300),
     };
     let r = datapath::swap_stress(&dev.path, &p)?;
     let s = expect_clean_stats(&dev, 512 * MIB / PAGE)?;

@@ -1,5 +1,13 @@
 //! The rxdsk guest suite. Runs as the guest's workload (started by /init) and prints KTAP on
 //! the serial console, which `cargo xtask test-vm` reads.
+//!
+//! Also, for use in a guest shell (`cargo xtask vm`, `vm --run`):
+//! - `rxdsk-guest-tests only TEST...`: a subset of the suite, in suite order (with the module
+//!   already loaded, as `vm` does, module_load is not needed);
+//! - `rxdsk-guest-tests check-device DEV CHECK...`: the generic data-path checks on another
+//!   driver's device, e.g. `modprobe brd rd_nr=1 rd_size=1048576` and
+//!   `check-device /dev/ram0 discard fio512 fio4096 ext2-4096 ext2-1024 swap`;
+//! - `rxdsk-guest-tests hog MIB SEED`: the swap test's memory hog.
 
 mod blk;
 mod cli;

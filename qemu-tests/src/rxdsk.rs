@@ -303,6 +303,8 @@ impl Device {
         Ok(s.pages)
     }
 
+    /// RESIZE; the errno is the test's subject. (Failing to open the control node, which
+    /// other calls report as text, shows up here as ENOENT.)
     pub fn resize(&self, size_bytes: u64, flags: u64) -> Result<(), Errno> {
         Control::open()
             .map_err(|_| Errno::ENOENT)?
