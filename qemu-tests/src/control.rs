@@ -1,6 +1,6 @@
 //! The control node: load, version round trip, errno contract, privilege, unload.
 
-use crate::harness::{cmd, cmd_ok, ensure, is_char_device, TestResult};
+use crate::harness::{as_nobody, cmd, cmd_ok, ensure, is_char_device, TestResult};
 use nix::errno::Errno;
 use rxdsk_ioctl::{self as abi, RxdskVersion};
 use std::fs::OpenOptions;
@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 
 const CONTROL: &str = "/dev/rxdsk-control";
-const MODULE: &str = "/lib/modules/rxdsk.ko";
+pub const MODULE: &str = "/lib/modules/rxdsk.ko";
 
 fn open_control() -> Result<std::fs::File, String> {
     OpenOptions::new()
@@ -151,35 +151,6 @@ pub fn unprivileged_eperm() -> TestResult {
     ensure(code == 0, || {
         format!("unprivileged probe exited {code} (10: open failed, 11: not EPERM)")
     })
-}
-
-/// Runs `f` in a child process with uid and gid 65534 and no capabilities; returns its status.
-fn as_nobody(f: fn() -> i32) -> Result<i32, String> {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{fork, setgid, setgroups, setuid, ForkResult, Gid, Uid};
-    // SAFETY: the test binary is single-threaded here, and the child only makes system calls
-    // and writes to stdout before it exits.
-    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            let code = match setgroups(&[])
-                .and(setgid(Gid::from_raw(65534)))
-                .and(setuid(Uid::from_raw(65534)))
-            {
-                Ok(()) => f(),
-                Err(e) => {
-                    println!("# cannot drop privileges: {e}");
-                    12
-                }
-            };
-            std::process::exit(code)
-        }
-        ForkResult::Parent { child } => {
-            match waitpid(child, None).map_err(|e| format!("waitpid: {e}"))? {
-                WaitStatus::Exited(_, code) => Ok(code),
-                other => Err(format!("unprivileged child ended with {other:?}")),
-            }
-        }
-    }
 }
 
 pub fn module_unload() -> TestResult {

@@ -86,3 +86,139 @@ pub fn is_char_device(path: &str) -> bool {
         .map(|m| m.file_type().is_char_device())
         .unwrap_or(false)
 }
+
+/// Runs a program with a deadline: on timeout it is killed (SIGKILL) and an error returned.
+/// Its output goes through files in /tmp, so a chatty program cannot block on a full pipe.
+pub fn cmd_timeout(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> Result<Output, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let base = format!("/tmp/rxdsk-cmd-{}-{n}", std::process::id());
+    let (out_path, err_path) = (format!("{base}.out"), format!("{base}.err"));
+    let out_file = std::fs::File::create(&out_path).map_err(|e| format!("{out_path}: {e}"))?;
+    let err_file = std::fs::File::create(&err_path).map_err(|e| format!("{err_path}: {e}"))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(out_file)
+        .stderr(err_file)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!(
+                    "{program} {} did not finish within {}s (killed)",
+                    args.join(" "),
+                    timeout.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(e) => break Err(format!("waiting for {program}: {e}")),
+        }
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    let _ = std::fs::remove_file(&err_path);
+    let status = status.map_err(|e| {
+        format!(
+            "{e}\nstdout: {}\nstderr: {}",
+            tail(&stdout, 20),
+            tail(&stderr, 20)
+        )
+    })?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Output {
+        status: status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        stdout,
+        stderr,
+    })
+}
+
+/// Like [`cmd_timeout`], and requires exit status 0.
+pub fn cmd_timeout_ok(
+    program: &str,
+    args: &[&str],
+    timeout: std::time::Duration,
+) -> Result<Output, String> {
+    let out = cmd_timeout(program, args, &[], timeout)?;
+    if out.status != 0 {
+        return Err(format!(
+            "{program} {} exited {}\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            out.status,
+            tail(&out.stdout, 20),
+            tail(&out.stderr, 20)
+        ));
+    }
+    Ok(out)
+}
+
+/// The last `n` lines of `s`, for diagnostics.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs `f` in a forked child with uid and gid 65534 and no capabilities; returns its exit
+/// status. The child reports details as `# ` lines (KTAP diagnostics) on stdout.
+pub fn as_nobody(f: impl FnOnce() -> i32) -> Result<i32, String> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, setgid, setgroups, setuid, ForkResult, Gid, Uid};
+    // SAFETY: the test binary is single-threaded (it never spawns threads), and the child only
+    // makes system calls and writes to stdout before it exits.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let code = match setgroups(&[])
+                .and(setgid(Gid::from_raw(65534)))
+                .and(setuid(Uid::from_raw(65534)))
+            {
+                Ok(()) => f(),
+                Err(e) => {
+                    println!("# cannot drop privileges: {e}");
+                    12
+                }
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => {
+            match waitpid(child, None).map_err(|e| format!("waitpid: {e}"))? {
+                WaitStatus::Exited(_, code) => Ok(code),
+                other => Err(format!("unprivileged child ended with {other:?}")),
+            }
+        }
+    }
+}
+
+/// Polls `f` every 100 ms until it returns true or `timeout` passes; returns the last answer.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+pub fn is_block_device(path: &str) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false)
+}

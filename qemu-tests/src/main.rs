@@ -1,8 +1,21 @@
 //! The rxdsk guest suite. Runs as the guest's workload (started by /init) and prints KTAP on
 //! the serial console, which `cargo xtask test-vm` reads.
+//!
+//! Also, for use in a guest shell (`cargo xtask vm`, `vm --run`):
+//! - `rxdsk-guest-tests only TEST...`: a subset of the suite, in suite order (with the module
+//!   already loaded, as `vm` does, module_load is not needed);
+//! - `rxdsk-guest-tests check-device DEV CHECK...`: the generic data-path checks on another
+//!   driver's device, e.g. `modprobe brd rd_nr=1 rd_size=1048576` and
+//!   `check-device /dev/ram0 discard fio512 fio4096 ext2-4096 ext2-1024 swap`;
+//! - `rxdsk-guest-tests hog MIB SEED`: the swap test's memory hog.
 
+mod blk;
+mod cli;
 mod control;
+mod datapath;
+mod devices;
 mod harness;
+mod rxdsk;
 
 use harness::Test;
 
@@ -28,6 +41,82 @@ const TESTS: &[Test] = &[
         run: control::unprivileged_eperm,
     },
     Test {
+        name: "create_destroy_cycles",
+        run: devices::create_destroy_cycles,
+    },
+    Test {
+        name: "destroy_busy",
+        run: devices::destroy_busy,
+    },
+    Test {
+        name: "bad_input_rejected",
+        run: devices::bad_input_rejected,
+    },
+    Test {
+        name: "device_commands_unprivileged",
+        run: devices::device_commands_unprivileged,
+    },
+    Test {
+        name: "read_only_device",
+        run: devices::read_only_device,
+    },
+    Test {
+        name: "zero_page_write",
+        run: devices::zero_page_write,
+    },
+    Test {
+        name: "mem_limit_enospc",
+        run: devices::mem_limit_enospc,
+    },
+    Test {
+        name: "discard_512",
+        run: devices::discard_512,
+    },
+    Test {
+        name: "discard_4096",
+        run: devices::discard_4096,
+    },
+    Test {
+        name: "write_zeroes_512",
+        run: devices::write_zeroes_512,
+    },
+    Test {
+        name: "write_zeroes_4096",
+        run: devices::write_zeroes_4096,
+    },
+    Test {
+        name: "resize_online",
+        run: devices::resize_online,
+    },
+    Test {
+        name: "fio_verify_512",
+        run: devices::fio_verify_512,
+    },
+    Test {
+        name: "fio_verify_4096",
+        run: devices::fio_verify_4096,
+    },
+    Test {
+        name: "ext2_roundtrip_4096",
+        run: devices::ext2_roundtrip_4096,
+    },
+    Test {
+        name: "ext2_roundtrip_512",
+        run: devices::ext2_roundtrip_512,
+    },
+    Test {
+        name: "swap_stress",
+        run: devices::swap_stress,
+    },
+    Test {
+        name: "cli_end_to_end",
+        run: cli::cli_end_to_end,
+    },
+    Test {
+        name: "unload_destroys_devices",
+        run: devices::unload_destroys_devices,
+    },
+    Test {
         name: "module_unload",
         run: control::module_unload,
     },
@@ -38,6 +127,40 @@ const TESTS: &[Test] = &[
 ];
 
 fn main() {
-    let ok = harness::run_all(TESTS);
-    std::process::exit(if ok { 0 } else { 1 });
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        // The swap test's memory hog, started by the suite inside a memory cgroup.
+        Some("hog") => datapath::hog_main(&args[1..]),
+        // The generic data-path checks on another driver's device (brd, say).
+        Some("check-device") => datapath::check_device_main(&args[1..]),
+        // A subset of the suite, in suite order (include module_load first).
+        Some("only") => {
+            let unknown: Vec<&String> = args[1..]
+                .iter()
+                .filter(|a| !TESTS.iter().any(|t| t.name == a.as_str()))
+                .collect();
+            if unknown.is_empty() {
+                let subset: Vec<Test> = TESTS
+                    .iter()
+                    .filter(|t| args[1..].iter().any(|a| a == t.name))
+                    .map(|t| Test {
+                        name: t.name,
+                        run: t.run,
+                    })
+                    .collect();
+                i32::from(!harness::run_all(&subset))
+            } else {
+                eprintln!("unknown tests: {unknown:?}");
+                3
+            }
+        }
+        Some(other) => {
+            eprintln!(
+                "usage: rxdsk-guest-tests [only TEST... | hog MIB SEED | check-device DEV CHECK...] ({other}?)"
+            );
+            3
+        }
+        None => i32::from(!harness::run_all(TESTS)),
+    };
+    std::process::exit(code);
 }
