@@ -160,7 +160,25 @@ fn main() {
             );
             3
         }
-        None => i32::from(!harness::run_all(TESTS)),
+        // The suite; `cargo xtask test-vm --only/--skip` leave name lists in /etc.
+        None => {
+            let names = |path: &str| -> Option<Vec<String>> {
+                let text = std::fs::read_to_string(path).ok()?;
+                Some(text.split_whitespace().map(str::to_string).collect())
+            };
+            let only = names("/etc/rxdsk-tests-only");
+            let skip = names("/etc/rxdsk-tests-skip").unwrap_or_default();
+            let subset: Vec<Test> = TESTS
+                .iter()
+                .filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|n| n == t.name)))
+                .filter(|t| !skip.iter().any(|n| n == t.name))
+                .map(|t| Test {
+                    name: t.name,
+                    run: t.run,
+                })
+                .collect();
+            i32::from(!harness::run_all(&subset))
+        }
     };
     std::process::exit(code);
 }

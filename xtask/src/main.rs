@@ -75,6 +75,39 @@ struct VmArgs {
     verbose: bool,
 }
 
+/// Which guest tests run.
+#[derive(Args, Clone, Default)]
+struct TestSelection {
+    /// Run only this test (repeatable; module_load is needed by most device tests).
+    #[arg(long, value_name = "TEST")]
+    only: Vec<String>,
+    /// Skip this test (repeatable).
+    #[arg(long, value_name = "TEST")]
+    skip: Vec<String>,
+}
+
+impl TestSelection {
+    fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut files = Vec::new();
+        if !self.only.is_empty() {
+            files.push(("etc/rxdsk-tests-only", self.only.join("\n").into_bytes()));
+        }
+        if !self.skip.is_empty() {
+            files.push(("etc/rxdsk-tests-skip", self.skip.join("\n").into_bytes()));
+        }
+        files
+    }
+}
+
+/// The slow data-volume tests, left out of CI's short run on the debug flavour (they run in
+/// full on the normal flavour in the same CI run, and in `cargo xtask soak`).
+const DEBUG_SHORT_SKIP: &[&str] = &[
+    "fio_verify_512",
+    "fio_verify_4096",
+    "swap_stress",
+    "ext2_roundtrip_512",
+];
+
 #[derive(Subcommand)]
 enum Task {
     /// Check, and as root install, the build dependencies.
@@ -101,8 +134,10 @@ enum Task {
     TestVm {
         #[command(flatten)]
         vm: VmArgs,
+        #[command(flatten)]
+        select: TestSelection,
         /// Give up after this many seconds.
-        #[arg(long, default_value_t = 1200)]
+        #[arg(long, default_value_t = 1800)]
         timeout: u64,
     },
     /// Interactive guest shell with rxdsk loaded, or run one command with --run.
@@ -193,10 +228,14 @@ fn boot(
     })
 }
 
-fn test_vm(vm: &VmArgs, timeout: u64) -> Result<bool> {
+/// Runs the guest suite; prints each test and the flavour's summary, returns the summary.
+fn test_vm(vm: &VmArgs, select: &TestSelection, timeout: u64) -> Result<console::Summary> {
     let a = prepare(&vm.kernel)?;
-    let b = boot(&a, vm, "test", &[], timeout)?;
-    eprintln!("[vm] running the guest suite (kernel {})", a.kernel.release);
+    let b = boot(&a, vm, "test", &select.files(), timeout)?;
+    eprintln!(
+        "[vm] running the guest suite ({} kernel {})",
+        a.kernel.flavour.name, a.kernel.release
+    );
     let start = Instant::now();
     let done = qemu::run(
         &b,
@@ -215,8 +254,7 @@ fn test_vm(vm: &VmArgs, timeout: u64) -> Result<bool> {
         done.accel.name(),
         start.elapsed().as_secs()
     );
-    println!("{}", summary.line());
-    Ok(summary.ok())
+    Ok(summary)
 }
 
 /// Runs a script in the guest; returns its exit status (1 if it never reported one, or if the
@@ -491,7 +529,15 @@ fn main() -> ExitCode {
                 println!("{}", prepare(&kernel)?.initramfs.display());
                 0
             }
-            Task::TestVm { vm, timeout } => i32::from(!test_vm(&vm, timeout)?),
+            Task::TestVm {
+                vm,
+                select,
+                timeout,
+            } => {
+                let summary = test_vm(&vm, &select, timeout)?;
+                println!("{}", summary.line());
+                i32::from(!summary.ok())
+            }
             Task::Vm {
                 vm,
                 run: Some(cmd),
@@ -519,7 +565,25 @@ fn main() -> ExitCode {
             }
             Task::Test { vm } => {
                 host_checks()?;
-                i32::from(!test_vm(&vm, 1200)?)
+                let full = test_vm(&vm, &TestSelection::default(), 1800)?;
+                println!("guest flavour: {}", full.line());
+                eprintln!("[test] the suite again on the debug flavour (KASAN, lockdep, kmemleak), short form");
+                let mut debug_vm = vm.clone();
+                debug_vm.kernel.debug = true;
+                let short = TestSelection {
+                    skip: DEBUG_SHORT_SKIP.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                };
+                let debug = test_vm(&debug_vm, &short, 2400)?;
+                println!("debug flavour: {}", debug.line());
+                let total = console::Summary {
+                    passed: full.passed + debug.passed,
+                    failed: full.failed + debug.failed,
+                    skipped: full.skipped + debug.skipped,
+                    problems: Vec::new(),
+                };
+                println!("{}", total.line());
+                i32::from(!(full.ok() && debug.ok()))
             }
         })
     })();
