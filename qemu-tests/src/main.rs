@@ -15,6 +15,7 @@ mod control;
 mod datapath;
 mod devices;
 mod harness;
+mod reliability;
 mod rxdsk;
 
 use harness::Test;
@@ -111,6 +112,30 @@ const TESTS: &[Test] = &[
     Test {
         name: "cli_end_to_end",
         run: cli::cli_end_to_end,
+    },
+    Test {
+        name: "ioctl_fuzz",
+        run: reliability::ioctl_fuzz,
+    },
+    Test {
+        name: "fault_injection_page_alloc",
+        run: reliability::fault_injection_page_alloc,
+    },
+    Test {
+        name: "races_destroy_resize_io",
+        run: reliability::races_destroy_resize_io,
+    },
+    Test {
+        name: "security_no_uninitialised_bytes",
+        run: reliability::security_no_uninitialised_bytes,
+    },
+    Test {
+        name: "unload_refused_while_open",
+        run: reliability::unload_refused_while_open,
+    },
+    Test {
+        name: "kmemleak_clean",
+        run: reliability::kmemleak_clean,
     },
     Test {
         name: "unload_destroys_devices",
