@@ -257,25 +257,34 @@ fn test_vm(vm: &VmArgs, select: &TestSelection, timeout: u64) -> Result<console:
     Ok(summary)
 }
 
-/// Runs a script in the guest; returns its exit status (1 if it never reported one, or if the
-/// kernel reported a problem while it ran).
-fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
-    let a = prepare(&vm.kernel)?;
+/// Boots the guest in run mode with `script` as its workload; returns what the console showed
+/// and where the console log is.
+fn run_script(
+    a: &Artifacts,
+    vm: &VmArgs,
+    script: String,
+    timeout: u64,
+) -> Result<(qemu::Finished, PathBuf)> {
     let b = boot(
-        &a,
+        a,
         vm,
         "run",
         &[("etc/rxdsk-run.sh", script.into_bytes())],
         timeout,
     )?;
-    let done = qemu::run(
-        &b,
-        if vm.verbose {
-            qemu::Echo::All
-        } else {
-            qemu::Echo::RunOutput
-        },
-    )?;
+    let echo = if vm.verbose {
+        qemu::Echo::All
+    } else {
+        qemu::Echo::RunOutput
+    };
+    Ok((qemu::run(&b, echo)?, b.log))
+}
+
+/// Runs a script in the guest; returns its exit status (1 if it never reported one, or if the
+/// kernel reported a problem while it ran).
+fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
+    let a = prepare(&vm.kernel)?;
+    let (done, _) = run_script(&a, vm, script, timeout)?;
     let status = match done.console.exit_status {
         Some(s) => s,
         None => {
@@ -374,25 +383,11 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         repeats, runtime
     );
     let script = bench::fio_script(&env, span_mb, repeats, runtime);
-    let b = boot(
-        &a,
-        vm,
-        "run",
-        &[("etc/rxdsk-run.sh", script.into_bytes())],
-        3600,
-    )?;
-    let done = qemu::run(
-        &b,
-        if vm.verbose {
-            qemu::Echo::All
-        } else {
-            qemu::Echo::RunOutput
-        },
-    )?;
+    let (done, log) = run_script(&a, vm, script, 3600)?;
     if done.console.exit_status != Some(0) || !done.console.reports.is_empty() {
         bail!(
             "the fio bench failed in the guest (console log: {})",
-            b.log.display()
+            log.display()
         );
     }
     bench::parse(&done.console, &mut results)?;
