@@ -195,7 +195,11 @@ fn main() {
             let skip = names("/etc/rxdsk-tests-skip").unwrap_or_default();
             let subset: Vec<Test> = TESTS
                 .iter()
-                .filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|n| n == t.name)))
+                // The others need the module: module_load always runs unless skipped.
+                .filter(|t| {
+                    t.name == "module_load"
+                        || only.as_ref().is_none_or(|o| o.iter().any(|n| n == t.name))
+                })
                 .filter(|t| !skip.iter().any(|n| n == t.name))
                 .map(|t| Test {
                     name: t.name,

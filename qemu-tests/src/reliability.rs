@@ -378,7 +378,9 @@ impl FailPageAlloc {
             ("verbose", "0"),
             ("task-filter", "Y"),
             ("ignore-gfp-wait", "N"),
-            ("ignore-gfp-highmem", "N"),
+            // User pages (faults, copy-on-write after fork) are __GFP_HIGHMEM allocations: a
+            // failed one is retried forever. Ours are GFP_NOIO, so they still fail.
+            ("ignore-gfp-highmem", "Y"),
             ("min-order", "0"),
             ("interval", "1"),
             ("times", "-1"),
@@ -415,6 +417,7 @@ fn failing_writer(path: &str, pages: u64) -> i32 {
     };
     let mut buf = buf;
     blk::fill_keyed(&mut buf[..], 7, 7);
+    let mut results: [Result<(), Option<i32>>; 64] = [Err(None); 64];
     let Ok(dev) = open_direct(path, true) else {
         return 21;
     };
@@ -427,13 +430,14 @@ fn failing_writer(path: &str, pages: u64) -> i32 {
     if mark.write_all(b"1").is_err() {
         return 23;
     }
-    let mut results = Vec::with_capacity(pages as usize);
-    for p in 0..pages {
+    // No heap allocation while marked: the results array was written before the mark.
+    let pages = (pages as usize).min(results.len());
+    for (p, slot) in results.iter_mut().enumerate().take(pages) {
         // New pages far from the ones written before.
-        results.push(write_at(&dev, &buf[..], (1024 + p) * 4096).map_err(|e| e.raw_os_error()));
+        *slot = write_at(&dev, &buf[..], (1024 + p as u64) * 4096).map_err(|e| e.raw_os_error());
     }
     let _ = mark.write_all(b"0");
-    let bad: Vec<String> = results
+    let bad: Vec<String> = results[..pages]
         .iter()
         .enumerate()
         .filter(|(_, r)| **r != Err(Some(nix::libc::EIO)))
@@ -468,18 +472,33 @@ pub fn fault_injection_page_alloc() -> TestResult {
     }
     let failures_before = dev.stats()?.alloc_failures;
     let injection = FailPageAlloc::enable()?;
-    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::{fork, ForkResult};
     let path = dev.path.clone();
     // SAFETY: No other thread runs in this process now; the child only does I/O system calls.
     let code = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => std::process::exit(failing_writer(&path, 32)),
         ForkResult::Parent { child } => {
-            match waitpid(child, None).map_err(|e| format!("waitpid: {e}"))? {
-                WaitStatus::Exited(_, code) => code,
-                other => {
-                    drop(injection);
-                    return Err(format!("the failing writer ended with {other:?}"));
+            // A hang here must not hang the suite: stop injecting, then end the writer.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                match waitpid(child, Some(WaitPidFlag::WNOHANG))
+                    .map_err(|e| format!("waitpid: {e}"))?
+                {
+                    WaitStatus::StillAlive if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    WaitStatus::StillAlive => {
+                        drop(injection);
+                        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                        let _ = waitpid(child, None);
+                        return Err("the failing writer did not finish within 120 s".into());
+                    }
+                    WaitStatus::Exited(_, code) => break code,
+                    other => {
+                        drop(injection);
+                        return Err(format!("the failing writer ended with {other:?}"));
+                    }
                 }
             }
         }

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 /// How long KVM gets to print its first console line before we call it unusable.
 const KVM_PROBE: Duration = Duration::from_secs(5);
+/// In test mode, a guest that reports no result for this long is stuck: stop it rather than
+/// wait for the whole run's timeout. Generous: the slowest test takes a few minutes under
+/// KASAN and TCG.
+const TEST_STALL: Duration = Duration::from_secs(900);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -209,16 +213,24 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut diagnostics: Vec<String> = Vec::new();
     let deadline = Instant::now() + boot.timeout;
+    let mut last_result = Instant::now();
     let mut timed_out = false;
+    let mut stalled = false;
     let mut pending = first.into_iter();
     loop {
+        let limit = if boot.mode == "test" {
+            deadline.min(last_result + TEST_STALL)
+        } else {
+            deadline
+        };
         let line = match pending.next() {
             Some(l) => l,
-            None => match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            None => match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
                 Ok(l) => l,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     timed_out = true;
+                    stalled = limit < deadline;
                     break;
                 }
             },
@@ -230,6 +242,9 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
         }
         let event = console.feed(&line);
         let text = line.trim_end();
+        if let Event::Result(_) = &event {
+            last_result = Instant::now();
+        }
         match (&event, echo) {
             (_, Echo::All) => println!("{text}"),
             (Event::KernelReport(_), _) => println!("KERNEL: {text}"),
@@ -276,10 +291,12 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
     if trouble && echo != Echo::All {
         eprintln!(
             "[vm] {}; last console lines (full log: {}):",
-            if timed_out {
-                "timed out"
+            if stalled {
+                format!("no test result for {} s: stopped", TEST_STALL.as_secs())
+            } else if timed_out {
+                "timed out".to_string()
             } else {
-                "guest output ended early or reported problems"
+                "guest output ended early or reported problems".to_string()
             },
             boot.log.display()
         );
