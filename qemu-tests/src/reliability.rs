@@ -205,6 +205,12 @@ fn random_payload(rng: &mut Rng, buf: &mut [u8]) {
     }
 }
 
+/// The id a successful CREATE wrote back into its `RxdskCreate` buffer.
+fn created_device_id(out: &[u8]) -> u32 {
+    let at = std::mem::offset_of!(RxdskCreate, id);
+    u32::from_ne_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]])
+}
+
 /// DESTROY and RESIZE must never hit the devices fio is verifying.
 fn protect(request: u64, buf: &mut [u8], protected: &[u32]) {
     let r = request as u32;
@@ -246,6 +252,8 @@ pub fn ioctl_fuzz() -> TestResult {
     for i in 0..FUZZ_CALLS {
         let request = random_request(&mut rng);
         let size = crate::rxdsk::ioc_size(request);
+        // A CREATE that went through leaves its id in the output buffer.
+        let mut created_id = None;
         let result = match rng.below(20) {
             // Pointer cases: NULL, unmapped, misaligned, short buffer before a guard page.
             0 => {
@@ -267,7 +275,11 @@ pub fn ioctl_fuzz() -> TestResult {
                 random_payload(&mut rng, &mut buf[1..size.max(1) + 1]);
                 protect(request, &mut buf[1..], &protected);
                 let mut tmp = buf[1..size.max(1) + 1].to_vec();
-                control.raw_bytes(request, &mut tmp)
+                let r = control.raw_bytes(request, &mut tmp);
+                if r.is_ok() && request as u32 == RXDSK_IOC_CREATE {
+                    created_id = Some(created_device_id(&tmp));
+                }
+                r
             }
             _ => {
                 let payload = &mut buf[..size.max(1)];
@@ -275,17 +287,20 @@ pub fn ioctl_fuzz() -> TestResult {
                 protect(request, payload, &protected);
                 let r = control.raw_bytes(request, payload);
                 if r.is_ok() && request as u32 == RXDSK_IOC_CREATE {
-                    // A random CREATE went through: take the device down again at once.
-                    let id =
-                        u32::from_ne_bytes([payload[60], payload[61], payload[62], payload[63]]);
-                    created += 1;
-                    if let Err(e) = control.destroy(id, RXDSK_FLAG_FORCE) {
-                        unexpected.push(format!("call {i}: destroy of fuzz-created rxd{id}: {e}"));
-                    }
+                    created_id = Some(created_device_id(payload));
                 }
                 r
             }
         };
+        if let Some(id) = created_id {
+            // A random CREATE went through: take the device down again at once.
+            created += 1;
+            if protected.contains(&id) {
+                unexpected.push(format!("call {i}: CREATE returned the live id {id}"));
+            } else if let Err(e) = control.destroy(id, RXDSK_FLAG_FORCE) {
+                unexpected.push(format!("call {i}: destroy of fuzz-created rxd{id}: {e}"));
+            }
+        }
         match result {
             Ok(_) => ok += 1,
             Err(e) if EXPECTED.contains(&e) => rejected += 1,
