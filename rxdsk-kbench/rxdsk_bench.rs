@@ -1,18 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! rxdsk_bench: an in-kernel load generator for block devices.
+//! rxdsk_bench: an in-kernel load generator for block devices, interleaved across targets.
 //!
-//! Loaded with the target's major/minor and a job shape, it opens the device, submits bios in
-//! a loop from `threads` work items (each I/O waits for its completion: queue depth 1 per
-//! thread), prints one result line and stays loaded until removed. Measuring inside the kernel
-//! takes the system-call cost out, so drivers can be compared at native speed (User-Mode Linux)
-//! where fio in a VM or in UML would mostly measure the syscall path.
+//! Loaded with up to five target devices and a job shape, it opens every target and runs
+//! `bursts` rounds; in each round every target in turn (the order rotates from round to round)
+//! gets one burst of `ios` I/Os from each of `threads` work items (each I/O waits for its
+//! completion: queue depth 1 per thread). Bursts of different targets are milliseconds apart,
+//! so drift of the machine (frequency, steal time, a noisy neighbour) hits all targets alike,
+//! and the host can pair them: the ratio of two drivers is the median of per-round ratios.
+//! Measuring inside the kernel takes the system-call cost out, so drivers can be compared at
+//! native speed (User-Mode Linux) where fio would mostly measure the syscall path.
 //!
-//! Result line: `rxdsk_bench: dev=M:m op=randread read_pct=100 bs=4096 threads=1 ios=N
-//! errors=E ns=T iops=I mibps=B ns_per_io=P`.
+//! Result lines, per target slot:
+//! `rxdsk_bench: slot=0 dev=M:m op=randread read_pct=100 bs=4096 threads=1 bursts=B ios=N
+//! errors=E ns=T iops=I mibps=B ns_per_io=P` and `rxdsk_bench: slot=0 burst_ns=t0,t1,...`.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{bindings, prelude::*, sync::Arc, sync::Completion, workqueue};
 
 module! {
@@ -22,13 +26,17 @@ module! {
     description: "In-kernel block device load generator for rxdsk benchmarks",
     license: "GPL",
     params: {
-        dev_major: u32 { default: 0, description: "Target block device major", },
-        dev_minor: u32 { default: 0, description: "Target block device minor", },
+        dev0: u32 { default: 0, description: "Target 0: (major << 20) | minor", },
+        dev1: u32 { default: 0, description: "Target 1 (0: none)", },
+        dev2: u32 { default: 0, description: "Target 2 (0: none)", },
+        dev3: u32 { default: 0, description: "Target 3 (0: none)", },
+        dev4: u32 { default: 0, description: "Target 4 (0: none)", },
         read_pct: u32 { default: 100, description: "Percentage of I/Os that read (0: all writes)", },
         random: bool { default: true, description: "Random offsets instead of sequential", },
         block_size: u32 { default: 4096, description: "Bytes per I/O: a power of two, 512..1048576", },
-        span_mib: u32 { default: 256, description: "Size of the region of the device used", },
-        ios: u32 { default: 100000, description: "I/Os per thread", },
+        span_mib: u32 { default: 256, description: "Size of the region of each device used", },
+        bursts: u32 { default: 15, description: "Rounds over all targets (1..64)", },
+        ios: u32 { default: 10000, description: "I/Os per thread per burst", },
         threads: u32 { default: 1, description: "Concurrent submitters (work items)", },
     },
 }
@@ -56,10 +64,10 @@ unsafe impl Send for BdevFile {}
 unsafe impl Sync for BdevFile {}
 
 impl BdevFile {
-    fn open(major: u32, minor: u32, write: bool) -> Result<Self> {
+    fn open(dev: u32, write: bool) -> Result<Self> {
         let mode = BLK_OPEN_READ | if write { BLK_OPEN_WRITE } else { 0 };
         // SAFETY: No holder and no holder ops: a plain, non-exclusive open.
-        let file = unsafe { bindings::bdev_file_open_by_dev((major << MINORBITS) | minor, mode, ptr::null_mut(), ptr::null()) };
+        let file = unsafe { bindings::bdev_file_open_by_dev(dev, mode, ptr::null_mut(), ptr::null()) };
         Ok(Self { file: kernel::error::from_err_ptr(file)? })
     }
 
@@ -111,6 +119,11 @@ impl Buffer {
     }
 }
 
+// SAFETY: The pages are owned by the buffer and freed once; each submitter uses its own buffer.
+unsafe impl Send for Buffer {}
+// SAFETY: As above: shared references only hand the page to the I/O of one submitter at a time.
+unsafe impl Sync for Buffer {}
+
 impl Drop for Buffer {
     fn drop(&mut self) {
         // SAFETY: Allocated with this order (invariant).
@@ -132,62 +145,87 @@ impl Rng {
     }
 }
 
-#[pin_data]
-struct Job {
-    bdev: BdevFile,
+/// What every burst shares: the open targets, the job shape and one buffer per submitter.
+struct Shared {
+    targets: KVec<BdevFile>,
+    /// Per submitter: filled once with random bytes (a RAM disk that skips zero pages must not
+    /// get an easy write), used by that submitter only.
+    buffers: KVec<Buffer>,
+    /// Per target.
+    errors: KVec<AtomicU64>,
     read_pct: u32,
     random: bool,
     block_size: u32,
     blocks: u64,
     ios: u32,
-    errors: AtomicU64,
-    remaining: AtomicU64,
+    threads: u32,
+}
+
+/// One burst: every submitter does `ios` I/Os on `target`; the last one to finish completes.
+#[pin_data]
+struct Burst {
+    shared: Arc<Shared>,
+    target: usize,
+    round: u32,
+    remaining: AtomicU32,
     #[pin]
     done: Completion,
 }
 
-/// One submitter: its own bio and buffer, `ios` synchronous I/Os.
-fn run_thread(job: &Job, thread: u32) -> Result {
-    let buffer = Buffer::new(job.block_size, 0x9e37_79b9_7f4a_7c15 ^ u64::from(thread))?;
-    let op = |rng: &mut Rng| {
-        if job.read_pct >= 100 || (job.read_pct > 0 && rng.next() % 100 < u64::from(job.read_pct)) {
-            bindings::req_op_REQ_OP_READ
-        } else {
-            bindings::req_op_REQ_OP_WRITE
+impl Burst {
+    fn finish_one(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.complete_all();
         }
+    }
+}
+
+/// One submitter's burst. Offsets and the read/write choice depend only on the submitter and
+/// the round, so every target of a round sees the same I/O sequence.
+fn run_burst(s: &Shared, target: usize, thread: u32, round: u32) {
+    let Some((bdev_file, buffer)) = s.targets.get(target).zip(s.buffers.get(thread as usize)) else {
+        return;
     };
-    let mut op_rng = Rng(0x1234_5678_9abc_def1 ^ u64::from(thread));
-    // SAFETY: All-zero is a valid starting state for `bio_init`, which sets up the rest.
-    let mut bio: KBox<bindings::bio> = KBox::new(unsafe { core::mem::zeroed() }, GFP_KERNEL)?;
-    // SAFETY: As above, for the single bvec the bio uses.
-    let mut bvec: KBox<bindings::bio_vec> = KBox::new(unsafe { core::mem::zeroed() }, GFP_KERNEL)?;
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (u64::from(thread) << 32) | 1);
-    let mut sequential = u64::from(thread) * (job.blocks / u64::from(threads_param()).max(1));
-    // SAFETY: `bio` and `bvec` live until `bio_uninit` below; one bvec slot.
-    unsafe { bindings::bio_init(&mut *bio, job.bdev.bdev(), &mut *bvec, 1, bindings::req_op_REQ_OP_READ) };
-    for _ in 0..job.ios {
-        let block = if job.random {
-            rng.next() % job.blocks
+    let bdev = bdev_file.bdev();
+    let seed = (u64::from(thread) << 32) ^ u64::from(round).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(seed ^ 0x2545_f491_4f6c_dd1d | 1);
+    let mut op_rng = Rng(seed ^ 0x1234_5678_9abc_def1 | 1);
+    let stride = s.blocks / u64::from(s.threads);
+    let mut sequential = (u64::from(thread) * stride + u64::from(round) * u64::from(s.ios)) % s.blocks;
+    // SAFETY: All-zero is a valid starting state for `bio_init`, which sets up the rest; the bio
+    // and its single bvec live on this stack until `bio_uninit`, as in `bdev_rw_virt`.
+    let mut bio: bindings::bio = unsafe { core::mem::zeroed() };
+    // SAFETY: As above.
+    let mut bvec: bindings::bio_vec = unsafe { core::mem::zeroed() };
+    // SAFETY: `bio` and `bvec` outlive every use below; one bvec slot.
+    unsafe { bindings::bio_init(&mut bio, bdev, &mut bvec, 1, bindings::req_op_REQ_OP_READ) };
+    let mut errors = 0;
+    for _ in 0..s.ios {
+        let block = if s.random {
+            rng.next() % s.blocks
         } else {
-            sequential = (sequential + 1) % job.blocks;
+            sequential = (sequential + 1) % s.blocks;
             sequential
         };
-        let opf = op(&mut op_rng);
+        let read = s.read_pct >= 100 || (s.read_pct > 0 && op_rng.next() % 100 < u64::from(s.read_pct));
+        let opf = if read { bindings::req_op_REQ_OP_READ } else { bindings::req_op_REQ_OP_WRITE };
         // SAFETY: The bio was initialised above and its previous I/O has completed
         // (`submit_bio_wait` returned); the buffer outlives the I/O.
         let rc = unsafe {
-            bindings::bio_reset(&mut *bio, job.bdev.bdev(), opf);
-            bio.bi_iter.bi_sector = (block * u64::from(job.block_size)) >> 9;
-            bindings::__bio_add_page(&mut *bio, buffer.page, job.block_size, 0);
-            bindings::submit_bio_wait(&mut *bio)
+            bindings::bio_reset(&mut bio, bdev, opf);
+            bio.bi_iter.bi_sector = (block * u64::from(s.block_size)) >> 9;
+            bindings::__bio_add_page(&mut bio, buffer.page, s.block_size, 0);
+            bindings::submit_bio_wait(&mut bio)
         };
         if rc != 0 {
-            job.errors.fetch_add(1, Ordering::Relaxed);
+            errors += 1;
         }
     }
     // SAFETY: Initialised above; no I/O in flight.
-    unsafe { bindings::bio_uninit(&mut *bio) };
-    Ok(())
+    unsafe { bindings::bio_uninit(&mut bio) };
+    if let Some(e) = s.errors.get(target) {
+        e.fetch_add(errors, Ordering::Relaxed);
+    }
 }
 
 /// `system_dfl_wq`: unbound, so submitters run on different CPUs (`system_unbound_wq` is
@@ -197,89 +235,145 @@ fn unbound_queue() -> &'static workqueue::Queue {
     unsafe { workqueue::Queue::from_raw(bindings::system_dfl_wq) }
 }
 
-fn threads_param() -> u32 {
-    module_parameters::threads.value().max(1)
+fn now_ns() -> u64 {
+    // SAFETY: Reading the monotonic clock has no preconditions.
+    let t = unsafe { bindings::ktime_get() };
+    t.max(0) as u64
 }
 
-fn now_ns() -> i64 {
-    // SAFETY: Reading the monotonic clock has no preconditions.
-    unsafe { bindings::ktime_get() }
+/// Runs one burst on `target` and returns how long it took.
+fn timed_burst(shared: &Arc<Shared>, target: usize, round: u32) -> Result<u64> {
+    let burst = Arc::pin_init(
+        try_pin_init!(Burst {
+            shared: shared.clone(),
+            target,
+            round,
+            remaining: AtomicU32::new(shared.threads),
+            done <- Completion::new(),
+        }),
+        GFP_KERNEL,
+    )?;
+    let start = now_ns();
+    for thread in 0..shared.threads {
+        let b = burst.clone();
+        let spawned = unbound_queue().try_spawn(GFP_KERNEL, move || {
+            run_burst(&b.shared, b.target, thread, b.round);
+            b.finish_one();
+        });
+        if spawned.is_err() {
+            if let Some(e) = shared.errors.get(target) {
+                e.fetch_add(u64::from(shared.ios), Ordering::Relaxed);
+            }
+            burst.finish_one();
+        }
+    }
+    burst.done.wait_for_completion();
+    Ok((now_ns() - start).max(1))
 }
+
+/// A printk line built piece by piece (the burst times do not fit one format string).
+struct Line(KVec<u8>);
+
+impl core::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
+    }
+}
+
+const MAX_BURSTS: u32 = 64;
+const MAX_TARGETS: usize = 5;
 
 impl kernel::Module for RxdskBench {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let major = module_parameters::dev_major.value();
-        let minor = module_parameters::dev_minor.value();
+        use core::fmt::Write;
+        let devs = [
+            module_parameters::dev0.value(),
+            module_parameters::dev1.value(),
+            module_parameters::dev2.value(),
+            module_parameters::dev3.value(),
+            module_parameters::dev4.value(),
+        ];
         let read_pct = module_parameters::read_pct.value().min(100);
         let random = module_parameters::random.value();
         let block_size = module_parameters::block_size.value();
         let span = u64::from(module_parameters::span_mib.value()) << 20;
-        let ios = module_parameters::ios.value();
-        let threads = threads_param();
+        let bursts = module_parameters::bursts.value().clamp(1, MAX_BURSTS);
+        let ios = module_parameters::ios.value().max(1);
+        let threads = module_parameters::threads.value().max(1);
         if !block_size.is_power_of_two() || !(512..=1 << 20).contains(&block_size) || span < u64::from(block_size) {
             pr_err!("bad block_size {} or span_mib\n", block_size);
             return Err(EINVAL);
         }
         let blocks = span / u64::from(block_size);
-        let job = Arc::pin_init(
-            try_pin_init!(Job {
-                bdev: BdevFile::open(major, minor, read_pct < 100)?,
-                read_pct,
-                random,
-                block_size,
-                blocks,
-                ios,
-                errors: AtomicU64::new(0),
-                remaining: AtomicU64::new(u64::from(threads)),
-                done <- Completion::new(),
-            }),
+        let mut targets = KVec::with_capacity(MAX_TARGETS, GFP_KERNEL)?;
+        let mut errors = KVec::with_capacity(MAX_TARGETS, GFP_KERNEL)?;
+        for &dev in devs.iter().filter(|&&d| d != 0) {
+            targets.push(BdevFile::open(dev, read_pct < 100)?, GFP_KERNEL)?;
+            errors.push(AtomicU64::new(0), GFP_KERNEL)?;
+        }
+        if targets.is_empty() {
+            pr_err!("no target: set dev0\n");
+            return Err(EINVAL);
+        }
+        let mut buffers = KVec::with_capacity(threads as usize, GFP_KERNEL)?;
+        for thread in 0..threads {
+            buffers.push(Buffer::new(block_size, 0x9e37_79b9_7f4a_7c15 ^ u64::from(thread))?, GFP_KERNEL)?;
+        }
+        let n = targets.len();
+        let shared = Arc::new(
+            Shared { targets, buffers, errors, read_pct, random, block_size, blocks, ios, threads },
             GFP_KERNEL,
         )?;
-        let start = now_ns();
-        for thread in 0..threads {
-            let worker = job.clone();
-            let spawned = unbound_queue().try_spawn(GFP_KERNEL, move || {
-                if run_thread(&worker, thread).is_err() {
-                    worker.errors.fetch_add(u64::from(worker.ios), Ordering::Relaxed);
-                }
-                if worker.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    worker.done.complete_all();
-                }
-            });
-            if spawned.is_err() {
-                job.errors.fetch_add(u64::from(ios), Ordering::Relaxed);
-                if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    job.done.complete_all();
-                }
+        // ns[target][round]
+        let mut ns: KVec<KVec<u64>> = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            ns.push(KVec::with_capacity(bursts as usize, GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        for round in 0..bursts {
+            for k in 0..n {
+                // Rotate the order so that no target always runs right after the same other.
+                let target = (k + round as usize) % n;
+                let t = timed_burst(&shared, target, round)?;
+                ns[target].push(t, GFP_KERNEL)?;
             }
         }
-        job.done.wait_for_completion();
-        let ns = (now_ns() - start).max(1) as u64;
-        let total = u64::from(ios) * u64::from(threads);
-        // u64 throughout (no 128-bit division in the kernel): total <= 2^32 * 2^32 is not a
-        // concern at these rates, and MiB moved * 10^9 stays far below 2^64.
-        let iops = total.saturating_mul(1_000_000_000) / ns;
-        let mibps = (total.saturating_mul(u64::from(block_size)) >> 20).saturating_mul(1_000_000_000) / ns;
-        pr_info!(
-            "dev={}:{} op={}{} read_pct={} bs={} threads={} ios={} errors={} ns={} iops={} mibps={} ns_per_io={}\n",
-            major,
-            minor,
-            if random { "rand" } else { "seq" },
-            match read_pct {
-                100 => "read",
-                0 => "write",
-                _ => "rw",
-            },
-            read_pct,
-            block_size,
-            threads,
-            total,
-            job.errors.load(Ordering::Relaxed),
-            ns,
-            iops,
-            mibps,
-            ns.saturating_mul(u64::from(threads)) / total.max(1)
-        );
+        let ios_per_target = u64::from(ios) * u64::from(threads) * u64::from(bursts);
+        for (slot, times) in ns.iter().enumerate() {
+            let total_ns: u64 = times.iter().sum::<u64>().max(1);
+            // u64 throughout (no 128-bit division in the kernel): at these rates the products
+            // stay far below 2^64.
+            let iops = ios_per_target.saturating_mul(1_000_000_000) / total_ns;
+            let mibps = (ios_per_target.saturating_mul(u64::from(block_size)) >> 20).saturating_mul(1_000_000_000) / total_ns;
+            let dev = devs.iter().filter(|&&d| d != 0).nth(slot).copied().unwrap_or(0);
+            pr_info!(
+                "slot={} dev={}:{} op={}{} read_pct={} bs={} threads={} bursts={} ios={} errors={} ns={} iops={} mibps={} ns_per_io={}\n",
+                slot,
+                dev >> MINORBITS,
+                dev & ((1 << MINORBITS) - 1),
+                if random { "rand" } else { "seq" },
+                match read_pct {
+                    100 => "read",
+                    0 => "write",
+                    _ => "rw",
+                },
+                read_pct,
+                block_size,
+                threads,
+                bursts,
+                ios_per_target,
+                shared.errors.get(slot).map_or(0, |e| e.load(Ordering::Relaxed)),
+                total_ns,
+                iops,
+                mibps,
+                total_ns.saturating_mul(u64::from(threads)) / ios_per_target.max(1)
+            );
+            let mut line = Line(KVec::new());
+            for (i, t) in times.iter().enumerate() {
+                write!(line, "{}{}", if i == 0 { "" } else { "," }, t).map_err(|_| ENOMEM)?;
+            }
+            let text = core::str::from_utf8(&line.0).unwrap_or("");
+            pr_info!("slot={} burst_ns={}\n", slot, text);
+        }
         Ok(RxdskBench)
     }
 }

@@ -154,44 +154,61 @@ fn fill(i: usize, label: &str, fill_cmd: &str) -> String {
     )
 }
 
-/// The native script: `rxdsk_bench` for every job on every target, `repeats` times, the order
-/// of targets rotated each round so drift favours none.
-pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, ios_4k: u32) -> String {
+/// I/Os per submitter per burst of the native bench for a job of `block_size`.
+fn burst_ios(ios_4k: u32, block_size: u32) -> u32 {
+    if block_size == 4096 {
+        ios_4k
+    } else {
+        (ios_4k / 100).max(8)
+    }
+}
+
+/// The native script: `rxdsk_bench` for every job with every target loaded at once, so that
+/// their bursts interleave (see rxdsk-kbench); `repeats` loads per job, `bursts` rounds each.
+pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k: u32) -> String {
     let mut s = prologue(env, span_mb);
-    s += "kbench() { # target-index label job args...\n\
-          i=$1; label=$2; job=$3; shift 3; check$i\n\
-          mm=$(cat /sys/block/${DEV#/dev/}/dev)\n\
+    for (i, t) in TARGETS.iter().enumerate() {
+        s += &format!("LABEL{i}={}\n", t.label);
+    }
+    s += "kbench() { # 'target-index...' job args...\n\
+          idx=$1; job=$2; shift 2; params=''; slot=0\n\
+          for i in $idx; do check$i; mm=$(cat /sys/block/${DEV#/dev/}/dev)\n\
+          params=\"$params dev$slot=$(( (${mm%:*} << 20) | ${mm#*:} ))\"; slot=$((slot + 1)); done\n\
           dmesg -c > /dev/null\n\
-          insmod $BENCH_KO dev_major=${mm%:*} dev_minor=${mm#*:} span_mib=$SPAN_MB \"$@\" || fail \"rxdsk_bench failed on $DEV\"\n\
-          line=$(dmesg | grep 'rxdsk_bench: dev=' | tail -n 1); rmmod rxdsk_bench\n\
-          [ -n \"$line\" ] || fail \"no result from rxdsk_bench on $DEV\"\n\
-          echo \"RXDSK-DATA kbench $label $job ${line#*rxdsk_bench: }\"\n}\n";
+          insmod $BENCH_KO $params span_mib=$SPAN_MB \"$@\" || fail \"rxdsk_bench failed on targets $idx\"\n\
+          dmesg | grep 'rxdsk_bench: slot=' > /tmp/kbench.out || true; rmmod rxdsk_bench\n\
+          slot=0\n\
+          for i in $idx; do eval label=\\$LABEL$i\n\
+          line=$(grep \"rxdsk_bench: slot=$slot dev=\" /tmp/kbench.out | tail -n 1)\n\
+          times=$(grep \"rxdsk_bench: slot=$slot burst_ns=\" /tmp/kbench.out | tail -n 1)\n\
+          [ -n \"$line\" ] && [ -n \"$times\" ] || fail \"no result from rxdsk_bench for $label\"\n\
+          echo \"RXDSK-DATA kbench $label $job ${line#*rxdsk_bench: } ${times#*rxdsk_bench: slot=$slot }\"\n\
+          slot=$((slot + 1)); done\n}\n";
+    let all: Vec<String> = (0..TARGETS.len()).map(|i| i.to_string()).collect();
+    let all = all.join(" ");
     // Warm-up: the first load of the bench module and its workers costs memory of its own.
-    s += "kbench 0 warmup warmup random=0 read_pct=100 block_size=4096 ios=16 threads=$NCPU > /dev/null\n";
+    s += &format!("kbench '{all}' warmup random=0 read_pct=100 block_size=4096 bursts=1 ios=16 threads=$NCPU > /dev/null\n");
     for (i, t) in TARGETS.iter().enumerate() {
         let blocks = span_mb; // 1 MiB writes over the whole span
-        s += &fill(i, t.label, &format!("kbench {i} {} fill random=0 read_pct=0 block_size=1048576 ios={blocks} threads=1 > /dev/null", t.label));
+        s += &fill(i, t.label, &format!("kbench {i} fill random=0 read_pct=0 block_size=1048576 bursts=1 ios={blocks} threads=1 > /dev/null"));
     }
     s += "if [ -e /sys/block/zram0/mm_stat ]; then echo \"RXDSK-DATA zram_mm_stat $(cat /sys/block/zram0/mm_stat)\"; fi\n";
-    for rep in 0..repeats {
+    for _ in 0..repeats {
         for job in JOBS {
-            let (ios, thread_counts): (u32, &[&str]) = if job.block_size == 4096 {
-                (ios_4k, &["1", "$NCPU"])
+            let thread_counts: &[&str] = if job.block_size == 4096 {
+                &["1", "$NCPU"]
             } else {
-                ((ios_4k / 100).max(64), &["1"])
+                &["1"]
             };
             for threads in thread_counts {
-                for k in 0..TARGETS.len() {
-                    let i = (k + rep as usize) % TARGETS.len();
-                    s += &format!(
-                        "kbench {i} {} {}@t{threads} random={} read_pct={} block_size={} ios={ios} threads={threads}\n",
-                        TARGETS[i].label,
-                        job.name,
-                        u32::from(job.random),
-                        job.read_pct,
-                        job.block_size,
-                    );
-                }
+                s += &format!(
+                    "kbench '{all}' {}@t{threads} random={} read_pct={} block_size={} bursts={bursts} ios={} threads={threads}\n",
+                    job.name,
+                    u32::from(job.random),
+                    job.read_pct,
+                    job.block_size,
+                    burst_ios(ios_4k, job.block_size),
+                );
             }
         }
     }
@@ -240,6 +257,12 @@ pub struct Sample {
     pub row: String,
     pub iops: f64,
     pub mbps: f64,
+    /// Time per unit of work of each paired measurement, in the order measured: one per burst
+    /// for the native bench (ns per burst, every target doing the same I/Os), one per run
+    /// for fio (1/IOPS). The k-th cost of two targets in the same round ran side by side.
+    pub costs: Vec<f64>,
+    /// Which load of the row this is (0, 1, ...), set by `parse`.
+    pub round: usize,
 }
 
 fn fio_sample(target: &str, row: &str, json: &str) -> Result<Sample> {
@@ -265,28 +288,48 @@ fn fio_sample(target: &str, row: &str, json: &str) -> Result<Sample> {
         row: row.into(),
         iops,
         mbps: bw_kib * 1024.0 / 1e6,
+        costs: vec![1.0 / iops.max(f64::MIN_POSITIVE)],
+        round: 0,
     })
 }
 
-/// Parses `dev=1:0 op=randread ... iops=123 mibps=4 ...`.
+/// Parses `slot=0 dev=1:0 op=randread ... ios=123 errors=0 ns=456 ... burst_ns=1,2,3`.
 fn kbench_sample(target: &str, row: &str, line: &str) -> Result<Sample> {
-    let field = |name: &str| -> Option<f64> {
+    let raw = |name: &str| -> Option<&str> {
         line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
     };
+    let field = |name: &str| -> Option<f64> { raw(name)?.parse().ok() };
     let errors = field("errors").context("rxdsk_bench line without errors=")?;
     if errors != 0.0 {
         bail!("rxdsk_bench saw {errors} I/O errors on {target} {row}: {line}");
     }
-    let ns = field("ns").context("no ns=")?;
     let ios = field("ios").context("no ios=")?;
     let bs = field("bs").context("no bs=")?;
+    let costs: Vec<f64> = raw("burst_ns")
+        .context("no burst_ns=")?
+        .split(',')
+        .map(|t| t.parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad burst_ns in {line:.160}"))?;
+    let bursts = field("bursts").unwrap_or(costs.len() as f64);
+    if costs.is_empty() || costs.len() as f64 != bursts {
+        bail!(
+            "rxdsk_bench reported {} burst times for {bursts} bursts: {line:.160}",
+            costs.len()
+        );
+    }
+    // IOPS from the median burst: a burst hit by a hiccup of the host does not move it.
+    let per_burst = ios / bursts;
+    let burst_ns = median(costs.clone()).max(1.0);
     Ok(Sample {
         mode: Mode::Native,
         target: target.into(),
         row: row.into(),
-        iops: ios * 1e9 / ns.max(1.0),
-        mbps: ios * bs / ns.max(1.0) * 1e3,
+        iops: per_burst * 1e9 / burst_ns,
+        mbps: per_burst * bs / burst_ns * 1e3,
+        costs,
+        round: 0,
     })
 }
 
@@ -313,11 +356,18 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
                 if row == "fill" || row == "warmup" {
                     continue;
                 }
-                let sample = if kind == "fio" {
+                let mut sample = if kind == "fio" {
                     fio_sample(target, row, rest)?
                 } else {
                     kbench_sample(target, row, rest)?
                 };
+                sample.round = results
+                    .samples
+                    .iter()
+                    .filter(|s| {
+                        s.mode == sample.mode && s.target == sample.target && s.row == sample.row
+                    })
+                    .count();
                 results.samples.push(sample);
             }
             "mem" => {
@@ -348,14 +398,59 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+fn median(v: Vec<f64>) -> f64 {
+    quantile(v, 0.5)
 }
+
+/// The `q` quantile of `v`, linearly interpolated; NaN if `v` is empty.
+fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let at = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (at - lo as f64)
+}
+
+/// A ratio's median and interquartile range over paired measurements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub p25: f64,
+    pub median: f64,
+    pub p75: f64,
+    /// How many pairs.
+    pub pairs: usize,
+}
+
+/// rxdsk's speed over `other`'s from measurements that ran side by side: for each pair (same
+/// round, same position) the ratio of `other`'s cost to rxdsk's.
+fn paired_ratio(samples: &[Sample], mode: Mode, row: &str, other: &'static str) -> Option<Spread> {
+    let of = |t: &'static str| {
+        samples
+            .iter()
+            .filter(move |s| s.mode == mode && s.row == row && s.target == t)
+    };
+    let mut ratios = Vec::new();
+    for a in of("rxdsk") {
+        for b in of(other).filter(|b| b.round == a.round) {
+            for (ca, cb) in a.costs.iter().zip(&b.costs) {
+                if *ca > 0.0 && cb.is_finite() {
+                    ratios.push(cb / ca);
+                }
+            }
+        }
+    }
+    (!ratios.is_empty()).then(|| Spread {
+        p25: quantile(ratios.clone(), 0.25),
+        median: quantile(ratios.clone(), 0.5),
+        p75: quantile(ratios.clone(), 0.75),
+        pairs: ratios.len(),
+    })
+}
+
+/// The targets rxdsk's ratios are reported against.
+pub const RATIO_TARGETS: [&str; 2] = ["brd", "null_blk"];
 
 /// One row of the report: medians per target.
 #[derive(Debug)]
@@ -366,10 +461,16 @@ pub struct Row {
     pub depth: String,
     pub iops: BTreeMap<String, f64>,
     pub mbps: BTreeMap<String, f64>,
+    /// rxdsk against each of [`RATIO_TARGETS`], from paired measurements.
+    pub ratios: BTreeMap<String, Spread>,
 }
 
 impl Row {
+    /// rxdsk's speed over `other`'s: the median of paired ratios, else the ratio of medians.
     pub fn ratio(&self, other: &str) -> Option<f64> {
+        if let Some(s) = self.ratios.get(other) {
+            return Some(s.median);
+        }
         let a = self.iops.get("rxdsk")?;
         let b = self.iops.get(other)?;
         (*b > 0.0).then(|| a / b)
@@ -404,12 +505,17 @@ pub fn rows(samples: &[Sample]) -> Vec<Row> {
                     mbps.insert(t.label.to_string(), of(|s| s.mbps));
                 }
             }
+            let ratios = RATIO_TARGETS
+                .iter()
+                .filter_map(|t| Some((t.to_string(), paired_ratio(samples, mode, &row, t)?)))
+                .collect();
             Row {
                 mode,
                 job: job.into(),
                 depth: depth.into(),
                 iops,
                 mbps,
+                ratios,
             }
         })
         .collect()
@@ -423,7 +529,12 @@ fn fmt_ratio(r: Option<f64>) -> String {
 pub fn table(rows: &[Row], mode: Mode, markdown: bool) -> String {
     let mut head: Vec<String> = vec!["job".into(), "depth".into()];
     head.extend(TARGETS.iter().map(|t| format!("{} IOPS", t.label)));
-    head.extend(["rxdsk/brd".into(), "rxdsk/null_blk".into()]);
+    head.extend([
+        "rxdsk/brd".into(),
+        "IQR".into(),
+        "rxdsk/null_blk".into(),
+        "IQR".into(),
+    ]);
     let mut lines: Vec<Vec<String>> = vec![head];
     for r in rows.iter().filter(|r| r.mode == mode) {
         let mut l = vec![r.job.clone(), r.depth.clone()];
@@ -434,8 +545,14 @@ pub fn table(rows: &[Row], mode: Mode, markdown: bool) -> String {
                     .map_or("-".into(), |v| format!("{v:.0}")),
             );
         }
-        l.push(fmt_ratio(r.ratio("brd")));
-        l.push(fmt_ratio(r.ratio("null_blk")));
+        for t in RATIO_TARGETS {
+            l.push(fmt_ratio(r.ratio(t)));
+            l.push(
+                r.ratios
+                    .get(t)
+                    .map_or("-".into(), |s| format!("{:.2}-{:.2}", s.p25, s.p75)),
+            );
+        }
         lines.push(l);
     }
     let mut out = String::new();
@@ -491,6 +608,14 @@ pub fn json_rows(rows: &[Row]) -> Value {
                     "rxdsk_vs_nullblk".into(),
                     json!(r.ratio("null_blk").map(|x| (x * 1000.0).round() / 1000.0)),
                 );
+                for (t, key) in [("brd", "rxdsk_vs_brd"), ("null_blk", "rxdsk_vs_nullblk")] {
+                    if let Some(s) = r.ratios.get(t) {
+                        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+                        o.insert(format!("{key}_p25"), json!(r3(s.p25)));
+                        o.insert(format!("{key}_p75"), json!(r3(s.p75)));
+                        o.insert(format!("{key}_pairs"), json!(s.pairs));
+                    }
+                }
                 Value::Object(o)
             })
             .collect(),
@@ -536,7 +661,7 @@ mod tests {
     fn every_job_checks_its_target_first() {
         for s in [
             fio_script(&env(), 64, 2, 1),
-            kbench_script(&env(), 64, 2, 1000),
+            kbench_script(&env(), 64, 2, 5, 1000),
         ] {
             let runs: Vec<&str> = s
                 .lines()
@@ -552,7 +677,7 @@ mod tests {
             assert!(s.contains("kbench() {") || s.contains("fio --name"));
         }
         // kbench() itself checks before it loads the module.
-        let k = kbench_script(&env(), 64, 1, 1000);
+        let k = kbench_script(&env(), 64, 1, 5, 1000);
         let f = k.find("kbench() {").unwrap();
         assert!(k[f..].find("check$i").unwrap() < k[f..].find("insmod").unwrap());
     }
@@ -590,8 +715,8 @@ mod tests {
         ] {
             c.feed(&format!("RXDSK-DATA fio {t} 4k-randread@qd1 {}", fio(v)));
         }
-        c.feed("RXDSK-DATA kbench rxdsk 4k-randread@t1 dev=259:0 op=randread read_pct=100 bs=4096 threads=1 ios=1000 errors=0 ns=1000000 iops=1000000 mibps=3906 ns_per_io=1000");
-        c.feed("RXDSK-DATA kbench brd 4k-randread@t1 dev=1:0 op=randread read_pct=100 bs=4096 threads=1 ios=1000 errors=0 ns=2000000 iops=500000 mibps=1953 ns_per_io=2000");
+        c.feed("RXDSK-DATA kbench rxdsk 4k-randread@t1 slot=0 dev=259:0 op=randread read_pct=100 bs=4096 threads=1 bursts=2 ios=1000 errors=0 ns=1000000 iops=1000000 mibps=3906 ns_per_io=1000 burst_ns=500000,500000");
+        c.feed("RXDSK-DATA kbench brd 4k-randread@t1 slot=1 dev=1:0 op=randread read_pct=100 bs=4096 threads=1 bursts=2 ios=1000 errors=0 ns=2000000 iops=500000 mibps=1953 ns_per_io=2000 burst_ns=1000000,1000000");
         c.feed("RXDSK-DATA mem rxdsk 262144 256");
         let mut r = Results::default();
         parse(&c, &mut r).unwrap();
@@ -618,7 +743,66 @@ mod tests {
         c.feed(r#"RXDSK-DATA fio brd 4k-randread@qd1 {"jobs":[{"error":5,"read":{"iops":1}}]}"#);
         assert!(parse(&c, &mut Results::default()).is_err());
         let mut c = Console::default();
-        c.feed("RXDSK-DATA kbench brd 4k-randread@t1 dev=1:0 bs=4096 ios=10 errors=3 ns=10");
+        c.feed("RXDSK-DATA kbench brd 4k-randread@t1 dev=1:0 bs=4096 bursts=1 ios=10 errors=3 ns=10 burst_ns=10");
         assert!(parse(&c, &mut Results::default()).is_err());
+        // A line whose burst times do not match its burst count is malformed.
+        let mut c = Console::default();
+        c.feed("RXDSK-DATA kbench brd 4k-randread@t1 dev=1:0 bs=4096 bursts=3 ios=30 errors=0 ns=10 burst_ns=1,2");
+        assert!(parse(&c, &mut Results::default()).is_err());
+    }
+
+    /// Parses native lines `(target, comma-separated burst times)`, 1000 I/Os per burst.
+    fn native_rows(lines: &[(&str, &str)]) -> Vec<Row> {
+        let mut c = Console::default();
+        for (t, times) in lines {
+            let bursts = times.split(',').count();
+            c.feed(&format!(
+                "RXDSK-DATA kbench {t} 4k-randread@t1 slot=0 dev=1:0 bs=4096 bursts={bursts} ios={} errors=0 ns=1 burst_ns={times}",
+                bursts * 1000
+            ));
+        }
+        let mut r = Results::default();
+        parse(&c, &mut r).unwrap();
+        rows(&r.samples)
+    }
+
+    #[test]
+    fn native_ratio_is_the_median_of_paired_bursts() {
+        // Round 0: the machine slows down halfway (bursts 2 and 3 take 10x for both), which
+        // moves neither the pairs' ratios nor their median; a lone hiccup in one brd burst
+        // (burst 4) moves the mean but barely the median.
+        let rows = native_rows(&[
+            ("rxdsk", "100,100,1000,1000,100"),
+            ("brd", "110,110,1100,1100,900"),
+            ("null_blk", "50,50,500,500,50"),
+        ]);
+        let s = rows[0].ratios["brd"];
+        assert_eq!(s.pairs, 5);
+        assert!((s.median - 1.1).abs() < 1e-9, "{s:?}");
+        assert!(
+            (s.p25 - 1.1).abs() < 1e-9 && (s.p75 - 1.1).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert!((rows[0].ratio("null_blk").unwrap() - 0.5).abs() < 1e-9);
+        // IOPS from the median burst: 1000 I/Os per burst, brd's median burst 900 ns.
+        assert!((rows[0].iops["brd"] - 1000.0 * 1e9 / 900.0).abs() < 1e-3);
+        let t = table(&rows, Mode::Native, false);
+        assert!(t.contains("1.10") && t.contains("1.10-1.10"), "{t}");
+        let j = json_rows(&rows);
+        assert_eq!(j[0]["rxdsk_vs_brd_pairs"], 5);
+    }
+
+    #[test]
+    fn pairs_only_within_a_round() {
+        // Two loads: brd's first load pairs with rxdsk's first, not its second.
+        let rows = native_rows(&[
+            ("rxdsk", "100"),
+            ("brd", "200"),
+            ("rxdsk", "1000"),
+            ("brd", "1000"),
+        ]);
+        let s = rows[0].ratios["brd"];
+        assert_eq!(s.pairs, 2);
+        assert!((s.median - 1.5).abs() < 1e-9, "{s:?}");
     }
 }

@@ -127,6 +127,7 @@ mod tests {
             depth: "t1".into(),
             iops: BTreeMap::from([("rxdsk".to_string(), v), ("brd".to_string(), 100.0)]),
             mbps: BTreeMap::new(),
+            ratios: BTreeMap::new(),
         };
         let rows = [row(Mode::Native, 120.0), row(Mode::Emulated, 150.0)];
         let dir = std::env::temp_dir().join(format!("rxdsk-chart-{}", std::process::id()));

@@ -305,10 +305,12 @@ fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
 /// `cargo xtask bench`: the native table (rxdsk_bench under UML) and the user's view (fio in
 /// QEMU), medians of several rounds; outputs under target/bench/.
 fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
-    let (repeats, ios_4k, runtime, span_mb) = if quick {
-        (1, 20_000, 1, 128)
+    // Native: `repeats` loads of the bench module per job, each `bursts` interleaved rounds of
+    // `ios_4k` 4 KiB I/Os per submitter and target (a hundredth of that for 1 MiB jobs).
+    let (repeats, bursts, ios_4k, runtime, span_mb) = if quick {
+        (1, 9, 2_000, 1, 128)
     } else {
-        (3, 200_000, 3, 256)
+        (3, 15, 12_000, 3, 256)
     };
     let tc = deps::ensure()?;
     let src = kernel::source(vm.kernel.src.as_deref())?;
@@ -333,12 +335,11 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         bench_ko: bench_uml.display().to_string(),
     };
     eprintln!(
-        "[bench] native: rxdsk_bench in User-Mode Linux ({} rounds)",
-        repeats
+        "[bench] native: rxdsk_bench in User-Mode Linux ({repeats} load(s) of {bursts} interleaved bursts per job)"
     );
     let script = format!(
         "( {} ); echo \"RXDSK-EXIT: $?\"",
-        bench::kbench_script(&env, span_mb, repeats, ios_4k)
+        bench::kbench_script(&env, span_mb, repeats, bursts, ios_4k)
     );
     let native = uml::run(
         &uml,
