@@ -16,6 +16,7 @@
 //! errors=E ns=T iops=I mibps=B ns_per_io=P` and `rxdsk_bench: slot=0 burst_ns=t0,t1,...`.
 
 use core::ptr;
+use core::num::{NonZeroU32, NonZeroU64};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{bindings, prelude::*, sync::Arc, sync::Completion, workqueue};
 
@@ -156,9 +157,10 @@ struct Shared {
     read_pct: u32,
     random: bool,
     block_size: u32,
-    blocks: u64,
+    // Non-zero types: no division-by-zero panic path (objtool rejects the fall-through).
+    blocks: NonZeroU64,
     ios: u32,
-    threads: u32,
+    threads: NonZeroU32,
 }
 
 /// One burst: every submitter does `ios` I/Os on `target`; the last one to finish completes.
@@ -190,8 +192,9 @@ fn run_burst(s: &Shared, target: usize, thread: u32, round: u32) {
     let seed = (u64::from(thread) << 32) ^ u64::from(round).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut rng = Rng(seed ^ 0x2545_f491_4f6c_dd1d | 1);
     let mut op_rng = Rng(seed ^ 0x1234_5678_9abc_def1 | 1);
-    let stride = s.blocks / u64::from(s.threads);
-    let mut sequential = (u64::from(thread) * stride + u64::from(round) * u64::from(s.ios)) % s.blocks;
+    let stride = s.blocks.get() / NonZeroU64::from(s.threads);
+    let start = u64::from(thread).wrapping_mul(stride).wrapping_add(u64::from(round).wrapping_mul(u64::from(s.ios)));
+    let mut sequential = start % s.blocks;
     // SAFETY: All-zero is a valid starting state for `bio_init`, which sets up the rest; the bio
     // and its single bvec live on this stack until `bio_uninit`, as in `bdev_rw_virt`.
     let mut bio: bindings::bio = unsafe { core::mem::zeroed() };
@@ -204,7 +207,7 @@ fn run_burst(s: &Shared, target: usize, thread: u32, round: u32) {
         let block = if s.random {
             rng.next() % s.blocks
         } else {
-            sequential = (sequential + 1) % s.blocks;
+            sequential = sequential.wrapping_add(1) % s.blocks;
             sequential
         };
         let read = s.read_pct >= 100 || (s.read_pct > 0 && op_rng.next() % 100 < u64::from(s.read_pct));
@@ -213,7 +216,7 @@ fn run_burst(s: &Shared, target: usize, thread: u32, round: u32) {
         // (`submit_bio_wait` returned); the buffer outlives the I/O.
         let rc = unsafe {
             bindings::bio_reset(&mut bio, bdev, opf);
-            bio.bi_iter.bi_sector = (block * u64::from(s.block_size)) >> 9;
+            bio.bi_iter.bi_sector = block.wrapping_mul(u64::from(s.block_size)) >> 9;
             bindings::__bio_add_page(&mut bio, buffer.page, s.block_size, 0);
             bindings::submit_bio_wait(&mut bio)
         };
@@ -248,13 +251,13 @@ fn timed_burst(shared: &Arc<Shared>, target: usize, round: u32) -> Result<u64> {
             shared: shared.clone(),
             target,
             round,
-            remaining: AtomicU32::new(shared.threads),
+            remaining: AtomicU32::new(shared.threads.get()),
             done <- Completion::new(),
         }),
         GFP_KERNEL,
     )?;
     let start = now_ns();
-    for thread in 0..shared.threads {
+    for thread in 0..shared.threads.get() {
         let b = burst.clone();
         let spawned = unbound_queue().try_spawn(GFP_KERNEL, move || {
             run_burst(&b.shared, b.target, thread, b.round);
@@ -299,12 +302,12 @@ impl kernel::Module for RxdskBench {
         let span = u64::from(module_parameters::span_mib.value()) << 20;
         let bursts = module_parameters::bursts.value().clamp(1, MAX_BURSTS);
         let ios = module_parameters::ios.value().max(1);
-        let threads = module_parameters::threads.value().max(1);
+        let threads = NonZeroU32::new(module_parameters::threads.value()).unwrap_or(NonZeroU32::MIN);
         if !block_size.is_power_of_two() || !(512..=1 << 20).contains(&block_size) || span < u64::from(block_size) {
             pr_err!("bad block_size {} or span_mib\n", block_size);
             return Err(EINVAL);
         }
-        let blocks = span / u64::from(block_size);
+        let blocks = NonZeroU64::new(span / u64::from(block_size)).ok_or(EINVAL)?;
         let mut targets = KVec::with_capacity(MAX_TARGETS, GFP_KERNEL)?;
         let mut errors = KVec::with_capacity(MAX_TARGETS, GFP_KERNEL)?;
         for &dev in devs.iter().filter(|&&d| d != 0) {
@@ -315,28 +318,31 @@ impl kernel::Module for RxdskBench {
             pr_err!("no target: set dev0\n");
             return Err(EINVAL);
         }
-        let mut buffers = KVec::with_capacity(threads as usize, GFP_KERNEL)?;
-        for thread in 0..threads {
+        let mut buffers = KVec::with_capacity(threads.get() as usize, GFP_KERNEL)?;
+        for thread in 0..threads.get() {
             buffers.push(Buffer::new(block_size, 0x9e37_79b9_7f4a_7c15 ^ u64::from(thread))?, GFP_KERNEL)?;
         }
-        let n = targets.len();
+        let n = core::num::NonZeroUsize::new(targets.len()).ok_or(EINVAL)?;
         let shared = Arc::new(
             Shared { targets, buffers, errors, read_pct, random, block_size, blocks, ios, threads },
             GFP_KERNEL,
         )?;
         // ns[target][round]
-        let mut ns: KVec<KVec<u64>> = KVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..n {
+        let mut ns: KVec<KVec<u64>> = KVec::with_capacity(n.get(), GFP_KERNEL)?;
+        for _ in 0..n.get() {
             ns.push(KVec::with_capacity(bursts as usize, GFP_KERNEL)?, GFP_KERNEL)?;
         }
         for round in 0..bursts {
-            for k in 0..n {
+            for k in 0..n.get() {
                 // Rotate the order so that no target always runs right after the same other.
                 let target = (k + round as usize) % n;
                 let t = timed_burst(&shared, target, round)?;
-                ns[target].push(t, GFP_KERNEL)?;
+                if let Some(times) = ns.get_mut(target) {
+                    times.push(t, GFP_KERNEL)?;
+                }
             }
         }
+        let threads = threads.get();
         let ios_per_target = u64::from(ios) * u64::from(threads) * u64::from(bursts);
         for (slot, times) in ns.iter().enumerate() {
             let total_ns: u64 = times.iter().sum::<u64>().max(1);

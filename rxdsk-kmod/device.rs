@@ -6,14 +6,15 @@
 use crate::abi::{RxdskInfo, RxdskStats, RXDSK_FLAG_READ_ONLY, RXDSK_PAGE_SIZE};
 use crate::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
 use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use crate::layout::{self, pieces, punch, shrink};
 use crate::pages::{is_zero, PageStore, StoreError};
 use crate::stats::{Counter, Failure, Stats};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{prelude::*, str::CString};
 
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
-const PAGE_MASK: u64 = PAGE_SIZE as u64 - 1;
 const _: () = assert!(PAGE_SIZE as u64 == RXDSK_PAGE_SIZE);
+const _: () = assert!(PAGE_SIZE == layout::STORE_PAGE_SIZE);
 
 /// What CREATE asked for, validated.
 pub(crate) struct DeviceConfig {
@@ -116,12 +117,12 @@ impl Device {
         self.disk.set_capacity(size >> SECTOR_SHIFT);
         // Bios that passed the bound check against the old size finish before this returns.
         drop(self.disk.freeze());
-        let tail = (size & PAGE_MASK) as usize;
-        if tail != 0 {
+        let cut = shrink(size);
+        if let Some(z) = cut.zero {
             // Bytes past the end must read as zeros if the device grows again.
-            self.store.zero(size >> PAGE_SHIFT, tail, PAGE_SIZE - tail);
+            self.store.zero(z.index, z.offset, z.len);
         }
-        self.store.erase_range(size.div_ceil(PAGE_SIZE as u64), u64::MAX >> PAGE_SHIFT);
+        self.store.erase_range(cut.first_freed, layout::LAST_PAGE_INDEX);
         Ok(())
     }
 
@@ -177,49 +178,40 @@ impl Device {
     }
 
     /// Reads `buf.len()` bytes at device position `pos`, page by page of the store.
-    fn read_span(&self, mut pos: u64, mut buf: &mut [u8]) {
-        while !buf.is_empty() {
-            let offset = (pos & PAGE_MASK) as usize;
-            let (chunk, rest) = buf.split_at_mut(buf.len().min(PAGE_SIZE - offset));
-            self.store.read(pos >> PAGE_SHIFT, offset, chunk);
-            pos += chunk.len() as u64;
+    fn read_span(&self, pos: u64, mut buf: &mut [u8]) {
+        for piece in pieces(pos, buf.len() as u64) {
+            let (chunk, rest) = buf.split_at_mut(piece.len.min(buf.len()));
+            self.store.read(piece.index, piece.offset, chunk);
             buf = rest;
         }
     }
 
     /// Writes `buf` at device position `pos`; a whole page of zeros stores no page.
-    fn write_span(&self, mut pos: u64, mut buf: &[u8], gfp: kernel::bindings::gfp_t) -> Result<(), StoreError> {
-        while !buf.is_empty() {
-            let offset = (pos & PAGE_MASK) as usize;
-            let (chunk, rest) = buf.split_at(buf.len().min(PAGE_SIZE - offset));
-            let index = pos >> PAGE_SHIFT;
-            if chunk.len() == PAGE_SIZE && is_zero(chunk) {
-                self.store.erase(index);
+    fn write_span(&self, pos: u64, mut buf: &[u8], gfp: kernel::bindings::gfp_t) -> Result<(), StoreError> {
+        for piece in pieces(pos, buf.len() as u64) {
+            let (chunk, rest) = buf.split_at(piece.len.min(buf.len()));
+            if piece.is_whole() && is_zero(chunk) {
+                self.store.erase(piece.index);
                 self.stats.zero_page();
             } else {
-                self.store.write(index, offset, chunk, gfp)?;
+                self.store.write(piece.index, piece.offset, chunk, gfp)?;
             }
-            pos += chunk.len() as u64;
             buf = rest;
         }
         Ok(())
     }
 
     /// Discard and write-zeroes: frees every whole page in `pos..end`, zeroes partial ones.
-    fn free_range(&self, mut pos: u64, end: u64) {
-        let head = (pos & PAGE_MASK) as usize;
-        if head != 0 {
-            let len = (end - pos).min((PAGE_SIZE - head) as u64);
-            self.store.zero(pos >> PAGE_SHIFT, head, len as usize);
-            pos += len;
+    fn free_range(&self, pos: u64, end: u64) {
+        let p = punch(pos, end);
+        if let Some(h) = p.head {
+            self.store.zero(h.index, h.offset, h.len);
         }
-        let whole_end = end & !PAGE_MASK;
-        if pos < whole_end {
-            self.store.erase_range(pos >> PAGE_SHIFT, (whole_end >> PAGE_SHIFT) - 1);
-            pos = whole_end;
+        if let Some((first, last)) = p.whole {
+            self.store.erase_range(first, last);
         }
-        if pos < end {
-            self.store.zero(pos >> PAGE_SHIFT, 0, (end - pos) as usize);
+        if let Some(t) = p.tail {
+            self.store.zero(t.index, t.offset, t.len);
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `struct bio` and their functions. Above this, device logic is safe Rust.
 
 use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use crate::layout::bvec_piece;
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -272,7 +273,7 @@ impl Bio {
         while iter.bi_size > 0 {
             // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid bvec of the bio.
             let bv = unsafe { &*vecs.add(iter.bi_idx as usize) };
-            let Some(seg) = segment_at(bv.bv_len, bv.bv_offset, iter.bi_offset, iter.bi_size) else {
+            let Some(seg) = bvec_piece(bv.bv_len, bv.bv_offset, iter.bi_offset, iter.bi_size) else {
                 return Err(malformed);
             };
             // SAFETY: `bv_page + page_index` is the page holding `bv_offset + bi_offset` of this
@@ -280,7 +281,7 @@ impl Bio {
             let page = unsafe { bv.bv_page.add(seg.page_index) };
             // SAFETY: The page is valid while the bio is ours; the mapping is undone below.
             let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
-            // SAFETY: `offset + len <= PAGE_SIZE` (segment_at), inside the mapping; the bio's
+            // SAFETY: `offset + len <= PAGE_SIZE` (bvec_piece), inside the mapping; the bio's
             // memory is not accessed through any other reference while `buf` lives.
             let buf = unsafe { core::slice::from_raw_parts_mut(addr.add(seg.offset), seg.len) };
             let result = f(pos, buf);
@@ -310,19 +311,4 @@ impl Bio {
             bindings::bio_endio(raw);
         }
     }
-}
-
-/// One single-page piece of a bvec: `bvec_iter_bvec()` of the C headers.
-struct Segment {
-    page_index: usize,
-    offset: usize,
-    len: usize,
-}
-
-fn segment_at(bv_len: u32, bv_offset: u32, done: u32, remaining: u32) -> Option<Segment> {
-    let mp_len = bv_len.checked_sub(done)?.min(remaining) as usize;
-    let mp_offset = bv_offset as usize + done as usize;
-    let offset = mp_offset % PAGE_SIZE;
-    let len = mp_len.min(PAGE_SIZE - offset);
-    (len > 0).then_some(Segment { page_index: mp_offset / PAGE_SIZE, offset, len })
 }

@@ -13,6 +13,10 @@ use kernel::{
 #[allow(unreachable_pub)]
 #[path = "../rxdsk-ioctl/src/abi.rs"]
 mod abi;
+// The I/O-path arithmetic, tested and benchmarked on the host (`rxdsk-layout`).
+#[allow(unreachable_pub)]
+#[path = "../rxdsk-layout/src/layout.rs"]
+mod layout;
 mod control;
 mod device;
 mod disk;

@@ -452,24 +452,18 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
     std::fs::write(out.join("latest.md"), md)?;
     std::fs::write(out.join("latest.txt"), &text)?;
     chart::write(&rows, &native_head, &emu_head, &out.join("latest.png"))?;
-    eprintln!("[bench] host micro-benchmarks (criterion): rxdskctl parsing and rendering");
+    eprintln!("[bench] host micro-benchmarks (criterion): I/O-path arithmetic, rxdskctl parsing and rendering");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run(Cmd::new(cargo)
-        .current_dir(paths::repo())
-        .args([
-            "bench",
-            "--quiet",
-            "-p",
-            "rxdsk-ctl",
-            "--bench",
-            "cli",
-            "--",
-        ])
-        .args(if quick {
-            &["--warm-up-time", "1", "--measurement-time", "1"][..]
-        } else {
-            &[][..]
-        }))?;
+    for (package, bench) in [("rxdsk-layout", "layout"), ("rxdsk-ctl", "cli")] {
+        run(Cmd::new(&cargo)
+            .current_dir(paths::repo())
+            .args(["bench", "--quiet", "-p", package, "--bench", bench, "--"])
+            .args(if quick {
+                &["--warm-up-time", "1", "--measurement-time", "1"][..]
+            } else {
+                &[][..]
+            }))?;
+    }
     eprintln!(
         "[bench] wrote {}/latest.{{json,md,txt,png,svg}}",
         out.display()
