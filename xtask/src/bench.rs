@@ -217,7 +217,7 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
 
 /// The emulated script: fio, io_uring (libaio if io_uring is missing), direct I/O,
 /// numjobs = vCPUs, queue depth 1 and 32, time based, `repeats` rounds with rotation.
-pub fn fio_script(env: &Env, span_mb: u32, repeats: u32, runtime_s: u32) -> String {
+pub fn fio_script(env: &Env, span_mb: u32, repeats: u32, runtime_ms: u32) -> String {
     let mut s = prologue(env, span_mb);
     s += "ENGINE=io_uring; fio --name=probe --filename=/tmp/probe --size=1M --ioengine=io_uring --direct=0 \
           --rw=read >/dev/null 2>&1 || ENGINE=libaio; rm -f /tmp/probe\n";
@@ -233,7 +233,7 @@ pub fn fio_script(env: &Env, span_mb: u32, repeats: u32, runtime_s: u32) -> Stri
                     s += &format!(
                         "check{i}; fio --name={name} --filename=$DEV --rw={rw} --rwmixread={mix} --bs={bs} --direct=1 \
                          --ioengine=$ENGINE --iodepth={qd} --numjobs=$NCPU --group_reporting --time_based \
-                         --runtime={runtime_s} --size=${{SPAN_MB}}M --output-format=json --output=/tmp/fio.json > /dev/null\n\
+                         --runtime={runtime_ms}ms --size=${{SPAN_MB}}M --output-format=json --output=/tmp/fio.json > /dev/null\n\
                          echo \"RXDSK-DATA fio {label} {name}@qd{qd} $(tr -d '\\n' < /tmp/fio.json)\"\n",
                         name = job.name,
                         rw = job.fio_rw,
@@ -660,7 +660,7 @@ mod tests {
     #[test]
     fn every_job_checks_its_target_first() {
         for s in [
-            fio_script(&env(), 64, 2, 1),
+            fio_script(&env(), 64, 2, 1000),
             kbench_script(&env(), 64, 2, 5, 1000),
         ] {
             let runs: Vec<&str> = s
@@ -684,7 +684,7 @@ mod tests {
 
     #[test]
     fn order_of_targets_rotates_between_repeats() {
-        let s = fio_script(&env(), 64, 2, 1);
+        let s = fio_script(&env(), 64, 2, 1000);
         let firsts: Vec<&str> = s
             .lines()
             .filter(|l| l.contains("4k-randread@qd1"))
