@@ -215,6 +215,45 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
     s
 }
 
+/// How long and how often `cargo xtask bench` measures.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Loads of the bench module (native) and rounds of fio jobs (emulated) per job.
+    pub repeats: u32,
+    /// Interleaved bursts per load of the bench module.
+    pub bursts: u32,
+    /// 4 KiB I/Os per submitter and target in one burst (a hundredth of that for 1 MiB jobs).
+    pub ios_4k: u32,
+    /// Duration of one time-based fio job. Under TCG each fio start costs about a second on
+    /// top, which is what bounds `--quick`.
+    pub runtime_ms: u32,
+    /// MiB of each device that the jobs touch and the RAM cost is measured over.
+    pub span_mb: u32,
+    /// Passed to the criterion host benchmarks.
+    pub criterion_args: &'static [&'static str],
+}
+
+impl Plan {
+    /// `--quick`: one short round, under three minutes once the builds are cached.
+    pub const QUICK: Plan = Plan {
+        repeats: 1,
+        bursts: 9,
+        ios_4k: 2_000,
+        runtime_ms: 500,
+        span_mb: 128,
+        criterion_args: &["--warm-up-time", "0.3", "--measurement-time", "0.5"],
+    };
+    /// The default, thorough run.
+    pub const THOROUGH: Plan = Plan {
+        repeats: 3,
+        bursts: 15,
+        ios_4k: 12_000,
+        runtime_ms: 3_000,
+        span_mb: 256,
+        criterion_args: &[],
+    };
+}
+
 /// The emulated script: fio, io_uring (libaio if io_uring is missing), direct I/O,
 /// numjobs = vCPUs, queue depth 1 and 32, time based, `repeats` rounds with rotation.
 pub fn fio_script(env: &Env, span_mb: u32, repeats: u32, runtime_ms: u32) -> String {

@@ -308,14 +308,17 @@ fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
 /// `cargo xtask bench`: the native table (rxdsk_bench under UML) and the user's view (fio in
 /// QEMU), medians of several rounds; outputs under target/bench/.
 fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
-    // Native: `repeats` loads of the bench module per job, each `bursts` interleaved rounds of
-    // `ios_4k` 4 KiB I/Os per submitter and target (a hundredth of that for 1 MiB jobs).
-    // fio runs are time-based: `runtime_ms` per job; under TCG each fio start costs about a
-    // second on top, which is what bounds --quick.
-    let (repeats, bursts, ios_4k, runtime_ms, span_mb) = if quick {
-        (1, 9, 2_000, 500, 128)
+    let bench::Plan {
+        repeats,
+        bursts,
+        ios_4k,
+        runtime_ms,
+        span_mb,
+        criterion_args,
+    } = if quick {
+        bench::Plan::QUICK
     } else {
-        (3, 15, 12_000, 3_000, 256)
+        bench::Plan::THOROUGH
     };
     let tc = deps::ensure()?;
     let src = kernel::source(vm.kernel.src.as_deref())?;
@@ -463,11 +466,7 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         run(Cmd::new(&cargo)
             .current_dir(paths::repo())
             .args(["bench", "--quiet", "-p", package, "--bench", bench, "--"])
-            .args(if quick {
-                &["--warm-up-time", "0.3", "--measurement-time", "0.5"][..]
-            } else {
-                &[][..]
-            }))?;
+            .args(criterion_args))?;
     }
     eprintln!(
         "[bench] wrote {}/latest.{{json,md,txt,png,svg}}",
