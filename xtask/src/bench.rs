@@ -8,6 +8,7 @@ use crate::console::Console;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Where a number was measured.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -683,6 +684,78 @@ pub fn memory_table(results: &Results) -> String {
     out
 }
 
+/// What one bench run reports: on the terminal and in `latest.{json,md,txt,png,svg}`.
+pub struct Report<'a> {
+    /// Kernel, CPUs, span, rounds.
+    pub header: String,
+    pub native_head: String,
+    /// The native (UML) RAM cost.
+    pub native_mem: &'a Results,
+    /// The emulated view's heading and RAM cost; `None` with `--native-only`.
+    pub emulated: Option<(String, &'a Results)>,
+    pub rows: &'a [Row],
+}
+
+impl Report<'_> {
+    /// The terminal table, also `latest.txt`.
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "{}\n\n{}\n{}\n",
+            self.header,
+            self.native_head,
+            table(self.rows, Mode::Native, false)
+        );
+        if let Some((head, _)) = &self.emulated {
+            text += &format!("{head}\n{}\n", table(self.rows, Mode::Emulated, false));
+        }
+        text += &format!("native (UML) {}", memory_table(self.native_mem));
+        if let Some((_, mem)) = &self.emulated {
+            text += &format!("\nemulated (QEMU) {}", memory_table(mem));
+        }
+        text
+    }
+
+    /// `latest.md`.
+    pub fn markdown(&self) -> String {
+        let mut md = format!(
+            "# rxdsk bench\n\n{}\n\n## {}\n\n{}\n",
+            self.header,
+            self.native_head,
+            table(self.rows, Mode::Native, true)
+        );
+        if let Some((head, _)) = &self.emulated {
+            md += &format!("## {head}\n\n{}\n", table(self.rows, Mode::Emulated, true));
+        }
+        md += &format!("```\n{}", memory_table(self.native_mem));
+        if let Some((_, mem)) = &self.emulated {
+            md += &memory_table(mem);
+        }
+        md + "```\n"
+    }
+
+    /// Writes `latest.{json,md,txt,png,svg}` into `out` (created if need be): every bench run,
+    /// `--native-only` too, leaves its machine-readable results there.
+    pub fn write(&self, out: &Path) -> Result<()> {
+        std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+        let file = |name: &str, contents: String| {
+            let path = out.join(name);
+            std::fs::write(&path, contents).with_context(|| format!("write {}", path.display()))
+        };
+        file(
+            "latest.json",
+            serde_json::to_string_pretty(&json_rows(self.rows))?,
+        )?;
+        file("latest.md", self.markdown())?;
+        file("latest.txt", self.text())?;
+        crate::chart::write(
+            self.rows,
+            &self.native_head,
+            self.emulated.as_ref().map(|(head, _)| head.as_str()),
+            &out.join("latest.png"),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -843,5 +916,38 @@ mod tests {
         let s = rows[0].ratios["brd"];
         assert_eq!(s.pairs, 2);
         assert!((s.median - 1.5).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn native_only_report_writes_every_file() {
+        let rows = native_rows(&[("rxdsk", "100,100"), ("brd", "120,120")]);
+        let mut mem = Results::default();
+        mem.mem_kib.insert("rxdsk".into(), (1024.0, 1024.0));
+        let report = Report {
+            header: "rxdsk bench (native only)".into(),
+            native_head: "NATIVE: test".into(),
+            native_mem: &mem,
+            emulated: None,
+            rows: &rows,
+        };
+        let out = std::env::temp_dir().join(format!("rxdsk-report-{}", std::process::id()));
+        report.write(&out).unwrap();
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("latest.json")).unwrap())
+                .unwrap();
+        assert_eq!(json[0]["mode"], "native");
+        assert_eq!(json[0]["rxdsk_vs_brd"], 1.2);
+        let md = std::fs::read_to_string(out.join("latest.md")).unwrap();
+        assert!(
+            md.contains("## NATIVE: test") && !md.contains("EMULATED"),
+            "{md}"
+        );
+        let txt = std::fs::read_to_string(out.join("latest.txt")).unwrap();
+        assert_eq!(txt, report.text());
+        assert!(txt.contains("native (UML) RAM cost") && !txt.contains("emulated"));
+        for f in ["latest.png", "latest.svg"] {
+            assert!(out.join(f).is_file(), "{f}");
+        }
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

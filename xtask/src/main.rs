@@ -305,6 +305,13 @@ fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
     Ok(status)
 }
 
+/// The heading of the native table and chart panel.
+fn native_head(cpus: u32) -> String {
+    format!(
+        "NATIVE: rxdsk_bench (in-kernel, queue depth 1 per thread) in User-Mode Linux, {cpus} CPUs"
+    )
+}
+
 /// `cargo xtask bench`: the native table (rxdsk_bench under UML) and the user's view (fio in
 /// QEMU), medians of several rounds; outputs under target/bench/.
 fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
@@ -364,20 +371,29 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         bail!("the native bench failed in UML (see above)");
     }
     bench::parse(&native.console, &mut results)?;
-    let native_mem = std::mem::take(&mut results.mem_kib);
+    let out = paths::repo().join("target/bench");
 
     if native_only {
         let rows = bench::rows(&results.samples);
-        print!("{}", bench::table(&rows, bench::Mode::Native, false));
-        print!(
-            "{}",
-            bench::memory_table(&bench::Results {
-                mem_kib: native_mem,
-                ..Default::default()
-            })
+        let report = bench::Report {
+            header: format!(
+                "rxdsk bench (native only), kernel {} ({}), {} CPUs, span {span_mb} MiB, {} load(s), medians",
+                uml.release, uml.source.version, vm.cpus, repeats
+            ),
+            native_head: native_head(vm.cpus),
+            native_mem: &results,
+            emulated: None,
+            rows: &rows,
+        };
+        print!("{}", report.text());
+        report.write(&out)?;
+        eprintln!(
+            "[bench] wrote {}/latest.{{json,md,txt,png,svg}}",
+            out.display()
         );
         return Ok(0);
     }
+    let native_mem = std::mem::take(&mut results.mem_kib);
 
     // The user's view: fio in the QEMU guest.
     let a = prepare(&vm.kernel)?;
@@ -414,10 +430,6 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         vm.mem,
         repeats
     );
-    let native_head = format!(
-        "NATIVE: rxdsk_bench (in-kernel, queue depth 1 per thread) in User-Mode Linux, {} CPUs",
-        vm.cpus
-    );
     let emu_head = format!(
         "EMULATED: fio in QEMU/{}{}, direct I/O, numjobs={}",
         done.accel.name(),
@@ -428,38 +440,19 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         },
         vm.cpus
     );
-    let mut text = format!(
-        "{header}\n\n{native_head}\n{}\n{emu_head}\n{}\n",
-        bench::table(&rows, bench::Mode::Native, false),
-        bench::table(&rows, bench::Mode::Emulated, false)
-    );
     let mem_native = bench::Results {
         mem_kib: native_mem,
         ..Default::default()
     };
-    text += &format!(
-        "native (UML) {}\nemulated (QEMU) {}",
-        bench::memory_table(&mem_native),
-        bench::memory_table(&results)
-    );
-    print!("{text}");
-
-    let out = paths::repo().join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("latest.json"),
-        serde_json::to_string_pretty(&bench::json_rows(&rows))?,
-    )?;
-    let md = format!(
-        "# rxdsk bench\n\n{header}\n\n## {native_head}\n\n{}\n## {emu_head}\n\n{}\n```\n{}{}```\n",
-        bench::table(&rows, bench::Mode::Native, true),
-        bench::table(&rows, bench::Mode::Emulated, true),
-        bench::memory_table(&mem_native),
-        bench::memory_table(&results)
-    );
-    std::fs::write(out.join("latest.md"), md)?;
-    std::fs::write(out.join("latest.txt"), &text)?;
-    chart::write(&rows, &native_head, &emu_head, &out.join("latest.png"))?;
+    let report = bench::Report {
+        header,
+        native_head: native_head(vm.cpus),
+        native_mem: &mem_native,
+        emulated: Some((emu_head, &results)),
+        rows: &rows,
+    };
+    print!("{}", report.text());
+    report.write(&out)?;
     eprintln!("[bench] host micro-benchmarks (criterion): I/O-path arithmetic, rxdskctl parsing and rendering");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     for (package, bench) in [("rxdsk-layout", "layout"), ("rxdsk-ctl", "cli")] {
