@@ -7,7 +7,7 @@
 //! structures are built whole, so no uninitialised byte reaches user space.
 
 use crate::abi::{self, *};
-use crate::device::DeviceConfig;
+use crate::device::{DeviceConfig, MAX_SIZE};
 use crate::ffi;
 use crate::registry::Registry;
 use core::ptr::NonNull;
@@ -77,7 +77,7 @@ fn check_zero(fields: &[u64]) -> Result {
 }
 
 fn valid_size(size: u64, block_size: u32) -> bool {
-    size != 0 && size <= RXDSK_MAX_SIZE && size.checked_rem(u64::from(block_size)) == Some(0)
+    size != 0 && size <= MAX_SIZE && size.checked_rem(u64::from(block_size)) == Some(0)
 }
 
 #[vtable]
@@ -122,7 +122,9 @@ impl MiscDevice for Control {
                 let mut req: RxdskCreate = reader.read()?;
                 check_zero(&req.reserved)?;
                 let block_ok = matches!(req.logical_block_size, 512 | 4096);
-                if req.id != 0
+                let with_id = req.flags & RXDSK_CREATE_WITH_ID != 0;
+                if (req.id != 0 && !with_id)
+                    || req.id >= RXDSK_MAX_DEVICES
                     || req.flags & !RXDSK_CREATE_FLAGS != 0
                     || !block_ok
                     || !valid_size(req.size_bytes, req.logical_block_size)
@@ -130,7 +132,7 @@ impl MiscDevice for Control {
                 {
                     return Err(EINVAL);
                 }
-                req.id = registry.create(&DeviceConfig {
+                req.id = registry.create(with_id.then_some(req.id), &DeviceConfig {
                     size_bytes: req.size_bytes,
                     logical_block_size: req.logical_block_size,
                     mem_limit_bytes: req.mem_limit_bytes,
@@ -153,7 +155,7 @@ impl MiscDevice for Control {
             RXDSK_IOC_RESIZE => {
                 let req: RxdskResize = user.reader().read()?;
                 check_zero(&req.reserved)?;
-                if req.pad != 0 || req.flags & !RXDSK_FLAG_FORCE != 0 || req.size_bytes > RXDSK_MAX_SIZE {
+                if req.pad != 0 || req.flags & !RXDSK_FLAG_FORCE != 0 || req.size_bytes > MAX_SIZE {
                     return Err(EINVAL);
                 }
                 registry.resize(req.id, req.size_bytes, req.flags & RXDSK_FLAG_FORCE != 0)?;

@@ -3,11 +3,12 @@
 //! One rxdsk device: a gendisk backed by a page store. Safe Rust over the `disk` and `pages`
 //! wrappers.
 
-use crate::abi::{RxdskInfo, RxdskStats, RXDSK_FLAG_READ_ONLY, RXDSK_PAGE_SIZE};
+use crate::abi::{RxdskInfo, RxdskStats, RXDSK_FLAG_READ_ONLY, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE};
 use crate::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
 use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use crate::iomem::IoMem;
 use crate::layout::{self, pieces, punch, shrink};
-use crate::pages::{is_zero, PageStore, StoreError};
+use crate::pages::{FreeBatch, PageStore, StoreError};
 use crate::stats::{Counter, Failure, Stats};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{prelude::*, str::CString};
@@ -15,6 +16,10 @@ use kernel::{prelude::*, str::CString};
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 const _: () = assert!(PAGE_SIZE as u64 == RXDSK_PAGE_SIZE);
 const _: () = assert!(PAGE_SIZE == layout::STORE_PAGE_SIZE);
+
+/// The largest size this platform can index: [`RXDSK_MAX_SIZE`], or less where page indexes
+/// (`usize`, the XArray's index type) are narrower than 64 bits.
+pub(crate) const MAX_SIZE: u64 = layout::max_device_size(RXDSK_MAX_SIZE, usize::MAX as u64);
 
 /// What CREATE asked for, validated.
 pub(crate) struct DeviceConfig {
@@ -80,6 +85,13 @@ impl Device {
         self.disk.openers()
     }
 
+    /// Claims the device against openers for a non-forced destroy (`EBUSY` if open); the claim
+    /// lasts until the device is gone.
+    pub(crate) fn claim_for_destroy(&self) -> Result {
+        self.disk.claim()?.hold_until_removed();
+        Ok(())
+    }
+
     pub(crate) fn info(&self) -> RxdskInfo {
         RxdskInfo {
             id: self.id,
@@ -110,9 +122,8 @@ impl Device {
             self.disk.set_capacity(size >> SECTOR_SHIFT);
             return Ok(());
         }
-        if !force && self.openers() > 0 {
-            return Err(EBUSY);
-        }
+        // Without force, nobody may open the device until the shrink is done (zram's claim).
+        let _claim = if force { None } else { Some(self.disk.claim()?) };
         self.capacity.store(size, Ordering::Release);
         self.disk.set_capacity(size >> SECTOR_SHIFT);
         // Bios that passed the bound check against the old size finish before this returns.
@@ -122,14 +133,17 @@ impl Device {
             // Bytes past the end must read as zeros if the device grows again.
             self.store.zero(z.index, z.offset, z.len);
         }
-        self.store.erase_range(cut.first_freed, layout::LAST_PAGE_INDEX);
+        self.store.remove_range(cut.first_freed, layout::LAST_PAGE_INDEX);
+        // A forced shrink may leave cached pages past the end in an opener's page cache.
+        self.disk.invalidate_cache_from(size);
         Ok(())
     }
 
     fn handle(&self, bio: &Bio) -> Result<(), (Status, Failure)> {
         let op = bio.op();
         if bio.flush_or_fua() || op == Op::Flush {
-            // RAM has no volatile cache: a flush is complete as soon as it arrives.
+            // Only reached when the disk advertises a volatile write cache (never for plain
+            // RAM, where the block layer completes flushes itself): complete at once.
             self.stats.flush();
             if op == Op::Flush {
                 return Ok(());
@@ -153,12 +167,14 @@ impl Device {
                 if self.read_only {
                     return Err((Status::IoError, Failure::Io));
                 }
-                let gfp = if bio.nowait() { ffi::GFP_NOWAIT } else { ffi::GFP_NOIO };
+                let nowait = bio.nowait();
+                let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
+                let mut batch = FreeBatch::new(&self.store);
                 bio.for_each_segment((Status::IoError, Failure::Io), |pos, buf| {
-                    self.write_span(pos, buf, gfp).map_err(|e| match e {
+                    self.write_span(pos, buf, gfp, nowait, &mut batch).map_err(|e| match e {
                         StoreError::Limit => (Status::NoSpace, Failure::Limit),
-                        StoreError::NoMemory if bio.nowait() => (Status::Again, Failure::Alloc),
-                        StoreError::NoMemory => (Status::IoError, Failure::Alloc),
+                        StoreError::NoMemory | StoreError::WouldBlock if nowait => (Status::Again, Failure::Alloc),
+                        StoreError::NoMemory | StoreError::WouldBlock => (Status::IoError, Failure::Alloc),
                     })
                 })?;
                 self.stats.account(Counter::Write, len);
@@ -178,23 +194,31 @@ impl Device {
     }
 
     /// Reads `buf.len()` bytes at device position `pos`, page by page of the store.
-    fn read_span(&self, pos: u64, mut buf: &mut [u8]) {
+    fn read_span(&self, pos: u64, mut buf: IoMem<'_>) {
         for piece in pieces(pos, buf.len() as u64) {
-            let (chunk, rest) = buf.split_at_mut(piece.len.min(buf.len()));
+            let (chunk, rest) = buf.split_at(piece.len);
             self.store.read(piece.index, piece.offset, chunk);
             buf = rest;
         }
     }
 
-    /// Writes `buf` at device position `pos`; a whole page of zeros stores no page.
-    fn write_span(&self, pos: u64, mut buf: &[u8], gfp: kernel::bindings::gfp_t) -> Result<(), StoreError> {
+    /// Writes `buf` at device position `pos`; a whole page of zeros stores no page (the one it
+    /// replaces goes with `batch`).
+    fn write_span(
+        &self,
+        pos: u64,
+        mut buf: IoMem<'_>,
+        gfp: kernel::bindings::gfp_t,
+        nowait: bool,
+        batch: &mut FreeBatch<'_>,
+    ) -> Result<(), StoreError> {
         for piece in pieces(pos, buf.len() as u64) {
-            let (chunk, rest) = buf.split_at(piece.len.min(buf.len()));
-            if piece.is_whole() && is_zero(chunk) {
-                self.store.erase(piece.index);
+            let (chunk, rest) = buf.split_at(piece.len);
+            if piece.is_whole() && chunk.is_zero() {
+                self.store.erase(piece.index, batch);
                 self.stats.zero_page();
             } else {
-                self.store.write(piece.index, piece.offset, chunk, gfp)?;
+                self.store.write(piece.index, piece.offset, &chunk, gfp, nowait)?;
             }
             buf = rest;
         }
@@ -217,6 +241,10 @@ impl Device {
 }
 
 impl BioHandler for Device {
+    fn disk(&self) -> &GenDisk<Self> {
+        &self.disk
+    }
+
     fn submit_bio(&self, bio: Bio) {
         match self.handle(&bio) {
             Ok(()) => bio.end(Status::Ok),

@@ -4,16 +4,21 @@
 //! `struct bio` and their functions. Above this, device logic is safe Rust.
 
 use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use crate::iomem::IoMem;
 use crate::layout::bvec_piece;
 use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{bindings, prelude::*, static_lock_class};
 
 /// What a driver does with the bios of its disk.
 pub(crate) trait BioHandler: Sync + Sized {
-    /// Handles one bio; must end it (exactly once) with [`Bio::end`].
+    /// Handles one bio; ends it (exactly once) with [`Bio::end`]. A bio dropped without
+    /// `end` is ended with an I/O error and reported.
     fn submit_bio(&self, bio: Bio);
+    /// The disk this handler was added to, for its open-claim flag.
+    fn disk(&self) -> &GenDisk<Self>;
 }
 
 /// Queue limits and features of a new disk.
@@ -30,9 +35,13 @@ pub(crate) struct DiskConfig {
 /// - `disk` came from `__blk_alloc_disk` and is put exactly once, in `drop`.
 /// - If `added`, the disk was added with `private_data` pointing to a `T` that stays valid
 ///   until `remove` returns (the caller's promise to [`GenDisk::add`]).
+/// - `claimed` is written only with the disk's `open_mutex` held, and while it is set `open`
+///   fails with `EBUSY` (zram's claim): a control operation that checked "no opener" under that
+///   mutex keeps it true until it lets go.
 pub(crate) struct GenDisk<T: BioHandler> {
     disk: NonNull<bindings::gendisk>,
     added: AtomicBool,
+    claimed: AtomicBool,
     _handler: PhantomData<T>,
 }
 
@@ -45,6 +54,7 @@ unsafe impl<T: BioHandler> Sync for GenDisk<T> {}
 impl<T: BioHandler> GenDisk<T> {
     const FOPS: bindings::block_device_operations = bindings::block_device_operations {
         submit_bio: Some(Self::submit_bio_trampoline),
+        open: Some(Self::open_trampoline),
         // An open disk pins the module: unloading is refused while any device is open.
         owner: kernel::module::this_module::<crate::LocalModule>().as_ptr(),
         // SAFETY: All-zero is valid for the remaining fields (null pointers, `None`).
@@ -63,6 +73,22 @@ impl<T: BioHandler> GenDisk<T> {
         handler.submit_bio(unsafe { Bio::from_raw(bio) });
     }
 
+    /// # Safety
+    ///
+    /// Called by the block layer, with `disk->open_mutex` held, for a disk added by
+    /// [`GenDisk::add`].
+    unsafe extern "C" fn open_trampoline(disk: *mut bindings::gendisk, _mode: bindings::blk_mode_t) -> kernel::ffi::c_int {
+        // SAFETY: An added disk's `private_data` is its `T`, valid until `remove` returns, and
+        // `remove` marks the disk dead (no more opens) before that.
+        let handler = unsafe { &*(*disk).private_data.cast::<T>() };
+        // `claimed` changes only under `open_mutex`, which the caller holds.
+        if handler.disk().claimed.load(Ordering::Relaxed) {
+            EBUSY.to_errno()
+        } else {
+            0
+        }
+    }
+
     pub(crate) fn new(config: &DiskConfig) -> Result<Self> {
         // SAFETY: All-zero `queue_limits` means "defaults" to the block layer.
         let mut lim: bindings::queue_limits = unsafe { core::mem::zeroed() };
@@ -74,7 +100,7 @@ impl<T: BioHandler> GenDisk<T> {
         lim.discard_granularity = PAGE_SIZE as u32;
         lim.max_write_zeroes_sectors = u32::MAX;
         lim.max_hw_wzeroes_unmap_sectors = u32::MAX;
-        lim.features = ffi::BLK_FEAT_SYNCHRONOUS | ffi::BLK_FEAT_NOWAIT;
+        lim.features = ffi::blk_feat_synchronous() | ffi::blk_feat_nowait();
         // SAFETY: `lim` is valid for the call; the lock class key is static.
         let disk = unsafe { bindings::__blk_alloc_disk(&mut lim, bindings::NUMA_NO_NODE, static_lock_class!().as_ptr()) };
         // `__blk_alloc_disk` returns an ERR_PTR on failure.
@@ -90,7 +116,7 @@ impl<T: BioHandler> GenDisk<T> {
             bindings::set_capacity(d, config.capacity_sectors);
             bindings::set_disk_ro(d, config.read_only);
         }
-        Ok(Self { disk, added: AtomicBool::new(false), _handler: PhantomData })
+        Ok(Self { disk, added: AtomicBool::new(false), claimed: AtomicBool::new(false), _handler: PhantomData })
     }
 
     /// Names the disk and makes it visible; bios start arriving at `handler`.
@@ -131,7 +157,8 @@ impl<T: BioHandler> GenDisk<T> {
         unsafe { bindings::set_capacity_and_notify(self.disk.as_ptr(), sectors) };
     }
 
-    /// How many times the block device is open now.
+    /// How many times the block device is open now; a snapshot for reports. Decisions use
+    /// [`GenDisk::claim`], which reads it under `open_mutex`.
     pub(crate) fn openers(&self) -> u32 {
         // SAFETY: `part0` of a valid disk is valid; `bd_openers` is an atomic_t read as
         // `atomic_read` (READ_ONCE) does.
@@ -141,11 +168,69 @@ impl<T: BioHandler> GenDisk<T> {
         }
     }
 
+    /// Claims the disk for a control operation that must not meet an opener (a non-forced
+    /// destroy or shrink): `EBUSY` if it is open or already claimed; otherwise no open succeeds
+    /// until the claim is dropped.
+    pub(crate) fn claim(&self) -> Result<Claim<'_, T>> {
+        // SAFETY: `open_mutex` of a valid disk is an initialised mutex.
+        let mutex = unsafe { ptr::addr_of_mut!((*self.disk.as_ptr()).open_mutex) };
+        // SAFETY: As above; locked and unlocked in pairs, in process context.
+        unsafe { bindings::mutex_lock(mutex) };
+        let busy = self.openers() > 0 || self.claimed.load(Ordering::Relaxed);
+        if !busy {
+            // INVARIANT: set under `open_mutex`.
+            self.claimed.store(true, Ordering::Relaxed);
+        }
+        // SAFETY: Locked above by this task.
+        unsafe { bindings::mutex_unlock(mutex) };
+        if busy {
+            Err(EBUSY)
+        } else {
+            Ok(Claim { disk: self })
+        }
+    }
+
+    /// Drops every cached page of the block device from byte `pos` on (a partial page is
+    /// zeroed past `pos`): after a shrink, the cache must not keep bytes past the end that a
+    /// later grow would show instead of zeros.
+    pub(crate) fn invalidate_cache_from(&self, pos: u64) {
+        // SAFETY: `part0` of a valid disk is valid and so is its page-cache mapping;
+        // `truncate_inode_pages_range` takes the locks it needs. `lend` -1 means "to the end".
+        unsafe {
+            let part0 = (*self.disk.as_ptr()).part0;
+            bindings::truncate_inode_pages_range((*part0).bd_mapping, pos as bindings::loff_t, bindings::uoff_t::MAX);
+        }
+    }
+
     /// Waits until no bio is in flight and holds new ones off until the guard is dropped.
     pub(crate) fn freeze(&self) -> Frozen<'_, T> {
         // SAFETY: The disk and its queue are valid (invariant).
         unsafe { bindings::blk_mq_freeze_queue_nomemsave((*self.disk.as_ptr()).queue) };
         Frozen { disk: self }
+    }
+}
+
+/// See [`GenDisk::claim`]. Dropping it lets opens through again.
+pub(crate) struct Claim<'a, T: BioHandler> {
+    disk: &'a GenDisk<T>,
+}
+
+impl<T: BioHandler> Claim<'_, T> {
+    /// Keeps the claim until the disk is removed (a destroy: nobody may open it in between).
+    pub(crate) fn hold_until_removed(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl<T: BioHandler> Drop for Claim<'_, T> {
+    fn drop(&mut self) {
+        let d = self.disk.disk.as_ptr();
+        // SAFETY: `open_mutex` of a valid disk; locked and unlocked in pairs.
+        unsafe { bindings::mutex_lock(ptr::addr_of_mut!((*d).open_mutex)) };
+        // INVARIANT: cleared under `open_mutex`.
+        self.disk.claimed.store(false, Ordering::Relaxed);
+        // SAFETY: Locked above by this task.
+        unsafe { bindings::mutex_unlock(ptr::addr_of_mut!((*d).open_mutex)) };
     }
 }
 
@@ -194,21 +279,23 @@ pub(crate) enum Status {
 impl Status {
     fn raw(self) -> bindings::blk_status_t {
         match self {
-            Status::Ok => ffi::BLK_STS_OK,
-            Status::NotSupported => ffi::BLK_STS_NOTSUPP,
-            Status::NoSpace => ffi::BLK_STS_NOSPC,
-            Status::IoError => ffi::BLK_STS_IOERR,
-            Status::Again => ffi::BLK_STS_AGAIN,
+            Status::Ok => ffi::blk_sts_ok(),
+            Status::NotSupported => ffi::blk_sts_notsupp(),
+            Status::NoSpace => ffi::blk_sts_nospc(),
+            Status::IoError => ffi::blk_sts_ioerr(),
+            Status::Again => ffi::blk_sts_again(),
         }
     }
 }
 
-/// A bio being handled; ended exactly once by [`Bio::end`] (dropping it without ending would
-/// hang the submitter, so `end` consumes it and there is no other way out).
+/// A bio being handled; ended exactly once by [`Bio::end`], which consumes it. One dropped
+/// without `end` (a bug) would hang its submitter, so `Drop` ends it with an I/O error and
+/// says so in the log.
 ///
 /// # Invariants
 ///
-/// `raw` is a valid bio owned by the driver until `end`.
+/// `raw` is a valid bio owned by the driver until it is ended.
+#[must_use = "a bio must be ended with Bio::end"]
 pub(crate) struct Bio {
     raw: NonNull<bindings::bio>,
 }
@@ -228,7 +315,7 @@ impl Bio {
     }
 
     pub(crate) fn op(&self) -> Op {
-        match self.opf() & ffi::REQ_OP_MASK {
+        match self.opf() & ffi::req_op_mask() {
             bindings::req_op_REQ_OP_READ => Op::Read,
             bindings::req_op_REQ_OP_WRITE => Op::Write,
             bindings::req_op_REQ_OP_FLUSH => Op::Flush,
@@ -264,7 +351,7 @@ impl Bio {
     pub(crate) fn for_each_segment<E>(
         &self,
         malformed: E,
-        mut f: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
+        mut f: impl FnMut(u64, IoMem<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         // SAFETY: Valid bio (invariant); we walk a copy of its iterator, as bio_for_each_segment
         // does, so the bio itself is unchanged.
@@ -281,9 +368,11 @@ impl Bio {
             let page = unsafe { bv.bv_page.add(seg.page_index) };
             // SAFETY: The page is valid while the bio is ours; the mapping is undone below.
             let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
-            // SAFETY: `offset + len <= PAGE_SIZE` (bvec_piece), inside the mapping; the bio's
-            // memory is not accessed through any other reference while `buf` lives.
-            let buf = unsafe { core::slice::from_raw_parts_mut(addr.add(seg.offset), seg.len) };
+            // SAFETY: `kmap_local_page` never returns null; `offset + len <= PAGE_SIZE`
+            // (bvec_piece), so the window lies inside the mapping, which lasts until the unmap
+            // below, after `f` returned; the window is only passed on as an `IoMem`, which
+            // creates no reference to memory its submitter may still change.
+            let buf = unsafe { IoMem::new(NonNull::new_unchecked(addr.add(seg.offset)), seg.len) };
             let result = f(pos, buf);
             // SAFETY: Mapped above.
             unsafe { bindings::kunmap_local(addr.cast()) };
@@ -304,11 +393,30 @@ impl Bio {
 
     /// Completes the bio.
     pub(crate) fn end(self, status: Status) {
-        let raw = self.raw.as_ptr();
-        // SAFETY: Valid bio, ended once (consumes `self`).
+        let me = ManuallyDrop::new(self);
+        // SAFETY: Valid bio (invariant), ended once: `self` is consumed and its `Drop` skipped.
+        unsafe { Self::end_raw(me.raw, status) };
+    }
+
+    /// # Safety
+    ///
+    /// `raw` is a valid bio owned by the driver, ended by no one else before or after.
+    unsafe fn end_raw(raw: NonNull<bindings::bio>, status: Status) {
+        let raw = raw.as_ptr();
+        // SAFETY: Valid and ours to end (caller).
         unsafe {
             (*raw).bi_status = status.raw();
             bindings::bio_endio(raw);
         }
+    }
+}
+
+impl Drop for Bio {
+    fn drop(&mut self) {
+        // Reached only when a handler forgot `end`: fail the bio rather than hang its
+        // submitter, and make the bug visible.
+        pr_err!("a bio was dropped without being ended; failing it\n");
+        // SAFETY: Valid bio not ended yet (`end` skips this `Drop`), ended once here.
+        unsafe { Self::end_raw(self.raw, Status::IoError) };
     }
 }

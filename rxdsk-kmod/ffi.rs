@@ -1,60 +1,86 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! C constants that bindgen cannot see (function-like macros and `__force` casts), defined once
-//! here and tied to what the bindings do expose wherever a check is possible.
+//! Kernel values and calls that bindgen cannot see (function-like macros and `__force` casts).
+//! Their values come from `helpers.c`, compiled against this kernel's headers, so nothing here
+//! is a hand-copied number.
 
 use kernel::bindings;
 
-/// `GFP_NOIO`: may reclaim, but never start I/O (we may be the swap device).
-pub(crate) const GFP_NOIO: bindings::gfp_t =
-    (1 << bindings::___GFP_DIRECT_RECLAIM_BIT) | (1 << bindings::___GFP_KSWAPD_RECLAIM_BIT);
+mod c {
+    use kernel::bindings;
+
+    // Defined in helpers.c; every one is a `const` object initialised from the kernel's macro.
+    unsafe extern "C" {
+        pub(super) static rxdsk_blk_feat_synchronous: bindings::blk_features_t;
+        pub(super) static rxdsk_blk_feat_nowait: bindings::blk_features_t;
+        pub(super) static rxdsk_blk_sts_ok: bindings::blk_status_t;
+        pub(super) static rxdsk_blk_sts_notsupp: bindings::blk_status_t;
+        pub(super) static rxdsk_blk_sts_nospc: bindings::blk_status_t;
+        pub(super) static rxdsk_blk_sts_ioerr: bindings::blk_status_t;
+        pub(super) static rxdsk_blk_sts_again: bindings::blk_status_t;
+        pub(super) static rxdsk_xa_present: bindings::xa_mark_t;
+        pub(super) static rxdsk_gfp_noio: bindings::gfp_t;
+        pub(super) static rxdsk_req_op_mask: bindings::blk_opf_t;
+        pub(super) fn rxdsk_cond_resched();
+    }
+}
+
+/// Reads one of the `const` objects of helpers.c.
+macro_rules! kernel_value {
+    ($(#[$doc:meta])* $name:ident: $ty:ty = $sym:ident) => {
+        $(#[$doc])*
+        #[inline]
+        pub(crate) fn $name() -> $ty {
+            // SAFETY: The symbol is a `const` object defined in helpers.c with the type declared
+            // in `c`, initialised at build time and never written.
+            unsafe { c::$sym }
+        }
+    };
+}
+
+kernel_value!(blk_feat_synchronous: bindings::blk_features_t = rxdsk_blk_feat_synchronous);
+kernel_value!(blk_feat_nowait: bindings::blk_features_t = rxdsk_blk_feat_nowait);
+kernel_value!(blk_sts_ok: bindings::blk_status_t = rxdsk_blk_sts_ok);
+kernel_value!(blk_sts_notsupp: bindings::blk_status_t = rxdsk_blk_sts_notsupp);
+kernel_value!(blk_sts_nospc: bindings::blk_status_t = rxdsk_blk_sts_nospc);
+kernel_value!(blk_sts_ioerr: bindings::blk_status_t = rxdsk_blk_sts_ioerr);
+kernel_value!(blk_sts_again: bindings::blk_status_t = rxdsk_blk_sts_again);
+kernel_value!(
+    /// `XA_PRESENT`: the search mark matching every present entry.
+    xa_present: bindings::xa_mark_t = rxdsk_xa_present
+);
+kernel_value!(
+    /// `GFP_NOIO`: may reclaim, but never start I/O (we may be the swap device).
+    gfp_noio: bindings::gfp_t = rxdsk_gfp_noio
+);
+kernel_value!(
+    /// `REQ_OP_MASK`: the bits of `bi_opf` that hold the operation.
+    req_op_mask: bindings::blk_opf_t = rxdsk_req_op_mask
+);
+
+/// Gives the CPU away if the scheduler wants it: long loops call it between batches, so a
+/// non-preemptible kernel sees no soft lockup or RCU stall.
+pub(crate) fn cond_resched() {
+    // SAFETY: Called only from process context with no spinlock or RCU read lock held (every
+    // caller is a control path or a bio handler between pages).
+    unsafe { c::rxdsk_cond_resched() }
+}
+
 /// `GFP_NOWAIT`, for `REQ_NOWAIT` bios.
 pub(crate) const GFP_NOWAIT: bindings::gfp_t = bindings::GFP_NOWAIT;
 /// Allocation failures are reported to the submitter as I/O errors; no need to warn.
 pub(crate) const GFP_NOWARN: bindings::gfp_t = bindings::__GFP_NOWARN;
+/// Store pages are only touched through `kmap_local_page`, so they may come from highmem
+/// where there is any (`__GFP_HIGHMEM` also exempts an allocation from fault injection's
+/// `ignore-gfp-highmem`, which the tests need for user pages; without highmem it means nothing).
+#[cfg(CONFIG_HIGHMEM)]
+pub(crate) const GFP_HIGHMEM: bindings::gfp_t = bindings::__GFP_HIGHMEM;
+#[cfg(not(CONFIG_HIGHMEM))]
+pub(crate) const GFP_HIGHMEM: bindings::gfp_t = 0;
 
-// GFP_KERNEL is GFP_NOIO plus __GFP_IO and __GFP_FS.
-const _: () = assert!(
-    GFP_NOIO | (1 << bindings::___GFP_IO_BIT) | (1 << bindings::___GFP_FS_BIT) == bindings::GFP_KERNEL
-);
-
-pub(crate) const BLK_STS_OK: bindings::blk_status_t = 0;
-pub(crate) const BLK_STS_NOTSUPP: bindings::blk_status_t = 1;
-pub(crate) const BLK_STS_NOSPC: bindings::blk_status_t = 3;
-pub(crate) const BLK_STS_IOERR: bindings::blk_status_t = 10;
-pub(crate) const BLK_STS_AGAIN: bindings::blk_status_t = 12;
-
-/// The `blk_status_t` values above are `#define`s with casts; check them against the errno
-/// the block layer maps them to. Called once at module load.
-pub(crate) fn check_blk_status() -> bool {
-    use kernel::error::code::*;
-    let pairs = [
-        (BLK_STS_OK, 0),
-        (BLK_STS_NOTSUPP, EOPNOTSUPP.to_errno()),
-        (BLK_STS_NOSPC, ENOSPC.to_errno()),
-        (BLK_STS_IOERR, EIO.to_errno()),
-        (BLK_STS_AGAIN, EAGAIN.to_errno()),
-    ];
-    pairs.iter().all(|&(status, errno)| {
-        // SAFETY: `blk_status_to_errno` is a pure table lookup, valid for any status value.
-        unsafe { bindings::blk_status_to_errno(status) == errno }
-    })
-}
-
-pub(crate) const BLK_FEAT_SYNCHRONOUS: bindings::blk_features_t = 1 << 6;
-pub(crate) const BLK_FEAT_NOWAIT: bindings::blk_features_t = 1 << 7;
-// Anchor: the one feature bindgen does export sits where include/linux/blkdev.h puts it.
-const _: () = assert!(bindings::BLK_FEAT_ROTATIONAL == 1 << 2);
-
-/// `REQ_OP_MASK`: the low `REQ_OP_BITS` (8) bits of `bi_opf` hold the operation.
-pub(crate) const REQ_OP_MASK: bindings::blk_opf_t = (1 << 8) - 1;
-const _: () = assert!(bindings::req_flag_bits___REQ_FAILFAST_DEV == 8);
 pub(crate) const REQ_NOWAIT: bindings::blk_opf_t = 1 << bindings::req_flag_bits___REQ_NOWAIT;
 pub(crate) const REQ_PREFLUSH: bindings::blk_opf_t = 1 << bindings::req_flag_bits___REQ_PREFLUSH;
 pub(crate) const REQ_FUA: bindings::blk_opf_t = 1 << bindings::req_flag_bits___REQ_FUA;
-
-/// `XA_PRESENT`: the search mark matching every present entry.
-pub(crate) const XA_PRESENT: bindings::xa_mark_t = 8;
 
 pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 pub(crate) const SECTOR_SHIFT: u32 = 9;

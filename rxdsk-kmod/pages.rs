@@ -2,34 +2,51 @@
 
 //! The page store: an XArray of pages keyed by page index.
 //!
-//! Lookups are lock-free (RCU); pages are inserted with cmpxchg under the XArray lock, so two
-//! writers racing for the same index keep exactly one page. Pages removed while I/O may be
-//! running (discard, write-zeroes, shrink) are freed after an RCU grace period, so a reader that
-//! found a page can copy from it until it leaves its read-side section.
+//! Lookups are lock-free (RCU). A new page is inserted with cmpxchg under the XArray lock, and
+//! the memory limit is checked under the same lock, so two writers racing for one index keep
+//! exactly one page and the loser writes into it instead of failing. Pages erased while I/O may
+//! run (discard, write-zeroes, zero-page writes) are freed after an RCU grace period, in
+//! batches of [`BATCH`] chained through `page->private` with one RCU callback each; until then
+//! they still count as used. Control paths (shrink, destroy) free directly and yield between
+//! batches.
 
 use crate::ffi::{self, PAGE_SIZE};
+use crate::iomem::IoMem;
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{bindings, prelude::*, sync::rcu, types::Opaque};
 
+/// Pages freed per RCU callback, and per `cond_resched()` on the long paths.
+const BATCH: u64 = 256;
+
 /// Why a page could not be stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoreError {
     /// The page allocator (or the XArray's node allocation) failed.
     NoMemory,
     /// The device's memory limit is reached.
     Limit,
+    /// Only waiting could tell (the limit is reached while frees or inserts are in flight),
+    /// and the bio may not wait (`REQ_NOWAIT`): the submitter retries without it.
+    WouldBlock,
 }
 
 /// # Invariants
 ///
 /// - `xa` is an initialised XArray whose entries are pointers to order-0 pages owned by the
 ///   store; `pages` counts them.
-/// - Pages erased while readers may exist are freed only after an RCU grace period.
+/// - `pending` counts pages erased from `xa` whose RCU callback has not run yet; the callbacks
+///   reference the store, so it waits for them (`rcu_barrier`) before it goes.
+/// - `inserting` counts inserts that reserved their page under the XArray lock and have not
+///   finished their cmpxchg.
+/// - With a limit, `pages + pending <= limit` (reservations are made under the XArray lock).
 #[pin_data(PinnedDrop)]
 pub(crate) struct PageStore {
     #[pin]
     xa: Opaque<bindings::xarray>,
     pages: AtomicU64,
+    pending: AtomicU64,
+    inserting: AtomicU64,
     /// 0: no limit.
     limit: u64,
 }
@@ -40,37 +57,109 @@ unsafe impl Send for PageStore {}
 // SAFETY: All methods taking `&self` synchronise through the XArray lock, RCU or atomics.
 unsafe impl Sync for PageStore {}
 
-/// RCU callback that frees a page erased from a store.
+/// Where an erased page keeps what its batch needs (fields of `struct page` that are unused
+/// by a page that is ours and on no list): the next page of the chain, and, in the chain's
+/// first page, the store whose `pending` count the batch holds.
+fn chain_next(page: *mut bindings::page) -> *mut *mut bindings::page {
+    // SAFETY: Only the address of a field is computed; callers own the page.
+    unsafe { ptr::addr_of_mut!((*page).__bindgen_anon_1.__bindgen_anon_1.private).cast() }
+}
+
+fn chain_owner(page: *mut bindings::page) -> *mut *const PageStore {
+    // SAFETY: As in `chain_next`.
+    unsafe { ptr::addr_of_mut!((*page).__bindgen_anon_1.__bindgen_anon_1.__bindgen_anon_2.__folio_index).cast() }
+}
+
+const _: () = assert!(core::mem::size_of::<kernel::ffi::c_ulong>() == core::mem::size_of::<*mut bindings::page>());
+
+/// Frees a chain of pages linked through [`chain_next`], resetting the fields we borrowed;
+/// returns how many there were.
 ///
 /// # Safety
 ///
-/// `head` is the `callback_head` of a page passed to [`free_page_after_rcu`].
-unsafe extern "C" fn free_page_rcu(head: *mut bindings::callback_head) {
-    // SAFETY: `head` is the `callback_head` inside a `struct page` that `erase_rcu` queued; the
-    // union holding it starts at the offset computed here.
-    let page = unsafe { kernel::container_of!(head, bindings::page, __bindgen_anon_1.callback_head) };
-    // SAFETY: The page was allocated by `alloc_pages(_, 0)`, and no reader can still see it: a
-    // grace period has passed since it left the XArray.
-    unsafe { bindings::__free_pages(page, 0) };
+/// Every page of the chain is an order-0 page owned by the caller that nobody else can reach.
+unsafe fn free_chain(mut page: *mut bindings::page) -> u64 {
+    let mut n = 0;
+    while !page.is_null() {
+        // SAFETY: The page is ours (caller); we read the link before freeing it.
+        let next = unsafe { *chain_next(page) };
+        // SAFETY: As above; the borrowed fields go back to zero as the allocator expects.
+        unsafe {
+            *chain_next(page) = ptr::null_mut();
+            *chain_owner(page) = ptr::null();
+            bindings::__free_pages(page, 0);
+        }
+        n += 1;
+        page = next;
+    }
+    n
 }
 
-/// Frees `page` after the current RCU grace period.
+/// RCU callback of a [`FreeBatch`]: frees its chain and gives its pages back to the store's
+/// count.
 ///
 /// # Safety
 ///
-/// `page` is an order-0 page that is no longer reachable from any XArray and is not used by
-/// anyone but current RCU readers.
-unsafe fn free_page_after_rcu(page: *mut bindings::page) {
-    // SAFETY: The page is unreachable (caller's contract), so its `callback_head` (which shares
-    // space with fields only the page cache and slab use) is ours to use until it is freed.
-    unsafe { bindings::call_rcu(ptr::addr_of_mut!((*page).__bindgen_anon_1.callback_head), Some(free_page_rcu)) };
+/// `head` is the `callback_head` of the first page of a chain queued by [`FreeBatch::submit`].
+unsafe extern "C" fn free_batch_rcu(head: *mut bindings::callback_head) {
+    // SAFETY: `head` is the `callback_head` inside the chain's first `struct page`.
+    let first = unsafe { kernel::container_of!(head, bindings::page, __bindgen_anon_1.callback_head) };
+    // SAFETY: Set by `submit`; the store waits for its callbacks before it is freed.
+    let store = unsafe { &**chain_owner(first) };
+    // SAFETY: A grace period has passed since every page of the chain left the XArray, so no
+    // reader can still use one; the chain is owned by this callback.
+    let n = unsafe { free_chain(first) };
+    store.pending.fetch_sub(n, Ordering::Relaxed);
 }
 
-/// Whether every byte of `data` is zero; word at a time, stops at the first non-zero word.
-pub(crate) fn is_zero(data: &[u8]) -> bool {
-    // SAFETY: Every bit pattern is a valid `u64`; `align_to` splits off unaligned edges.
-    let (head, words, tail) = unsafe { data.align_to::<u64>() };
-    head.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&b| b == 0)
+/// Pages erased while readers may still use them, freed together after one grace period.
+/// Submitted when full and when dropped.
+pub(crate) struct FreeBatch<'a> {
+    store: &'a PageStore,
+    first: *mut bindings::page,
+    len: u64,
+}
+
+impl<'a> FreeBatch<'a> {
+    pub(crate) fn new(store: &'a PageStore) -> Self {
+        Self { store, first: ptr::null_mut(), len: 0 }
+    }
+
+    /// Takes a page just erased from the store (already counted in `pending`).
+    ///
+    /// # Safety
+    ///
+    /// `page` is an order-0 page of `self.store`, unreachable from its XArray, used by no one
+    /// but current RCU readers.
+    unsafe fn push(&mut self, page: *mut bindings::page) {
+        // SAFETY: The page is ours now (caller); `private` links the chain.
+        unsafe { *chain_next(page) = self.first };
+        self.first = page;
+        self.len += 1;
+        if self.len >= BATCH {
+            self.submit();
+        }
+    }
+
+    fn submit(&mut self) {
+        if self.first.is_null() {
+            return;
+        }
+        let first = core::mem::take(&mut self.first);
+        self.len = 0;
+        // SAFETY: The chain is ours; its first page records the store for the callback, and
+        // its `callback_head` (which overlays `lru`, unused by our pages) queues it.
+        unsafe {
+            *chain_owner(first) = self.store;
+            bindings::call_rcu(ptr::addr_of_mut!((*first).__bindgen_anon_1.callback_head), Some(free_batch_rcu));
+        }
+    }
+}
+
+impl Drop for FreeBatch<'_> {
+    fn drop(&mut self) {
+        self.submit();
+    }
 }
 
 impl PageStore {
@@ -80,6 +169,8 @@ impl PageStore {
             // process context uses it.
             xa <- Opaque::ffi_init(|slot: *mut bindings::xarray| unsafe { bindings::xa_init_flags(slot, 0) }),
             pages: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            inserting: AtomicU64::new(0),
             limit: limit_pages,
         })
     }
@@ -88,32 +179,37 @@ impl PageStore {
         self.xa.get()
     }
 
-    /// Pages held now.
+    /// Pages held now: stored ones plus erased ones not yet given back (what the limit counts).
     pub(crate) fn pages(&self) -> u64 {
-        self.pages.load(Ordering::Relaxed)
+        self.pages.load(Ordering::Relaxed) + self.pending.load(Ordering::Relaxed)
+    }
+
+    fn load(&self, index: u64) -> *mut bindings::page {
+        // Indexes past what `usize` holds were never stored (sizes are bounded at CREATE).
+        let Ok(index) = usize::try_from(index) else { return ptr::null_mut() };
+        // SAFETY: `xa` is initialised (invariant); `xa_load` takes RCU itself and is safe
+        // against concurrent modification.
+        unsafe { bindings::xa_load(self.xa(), index) }.cast()
     }
 
     /// Copies from page `index` at `offset` into `dst`, or zeros if the page does not exist.
-    pub(crate) fn read(&self, index: u64, offset: usize, dst: &mut [u8]) {
+    pub(crate) fn read(&self, index: u64, offset: usize, mut dst: IoMem<'_>) {
         let rcu = rcu::read_lock();
-        // SAFETY: `xa` is initialised (invariant); `xa_load` takes RCU itself and is safe
-        // against concurrent modification.
-        let page = unsafe { bindings::xa_load(self.xa(), index as usize) }.cast::<bindings::page>();
+        let page = self.load(index);
         if page.is_null() {
-            dst.fill(0);
+            dst.zero();
         } else {
             // SAFETY: The page stays allocated while we hold `rcu` (erased pages are freed
-            // after a grace period); `offset + dst.len()` is within it.
-            unsafe { copy_from_page(page, offset, dst) };
+            // after a grace period); the caller keeps `offset + dst.len()` within a page.
+            unsafe { copy_from_page(page, offset, &dst) };
         }
         drop(rcu);
     }
 
     /// Copies `src` into page `index` at `offset` if the page exists; returns whether it did.
-    fn write_existing(&self, index: u64, offset: usize, src: &[u8]) -> bool {
+    fn write_existing(&self, index: u64, offset: usize, src: &IoMem<'_>) -> bool {
         let rcu = rcu::read_lock();
-        // SAFETY: As in `read`.
-        let page = unsafe { bindings::xa_load(self.xa(), index as usize) }.cast::<bindings::page>();
+        let page = self.load(index);
         if !page.is_null() {
             // SAFETY: As in `read`; writers racing on the same bytes are the submitter's race.
             unsafe { copy_to_page(page, offset, src) };
@@ -123,42 +219,74 @@ impl PageStore {
     }
 
     /// Copies `src` into page `index` at `offset`, allocating the page (with `gfp`) if needed.
-    pub(crate) fn write(&self, index: u64, offset: usize, src: &[u8], gfp: bindings::gfp_t) -> Result<(), StoreError> {
+    /// At the limit it waits for erased pages to come back, unless `nowait`.
+    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: bindings::gfp_t, nowait: bool) -> Result<(), StoreError> {
+        let mut waited_for_frees = false;
         loop {
-            if self.write_existing(index, offset, src) || self.insert(index, offset, src, gfp)? {
+            if self.write_existing(index, offset, src) {
                 return Ok(());
             }
-            // Another writer inserted the page first: write into theirs. (If a discard removes
-            // it again before we get there, we go round once more.)
+            match self.insert(index, offset, src, gfp) {
+                Ok(true) => return Ok(()),
+                // Another writer inserted the page first: write into theirs. (If a discard
+                // removes it again before we get there, we go round once more.)
+                Ok(false) => {}
+                Err(StoreError::Limit) if self.pending.load(Ordering::Relaxed) > 0 && !waited_for_frees => {
+                    if nowait {
+                        return Err(StoreError::WouldBlock);
+                    }
+                    // Erased pages still count until their grace period ends: wait for it.
+                    kernel::sync::rcu::rcu_barrier();
+                    waited_for_frees = true;
+                }
+                Err(StoreError::WouldBlock) if !nowait => ffi::cond_resched(),
+                Err(e) => return Err(e),
+            }
         }
     }
 
     /// Allocates a page holding `src` at `offset` (zeros elsewhere) and inserts it at `index`.
     /// `Ok(true)`: our page, with the data, is in. `Ok(false)`: another page was there first.
-    fn insert(&self, index: u64, offset: usize, src: &[u8], gfp: bindings::gfp_t) -> Result<bool, StoreError> {
-        let held = self.pages.fetch_add(1, Ordering::Relaxed);
-        if self.limit != 0 && held >= self.limit {
-            self.pages.fetch_sub(1, Ordering::Relaxed);
-            return Err(StoreError::Limit);
-        }
+    /// `WouldBlock`: the limit is reached while another insert is in flight (maybe of this
+    /// very index): retry once it is done.
+    fn insert(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: bindings::gfp_t) -> Result<bool, StoreError> {
+        let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
         // A full-page write needs no zeroing.
         let zero = if src.len() == PAGE_SIZE { 0 } else { bindings::__GFP_ZERO };
         // SAFETY: Allocating an order-0 page has no preconditions.
-        let page = unsafe { bindings::alloc_pages(gfp | zero | ffi::GFP_NOWARN, 0) };
+        let page = unsafe { bindings::alloc_pages(gfp | zero | ffi::GFP_HIGHMEM | ffi::GFP_NOWARN, 0) };
         if page.is_null() {
-            self.pages.fetch_sub(1, Ordering::Relaxed);
             return Err(StoreError::NoMemory);
         }
-        // SAFETY: We own the fresh page; the range is within it.
+        // SAFETY: We own the fresh page; the caller keeps the range within it.
         unsafe { copy_to_page(page, offset, src) };
-        // SAFETY: `xa` is initialised; `xa_lock`/`xa_unlock` bracket `__xa_cmpxchg` as its
-        // contract requires; the page pointer is a valid, 4-byte aligned XArray entry.
-        let old = unsafe {
-            bindings::xa_lock(self.xa());
-            let old = bindings::__xa_cmpxchg(self.xa(), index as usize, ptr::null_mut(), page.cast(), gfp);
-            bindings::xa_unlock(self.xa());
-            old
+        // SAFETY: `xa` is initialised; the lock is released on every path below.
+        unsafe { bindings::xa_lock(self.xa()) };
+        // The existence check and the limit check see one state: under the lock.
+        let verdict = if !self.load(index).is_null() {
+            Ok(false)
+        } else if self.limit != 0 && self.pages() >= self.limit {
+            Err(if self.inserting.load(Ordering::Relaxed) > 0 { StoreError::WouldBlock } else { StoreError::Limit })
+        } else {
+            Ok(true)
         };
+        if verdict != Ok(true) {
+            // SAFETY: Locked above.
+            unsafe { bindings::xa_unlock(self.xa()) };
+            // SAFETY: The page never became visible to anyone else.
+            unsafe { bindings::__free_pages(page, 0) };
+            return verdict;
+        }
+        // INVARIANT: reserved under the lock, so the limit holds.
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        self.inserting.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: The lock is held as `__xa_cmpxchg` requires (it may drop and retake it to
+        // allocate nodes, with `gfp`, which has no `__GFP_HIGHMEM`); the page pointer is a
+        // valid, 4-byte aligned XArray entry.
+        let old = unsafe { bindings::__xa_cmpxchg(self.xa(), slot, ptr::null_mut(), page.cast(), gfp | ffi::GFP_NOWARN) };
+        self.inserting.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: Held since `xa_lock` above (`__xa_cmpxchg` returns with it held).
+        unsafe { bindings::xa_unlock(self.xa()) };
         if old.is_null() {
             return Ok(true);
         }
@@ -172,49 +300,118 @@ impl PageStore {
         Ok(false)
     }
 
-    /// Removes page `index` (freed after a grace period); returns whether there was one.
-    pub(crate) fn erase(&self, index: u64) -> bool {
+    /// Takes page `slot` out of the XArray; it then counts as pending until freed.
+    fn take(&self, slot: usize) -> *mut bindings::page {
         // SAFETY: `xa` is initialised; `xa_erase` takes the lock itself.
-        let page = unsafe { bindings::xa_erase(self.xa(), index as usize) }.cast::<bindings::page>();
+        let page: *mut bindings::page = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
+        if !page.is_null() {
+            self.pending.fetch_add(1, Ordering::Relaxed);
+            self.pages.fetch_sub(1, Ordering::Relaxed);
+        }
+        page
+    }
+
+    /// Removes page `index` while I/O may run; it is freed with `batch`. Returns whether there
+    /// was one.
+    pub(crate) fn erase(&self, index: u64, batch: &mut FreeBatch<'_>) -> bool {
+        let Ok(slot) = usize::try_from(index) else { return false };
+        let page = self.take(slot);
         if page.is_null() {
             return false;
         }
-        self.pages.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: The page is out of the XArray; only current RCU readers may still use it.
-        unsafe { free_page_after_rcu(page) };
+        // SAFETY: Just erased from this store; only current RCU readers may still use it.
+        unsafe { batch.push(page) };
         true
     }
 
-    /// Removes every page with index in `first..=last`; returns how many there were. Visits
-    /// only present pages, so a huge sparse range costs what it holds, not its size.
-    pub(crate) fn erase_range(&self, first: u64, last: u64) -> u64 {
-        let mut index: usize = first as usize;
-        let mut erased = 0;
-        while index as u64 <= last {
+    /// Calls `f(slot)` for every present index in `first..=last` (clamped to what `usize`
+    /// holds), yielding the CPU every [`BATCH`] pages; visits only present pages, so a huge
+    /// sparse range costs what it holds, not its size.
+    fn for_each_present(&self, first: u64, last: u64, mut f: impl FnMut(usize)) {
+        let Ok(mut index) = usize::try_from(first) else { return };
+        let last = usize::try_from(last).unwrap_or(usize::MAX);
+        let mut seen = 0u64;
+        while index <= last {
             // SAFETY: `xa` is initialised; `xa_find` takes RCU itself and updates `index` to
             // the index of the entry it returns.
-            let entry = unsafe { bindings::xa_find(self.xa(), &mut index, last as usize, ffi::XA_PRESENT) };
+            let entry = unsafe { bindings::xa_find(self.xa(), &mut index, last, ffi::xa_present()) };
             if entry.is_null() {
                 break;
             }
-            if self.erase(index as u64) {
-                erased += 1;
+            f(index);
+            seen += 1;
+            if seen % BATCH == 0 {
+                ffi::cond_resched();
             }
-            if index as u64 == last {
+            if index == last {
                 break;
             }
             index += 1;
         }
-        erased
+    }
+
+    /// Discard and write-zeroes: removes every page with index in `first..=last` while I/O may
+    /// run; they are freed after a grace period, a batch per RCU callback.
+    pub(crate) fn erase_range(&self, first: u64, last: u64) {
+        let mut batch = FreeBatch::new(self);
+        self.for_each_present(first, last, |slot| {
+            let page = self.take(slot);
+            if !page.is_null() {
+                // SAFETY: Just erased from this store; only current RCU readers may use it.
+                unsafe { batch.push(page) };
+            }
+        });
+    }
+
+    /// Shrink: removes every page with index in `first..=last` and frees them before it
+    /// returns (after one grace period for readers that found one), yielding the CPU between
+    /// batches. May sleep; no RCU callback per page.
+    pub(crate) fn remove_range(&self, first: u64, last: u64) {
+        let mut chain: *mut bindings::page = ptr::null_mut();
+        self.for_each_present(first, last, |slot| {
+            let page = self.take(slot);
+            if !page.is_null() {
+                // SAFETY: Just erased: ours, reachable only by current RCU readers; linked
+                // into our private chain.
+                unsafe { *chain_next(page) = chain };
+                chain = page;
+            }
+        });
+        if chain.is_null() {
+            return;
+        }
+        // Readers that found a page before it was erased leave their read-side sections.
+        kernel::sync::rcu::synchronize_rcu();
+        while !chain.is_null() {
+            // Cut BATCH pages off the chain, free them, yield.
+            let mut cut = chain;
+            let mut n = 1;
+            while n < BATCH {
+                // SAFETY: Pages of our chain.
+                let next = unsafe { *chain_next(cut) };
+                if next.is_null() {
+                    break;
+                }
+                cut = next;
+                n += 1;
+            }
+            // SAFETY: As above.
+            let rest = unsafe { core::mem::take(&mut *chain_next(cut)) };
+            // SAFETY: A grace period has passed since these pages left the XArray; they are
+            // ours alone.
+            let freed = unsafe { free_chain(chain) };
+            self.pending.fetch_sub(freed, Ordering::Relaxed);
+            chain = rest;
+            ffi::cond_resched();
+        }
     }
 
     /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.
     pub(crate) fn zero(&self, index: u64, offset: usize, len: usize) {
         let rcu = rcu::read_lock();
-        // SAFETY: As in `read`.
-        let page = unsafe { bindings::xa_load(self.xa(), index as usize) }.cast::<bindings::page>();
+        let page = self.load(index);
         if !page.is_null() {
-            // SAFETY: As in `read`; the range is within the page.
+            // SAFETY: As in `read`; the caller keeps the range within the page.
             unsafe { zero_page_range(page, offset, len) };
         }
         drop(rcu);
@@ -224,22 +421,18 @@ impl PageStore {
 #[pinned_drop]
 impl PinnedDrop for PageStore {
     fn drop(self: Pin<&mut Self>) {
-        // No I/O can reach the store any more (the disk is gone), so pages are freed at once.
-        let mut index: usize = 0;
-        loop {
-            // SAFETY: `xa` is initialised and nobody else uses it now.
-            let entry = unsafe { bindings::xa_find(self.xa(), &mut index, usize::MAX, ffi::XA_PRESENT) };
-            if entry.is_null() {
-                break;
-            }
-            // SAFETY: The entry is a page owned by the store and unreachable by anyone else.
-            unsafe { bindings::__free_pages(entry.cast(), 0) };
-            if index == usize::MAX {
-                break;
-            }
-            index += 1;
-        }
-        // SAFETY: Every entry is freed; `xa_destroy` releases the XArray's nodes.
+        // No I/O can reach the store any more (the disk is gone), so pages are freed at once,
+        // yielding between batches.
+        let mut freed = 0u64;
+        self.for_each_present(0, u64::MAX, |slot| {
+            let page = self.take(slot);
+            // SAFETY: The entry is a page owned by the store that nobody else can reach now.
+            freed += unsafe { free_chain(page) };
+        });
+        self.pending.fetch_sub(freed, Ordering::Relaxed);
+        // Batches erased earlier wait in RCU callbacks that use this store's counters.
+        kernel::sync::rcu::rcu_barrier();
+        // SAFETY: Every entry is gone; `xa_destroy` releases the XArray's nodes.
         unsafe { bindings::xa_destroy(self.xa()) };
     }
 }
@@ -248,25 +441,26 @@ impl PinnedDrop for PageStore {
 ///
 /// `page` is a valid page that stays allocated during the call; `offset + dst.len()` is at most
 /// `PAGE_SIZE`.
-unsafe fn copy_from_page(page: *mut bindings::page, offset: usize, dst: &mut [u8]) {
+unsafe fn copy_from_page(page: *mut bindings::page, offset: usize, dst: &IoMem<'_>) {
     // SAFETY: Valid page (caller); the mapping is undone below in LIFO order.
     let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
-    // SAFETY: `addr + offset .. + len` lies in the mapped page (caller); `dst` is a distinct
-    // buffer (a bio page), so the ranges do not overlap.
-    unsafe { ptr::copy_nonoverlapping(addr.add(offset), dst.as_mut_ptr(), dst.len()) };
+    // SAFETY: `addr + offset .. + len` lies in the mapped page (caller); `dst` is valid for
+    // `len` bytes (`IoMem`) and is bio memory, never a store page, so the ranges do not overlap.
+    unsafe { ptr::copy_nonoverlapping(addr.add(offset), dst.as_ptr(), dst.len()) };
     // SAFETY: `addr` came from `kmap_local_page` above.
     unsafe { bindings::kunmap_local(addr.cast()) };
 }
 
 /// # Safety
 ///
-/// As [`copy_from_page`].
-unsafe fn copy_to_page(page: *mut bindings::page, offset: usize, src: &[u8]) {
-    // SAFETY: As in `copy_from_page`.
+/// As [`copy_from_page`], with `src` for `dst`.
+unsafe fn copy_to_page(page: *mut bindings::page, offset: usize, src: &IoMem<'_>) {
+    // SAFETY: Valid page (caller); the mapping is undone below in LIFO order.
     let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
-    // SAFETY: As in `copy_from_page`.
+    // SAFETY: `src` is valid for `len` bytes (`IoMem`), the destination range lies in the
+    // mapped page (caller), and bio memory never overlaps a store page.
     unsafe { ptr::copy_nonoverlapping(src.as_ptr(), addr.add(offset), src.len()) };
-    // SAFETY: As in `copy_from_page`.
+    // SAFETY: `addr` came from `kmap_local_page` above.
     unsafe { bindings::kunmap_local(addr.cast()) };
 }
 
@@ -274,10 +468,10 @@ unsafe fn copy_to_page(page: *mut bindings::page, offset: usize, src: &[u8]) {
 ///
 /// `page` is valid during the call; `offset + len <= PAGE_SIZE`.
 unsafe fn zero_page_range(page: *mut bindings::page, offset: usize, len: usize) {
-    // SAFETY: As in `copy_from_page`.
+    // SAFETY: Valid page (caller); the mapping is undone below in LIFO order.
     let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
     // SAFETY: The range lies in the mapped page (caller).
     unsafe { ptr::write_bytes(addr.add(offset), 0, len) };
-    // SAFETY: As in `copy_from_page`.
+    // SAFETY: `addr` came from `kmap_local_page` above.
     unsafe { bindings::kunmap_local(addr.cast()) };
 }

@@ -24,40 +24,46 @@ fn get(slots: &Slots, id: u32) -> Result<&Device> {
 }
 
 impl Registry {
-    /// Fails if this kernel's `blk_status_t` values are not the ones we were built with.
-    pub(crate) fn new() -> impl PinInit<Self, Error> {
-        try_pin_init!(Self { devices <- new_mutex!(KVec::new()) }? Error).pin_chain(|_| {
-            if crate::ffi::check_blk_status() {
-                Ok(())
-            } else {
-                pr_err!("blk_status_t values differ from this kernel's; refusing to load\n");
-                Err(EINVAL)
-            }
-        })
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self { devices <- new_mutex!(KVec::new()) })
     }
 
-    /// Creates a device with the lowest free id.
-    pub(crate) fn create(&self, config: &DeviceConfig) -> Result<u32> {
+    /// Creates a device with id `wanted` (`EEXIST` if taken), or else with the lowest free id.
+    pub(crate) fn create(&self, wanted: Option<u32>, config: &DeviceConfig) -> Result<u32> {
         let mut slots = self.devices.lock();
-        let id = match slots.iter().position(Option::is_none) {
-            Some(free) => free,
-            None if slots.len() < RXDSK_MAX_DEVICES as usize => {
-                slots.push(None, GFP_KERNEL)?;
-                slots.len() - 1
+        let id = match wanted {
+            Some(id) if id >= RXDSK_MAX_DEVICES => return Err(EINVAL),
+            Some(id) => {
+                let id = id as usize;
+                while slots.len() <= id {
+                    slots.push(None, GFP_KERNEL)?;
+                }
+                if slots[id].is_some() {
+                    return Err(EEXIST);
+                }
+                id
             }
-            None => return Err(ENOSPC),
+            None => match slots.iter().position(Option::is_none) {
+                Some(free) => free,
+                None if slots.len() < RXDSK_MAX_DEVICES as usize => {
+                    slots.push(None, GFP_KERNEL)?;
+                    slots.len() - 1
+                }
+                None => return Err(ENOSPC),
+            },
         };
         let device = Device::create(id as u32, config)?;
         slots[id] = Some(device);
         Ok(id as u32)
     }
 
-    /// Destroys a device; `EBUSY` while open unless forced. The disk is gone from the system
-    /// and every page freed when this returns.
+    /// Destroys a device; `EBUSY` while open unless forced (checked and held against racing
+    /// opens with the disk's claim). The disk is gone from the system and every page freed
+    /// (RCU callbacks included) when this returns.
     pub(crate) fn destroy(&self, id: u32, force: bool) -> Result {
         let mut slots = self.devices.lock();
-        if !force && get(&slots, id)?.openers() > 0 {
-            return Err(EBUSY);
+        if !force {
+            get(&slots, id)?.claim_for_destroy()?;
         }
         let device = slots.get_mut(id as usize).and_then(Option::take).ok_or(ENODEV)?;
         // Dropped under the lock, so the name is free before anyone can reuse the id.
@@ -65,11 +71,12 @@ impl Registry {
         Ok(())
     }
 
-    /// Resizes a device to `size` bytes, which must be a non-zero multiple of its block size.
+    /// Resizes a device to `size` bytes, which must be a non-zero multiple of its block size
+    /// and at most what the platform can index.
     pub(crate) fn resize(&self, id: u32, size: u64, force: bool) -> Result {
         let slots = self.devices.lock();
         let device = get(&slots, id)?;
-        if size == 0 || size.checked_rem(u64::from(device.logical_block_size())) != Some(0) {
+        if size == 0 || size > crate::device::MAX_SIZE || size.checked_rem(u64::from(device.logical_block_size())) != Some(0) {
             return Err(EINVAL);
         }
         device.resize(size, force)
@@ -101,8 +108,7 @@ impl PinnedDrop for Registry {
     fn drop(self: Pin<&mut Self>) {
         // Module unload: nothing is open (an open disk pins the module), so every device goes.
         let devices = core::mem::take(&mut *self.devices.lock());
+        // Each store waits for its own RCU callbacks before it goes.
         drop(devices);
-        // Pages freed by discard or shrink wait in RCU callbacks that live in this module.
-        kernel::sync::rcu::rcu_barrier();
     }
 }

@@ -21,6 +21,7 @@ mod control;
 mod device;
 mod disk;
 mod ffi;
+mod iomem;
 mod pages;
 mod registry;
 mod stats;
@@ -51,17 +52,21 @@ struct RxdskModule {
 
 impl kernel::InPlaceModule for RxdskModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        pr_info!(
-            "rxdsk {} loaded (ABI {}.{})\n",
-            MODULE_VERSION,
-            abi::RXDSK_ABI_MAJOR,
-            abi::RXDSK_ABI_MINOR
-        );
         try_pin_init!(Self {
             registry <- registry::Registry::new(),
             control <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rxdsk-control",
             }),
+        })
+        .pin_chain(|_| {
+            // Printed only once every part of init has succeeded.
+            pr_info!(
+                "rxdsk {} loaded (ABI {}.{})\n",
+                MODULE_VERSION,
+                abi::RXDSK_ABI_MAJOR,
+                abi::RXDSK_ABI_MINOR
+            );
+            Ok(())
         })
     }
 }

@@ -50,8 +50,10 @@ pub fn module_load() -> TestResult {
 
 pub fn version_roundtrip() -> TestResult {
     let out = cmd_ok("rxdskctl", &["version"])?;
+    // The version this build defines (the module's is kept in step with the workspace's).
     let want = format!(
-        "rxdsk module 0.1.0 (ABI {}.{}",
+        "rxdsk module {} (ABI {}.{}",
+        env!("CARGO_PKG_VERSION"),
         abi::RXDSK_ABI_MAJOR,
         abi::RXDSK_ABI_MINOR
     );
@@ -61,14 +63,15 @@ pub fn version_roundtrip() -> TestResult {
     let json = cmd_ok("rxdskctl", &["version", "--json"])?;
     let v: serde_json::Value = serde_json::from_str(&json.stdout)
         .map_err(|e| format!("bad JSON: {e}: {}", json.stdout))?;
-    ensure(v["module"]["abi_major"] == abi::RXDSK_ABI_MAJOR, || {
-        format!("JSON: {v}")
-    })?;
     ensure(
-        v["module"]["features"]
-            .as_u64()
-            .is_some_and(|f| f & abi::RXDSK_FEATURE_VERSION != 0),
+        v["module"]["abi_major"] == abi::RXDSK_ABI_MAJOR
+            && v["module"]["abi_minor"] == abi::RXDSK_ABI_MINOR
+            && v["module"]["version"] == env!("CARGO_PKG_VERSION"),
         || format!("JSON: {v}"),
+    )?;
+    ensure(
+        v["module"]["features"].as_u64() == Some(abi::RXDSK_FEATURES_ALL),
+        || format!("JSON: {v}, want features {:#x}", abi::RXDSK_FEATURES_ALL),
     )
 }
 

@@ -190,7 +190,15 @@ pub fn punch_check(
     for &(off, len) in &ranges {
         let before = counters()?;
         op.apply(&f, off, len)?;
-        let after = counters()?;
+        // Freed pages come back after an RCU grace period (rxdsk counts them until then).
+        let mut after = counters()?;
+        if let Some(b) = before {
+            let want = whole_pages(off, len);
+            crate::harness::wait_until(Duration::from_secs(10), || {
+                after = counters().ok().flatten();
+                after.is_some_and(|a| b.pages.checked_sub(a.pages) == Some(want))
+            });
+        }
         if let (Some(b), Some(a)) = (before, after) {
             let want = whole_pages(off, len);
             ensure(b.pages.checked_sub(a.pages) == Some(want), || {
@@ -218,7 +226,13 @@ pub fn punch_check(
     .map_err(|e| format!("after {op:?} of {ranges:?}: {e}"))?;
 
     op.apply(&f, 0, written)?;
-    if let Some(c) = counters()? {
+    // As above: counted until their grace period ends.
+    let mut last = counters()?;
+    crate::harness::wait_until(Duration::from_secs(10), || {
+        last = counters().ok().flatten();
+        last.is_none_or(|c| c.pages == 0)
+    });
+    if let Some(c) = last {
         ensure(c.pages == 0, || {
             format!(
                 "after {op:?} of everything written the device still holds {} pages",
@@ -472,13 +486,23 @@ impl Drop for Cgroup {
 }
 
 /// Swap on a device; swapoff on drop unless [`SwapOn::off`] succeeded.
-struct SwapOn {
+pub struct SwapOn {
     dev: String,
     on: bool,
 }
 
 impl SwapOn {
-    fn off(&mut self) -> TestResult {
+    /// mkswap + swapon; swapoff on drop or with [`SwapOn::off`].
+    pub fn on(dev: &str) -> Result<Self, String> {
+        cmd_timeout_ok("mkswap", &[dev], Duration::from_secs(120))?;
+        cmd_timeout_ok("swapon", &[dev], Duration::from_secs(120))?;
+        Ok(SwapOn {
+            dev: dev.to_string(),
+            on: true,
+        })
+    }
+
+    pub fn off(&mut self) -> TestResult {
         cmd_timeout_ok("swapoff", &[&self.dev], Duration::from_secs(120))?;
         self.on = false;
         Ok(())
@@ -533,12 +557,7 @@ pub fn swap_stress(dev: &str, p: &SwapParams) -> Result<SwapReport, String> {
     ensure(swap_used_kib(dev)?.is_none(), || {
         format!("{dev} is already in use as swap")
     })?;
-    cmd_timeout_ok("mkswap", &[dev], Duration::from_secs(120))?;
-    cmd_timeout_ok("swapon", &[dev], Duration::from_secs(120))?;
-    let mut swap = SwapOn {
-        dev: dev.to_string(),
-        on: true,
-    };
+    let mut swap = SwapOn::on(dev)?;
     ensure(swap_used_kib(dev)?.is_some(), || {
         format!("swapon {dev} succeeded but /proc/swaps does not list it")
     })?;
@@ -555,6 +574,7 @@ pub fn swap_stress(dev: &str, p: &SwapParams) -> Result<SwapReport, String> {
         log_path,
         p.hog_bytes / MIB,
         0xD0D0_BA11,
+        0,
     )?;
     let mut report = SwapReport::default();
     let deadline = start + p.timeout;
@@ -625,17 +645,20 @@ pub fn swap_stress(dev: &str, p: &SwapParams) -> Result<SwapReport, String> {
 /// The memory hog: this binary run as `hog MIB SEED`, forked and exec'ed by hand so that the
 /// child joins the cgroup before exec (std's `Command::pre_exec` fails with ENOSYS in the
 /// guest). Killed and reaped on drop if still running.
-struct Hog {
+pub struct Hog {
     pid: Pid,
     running: bool,
 }
 
 impl Hog {
-    fn spawn(
+    /// Starts `hog MIB SEED ZEROS` in the cgroup whose `cgroup.procs` is given (the root's
+    /// for no limit).
+    pub fn spawn(
         cgroup_procs: &str,
         log_path: &str,
         mib_count: u64,
         seed: u64,
+        zeros: u32,
     ) -> Result<Self, String> {
         use std::ffi::CString;
         let cstr = |s: &str| CString::new(s).map_err(|e| format!("{s:?}: {e}"));
@@ -646,6 +669,7 @@ impl Hog {
             cstr("hog")?,
             cstr(&mib_count.to_string())?,
             cstr(&seed.to_string())?,
+            cstr(&zeros.to_string())?,
         ];
         let argv_ptrs: Vec<*const nix::libc::c_char> = argv
             .iter()
@@ -685,7 +709,7 @@ impl Hog {
 
     /// The exit status once the hog has ended (120-122: joining the cgroup, redirecting
     /// output or exec failed in the child).
-    fn try_wait(&mut self) -> Result<Option<WaitStatus>, String> {
+    pub fn try_wait(&mut self) -> Result<Option<WaitStatus>, String> {
         match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => Ok(None),
             Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
@@ -753,8 +777,10 @@ impl Drop for AnonMap {
     }
 }
 
-/// `rxdsk-guest-tests hog MIB SEED`: maps MIB MiB, fills page p with `fill_keyed(SEED, p)`,
-/// then verifies every page twice (forward, then backward, to make swap-ins go both ways).
+/// `rxdsk-guest-tests hog MIB SEED [ZEROS]`: maps MIB MiB, fills page p with
+/// `fill_keyed(SEED, p)` (with ZEROS, only every ZEROS+1st page; the others are written with
+/// zeros, which a swap device may store for free), then verifies every page twice (forward,
+/// then backward, to make swap-ins go both ways).
 /// Exit status 0: all verified; 2: mismatches; 3: bad arguments or no memory.
 pub fn hog_main(args: &[String]) -> i32 {
     let (Some(mib_arg), Some(seed_arg)) = (args.first(), args.get(1)) else {
@@ -764,6 +790,14 @@ pub fn hog_main(args: &[String]) -> i32 {
     let (Ok(mib_count), Ok(seed)) = (mib_arg.parse::<usize>(), seed_arg.parse::<u64>()) else {
         eprintln!("hog: bad arguments {args:?}");
         return 3;
+    };
+    let zeros: usize = args.get(2).and_then(|z| z.parse().ok()).unwrap_or(0);
+    let fill = |page: &mut [u8], p: usize| {
+        if p.checked_rem(zeros + 1) == Some(0) {
+            blk::fill_keyed(page, seed, p as u64);
+        } else {
+            page.fill(0);
+        }
     };
     let pages = mib_count * (MIB / PAGE) as usize;
     let mut map = match AnonMap::new(pages * PAGE as usize) {
@@ -775,7 +809,7 @@ pub fn hog_main(args: &[String]) -> i32 {
     };
     let start = Instant::now();
     for p in 0..pages {
-        blk::fill_keyed(map.page_mut(p), seed, p as u64);
+        fill(map.page_mut(p), p);
     }
     println!("hog: wrote {pages} pages in {}s", start.elapsed().as_secs());
     let mut want = [0u8; PAGE as usize];
@@ -783,7 +817,7 @@ pub fn hog_main(args: &[String]) -> i32 {
         let mut bad = 0usize;
         for i in 0..pages {
             let p = if pass == 0 { i } else { pages - 1 - i };
-            blk::fill_keyed(&mut want, seed, p as u64);
+            fill(&mut want, p);
             if map.page_mut(p) != &want[..] {
                 if bad < 5 {
                     println!("hog: pass {pass}: page {p} differs");

@@ -14,6 +14,8 @@ mod cli;
 mod control;
 mod datapath;
 mod devices;
+mod faults;
+mod hardening;
 mod harness;
 mod reliability;
 mod rxdsk;
@@ -40,6 +42,18 @@ const TESTS: &[Test] = &[
     Test {
         name: "unprivileged_eperm",
         run: control::unprivileged_eperm,
+    },
+    Test {
+        name: "kernel_config_round2",
+        run: hardening::kernel_config_round2,
+    },
+    Test {
+        name: "create_with_id",
+        run: hardening::create_with_id,
+    },
+    Test {
+        name: "flush_accounting",
+        run: hardening::flush_accounting,
     },
     Test {
         name: "create_destroy_cycles",
@@ -124,6 +138,34 @@ const TESTS: &[Test] = &[
     Test {
         name: "races_destroy_resize_io",
         run: reliability::races_destroy_resize_io,
+    },
+    Test {
+        name: "open_races_claim",
+        run: hardening::open_races_claim,
+    },
+    Test {
+        name: "races_shrink_cuts_live_io",
+        run: hardening::races_shrink_cuts_live_io,
+    },
+    Test {
+        name: "mem_limit_racing_writers",
+        run: hardening::mem_limit_racing_writers,
+    },
+    Test {
+        name: "shrink_drops_stale_page_cache",
+        run: hardening::shrink_drops_stale_page_cache,
+    },
+    Test {
+        name: "nowait_write_eagain",
+        run: hardening::nowait_write_eagain,
+    },
+    Test {
+        name: "fault_injection_slab",
+        run: hardening::fault_injection_slab,
+    },
+    Test {
+        name: "large_free_no_stall",
+        run: hardening::large_free_no_stall,
     },
     Test {
         name: "security_no_uninitialised_bytes",

@@ -222,8 +222,68 @@ fn protect(request: u64, buf: &mut [u8], protected: &[u32]) {
     }
 }
 
+/// Reads an ABI structure from the start of a byte buffer (any alignment).
+fn read_struct<T: Copy + Default>(bytes: &[u8]) -> T {
+    let mut v = T::default();
+    let n = std::mem::size_of::<T>().min(bytes.len());
+    // SAFETY: ABI structures are plain integers, valid for any bytes; at most `size_of::<T>()`
+    // bytes are copied into `v`.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&mut v as *mut T).cast::<u8>(), n) };
+    v
+}
+
+/// A call that succeeded must have done what it says: a created device exists with the
+/// configuration asked for, a destroyed one is gone, a resized one has the new size.
+fn check_effect(
+    control: &Control,
+    request: u64,
+    input: &[u8],
+    output: &[u8],
+) -> Result<(), String> {
+    match request as u32 {
+        RXDSK_IOC_CREATE => {
+            let asked: RxdskCreate = read_struct(input);
+            let got: RxdskCreate = read_struct(output);
+            let info = control
+                .info(got.id)
+                .map_err(|e| format!("CREATE said rxd{} but INFO fails: {e}", got.id))?;
+            let want_id = asked.flags & RXDSK_CREATE_WITH_ID != 0;
+            if info.size_bytes != asked.size_bytes
+                || info.logical_block_size != asked.logical_block_size
+                || info.mem_limit_bytes != asked.mem_limit_bytes
+                || info.flags != asked.flags & RXDSK_FLAG_READ_ONLY
+                || (want_id && got.id != asked.id)
+            {
+                return Err(format!("CREATE asked {asked:?}, the device is {info:?}"));
+            }
+        }
+        RXDSK_IOC_DESTROY => {
+            let d: RxdskDestroy = read_struct(input);
+            if control.info(d.id) != Err(Errno::ENODEV) {
+                return Err(format!(
+                    "DESTROY of rxd{} succeeded but the device is still there",
+                    d.id
+                ));
+            }
+        }
+        RXDSK_IOC_RESIZE => {
+            let r: RxdskResize = read_struct(input);
+            let size = control.info(r.id).map(|i| i.size_bytes);
+            if size != Ok(r.size_bytes) {
+                return Err(format!(
+                    "RESIZE of rxd{} to {} succeeded, INFO says {size:?}",
+                    r.id, r.size_bytes
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 const FUZZ_CALLS: u32 = 100_000;
-const EXPECTED: [Errno; 7] = [
+const EXPECTED: [Errno; 8] = [
+    Errno::EEXIST,
     Errno::EINVAL,
     Errno::ENOTTY,
     Errno::EFAULT,
@@ -276,8 +336,14 @@ pub fn ioctl_fuzz() -> TestResult {
                 protect(request, &mut buf[1..], &protected);
                 let mut tmp = buf[1..size.max(1) + 1].to_vec();
                 let r = control.raw_bytes(request, &mut tmp);
-                if r.is_ok() && request as u32 == RXDSK_IOC_CREATE {
-                    created_id = Some(created_device_id(&tmp));
+                if r.is_ok() {
+                    if request as u32 == RXDSK_IOC_CREATE {
+                        created_id = Some(created_device_id(&tmp));
+                    }
+                    if let Err(e) = check_effect(&control, request, &buf[1..size.max(1) + 1], &tmp)
+                    {
+                        unexpected.push(format!("call {i}: {e}"));
+                    }
                 }
                 r
             }
@@ -285,9 +351,15 @@ pub fn ioctl_fuzz() -> TestResult {
                 let payload = &mut buf[..size.max(1)];
                 random_payload(&mut rng, payload);
                 protect(request, payload, &protected);
+                let input = payload.to_vec();
                 let r = control.raw_bytes(request, payload);
-                if r.is_ok() && request as u32 == RXDSK_IOC_CREATE {
-                    created_id = Some(created_device_id(payload));
+                if r.is_ok() {
+                    if request as u32 == RXDSK_IOC_CREATE {
+                        created_id = Some(created_device_id(payload));
+                    }
+                    if let Err(e) = check_effect(&control, request, &input, payload) {
+                        unexpected.push(format!("call {i}: {e}"));
+                    }
                 }
                 r
             }
@@ -376,105 +448,23 @@ pub fn ioctl_fuzz() -> TestResult {
     })
 }
 
-/// Sets fault-injection knobs, restoring the defaults on drop.
-struct FailPageAlloc;
-
-const FPA: &str = "/sys/kernel/debug/fail_page_alloc";
-
-impl FailPageAlloc {
-    fn set(knob: &str, value: &str) -> TestResult {
-        std::fs::write(format!("{FPA}/{knob}"), value)
-            .map_err(|e| format!("{FPA}/{knob} <- {value}: {e}"))
-    }
-
-    fn enable() -> Result<Self, String> {
-        let guard = FailPageAlloc;
-        for (k, v) in [
-            ("verbose", "0"),
-            ("task-filter", "Y"),
-            ("ignore-gfp-wait", "N"),
-            // User pages (faults, copy-on-write after fork) are __GFP_HIGHMEM allocations: a
-            // failed one is retried forever. Ours are GFP_NOIO, so they still fail.
-            ("ignore-gfp-highmem", "Y"),
-            ("min-order", "0"),
-            ("interval", "1"),
-            ("times", "-1"),
-            ("space", "0"),
-            ("probability", "100"),
-        ] {
-            Self::set(k, v)?;
-        }
-        Ok(guard)
-    }
-}
-
-impl Drop for FailPageAlloc {
-    fn drop(&mut self) {
-        for (k, v) in [
-            ("probability", "0"),
-            ("times", "1"),
-            ("task-filter", "N"),
-            ("ignore-gfp-wait", "Y"),
-            ("ignore-gfp-highmem", "Y"),
-            ("min-order", "1"),
-            ("verbose", "2"),
-        ] {
-            let _ = Self::set(k, v);
-        }
-    }
-}
-
-/// In a child marked make-it-fail: writes to new pages must all fail with EIO.
-fn failing_writer(path: &str, pages: u64) -> i32 {
-    use std::io::Write;
-    let Ok(buf) = AlignedBuf::zeroed(4096) else {
-        return 20;
-    };
-    let mut buf = buf;
-    blk::fill_keyed(&mut buf[..], 7, 7);
-    let mut results: [Result<(), Option<i32>>; 64] = [Err(None); 64];
-    let Ok(dev) = open_direct(path, true) else {
-        return 21;
-    };
-    let Ok(mut mark) = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/self/make-it-fail")
-    else {
-        return 22;
-    };
-    if mark.write_all(b"1").is_err() {
-        return 23;
-    }
-    // No heap allocation while marked: the results array was written before the mark.
-    let pages = (pages as usize).min(results.len());
-    for (p, slot) in results.iter_mut().enumerate().take(pages) {
+/// In a child marked make-it-fail (no heap use there): writes to new pages must all fail with
+/// EIO.
+fn failing_writer(dev: &std::fs::File, buf: &[u8], pages: u64) -> i32 {
+    for p in 0..pages {
         // New pages far from the ones written before.
-        *slot = write_at(&dev, &buf[..], (1024 + p as u64) * 4096).map_err(|e| e.raw_os_error());
+        match write_at(dev, buf, (1024 + p) * 4096) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => {}
+            other => {
+                println!("# write {p} under injected page-allocation failure: {other:?}, want EIO");
+                return 24;
+            }
+        }
     }
-    let _ = mark.write_all(b"0");
-    let bad: Vec<String> = results[..pages]
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| **r != Err(Some(nix::libc::EIO)))
-        .map(|(i, r)| format!("page {i}: {r:?}"))
-        .collect();
-    if bad.is_empty() {
-        0
-    } else {
-        println!(
-            "# writes under injected page-allocation failure, want EIO: {}",
-            bad.join(", ")
-        );
-        24
-    }
+    0
 }
 
 pub fn fault_injection_page_alloc() -> TestResult {
-    if !std::path::Path::new(FPA).is_dir() {
-        return Err(format!(
-            "{FPA} missing: the kernel lacks CONFIG_FAIL_PAGE_ALLOC / debugfs"
-        ));
-    }
     let mem_before = blk::settled_mem_available(Duration::from_secs(20))?;
     let dev = Device::create(64 * MIB, 4096)?;
     let mut buf = AlignedBuf::zeroed(4096)?;
@@ -486,41 +476,13 @@ pub fn fault_injection_page_alloc() -> TestResult {
         }
     }
     let failures_before = dev.stats()?.alloc_failures;
-    let injection = FailPageAlloc::enable()?;
-    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    use nix::unistd::{fork, ForkResult};
-    let path = dev.path.clone();
-    // SAFETY: No other thread runs in this process now; the child only does I/O system calls.
-    let code = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => std::process::exit(failing_writer(&path, 32)),
-        ForkResult::Parent { child } => {
-            // A hang here must not hang the suite: stop injecting, then end the writer.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                match waitpid(child, Some(WaitPidFlag::WNOHANG))
-                    .map_err(|e| format!("waitpid: {e}"))?
-                {
-                    WaitStatus::StillAlive if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    WaitStatus::StillAlive => {
-                        drop(injection);
-                        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                        let _ = waitpid(child, None);
-                        return Err("the failing writer did not finish within 120 s".into());
-                    }
-                    WaitStatus::Exited(_, code) => break code,
-                    other => {
-                        drop(injection);
-                        return Err(format!("the failing writer ended with {other:?}"));
-                    }
-                }
-            }
-        }
-    };
-    drop(injection);
+    let dev_file = open_direct(&dev.path, true)?;
+    let code = crate::faults::in_failing_child(crate::faults::Fault::PageAlloc, || {
+        failing_writer(&dev_file, &buf[..], 32)
+    })?;
+    drop(dev_file);
     ensure(code == 0, || {
-        format!("failing writer exited {code} (20-23: setup, 24: a write did not fail with EIO)")
+        format!("failing writer exited {code} (22-23: setup, 24: a write did not fail with EIO)")
     })?;
     let stats = dev.stats()?;
     ensure(stats.alloc_failures > failures_before, || {
@@ -762,6 +724,31 @@ pub fn unload_refused_while_open() -> TestResult {
 
 /// Output structures carry no stale bytes: buffers are filled with a pattern first, then every
 /// byte the kernel wrote is a field value or zero, and LIST writes no id past `count`.
+/// Issues `request` on a copy of `input` followed by 64 bytes of `pattern`; the kernel must
+/// leave the pattern alone. Returns the structure it wrote.
+fn guarded<T: Copy + Default>(
+    c: &Control,
+    request: u32,
+    input: &T,
+    pattern: u8,
+) -> Result<T, String> {
+    let n = std::mem::size_of::<T>();
+    let mut buf = vec![pattern; n + 64];
+    // SAFETY: ABI structures are plain integers: viewing one as bytes is sound.
+    buf[..n].copy_from_slice(unsafe {
+        std::slice::from_raw_parts((input as *const T).cast::<u8>(), n)
+    });
+    c.raw_bytes(u64::from(request), &mut buf)
+        .map_err(|e| format!("request {request:#x}: {e}"))?;
+    ensure(buf[n..].iter().all(|&b| b == pattern), || {
+        format!(
+            "request {request:#x} wrote past its structure: {:02x?}",
+            &buf[n..]
+        )
+    })?;
+    Ok(read_struct(&buf))
+}
+
 pub fn security_no_uninitialised_bytes() -> TestResult {
     let c = Control::open()?;
     let dev = Device::create(16 * MIB, 4096)?;
@@ -777,23 +764,42 @@ pub fn security_no_uninitialised_bytes() -> TestResult {
             u64::from_ne_bytes(f[..8].try_into().unwrap_or_default()) == RXDSK_FEATURES_ALL,
             || format!("features {f:02x?}"),
         )?;
-        // INFO and STATS: input is the id alone; everything else the kernel fills.
-        let mut info = RxdskInfo {
+        // INFO and STATS: input is the id alone (the rest must be zero, so it cannot carry the
+        // pattern); the pattern follows the structure, where the kernel must not write, and
+        // every byte inside is checked against what it must be.
+        let info: RxdskInfo = guarded(
+            &c,
+            RXDSK_IOC_INFO,
+            &RxdskInfo {
+                id: dev.id,
+                ..Default::default()
+            },
+            pattern,
+        )?;
+        let want = RxdskInfo {
             id: dev.id,
+            logical_block_size: 4096,
+            size_bytes: 16 * MIB,
+            used_bytes: info.used_bytes,
             ..Default::default()
         };
-        c.info_raw(&mut info).map_err(|e| format!("INFO: {e}"))?;
-        ensure(info.pad == 0 && info.reserved == [0; 4], || {
-            format!("INFO pad/reserved: {info:?}")
-        })?;
-        let mut stats = RxdskStats {
-            id: dev.id,
-            ..Default::default()
-        };
-        c.stats_raw(&mut stats).map_err(|e| format!("STATS: {e}"))?;
-        ensure(stats.pad == 0 && stats.reserved == [0; 8], || {
-            format!("STATS pad/reserved: {stats:?}")
-        })?;
+        ensure(
+            info == want && info.used_bytes.checked_rem(4096) == Some(0),
+            || format!("INFO {info:?}, want {want:?}"),
+        )?;
+        let stats: RxdskStats = guarded(
+            &c,
+            RXDSK_IOC_STATS,
+            &RxdskStats {
+                id: dev.id,
+                ..Default::default()
+            },
+            pattern,
+        )?;
+        ensure(
+            stats.id == dev.id && stats.pad == 0 && stats.reserved == [0; 8],
+            || format!("STATS id/pad/reserved: {stats:?}"),
+        )?;
         // LIST into a patterned array larger than needed.
         let mut ids = [u32::from_ne_bytes([pattern; 4]); 8];
         let mut l = RxdskList {

@@ -12,12 +12,21 @@ use clap::{Args, Parser, Subcommand};
     name = "rxdskctl",
     version,
     about = "Set up and control rxdsk RAM block devices",
-    after_help = "DEVICE is /dev/rxdN, rxdN or N. SIZE is bytes, or a number with a K, M, G, T \
+    after_help = "Without a command, lists the devices (as `rxdskctl list`).\n\
+                  DEVICE is /dev/rxdN, rxdN or N. SIZE is bytes, or a number with a K, M, G, T \
                   or P suffix (powers of 1024; KiB etc. also accepted)."
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Option<Command>,
+}
+
+impl Cli {
+    /// The command to run: `list` when none was given, as zramctl does.
+    pub fn into_command(self) -> Command {
+        self.command
+            .unwrap_or_else(|| Command::List(ListArgs::default()))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,6 +64,9 @@ pub struct CreateArgs {
     /// Create a read-only device.
     #[arg(short = 'r', long)]
     pub read_only: bool,
+    /// Create the device with this id (/dev/rxdN, rxdN or N) instead of the lowest free one.
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
+    pub id: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -81,7 +93,7 @@ pub struct ResizeArgs {
     pub force: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct ListArgs {
     /// Use JSON output format (sizes always in bytes).
     #[arg(short = 'J', long, conflicts_with = "raw")]
@@ -141,7 +153,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
         Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
-            .map(|c| c.command)
+            .map(Cli::into_command)
     }
 
     fn error_text(args: &[&str]) -> String {
@@ -278,7 +290,8 @@ mod tests {
         assert_eq!(status(&["--help"]), Some(0));
         assert_eq!(status(&["list", "--help"]), Some(0));
         assert_eq!(status(&["--version"]), Some(0));
-        assert_eq!(status(&[]), Some(1));
+        // No command is `list`, not a usage error.
+        assert_eq!(status(&[]), None);
         assert_eq!(status(&["frobnicate"]), Some(1));
         assert_eq!(status(&["list", "--bogus"]), Some(1));
     }

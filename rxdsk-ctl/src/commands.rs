@@ -9,8 +9,8 @@ use crate::size::format_size;
 use crate::stats::{render_stats_json, render_stats_text};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    self as abi, RxdskCreate, RXDSK_FLAG_FORCE, RXDSK_FLAG_READ_ONLY, RXDSK_MAX_SIZE,
-    RXDSK_PAGE_SIZE,
+    self as abi, RxdskCreate, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_FORCE, RXDSK_FLAG_READ_ONLY,
+    RXDSK_MAX_DEVICES, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use std::io::{self, Write};
 
@@ -108,15 +108,24 @@ pub fn create_request(args: &CreateArgs) -> Result<RxdskCreate, String> {
              ({RXDSK_PAGE_SIZE}); use 0 for no limit"
         ));
     }
+    if let Some(id) = args.id.filter(|&id| id >= RXDSK_MAX_DEVICES) {
+        return Err(format!(
+            "invalid device id: {id} (ids are below {RXDSK_MAX_DEVICES})"
+        ));
+    }
+    let mut flags = 0;
+    if args.read_only {
+        flags |= RXDSK_FLAG_READ_ONLY;
+    }
+    if args.id.is_some() {
+        flags |= RXDSK_CREATE_WITH_ID;
+    }
     Ok(RxdskCreate {
         size_bytes: args.size,
         mem_limit_bytes: mem_limit,
-        flags: if args.read_only {
-            RXDSK_FLAG_READ_ONLY
-        } else {
-            0
-        },
+        flags,
         logical_block_size: args.block_size,
+        id: args.id.unwrap_or(0),
         ..Default::default()
     })
 }
@@ -138,7 +147,7 @@ fn create<B: Backend>(
     let request = create_request(args)?;
     let backend = open()?;
     let id = backend.create(&request).map_err(|errno| ControlError {
-        subject: None,
+        subject: args.id.map(device_path),
         action: action::CREATE,
         errno,
     })?;

@@ -88,6 +88,7 @@ impl std::fmt::Display for ControlError {
             Errno::EACCES | Errno::EPERM => "permission denied (CAP_SYS_ADMIN is required)",
             Errno::ENOTTY => "operation not supported by the loaded rxdsk module (ABI too old?)",
             Errno::EBUSY => "device busy",
+            Errno::EEXIST => "device already exists",
             Errno::ENODEV => "no such device",
             Errno::ENOSPC if self.action == action::CREATE => "no free device id",
             Errno::ENOSPC => "no space left",

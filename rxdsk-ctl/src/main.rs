@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         }
     };
     let status = commands::run(
-        cli.command,
+        cli.into_command(),
         Control::open,
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),

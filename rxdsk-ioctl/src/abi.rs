@@ -16,7 +16,7 @@ pub const RXDSK_IOC_MAGIC: u8 = 0xDB;
 /// Incompatible ABI changes bump this; a client must refuse a module with another major.
 pub const RXDSK_ABI_MAJOR: u32 = 1;
 /// Compatible additions (new commands, new feature bits) bump this.
-pub const RXDSK_ABI_MINOR: u32 = 0;
+pub const RXDSK_ABI_MINOR: u32 = 1;
 
 /// Name of the control node under `/dev`.
 pub const RXDSK_CONTROL_NAME: &str = "rxdsk-control";
@@ -115,27 +115,36 @@ pub const RXDSK_FEATURE_DISCARD: u64 = 1 << 3;
 pub const RXDSK_FEATURE_MEM_LIMIT: u64 = 1 << 4;
 /// Read-only devices ([`RXDSK_FLAG_READ_ONLY`]).
 pub const RXDSK_FEATURE_READ_ONLY: u64 = 1 << 5;
+/// CREATE with [`RXDSK_CREATE_WITH_ID`] (ABI 1.1).
+pub const RXDSK_FEATURE_CREATE_ID: u64 = 1 << 6;
 /// Every feature bit this ABI revision defines.
 pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_VERSION
     | RXDSK_FEATURE_DEVICES
     | RXDSK_FEATURE_RESIZE
     | RXDSK_FEATURE_DISCARD
     | RXDSK_FEATURE_MEM_LIMIT
-    | RXDSK_FEATURE_READ_ONLY;
+    | RXDSK_FEATURE_READ_ONLY
+    | RXDSK_FEATURE_CREATE_ID;
 
 /// Device flag: the block device is read-only.
 pub const RXDSK_FLAG_READ_ONLY: u64 = 1 << 0;
+/// CREATE flag: create the device with the id given in [`RxdskCreate::id`] (`EEXIST` if it is
+/// taken, `EINVAL` if it is not below [`RXDSK_MAX_DEVICES`]) instead of the lowest free one.
+pub const RXDSK_CREATE_WITH_ID: u64 = 1 << 1;
 /// Flags [`RXDSK_IOC_CREATE`] accepts.
-pub const RXDSK_CREATE_FLAGS: u64 = RXDSK_FLAG_READ_ONLY;
+pub const RXDSK_CREATE_FLAGS: u64 = RXDSK_FLAG_READ_ONLY | RXDSK_CREATE_WITH_ID;
 
 /// DESTROY/RESIZE flag: act even while the device is open.
 pub const RXDSK_FLAG_FORCE: u64 = 1 << 0;
 
-/// [`RXDSK_IOC_CREATE`]: in: everything but `id`; out: `id` (the device is `/dev/rxd<id>`).
+/// [`RXDSK_IOC_CREATE`]: in: everything but `id` (unless [`RXDSK_CREATE_WITH_ID`]); out: `id`
+/// (the device is `/dev/rxd<id>`).
 ///
 /// `size_bytes` is a non-zero multiple of `logical_block_size` (512 or 4096) and at most
-/// [`RXDSK_MAX_SIZE`]; `mem_limit_bytes` is 0 (no limit) or at least [`RXDSK_PAGE_SIZE`] and
-/// caps the memory the device may hold (rounded down to whole pages).
+/// [`RXDSK_MAX_SIZE`] (on 32-bit kernels at most 16 TiB, what a page index can address);
+/// `mem_limit_bytes` is 0 (no limit) or at least [`RXDSK_PAGE_SIZE`] and caps
+/// [`RxdskInfo::used_bytes`] (rounded down to whole pages): a write that needs a new page past
+/// it fails with `ENOSPC`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxdskCreate {
@@ -144,14 +153,16 @@ pub struct RxdskCreate {
     /// `RXDSK_FLAG_*` within [`RXDSK_CREATE_FLAGS`].
     pub flags: u64,
     pub logical_block_size: u32,
-    /// Out: the id the kernel chose. Must be zero on input.
+    /// Out: the id of the new device. In: zero, or with [`RXDSK_CREATE_WITH_ID`] the id wanted.
     pub id: u32,
     /// Must be zero.
     pub reserved: [u64; 4],
 }
 
 /// [`RXDSK_IOC_DESTROY`]: frees the device and all its memory. `EBUSY` while it is open unless
-/// `flags` has [`RXDSK_FLAG_FORCE`] (then its openers get I/O errors).
+/// `flags` has [`RXDSK_FLAG_FORCE`] (then its openers get I/O errors). Without force, an open
+/// racing with the destroy either wins (then the destroy fails with `EBUSY` and nothing
+/// changes) or fails with `EBUSY` itself.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxdskDestroy {
@@ -164,7 +175,9 @@ pub struct RxdskDestroy {
 }
 
 /// [`RXDSK_IOC_RESIZE`]: grows at any time; shrinking frees the pages past the new end and is
-/// refused with `EBUSY` while the device is open unless `flags` has [`RXDSK_FLAG_FORCE`].
+/// refused with `EBUSY` while the device is open unless `flags` has [`RXDSK_FLAG_FORCE`] (opens
+/// racing with a non-forced shrink fail with `EBUSY` until it is done). Bytes past the new end
+/// read as zeros if the device grows again, through the page cache too.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxdskResize {
@@ -189,7 +202,11 @@ pub struct RxdskInfo {
     pub mem_limit_bytes: u64,
     /// `RXDSK_FLAG_*`.
     pub flags: u64,
-    /// Memory the device holds now, in bytes (whole pages).
+    /// Memory the device holds now, in bytes: its data pages, including pages already
+    /// discarded that the kernel has not yet taken back (they are freed after an RCU grace
+    /// period). The same figure [`RxdskCreate::mem_limit_bytes`] limits. Not included: the
+    /// XArray's index nodes (576 bytes per 64 pages of dense data, about 0.2 %; up to one
+    /// node per page for scattered single pages) and the device's fixed structures.
     pub used_bytes: u64,
     /// How many times the block device is open.
     pub open_count: u32,
@@ -230,9 +247,12 @@ pub struct RxdskStats {
     /// Write-zeroes bios, and the bytes they covered.
     pub write_zeroes: u64,
     pub write_zeroes_bytes: u64,
-    /// Flush bios (and writes with PREFLUSH/FUA).
+    /// Flush requests (empty flushes and writes with PREFLUSH/FUA) that reached the device.
+    /// The block layer sends them only to a device that advertises a volatile write cache; a
+    /// plain RAM device does not (its writes are complete when they return), so for it the
+    /// block layer completes flushes itself and this stays 0.
     pub flushes: u64,
-    /// Pages held now.
+    /// Pages held now ([`RxdskInfo::used_bytes`] in pages).
     pub pages: u64,
     /// Whole-page writes of zeros that stored no page.
     pub zero_pages: u64,

@@ -134,6 +134,23 @@ pub fn shrink(size: u64) -> Shrink {
 /// The last page index a device may hold: the highest index [`pieces`] can produce.
 pub const LAST_PAGE_INDEX: u64 = u64::MAX >> PAGE_SHIFT;
 
+/// The largest device size whose page indexes all fit in `0..=max_index` (the platform's page
+/// index type, `usize::MAX` as u64), capped at `abi_max`: on 64-bit that is `abi_max`, on
+/// 32-bit 16 TiB. Devices are refused above it instead of having their indexes truncated.
+pub const fn max_device_size(abi_max: u64, max_index: u64) -> u64 {
+    let pages = max_index.saturating_add(1);
+    let bytes = if pages > (u64::MAX >> PAGE_SHIFT) {
+        u64::MAX
+    } else {
+        pages << PAGE_SHIFT
+    };
+    if bytes < abi_max {
+        bytes
+    } else {
+        abi_max
+    }
+}
+
 /// One single-page piece of a (possibly multi-page) bio vector: `bvec_iter_bvec()` of the C
 /// headers. `page_index` counts pages from the bvec's first page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -196,3 +196,17 @@ fn bvec_walk_matches_the_c_iterator() {
     );
     assert_eq!(bvec_piece(4096, 0, 0, 0), None, "bio used up");
 }
+
+#[test]
+fn max_device_size_fits_the_index_type() {
+    const ABI_MAX: u64 = 1 << 50;
+    // 64-bit: every size the ABI allows is indexable.
+    assert_eq!(max_device_size(ABI_MAX, u64::MAX), ABI_MAX);
+    // 32-bit: 2^32 pages of 4 KiB, 16 TiB; the last byte's page index is u32::MAX.
+    let size32 = max_device_size(ABI_MAX, u64::from(u32::MAX));
+    assert_eq!(size32, 1 << 44);
+    assert_eq!((size32 - 1) >> 12, u64::from(u32::MAX));
+    // A tiny index type caps even a small ABI maximum, rounded to whole pages.
+    assert_eq!(max_device_size(ABI_MAX, 0), 4096);
+    assert_eq!(max_device_size(4096 * 3, u64::MAX), 4096 * 3);
+}

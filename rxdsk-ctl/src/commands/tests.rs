@@ -92,9 +92,16 @@ impl Backend for &Fake {
         ));
         self.check("create", 0)?;
         let mut devices = self.devices.borrow_mut();
-        let id = (0..)
-            .find(|i| !devices.contains_key(i))
-            .ok_or(Errno::ENOSPC)?;
+        let id = if r.flags & rxdsk_ioctl::RXDSK_CREATE_WITH_ID != 0 {
+            if devices.contains_key(&r.id) {
+                return Err(Errno::EEXIST);
+            }
+            r.id
+        } else {
+            (0..)
+                .find(|i| !devices.contains_key(i))
+                .ok_or(Errno::ENOSPC)?
+        };
         devices.insert(
             id,
             RxdskInfo {
@@ -183,7 +190,7 @@ fn run_with(fake: &Fake, args: &[&str]) -> (Outcome, bool) {
     let opened = Cell::new(false);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let status = run(
-        cli.command,
+        cli.into_command(),
         || {
             opened.set(true);
             Ok(fake)
@@ -248,6 +255,42 @@ fn create_defaults_to_4k_blocks_and_no_limit() {
         fake.calls()[2],
         "create size=67108864 limit=0 flags=0 lbs=4096 id=0"
     );
+}
+
+#[test]
+fn create_with_an_id() {
+    let fake = Fake::new().with_device(0, 4096, 0);
+    assert_eq!(
+        run_fake(&fake, &["create", "-s", "64M", "--id", "/dev/rxd3"]),
+        outcome(0, "/dev/rxd3\n", "")
+    );
+    assert_eq!(
+        fake.calls()[0],
+        "create size=67108864 limit=0 flags=2 lbs=4096 id=3"
+    );
+    assert_eq!(
+        run_fake(&fake, &["create", "-s", "64M", "--id", "0"]),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd0: cannot create device: device already exists\n"
+        )
+    );
+    let o = run_fake(&fake, &["create", "-s", "64M", "--id", "1024"]);
+    assert_eq!(
+        (o.status, o.stderr.as_str()),
+        (
+            1,
+            "rxdskctl: invalid device id: 1024 (ids are below 1024)\n"
+        )
+    );
+}
+
+#[test]
+fn no_command_lists_devices() {
+    let fake = Fake::new().with_device(0, 4096, 0);
+    assert_eq!(run_fake(&fake, &[]), run_fake(&fake, &["list"]));
+    assert!(run_fake(&fake, &[]).stdout.contains("/dev/rxd0"));
 }
 
 #[test]
@@ -566,7 +609,7 @@ fn version_text_and_json() {
         outcome(
             0,
             &format!(
-                "rxdskctl 0.1.0 (ABI 1.0)\nrxdsk module 0.1.0 (ABI 1.0, features {features:#x})\n"
+                "rxdskctl 0.1.0 (ABI 1.1)\nrxdsk module 0.1.0 (ABI 1.0, features {features:#x})\n"
             ),
             ""
         )
@@ -576,7 +619,7 @@ fn version_text_and_json() {
     assert_eq!(
         v,
         serde_json::json!({
-            "rxdskctl": {"version": "0.1.0", "abi_major": 1, "abi_minor": 0},
+            "rxdskctl": {"version": "0.1.0", "abi_major": 1, "abi_minor": 1},
             "module": {"version": "0.1.0", "abi_major": 1, "abi_minor": 0,
                        "features": features},
         })
@@ -596,7 +639,7 @@ fn version_refuses_another_abi_major() {
     );
     assert_eq!(
         o.stderr,
-        "rxdskctl: /dev/rxdsk-control: incompatible module ABI 2.0 (rxdskctl speaks 1.0)\n"
+        "rxdskctl: /dev/rxdsk-control: incompatible module ABI 2.0 (rxdskctl speaks 1.1)\n"
     );
 }
 
@@ -620,7 +663,7 @@ fn commands_need_the_control_node() {
             panic!("{args:?}");
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let status = run(cli.command, missing, &mut out, &mut err);
+        let status = run(cli.into_command(), missing, &mut out, &mut err);
         assert_eq!(status, 1, "{args:?}");
         assert_eq!(String::from_utf8_lossy(&err), cause, "{args:?}");
         assert!(out.is_empty(), "{args:?}");
@@ -630,8 +673,8 @@ fn commands_need_the_control_node() {
         panic!("version");
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    assert_eq!(run(cli.command, missing, &mut out, &mut err), 1);
-    assert_eq!(String::from_utf8_lossy(&out), "rxdskctl 0.1.0 (ABI 1.0)\n");
+    assert_eq!(run(cli.into_command(), missing, &mut out, &mut err), 1);
+    assert_eq!(String::from_utf8_lossy(&out), "rxdskctl 0.1.0 (ABI 1.1)\n");
 }
 
 /// An output that fails every write with `kind`.
@@ -654,7 +697,12 @@ fn output_errors() {
             panic!("list");
         };
         let mut err = Vec::new();
-        let status = run(cli.command, || Ok(&fake), &mut Broken(kind), &mut err);
+        let status = run(
+            cli.into_command(),
+            || Ok(&fake),
+            &mut Broken(kind),
+            &mut err,
+        );
         (status, String::from_utf8_lossy(&err).into_owned())
     };
     // `rxdskctl list | head -0`: quiet success.

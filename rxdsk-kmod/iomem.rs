@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Windows onto I/O memory that others may change while we use it: the data pages of a bio
+//! (O_DIRECT user buffers, page-cache pages under writeback). Such memory is never put behind a
+//! Rust reference; it is copied and tested through raw pointers only, as
+//! `kernel::page::Page::{read_raw, write_raw}` do. A concurrent change makes the copied bytes a
+//! mix of old and new, which is the submitter's race (the same as for any block device), never
+//! undefined behaviour on our side.
+
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use kernel::bindings;
+
+/// `len` bytes of mapped I/O memory at `ptr`, for lifetime `'a`.
+///
+/// # Invariants
+///
+/// `ptr .. ptr + len` is mapped, readable and writable for `'a`, and no Rust reference to it
+/// exists (others may still write it concurrently).
+pub(crate) struct IoMem<'a> {
+    ptr: NonNull<u8>,
+    len: usize,
+    _mapping: PhantomData<&'a ()>,
+}
+
+impl<'a> IoMem<'a> {
+    /// # Safety
+    ///
+    /// `ptr .. ptr + len` is mapped, readable and writable for `'a`, and the caller creates no
+    /// Rust reference to it during `'a`.
+    pub(crate) unsafe fn new(ptr: NonNull<u8>, len: usize) -> Self {
+        // INVARIANT: the caller's promise.
+        Self { ptr, len, _mapping: PhantomData }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first byte; valid for [`IoMem::len`] bytes (type invariants).
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Splits at `mid` (clamped to the length): the first `mid` bytes and the rest.
+    pub(crate) fn split_at(self, mid: usize) -> (IoMem<'a>, IoMem<'a>) {
+        let mid = mid.min(self.len);
+        // SAFETY: `mid <= len`, so the offset stays inside the window.
+        let rest = unsafe { self.ptr.add(mid) };
+        // INVARIANT: both halves lie inside the original window and inherit its promise.
+        (
+            IoMem { ptr: self.ptr, len: mid, _mapping: PhantomData },
+            IoMem { ptr: rest, len: self.len - mid, _mapping: PhantomData },
+        )
+    }
+
+    /// Whether every byte is zero right now (a concurrent writer may change that at once; a
+    /// zero page stored for racing data is the submitter's race, like any torn write).
+    pub(crate) fn is_zero(&self) -> bool {
+        // SAFETY: The window is mapped and readable (invariant); `memchr_inv` only reads it,
+        // through a raw pointer, byte or word at a time.
+        unsafe { bindings::memchr_inv(self.as_ptr().cast(), 0, self.len) }.is_null()
+    }
+
+    /// Fills the window with zeros.
+    pub(crate) fn zero(&mut self) {
+        // SAFETY: The window is mapped and writable (invariant).
+        unsafe { core::ptr::write_bytes(self.as_ptr(), 0, self.len) };
+    }
+}
