@@ -8,8 +8,9 @@ use crate::harness::{as_nobody, cmd_ok, ensure, is_char_device, wait_until, Test
 use crate::rxdsk::{dev_path, list_ids, Control, Device, CONTROL};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    self as abi, RxdskCreate, RxdskDestroy, RxdskInfo, RxdskResize, RxdskStats, RXDSK_FLAG_FORCE,
-    RXDSK_FLAG_READ_ONLY, RXDSK_MAX_SIZE,
+    self as abi, RxdskCreate, RxdskDestroy, RxdskInfo, RxdskResize, RxdskStats, RXDSK_CREATE_FLAGS,
+    RXDSK_CREATE_WITH_ID, RXDSK_FLAG_FORCE, RXDSK_FLAG_READ_ONLY, RXDSK_MAX_DEVICES,
+    RXDSK_MAX_SIZE,
 };
 use std::fmt::Debug;
 use std::os::unix::fs::PermissionsExt;
@@ -313,9 +314,21 @@ pub fn bad_input_rejected() -> TestResult {
             },
         ),
         (
-            "unknown flag 1<<1".into(),
+            "the lowest unknown flag".into(),
             RxdskCreate {
-                flags: 1 << 1,
+                flags: 1 << RXDSK_CREATE_FLAGS.trailing_ones(),
+                ..ok
+            },
+        ),
+        (
+            "an id without RXDSK_CREATE_WITH_ID".into(),
+            RxdskCreate { id: 9, ..ok },
+        ),
+        (
+            "RXDSK_CREATE_WITH_ID with an id past the maximum".into(),
+            RxdskCreate {
+                flags: RXDSK_CREATE_WITH_ID,
+                id: RXDSK_MAX_DEVICES,
                 ..ok
             },
         ),

@@ -287,10 +287,21 @@ impl Device {
             .map_err(|e| format!("STATS {}: {e}", self.path))
     }
 
-    /// Pages held now, by STATS, cross-checked against INFO's `used_bytes`.
+    /// Pages held now, by STATS, cross-checked against INFO's `used_bytes`. Discarded pages
+    /// are given back by RCU callbacks at any moment, so the cross-check uses a reading where
+    /// STATS did not change around INFO.
     pub fn pages(&self) -> Result<u64, String> {
-        let s = self.stats()?;
-        let i = self.info()?;
+        let mut s = self.stats()?;
+        let mut i = self.info()?;
+        for _ in 0..50 {
+            let again = self.stats()?;
+            if again.pages == s.pages {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            s = again;
+            i = self.info()?;
+        }
         if i.used_bytes != s.pages * abi::RXDSK_PAGE_SIZE {
             return Err(format!(
                 "{}: INFO used_bytes {} but STATS pages {} (x4096 = {})",

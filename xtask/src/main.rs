@@ -70,6 +70,10 @@ struct VmArgs {
     /// Put a file or directory into the guest under /extra/ (repeatable).
     #[arg(long = "add", value_name = "PATH")]
     add: Vec<PathBuf>,
+    /// Attach a raw image file as a virtio disk (/dev/vda, /dev/vdb, ... in order; repeatable);
+    /// created, or grown sparse, to SIZE (512M, 2G) if given.
+    #[arg(long = "disk", value_name = "FILE[:SIZE]")]
+    disks: Vec<qemu::DiskSpec>,
     /// Echo the whole serial console.
     #[arg(short, long)]
     verbose: bool,
@@ -216,7 +220,13 @@ fn boot(
     timeout: u64,
 ) -> Result<qemu::Boot> {
     let initrd = initramfs::overlay(&a.initramfs, files, &vm.add)?;
+    let disks = vm
+        .disks
+        .iter()
+        .map(qemu::DiskSpec::prepare)
+        .collect::<Result<Vec<_>>>()?;
     Ok(qemu::Boot {
+        disks,
         kernel: a.kernel.image.clone(),
         initrd,
         mode,

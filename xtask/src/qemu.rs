@@ -42,6 +42,77 @@ pub struct Boot {
     pub cpus: u32,
     pub timeout: Duration,
     pub log: PathBuf,
+    /// Raw image files attached as virtio disks, in order: /dev/vda, /dev/vdb, ...
+    pub disks: Vec<PathBuf>,
+}
+
+/// A `--disk FILE[:SIZE]` argument: an image file, created (sparse) or grown to SIZE if given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub size: Option<u64>,
+}
+
+impl std::str::FromStr for DiskSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (path, size) = match s.rsplit_once(':') {
+            Some((p, sz)) => (p, Some(parse_size(sz)?)),
+            None => (s, None),
+        };
+        if path.is_empty() {
+            return Err("empty disk file name".into());
+        }
+        Ok(Self {
+            path: path.into(),
+            size,
+        })
+    }
+}
+
+/// `512`, `64M`, `2G` (powers of 1024), as the disk sizes of `--disk`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("bad disk size {s:?} (want e.g. 512M or 2G)"))?;
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        _ => return Err(format!("bad disk size unit in {s:?} (K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0 && b % 512 == 0)
+        .ok_or_else(|| format!("disk size {s:?} must be a non-zero multiple of 512 bytes"))
+}
+
+impl DiskSpec {
+    /// Creates the file if needed and grows it (sparse) to the size asked; never shrinks one.
+    pub fn prepare(&self) -> anyhow::Result<PathBuf> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .with_context(|| format!("disk image {}", self.path.display()))?;
+        let len = f.metadata()?.len();
+        if let Some(size) = self.size.filter(|&s| s > len) {
+            f.set_len(size)?;
+        }
+        if f.metadata()?.len() == 0 {
+            anyhow::bail!(
+                "disk image {} is empty: give a size, e.g. --disk {}:1G",
+                self.path.display(),
+                self.path.display()
+            );
+        }
+        Ok(std::fs::canonicalize(&self.path)?)
+    }
 }
 
 /// Remembers, until the host reboots, that KVM made no progress here, so later runs skip the
@@ -118,6 +189,19 @@ fn command(boot: &Boot, accel: Accel, interactive: bool) -> Command {
     .arg("-initrd")
     .arg(&boot.initrd)
     .args(["-append", &append]);
+    for (i, disk) in boot.disks.iter().enumerate() {
+        // The image is the guest's disk: host page cache as its volatile write cache, flushed
+        // when the guest flushes (so a killed QEMU loses nothing the guest had flushed).
+        c.arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=none,id=disk{i},cache=writeback,aio=threads",
+                disk.display()
+            ))
+            .args([
+                "-device",
+                &format!("virtio-blk-pci,drive=disk{i},serial=rxdsk-disk{i}"),
+            ]);
+    }
     if interactive {
         c.args(["-serial", "mon:stdio"]);
     } else {
@@ -346,4 +430,50 @@ fn probe_kvm(boot: &Boot) -> Accel {
     let _ = child.kill();
     let _ = child.wait();
     accel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_specs() {
+        let d: DiskSpec = "img.raw:64M".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((d.path, d.size), ("img.raw".into(), Some(64 << 20)));
+        let d: DiskSpec = "/tmp/a.img".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((d.path, d.size), ("/tmp/a.img".into(), None));
+        assert_eq!(
+            "x:2G".parse::<DiskSpec>().map(|d| d.size),
+            Ok(Some(2 << 30))
+        );
+        for bad in ["x:", "x:1Q", "x:100", ":1G", "x:0"] {
+            assert!(bad.parse::<DiskSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prepare_creates_sparse_and_never_shrinks() {
+        let dir = std::env::temp_dir().join(format!("rxdsk-disk-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("d.img");
+        let spec = |size| DiskSpec {
+            path: path.clone(),
+            size,
+        };
+        assert!(spec(None).prepare().is_err(), "a new empty image");
+        let _ = std::fs::remove_file(&path);
+        spec(Some(1 << 20))
+            .prepare()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::metadata(&path).map(|m| m.len()).ok(),
+            Some(1 << 20)
+        );
+        spec(Some(4096)).prepare().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::metadata(&path).map(|m| m.len()).ok(),
+            Some(1 << 20)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
