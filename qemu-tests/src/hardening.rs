@@ -8,6 +8,7 @@ use crate::harness::{cmd_ok, ensure, wait_until, TestResult};
 use crate::rxdsk::{dev_path, Control, Device};
 use nix::errno::Errno;
 use rxdsk_ioctl::*;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -666,4 +667,74 @@ pub fn kernel_config_round2() -> TestResult {
     ensure(missing.is_empty(), || {
         format!("missing from the guest kernel: {}", missing.join(", "))
     })
+}
+
+/// Swap on rxdsk under global memory pressure, not only a memcg limit: first the page cache is
+/// filled past all free memory (buffered reads of a null_blk device that stores nothing), then
+/// the swap hog runs in its memory cgroup. rxdsk's GFP_NOIO page allocations for the swapped-out
+/// pages are not charged to that cgroup: they find no free memory and must reclaim the page
+/// cache globally, with lockdep watching on the debug kernel.
+pub fn swap_global_pressure() -> TestResult {
+    use crate::datapath::{swap_stress, SwapParams};
+    use std::io::Read;
+    let load = crate::harness::cmd(
+        "modprobe",
+        &["null_blk", "nr_devices=1", "gb=8", "memory_backed=0"],
+    )?;
+    ensure(load.status == 0, || {
+        format!("modprobe null_blk: {}", load.stderr.trim())
+    })?;
+    let result = (|| -> TestResult {
+        ensure(
+            wait_until(Duration::from_secs(5), || {
+                crate::harness::is_block_device("/dev/nullb0")
+            }),
+            || "/dev/nullb0 did not appear".into(),
+        )?;
+        let avail = blk::mem_available()?;
+        let mut cache = File::open("/dev/nullb0").map_err(|e| format!("/dev/nullb0: {e}"))?;
+        let mut buf = vec![0u8; MIB as usize];
+        for _ in 0..(avail + 512 * MIB) / MIB {
+            cache
+                .read_exact(&mut buf)
+                .map_err(|e| format!("reading /dev/nullb0: {e}"))?;
+        }
+        let free = blk::meminfo("MemFree")?;
+        let total = blk::meminfo("MemTotal")?;
+        ensure(free < total / 10, || {
+            format!(
+                "the page cache left {} MiB of {} free: no global pressure",
+                free / MIB,
+                total / MIB
+            )
+        })?;
+        let dev = Device::create(512 * MIB, 4096)?;
+        let steal0 = blk::vmstat("pgsteal_file")?;
+        let p = SwapParams {
+            hog_bytes: 192 * MIB,
+            mem_max: 48 * MIB,
+            timeout: Duration::from_secs(300),
+        };
+        let r = swap_stress(&dev.path, &p)?;
+        let stolen = (blk::vmstat("pgsteal_file")? - steal0) * PAGE;
+        let s = dev.stats()?;
+        println!(
+            "# {} MiB free before; swapped out {} MiB through rxdsk ({} MiB written) while {} MiB \
+             of page cache were reclaimed",
+            free / MIB,
+            r.pswpout_bytes / MIB,
+            s.write_bytes / MIB,
+            stolen / MIB
+        );
+        ensure(stolen >= 64 * MIB, || {
+            format!(
+                "only {} MiB of page cache reclaimed: rxdsk's allocations met no global pressure",
+                stolen / MIB
+            )
+        })?;
+        drop(cache);
+        dev.destroy()
+    })();
+    let _ = crate::harness::cmd("rmmod", &["null_blk"]);
+    result
 }

@@ -124,6 +124,10 @@ const TESTS: &[Test] = &[
         run: devices::swap_stress,
     },
     Test {
+        name: "swap_global_pressure",
+        run: hardening::swap_global_pressure,
+    },
+    Test {
         name: "cli_end_to_end",
         run: cli::cli_end_to_end,
     },
