@@ -31,6 +31,8 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "fio",
     "fonts-dejavu-core", // text of the bench chart
+    "lintian",           // checks the packages of `cargo xtask package`
+    "dpkg-dev",          // dpkg-shlibdeps for the rxdskctl package
 ];
 
 /// bindgen-cli version installed into the tools directory (>= 0.71.1 is required).

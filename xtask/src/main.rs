@@ -9,6 +9,7 @@ mod deps;
 mod initramfs;
 mod kernel;
 mod module;
+mod package;
 mod paths;
 mod qemu;
 mod uml;
@@ -178,6 +179,9 @@ enum Task {
         #[arg(long, default_value_t = 8)]
         min_gib: u32,
     },
+    /// Debian packages in target/packages/: rxdskctl (CLI, man pages, completions) and
+    /// rxdsk-dkms (module sources for DKMS), checked with lintian.
+    Package,
     /// Everything CI runs: host checks (fmt, clippy, unit tests) and the VM suite.
     Test {
         #[command(flatten)]
@@ -502,6 +506,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<i32> = (|| {
         Ok(match cli.task {
+            Task::Package => {
+                let (k, tc) = prepare_kernel(&KernelArgs::default(), false)?;
+                for deb in package::build(&k, &tc)? {
+                    println!("{}", deb.display());
+                }
+                0
+            }
             Task::Deps => {
                 deps::ensure()?;
                 eprintln!("[deps] all build dependencies are present");
@@ -568,6 +579,9 @@ fn main() -> ExitCode {
             }
             Task::Test { vm } => {
                 host_checks()?;
+                eprintln!("[test] packages: build, lintian, DKMS tree, install and purge");
+                let (k, tc) = prepare_kernel(&KernelArgs::default(), false)?;
+                package::build(&k, &tc)?;
                 let full = test_vm(&vm, &TestSelection::default(), 1800)?;
                 println!("guest flavour: {}", full.line());
                 eprintln!("[test] the suite again on the debug flavour (KASAN, lockdep, kmemleak), short form");
