@@ -16,6 +16,7 @@ use kernel::{
     ioctl,
     miscdevice::{MiscDevice, MiscDeviceRegistration},
     prelude::*,
+    str::CStr,
     transmute::{AsBytes, FromBytes},
     uaccess::{UserPtr, UserSlice},
 };
@@ -32,6 +33,10 @@ const _: () = {
     assert!(RXDSK_IOC_INFO == ioctl::_IOWR::<RxdskInfo>(ty, nr::INFO));
     assert!(RXDSK_IOC_LIST == ioctl::_IOWR::<RxdskList>(ty, nr::LIST));
     assert!(RXDSK_IOC_STATS == ioctl::_IOWR::<RxdskStats>(ty, nr::STATS));
+    assert!(RXDSK_IOC_ATTACH == ioctl::_IOW::<RxdskAttach>(ty, nr::ATTACH));
+    assert!(RXDSK_IOC_DETACH == ioctl::_IOW::<RxdskDetach>(ty, nr::DETACH));
+    assert!(RXDSK_IOC_FLUSH == ioctl::_IOWR::<RxdskFlush>(ty, nr::FLUSH));
+    assert!(RXDSK_IOC_RESTORE == ioctl::_IOWR::<RxdskRestore>(ty, nr::RESTORE));
 };
 
 macro_rules! abi_bytes {
@@ -44,7 +49,29 @@ macro_rules! abi_bytes {
         unsafe impl AsBytes for $t {}
     )*};
 }
-abi_bytes!(RxdskVersion, RxdskFeatures, RxdskCreate, RxdskDestroy, RxdskResize, RxdskInfo, RxdskList, RxdskStats);
+abi_bytes!(
+    RxdskVersion,
+    RxdskFeatures,
+    RxdskCreate,
+    RxdskDestroy,
+    RxdskResize,
+    RxdskInfo,
+    RxdskList,
+    RxdskStats,
+    RxdskAttach,
+    RxdskDetach,
+    RxdskFlush,
+    RxdskRestore
+);
+
+/// The NUL-terminated path of a request; every byte after the NUL must be zero too.
+fn request_path(path: &[u8; RXDSK_PATH_MAX]) -> Result<&CStr> {
+    let nul = path.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+    if nul == 0 || path[nul..].iter().any(|&b| b != 0) {
+        return Err(EINVAL);
+    }
+    CStr::from_bytes_with_nul(&path[..=nul]).map_err(|_| EINVAL)
+}
 
 /// An open file of the control node.
 ///
@@ -76,7 +103,7 @@ fn check_zero(fields: &[u64]) -> Result {
     }
 }
 
-fn valid_size(size: u64, block_size: u32) -> bool {
+pub(crate) fn valid_size(size: u64, block_size: u32) -> bool {
     size != 0 && size <= MAX_SIZE && size.checked_rem(u64::from(block_size)) == Some(0)
 }
 
@@ -105,6 +132,10 @@ impl MiscDevice for Control {
                 | RXDSK_IOC_INFO
                 | RXDSK_IOC_LIST
                 | RXDSK_IOC_STATS
+                | RXDSK_IOC_ATTACH
+                | RXDSK_IOC_DETACH
+                | RXDSK_IOC_FLUSH
+                | RXDSK_IOC_RESTORE
         );
         if !known {
             return Err(ENOTTY);
@@ -164,8 +195,8 @@ impl MiscDevice for Control {
                 let (mut reader, mut writer) = user.reader_writer();
                 let req: RxdskInfo = reader.read()?;
                 check_zero(&req.reserved)?;
-                let RxdskInfo { id, logical_block_size, size_bytes, mem_limit_bytes, flags, used_bytes, open_count, pad, .. } = req;
-                check_zero(&[logical_block_size.into(), size_bytes, mem_limit_bytes, flags, used_bytes, open_count.into(), pad.into()])?;
+                let RxdskInfo { id, logical_block_size, size_bytes, mem_limit_bytes, flags, used_bytes, open_count, pad, dirty_pages, .. } = req;
+                check_zero(&[logical_block_size.into(), size_bytes, mem_limit_bytes, flags, used_bytes, open_count.into(), pad.into(), dirty_pages])?;
                 writer.write(&registry.info(id)?)?;
             }
             RXDSK_IOC_STATS => {
@@ -195,6 +226,53 @@ impl MiscDevice for Control {
                 }
                 req.count = ids.len() as u32;
                 writer.write(&req)?;
+            }
+            RXDSK_IOC_ATTACH => {
+                let req: RxdskAttach = user.reader().read()?;
+                check_zero(&req.reserved)?;
+                if req.pad != 0 || req.flags != 0 {
+                    return Err(EINVAL);
+                }
+                registry.attach(req.id, request_path(&req.path)?)?;
+            }
+            RXDSK_IOC_DETACH => {
+                let req: RxdskDetach = user.reader().read()?;
+                check_zero(&req.reserved)?;
+                if req.pad != 0 || req.flags & !RXDSK_FLAG_DISCARD_DIRTY != 0 {
+                    return Err(EINVAL);
+                }
+                registry.detach(req.id, req.flags & RXDSK_FLAG_DISCARD_DIRTY != 0)?;
+            }
+            RXDSK_IOC_FLUSH => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let req: RxdskFlush = reader.read()?;
+                if req != (RxdskFlush { id: req.id, ..Default::default() }) {
+                    return Err(EINVAL);
+                }
+                writer.write(&registry.flush(req.id)?)?;
+            }
+            RXDSK_IOC_RESTORE => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let mut req: RxdskRestore = reader.read()?;
+                check_zero(&req.reserved)?;
+                let with_id = req.flags & RXDSK_CREATE_WITH_ID != 0;
+                if req.pad != 0
+                    || req.generation != 0
+                    || req.flags & !RXDSK_RESTORE_FLAGS != 0
+                    || (req.id != 0 && !with_id)
+                    || req.id >= RXDSK_MAX_DEVICES
+                {
+                    return Err(EINVAL);
+                }
+                let path = request_path(&req.path)?;
+                let (id, generation) = registry.restore(with_id.then_some(req.id), path, req.flags & RXDSK_FLAG_FORCE != 0)?;
+                req.id = id;
+                req.generation = generation;
+                if let Err(e) = writer.write(&req) {
+                    // The caller cannot learn the id: undo rather than leak a device.
+                    let _ = registry.destroy(id, true);
+                    return Err(e);
+                }
             }
             _ => return Err(ENOTTY),
         }

@@ -21,7 +21,15 @@ mod c {
         pub(super) static rxdsk_xa_present: bindings::xa_mark_t;
         pub(super) static rxdsk_gfp_noio: bindings::gfp_t;
         pub(super) static rxdsk_req_op_mask: bindings::blk_opf_t;
+        pub(super) static rxdsk_xa_mark_0: bindings::xa_mark_t;
+        pub(super) static rxdsk_blk_open_read: bindings::blk_mode_t;
+        pub(super) static rxdsk_blk_open_write: bindings::blk_mode_t;
+        pub(super) static rxdsk_blk_open_excl: bindings::blk_mode_t;
         pub(super) fn rxdsk_cond_resched();
+        // `struct block_device *`, opaque to the type checker (bindgen's layout contains a
+        // zero-sized array the FFI lint rejects).
+        pub(super) fn rxdsk_bdev_nr_bytes(bdev: *mut core::ffi::c_void) -> u64;
+        pub(super) fn rxdsk_ktime_get_real_ns() -> u64;
     }
 }
 
@@ -57,6 +65,30 @@ kernel_value!(
     /// `REQ_OP_MASK`: the bits of `bi_opf` that hold the operation.
     req_op_mask: bindings::blk_opf_t = rxdsk_req_op_mask
 );
+
+kernel_value!(
+    /// `XA_MARK_0`: the store's "dirty since the last flush" mark.
+    xa_mark_0: bindings::xa_mark_t = rxdsk_xa_mark_0
+);
+kernel_value!(blk_open_read: bindings::blk_mode_t = rxdsk_blk_open_read);
+kernel_value!(blk_open_write: bindings::blk_mode_t = rxdsk_blk_open_write);
+kernel_value!(blk_open_excl: bindings::blk_mode_t = rxdsk_blk_open_excl);
+
+/// `bdev_nr_bytes()`.
+///
+/// # Safety
+///
+/// `bdev` is a valid block device.
+pub(crate) unsafe fn bdev_nr_bytes(bdev: *mut bindings::block_device) -> u64 {
+    // SAFETY: The caller passes a valid block device; the helper only reads its size.
+    unsafe { c::rxdsk_bdev_nr_bytes(bdev.cast()) }
+}
+
+/// Wall-clock time, nanoseconds since the Unix epoch.
+pub(crate) fn now_real_ns() -> u64 {
+    // SAFETY: Reading the clock has no preconditions.
+    unsafe { c::rxdsk_ktime_get_real_ns() }
+}
 
 /// Gives the CPU away if the scheduler wants it: long loops call it between batches, so a
 /// non-preemptible kernel sees no soft lockup or RCU stall.

@@ -7,6 +7,7 @@
 #include <linux/blkdev.h>
 #include <linux/gfp.h>
 #include <linux/sched.h>
+#include <linux/timekeeping.h>
 #include <linux/xarray.h>
 
 #define RXDSK_CONST(type, name, value)     \
@@ -23,6 +24,22 @@ RXDSK_CONST(blk_status_t, blk_sts_again, BLK_STS_AGAIN);
 RXDSK_CONST(xa_mark_t, xa_present, XA_PRESENT);
 RXDSK_CONST(gfp_t, gfp_noio, GFP_NOIO);
 RXDSK_CONST(blk_opf_t, req_op_mask, REQ_OP_MASK);
+RXDSK_CONST(xa_mark_t, xa_mark_0, XA_MARK_0);
+RXDSK_CONST(blk_mode_t, blk_open_read, BLK_OPEN_READ);
+RXDSK_CONST(blk_mode_t, blk_open_write, BLK_OPEN_WRITE);
+RXDSK_CONST(blk_mode_t, blk_open_excl, BLK_OPEN_EXCL);
+
+u64 rxdsk_bdev_nr_bytes(struct block_device *bdev);
+u64 rxdsk_bdev_nr_bytes(struct block_device *bdev)
+{
+	return bdev_nr_bytes(bdev);
+}
+
+u64 rxdsk_ktime_get_real_ns(void);
+u64 rxdsk_ktime_get_real_ns(void)
+{
+	return ktime_get_real_ns();
+}
 
 void rxdsk_cond_resched(void);
 void rxdsk_cond_resched(void)

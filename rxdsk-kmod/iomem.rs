@@ -62,6 +62,22 @@ impl<'a> IoMem<'a> {
         unsafe { bindings::memchr_inv(self.as_ptr().cast(), 0, self.len) }.is_null()
     }
 
+    /// Copies `src` (kernel memory we own) to the start of the window; at most `len` bytes.
+    pub(crate) fn copy_from_slice(&mut self, src: &[u8]) {
+        let n = src.len().min(self.len);
+        // SAFETY: The window is writable for `len >= n` bytes (invariant); `src` is a distinct
+        // kernel buffer, so the ranges do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr(), n) };
+    }
+
+    /// Copies the start of the window into `dst`; at most `len` bytes.
+    pub(crate) fn copy_to_slice(&self, dst: &mut [u8]) {
+        let n = dst.len().min(self.len);
+        // SAFETY: The window is readable for `len >= n` bytes (invariant); `dst` is a distinct
+        // kernel buffer.
+        unsafe { core::ptr::copy_nonoverlapping(self.as_ptr(), dst.as_mut_ptr(), n) };
+    }
+
     /// Fills the window with zeros.
     pub(crate) fn zero(&mut self) {
         // SAFETY: The window is mapped and writable (invariant).

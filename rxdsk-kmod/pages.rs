@@ -13,11 +13,14 @@
 use crate::ffi::{self, PAGE_SIZE};
 use crate::iomem::IoMem;
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use kernel::{bindings, prelude::*, sync::rcu, types::Opaque};
 
 /// Pages freed per RCU callback, and per `cond_resched()` on the long paths.
 const BATCH: u64 = 256;
+
+/// The entry of `holes`: `xa_mk_value(0)`, a value entry (odd: never a pointer).
+const HOLE: *mut core::ffi::c_void = ptr::without_provenance_mut(1);
 
 /// Why a page could not be stored.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,10 +43,16 @@ pub(crate) enum StoreError {
 /// - `inserting` counts inserts that reserved their page under the XArray lock and have not
 ///   finished their cmpxchg.
 /// - With a limit, `pages + pending <= limit` (reservations are made under the XArray lock).
+/// - While `tracking` (a backing device is attached), every page changed since the last flush
+///   carries `XA_MARK_0` in `xa`, and every page erased since then has an entry in `holes`
+///   (a value entry: no memory of its own) unless a page was stored there again.
 #[pin_data(PinnedDrop)]
 pub(crate) struct PageStore {
     #[pin]
     xa: Opaque<bindings::xarray>,
+    #[pin]
+    holes: Opaque<bindings::xarray>,
+    tracking: AtomicBool,
     pages: AtomicU64,
     pending: AtomicU64,
     inserting: AtomicU64,
@@ -168,6 +177,9 @@ impl PageStore {
             // SAFETY: `xa_init_flags` initialises the XArray in place; flags 0 as brd: only
             // process context uses it.
             xa <- Opaque::ffi_init(|slot: *mut bindings::xarray| unsafe { bindings::xa_init_flags(slot, 0) }),
+            // SAFETY: As above.
+            holes <- Opaque::ffi_init(|slot: *mut bindings::xarray| unsafe { bindings::xa_init_flags(slot, 0) }),
+            tracking: AtomicBool::new(false),
             pages: AtomicU64::new(0),
             pending: AtomicU64::new(0),
             inserting: AtomicU64::new(0),
@@ -215,7 +227,25 @@ impl PageStore {
             unsafe { copy_to_page(page, offset, src) };
         }
         drop(rcu);
+        if !page.is_null() && self.tracking.load(Ordering::Relaxed) {
+            self.mark_dirty(index);
+        }
         !page.is_null()
+    }
+
+    /// Marks page `index` changed since the last flush. The full fence orders our data copy
+    /// before the mark test, against the flusher's mark clear before its copy: one of us sees
+    /// the other, so no change is lost (Dekker).
+    fn mark_dirty(&self, index: u64) {
+        let Ok(slot) = usize::try_from(index) else { return };
+        fence(Ordering::SeqCst);
+        // SAFETY: `xa` is initialised; `xa_get_mark` takes RCU itself.
+        if unsafe { bindings::xa_get_mark(self.xa(), slot, ffi::xa_mark_0()) } {
+            return;
+        }
+        // SAFETY: `xa` is initialised; `xa_set_mark` takes the lock itself and ignores an index
+        // erased meanwhile.
+        unsafe { bindings::xa_set_mark(self.xa(), slot, ffi::xa_mark_0()) };
     }
 
     /// Copies `src` into page `index` at `offset`, allocating the page (with `gfp`) if needed.
@@ -285,6 +315,10 @@ impl PageStore {
         // valid, 4-byte aligned XArray entry.
         let old = unsafe { bindings::__xa_cmpxchg(self.xa(), slot, ptr::null_mut(), page.cast(), gfp | ffi::GFP_NOWARN) };
         self.inserting.fetch_sub(1, Ordering::Relaxed);
+        if old.is_null() && self.tracking.load(Ordering::Relaxed) {
+            // SAFETY: The lock is held (as after `__xa_cmpxchg`); our page is at `slot`.
+            unsafe { bindings::__xa_set_mark(self.xa(), slot, ffi::xa_mark_0()) };
+        }
         // SAFETY: Held since `xa_lock` above (`__xa_cmpxchg` returns with it held).
         unsafe { bindings::xa_unlock(self.xa()) };
         if old.is_null() {
@@ -300,28 +334,44 @@ impl PageStore {
         Ok(false)
     }
 
-    /// Takes page `slot` out of the XArray; it then counts as pending until freed.
-    fn take(&self, slot: usize) -> *mut bindings::page {
+    /// Takes page `slot` out of the XArray; it then counts as pending until freed. While a
+    /// backing device is attached the index is recorded as a hole first (the backing device
+    /// still holds its old data): if that fails the page stays.
+    fn take(&self, slot: usize) -> Result<*mut bindings::page, StoreError> {
+        if self.tracking.load(Ordering::Relaxed) && !self.load(slot as u64).is_null() {
+            self.record_hole(slot, ffi::gfp_noio())?;
+        }
         // SAFETY: `xa` is initialised; `xa_erase` takes the lock itself.
         let page: *mut bindings::page = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
         if !page.is_null() {
             self.pending.fetch_add(1, Ordering::Relaxed);
             self.pages.fetch_sub(1, Ordering::Relaxed);
         }
-        page
+        Ok(page)
+    }
+
+    fn record_hole(&self, slot: usize, gfp: bindings::gfp_t) -> Result<(), StoreError> {
+        // SAFETY: `holes` is initialised; `xa_store` takes the lock itself; `HOLE` is a value
+        // entry (odd), which the XArray stores without dereferencing.
+        let old = unsafe { bindings::xa_store(self.holes.get(), slot, HOLE, gfp | ffi::GFP_NOWARN) };
+        // SAFETY: `xa_err` only decodes the entry value.
+        if unsafe { bindings::xa_err(old) } != 0 {
+            return Err(StoreError::NoMemory);
+        }
+        Ok(())
     }
 
     /// Removes page `index` while I/O may run; it is freed with `batch`. Returns whether there
     /// was one.
-    pub(crate) fn erase(&self, index: u64, batch: &mut FreeBatch<'_>) -> bool {
-        let Ok(slot) = usize::try_from(index) else { return false };
-        let page = self.take(slot);
+    pub(crate) fn erase(&self, index: u64, batch: &mut FreeBatch<'_>) -> Result<bool, StoreError> {
+        let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        let page = self.take(slot)?;
         if page.is_null() {
-            return false;
+            return Ok(false);
         }
         // SAFETY: Just erased from this store; only current RCU readers may still use it.
         unsafe { batch.push(page) };
-        true
+        Ok(true)
     }
 
     /// Calls `f(slot)` for every present index in `first..=last` (clamped to what `usize`
@@ -352,15 +402,20 @@ impl PageStore {
 
     /// Discard and write-zeroes: removes every page with index in `first..=last` while I/O may
     /// run; they are freed after a grace period, a batch per RCU callback.
-    pub(crate) fn erase_range(&self, first: u64, last: u64) {
+    pub(crate) fn erase_range(&self, first: u64, last: u64) -> Result<(), StoreError> {
         let mut batch = FreeBatch::new(self);
+        let mut result = Ok(());
         self.for_each_present(first, last, |slot| {
-            let page = self.take(slot);
-            if !page.is_null() {
-                // SAFETY: Just erased from this store; only current RCU readers may use it.
-                unsafe { batch.push(page) };
+            match self.take(slot) {
+                Ok(page) if !page.is_null() => {
+                    // SAFETY: Just erased from this store; only current RCU readers may use it.
+                    unsafe { batch.push(page) };
+                }
+                Ok(_) => {}
+                Err(e) => result = Err(e),
             }
         });
+        result
     }
 
     /// Shrink: removes every page with index in `first..=last` and frees them before it
@@ -369,8 +424,12 @@ impl PageStore {
     pub(crate) fn remove_range(&self, first: u64, last: u64) {
         let mut chain: *mut bindings::page = ptr::null_mut();
         self.for_each_present(first, last, |slot| {
-            let page = self.take(slot);
+            // SAFETY: `xa` is initialised; `xa_erase` takes the lock itself. (Shrink is refused
+            // while a backing device is attached, so no hole is needed.)
+            let page: *mut bindings::page = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
             if !page.is_null() {
+                self.pending.fetch_add(1, Ordering::Relaxed);
+                self.pages.fetch_sub(1, Ordering::Relaxed);
                 // SAFETY: Just erased: ours, reachable only by current RCU readers; linked
                 // into our private chain.
                 unsafe { *chain_next(page) = chain };
@@ -415,6 +474,131 @@ impl PageStore {
             unsafe { zero_page_range(page, offset, len) };
         }
         drop(rcu);
+        if !page.is_null() && self.tracking.load(Ordering::Relaxed) {
+            self.mark_dirty(index);
+        }
+    }
+
+    /// Starts tracking changes for a backing device: every page held now is changed (the
+    /// backing device has none of it yet).
+    pub(crate) fn start_tracking(&self) {
+        self.tracking.store(true, Ordering::SeqCst);
+        self.for_each_present(0, u64::MAX, |slot| {
+            // SAFETY: `xa` is initialised; `xa_set_mark` takes the lock itself.
+            unsafe { bindings::xa_set_mark(self.xa(), slot, ffi::xa_mark_0()) };
+        });
+    }
+
+    /// Starts tracking with nothing changed: the store was just loaded from its image.
+    pub(crate) fn start_tracking_clean(&self) {
+        self.tracking.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops tracking and forgets what changed (the backing device is let go).
+    pub(crate) fn stop_tracking(&self) {
+        self.tracking.store(false, Ordering::SeqCst);
+        self.for_each_marked(|slot| {
+            // SAFETY: `xa` is initialised; `xa_clear_mark` takes the lock itself.
+            unsafe { bindings::xa_clear_mark(self.xa(), slot, ffi::xa_mark_0()) };
+        });
+        // SAFETY: `holes` holds value entries only; `xa_destroy` empties it, and it stays
+        // usable (an empty XArray) afterwards.
+        unsafe { bindings::xa_destroy(self.holes.get()) };
+    }
+
+    fn for_each_marked(&self, mut f: impl FnMut(usize)) {
+        let mut index = 0usize;
+        let mut seen = 0u64;
+        loop {
+            // SAFETY: `xa` is initialised; `xa_find` takes RCU itself.
+            let entry = unsafe { bindings::xa_find(self.xa(), &mut index, usize::MAX, ffi::xa_mark_0()) };
+            if entry.is_null() {
+                break;
+            }
+            f(index);
+            seen += 1;
+            if seen % BATCH == 0 {
+                ffi::cond_resched();
+            }
+            if index == usize::MAX {
+                break;
+            }
+            index += 1;
+        }
+    }
+
+    /// The first index at or after `from` changed since the last flush: a marked page or a
+    /// hole.
+    pub(crate) fn next_changed(&self, from: u64) -> Option<u64> {
+        let from = usize::try_from(from).ok()?;
+        let (mut page_at, mut hole_at) = (from, from);
+        // SAFETY: Both XArrays are initialised; `xa_find` takes RCU itself.
+        let page = unsafe { bindings::xa_find(self.xa(), &mut page_at, usize::MAX, ffi::xa_mark_0()) };
+        // SAFETY: As above.
+        let hole = unsafe { bindings::xa_find(self.holes.get(), &mut hole_at, usize::MAX, ffi::xa_present()) };
+        match (page.is_null(), hole.is_null()) {
+            (true, true) => None,
+            (false, true) => Some(page_at as u64),
+            (true, false) => Some(hole_at as u64),
+            (false, false) => Some(page_at.min(hole_at) as u64),
+        }
+    }
+
+    /// Pages and holes changed since the last flush (a walk: for reports).
+    pub(crate) fn changed(&self) -> u64 {
+        let mut n = 0;
+        self.for_each_marked(|_| n += 1);
+        let mut index = 0usize;
+        loop {
+            // SAFETY: `holes` is initialised; `xa_find` takes RCU itself.
+            let entry = unsafe { bindings::xa_find(self.holes.get(), &mut index, usize::MAX, ffi::xa_present()) };
+            if entry.is_null() {
+                break;
+            }
+            n += 1;
+            if index == usize::MAX {
+                break;
+            }
+            index += 1;
+        }
+        n
+    }
+
+    /// Takes index `index` for writing back: clears its mark and hole and copies the page (or
+    /// zeros, for a hole) into `dst`. Returns whether there was a page.
+    pub(crate) fn take_changed(&self, index: u64, mut dst: IoMem<'_>) -> bool {
+        let Ok(slot) = usize::try_from(index) else { return false };
+        // SAFETY: `holes` is initialised; `xa_erase` takes the lock itself.
+        unsafe { bindings::xa_erase(self.holes.get(), slot) };
+        // SAFETY: `xa` is initialised; `xa_clear_mark` takes the lock itself.
+        unsafe { bindings::xa_clear_mark(self.xa(), slot, ffi::xa_mark_0()) };
+        // Pairs with the writers' fence in `mark_dirty`.
+        fence(Ordering::SeqCst);
+        let rcu = rcu::read_lock();
+        let page = self.load(index);
+        if page.is_null() {
+            dst.zero();
+        } else {
+            // SAFETY: As in `read`; `dst` is a whole page.
+            unsafe { copy_from_page(page, 0, &dst) };
+        }
+        drop(rcu);
+        !page.is_null()
+    }
+
+    /// Makes `index` changed again after a failed write-back: its page is marked, or if it
+    /// has none now, a hole recorded.
+    pub(crate) fn redirty(&self, index: u64) {
+        let Ok(slot) = usize::try_from(index) else { return };
+        if self.load(index).is_null() {
+            // A control path: it may wait for memory. Should even that fail, the next
+            // attach's full write covers it; here the change would be lost, so warn.
+            if self.record_hole(slot, kernel::bindings::GFP_KERNEL).is_err() {
+                pr_warn!("rxdsk: cannot record a discarded page for the next flush\n");
+            }
+        } else {
+            self.mark_dirty(index);
+        }
     }
 }
 
@@ -425,15 +609,21 @@ impl PinnedDrop for PageStore {
         // yielding between batches.
         let mut freed = 0u64;
         self.for_each_present(0, u64::MAX, |slot| {
-            let page = self.take(slot);
+            // SAFETY: `xa` is initialised and nobody else uses it now.
+            let page: *mut bindings::page = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
+            self.pages.fetch_sub(1, Ordering::Relaxed);
             // SAFETY: The entry is a page owned by the store that nobody else can reach now.
             freed += unsafe { free_chain(page) };
         });
         self.pending.fetch_sub(freed, Ordering::Relaxed);
         // Batches erased earlier wait in RCU callbacks that use this store's counters.
         kernel::sync::rcu::rcu_barrier();
-        // SAFETY: Every entry is gone; `xa_destroy` releases the XArray's nodes.
-        unsafe { bindings::xa_destroy(self.xa()) };
+        // SAFETY: Every entry is gone; `xa_destroy` releases the XArray's nodes. `holes` holds
+        // value entries only, which own nothing.
+        unsafe {
+            bindings::xa_destroy(self.xa());
+            bindings::xa_destroy(self.holes.get());
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 //! rare, and serialising them makes create/destroy/resize races impossible by construction.
 //! The I/O path never touches the registry.
 
-use crate::abi::{RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
+use crate::abi::{RxdskFlush, RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
 use crate::device::{Device, DeviceConfig};
-use kernel::{new_mutex, prelude::*, sync::Mutex};
+use kernel::{new_mutex, prelude::*, str::CStr, sync::Mutex};
 
 type Slots = KVec<Option<Pin<KBox<Device>>>>;
 
@@ -31,30 +31,10 @@ impl Registry {
     /// Creates a device with id `wanted` (`EEXIST` if taken), or else with the lowest free id.
     pub(crate) fn create(&self, wanted: Option<u32>, config: &DeviceConfig) -> Result<u32> {
         let mut slots = self.devices.lock();
-        let id = match wanted {
-            Some(id) if id >= RXDSK_MAX_DEVICES => return Err(EINVAL),
-            Some(id) => {
-                let id = id as usize;
-                while slots.len() <= id {
-                    slots.push(None, GFP_KERNEL)?;
-                }
-                if slots[id].is_some() {
-                    return Err(EEXIST);
-                }
-                id
-            }
-            None => match slots.iter().position(Option::is_none) {
-                Some(free) => free,
-                None if slots.len() < RXDSK_MAX_DEVICES as usize => {
-                    slots.push(None, GFP_KERNEL)?;
-                    slots.len() - 1
-                }
-                None => return Err(ENOSPC),
-            },
-        };
-        let device = Device::create(id as u32, config)?;
-        slots[id] = Some(device);
-        Ok(id as u32)
+        let id = free_id(&mut slots, wanted)?;
+        let device = Device::create(id, config)?;
+        slots[id as usize] = Some(device);
+        Ok(id)
     }
 
     /// Destroys a device; `EBUSY` while open unless forced (checked and held against racing
@@ -63,7 +43,12 @@ impl Registry {
     pub(crate) fn destroy(&self, id: u32, force: bool) -> Result {
         let mut slots = self.devices.lock();
         if !force {
-            get(&slots, id)?.claim_for_destroy()?;
+            let device = get(&slots, id)?;
+            // Data not yet on the backing device would be lost.
+            if device.has_unflushed() {
+                return Err(EBUSY);
+            }
+            device.claim_for_destroy()?;
         }
         let device = slots.get_mut(id as usize).and_then(Option::take).ok_or(ENODEV)?;
         // Dropped under the lock, so the name is free before anyone can reuse the id.
@@ -80,6 +65,28 @@ impl Registry {
             return Err(EINVAL);
         }
         device.resize(size, force)
+    }
+
+    /// Creates a device from the image on `path` (see [`Device::restore`]); returns its id
+    /// and the image's generation.
+    pub(crate) fn restore(&self, wanted: Option<u32>, path: &CStr, force: bool) -> Result<(u32, u64)> {
+        let mut slots = self.devices.lock();
+        let id = free_id(&mut slots, wanted)?;
+        let (device, generation) = Device::restore(id, path, force)?;
+        slots[id as usize] = Some(device);
+        Ok((id, generation))
+    }
+
+    pub(crate) fn attach(&self, id: u32, path: &CStr) -> Result {
+        get(&self.devices.lock(), id)?.attach(path)
+    }
+
+    pub(crate) fn detach(&self, id: u32, discard_dirty: bool) -> Result {
+        get(&self.devices.lock(), id)?.detach(discard_dirty)
+    }
+
+    pub(crate) fn flush(&self, id: u32) -> Result<RxdskFlush> {
+        get(&self.devices.lock(), id)?.flush()
     }
 
     pub(crate) fn info(&self, id: u32) -> Result<RxdskInfo> {
@@ -101,6 +108,32 @@ impl Registry {
         }
         Ok(ids)
     }
+}
+
+/// Id `wanted` if free (`EEXIST` if taken), or else the lowest free id; grows the slots to it.
+fn free_id(slots: &mut Slots, wanted: Option<u32>) -> Result<u32> {
+    let id = match wanted {
+        Some(id) if id >= RXDSK_MAX_DEVICES => return Err(EINVAL),
+        Some(id) => {
+            let id = id as usize;
+            while slots.len() <= id {
+                slots.push(None, GFP_KERNEL)?;
+            }
+            if slots[id].is_some() {
+                return Err(EEXIST);
+            }
+            id
+        }
+        None => match slots.iter().position(Option::is_none) {
+            Some(free) => free,
+            None if slots.len() < RXDSK_MAX_DEVICES as usize => {
+                slots.push(None, GFP_KERNEL)?;
+                slots.len() - 1
+            }
+            None => return Err(ENOSPC),
+        },
+    };
+    Ok(id as u32)
 }
 
 #[pinned_drop]

@@ -13,10 +13,15 @@ use kernel::{
 #[allow(unreachable_pub)]
 #[path = "../rxdsk-ioctl/src/abi.rs"]
 mod abi;
+// The backing device's on-disk format, shared with rxdskctl (`inspect`).
+#[allow(unreachable_pub)]
+#[path = "../rxdsk-ioctl/src/image.rs"]
+mod image;
 // The I/O-path arithmetic, tested and benchmarked on the host (`rxdsk-layout`).
 #[allow(unreachable_pub)]
 #[path = "../rxdsk-layout/src/layout.rs"]
 mod layout;
+mod backing;
 mod control;
 mod device;
 mod disk;

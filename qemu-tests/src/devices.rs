@@ -76,7 +76,8 @@ fn expect_fresh_info(
         used_bytes: 0,
         open_count: 0,
         pad: 0,
-        reserved: [0; 4],
+        dirty_pages: 0,
+        reserved: [0; 3],
     };
     ensure(*i == want, || format!("INFO {i:?}, want {want:?}"))
 }

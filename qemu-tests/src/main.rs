@@ -9,6 +9,7 @@
 //!   `check-device /dev/ram0 discard fio512 fio4096 ext2-4096 ext2-1024 swap`;
 //! - `rxdsk-guest-tests hog MIB SEED`: the swap test's memory hog.
 
+mod backing;
 mod blk;
 mod cli;
 mod control;
@@ -54,6 +55,14 @@ const TESTS: &[Test] = &[
     Test {
         name: "flush_accounting",
         run: hardening::flush_accounting,
+    },
+    Test {
+        name: "backing_flush_restore",
+        run: backing::backing_flush_restore,
+    },
+    Test {
+        name: "backing_failure_and_torn_image",
+        run: backing::backing_failure_and_torn_image,
     },
     Test {
         name: "create_destroy_cycles",

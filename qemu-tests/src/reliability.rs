@@ -151,7 +151,7 @@ impl Drop for Pages {
     }
 }
 
-const COMMANDS: [u32; 8] = [
+const COMMANDS: [u32; 12] = [
     RXDSK_IOC_GET_VERSION,
     RXDSK_IOC_GET_FEATURES,
     RXDSK_IOC_CREATE,
@@ -160,6 +160,10 @@ const COMMANDS: [u32; 8] = [
     RXDSK_IOC_INFO,
     RXDSK_IOC_LIST,
     RXDSK_IOC_STATS,
+    RXDSK_IOC_ATTACH,
+    RXDSK_IOC_DETACH,
+    RXDSK_IOC_FLUSH,
+    RXDSK_IOC_RESTORE,
 ];
 
 /// A random request: fully random, our type with random nr/dir/size, or one of our commands.
@@ -173,7 +177,7 @@ fn random_request(rng: &mut Rng) -> u64 {
             } else {
                 rng.below(1 << 14)
             };
-            (dir << 30) | (size << 16) | (u64::from(RXDSK_IOC_MAGIC) << 8) | rng.below(0x20)
+            (dir << 30) | (size << 16) | (u64::from(RXDSK_IOC_MAGIC) << 8) | rng.below(0x30)
         }
         _ => u64::from(COMMANDS[rng.below(COMMANDS.len() as u64) as usize]),
     }
@@ -282,8 +286,12 @@ fn check_effect(
 }
 
 const FUZZ_CALLS: u32 = 100_000;
-const EXPECTED: [Errno; 8] = [
+const EXPECTED: [Errno; 11] = [
     Errno::EEXIST,
+    // ATTACH/RESTORE with a random path; FLUSH/DETACH of a device without backing device.
+    Errno::ENOENT,
+    Errno::ENOTBLK,
+    Errno::ENXIO,
     Errno::EINVAL,
     Errno::ENOTTY,
     Errno::EFAULT,
@@ -797,7 +805,7 @@ pub fn security_no_uninitialised_bytes() -> TestResult {
             pattern,
         )?;
         ensure(
-            stats.id == dev.id && stats.pad == 0 && stats.reserved == [0; 8],
+            stats.id == dev.id && stats.pad == 0 && stats.reserved == [0; 3],
             || format!("STATS id/pad/reserved: {stats:?}"),
         )?;
         // LIST into a patterned array larger than needed.

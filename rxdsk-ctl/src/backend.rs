@@ -2,7 +2,7 @@
 //! on the host with a fake.
 
 use nix::errno::Errno;
-use rxdsk_ioctl::{RxdskCreate, RxdskInfo, RxdskStats, RxdskVersion};
+use rxdsk_ioctl::{RxdskCreate, RxdskFlush, RxdskInfo, RxdskRestore, RxdskStats, RxdskVersion};
 
 pub trait Backend {
     /// The control node, the subject of errors that concern no single device.
@@ -17,6 +17,11 @@ pub trait Backend {
     /// All device ids, ascending.
     fn list(&self) -> Result<Vec<u32>, Errno>;
     fn stats(&self, id: u32) -> Result<RxdskStats, Errno>;
+    fn attach(&self, id: u32, path: &str) -> Result<(), Errno>;
+    fn detach(&self, id: u32, flags: u64) -> Result<(), Errno>;
+    fn flush(&self, id: u32) -> Result<RxdskFlush, Errno>;
+    /// Creates a device from an image; returns the kernel's answer (id, generation).
+    fn restore(&self, request: &RxdskRestore) -> Result<RxdskRestore, Errno>;
     /// Waits briefly for the block device node to appear; false if it did not.
     fn wait_for_node(&self, path: &str) -> bool;
 }

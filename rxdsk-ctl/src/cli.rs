@@ -42,6 +42,15 @@ pub enum Command {
     List(ListArgs),
     /// Print the I/O and memory counters of a device.
     Stats(StatsArgs),
+    /// Attach a backing block device: flushes write the device's data there as a restorable
+    /// image (`create --backing` restores it).
+    Attach(AttachArgs),
+    /// Write every change to the backing device and commit the image; returns when durable.
+    Flush(FlushArgs),
+    /// Flush, then let the backing device go.
+    Detach(DetachArgs),
+    /// Print the image metadata of a backing device or image file (no module needed).
+    Inspect(InspectArgs),
     /// Print the versions of rxdskctl and of the loaded rxdsk module.
     Version {
         /// Use JSON output format.
@@ -53,8 +62,16 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Device size: bytes, or a number with a K, M, G, T or P suffix (powers of 1024).
-    #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
-    pub size: u64,
+    #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true,
+          required_unless_present = "backing", conflicts_with = "backing")]
+    pub size: Option<u64>,
+    /// Restore the device from the image on this backing device (size and block size come
+    /// from it; every page is read in before the device appears); it stays attached.
+    #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "mem_limit", "read_only"])]
+    pub backing: Option<String>,
+    /// With --backing: restore an image whose last flush did not complete.
+    #[arg(long, requires = "backing")]
+    pub force: bool,
     /// Logical block size in bytes: 512 or 4096.
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_block_size)]
     pub block_size: u32,
@@ -67,6 +84,50 @@ pub struct CreateArgs {
     /// Create the device with this id (/dev/rxdN, rxdN or N) instead of the lowest free one.
     #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
     pub id: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// /dev/rxdN, rxdN or N.
+    #[arg(value_name = "DEVICE", value_parser = parse_device)]
+    pub device: u32,
+    /// The block device to write the image to (a partition, an LV, a loop device); held
+    /// exclusively while attached; its size must be the device's plus 4 KiB.
+    #[arg(value_name = "BACKING")]
+    pub backing: String,
+}
+
+#[derive(Args, Debug)]
+pub struct FlushArgs {
+    /// Devices to flush: /dev/rxdN, rxdN or N.
+    #[arg(value_name = "DEVICE", value_parser = parse_device, required_unless_present = "all")]
+    pub devices: Vec<u32>,
+    /// Flush every device that has a backing device.
+    #[arg(long, conflicts_with = "devices")]
+    pub all: bool,
+    /// Use JSON output format.
+    #[arg(short = 'J', long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DetachArgs {
+    /// /dev/rxdN, rxdN or N.
+    #[arg(value_name = "DEVICE", value_parser = parse_device)]
+    pub device: u32,
+    /// Let go even if the flush fails (the changes not written are lost).
+    #[arg(long)]
+    pub discard_dirty: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// A backing block device or a copy of one.
+    #[arg(value_name = "BACKING")]
+    pub backing: String,
+    /// Use JSON output format.
+    #[arg(short = 'J', long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -175,7 +236,7 @@ mod tests {
         };
         assert_eq!(
             (a.size, a.block_size, a.mem_limit, a.read_only),
-            (1 << 30, 4096, None, false)
+            (Some(1 << 30), 4096, None, false)
         );
         let Ok(Command::Create(a)) = parse(&[
             "create",
@@ -190,7 +251,7 @@ mod tests {
         };
         assert_eq!(
             (a.size, a.block_size, a.mem_limit, a.read_only),
-            (64 << 20, 512, Some(16 << 20), true)
+            (Some(64 << 20), 512, Some(16 << 20), true)
         );
     }
 

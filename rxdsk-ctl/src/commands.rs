@@ -1,7 +1,10 @@
 //! What each subcommand does, against any [`Backend`], writing to any output.
 
 use crate::backend::Backend;
-use crate::cli::{Command, CreateArgs, DestroyArgs, ListArgs, ResizeArgs, StatsArgs};
+use crate::cli::{
+    Command, CreateArgs, DestroyArgs, DetachArgs, FlushArgs, InspectArgs, ListArgs, ResizeArgs,
+    StatsArgs,
+};
 use crate::control::{action, fixed_str_to_string, ControlError};
 use crate::device::device_path;
 use crate::list::{render_json, render_raw, render_table, Column, Style};
@@ -10,7 +13,7 @@ use crate::stats::{render_stats_json, render_stats_text};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
     self as abi, RxdskCreate, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_FORCE, RXDSK_FLAG_READ_ONLY,
-    RXDSK_MAX_DEVICES, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
+    RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use std::io::{self, Write};
 
@@ -55,6 +58,12 @@ pub fn run<B: Backend>(
         Command::Resize(args) => resize(&args, open),
         Command::List(args) => list(&args, open, out),
         Command::Stats(args) => stats(&args, open, out),
+        Command::Attach(args) => open().map_err(Failure::from).and_then(|b| {
+            crate::backing::attach(&b, args.device, &args.backing).map_err(Failure::from)
+        }),
+        Command::Flush(args) => flush(&args, open, out),
+        Command::Detach(args) => detach(&args, open),
+        Command::Inspect(args) => inspect(&args, out),
         Command::Version { json } => version(json, open, out),
     }
     .and_then(|()| out.flush().map_err(Failure::Output));
@@ -98,19 +107,51 @@ fn check_size(size: u64, block_size: Option<u32>) -> Result<(), String> {
     Ok(())
 }
 
+fn flush<B: Backend>(
+    args: &FlushArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let backend = open()?;
+    let failures = crate::backing::flush(&backend, &args.devices, args.all, args.json, out)?;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Messages(failures))
+    }
+}
+
+fn detach<B: Backend>(
+    args: &DetachArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+) -> Result<(), Failure> {
+    let backend = open()?;
+    Ok(crate::backing::detach(
+        &backend,
+        args.device,
+        args.discard_dirty,
+    )?)
+}
+
+fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let h = crate::backing::read_image(&args.backing)?;
+    write!(
+        out,
+        "{}",
+        crate::backing::render_inspect(&args.backing, &h, args.json)
+    )?;
+    Ok(())
+}
+
 /// The CREATE request for the command line, or why there is none.
 pub fn create_request(args: &CreateArgs) -> Result<RxdskCreate, String> {
-    check_size(args.size, Some(args.block_size))?;
+    let size = args.size.unwrap_or(0);
+    check_size(size, Some(args.block_size))?;
     let mem_limit = args.mem_limit.unwrap_or(0);
     if mem_limit != 0 && mem_limit < RXDSK_PAGE_SIZE {
         return Err(format!(
             "invalid memory limit: {mem_limit} bytes is less than one page \
              ({RXDSK_PAGE_SIZE}); use 0 for no limit"
-        ));
-    }
-    if let Some(id) = args.id.filter(|&id| id >= RXDSK_MAX_DEVICES) {
-        return Err(format!(
-            "invalid device id: {id} (ids are below {RXDSK_MAX_DEVICES})"
         ));
     }
     let mut flags = 0;
@@ -121,7 +162,7 @@ pub fn create_request(args: &CreateArgs) -> Result<RxdskCreate, String> {
         flags |= RXDSK_CREATE_WITH_ID;
     }
     Ok(RxdskCreate {
-        size_bytes: args.size,
+        size_bytes: size,
         mem_limit_bytes: mem_limit,
         flags,
         logical_block_size: args.block_size,
@@ -144,13 +185,40 @@ fn create<B: Backend>(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let request = create_request(args)?;
-    let backend = open()?;
-    let id = backend.create(&request).map_err(|errno| ControlError {
-        subject: args.id.map(device_path),
-        action: action::CREATE,
-        errno,
-    })?;
+    if let Some(id) = args.id.filter(|&id| id >= abi::RXDSK_MAX_DEVICES) {
+        return Err(format!(
+            "invalid device id: {id} (ids are below {})",
+            abi::RXDSK_MAX_DEVICES
+        )
+        .into());
+    }
+    let (backend, id) = match &args.backing {
+        Some(path) => {
+            let backend = open()?;
+            let id = crate::backing::restore(&backend, path, args.force, args.id)?;
+            (backend, id)
+        }
+        None => {
+            let request = create_request(args)?;
+            let backend = open()?;
+            let id = backend.create(&request).map_err(|errno| ControlError {
+                subject: args.id.map(device_path),
+                action: action::CREATE,
+                errno,
+            })?;
+            (backend, id)
+        }
+    };
+    finish_create(&backend, id, out, err)
+}
+
+/// Waits for the new device's node and prints its path.
+fn finish_create<B: Backend>(
+    backend: &B,
+    id: u32,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
     let path = device_path(id);
     if !backend.wait_for_node(&path) {
         // The device exists; a script may still find the node a moment later.
@@ -173,10 +241,22 @@ fn destroy<B: Backend>(
         .devices
         .iter()
         .filter_map(|&id| {
-            backend
-                .destroy(id, flags)
-                .err()
-                .map(|e| ControlError::new(device_path(id), action::DESTROY, e).to_string())
+            backend.destroy(id, flags).err().map(|e| {
+                let unflushed = e == Errno::EBUSY
+                    && backend
+                        .info(id)
+                        .is_ok_and(|i| i.flags & abi::RXDSK_FLAG_BACKED != 0 && i.dirty_pages > 0);
+                if unflushed {
+                    format!(
+                        "{}: {}: it holds data not yet flushed to its backing device \
+                         (rxdskctl flush, or --force to lose it)",
+                        device_path(id),
+                        action::DESTROY
+                    )
+                } else {
+                    ControlError::new(device_path(id), action::DESTROY, e).to_string()
+                }
+            })
         })
         .collect();
     if failures.is_empty() {

@@ -3,8 +3,8 @@
 use crate::backend::Backend;
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    self as abi, RxdskCreate, RxdskDestroy, RxdskFeatures, RxdskInfo, RxdskList, RxdskResize,
-    RxdskStats, RxdskVersion,
+    self as abi, RxdskAttach, RxdskCreate, RxdskDestroy, RxdskDetach, RxdskFeatures, RxdskFlush,
+    RxdskInfo, RxdskList, RxdskResize, RxdskRestore, RxdskStats, RxdskVersion,
 };
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -45,6 +45,39 @@ nix::ioctl_write_ptr!(
 nix::ioctl_readwrite!(ioc_info, abi::RXDSK_IOC_MAGIC, abi::nr::INFO, RxdskInfo);
 nix::ioctl_readwrite!(ioc_list, abi::RXDSK_IOC_MAGIC, abi::nr::LIST, RxdskList);
 nix::ioctl_readwrite!(ioc_stats, abi::RXDSK_IOC_MAGIC, abi::nr::STATS, RxdskStats);
+nix::ioctl_write_ptr!(
+    ioc_attach,
+    abi::RXDSK_IOC_MAGIC,
+    abi::nr::ATTACH,
+    RxdskAttach
+);
+nix::ioctl_write_ptr!(
+    ioc_detach,
+    abi::RXDSK_IOC_MAGIC,
+    abi::nr::DETACH,
+    RxdskDetach
+);
+nix::ioctl_readwrite!(ioc_flush, abi::RXDSK_IOC_MAGIC, abi::nr::FLUSH, RxdskFlush);
+nix::ioctl_readwrite!(
+    ioc_restore,
+    abi::RXDSK_IOC_MAGIC,
+    abi::nr::RESTORE,
+    RxdskRestore
+);
+
+/// A path as the ABI carries it: NUL-terminated in `RXDSK_PATH_MAX` bytes.
+pub fn abi_path(path: &str) -> Result<[u8; abi::RXDSK_PATH_MAX], String> {
+    let bytes = path.as_bytes();
+    if bytes.is_empty() || bytes.len() >= abi::RXDSK_PATH_MAX || bytes.contains(&0) {
+        return Err(format!(
+            "{path}: not a usable path (1 to {} bytes, no NUL)",
+            abi::RXDSK_PATH_MAX - 1
+        ));
+    }
+    let mut out = [0u8; abi::RXDSK_PATH_MAX];
+    out[..bytes.len()].copy_from_slice(bytes);
+    Ok(out)
+}
 
 /// What was attempted; part of the message, and `ControlError` words some causes by it.
 pub mod action {
@@ -57,6 +90,10 @@ pub mod action {
     pub const INFO: &str = "cannot read device information";
     pub const LIST: &str = "cannot list devices";
     pub const STATS: &str = "cannot read statistics";
+    pub const ATTACH: &str = "cannot attach";
+    pub const DETACH: &str = "cannot detach";
+    pub const FLUSH: &str = "cannot flush";
+    pub const RESTORE: &str = "cannot restore";
 }
 
 /// Why a call on the control node failed, in the words the user sees.
@@ -87,10 +124,26 @@ impl std::fmt::Display for ControlError {
             }
             Errno::EACCES | Errno::EPERM => "permission denied (CAP_SYS_ADMIN is required)",
             Errno::ENOTTY => "operation not supported by the loaded rxdsk module (ABI too old?)",
-            Errno::EBUSY => "device busy",
             Errno::EEXIST => "device already exists",
             Errno::ENODEV => "no such device",
             Errno::ENOSPC if self.action == action::CREATE => "no free device id",
+            Errno::ENOSPC if self.action == action::ATTACH => {
+                "the backing device is smaller than the device plus its 4 KiB metadata block"
+            }
+            Errno::EBUSY if self.action == action::ATTACH => {
+                "device busy (a backing device is attached, or the backing device is in use)"
+            }
+            Errno::ENXIO if self.action == action::FLUSH || self.action == action::DETACH => {
+                "no backing device attached"
+            }
+            Errno::EIO if self.action == action::FLUSH || self.action == action::DETACH => {
+                "I/O error on the backing device (the changes stay in memory; retry the flush)"
+            }
+            Errno::EINVAL if self.action == action::RESTORE => "no rxdsk image there",
+            Errno::EBUSY => "device busy",
+            Errno::EUCLEAN if self.action == action::RESTORE => {
+                "the image's last flush did not complete (use --force to restore it anyway)"
+            }
             Errno::ENOSPC => "no space left",
             Errno::EINVAL => "invalid argument",
             e => e.desc(),
@@ -219,6 +272,46 @@ impl Backend for Control {
         // SAFETY: as in `version`.
         unsafe { ioc_stats(self.file.as_raw_fd(), &mut s) }?;
         Ok(s)
+    }
+
+    fn attach(&self, id: u32, path: &str) -> Result<(), Errno> {
+        let a = RxdskAttach {
+            id,
+            path: abi_path(path).map_err(|_| Errno::EINVAL)?,
+            ..Default::default()
+        };
+        // SAFETY: the fd is open and `a` is a valid structure of the encoded size; the kernel
+        // only reads it.
+        unsafe { ioc_attach(self.file.as_raw_fd(), &a) }?;
+        Ok(())
+    }
+
+    fn detach(&self, id: u32, flags: u64) -> Result<(), Errno> {
+        let d = RxdskDetach {
+            id,
+            flags,
+            ..Default::default()
+        };
+        // SAFETY: as in `attach`.
+        unsafe { ioc_detach(self.file.as_raw_fd(), &d) }?;
+        Ok(())
+    }
+
+    fn flush(&self, id: u32) -> Result<RxdskFlush, Errno> {
+        let mut f = RxdskFlush {
+            id,
+            ..Default::default()
+        };
+        // SAFETY: as in `version`.
+        unsafe { ioc_flush(self.file.as_raw_fd(), &mut f) }?;
+        Ok(f)
+    }
+
+    fn restore(&self, request: &RxdskRestore) -> Result<RxdskRestore, Errno> {
+        let mut r = *request;
+        // SAFETY: as in `version`.
+        unsafe { ioc_restore(self.file.as_raw_fd(), &mut r) }?;
+        Ok(r)
     }
 
     fn wait_for_node(&self, path: &str) -> bool {

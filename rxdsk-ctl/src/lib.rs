@@ -2,6 +2,7 @@
 //! the pure parts (size and device parsing, rendering) directly.
 
 pub mod backend;
+pub mod backing;
 pub mod cli;
 pub mod commands;
 pub mod control;

@@ -3,7 +3,7 @@
 use crate::device::device_path;
 use crate::size::format_size;
 use comfy_table::{presets, CellAlignment, Table};
-use rxdsk_ioctl::{RxdskInfo, RXDSK_FLAG_READ_ONLY};
+use rxdsk_ioctl::{RxdskInfo, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_PAGE_SIZE};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,11 +16,13 @@ pub enum Column {
     MemLimit,
     Ro,
     Open,
+    Backed,
+    Dirty,
 }
 
 impl Column {
     /// Every column, in the order `--output-all` and the JSON keys use.
-    pub const ALL: [Column; 8] = [
+    pub const ALL: [Column; 10] = [
         Column::Name,
         Column::Id,
         Column::Size,
@@ -29,6 +31,8 @@ impl Column {
         Column::MemLimit,
         Column::Ro,
         Column::Open,
+        Column::Backed,
+        Column::Dirty,
     ];
     pub const DEFAULT: [Column; 6] = [
         Column::Name,
@@ -49,6 +53,8 @@ impl Column {
             Column::MemLimit => "MEM-LIMIT",
             Column::Ro => "RO",
             Column::Open => "OPEN",
+            Column::Backed => "BACKED",
+            Column::Dirty => "DIRTY",
         }
     }
 
@@ -62,6 +68,8 @@ impl Column {
             Column::MemLimit => "memory limit (- for none)",
             Column::Ro => "read-only device",
             Column::Open => "how many times the device is open",
+            Column::Backed => "a backing device is attached",
+            Column::Dirty => "data changed since the last flush to the backing device",
         }
     }
 
@@ -76,6 +84,8 @@ impl Column {
             Column::MemLimit => "mem-limit",
             Column::Ro => "ro",
             Column::Open => "open",
+            Column::Backed => "backed",
+            Column::Dirty => "dirty",
         }
     }
 
@@ -153,6 +163,8 @@ pub fn cell(info: &RxdskInfo, column: Column, style: Style) -> String {
         Column::MemLimit => size(info.mem_limit_bytes),
         Column::Ro => u8::from(is_read_only(info)).to_string(),
         Column::Open => info.open_count.to_string(),
+        Column::Backed => u8::from(info.flags & RXDSK_FLAG_BACKED != 0).to_string(),
+        Column::Dirty => size(info.dirty_pages * RXDSK_PAGE_SIZE),
     }
 }
 
@@ -235,6 +247,10 @@ impl Serialize for JsonDevice<'_> {
                 }
                 Column::Ro => map.serialize_entry(key, &is_read_only(info))?,
                 Column::Open => map.serialize_entry(key, &info.open_count)?,
+                Column::Backed => {
+                    map.serialize_entry(key, &(info.flags & RXDSK_FLAG_BACKED != 0))?
+                }
+                Column::Dirty => map.serialize_entry(key, &(info.dirty_pages * RXDSK_PAGE_SIZE))?,
             }
         }
         map.end()
@@ -337,7 +353,18 @@ mod tests {
         let human: Vec<String> = Column::ALL.iter().map(|&c| cell(d, c, HUMAN)).collect();
         assert_eq!(
             human,
-            ["/dev/rxd3", "3", "1.5G", "0B", "512", "512M", "1", "2"]
+            [
+                "/dev/rxd3",
+                "3",
+                "1.5G",
+                "0B",
+                "512",
+                "512M",
+                "1",
+                "2",
+                "0",
+                "0B"
+            ]
         );
         let raw: Vec<String> = Column::ALL.iter().map(|&c| cell(d, c, bytes)).collect();
         assert_eq!(
@@ -350,7 +377,9 @@ mod tests {
                 "512",
                 "536870912",
                 "1",
-                "2"
+                "2",
+                "0",
+                "0"
             ]
         );
         assert_eq!(cell(&sample()[0], Column::MemLimit, bytes), "-");
@@ -422,7 +451,7 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
         let compact: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             compact.to_string(),
-            r#"{"rxdsk":[{"block-size":4096,"id":0,"mem-limit":null,"name":"/dev/rxd0","open":0,"ro":false,"size":1073741824,"used":4096},{"block-size":512,"id":3,"mem-limit":536870912,"name":"/dev/rxd3","open":2,"ro":true,"size":1610612736,"used":0}]}"#
+            r#"{"rxdsk":[{"backed":false,"block-size":4096,"dirty":0,"id":0,"mem-limit":null,"name":"/dev/rxd0","open":0,"ro":false,"size":1073741824,"used":4096},{"backed":false,"block-size":512,"dirty":0,"id":3,"mem-limit":536870912,"name":"/dev/rxd3","open":2,"ro":true,"size":1610612736,"used":0}]}"#
         );
         // Keys come in column order (serde_json's Value sorts them, so check the text).
         let want_first = r#"{
@@ -435,7 +464,9 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
       "block-size": 4096,
       "mem-limit": null,
       "ro": false,
-      "open": 0
+      "open": 0,
+      "backed": false,
+      "dirty": 0
     },"#;
         assert!(text.starts_with(want_first), "{text}");
         assert!(text.ends_with("}\n"));

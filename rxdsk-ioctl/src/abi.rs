@@ -16,7 +16,7 @@ pub const RXDSK_IOC_MAGIC: u8 = 0xDB;
 /// Incompatible ABI changes bump this; a client must refuse a module with another major.
 pub const RXDSK_ABI_MAJOR: u32 = 1;
 /// Compatible additions (new commands, new feature bits) bump this.
-pub const RXDSK_ABI_MINOR: u32 = 1;
+pub const RXDSK_ABI_MINOR: u32 = 2;
 
 /// Name of the control node under `/dev`.
 pub const RXDSK_CONTROL_NAME: &str = "rxdsk-control";
@@ -70,6 +70,14 @@ pub mod nr {
     pub const LIST: u32 = 0x14;
     /// See [`super::RXDSK_IOC_STATS`].
     pub const STATS: u32 = 0x15;
+    /// See [`super::RXDSK_IOC_ATTACH`].
+    pub const ATTACH: u32 = 0x20;
+    /// See [`super::RXDSK_IOC_DETACH`].
+    pub const DETACH: u32 = 0x21;
+    /// See [`super::RXDSK_IOC_FLUSH`].
+    pub const FLUSH: u32 = 0x22;
+    /// See [`super::RXDSK_IOC_RESTORE`].
+    pub const RESTORE: u32 = 0x23;
 }
 
 /// The unit of memory a device allocates and frees.
@@ -117,8 +125,11 @@ pub const RXDSK_FEATURE_MEM_LIMIT: u64 = 1 << 4;
 pub const RXDSK_FEATURE_READ_ONLY: u64 = 1 << 5;
 /// CREATE with [`RXDSK_CREATE_WITH_ID`] (ABI 1.1).
 pub const RXDSK_FEATURE_CREATE_ID: u64 = 1 << 6;
+/// ATTACH, DETACH, FLUSH and RESTORE: a backing device holds a restorable image (ABI 1.2).
+pub const RXDSK_FEATURE_BACKING: u64 = 1 << 7;
 /// Every feature bit this ABI revision defines.
-pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_VERSION
+pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_BACKING
+    | RXDSK_FEATURE_VERSION
     | RXDSK_FEATURE_DEVICES
     | RXDSK_FEATURE_RESIZE
     | RXDSK_FEATURE_DISCARD
@@ -134,8 +145,16 @@ pub const RXDSK_CREATE_WITH_ID: u64 = 1 << 1;
 /// Flags [`RXDSK_IOC_CREATE`] accepts.
 pub const RXDSK_CREATE_FLAGS: u64 = RXDSK_FLAG_READ_ONLY | RXDSK_CREATE_WITH_ID;
 
-/// DESTROY/RESIZE flag: act even while the device is open.
+/// DESTROY/RESIZE flag: act even while the device is open (DESTROY: and while it holds data
+/// not yet flushed to its backing device). RESTORE flag: accept an image whose last flush was
+/// interrupted.
 pub const RXDSK_FLAG_FORCE: u64 = 1 << 0;
+/// Device flag (INFO): a backing device is attached.
+pub const RXDSK_FLAG_BACKED: u64 = 1 << 1;
+/// DETACH flag: let go even though dirty data could not be written (it is lost).
+pub const RXDSK_FLAG_DISCARD_DIRTY: u64 = 1 << 1;
+/// Longest backing device path, NUL included.
+pub const RXDSK_PATH_MAX: usize = 256;
 
 /// [`RXDSK_IOC_CREATE`]: in: everything but `id` (unless [`RXDSK_CREATE_WITH_ID`]); out: `id`
 /// (the device is `/dev/rxd<id>`).
@@ -211,7 +230,9 @@ pub struct RxdskInfo {
     /// How many times the block device is open.
     pub open_count: u32,
     pub pad: u32,
-    pub reserved: [u64; 4],
+    /// Pages (and discarded pages) changed since the last flush to the backing device.
+    pub dirty_pages: u64,
+    pub reserved: [u64; 3],
 }
 
 /// [`RXDSK_IOC_LIST`]: the kernel writes up to `capacity` device ids (u32, ascending) to the
@@ -262,8 +283,119 @@ pub struct RxdskStats {
     pub limit_failures: u64,
     /// I/O errors returned for any other reason (out of range, read-only, dead device).
     pub io_errors: u64,
-    pub reserved: [u64; 8],
+    /// Pages (and discarded pages) changed since the last flush to the backing device.
+    pub dirty_pages: u64,
+    /// Bytes written to the backing device by flushes (data and zeros).
+    pub written_back_bytes: u64,
+    /// Flushes to the backing device that completed.
+    pub backing_flushes: u64,
+    /// Failed reads or writes of the backing device.
+    pub backing_errors: u64,
+    /// The image generation of the last completed flush (0: none).
+    pub flush_generation: u64,
+    pub reserved: [u64; 3],
 }
+
+/// [`RXDSK_IOC_ATTACH`]: attaches the block device at `path` (NUL-terminated) as the backing
+/// device of device `id`, held exclusively until DETACH or DESTROY. It must hold the device's
+/// size plus the 4 KiB metadata block (see `image.rs`). Nothing is written until the first
+/// FLUSH, which writes the whole image; until then the backing device holds no valid image.
+/// `EBUSY` if the device already has one or the path is held by someone else.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxdskAttach {
+    pub id: u32,
+    /// Must be zero.
+    pub pad: u32,
+    /// Must be zero (writeback mode).
+    pub flags: u64,
+    pub path: [u8; RXDSK_PATH_MAX],
+    /// Must be zero.
+    pub reserved: [u64; 4],
+}
+
+impl Default for RxdskAttach {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            pad: 0,
+            flags: 0,
+            path: [0; RXDSK_PATH_MAX],
+            reserved: [0; 4],
+        }
+    }
+}
+
+/// [`RXDSK_IOC_DETACH`]: flushes, then lets the backing device go. `EIO` (attached still) if
+/// the flush fails, unless `flags` has [`RXDSK_FLAG_DISCARD_DIRTY`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskDetach {
+    pub id: u32,
+    /// Must be zero.
+    pub pad: u32,
+    pub flags: u64,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
+/// [`RXDSK_IOC_FLUSH`]: in: `id`, all else zero. Writes every page changed since the last
+/// flush (zeros for discarded ones), flushes the backing device's cache and commits the image
+/// header; returns when that is durable. Out: what was written and the new generation.
+/// `EIO` if the backing device fails: the changed pages stay changed for a later flush.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskFlush {
+    pub id: u32,
+    /// Must be zero.
+    pub pad: u32,
+    /// Out: pages written (data or zeros).
+    pub pages_written: u64,
+    /// Out: bytes written to the backing device, metadata included.
+    pub bytes_written: u64,
+    /// Out: the image generation now on the device.
+    pub generation: u64,
+    /// Must be zero.
+    pub reserved: [u64; 4],
+}
+
+/// [`RXDSK_IOC_RESTORE`]: creates a device from the image on the block device at `path`: size
+/// and block size come from its header; every page is read into memory before this returns
+/// (zero pages store nothing), and the device stays attached to it, clean. An image whose last
+/// flush was interrupted is refused with `EUCLEAN` unless `flags` has [`RXDSK_FLAG_FORCE`];
+/// no image: `EINVAL`. With [`RXDSK_CREATE_WITH_ID`], `id` is the id wanted. Out: `id`,
+/// `generation`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxdskRestore {
+    /// In (with [`RXDSK_CREATE_WITH_ID`]) and out: the device id.
+    pub id: u32,
+    /// Must be zero.
+    pub pad: u32,
+    /// [`RXDSK_FLAG_FORCE`], [`RXDSK_CREATE_WITH_ID`].
+    pub flags: u64,
+    /// Out: the generation of the image restored.
+    pub generation: u64,
+    pub path: [u8; RXDSK_PATH_MAX],
+    /// Must be zero.
+    pub reserved: [u64; 4],
+}
+
+impl Default for RxdskRestore {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            pad: 0,
+            flags: 0,
+            generation: 0,
+            path: [0; RXDSK_PATH_MAX],
+            reserved: [0; 4],
+        }
+    }
+}
+
+/// Flags [`RXDSK_IOC_RESTORE`] accepts.
+pub const RXDSK_RESTORE_FLAGS: u64 = RXDSK_FLAG_FORCE | RXDSK_CREATE_WITH_ID;
 
 /// Reads the module's ABI and module versions.
 pub const RXDSK_IOC_GET_VERSION: u32 = ior::<RxdskVersion>(nr::GET_VERSION);
@@ -281,6 +413,14 @@ pub const RXDSK_IOC_INFO: u32 = iowr::<RxdskInfo>(nr::INFO);
 pub const RXDSK_IOC_LIST: u32 = iowr::<RxdskList>(nr::LIST);
 /// Reads one device's counters.
 pub const RXDSK_IOC_STATS: u32 = iowr::<RxdskStats>(nr::STATS);
+/// Attaches a backing device.
+pub const RXDSK_IOC_ATTACH: u32 = iow::<RxdskAttach>(nr::ATTACH);
+/// Flushes and detaches the backing device.
+pub const RXDSK_IOC_DETACH: u32 = iow::<RxdskDetach>(nr::DETACH);
+/// Writes changed pages to the backing device.
+pub const RXDSK_IOC_FLUSH: u32 = iowr::<RxdskFlush>(nr::FLUSH);
+/// Creates a device from a backing device's image.
+pub const RXDSK_IOC_RESTORE: u32 = iowr::<RxdskRestore>(nr::RESTORE);
 
 const _: () = {
     use core::mem::{align_of, size_of};
@@ -300,6 +440,10 @@ const _: () = {
     assert!(align_of::<RxdskList>() == 8);
     assert!(size_of::<RxdskStats>() == 184);
     assert!(align_of::<RxdskStats>() == 8);
+    assert!(size_of::<RxdskAttach>() == 304);
+    assert!(size_of::<RxdskDetach>() == 32);
+    assert!(size_of::<RxdskFlush>() == 64);
+    assert!(size_of::<RxdskRestore>() == 312);
 };
 
 /// Copies `s` into a NUL-padded fixed-size field, truncating if needed (the last byte stays NUL).

@@ -6,6 +6,8 @@
 
 mod abi;
 pub use abi::*;
+mod image;
+pub use image::*;
 
 #[cfg(test)]
 mod tests;

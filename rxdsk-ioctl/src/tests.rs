@@ -75,3 +75,58 @@ fn fixed_str_pads_and_truncates() {
     assert_eq!(fixed_str::<4>("ab"), [b'a', b'b', 0, 0]);
     assert_eq!(fixed_str::<4>("abcdef"), [b'a', b'b', b'c', 0]);
 }
+
+#[test]
+fn image_checksum_is_crc32c() {
+    // The standard check value of CRC-32C.
+    assert_eq!(image_checksum(b"123456789"), 0xE306_9283);
+    assert_eq!(image_checksum(b""), 0);
+}
+
+#[test]
+fn image_header_round_trip_and_damage() {
+    let h = RxdskImageHeader::new(
+        512,
+        1 << 30,
+        7,
+        RXDSK_IMAGE_FLUSHING,
+        1_700_000_000_000_000_000,
+    );
+    assert_eq!(h.flushing_generation, 8);
+    let mut block = [0u8; 4096];
+    block[..136].copy_from_slice(&h.to_bytes());
+    assert_eq!(RxdskImageHeader::parse(&block), Ok(h));
+    // Any flipped bit of the checked part is caught.
+    for byte in [0usize, 9, 20, 33, 60, 127] {
+        let mut bad = block;
+        bad[byte] ^= 0x10;
+        let err = RxdskImageHeader::parse(&bad).unwrap_err();
+        assert!(
+            matches!(err, ImageError::Checksum | ImageError::NotAnImage),
+            "byte {byte}: {err:?}"
+        );
+    }
+    assert_eq!(
+        RxdskImageHeader::parse(&[0u8; 4096]),
+        Err(ImageError::NotAnImage)
+    );
+    // A valid checksum over invalid fields is still refused.
+    let mut odd = RxdskImageHeader::new(4096, 4096 * 3, 1, RXDSK_IMAGE_CLEAN, 0);
+    odd.state = 9;
+    odd.checksum = image_checksum(&odd.to_bytes()[..128]);
+    assert_eq!(
+        RxdskImageHeader::parse(&odd.to_bytes()),
+        Err(ImageError::Invalid)
+    );
+}
+
+#[test]
+fn image_geometry() {
+    assert_eq!(header_offset(4095), None);
+    assert_eq!(header_offset(4096), Some(0));
+    assert_eq!(header_offset(1 << 30), Some((1 << 30) - 4096));
+    assert_eq!(header_offset((1 << 30) + 1000), Some((1 << 30) - 4096));
+    assert!(image_fits((1 << 30) - 4096, 1 << 30));
+    assert!(!image_fits(1 << 30, 1 << 30));
+    assert!(!image_fits(1, 100));
+}

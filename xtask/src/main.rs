@@ -104,6 +104,9 @@ impl TestSelection {
     }
 }
 
+/// Size of the guest suite's scratch disk (sparse on the host).
+const SCRATCH_DISK_BYTES: u64 = 512 << 20;
+
 /// The slow data-volume tests, left out of CI's short run on the debug flavour (they run in
 /// full on the normal flavour in the same CI run, and in `cargo xtask soak`). Swap runs on
 /// both: GFP_NOIO under reclaim is what lockdep must watch.
@@ -244,7 +247,18 @@ fn boot(
 /// Runs the guest suite; prints each test and the flavour's summary, returns the summary.
 fn test_vm(vm: &VmArgs, select: &TestSelection, timeout: u64) -> Result<console::Summary> {
     let a = prepare(&vm.kernel)?;
-    let b = boot(&a, vm, "test", &select.files(), timeout)?;
+    let mut b = boot(&a, vm, "test", &select.files(), timeout)?;
+    // A fresh, sparse scratch disk for the backing-device tests: /dev/vda in the guest
+    // unless --disk put others first.
+    let scratch = paths::target().join(format!("scratch-{}.img", a.kernel.flavour.name));
+    let _ = std::fs::remove_file(&scratch);
+    b.disks.push(
+        qemu::DiskSpec {
+            path: scratch,
+            size: Some(SCRATCH_DISK_BYTES),
+        }
+        .prepare()?,
+    );
     eprintln!(
         "[vm] running the guest suite ({} kernel {})",
         a.kernel.flavour.name, a.kernel.release
@@ -298,6 +312,71 @@ fn run_script(
 fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
     let a = prepare(&vm.kernel)?;
     let (done, _) = run_script(&a, vm, script, timeout)?;
+    Ok(script_status(&done))
+}
+
+/// The main job: the device tour, then a device flushed to a backing disk, the guest stopped
+/// dead, and the data restored in a second boot on the same disk.
+fn demo(vm: &VmArgs) -> Result<i32> {
+    let a = prepare(&vm.kernel)?;
+    let (done, _) = run_script(&a, vm, "sh /usr/share/rxdsk-tests/demo.sh".into(), 900)?;
+    let status = script_status(&done);
+    if status != 0 {
+        return Ok(status);
+    }
+    let disk = paths::target().join("demo-backing.img");
+    eprintln!(
+        "[demo] part 2: the backing disk {} carries a device across a dead stop",
+        disk.display()
+    );
+
+    let _ = std::fs::remove_file(&disk);
+    let with_disk = |size| {
+        let mut v = vm.clone();
+        v.disks.insert(
+            0,
+            qemu::DiskSpec {
+                path: disk.clone(),
+                size,
+            },
+        );
+        v
+    };
+    let (first, _) = run_script(
+        &a,
+        &with_disk(Some(512 << 20)),
+        "sh /usr/share/rxdsk-tests/demo-backing-1.sh".into(),
+        900,
+    )?;
+    let sha = first
+        .console
+        .data
+        .iter()
+        .find_map(|d| d.strip_prefix("demo-sha "))
+        .map(str::to_string);
+    let Some(sha) = sha else {
+        eprintln!("[demo] the first boot reported no checksum");
+        return Ok(1);
+    };
+    if first.console.exit_status.is_some() || !first.console.reports.is_empty() {
+        eprintln!("[demo] the first boot did not stop dead after the flush, or the kernel reported problems");
+        return Ok(1);
+    }
+    eprintln!(
+        "[demo] the first guest stopped without a shutdown; booting a fresh one on the same disk"
+    );
+    let (second, _) = run_script(
+        &a,
+        &with_disk(None),
+        format!("sh /usr/share/rxdsk-tests/demo-backing-2.sh {sha}"),
+        900,
+    )?;
+    Ok(script_status(&second))
+}
+
+/// A finished script's exit status: 1 if it never reported one, or if the kernel reported a
+/// problem while it ran.
+fn script_status(done: &qemu::Finished) -> i32 {
     let status = match done.console.exit_status {
         Some(s) => s,
         None => {
@@ -310,9 +389,9 @@ fn vm_run(vm: &VmArgs, script: String, timeout: u64) -> Result<i32> {
     };
     if !done.console.reports.is_empty() && status == 0 {
         eprintln!("[vm] the kernel reported problems (see above): failing");
-        return Ok(1);
+        return 1;
     }
-    Ok(status)
+    status
 }
 
 /// The heading of the native table and chart panel.
@@ -551,7 +630,7 @@ fn main() -> ExitCode {
                 let a = prepare(&vm.kernel)?;
                 qemu::interactive(&boot(&a, &vm, "shell", &[], 0)?)?
             }
-            Task::Demo { vm } => vm_run(&vm, "sh /usr/share/rxdsk-tests/demo.sh".into(), 900)?,
+            Task::Demo { vm } => demo(&vm)?,
             Task::Bench {
                 vm,
                 quick,

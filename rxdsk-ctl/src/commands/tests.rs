@@ -159,6 +159,38 @@ impl Backend for &Fake {
         self.stats.get(&id).copied().ok_or(Errno::ENODEV)
     }
 
+    fn attach(&self, id: u32, path: &str) -> Result<(), Errno> {
+        self.log(format!("attach {id} {path}"));
+        self.check("attach", id)
+    }
+
+    fn detach(&self, id: u32, flags: u64) -> Result<(), Errno> {
+        self.log(format!("detach {id} flags={flags}"));
+        self.check("detach", id)
+    }
+
+    fn flush(&self, id: u32) -> Result<rxdsk_ioctl::RxdskFlush, Errno> {
+        self.log(format!("flush {id}"));
+        self.check("flush", id)?;
+        Ok(rxdsk_ioctl::RxdskFlush {
+            id,
+            pages_written: 3,
+            bytes_written: 3 * 4096 + 8192,
+            generation: 2,
+            ..Default::default()
+        })
+    }
+
+    fn restore(&self, r: &rxdsk_ioctl::RxdskRestore) -> Result<rxdsk_ioctl::RxdskRestore, Errno> {
+        self.log(format!("restore flags={} id={}", r.flags, r.id));
+        self.check("restore", 0)?;
+        Ok(rxdsk_ioctl::RxdskRestore {
+            id: 5,
+            generation: 9,
+            ..*r
+        })
+    }
+
     fn wait_for_node(&self, path: &str) -> bool {
         self.log(format!("wait {path}"));
         self.node_appears
@@ -392,6 +424,7 @@ fn destroy_tries_every_device_and_reports_each_failure() {
         fake.calls(),
         [
             "destroy 0 flags=0",
+            "info 0",
             "destroy 1 flags=0",
             "destroy 7 flags=0",
             "destroy 2 flags=0"
@@ -522,7 +555,7 @@ fn list_formats() {
     );
     assert_eq!(
         run_fake(&fake, &["list", "--raw", "--output-all", "-n"]).stdout,
-        "/dev/rxd0 0 1G 4K 4096 - 0 0\n/dev/rxd4 4 1.5G 0B 512 1M 1 2\n"
+        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B\n"
     );
     let json = run_fake(&fake, &["list", "-J", "-o", "name,mem-limit,ro"]).stdout;
     let compact: String = json.split_whitespace().collect();
@@ -534,14 +567,14 @@ fn list_formats() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2}]}"#
+        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0}]}"#
     );
     // JSON ignores -b and -n; without -o it has every column, id included.
     let json = run_fake(&fake, &["list", "-J", "-n"]).stdout;
     let compact: String = json.split_whitespace().collect();
     assert!(
         compact.starts_with(
-            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0},"#
+            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0},"#
         ),
         "{compact}"
     );
@@ -609,7 +642,8 @@ fn version_text_and_json() {
         outcome(
             0,
             &format!(
-                "rxdskctl 0.1.0 (ABI 1.1)\nrxdsk module 0.1.0 (ABI 1.0, features {features:#x})\n"
+                "rxdskctl 0.1.0 (ABI 1.{})\nrxdsk module 0.1.0 (ABI 1.0, features {features:#x})\n",
+                abi::RXDSK_ABI_MINOR
             ),
             ""
         )
@@ -619,7 +653,7 @@ fn version_text_and_json() {
     assert_eq!(
         v,
         serde_json::json!({
-            "rxdskctl": {"version": "0.1.0", "abi_major": 1, "abi_minor": 1},
+            "rxdskctl": {"version": "0.1.0", "abi_major": 1, "abi_minor": abi::RXDSK_ABI_MINOR},
             "module": {"version": "0.1.0", "abi_major": 1, "abi_minor": 0,
                        "features": features},
         })
@@ -639,7 +673,10 @@ fn version_refuses_another_abi_major() {
     );
     assert_eq!(
         o.stderr,
-        "rxdskctl: /dev/rxdsk-control: incompatible module ABI 2.0 (rxdskctl speaks 1.1)\n"
+        format!(
+            "rxdskctl: /dev/rxdsk-control: incompatible module ABI 2.0 (rxdskctl speaks 1.{})\n",
+            abi::RXDSK_ABI_MINOR
+        )
     );
 }
 
@@ -674,7 +711,10 @@ fn commands_need_the_control_node() {
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     assert_eq!(run(cli.into_command(), missing, &mut out, &mut err), 1);
-    assert_eq!(String::from_utf8_lossy(&out), "rxdskctl 0.1.0 (ABI 1.1)\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        format!("rxdskctl 0.1.0 (ABI 1.{})\n", abi::RXDSK_ABI_MINOR)
+    );
 }
 
 /// An output that fails every write with `kind`.

@@ -1,0 +1,297 @@
+//! Backing devices (issue "export to a physical disk"), on the suite's scratch virtio disk
+//! (/dev/vda, a fresh sparse image each run): attach, flush, restore with every byte checked,
+//! discards reaching the image, the image readable at the device's offsets without rxdsk,
+//! refusals, and a failing backing device (fail_make_request) leaving an interrupted flush
+//! that a restore refuses.
+
+use crate::blk::{self, open_direct, read_at, write_at, AlignedBuf, Expect, MIB, PAGE};
+use crate::harness::{cmd, cmd_ok, ensure, is_block_device, TestResult};
+use crate::rxdsk::Device;
+use rxdsk_ioctl::*;
+
+const DISK: &str = "/dev/vda";
+const SIZE: u64 = 64 * MIB;
+
+fn rxdskctl(args: &[&str]) -> Result<crate::harness::Output, String> {
+    cmd("rxdskctl", args)
+}
+
+/// `rxdskctl create --backing DISK [more]`: the restored device.
+fn restore(more: &[&str]) -> Result<Device, String> {
+    let mut args = vec!["create", "--backing", DISK];
+    args.extend_from_slice(more);
+    let out = cmd_ok("rxdskctl", &args)?;
+    let path = out.stdout.trim();
+    let id: u32 = path
+        .strip_prefix("/dev/rxd")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("create --backing printed {path:?}"))?;
+    let dev = Device::adopt(id);
+    dev.wait_for_node()?;
+    Ok(dev)
+}
+
+fn inspect() -> Result<serde_json::Value, String> {
+    let out = cmd_ok("rxdskctl", &["inspect", DISK, "-J"])?;
+    serde_json::from_str(&out.stdout).map_err(|e| format!("inspect -J: {e}: {}", out.stdout))
+}
+
+/// What the device must hold after the test's writes: the pattern of `seed` below 32 MiB,
+/// the pattern of `seed2` over [8, 12) MiB, zeros over the discarded [16, 20) MiB and above.
+fn expected(seed: u64, seed2: u64) -> impl Fn(u64) -> Expect {
+    move |at| {
+        if (8 * MIB..12 * MIB).contains(&at) {
+            Expect::Pattern(seed2)
+        } else if (16 * MIB..20 * MIB).contains(&at) || at >= 32 * MIB {
+            Expect::Zeros
+        } else {
+            Expect::Pattern(seed)
+        }
+    }
+}
+
+pub fn backing_flush_restore() -> TestResult {
+    ensure(is_block_device(DISK), || {
+        format!("{DISK} missing: the suite's scratch disk")
+    })?;
+    let (seed, seed2) = (0xBAC0, 0xBAC1);
+    let dev = Device::create(SIZE, 4096)?;
+    {
+        let f = open_direct(&dev.path, true)?;
+        blk::write_pattern(&f, 0, 32 * MIB, seed)?;
+    }
+    cmd_ok("rxdskctl", &["attach", &dev.path, DISK])?;
+    let info = dev.info()?;
+    ensure(
+        info.flags & RXDSK_FLAG_BACKED != 0 && info.dirty_pages == 8192,
+        || format!("after attach: {info:?} (want BACKED and 8192 dirty pages)"),
+    )?;
+    let v = inspect()?;
+    ensure(v["state"] == "flushing" && v["generation"] == 0, || {
+        format!("a fresh attach must not look like a valid image: {v}")
+    })?;
+    // Resize and non-forced destroy are refused while attached with unflushed data.
+    ensure(
+        dev.resize(2 * SIZE, 0) == Err(nix::errno::Errno::EBUSY),
+        || "resize of a backed device was not EBUSY".into(),
+    )?;
+    let d = rxdskctl(&["destroy", &dev.path])?;
+    ensure(
+        d.status == 1 && d.stderr.contains("not yet flushed"),
+        || format!("destroy with unflushed data: {} {:?}", d.status, d.stderr),
+    )?;
+    let out = cmd_ok("rxdskctl", &["flush", &dev.path])?;
+    ensure(out.stdout.contains("generation 1"), || {
+        format!("flush printed {:?}", out.stdout)
+    })?;
+    ensure(dev.info()?.dirty_pages == 0, || {
+        "dirty pages left after a flush".into()
+    })?;
+    // Change some pages, discard others, flush again.
+    {
+        let f = open_direct(&dev.path, true)?;
+        blk::write_pattern(&f, 8 * MIB, 4 * MIB, seed2)?;
+        blk::discard(&f, 16 * MIB, 4 * MIB).map_err(|e| format!("discard: {e}"))?;
+    }
+    ensure(dev.info()?.dirty_pages == 2048, || {
+        format!(
+            "{} dirty pages after 1024 written and 1024 discarded",
+            dev.info().map(|i| i.dirty_pages).unwrap_or(0)
+        )
+    })?;
+    let out = cmd_ok("rxdskctl", &["flush", "--all", "-J"])?;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).map_err(|e| format!("{e}"))?;
+    ensure(
+        v["flushed"][0]["generation"] == 2 && v["flushed"][0]["pages"] == 2048,
+        || format!("flush --all -J: {v}"),
+    )?;
+    let v = inspect()?;
+    ensure(
+        v["state"] == "clean"
+            && v["generation"] == 2
+            && v["size"] == SIZE
+            && v["block-size"] == 4096,
+        || format!("inspect after the flush: {v}"),
+    )?;
+    let s = dev.stats()?;
+    ensure(
+        s.backing_flushes == 2 && s.flush_generation == 2 && s.written_back_bytes >= 36 * MIB,
+        || format!("stats: {s:?}"),
+    )?;
+    // The image is readable without rxdsk, at the device's offsets.
+    {
+        let raw = open_direct(DISK, false)?;
+        blk::verify_range(&raw, 0, SIZE, &expected(seed, seed2))
+            .map_err(|e| format!("{DISK} read directly: {e}"))?;
+    }
+    cmd_ok("rxdskctl", &["detach", &dev.path])?;
+    ensure(dev.info()?.flags & RXDSK_FLAG_BACKED == 0, || {
+        "still backed after detach".into()
+    })?;
+    dev.destroy()?;
+    // Restore: same size and block size, every byte back, clean, attached.
+    let back = restore(&[])?;
+    let info = back.info()?;
+    ensure(
+        info.size_bytes == SIZE
+            && info.logical_block_size == 4096
+            && info.flags & RXDSK_FLAG_BACKED != 0
+            && info.dirty_pages == 0,
+        || format!("restored: {info:?}"),
+    )?;
+    {
+        let f = open_direct(&back.path, false)?;
+        blk::verify_range(&f, 0, SIZE, &expected(seed, seed2))
+            .map_err(|e| format!("restored device: {e}"))?;
+    }
+    // Zero pages and discarded ranges stored nothing: 28 MiB of data.
+    ensure(back.pages()? == 28 * MIB / PAGE, || {
+        format!("restored device holds {} pages", back.pages().unwrap_or(0))
+    })?;
+    // A second attach of the same disk is refused: it is held exclusively.
+    let other = Device::create(SIZE, 4096)?;
+    let a = rxdskctl(&["attach", &other.path, DISK])?;
+    ensure(a.status == 1 && a.stderr.contains("busy"), || {
+        format!("second attach: {a:?}", a = a.stderr)
+    })?;
+    other.destroy()?;
+    cmd_ok("rxdskctl", &["detach", &back.path])?;
+    back.destroy()
+}
+
+/// Sets fail_make_request for the disk: after `space` bytes pass, every request fails.
+struct FailDisk;
+
+impl FailDisk {
+    fn enable(space: u64) -> Result<Self, String> {
+        let fmr = "/sys/kernel/debug/fail_make_request";
+        let set = |k: &str, v: &str| {
+            std::fs::write(format!("{fmr}/{k}"), v).map_err(|e| format!("{fmr}/{k}: {e}"))
+        };
+        set("verbose", "0")?;
+        set("interval", "1")?;
+        set("times", "-1")?;
+        set("space", &space.to_string())?;
+        set("probability", "100")?;
+        std::fs::write("/sys/block/vda/make-it-fail", "1")
+            .map_err(|e| format!("make-it-fail: {e}"))?;
+        Ok(FailDisk)
+    }
+}
+
+impl Drop for FailDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/sys/block/vda/make-it-fail", "0");
+        let _ = std::fs::write("/sys/kernel/debug/fail_make_request/probability", "0");
+    }
+}
+
+/// A failing backing device: the flush fails with EIO after its header went out, so the image
+/// says "interrupted"; the changes stay dirty, the device keeps working, a restore is refused
+/// (naming the generation) unless forced, and a later flush succeeds.
+pub fn backing_failure_and_torn_image() -> TestResult {
+    ensure(is_block_device(DISK), || {
+        format!("{DISK} missing: the suite's scratch disk")
+    })?;
+    let (seed, seed2) = (0xFA11, 0xFA12);
+    let dev = Device::create(SIZE, 4096)?;
+    let f = open_direct(&dev.path, true)?;
+    blk::write_pattern(&f, 0, 32 * MIB, seed)?;
+    cmd_ok("rxdskctl", &["attach", &dev.path, DISK])?;
+    cmd_ok("rxdskctl", &["flush", &dev.path])?;
+    blk::write_pattern(&f, 8 * MIB, 4 * MIB, seed2)?;
+    blk::discard(&f, 16 * MIB, 4 * MIB).map_err(|e| format!("discard: {e}"))?;
+    let dirty = dev.info()?.dirty_pages;
+    let errors_before = dev.stats()?.backing_errors;
+    let failed = {
+        // The FLUSHING header (4 KiB) passes, the data does not (injection starts once
+        // the budget is no longer larger than a request).
+        let _fail = FailDisk::enable(PAGE + 1)?;
+        rxdskctl(&["flush", &dev.path])?
+    };
+    ensure(
+        failed.status == 1 && failed.stderr.contains("I/O error"),
+        || {
+            format!(
+                "flush on a failing disk: exit {} {:?}",
+                failed.status, failed.stderr
+            )
+        },
+    )?;
+    let s = dev.stats()?;
+    ensure(
+        dev.info()?.dirty_pages == dirty
+            && s.backing_errors > errors_before
+            && s.flush_generation == 1,
+        || {
+            format!(
+                "after the failed flush: dirty {} (want {dirty}), {s:?}",
+                dev.info().map(|i| i.dirty_pages).unwrap_or(0)
+            )
+        },
+    )?;
+    // The RAM device keeps working.
+    let mut page = AlignedBuf::zeroed(PAGE as usize)?;
+    blk::fill_keyed(&mut page[..], 5, 5);
+    write_at(&f, &page[..], 40 * MIB).map_err(|e| format!("write after the failure: {e}"))?;
+    let mut back = AlignedBuf::zeroed(PAGE as usize)?;
+    read_at(&f, &mut back[..], 40 * MIB).map_err(|e| format!("read: {e}"))?;
+    ensure(back[..] == page[..], || {
+        "the device lost a write after the backing failure".into()
+    })?;
+    let v = inspect()?;
+    ensure(
+        v["state"] == "flushing" && v["flushing-generation"] == 2,
+        || format!("the interrupted flush is not visible in the image: {v}"),
+    )?;
+    // Let go of the device, losing the changes (as a power cut would), then restore.
+    drop(f);
+    {
+        let _fail = FailDisk::enable(0)?;
+        let d = rxdskctl(&["detach", &dev.path])?;
+        ensure(
+            d.status == 1 && dev.info()?.flags & RXDSK_FLAG_BACKED != 0,
+            || {
+                format!(
+                    "detach while the flush fails: exit {} {:?}",
+                    d.status, d.stderr
+                )
+            },
+        )?;
+        cmd_ok("rxdskctl", &["detach", "--discard-dirty", &dev.path])?;
+    }
+    dev.destroy()?;
+    let refused = rxdskctl(&["create", "--backing", DISK])?;
+    ensure(
+        refused.status == 1 && refused.stderr.contains("generation 2"),
+        || {
+            format!(
+                "restore of a torn image: exit {} {:?}",
+                refused.status, refused.stderr
+            )
+        },
+    )?;
+    let forced = restore(&["--force"])?;
+    {
+        // Nothing of the failed flush reached the disk: generation 1's data is all there.
+        let f = open_direct(&forced.path, false)?;
+        blk::verify_range(&f, 0, SIZE, &|at| {
+            if at < 32 * MIB {
+                Expect::Pattern(seed)
+            } else {
+                Expect::Zeros
+            }
+        })
+        .map_err(|e| format!("forced restore: {e}"))?;
+    }
+    // A later flush commits the image again.
+    let out = cmd_ok("rxdskctl", &["flush", &forced.path])?;
+    ensure(out.stdout.contains("generation 2"), || {
+        format!("flush after the failure: {:?}", out.stdout)
+    })?;
+    ensure(inspect()?["state"] == "clean", || {
+        "not clean after a good flush".into()
+    })?;
+    cmd_ok("rxdskctl", &["detach", &forced.path])?;
+    forced.destroy()
+}

@@ -1,0 +1,297 @@
+//! Backing devices: attach, flush, detach, restore (`create --backing`) and `inspect`, which
+//! reads an image's metadata without the module.
+
+use crate::backend::Backend;
+use crate::control::{abi_path, action, ControlError};
+use crate::device::device_path;
+use crate::size::format_size;
+use nix::errno::Errno;
+use rxdsk_ioctl::{
+    header_offset, ImageError, RxdskImageHeader, RxdskRestore, RXDSK_CREATE_WITH_ID,
+    RXDSK_FLAG_BACKED, RXDSK_FLAG_DISCARD_DIRTY, RXDSK_FLAG_FORCE, RXDSK_IMAGE_CLEAN,
+};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, FileTypeExt};
+
+nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+
+/// Size in bytes of a block device or regular file.
+fn device_bytes(file: &std::fs::File) -> std::io::Result<u64> {
+    let meta = file.metadata()?;
+    if meta.file_type().is_block_device() {
+        let mut size = 0u64;
+        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid.
+        unsafe { blkgetsize64(std::os::fd::AsRawFd::as_raw_fd(file), &mut size) }
+            .map_err(std::io::Error::from)?;
+        Ok(size)
+    } else {
+        Ok(meta.len())
+    }
+}
+
+/// A 4 KiB block aligned for O_DIRECT.
+#[repr(C, align(4096))]
+struct Block([u8; 4096]);
+
+/// Reads and checks the image header of `path`, with a message naming it on failure. A block
+/// device is read with O_DIRECT: the module writes the image past the page cache, which may
+/// still hold an older header.
+pub fn read_image(path: &str) -> Result<RxdskImageHeader, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: cannot open: {e}"))?;
+    let bytes = device_bytes(&file).map_err(|e| format!("{path}: cannot read its size: {e}"))?;
+    let offset = header_offset(bytes)
+        .ok_or_else(|| format!("{path}: too small to hold an rxdsk image ({bytes} bytes)"))?;
+    let is_block = file
+        .metadata()
+        .is_ok_and(|m| m.file_type().is_block_device());
+    let file = if is_block {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECT)
+            .open(path)
+            .map_err(|e| format!("{path}: cannot open: {e}"))?
+    } else {
+        file
+    };
+    let mut block = Box::new(Block([0u8; 4096]));
+    file.read_exact_at(&mut block.0, offset)
+        .map_err(|e| format!("{path}: cannot read the metadata block: {e}"))?;
+    let block = &block.0[..136];
+    RxdskImageHeader::parse(block).map_err(|e| match e {
+        ImageError::NotAnImage => format!("{path}: no rxdsk image (no metadata block at {offset})"),
+        ImageError::Version(v) => {
+            format!("{path}: image format version {v}, this rxdskctl reads version 1")
+        }
+        ImageError::Checksum => format!("{path}: the image's metadata block is damaged (checksum)"),
+        ImageError::Invalid => format!("{path}: the image's metadata block is invalid"),
+    })
+}
+
+/// `YYYY-MM-DD hh:mm:ss UTC` of nanoseconds since the epoch.
+fn utc(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// `inspect`: the image metadata as text or JSON.
+pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
+    let clean = h.state == RXDSK_IMAGE_CLEAN;
+    if json {
+        let v = serde_json::json!({
+            "backing": path,
+            "format-version": h.version,
+            "size": h.size_bytes,
+            "block-size": h.logical_block_size,
+            "generation": h.generation,
+            "state": if clean { "clean" } else { "flushing" },
+            "flushing-generation": (!clean).then_some(h.flushing_generation),
+            "last-flush-ns": (h.flush_time_ns != 0).then_some(h.flush_time_ns),
+        });
+        format!("{v:#}\n")
+    } else {
+        let state = if clean {
+            "clean".to_string()
+        } else if h.generation == 0 {
+            "never flushed (attached, no flush completed)".to_string()
+        } else {
+            format!("interrupted flush of generation {}", h.flushing_generation)
+        };
+        let last = if h.flush_time_ns == 0 {
+            "never".to_string()
+        } else {
+            utc(h.flush_time_ns)
+        };
+        format!(
+            "backing:        {path}\nformat version: {}\nsize:           {} ({} bytes)\n\
+             block size:     {}\ngeneration:     {}\nstate:          {state}\nlast flush:     {last}\n",
+            h.version,
+            format_size(h.size_bytes),
+            h.size_bytes,
+            h.logical_block_size,
+            h.generation
+        )
+    }
+}
+
+/// `create --backing`: restores a device; returns its id.
+pub fn restore<B: Backend>(
+    backend: &B,
+    path: &str,
+    force: bool,
+    id: Option<u32>,
+) -> Result<u32, String> {
+    // Read here too, to name what is wrong better than an errno can.
+    if let Ok(h) = read_image(path) {
+        if h.state != RXDSK_IMAGE_CLEAN && !force {
+            return Err(if h.generation == 0 {
+                format!("{path}: cannot restore: the image was never completely flushed")
+            } else {
+                format!(
+                    "{path}: cannot restore: the flush of generation {} did not complete \
+                     (generation {} may be partly overwritten); --force restores it anyway",
+                    h.flushing_generation, h.generation
+                )
+            });
+        }
+    }
+    let mut flags = if force { RXDSK_FLAG_FORCE } else { 0 };
+    if id.is_some() {
+        flags |= RXDSK_CREATE_WITH_ID;
+    }
+    let request = RxdskRestore {
+        id: id.unwrap_or(0),
+        flags,
+        path: abi_path(path)?,
+        ..Default::default()
+    };
+    backend
+        .restore(&request)
+        .map(|r| r.id)
+        .map_err(|errno| ControlError::new(path, action::RESTORE, errno).to_string())
+}
+
+pub fn attach<B: Backend>(backend: &B, id: u32, path: &str) -> Result<(), String> {
+    abi_path(path)?;
+    backend
+        .attach(id, path)
+        .map_err(|errno| ControlError::new(device_path(id), action::ATTACH, errno).to_string())
+}
+
+pub fn detach<B: Backend>(backend: &B, id: u32, discard_dirty: bool) -> Result<(), String> {
+    let flags = if discard_dirty {
+        RXDSK_FLAG_DISCARD_DIRTY
+    } else {
+        0
+    };
+    backend
+        .detach(id, flags)
+        .map_err(|errno| ControlError::new(device_path(id), action::DETACH, errno).to_string())
+}
+
+/// `flush`: each device in turn, one summary line each (or a JSON array). Returns the error
+/// messages of the devices that failed.
+pub fn flush<B: Backend>(
+    backend: &B,
+    devices: &[u32],
+    all: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Vec<String>, std::io::Error> {
+    let ids: Vec<u32> = if all {
+        backend
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&id| {
+                backend
+                    .info(id)
+                    .is_ok_and(|i| i.flags & RXDSK_FLAG_BACKED != 0)
+            })
+            .collect()
+    } else {
+        devices.to_vec()
+    };
+    let mut failures = Vec::new();
+    let mut rows = Vec::new();
+    for id in ids {
+        let start = std::time::Instant::now();
+        match backend.flush(id) {
+            Ok(f) => {
+                let secs = start.elapsed().as_secs_f64();
+                if json {
+                    rows.push(serde_json::json!({
+                        "name": device_path(id),
+                        "pages": f.pages_written,
+                        "bytes": f.bytes_written,
+                        "generation": f.generation,
+                        "seconds": secs,
+                    }));
+                } else {
+                    writeln!(
+                        out,
+                        "{}: flushed {} pages ({} written) in {secs:.2} s, generation {}",
+                        device_path(id),
+                        f.pages_written,
+                        format_size(f.bytes_written),
+                        f.generation
+                    )?;
+                }
+            }
+            Err(Errno::ENXIO) if all => {}
+            Err(errno) => {
+                failures.push(ControlError::new(device_path(id), action::FLUSH, errno).to_string())
+            }
+        }
+    }
+    if json {
+        writeln!(out, "{:#}", serde_json::json!({ "flushed": rows }))?;
+    }
+    Ok(failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_796_388_278_000_000_000), "2026-12-04 12:44:38 UTC");
+        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn inspect_reads_an_image_file() {
+        let dir = std::env::temp_dir().join(format!("rxdskctl-inspect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let path = dir.join("img");
+        let h = RxdskImageHeader::new(
+            4096,
+            1 << 20,
+            3,
+            RXDSK_IMAGE_CLEAN,
+            1_796_388_278_000_000_000,
+        );
+        let mut data = vec![0u8; (1 << 20) + 8192];
+        let at = header_offset(data.len() as u64).unwrap_or_default() as usize;
+        data[at..at + 136].copy_from_slice(&h.to_bytes());
+        std::fs::write(&path, &data).unwrap_or_default();
+        let p = path.to_string_lossy().into_owned();
+        assert_eq!(read_image(&p), Ok(h));
+        let text = render_inspect(&p, &h, false);
+        assert!(
+            text.contains("generation:     3") && text.contains("state:          clean"),
+            "{text}"
+        );
+        assert!(text.contains("2026-12-04 12:44:38 UTC"), "{text}");
+        let v: serde_json::Value =
+            serde_json::from_str(&render_inspect(&p, &h, true)).unwrap_or_default();
+        assert_eq!(v["generation"], 3);
+        assert_eq!(v["state"], "clean");
+        assert_eq!(v["size"], 1 << 20);
+        // Damage the block: named as such.
+        data[at + 20] ^= 1;
+        std::fs::write(&path, &data).unwrap_or_default();
+        assert!(read_image(&p).is_err_and(|e| e.contains("damaged")));
+        std::fs::write(&path, vec![0u8; 100]).unwrap_or_default();
+        assert!(read_image(&p).is_err_and(|e| e.contains("too small")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

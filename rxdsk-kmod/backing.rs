@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A backing block device, opened exclusively by path, and synchronous page I/O on it: the only
+//! place that touches `struct block_device`, its file and the bios we send it. Used from control
+//! paths only (ioctls), never from our own `submit_bio`, so waiting for a bio here cannot
+//! deadlock on our own queue.
+
+use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use crate::iomem::IoMem;
+use core::ptr::NonNull;
+use kernel::{bindings, page::Page, prelude::*, str::CStr};
+
+/// Pages of kernel memory for backing I/O.
+pub(crate) struct PageBuf {
+    pages: KVec<Page>,
+}
+
+impl PageBuf {
+    pub(crate) fn new(n: usize) -> Result<Self> {
+        let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        Ok(Self { pages })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Calls `f` with page `i` mapped as I/O memory.
+    pub(crate) fn with_mem<R>(&self, i: usize, f: impl FnOnce(IoMem<'_>) -> R) -> Option<R> {
+        let page = self.pages.get(i)?;
+        // SAFETY: The page is ours and valid; the mapping is undone below, after `f`.
+        let addr = unsafe { bindings::kmap_local_page(page.as_ptr()) }.cast::<u8>();
+        // SAFETY: `kmap_local_page` never returns null and maps `PAGE_SIZE` bytes that stay
+        // mapped until the unmap below; `IoMem` creates no reference to them.
+        let mem = unsafe { IoMem::new(NonNull::new_unchecked(addr), PAGE_SIZE) };
+        let r = f(mem);
+        // SAFETY: Mapped above, unmapped once, in LIFO order.
+        unsafe { bindings::kunmap_local(addr.cast()) };
+        Some(r)
+    }
+}
+
+/// # Invariants
+///
+/// `file` came from `bdev_file_open_by_path` (exclusive, read-write) and is released once, in
+/// `drop`; `bdev` is its block device, valid while `file` is open.
+pub(crate) struct Backing {
+    file: NonNull<bindings::file>,
+    bdev: NonNull<bindings::block_device>,
+}
+
+// SAFETY: The file and block device may be used from any thread; the functions called on them
+// do their own locking.
+unsafe impl Send for Backing {}
+// SAFETY: As above: every method takes `&self` and calls thread-safe block-layer functions.
+unsafe impl Sync for Backing {}
+
+impl Backing {
+    /// Opens `path` read-write and exclusively for `holder` (`EBUSY` if someone else holds it).
+    pub(crate) fn open(path: &CStr, holder: *const core::ffi::c_void) -> Result<Self> {
+        let mode = ffi::blk_open_read() | ffi::blk_open_write() | ffi::blk_open_excl();
+        // SAFETY: `path` is NUL-terminated; an exclusive open needs a non-null holder, which
+        // the caller's address is; no holder operations.
+        let file = unsafe {
+            bindings::bdev_file_open_by_path(path.as_char_ptr(), mode, holder.cast_mut(), core::ptr::null())
+        };
+        let file = kernel::error::from_err_ptr(file)?;
+        let file = NonNull::new(file).ok_or(EINVAL)?;
+        // SAFETY: `file` is an open block device file.
+        let bdev = unsafe { bindings::file_bdev(file.as_ptr()) };
+        let Some(bdev) = NonNull::new(bdev) else {
+            // SAFETY: Opened above, released once.
+            unsafe { bindings::bdev_fput(file.as_ptr()) };
+            return Err(EINVAL);
+        };
+        // INVARIANT: opened exclusively above; `bdev` is its device.
+        Ok(Self { file, bdev })
+    }
+
+    /// Opens `path` read-only and shared: for reading an image header before a device exists.
+    pub(crate) fn open_shared(path: &CStr) -> Result<Self> {
+        // SAFETY: `path` is NUL-terminated; a shared open takes no holder.
+        let file = unsafe {
+            bindings::bdev_file_open_by_path(path.as_char_ptr(), ffi::blk_open_read(), core::ptr::null_mut(), core::ptr::null())
+        };
+        let file = kernel::error::from_err_ptr(file)?;
+        let file = NonNull::new(file).ok_or(EINVAL)?;
+        // SAFETY: `file` is an open block device file.
+        let bdev = unsafe { bindings::file_bdev(file.as_ptr()) };
+        let Some(bdev) = NonNull::new(bdev) else {
+            // SAFETY: Opened above, released once.
+            unsafe { bindings::bdev_fput(file.as_ptr()) };
+            return Err(EINVAL);
+        };
+        // INVARIANT: opened above (read-only: writes through it fail with EBADF-like errors
+        // from the block layer, and this handle is only read); `bdev` is its device.
+        Ok(Self { file, bdev })
+    }
+
+    /// Size of the backing device in bytes.
+    pub(crate) fn bytes(&self) -> u64 {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { ffi::bdev_nr_bytes(self.bdev.as_ptr()) }
+    }
+
+    /// Reads or writes the first `n` pages of `buf` at byte `pos` (4 KiB aligned), waiting for
+    /// the bio. `fua`: the write is durable when this returns (with a cache flush before it).
+    fn rw(&self, pos: u64, buf: &PageBuf, n: usize, op: bindings::blk_opf_t, fua: bool) -> Result {
+        let n = n.min(buf.len());
+        let opf = if fua { op | ffi::REQ_PREFLUSH | ffi::REQ_FUA } else { op };
+        let nr_vecs = u16::try_from(n).map_err(|_| EINVAL)?;
+        // SAFETY: `bdev` is valid (invariant); `fs_bio_set` is the kernel's initialised bio
+        // set, only addressed here; GFP_NOIO: this I/O may serve reclaim.
+        let bio = unsafe {
+            bindings::bio_alloc_bioset(self.bdev.as_ptr(), nr_vecs, opf, ffi::gfp_noio(), &raw mut bindings::fs_bio_set)
+        };
+        if bio.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: A fresh bio of ours; the pages stay allocated until `buf` is dropped, after
+        // the bio completed below.
+        let result = unsafe {
+            (*bio).bi_iter.bi_sector = pos >> SECTOR_SHIFT;
+            let mut added = true;
+            for page in buf.pages.iter().take(n) {
+                added &= bindings::bio_add_page(bio, page.as_ptr(), PAGE_SIZE as u32, 0) == PAGE_SIZE as i32;
+            }
+            if added {
+                kernel::error::to_result(bindings::submit_bio_wait(bio))
+            } else {
+                Err(EIO)
+            }
+        };
+        // SAFETY: Our bio, completed (or never submitted), put once.
+        unsafe { bindings::bio_put(bio) };
+        result
+    }
+
+    pub(crate) fn read(&self, pos: u64, buf: &PageBuf, n: usize) -> Result {
+        self.rw(pos, buf, n, bindings::req_op_REQ_OP_READ, false)
+    }
+
+    pub(crate) fn write(&self, pos: u64, buf: &PageBuf, n: usize, fua: bool) -> Result {
+        self.rw(pos, buf, n, bindings::req_op_REQ_OP_WRITE, fua)
+    }
+
+    /// Zeroes `len` bytes at `pos` (sector aligned): write-zeroes or unmap where the device
+    /// can, zero pages otherwise.
+    pub(crate) fn zeroout(&self, pos: u64, len: u64) -> Result {
+        // SAFETY: `bdev` is valid (invariant); flags 0 allow unmapping and falling back to
+        // writing zero pages.
+        kernel::error::to_result(unsafe {
+            bindings::blkdev_issue_zeroout(self.bdev.as_ptr(), pos >> SECTOR_SHIFT, len >> SECTOR_SHIFT, ffi::gfp_noio(), 0)
+        })
+    }
+
+    /// Flushes the backing device's volatile cache.
+    pub(crate) fn flush_cache(&self) -> Result {
+        // SAFETY: `bdev` is valid (invariant).
+        kernel::error::to_result(unsafe { bindings::blkdev_issue_flush(self.bdev.as_ptr()) })
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        // SAFETY: Opened by `open`, released once (invariant).
+        unsafe { bindings::bdev_fput(self.file.as_ptr()) };
+    }
+}
