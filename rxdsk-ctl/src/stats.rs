@@ -15,7 +15,7 @@ enum Kind {
 type Counter = (&'static str, Kind, fn(&RxdskStats) -> u64);
 
 /// Every counter, in ABI order, named exactly like its ABI field.
-const COUNTERS: [Counter; 14] = [
+const COUNTERS: [Counter; 19] = [
     ("reads", Kind::Count, |s| s.reads),
     ("writes", Kind::Count, |s| s.writes),
     ("read_bytes", Kind::Bytes, |s| s.read_bytes),
@@ -30,6 +30,11 @@ const COUNTERS: [Counter; 14] = [
     ("alloc_failures", Kind::Count, |s| s.alloc_failures),
     ("limit_failures", Kind::Count, |s| s.limit_failures),
     ("io_errors", Kind::Count, |s| s.io_errors),
+    ("dirty_pages", Kind::Count, |s| s.dirty_pages),
+    ("written_back_bytes", Kind::Bytes, |s| s.written_back_bytes),
+    ("backing_flushes", Kind::Count, |s| s.backing_flushes),
+    ("backing_errors", Kind::Count, |s| s.backing_errors),
+    ("flush_generation", Kind::Count, |s| s.flush_generation),
 ];
 
 /// `key: value` lines; byte counters human-readable unless `bytes`.
@@ -93,6 +98,11 @@ mod tests {
             alloc_failures: 12,
             limit_failures: 13,
             io_errors: 14,
+            dirty_pages: 15,
+            written_back_bytes: 16 << 20,
+            backing_flushes: 17,
+            backing_errors: 18,
+            flush_generation: 19,
             ..Default::default()
         }
     }
@@ -114,6 +124,11 @@ zero_pages: 11
 alloc_failures: 12
 limit_failures: 13
 io_errors: 14
+dirty_pages: 15
+written_back_bytes: 16M
+backing_flushes: 17
+backing_errors: 18
+flush_generation: 19
 ";
         assert_eq!(render_stats_text(&sample(), false), want);
     }
@@ -122,7 +137,8 @@ io_errors: 14
     fn text_bytes() {
         let text = render_stats_text(&sample(), true);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 14);
+        assert_eq!(lines.len(), 19);
+        assert_eq!(lines[15], "written_back_bytes: 16777216");
         assert_eq!(lines[2], "read_bytes: 4096");
         assert_eq!(lines[3], "write_bytes: 1610612736");
         assert_eq!(lines[5], "discard_bytes: 512");
@@ -156,13 +172,18 @@ io_errors: 14
                 "zero_pages",
                 "alloc_failures",
                 "limit_failures",
-                "io_errors"
+                "io_errors",
+                "dirty_pages",
+                "written_back_bytes",
+                "backing_flushes",
+                "backing_errors",
+                "flush_generation"
             ]
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v.to_string(),
-            r#"{"alloc_failures":12,"discard_bytes":512,"discards":5,"flushes":9,"id":2,"io_errors":14,"limit_failures":13,"name":"/dev/rxd2","pages":10,"read_bytes":4096,"reads":1,"write_bytes":1610612736,"write_zeroes":7,"write_zeroes_bytes":1048576,"writes":2,"zero_pages":11}"#
+            r#"{"alloc_failures":12,"backing_errors":18,"backing_flushes":17,"dirty_pages":15,"discard_bytes":512,"discards":5,"flush_generation":19,"flushes":9,"id":2,"io_errors":14,"limit_failures":13,"name":"/dev/rxd2","pages":10,"read_bytes":4096,"reads":1,"write_bytes":1610612736,"write_zeroes":7,"write_zeroes_bytes":1048576,"writes":2,"written_back_bytes":16777216,"zero_pages":11}"#
         );
     }
 }

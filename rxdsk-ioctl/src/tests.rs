@@ -41,6 +41,22 @@ fn numbers_match_nix() {
             RXDSK_IOC_STATS,
             nix::request_code_readwrite!(m, nr::STATS, size_of::<RxdskStats>()),
         ),
+        (
+            RXDSK_IOC_ATTACH,
+            nix::request_code_write!(m, nr::ATTACH, size_of::<RxdskAttach>()),
+        ),
+        (
+            RXDSK_IOC_DETACH,
+            nix::request_code_write!(m, nr::DETACH, size_of::<RxdskDetach>()),
+        ),
+        (
+            RXDSK_IOC_FLUSH,
+            nix::request_code_readwrite!(m, nr::FLUSH, size_of::<RxdskFlush>()),
+        ),
+        (
+            RXDSK_IOC_RESTORE,
+            nix::request_code_readwrite!(m, nr::RESTORE, size_of::<RxdskRestore>()),
+        ),
     ];
     for (ours, nix) in cases {
         assert_eq!(*ours as u64, *nix, "{ours:#x} vs {nix:#x}");
@@ -58,6 +74,10 @@ fn numbers_are_distinct() {
         RXDSK_IOC_INFO,
         RXDSK_IOC_LIST,
         RXDSK_IOC_STATS,
+        RXDSK_IOC_ATTACH,
+        RXDSK_IOC_DETACH,
+        RXDSK_IOC_FLUSH,
+        RXDSK_IOC_RESTORE,
     ];
     for (i, a) in all.iter().enumerate() {
         assert!(all[i + 1..].iter().all(|b| a != b));

@@ -277,13 +277,23 @@ fn shlib_depends(binary: &Path) -> Result<String> {
         .context("dpkg-shlibdeps printed no shlibs:Depends")
 }
 
-/// Where the module's sources sit in the DKMS tree: the same relative layout as the
-/// repository, so the module's `#[path]` includes of the ABI and layout crates resolve.
-const DKMS_SOURCES: &[&str] = &[
-    "rxdsk-kmod",
-    "rxdsk-ioctl/src/abi.rs",
-    "rxdsk-layout/src/layout.rs",
-];
+/// What the DKMS tree holds: the module's directory and every file its crate root includes
+/// from elsewhere with `#[path = "../..."]` (the ABI, the image format, the layout
+/// arithmetic), in the repository's relative layout so those includes resolve.
+fn dkms_sources() -> Result<Vec<String>> {
+    let root = fs::read_to_string(paths::repo().join("rxdsk-kmod/rxdsk_main.rs"))?;
+    let mut sources = vec!["rxdsk-kmod".to_string()];
+    for line in root.lines() {
+        if let Some(rest) = line.trim().strip_prefix("#[path = \"../") {
+            let rel = rest
+                .split('"')
+                .next()
+                .context("a #[path] without its closing quote")?;
+            sources.push(rel.to_string());
+        }
+    }
+    Ok(sources)
+}
 
 fn dkms_conf() -> String {
     format!(
@@ -334,8 +344,8 @@ fn copy_tree(from: &Path, s: &Stage, rel: &str) -> Result<()> {
 fn dkms_deb(out: &Path) -> Result<(PathBuf, PathBuf)> {
     let s = Stage::new("rxdsk-dkms")?;
     let src = format!("usr/src/rxdsk-{VERSION}");
-    for rel in DKMS_SOURCES {
-        copy_tree(&paths::repo().join(rel), &s, &format!("{src}/{rel}"))?;
+    for rel in dkms_sources()? {
+        copy_tree(&paths::repo().join(&rel), &s, &format!("{src}/{rel}"))?;
     }
     s.file(&format!("{src}/dkms.conf"), dkms_conf().as_bytes(), 0o644)?;
     s.file(
@@ -505,6 +515,19 @@ mod tests {
     fn completions_name_the_subcommands() {
         let bash = String::from_utf8_lossy(&completion(clap_complete::Shell::Bash)).into_owned();
         assert!(bash.contains("create") && bash.contains("--mem-limit"));
+    }
+
+    #[test]
+    fn dkms_tree_has_every_included_file() {
+        let sources = dkms_sources().unwrap_or_else(|e| panic!("{e}"));
+        for want in [
+            "rxdsk-kmod",
+            "rxdsk-ioctl/src/abi.rs",
+            "rxdsk-ioctl/src/image.rs",
+            "rxdsk-layout/src/layout.rs",
+        ] {
+            assert!(sources.iter().any(|s| s == want), "{sources:?}");
+        }
     }
 
     #[test]

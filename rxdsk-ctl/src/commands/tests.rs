@@ -621,7 +621,7 @@ fn stats_text_and_json() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0}"#
+        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0,"dirty_pages":0,"written_back_bytes":0,"backing_flushes":0,"backing_errors":0,"flush_generation":0}"#
     );
     assert_eq!(
         run_fake(&fake, &["stats", "9"]),
