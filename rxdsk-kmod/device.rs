@@ -470,7 +470,7 @@ impl Device {
         for piece in pieces(pos, buf.len() as u64) {
             let (chunk, rest) = buf.split_at(piece.len);
             if piece.is_whole() && chunk.is_zero() {
-                self.store.erase(piece.index, batch)?;
+                self.store.erase(piece.index, batch, gfp)?;
                 self.stats.zero_page();
             } else {
                 self.store.write(piece.index, piece.offset, &chunk, gfp, nowait)?;

@@ -337,9 +337,9 @@ impl PageStore {
     /// Takes page `slot` out of the XArray; it then counts as pending until freed. While a
     /// backing device is attached the index is recorded as a hole first (the backing device
     /// still holds its old data): if that fails the page stays.
-    fn take(&self, slot: usize) -> Result<*mut bindings::page, StoreError> {
+    fn take(&self, slot: usize, gfp: bindings::gfp_t) -> Result<*mut bindings::page, StoreError> {
         if self.tracking.load(Ordering::Relaxed) && !self.load(slot as u64).is_null() {
-            self.record_hole(slot, ffi::gfp_noio())?;
+            self.record_hole(slot, gfp)?;
         }
         // SAFETY: `xa` is initialised; `xa_erase` takes the lock itself.
         let page: *mut bindings::page = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
@@ -363,9 +363,9 @@ impl PageStore {
 
     /// Removes page `index` while I/O may run; it is freed with `batch`. Returns whether there
     /// was one.
-    pub(crate) fn erase(&self, index: u64, batch: &mut FreeBatch<'_>) -> Result<bool, StoreError> {
+    pub(crate) fn erase(&self, index: u64, batch: &mut FreeBatch<'_>, gfp: bindings::gfp_t) -> Result<bool, StoreError> {
         let Ok(slot) = usize::try_from(index) else { return Ok(false) };
-        let page = self.take(slot)?;
+        let page = self.take(slot, gfp)?;
         if page.is_null() {
             return Ok(false);
         }
@@ -406,7 +406,7 @@ impl PageStore {
         let mut batch = FreeBatch::new(self);
         let mut result = Ok(());
         self.for_each_present(first, last, |slot| {
-            match self.take(slot) {
+            match self.take(slot, ffi::gfp_noio()) {
                 Ok(page) if !page.is_null() => {
                     // SAFETY: Just erased from this store; only current RCU readers may use it.
                     unsafe { batch.push(page) };

@@ -474,7 +474,15 @@ pub fn bad_input_rejected() -> TestResult {
             ..Default::default()
         },
     )];
-    for i in 0..4 {
+    infos.push((
+        "dirty_pages 1 (an output field)".to_string(),
+        RxdskInfo {
+            id,
+            dirty_pages: 1,
+            ..Default::default()
+        },
+    ));
+    for i in 0..RxdskInfo::default().reserved.len() {
         let mut x = RxdskInfo {
             id,
             ..Default::default()
@@ -497,7 +505,15 @@ pub fn bad_input_rejected() -> TestResult {
             ..Default::default()
         },
     )];
-    for i in [0, 7] {
+    stats.push((
+        "flush_generation 1 (an output field)".to_string(),
+        RxdskStats {
+            id,
+            flush_generation: 1,
+            ..Default::default()
+        },
+    ));
+    for i in 0..RxdskStats::default().reserved.len() {
         let mut x = RxdskStats {
             id,
             ..Default::default()
