@@ -45,7 +45,7 @@ impl PageBuf {
 
 /// # Invariants
 ///
-/// `file` came from `bdev_file_open_by_path` (exclusive, read-write) and is released once, in
+/// `file` came from `bdev_file_open_by_path` and is released once, in
 /// `drop`; `bdev` is its block device, valid while `file` is open.
 pub(crate) struct Backing {
     file: NonNull<bindings::file>,
@@ -62,30 +62,20 @@ impl Backing {
     /// Opens `path` read-write and exclusively for `holder` (`EBUSY` if someone else holds it).
     pub(crate) fn open(path: &CStr, holder: *const core::ffi::c_void) -> Result<Self> {
         let mode = ffi::blk_open_read() | ffi::blk_open_write() | ffi::blk_open_excl();
-        // SAFETY: `path` is NUL-terminated; an exclusive open needs a non-null holder, which
-        // the caller's address is; no holder operations.
-        let file = unsafe {
-            bindings::bdev_file_open_by_path(path.as_char_ptr(), mode, holder.cast_mut(), core::ptr::null())
-        };
-        let file = kernel::error::from_err_ptr(file)?;
-        let file = NonNull::new(file).ok_or(EINVAL)?;
-        // SAFETY: `file` is an open block device file.
-        let bdev = unsafe { bindings::file_bdev(file.as_ptr()) };
-        let Some(bdev) = NonNull::new(bdev) else {
-            // SAFETY: Opened above, released once.
-            unsafe { bindings::bdev_fput(file.as_ptr()) };
-            return Err(EINVAL);
-        };
-        // INVARIANT: opened exclusively above; `bdev` is its device.
-        Ok(Self { file, bdev })
+        Self::open_mode(path, mode, holder)
     }
 
     /// Opens `path` read-only and shared: for reading an image header before a device exists.
+    /// Only read through.
     pub(crate) fn open_shared(path: &CStr) -> Result<Self> {
-        // SAFETY: `path` is NUL-terminated; a shared open takes no holder.
-        let file = unsafe {
-            bindings::bdev_file_open_by_path(path.as_char_ptr(), ffi::blk_open_read(), core::ptr::null_mut(), core::ptr::null())
-        };
+        Self::open_mode(path, ffi::blk_open_read(), core::ptr::null())
+    }
+
+    /// `holder` is non-null exactly when `mode` has `BLK_OPEN_EXCL`.
+    fn open_mode(path: &CStr, mode: bindings::blk_mode_t, holder: *const core::ffi::c_void) -> Result<Self> {
+        // SAFETY: `path` is NUL-terminated; an exclusive open gets the caller's non-null
+        // holder, a shared one none (the callers above); no holder operations.
+        let file = unsafe { bindings::bdev_file_open_by_path(path.as_char_ptr(), mode, holder.cast_mut(), core::ptr::null()) };
         let file = kernel::error::from_err_ptr(file)?;
         let file = NonNull::new(file).ok_or(EINVAL)?;
         // SAFETY: `file` is an open block device file.
@@ -95,8 +85,7 @@ impl Backing {
             unsafe { bindings::bdev_fput(file.as_ptr()) };
             return Err(EINVAL);
         };
-        // INVARIANT: opened above (read-only: writes through it fail with EBADF-like errors
-        // from the block layer, and this handle is only read); `bdev` is its device.
+        // INVARIANT: opened above; `bdev` is its device.
         Ok(Self { file, bdev })
     }
 
