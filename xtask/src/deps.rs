@@ -33,6 +33,7 @@ const PACKAGES: &[&str] = &[
     "fonts-dejavu-core", // text of the bench chart
     "lintian",           // checks the packages of `cargo xtask package`
     "dpkg-dev",          // dpkg-shlibdeps for the rxdskctl package
+    "man-db",            // the package check renders rxdskctl(8)
 ];
 
 /// bindgen-cli version installed into the tools directory (>= 0.71.1 is required).
