@@ -506,25 +506,9 @@ impl PageStore {
         unsafe { bindings::xa_destroy(self.holes.get()) };
     }
 
-    fn for_each_marked(&self, mut f: impl FnMut(usize)) {
-        let mut index = 0usize;
-        let mut seen = 0u64;
-        loop {
-            // SAFETY: `xa` is initialised; `xa_find` takes RCU itself.
-            let entry = unsafe { bindings::xa_find(self.xa(), &mut index, usize::MAX, ffi::xa_mark_0()) };
-            if entry.is_null() {
-                break;
-            }
-            f(index);
-            seen += 1;
-            if seen % BATCH == 0 {
-                ffi::cond_resched();
-            }
-            if index == usize::MAX {
-                break;
-            }
-            index += 1;
-        }
+    fn for_each_marked(&self, f: impl FnMut(usize)) {
+        // SAFETY: `xa` is initialised and lives as long as `self`.
+        unsafe { walk(self.xa(), ffi::xa_mark_0(), f) }
     }
 
     /// The first index at or after `from` changed since the last flush: a marked page or a
@@ -544,23 +528,19 @@ impl PageStore {
         }
     }
 
-    /// Pages and holes changed since the last flush (a walk: for reports).
+    /// Pages and holes changed since the last flush (a walk: for reports). An index that was
+    /// erased and written again is one change, not two.
     pub(crate) fn changed(&self) -> u64 {
         let mut n = 0;
         self.for_each_marked(|_| n += 1);
-        let mut index = 0usize;
-        loop {
-            // SAFETY: `holes` is initialised; `xa_find` takes RCU itself.
-            let entry = unsafe { bindings::xa_find(self.holes.get(), &mut index, usize::MAX, ffi::xa_present()) };
-            if entry.is_null() {
-                break;
+        let count_unmarked = |slot: usize| {
+            // SAFETY: `xa` is initialised; `xa_get_mark` takes RCU itself.
+            if !unsafe { bindings::xa_get_mark(self.xa(), slot, ffi::xa_mark_0()) } {
+                n += 1;
             }
-            n += 1;
-            if index == usize::MAX {
-                break;
-            }
-            index += 1;
-        }
+        };
+        // SAFETY: `holes` is initialised and lives as long as `self`.
+        unsafe { walk(self.holes.get(), ffi::xa_present(), count_unmarked) };
         n
     }
 
@@ -624,6 +604,33 @@ impl PinnedDrop for PageStore {
             bindings::xa_destroy(self.xa());
             bindings::xa_destroy(self.holes.get());
         }
+    }
+}
+
+/// Calls `f(index)` for every entry of `xa` carrying `mark`, in index order, yielding the CPU
+/// every [`BATCH`] entries.
+///
+/// # Safety
+///
+/// `xa` is an initialised XArray that stays valid during the call.
+unsafe fn walk(xa: *mut bindings::xarray, mark: bindings::xa_mark_t, mut f: impl FnMut(usize)) {
+    let mut index = 0usize;
+    let mut seen = 0u64;
+    loop {
+        // SAFETY: `xa` is valid (caller); `xa_find` takes RCU itself and updates `index`.
+        let entry = unsafe { bindings::xa_find(xa, &mut index, usize::MAX, mark) };
+        if entry.is_null() {
+            break;
+        }
+        f(index);
+        seen += 1;
+        if seen % BATCH == 0 {
+            ffi::cond_resched();
+        }
+        if index == usize::MAX {
+            break;
+        }
+        index += 1;
     }
 }
 
