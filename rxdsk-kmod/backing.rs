@@ -24,10 +24,6 @@ impl PageBuf {
         Ok(Self { pages })
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.pages.len()
-    }
-
     /// Calls `f` with page `i` mapped as I/O memory.
     pub(crate) fn with_mem<R>(&self, i: usize, f: impl FnOnce(IoMem<'_>) -> R) -> Option<R> {
         let page = self.pages.get(i)?;
@@ -95,12 +91,13 @@ impl Backing {
         unsafe { ffi::bdev_nr_bytes(self.bdev.as_ptr()) }
     }
 
-    /// Reads or writes the first `n` pages of `buf` at byte `pos` (4 KiB aligned), waiting for
-    /// the bio. `fua`: the write is durable when this returns (with a cache flush before it).
-    fn rw(&self, pos: u64, buf: &PageBuf, n: usize, op: bindings::blk_opf_t, fua: bool) -> Result {
-        let n = n.min(buf.len());
+    /// Reads or writes pages `first..first + n` of `buf` at byte `pos` (4 KiB aligned),
+    /// waiting for the bio. `fua`: the write is durable when this returns (with a cache flush
+    /// before it).
+    fn rw(&self, pos: u64, buf: &PageBuf, first: usize, n: usize, op: bindings::blk_opf_t, fua: bool) -> Result {
+        let pages = buf.pages.get(first..first.checked_add(n).ok_or(EINVAL)?).ok_or(EINVAL)?;
         let opf = if fua { op | ffi::REQ_PREFLUSH | ffi::REQ_FUA } else { op };
-        let nr_vecs = u16::try_from(n).map_err(|_| EINVAL)?;
+        let nr_vecs = u16::try_from(pages.len()).map_err(|_| EINVAL)?;
         // SAFETY: `bdev` is valid (invariant); `fs_bio_set` is the kernel's initialised bio
         // set, only addressed here; GFP_NOIO: this I/O may serve reclaim.
         let bio = unsafe {
@@ -114,7 +111,7 @@ impl Backing {
         let result = unsafe {
             (*bio).bi_iter.bi_sector = pos >> SECTOR_SHIFT;
             let mut added = true;
-            for page in buf.pages.iter().take(n) {
+            for page in pages {
                 added &= bindings::bio_add_page(bio, page.as_ptr(), PAGE_SIZE as u32, 0) == PAGE_SIZE as i32;
             }
             if added {
@@ -128,12 +125,19 @@ impl Backing {
         result
     }
 
+    /// Reads the first `n` pages of `buf` from `pos`.
     pub(crate) fn read(&self, pos: u64, buf: &PageBuf, n: usize) -> Result {
-        self.rw(pos, buf, n, bindings::req_op_REQ_OP_READ, false)
+        self.rw(pos, buf, 0, n, bindings::req_op_REQ_OP_READ, false)
     }
 
+    /// Writes the first `n` pages of `buf` at `pos`.
     pub(crate) fn write(&self, pos: u64, buf: &PageBuf, n: usize, fua: bool) -> Result {
-        self.rw(pos, buf, n, bindings::req_op_REQ_OP_WRITE, fua)
+        self.rw(pos, buf, 0, n, bindings::req_op_REQ_OP_WRITE, fua)
+    }
+
+    /// Writes pages `first..first + n` of `buf` at `pos`.
+    pub(crate) fn write_from(&self, pos: u64, buf: &PageBuf, first: usize, n: usize) -> Result {
+        self.rw(pos, buf, first, n, bindings::req_op_REQ_OP_WRITE, false)
     }
 
     /// Zeroes `len` bytes at `pos` (sector aligned): write-zeroes or unmap where the device

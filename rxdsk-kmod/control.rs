@@ -195,8 +195,11 @@ impl MiscDevice for Control {
                 let (mut reader, mut writer) = user.reader_writer();
                 let req: RxdskInfo = reader.read()?;
                 check_zero(&req.reserved)?;
-                let RxdskInfo { id, logical_block_size, size_bytes, mem_limit_bytes, flags, used_bytes, open_count, pad, dirty_pages, .. } = req;
-                check_zero(&[logical_block_size.into(), size_bytes, mem_limit_bytes, flags, used_bytes, open_count.into(), pad.into(), dirty_pages])?;
+                // Everything but the id is output: the whole input must be zero besides it.
+                if req != (RxdskInfo { id: req.id, ..Default::default() }) {
+                    return Err(EINVAL);
+                }
+                let id = req.id;
                 writer.write(&registry.info(id)?)?;
             }
             RXDSK_IOC_STATS => {
@@ -230,10 +233,14 @@ impl MiscDevice for Control {
             RXDSK_IOC_ATTACH => {
                 let req: RxdskAttach = user.reader().read()?;
                 check_zero(&req.reserved)?;
-                if req.pad != 0 || req.flags != 0 {
+                if req.pad != 0
+                    || req.flags != 0
+                    || req.journal_bytes.checked_rem(RXDSK_PAGE_SIZE) != Some(0)
+                    || req.journal_bytes > MAX_SIZE
+                {
                     return Err(EINVAL);
                 }
-                registry.attach(req.id, request_path(&req.path)?)?;
+                registry.attach(req.id, request_path(&req.path)?, req.journal_bytes)?;
             }
             RXDSK_IOC_DETACH => {
                 let req: RxdskDetach = user.reader().read()?;

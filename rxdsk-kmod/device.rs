@@ -4,14 +4,15 @@
 //! wrappers.
 
 use crate::abi::{
-    RxdskFlush, RxdskInfo, RxdskStats, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_MAX_SIZE,
-    RXDSK_PAGE_SIZE,
+    RxdskFlush, RxdskInfo, RxdskStats, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITETHROUGH,
+    RXDSK_FLUSH_ATOMIC, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use crate::backing::{Backing, PageBuf};
 use crate::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
 use crate::image::{
-    header_offset, image_fits, ImageError, RxdskImageHeader, RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_FLUSHING,
-    RXDSK_IMAGE_META_SIZE,
+    checksum_continue, header_offset, image_fits, journal_holds, journal_offset, journal_table_blocks, ImageError,
+    RxdskImageHeader, JOURNAL_ENTRIES_PER_BLOCK, JOURNAL_HOLE, RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_FLUSHING,
+    RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITEBACK, RXDSK_IMAGE_WRITETHROUGH,
 };
 use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
 use crate::iomem::IoMem;
@@ -37,6 +38,20 @@ struct Attached {
     /// The backing device's data area holds nothing of ours yet: the next flush zeroes it
     /// before it writes the pages (set by ATTACH, cleared by the first completed flush).
     zero_fill: bool,
+    /// `RXDSK_IMAGE_WRITEBACK` or `RXDSK_IMAGE_WRITETHROUGH`.
+    mode: u32,
+    /// Size of the journal after the data area; 0: none.
+    journal_bytes: u64,
+    /// A journal is committed on the device (header JOURNALED) and not yet known to be
+    /// copied in place: the next flush replays it before it writes a new one.
+    replay_pending: bool,
+}
+
+/// Where one flush's pages go, for the report.
+#[derive(Default)]
+struct Written {
+    pages: u64,
+    bytes: u64,
 }
 
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
@@ -77,7 +92,9 @@ pub(crate) struct Device {
     backing: Mutex<Option<Attached>>,
     written_back: AtomicU64,
     backing_flushes: AtomicU64,
+    atomic_flushes: AtomicU64,
     backing_errors: AtomicU64,
+    backing_reads: AtomicU64,
 }
 
 impl Device {
@@ -93,7 +110,8 @@ impl Device {
     pub(crate) fn restore(id: u32, path: &CStr, force: bool) -> Result<(Pin<KBox<Self>>, u64)> {
         // The header first, through a shared open: the exclusive one needs the device.
         let header = read_header(&Backing::open_shared(path)?)?;
-        if header.state != RXDSK_IMAGE_CLEAN && !force {
+        // A committed journal is replayed below: its image is whole.
+        if header.state == RXDSK_IMAGE_FLUSHING && !force {
             pr_warn!(
                 "rxdsk: {}: generation {} was being flushed when it stopped; not restored without force\n",
                 path.to_str().unwrap_or("?"),
@@ -112,14 +130,26 @@ impl Device {
         }
         let device = Self::build(id, &config)?;
         let file = Backing::open(path, device.holder())?;
-        if !image_fits(header.size_bytes, file.bytes()) {
+        if !image_fits(header.size_bytes, header.journal_bytes, file.bytes()) {
             return Err(EINVAL);
         }
-        device.preload(&file, header.size_bytes)?;
+        let mut attached = Attached {
+            file,
+            generation: header.generation,
+            zero_fill: false,
+            mode: header.mode,
+            journal_bytes: header.journal_bytes,
+            replay_pending: header.state == RXDSK_IMAGE_JOURNALED,
+        };
+        if attached.replay_pending {
+            device.replay(&mut attached)?;
+        }
+        device.preload(&attached.file, header.size_bytes)?;
         device.store.start_tracking_clean();
-        *device.backing.lock() = Some(Attached { file, generation: header.generation, zero_fill: false });
+        let generation = attached.generation;
+        *device.backing.lock() = Some(attached);
         device.add()?;
-        Ok((device, header.generation))
+        Ok((device, generation))
     }
 
     /// Reads the data area into the store (zero pages store nothing), before the disk is
@@ -165,21 +195,35 @@ impl Device {
     /// Attaches the block device at `path` as backing device: held exclusively, big enough
     /// for the data and the metadata block. Its header is set to "never flushed" at once, so
     /// an old image there cannot be restored as if it were this device's.
-    pub(crate) fn attach(&self, path: &CStr) -> Result {
+    pub(crate) fn attach(&self, path: &CStr, journal_bytes: u64) -> Result {
         let mut backing = self.backing.lock();
         if backing.is_some() {
             return Err(EBUSY);
         }
         let size = self.capacity.load(Ordering::Acquire);
         let file = Backing::open(path, self.holder())?;
-        if !image_fits(size, file.bytes()) {
+        if !image_fits(size, journal_bytes, file.bytes()) {
             return Err(ENOSPC);
         }
-        let header = RxdskImageHeader::new(self.logical_block_size, size, 0, RXDSK_IMAGE_FLUSHING, 0);
-        self.write_header(&file, &header)?;
+        let attached = Attached {
+            file,
+            generation: 0,
+            zero_fill: true,
+            mode: RXDSK_IMAGE_WRITEBACK,
+            journal_bytes,
+            replay_pending: false,
+        };
+        self.write_header(&attached.file, &self.header(&attached, 0, RXDSK_IMAGE_FLUSHING, 0))?;
         self.store.start_tracking();
-        *backing = Some(Attached { file, generation: 0, zero_fill: true });
+        *backing = Some(attached);
         Ok(())
+    }
+
+    /// The image header for `attached` in `state`.
+    fn header(&self, attached: &Attached, generation: u64, state: u32, time_ns: u64) -> RxdskImageHeader {
+        let size = self.capacity.load(Ordering::Acquire);
+        RxdskImageHeader::new(self.logical_block_size, size, generation, state, time_ns)
+            .with(attached.mode, attached.journal_bytes)
     }
 
     /// Flushes (unless `discard_dirty`), then lets the backing device go.
@@ -229,20 +273,237 @@ impl Device {
         Ok(())
     }
 
-    /// The flush protocol: header FLUSHING; the data area zeroed if it never held ours; every
-    /// changed page (zeros for holes) in index order, `IO_PAGES` at a time; the backing
-    /// device's cache flushed; header CLEAN with the next generation (FUA). A failure leaves
-    /// every unwritten change marked, and the header FLUSHING.
+    /// Writes every change back and commits the next generation: journaled (atomic) when the
+    /// backing device has a journal that holds the changes, in place otherwise.
     fn write_back(&self, attached: &mut Attached) -> Result<RxdskFlush> {
+        if attached.replay_pending {
+            // The last journal must be in place before a new one overwrites it.
+            self.replay(attached)?;
+        }
+        let mut report = RxdskFlush { id: self.id, ..Default::default() };
+        if attached.journal_bytes > 0 && !attached.zero_fill {
+            let changes = self.store.changed_indexes()?;
+            if journal_holds(attached.journal_bytes, changes.len() as u64) || changes.is_empty() {
+                let written = self.journaled_write_back(attached, &changes)?;
+                report.pages_written = written.pages;
+                report.bytes_written = written.bytes;
+                report.generation = attached.generation;
+                report.flags = RXDSK_FLUSH_ATOMIC;
+                self.backing_flushes.fetch_add(1, Ordering::Relaxed);
+                self.atomic_flushes.fetch_add(1, Ordering::Relaxed);
+                return Ok(report);
+            }
+        }
+        self.direct_write_back(attached, report)
+    }
+
+    fn count_error(&self, e: Error) -> Error {
+        self.backing_errors.fetch_add(1, Ordering::Relaxed);
+        e
+    }
+
+    /// The atomic flush of `changes` (see `image.rs`): pages into the journal, its table, a
+    /// cache flush, the commit (header JOURNALED, FUA); then the replay copies them in place
+    /// and makes the header CLEAN. A failure before the commit leaves the image as it was and
+    /// every change marked again; after it, the changes are safe in the journal.
+    fn journaled_write_back(&self, attached: &mut Attached, changes: &[u64]) -> Result<Written> {
+        let next = attached.generation + 1;
+        if changes.is_empty() {
+            let header = self.header(attached, next, RXDSK_IMAGE_CLEAN, ffi::now_real_ns());
+            self.write_header(&attached.file, &header)?;
+            attached.generation = next;
+            attached.zero_fill = false;
+            return Ok(Written { pages: 0, bytes: RXDSK_IMAGE_META_SIZE });
+        }
+        let mut entries = KVVec::<u64>::with_capacity(changes.len(), GFP_KERNEL)?;
+        let result = self.write_journal(attached, changes, &mut entries);
+        let written = match result {
+            Ok(w) => w,
+            Err(e) => {
+                // Nothing was committed: the old image stands; the changes wait for a retry.
+                for &entry in entries.iter() {
+                    self.store.redirty(entry & !JOURNAL_HOLE);
+                }
+                return Err(e);
+            }
+        };
+        self.written_back.fetch_add(written.bytes, Ordering::Relaxed);
+        attached.replay_pending = true;
+        let replayed = self.replay(attached)?;
+        Ok(Written { pages: written.pages, bytes: written.bytes + replayed.bytes })
+    }
+
+    /// Phase one of a journaled flush, up to and including the commit. `entries` gets one
+    /// entry per change taken, also on failure (so that the caller can mark them again).
+    fn write_journal(&self, attached: &Attached, changes: &[u64], entries: &mut KVVec<u64>) -> Result<Written> {
+        let file = &attached.file;
+        let size = self.capacity.load(Ordering::Acquire);
+        let table_blocks = journal_table_blocks(changes.len() as u64);
+        let table_at = journal_offset(size);
+        let mut data_at = table_at + (table_blocks << PAGE_SHIFT);
+        let buf = PageBuf::new(IO_PAGES)?;
+        let mut slot = 0usize;
+        let mut written = Written::default();
+        for &index in changes {
+            let present = buf.with_mem(slot, |mem| self.store.take_changed(index, mem)).ok_or(EINVAL)?;
+            entries.push(if present { index } else { index | JOURNAL_HOLE }, GFP_KERNEL)?;
+            if present {
+                slot += 1;
+            }
+            if slot == IO_PAGES {
+                file.write(data_at, &buf, slot, false).map_err(|e| self.count_error(e))?;
+                data_at += (slot as u64) << PAGE_SHIFT;
+                written.bytes += (slot as u64) << PAGE_SHIFT;
+                slot = 0;
+                ffi::cond_resched();
+            }
+        }
+        if slot > 0 {
+            file.write(data_at, &buf, slot, false).map_err(|e| self.count_error(e))?;
+            written.bytes += (slot as u64) << PAGE_SHIFT;
+        }
+        written.pages = entries.len() as u64;
+        // The table, IO_PAGES blocks at a time; its checksum goes into the commit.
+        let mut crc = !0u32;
+        let mut at = table_at;
+        let mut block = KVec::from_elem(0u8, RXDSK_IMAGE_META_SIZE as usize, GFP_KERNEL)?;
+        for chunk in entries.chunks((JOURNAL_ENTRIES_PER_BLOCK as usize) * IO_PAGES) {
+            let mut blocks = 0;
+            for entries_of_block in chunk.chunks(JOURNAL_ENTRIES_PER_BLOCK as usize) {
+                block.fill(0);
+                for (i, entry) in entries_of_block.iter().enumerate() {
+                    if let Some(raw) = block.get_mut(i * 8..i * 8 + 8) {
+                        raw.copy_from_slice(&entry.to_le_bytes());
+                    }
+                }
+                crc = checksum_continue(crc, &block[..entries_of_block.len() * 8]);
+                buf.with_mem(blocks, |mut mem| mem.copy_from_slice(&block)).ok_or(EINVAL)?;
+                blocks += 1;
+            }
+            file.write(at, &buf, blocks, false).map_err(|e| self.count_error(e))?;
+            at += (blocks as u64) << PAGE_SHIFT;
+            written.bytes += (blocks as u64) << PAGE_SHIFT;
+        }
+        file.flush_cache().map_err(|e| self.count_error(e))?;
+        let commit = self
+            .header(attached, attached.generation, RXDSK_IMAGE_JOURNALED, 0)
+            .committing(entries.len() as u64, !crc);
+        self.write_header(file, &commit)?;
+        written.bytes += RXDSK_IMAGE_META_SIZE;
+        Ok(written)
+    }
+
+    /// Copies the committed journal in place (from the backing device itself, so that a
+    /// restore and a flush replay the same way), flushes the cache and makes the header CLEAN
+    /// with the journal's generation. `EUCLEAN` if the table does not match its checksum.
+    fn replay(&self, attached: &mut Attached) -> Result<Written> {
+        let file = &attached.file;
+        let header = read_header(file)?;
+        if header.state != RXDSK_IMAGE_JOURNALED {
+            // The commit never reached the device (or the replay already finished).
+            attached.replay_pending = false;
+            return Ok(Written::default());
+        }
+        let size = header.size_bytes;
+        let n = header.journal_entries;
+        let table_at = journal_offset(size);
+        let buf = PageBuf::new(IO_PAGES)?;
+        let mut entries = KVVec::<u64>::with_capacity(n as usize, GFP_KERNEL)?;
+        let mut crc = !0u32;
+        let mut at = table_at;
+        let mut block = KVec::from_elem(0u8, RXDSK_IMAGE_META_SIZE as usize, GFP_KERNEL)?;
+        while (entries.len() as u64) < n {
+            let blocks = (n - entries.len() as u64).div_ceil(JOURNAL_ENTRIES_PER_BLOCK).min(IO_PAGES as u64) as usize;
+            file.read(at, &buf, blocks).map_err(|e| self.count_error(e))?;
+            for b in 0..blocks {
+                buf.with_mem(b, |mem| mem.copy_to_slice(&mut block)).ok_or(EINVAL)?;
+                for raw in block.chunks_exact(8) {
+                    if entries.len() as u64 == n {
+                        break;
+                    }
+                    crc = checksum_continue(crc, raw);
+                    let mut v = [0u8; 8];
+                    v.copy_from_slice(raw);
+                    entries.push(u64::from_le_bytes(v), GFP_KERNEL)?;
+                }
+            }
+            at += (blocks as u64) << PAGE_SHIFT;
+        }
+        if !crc != header.journal_checksum {
+            pr_err!("rxdsk: rxd{}: the committed journal's table is damaged; not replayed\n", self.id);
+            return Err(EUCLEAN);
+        }
+        let pages = (size.div_ceil(PAGE_SIZE as u64)) as u64;
+        if entries.iter().any(|&e| e & !JOURNAL_HOLE >= pages) {
+            return Err(EUCLEAN);
+        }
+        let mut written = Written::default();
+        let mut data_at = table_at + (journal_table_blocks(n) << PAGE_SHIFT);
+        let mut rest = &entries[..];
+        while !rest.is_empty() {
+            // The next entries with at most IO_PAGES data pages among them.
+            let mut take = 0;
+            let mut data = 0;
+            while take < rest.len() && (data < IO_PAGES || rest[take] & JOURNAL_HOLE != 0) {
+                if rest[take] & JOURNAL_HOLE == 0 {
+                    data += 1;
+                }
+                take += 1;
+            }
+            let (chunk, tail) = rest.split_at(take);
+            if data > 0 {
+                file.read(data_at, &buf, data).map_err(|e| self.count_error(e))?;
+                data_at += (data as u64) << PAGE_SHIFT;
+            }
+            // Write runs of consecutive indexes: data pages from `buf`, holes as zeroes.
+            let mut slot = 0;
+            let mut i = 0;
+            while i < chunk.len() {
+                let hole = chunk[i] & JOURNAL_HOLE != 0;
+                let first = chunk[i] & !JOURNAL_HOLE;
+                let mut run = 1;
+                while i + run < chunk.len()
+                    && (chunk[i + run] & JOURNAL_HOLE != 0) == hole
+                    && chunk[i + run] & !JOURNAL_HOLE == first + run as u64
+                {
+                    run += 1;
+                }
+                let pos = first << PAGE_SHIFT;
+                let len = (run as u64) << PAGE_SHIFT;
+                if hole {
+                    file.zeroout(pos, len).map_err(|e| self.count_error(e))?;
+                } else {
+                    file.write_from(pos, &buf, slot, run).map_err(|e| self.count_error(e))?;
+                    slot += run;
+                }
+                written.bytes += len;
+                i += run;
+            }
+            written.pages += chunk.len() as u64;
+            rest = tail;
+            ffi::cond_resched();
+        }
+        file.flush_cache().map_err(|e| self.count_error(e))?;
+        let generation = header.flushing_generation;
+        let clean = self.header(attached, generation, RXDSK_IMAGE_CLEAN, ffi::now_real_ns());
+        self.write_header(&attached.file, &clean)?;
+        written.bytes += RXDSK_IMAGE_META_SIZE;
+        attached.generation = generation;
+        attached.zero_fill = false;
+        attached.replay_pending = false;
+        self.written_back.fetch_add(written.bytes, Ordering::Relaxed);
+        Ok(written)
+    }
+
+    /// The flush protocol without a journal: header FLUSHING; the data area zeroed if it never
+    /// held ours; every changed page (zeros for holes) in index order, `IO_PAGES` at a time;
+    /// the backing device's cache flushed; header CLEAN with the next generation (FUA). A
+    /// failure leaves every unwritten change marked, and the header FLUSHING.
+    fn direct_write_back(&self, attached: &mut Attached, mut report: RxdskFlush) -> Result<RxdskFlush> {
         let size = self.capacity.load(Ordering::Acquire);
         let next = attached.generation + 1;
-        let lbs = self.logical_block_size;
-        let fail = |e: Error| {
-            self.backing_errors.fetch_add(1, Ordering::Relaxed);
-            e
-        };
-        self.write_header(&attached.file, &RxdskImageHeader::new(lbs, size, attached.generation, RXDSK_IMAGE_FLUSHING, 0))?;
-        let mut report = RxdskFlush { id: self.id, ..Default::default() };
+        let fail = |e: Error| self.count_error(e);
+        self.write_header(&attached.file, &self.header(attached, attached.generation, RXDSK_IMAGE_FLUSHING, 0))?;
         if attached.zero_fill {
             attached.file.zeroout(0, size.next_multiple_of(PAGE_SIZE as u64)).map_err(fail)?;
             report.bytes_written += size;
@@ -275,7 +536,7 @@ impl Device {
             ffi::cond_resched();
         }
         attached.file.flush_cache().map_err(fail)?;
-        let header = RxdskImageHeader::new(lbs, size, next, RXDSK_IMAGE_CLEAN, ffi::now_real_ns());
+        let header = self.header(attached, next, RXDSK_IMAGE_CLEAN, ffi::now_real_ns());
         self.write_header(&attached.file, &header)?;
         report.bytes_written += 2 * RXDSK_IMAGE_META_SIZE;
         attached.generation = next;
@@ -305,7 +566,9 @@ impl Device {
                 backing <- new_mutex!(None),
                 written_back: AtomicU64::new(0),
                 backing_flushes: AtomicU64::new(0),
+                atomic_flushes: AtomicU64::new(0),
                 backing_errors: AtomicU64::new(0),
+                backing_reads: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -337,18 +600,24 @@ impl Device {
     }
 
     pub(crate) fn info(&self) -> RxdskInfo {
+        let (backing_flags, journal_bytes) = match self.backing.lock().as_ref() {
+            None => (0, 0),
+            Some(a) if a.mode == RXDSK_IMAGE_WRITETHROUGH => (RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH, a.journal_bytes),
+            Some(a) => (RXDSK_FLAG_BACKED, a.journal_bytes),
+        };
         RxdskInfo {
             id: self.id,
             logical_block_size: self.logical_block_size,
             size_bytes: self.capacity.load(Ordering::Relaxed),
             mem_limit_bytes: self.mem_limit_bytes,
-            flags: if self.read_only { RXDSK_FLAG_READ_ONLY } else { 0 }
-                | if self.is_backed() { RXDSK_FLAG_BACKED } else { 0 },
+            flags: if self.read_only { RXDSK_FLAG_READ_ONLY } else { 0 } | backing_flags,
             used_bytes: self.store.pages() << PAGE_SHIFT,
             open_count: self.openers(),
             pad: 0,
             dirty_pages: self.store.changed(),
-            reserved: [0; 3],
+            unloaded_pages: 0,
+            journal_bytes,
+            reserved: [0; 1],
         }
     }
 
@@ -361,6 +630,8 @@ impl Device {
         s.backing_flushes = self.backing_flushes.load(Ordering::Relaxed);
         s.backing_errors = self.backing_errors.load(Ordering::Relaxed);
         s.flush_generation = self.backing.lock().as_ref().map_or(0, |a| a.generation);
+        s.backing_reads = self.backing_reads.load(Ordering::Relaxed);
+        s.atomic_flushes = self.atomic_flushes.load(Ordering::Relaxed);
         s
     }
 

@@ -528,6 +528,24 @@ impl PageStore {
         }
     }
 
+    /// Every index changed since the last flush, ascending: what a flush starting now must
+    /// write. May sleep (allocates with `GFP_KERNEL`: a control path).
+    pub(crate) fn changed_indexes(&self) -> Result<KVVec<u64>> {
+        let mut out = KVVec::new();
+        let mut from = 0u64;
+        while let Some(index) = self.next_changed(from) {
+            out.push(index, GFP_KERNEL)?;
+            if (out.len() as u64).checked_rem(BATCH) == Some(0) {
+                ffi::cond_resched();
+            }
+            match index.checked_add(1) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// Pages and holes changed since the last flush (a walk: for reports). An index that was
     /// erased and written again is one change, not two.
     pub(crate) fn changed(&self) -> u64 {

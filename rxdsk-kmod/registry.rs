@@ -77,8 +77,8 @@ impl Registry {
         Ok((id, generation))
     }
 
-    pub(crate) fn attach(&self, id: u32, path: &CStr) -> Result {
-        get(&self.devices.lock(), id)?.attach(path)
+    pub(crate) fn attach(&self, id: u32, path: &CStr, journal_bytes: u64) -> Result {
+        get(&self.devices.lock(), id)?.attach(path, journal_bytes)
     }
 
     pub(crate) fn detach(&self, id: u32, discard_dirty: bool) -> Result {

@@ -295,3 +295,138 @@ pub fn backing_failure_and_torn_image() -> TestResult {
     cmd_ok("rxdskctl", &["detach", &forced.path])?;
     forced.destroy()
 }
+
+/// A journaled flush is atomic. A failure before its commit (injected into the journal
+/// writes) leaves the previous image, which a restore gives back exactly, without --force; a
+/// failure after the commit (injected into the copy in place) leaves the new image in the
+/// journal, which the restore replays. A dirty set larger than the journal is flushed in
+/// place, not atomically, and says so.
+pub fn backing_journal_atomic() -> TestResult {
+    ensure(is_block_device(DISK), || {
+        format!("{DISK} missing: the suite's scratch disk")
+    })?;
+    let (seed, seed2) = (0x10A1, 0x10A2);
+    let old = |at: u64| {
+        if at < 32 * MIB {
+            Expect::Pattern(seed)
+        } else {
+            Expect::Zeros
+        }
+    };
+    let new = expected(seed, seed2);
+    // 2048 changes: 1024 pages of data over [8, 12) MiB, 1024 discarded over [16, 20) MiB.
+    let change = |dev: &Device| -> TestResult {
+        let f = open_direct(&dev.path, true)?;
+        blk::write_pattern(&f, 8 * MIB, 4 * MIB, seed2)?;
+        blk::discard(&f, 16 * MIB, 4 * MIB).map_err(|e| format!("discard: {e}"))?;
+        let dirty = dev.info()?.dirty_pages;
+        ensure(dirty == 2048, || format!("{dirty} dirty pages, want 2048"))
+    };
+    let dev = Device::create(SIZE, 4096)?;
+    {
+        let f = open_direct(&dev.path, true)?;
+        blk::write_pattern(&f, 0, 32 * MIB, seed)?;
+    }
+    cmd_ok("rxdskctl", &["attach", "--journal", "16M", &dev.path, DISK])?;
+    let v = inspect()?;
+    ensure(
+        v["journal"] == 16 * MIB && v["journal-pages"] == 4088,
+        || format!("inspect after attach --journal 16M: {v}"),
+    )?;
+    ensure(dev.info()?.journal_bytes == 16 * MIB, || {
+        "INFO journal_bytes".into()
+    })?;
+    cmd_ok("rxdskctl", &["flush", &dev.path])?;
+    change(&dev)?;
+
+    // Failure before the commit: 100 pages into the journal.
+    let failed = {
+        let _fail = FailDisk::enable(100 * PAGE + 1)?;
+        rxdskctl(&["flush", &dev.path])?
+    };
+    ensure(failed.status == 1, || {
+        format!(
+            "flush on a failing disk: exit {} {:?}",
+            failed.status, failed.stderr
+        )
+    })?;
+    let v = inspect()?;
+    ensure(v["state"] == "clean" && v["generation"] == 1, || {
+        format!("a flush failing before its commit must leave generation 1 clean: {v}")
+    })?;
+    ensure(dev.info()?.dirty_pages == 2048, || {
+        "the failed flush lost dirty pages".into()
+    })?;
+    // As after a power cut: the changes are gone (the disk fails the detach's flush too);
+    // the restore needs no --force.
+    {
+        let _fail = FailDisk::enable(0)?;
+        cmd_ok("rxdskctl", &["detach", "--discard-dirty", &dev.path])?;
+    }
+    dev.destroy()?;
+    let back = restore(&[])?;
+    {
+        let f = open_direct(&back.path, false)?;
+        blk::verify_range(&f, 0, SIZE, &old).map_err(|e| format!("previous image: {e}"))?;
+    }
+
+    // Failure after the commit. Budget: the journal (1024 data pages, 4 table blocks), the
+    // commit header, the replay's reads (header, table, data), then 100 pages in place.
+    change(&back)?;
+    let failed = {
+        let _fail = FailDisk::enable((1024 + 4 + 1 + 1 + 4 + 1024 + 100) * PAGE + 1)?;
+        rxdskctl(&["flush", &back.path])?
+    };
+    ensure(failed.status == 1, || {
+        format!(
+            "flush failing in place: exit {} {:?}",
+            failed.status, failed.stderr
+        )
+    })?;
+    let v = inspect()?;
+    ensure(
+        v["state"] == "journaled" && v["flushing-generation"] == 2 && v["journal-entries"] == 2048,
+        || format!("a flush failing after its commit must leave generation 2 journaled: {v}"),
+    )?;
+    ensure(back.info()?.dirty_pages == 0, || {
+        "changes committed to the journal still count as dirty".into()
+    })?;
+    // Power cut: nothing more reaches the disk; the restore replays the journal.
+    back.destroy()?;
+    let replayed = restore(&[])?;
+    {
+        let f = open_direct(&replayed.path, false)?;
+        blk::verify_range(&f, 0, SIZE, &new).map_err(|e| format!("replayed image: {e}"))?;
+    }
+    let v = inspect()?;
+    ensure(v["state"] == "clean" && v["generation"] == 2, || {
+        format!("after the replay: {v}")
+    })?;
+
+    // A good journaled flush says it was atomic; one larger than the journal does not.
+    {
+        let f = open_direct(&replayed.path, true)?;
+        blk::write_pattern(&f, 0, MIB, seed2)?;
+    }
+    let out = cmd_ok("rxdskctl", &["flush", &replayed.path])?;
+    ensure(out.stdout.contains("(atomic)"), || {
+        format!("small flush: {:?}", out.stdout)
+    })?;
+    {
+        let f = open_direct(&replayed.path, true)?;
+        blk::write_pattern(&f, 0, 24 * MIB, seed)?;
+    }
+    let out = cmd_ok("rxdskctl", &["flush", "-J", &replayed.path])?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).map_err(|e| format!("flush -J: {e}"))?;
+    ensure(
+        v["flushed"][0]["atomic"] == false && v["flushed"][0]["pages"] == 6144,
+        || format!("a flush larger than the journal: {v}"),
+    )?;
+    let s = replayed.stats()?;
+    ensure(s.atomic_flushes == 1 && s.backing_flushes == 2, || {
+        format!("{s:?}")
+    })?;
+    cmd_ok("rxdskctl", &["detach", &replayed.path])?;
+    replayed.destroy()
+}

@@ -77,7 +77,9 @@ fn expect_fresh_info(
         open_count: 0,
         pad: 0,
         dirty_pages: 0,
-        reserved: [0; 3],
+        unloaded_pages: 0,
+        journal_bytes: 0,
+        reserved: [0; 1],
     };
     ensure(*i == want, || format!("INFO {i:?}, want {want:?}"))
 }

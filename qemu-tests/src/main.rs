@@ -65,6 +65,10 @@ const TESTS: &[Test] = &[
         run: backing::backing_failure_and_torn_image,
     },
     Test {
+        name: "backing_journal_atomic",
+        run: backing::backing_journal_atomic,
+    },
+    Test {
         name: "create_destroy_cycles",
         run: devices::create_destroy_cycles,
     },

@@ -805,7 +805,7 @@ pub fn security_no_uninitialised_bytes() -> TestResult {
             pattern,
         )?;
         ensure(
-            stats.id == dev.id && stats.pad == 0 && stats.reserved == [0; 3],
+            stats.id == dev.id && stats.pad == 0 && stats.reserved == [0; 1],
             || format!("STATS id/pad/reserved: {stats:?}"),
         )?;
         // LIST into a patterned array larger than needed.

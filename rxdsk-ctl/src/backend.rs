@@ -17,7 +17,7 @@ pub trait Backend {
     /// All device ids, ascending.
     fn list(&self) -> Result<Vec<u32>, Errno>;
     fn stats(&self, id: u32) -> Result<RxdskStats, Errno>;
-    fn attach(&self, id: u32, path: &str) -> Result<(), Errno>;
+    fn attach(&self, id: u32, path: &str, flags: u64, journal_bytes: u64) -> Result<(), Errno>;
     fn detach(&self, id: u32, flags: u64) -> Result<(), Errno>;
     fn flush(&self, id: u32) -> Result<RxdskFlush, Errno>;
     /// Creates a device from an image; returns the kernel's answer (id, generation).

@@ -7,8 +7,10 @@ use crate::device::device_path;
 use crate::size::format_size;
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    header_offset, ImageError, RxdskImageHeader, RxdskRestore, RXDSK_CREATE_WITH_ID,
-    RXDSK_FLAG_BACKED, RXDSK_FLAG_DISCARD_DIRTY, RXDSK_FLAG_FORCE, RXDSK_IMAGE_CLEAN,
+    header_offset, journal_table_blocks, ImageError, RxdskImageHeader, RxdskRestore,
+    JOURNAL_ENTRIES_PER_BLOCK, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_BACKED, RXDSK_FLAG_DISCARD_DIRTY,
+    RXDSK_FLAG_FORCE, RXDSK_FLUSH_ATOMIC, RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_FLUSHING,
+    RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITETHROUGH,
 };
 use std::io::Write;
 use std::os::unix::fs::{FileExt, FileTypeExt};
@@ -90,9 +92,31 @@ fn utc(ns: u64) -> String {
     )
 }
 
+/// Pages a journal of `journal_bytes` holds in one atomic flush.
+pub fn journal_capacity_pages(journal_bytes: u64) -> u64 {
+    let blocks = journal_bytes / RXDSK_IMAGE_META_SIZE;
+    // n + ceil(n / entries per block) <= blocks
+    let mut n = blocks * JOURNAL_ENTRIES_PER_BLOCK / (JOURNAL_ENTRIES_PER_BLOCK + 1);
+    while n + journal_table_blocks(n + 1) < blocks {
+        n += 1;
+    }
+    n
+}
+
 /// `inspect`: the image metadata as text or JSON.
 pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
     let clean = h.state == RXDSK_IMAGE_CLEAN;
+    let state_word = match h.state {
+        RXDSK_IMAGE_CLEAN => "clean",
+        RXDSK_IMAGE_FLUSHING => "flushing",
+        RXDSK_IMAGE_JOURNALED => "journaled",
+        _ => "unknown",
+    };
+    let mode = if h.mode == RXDSK_IMAGE_WRITETHROUGH {
+        "writethrough"
+    } else {
+        "writeback"
+    };
     if json {
         let v = serde_json::json!({
             "backing": path,
@@ -100,18 +124,36 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
             "size": h.size_bytes,
             "block-size": h.logical_block_size,
             "generation": h.generation,
-            "state": if clean { "clean" } else { "flushing" },
+            "state": state_word,
             "flushing-generation": (!clean).then_some(h.flushing_generation),
             "last-flush-ns": (h.flush_time_ns != 0).then_some(h.flush_time_ns),
+            "mode": mode,
+            "journal": h.journal_bytes,
+            "journal-pages": journal_capacity_pages(h.journal_bytes),
+            "journal-entries": (h.state == RXDSK_IMAGE_JOURNALED).then_some(h.journal_entries),
         });
         format!("{v:#}\n")
     } else {
         let state = if clean {
             "clean".to_string()
+        } else if h.state == RXDSK_IMAGE_JOURNALED {
+            format!(
+                "generation {} committed in the journal ({} pages), replayed by the next restore",
+                h.flushing_generation, h.journal_entries
+            )
         } else if h.generation == 0 {
             "never flushed (attached, no flush completed)".to_string()
         } else {
             format!("interrupted flush of generation {}", h.flushing_generation)
+        };
+        let journal = if h.journal_bytes == 0 {
+            "none (flushes are not atomic)".to_string()
+        } else {
+            format!(
+                "{} (atomic flushes of up to {} changed pages)",
+                format_size(h.journal_bytes),
+                journal_capacity_pages(h.journal_bytes)
+            )
         };
         let last = if h.flush_time_ns == 0 {
             "never".to_string()
@@ -120,7 +162,8 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
         };
         format!(
             "backing:        {path}\nformat version: {}\nsize:           {} ({} bytes)\n\
-             block size:     {}\ngeneration:     {}\nstate:          {state}\nlast flush:     {last}\n",
+             block size:     {}\ngeneration:     {}\nstate:          {state}\nlast flush:     {last}\n\
+             mode:           {mode}\njournal:        {journal}\n",
             h.version,
             format_size(h.size_bytes),
             h.size_bytes,
@@ -139,7 +182,7 @@ pub fn restore<B: Backend>(
 ) -> Result<u32, String> {
     // Read here too, to name what is wrong better than an errno can.
     if let Ok(h) = read_image(path) {
-        if h.state != RXDSK_IMAGE_CLEAN && !force {
+        if h.state == RXDSK_IMAGE_FLUSHING && !force {
             return Err(if h.generation == 0 {
                 format!("{path}: cannot restore: the image was never completely flushed")
             } else {
@@ -167,10 +210,20 @@ pub fn restore<B: Backend>(
         .map_err(|errno| ControlError::new(path, action::RESTORE, errno).to_string())
 }
 
-pub fn attach<B: Backend>(backend: &B, id: u32, path: &str) -> Result<(), String> {
+pub fn attach<B: Backend>(
+    backend: &B,
+    id: u32,
+    path: &str,
+    journal_bytes: u64,
+) -> Result<(), String> {
     abi_path(path)?;
+    if journal_bytes.checked_rem(RXDSK_IMAGE_META_SIZE) != Some(0) {
+        return Err(format!(
+            "invalid journal size: {journal_bytes} bytes is not a multiple of 4 KiB"
+        ));
+    }
     backend
-        .attach(id, path)
+        .attach(id, path, 0, journal_bytes)
         .map_err(|errno| ControlError::new(device_path(id), action::ATTACH, errno).to_string())
 }
 
@@ -221,16 +274,22 @@ pub fn flush<B: Backend>(
                         "pages": f.pages_written,
                         "bytes": f.bytes_written,
                         "generation": f.generation,
+                        "atomic": f.flags & RXDSK_FLUSH_ATOMIC != 0,
                         "seconds": secs,
                     }));
                 } else {
                     writeln!(
                         out,
-                        "{}: flushed {} pages ({} written) in {secs:.2} s, generation {}",
+                        "{}: flushed {} pages ({} written) in {secs:.2} s, generation {}{}",
                         device_path(id),
                         f.pages_written,
                         format_size(f.bytes_written),
-                        f.generation
+                        f.generation,
+                        if f.flags & RXDSK_FLUSH_ATOMIC != 0 {
+                            " (atomic)"
+                        } else {
+                            ""
+                        }
                     )?;
                 }
             }

@@ -92,9 +92,14 @@ pub struct AttachArgs {
     #[arg(value_name = "DEVICE", value_parser = parse_device)]
     pub device: u32,
     /// The block device to write the image to (a partition, an LV, a loop device); held
-    /// exclusively while attached; its size must be the device's plus 4 KiB.
+    /// exclusively while attached; its size must be the device's, plus the journal, plus 4 KiB.
     #[arg(value_name = "BACKING")]
     pub backing: String,
+    /// Reserve a journal of SIZE after the data (a multiple of 4 KiB): every flush whose
+    /// changed pages fit in it is atomic (a power cut restores the previous image or the new
+    /// one, never a mix). A larger flush is written in place, not atomic. Default: none.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub journal: Option<u64>,
 }
 
 #[derive(Args, Debug)]

@@ -59,7 +59,8 @@ pub fn run<B: Backend>(
         Command::List(args) => list(&args, open, out),
         Command::Stats(args) => stats(&args, open, out),
         Command::Attach(args) => open().map_err(Failure::from).and_then(|b| {
-            crate::backing::attach(&b, args.device, &args.backing).map_err(Failure::from)
+            crate::backing::attach(&b, args.device, &args.backing, args.journal.unwrap_or(0))
+                .map_err(Failure::from)
         }),
         Command::Flush(args) => flush(&args, open, out),
         Command::Detach(args) => detach(&args, open),

@@ -274,9 +274,11 @@ impl Backend for Control {
         Ok(s)
     }
 
-    fn attach(&self, id: u32, path: &str) -> Result<(), Errno> {
+    fn attach(&self, id: u32, path: &str, flags: u64, journal_bytes: u64) -> Result<(), Errno> {
         let a = RxdskAttach {
             id,
+            flags,
+            journal_bytes,
             path: abi_path(path).map_err(|_| Errno::EINVAL)?,
             ..Default::default()
         };

@@ -16,7 +16,7 @@ pub const RXDSK_IOC_MAGIC: u8 = 0xDB;
 /// Incompatible ABI changes bump this; a client must refuse a module with another major.
 pub const RXDSK_ABI_MAJOR: u32 = 1;
 /// Compatible additions (new commands, new feature bits) bump this.
-pub const RXDSK_ABI_MINOR: u32 = 2;
+pub const RXDSK_ABI_MINOR: u32 = 3;
 
 /// Name of the control node under `/dev`.
 pub const RXDSK_CONTROL_NAME: &str = "rxdsk-control";
@@ -127,8 +127,18 @@ pub const RXDSK_FEATURE_READ_ONLY: u64 = 1 << 5;
 pub const RXDSK_FEATURE_CREATE_ID: u64 = 1 << 6;
 /// ATTACH, DETACH, FLUSH and RESTORE: a backing device holds a restorable image (ABI 1.2).
 pub const RXDSK_FEATURE_BACKING: u64 = 1 << 7;
+/// ATTACH takes a journal size, and FLUSH is atomic when the changes fit in it (ABI 1.3).
+pub const RXDSK_FEATURE_JOURNAL: u64 = 1 << 8;
+/// RESTORE reads pages from the backing device on first access, or up front with
+/// [`RXDSK_RESTORE_PRELOAD`] (ABI 1.3).
+pub const RXDSK_FEATURE_LAZY_RESTORE: u64 = 1 << 9;
+/// ATTACH in writethrough mode ([`RXDSK_ATTACH_WRITETHROUGH`], ABI 1.3).
+pub const RXDSK_FEATURE_WRITETHROUGH: u64 = 1 << 10;
 /// Every feature bit this ABI revision defines.
 pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_BACKING
+    | RXDSK_FEATURE_JOURNAL
+    | RXDSK_FEATURE_LAZY_RESTORE
+    | RXDSK_FEATURE_WRITETHROUGH
     | RXDSK_FEATURE_VERSION
     | RXDSK_FEATURE_DEVICES
     | RXDSK_FEATURE_RESIZE
@@ -153,6 +163,17 @@ pub const RXDSK_FLAG_FORCE: u64 = 1 << 0;
 pub const RXDSK_FLAG_BACKED: u64 = 1 << 1;
 /// DETACH flag: let go even though dirty data could not be written (it is lost).
 pub const RXDSK_FLAG_DISCARD_DIRTY: u64 = 1 << 1;
+/// Device flag (INFO): the backing device is attached in writethrough mode.
+pub const RXDSK_FLAG_WRITETHROUGH: u64 = 1 << 2;
+/// ATTACH flag: writethrough mode (a write completes once it is on the backing device too).
+pub const RXDSK_ATTACH_WRITETHROUGH: u64 = 1 << 0;
+/// Flags [`RXDSK_IOC_ATTACH`] accepts.
+pub const RXDSK_ATTACH_FLAGS: u64 = RXDSK_ATTACH_WRITETHROUGH;
+/// RESTORE flag: read every page in before returning (otherwise pages are read from the
+/// backing device on first access).
+pub const RXDSK_RESTORE_PRELOAD: u64 = 1 << 2;
+/// FLUSH out flag: the flush was journaled, so it was atomic.
+pub const RXDSK_FLUSH_ATOMIC: u64 = 1 << 0;
 /// Longest backing device path, NUL included.
 pub const RXDSK_PATH_MAX: usize = 256;
 
@@ -232,7 +253,11 @@ pub struct RxdskInfo {
     pub pad: u32,
     /// Pages (and discarded pages) changed since the last flush to the backing device.
     pub dirty_pages: u64,
-    pub reserved: [u64; 3],
+    /// Pages of a lazily restored device not yet read from its backing device.
+    pub unloaded_pages: u64,
+    /// The backing device's journal, bytes (0: none).
+    pub journal_bytes: u64,
+    pub reserved: [u64; 1],
 }
 
 /// [`RXDSK_IOC_LIST`]: the kernel writes up to `capacity` device ids (u32, ascending) to the
@@ -293,25 +318,34 @@ pub struct RxdskStats {
     pub backing_errors: u64,
     /// The image generation of the last completed flush (0: none).
     pub flush_generation: u64,
-    pub reserved: [u64; 3],
+    /// Pages read from the backing device by a lazy restore (read misses and preload).
+    pub backing_reads: u64,
+    /// Flushes that were journaled (atomic).
+    pub atomic_flushes: u64,
+    pub reserved: [u64; 1],
 }
 
 /// [`RXDSK_IOC_ATTACH`]: attaches the block device at `path` (NUL-terminated) as the backing
 /// device of device `id`, held exclusively until DETACH or DESTROY. It must hold the device's
-/// size plus the 4 KiB metadata block (see `image.rs`). Nothing is written until the first
-/// FLUSH, which writes the whole image; until then the backing device holds no valid image.
-/// `EBUSY` if the device already has one or the path is held by someone else.
+/// size, the journal and the 4 KiB metadata block (see `image.rs`). In writeback mode nothing
+/// but the header is written until the first FLUSH, which writes the whole image; until then
+/// the backing device holds no valid image. In writethrough mode ATTACH writes the whole image
+/// before it returns. `EBUSY` if the device already has one or the path is held by someone
+/// else; `ENOSPC` if it is too small.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxdskAttach {
     pub id: u32,
     /// Must be zero.
     pub pad: u32,
-    /// Must be zero (writeback mode).
+    /// Within [`RXDSK_ATTACH_FLAGS`]; 0: writeback mode.
     pub flags: u64,
     pub path: [u8; RXDSK_PATH_MAX],
+    /// Journal size in bytes, a multiple of 4096 placed after the data; 0: no journal (flushes
+    /// are then not atomic).
+    pub journal_bytes: u64,
     /// Must be zero.
-    pub reserved: [u64; 4],
+    pub reserved: [u64; 3],
 }
 
 impl Default for RxdskAttach {
@@ -321,7 +355,8 @@ impl Default for RxdskAttach {
             pad: 0,
             flags: 0,
             path: [0; RXDSK_PATH_MAX],
-            reserved: [0; 4],
+            journal_bytes: 0,
+            reserved: [0; 3],
         }
     }
 }
@@ -342,7 +377,11 @@ pub struct RxdskDetach {
 /// [`RXDSK_IOC_FLUSH`]: in: `id`, all else zero. Writes every page changed since the last
 /// flush (zeros for discarded ones), flushes the backing device's cache and commits the image
 /// header; returns when that is durable. Out: what was written and the new generation.
-/// `EIO` if the backing device fails: the changed pages stay changed for a later flush.
+/// Atomic (out: [`RXDSK_FLUSH_ATOMIC`]) when the backing device has a journal that holds the
+/// changes: a power cut during it restores the previous image or the new one, never a mix.
+/// `EIO` if the backing device fails: the changed pages stay changed for a later flush (or,
+/// if it failed after the journal was committed, are safe in the journal, which the next
+/// flush or restore replays).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxdskFlush {
@@ -355,14 +394,18 @@ pub struct RxdskFlush {
     pub bytes_written: u64,
     /// Out: the image generation now on the device.
     pub generation: u64,
+    /// Out: [`RXDSK_FLUSH_ATOMIC`] if the flush was journaled. Must be zero on input.
+    pub flags: u64,
     /// Must be zero.
-    pub reserved: [u64; 4],
+    pub reserved: [u64; 3],
 }
 
 /// [`RXDSK_IOC_RESTORE`]: creates a device from the image on the block device at `path`: size
-/// and block size come from its header; every page is read into memory before this returns
-/// (zero pages store nothing), and the device stays attached to it, clean. An image whose last
-/// flush was interrupted is refused with `EUCLEAN` unless `flags` has [`RXDSK_FLAG_FORCE`];
+/// size, block size, mode and journal come from its header; a journal committed but not yet
+/// copied in place is replayed first. Pages are read from the backing device on first access
+/// (a read miss), or all before this returns with [`RXDSK_RESTORE_PRELOAD`] (zero pages store
+/// nothing); the device stays attached to it, clean. An image whose last flush was interrupted
+/// (without a journal) is refused with `EUCLEAN` unless `flags` has [`RXDSK_FLAG_FORCE`];
 /// no image: `EINVAL`. With [`RXDSK_CREATE_WITH_ID`], `id` is the id wanted. Out: `id`,
 /// `generation`.
 #[repr(C)]
@@ -395,7 +438,8 @@ impl Default for RxdskRestore {
 }
 
 /// Flags [`RXDSK_IOC_RESTORE`] accepts.
-pub const RXDSK_RESTORE_FLAGS: u64 = RXDSK_FLAG_FORCE | RXDSK_CREATE_WITH_ID;
+pub const RXDSK_RESTORE_FLAGS: u64 =
+    RXDSK_FLAG_FORCE | RXDSK_CREATE_WITH_ID | RXDSK_RESTORE_PRELOAD;
 
 /// Reads the module's ABI and module versions.
 pub const RXDSK_IOC_GET_VERSION: u32 = ior::<RxdskVersion>(nr::GET_VERSION);

@@ -146,7 +146,73 @@ fn image_geometry() {
     assert_eq!(header_offset(4096), Some(0));
     assert_eq!(header_offset(1 << 30), Some((1 << 30) - 4096));
     assert_eq!(header_offset((1 << 30) + 1000), Some((1 << 30) - 4096));
-    assert!(image_fits((1 << 30) - 4096, 1 << 30));
-    assert!(!image_fits(1 << 30, 1 << 30));
-    assert!(!image_fits(1, 100));
+    assert!(image_fits((1 << 30) - 4096, 0, 1 << 30));
+    assert!(!image_fits(1 << 30, 0, 1 << 30));
+    assert!(!image_fits(1, 0, 100));
+    // A journal sits after the data rounded up to 4 KiB, before the metadata block.
+    assert_eq!(journal_offset(512), 4096);
+    assert_eq!(journal_offset(8192), 8192);
+    assert!(image_fits(512, 4096, 3 * 4096));
+    assert!(!image_fits(512, 8192, 3 * 4096));
+    assert!(!image_fits(u64::MAX - 4096, 8192, u64::MAX));
+}
+
+#[test]
+fn journal_capacity() {
+    // n data blocks plus ceil(n / 512) table blocks.
+    assert!(
+        !journal_holds(4096, 0),
+        "an empty journal flush is never needed"
+    );
+    assert!(journal_holds(2 * 4096, 1));
+    assert!(!journal_holds(4096, 1));
+    assert!(journal_holds(513 * 4096, 512));
+    assert!(!journal_holds(513 * 4096, 513));
+    assert!(journal_holds(515 * 4096, 513));
+    assert!(!journal_holds(u64::MAX, u64::MAX));
+    assert_eq!(journal_table_blocks(1), 1);
+    assert_eq!(journal_table_blocks(512), 1);
+    assert_eq!(journal_table_blocks(513), 2);
+}
+
+#[test]
+fn journaled_header_round_trip_and_checks() {
+    let base = RxdskImageHeader::new(4096, 1 << 20, 4, RXDSK_IMAGE_JOURNALED, 0)
+        .with(RXDSK_IMAGE_WRITEBACK, 64 * 4096);
+    let h = base.committing(10, 0xDEAD_BEEF);
+    assert_eq!(h.flushing_generation, 5);
+    assert_eq!(h.journal_offset, 1 << 20);
+    assert_eq!(RxdskImageHeader::parse(&h.to_bytes()), Ok(h));
+    // More entries than the journal holds, or none, cannot be a commit.
+    for entries in [0, 64] {
+        let bad = base.committing(entries, 1);
+        assert_eq!(
+            RxdskImageHeader::parse(&bad.to_bytes()),
+            Err(ImageError::Invalid),
+            "{entries} entries"
+        );
+    }
+    // A journal that is not where the data ends, or an unknown mode.
+    let mut moved = h;
+    moved.journal_offset += 4096;
+    assert_eq!(
+        RxdskImageHeader::parse(&moved.sealed().to_bytes()),
+        Err(ImageError::Invalid)
+    );
+    let mut mode = h;
+    mode.mode = 7;
+    assert_eq!(
+        RxdskImageHeader::parse(&mode.sealed().to_bytes()),
+        Err(ImageError::Invalid)
+    );
+    let wt =
+        RxdskImageHeader::new(512, 4096, 2, RXDSK_IMAGE_CLEAN, 1).with(RXDSK_IMAGE_WRITETHROUGH, 0);
+    assert_eq!(RxdskImageHeader::parse(&wt.to_bytes()), Ok(wt));
+}
+
+#[test]
+fn checksum_continues_across_parts() {
+    let whole = image_checksum(b"123456789");
+    let part = checksum_continue(checksum_continue(!0, b"1234"), b"56789");
+    assert_eq!(!part, whole);
 }

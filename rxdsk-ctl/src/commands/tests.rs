@@ -159,8 +159,10 @@ impl Backend for &Fake {
         self.stats.get(&id).copied().ok_or(Errno::ENODEV)
     }
 
-    fn attach(&self, id: u32, path: &str) -> Result<(), Errno> {
-        self.log(format!("attach {id} {path}"));
+    fn attach(&self, id: u32, path: &str, flags: u64, journal_bytes: u64) -> Result<(), Errno> {
+        self.log(format!(
+            "attach {id} {path} flags={flags} journal={journal_bytes}"
+        ));
         self.check("attach", id)
     }
 
