@@ -85,6 +85,12 @@ impl Backing {
         Ok(Self { file, bdev })
     }
 
+    /// The backing device's number: (major, minor).
+    pub(crate) fn devt(&self) -> (u32, u32) {
+        // SAFETY: `bdev` is valid while the file is open (invariant).
+        unsafe { ffi::bdev_devt(self.bdev.as_ptr()) }
+    }
+
     /// Size of the backing device in bytes.
     pub(crate) fn bytes(&self) -> u64 {
         // SAFETY: `bdev` is valid while the file is open (invariant).

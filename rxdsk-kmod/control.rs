@@ -194,7 +194,6 @@ impl MiscDevice for Control {
             RXDSK_IOC_INFO => {
                 let (mut reader, mut writer) = user.reader_writer();
                 let req: RxdskInfo = reader.read()?;
-                check_zero(&req.reserved)?;
                 // Everything but the id is output: the whole input must be zero besides it.
                 if req != (RxdskInfo { id: req.id, ..Default::default() }) {
                     return Err(EINVAL);
@@ -272,7 +271,12 @@ impl MiscDevice for Control {
                     return Err(EINVAL);
                 }
                 let path = request_path(&req.path)?;
-                let (id, generation) = registry.restore(with_id.then_some(req.id), path, req.flags & RXDSK_FLAG_FORCE != 0)?;
+                let (id, generation) = registry.restore(
+                    with_id.then_some(req.id),
+                    path,
+                    req.flags & RXDSK_FLAG_FORCE != 0,
+                    req.flags & RXDSK_RESTORE_PRELOAD != 0,
+                )?;
                 req.id = id;
                 req.generation = generation;
                 if let Err(e) = writer.write(&req) {

@@ -8,6 +8,7 @@ use crate::abi::{
     RXDSK_FLUSH_ATOMIC, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use crate::backing::{Backing, PageBuf};
+use crate::deferred::{Deferred, DeferredHandler};
 use crate::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
 use crate::image::{
     checksum_continue, header_offset, image_fits, journal_holds, journal_offset, journal_table_blocks, ImageError,
@@ -19,16 +20,21 @@ use crate::iomem::IoMem;
 use crate::layout::{self, pieces, punch, shrink};
 use crate::pages::{FreeBatch, PageStore, StoreError};
 use crate::stats::{Counter, Failure, Stats};
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::unloaded::Unloaded;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
     str::{CStr, CString},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 /// Pages per bio when writing back or restoring.
 const IO_PAGES: usize = 64;
+/// A read miss loads the aligned cluster of this many pages around it (read-ahead).
+const MISS_CLUSTER: u64 = 16;
+/// Pages a preload loads per hold of the backing lock (read misses get in between).
+const PRELOAD_CHUNK: u64 = 1024;
 
 /// The backing device of a device, while attached.
 struct Attached {
@@ -45,6 +51,18 @@ struct Attached {
     /// A journal is committed on the device (header JOURNALED) and not yet known to be
     /// copied in place: the next flush replays it before it writes a new one.
     replay_pending: bool,
+}
+
+/// What INFO and STATS report of the backing device, readable without the backing lock
+/// (which a flush holds from start to end): a copy of `Attached`'s fields, updated under it.
+#[derive(Default)]
+struct BackingView {
+    /// 0: detached; else `mode + 1`.
+    mode: AtomicU32,
+    journal_bytes: AtomicU64,
+    generation: AtomicU64,
+    /// `major << 32 | minor` of the backing device.
+    devt: AtomicU64,
 }
 
 /// Where one flush's pages go, for the report.
@@ -72,8 +90,13 @@ pub(crate) struct DeviceConfig {
 
 /// # Invariants
 ///
-/// `disk` was added with `self` as its handler and is removed before `self` is freed
-/// (`PinnedDrop`), so the trampoline's reference to `self` is always valid.
+/// - `disk` was added with `self` as its handler and is removed before `self` is freed
+///   (`PinnedDrop`), so the trampoline's reference to `self` is always valid.
+/// - `deferred` has `self` as owner from before the disk is added, and is drained after the
+///   disk is removed, before `self` is freed.
+/// - While `unloaded` has pages, `backing` holds the device they are read from (DETACH
+///   loads them all first), and no I/O touches a page whose bit is set: such bios go through
+///   `deferred`, which loads the page first.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Device {
     id: u32,
@@ -81,6 +104,9 @@ pub(crate) struct Device {
     disk: GenDisk<Device>,
     #[pin]
     store: PageStore,
+    #[pin]
+    deferred: Deferred<Device>,
+    unloaded: Unloaded,
     /// Size in bytes; bios reaching past it fail (checked again by us after a shrink).
     capacity: AtomicU64,
     logical_block_size: u32,
@@ -90,6 +116,9 @@ pub(crate) struct Device {
     /// Serialises ATTACH, DETACH and FLUSH of this device; `None` while detached.
     #[pin]
     backing: Mutex<Option<Attached>>,
+    view: BackingView,
+    /// Control operations running without the registry lock (see `registry::LongOp`).
+    long_ops: AtomicU32,
     written_back: AtomicU64,
     backing_flushes: AtomicU64,
     atomic_flushes: AtomicU64,
@@ -98,16 +127,18 @@ pub(crate) struct Device {
 }
 
 impl Device {
-    pub(crate) fn create(id: u32, config: &DeviceConfig) -> Result<Pin<KBox<Self>>> {
-        let device = Self::build(id, config)?;
+    pub(crate) fn create(id: u32, config: &DeviceConfig) -> Result<Arc<Self>> {
+        let device = Self::build(id, config, Unloaded::none())?;
         device.add()?;
         Ok(device)
     }
 
-    /// Creates a device from the image on `path`: size and block size from its header, every
-    /// page read in before the disk appears, attached and clean. `EUCLEAN` for an image whose
-    /// last flush did not complete, unless `force`. Returns the device and the generation.
-    pub(crate) fn restore(id: u32, path: &CStr, force: bool) -> Result<(Pin<KBox<Self>>, u64)> {
+    /// Creates a device from the image on `path`: size, block size, mode and journal from its
+    /// header (a committed journal replayed first), attached and clean; pages are read from
+    /// the image on first access (or by [`Device::load_all`]). `EUCLEAN` for an
+    /// image whose last flush did not complete, unless `force`. Returns the device and the
+    /// generation.
+    pub(crate) fn restore(id: u32, path: &CStr, force: bool) -> Result<(Arc<Self>, u64)> {
         // The header first, through a shared open: the exclusive one needs the device.
         let header = read_header(&Backing::open_shared(path)?)?;
         // A committed journal is replayed below: its image is whole.
@@ -128,7 +159,7 @@ impl Device {
         if !crate::control::valid_size(config.size_bytes, config.logical_block_size) {
             return Err(EINVAL);
         }
-        let device = Self::build(id, &config)?;
+        let device = Self::build(id, &config, Unloaded::all(config.size_bytes.div_ceil(PAGE_SIZE as u64))?)?;
         let file = Backing::open(path, device.holder())?;
         if !image_fits(header.size_bytes, header.journal_bytes, file.bytes()) {
             return Err(EINVAL);
@@ -144,47 +175,84 @@ impl Device {
         if attached.replay_pending {
             device.replay(&mut attached)?;
         }
-        device.preload(&attached.file, header.size_bytes)?;
         device.store.start_tracking_clean();
         let generation = attached.generation;
-        *device.backing.lock() = Some(attached);
+        {
+            let mut backing = device.backing.lock();
+            *backing = Some(attached);
+            device.publish(&backing);
+        }
         device.add()?;
         Ok((device, generation))
     }
 
-    /// Reads the data area into the store (zero pages store nothing), before the disk is
-    /// visible, so no write can race with it.
-    fn preload(&self, file: &Backing, size: u64) -> Result {
-        let buf = PageBuf::new(IO_PAGES)?;
-        let pages = size.div_ceil(PAGE_SIZE as u64);
-        let mut index = 0u64;
-        while index < pages {
-            let n = (pages - index).min(IO_PAGES as u64) as usize;
-            file.read(index << PAGE_SHIFT, &buf, n).inspect_err(|_| {
-                self.backing_errors.fetch_add(1, Ordering::Relaxed);
-            })?;
+    /// Loads every page still on the backing device, a chunk per hold of the backing lock.
+    pub(crate) fn load_all(&self) -> Result {
+        let mut from = 0;
+        while let Some(first) = self.unloaded.next_set(from, u64::MAX) {
+            let last = first.saturating_add(PRELOAD_CHUNK - 1);
+            {
+                let backing = self.backing.lock();
+                let attached = backing.as_ref().ok_or(ENXIO)?;
+                self.load(&attached.file, first, last, kernel::bindings::GFP_KERNEL)?;
+            }
+            from = last.saturating_add(1);
+            ffi::cond_resched();
+        }
+        Ok(())
+    }
+
+    /// Reads the unloaded pages of `first..=last` from `file` into the store, as clean pages
+    /// (zero pages store nothing), and clears their bits. The caller holds the backing lock,
+    /// which serialises loaders.
+    fn load(&self, file: &Backing, first: u64, last: u64, gfp: kernel::bindings::gfp_t) -> Result {
+        let size = self.capacity.load(Ordering::Acquire);
+        let mut from = first;
+        while let Some(start) = self.unloaded.next_set(from, last) {
+            let mut n = 1usize;
+            while n < IO_PAGES && start + (n as u64) <= last && self.unloaded.is_set(start + n as u64) {
+                n += 1;
+            }
+            let buf = PageBuf::new(n)?;
+            file.read(start << PAGE_SHIFT, &buf, n).map_err(|e| self.count_error(e))?;
             for i in 0..n {
-                let at = (index + i as u64) << PAGE_SHIFT;
+                let index = start + i as u64;
+                let at = index << PAGE_SHIFT;
                 // The last page may reach past the end: only its part inside is data.
-                let len = (size - at).min(PAGE_SIZE as u64) as usize;
+                let len = (size.saturating_sub(at)).min(PAGE_SIZE as u64) as usize;
                 let stored = buf.with_mem(i, |mem| {
                     let (data, _) = mem.split_at(len);
                     if data.is_zero() {
                         Ok(())
                     } else {
-                        self.store.write(index + i as u64, 0, &data, kernel::bindings::GFP_KERNEL, false)
+                        self.store.fill(index, &data, gfp)
                     }
                 });
                 match stored {
-                    Some(Ok(())) => {}
+                    Some(Ok(())) => self.unloaded.clear(index),
                     Some(Err(StoreError::Limit)) => return Err(ENOSPC),
                     _ => return Err(ENOMEM),
                 }
             }
-            index += n as u64;
+            self.backing_reads.fetch_add(n as u64, Ordering::Relaxed);
+            from = start + n as u64;
             ffi::cond_resched();
         }
         Ok(())
+    }
+
+    /// The first and last page a bio touches, if it must wait for pages still on the backing
+    /// device.
+    fn needs_load(&self, bio: &Bio) -> Option<(u64, u64)> {
+        if self.unloaded.count() == 0 {
+            return None;
+        }
+        if !matches!(bio.op(), Op::Read | Op::Write | Op::Discard | Op::WriteZeroes) || bio.len() == 0 {
+            return None;
+        }
+        let first = bio.position() >> PAGE_SHIFT;
+        let last = (bio.position().checked_add(bio.len() - 1)?) >> PAGE_SHIFT;
+        self.unloaded.next_set(first, last).map(|_| (first, last))
     }
 
     /// An address that identifies this device as the exclusive holder of its backing device.
@@ -216,7 +284,31 @@ impl Device {
         self.write_header(&attached.file, &self.header(&attached, 0, RXDSK_IMAGE_FLUSHING, 0))?;
         self.store.start_tracking();
         *backing = Some(attached);
+        self.publish(&backing);
         Ok(())
+    }
+
+    /// Copies what INFO and STATS show of `backing` into the lock-free view.
+    fn publish(&self, backing: &Option<Attached>) {
+        let (mode, journal, generation) = backing.as_ref().map_or((0, 0, 0), |a| (a.mode + 1, a.journal_bytes, a.generation));
+        let (major, minor) = backing.as_ref().map_or((0, 0), |a| a.file.devt());
+        self.view.devt.store(u64::from(major) << 32 | u64::from(minor), Ordering::Relaxed);
+        self.view.journal_bytes.store(journal, Ordering::Relaxed);
+        self.view.generation.store(generation, Ordering::Relaxed);
+        self.view.mode.store(mode, Ordering::Release);
+    }
+
+    /// Counts a control operation running without the registry lock.
+    pub(crate) fn begin_long_op(&self) {
+        self.long_ops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn end_long_op(&self) {
+        self.long_ops.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn long_ops(&self) -> u32 {
+        self.long_ops.load(Ordering::Relaxed)
     }
 
     /// The image header for `attached` in `state`.
@@ -230,13 +322,17 @@ impl Device {
     pub(crate) fn detach(&self, discard_dirty: bool) -> Result {
         let mut backing = self.backing.lock();
         let attached = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
+        // Pages still only on the backing device must come in before it goes.
+        self.load(&attached.file, 0, u64::MAX, kernel::bindings::GFP_KERNEL)?;
         if let Err(e) = self.write_back(attached) {
+            self.publish(&backing);
             if !discard_dirty {
                 return Err(e);
             }
         }
         self.store.stop_tracking();
         *backing = None;
+        self.publish(&backing);
         Ok(())
     }
 
@@ -249,14 +345,16 @@ impl Device {
     }
 
     pub(crate) fn is_backed(&self) -> bool {
-        self.backing.lock().is_some()
+        self.view.mode.load(Ordering::Acquire) != 0
     }
 
     /// FLUSH: writes back every change and commits the image.
     pub(crate) fn flush(&self) -> Result<RxdskFlush> {
         let mut backing = self.backing.lock();
         let attached = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
-        self.write_back(attached)
+        let result = self.write_back(attached);
+        self.publish(&backing);
+        result
     }
 
     fn write_header(&self, file: &Backing, header: &RxdskImageHeader) -> Result {
@@ -546,24 +644,28 @@ impl Device {
         Ok(report)
     }
 
-    fn build(id: u32, config: &DeviceConfig) -> Result<Pin<KBox<Self>>> {
+    fn build(id: u32, config: &DeviceConfig, unloaded: Unloaded) -> Result<Arc<Self>> {
         let disk = GenDisk::new(&DiskConfig {
             logical_block_size: config.logical_block_size,
             capacity_sectors: config.size_bytes >> SECTOR_SHIFT,
             read_only: config.read_only,
         })?;
         let stats = Stats::new()?;
-        let device = KBox::pin_init(
+        let device = Arc::pin_init(
             try_pin_init!(Self {
                 id,
                 disk,
                 store <- PageStore::new(config.mem_limit_bytes >> PAGE_SHIFT),
+                deferred <- Deferred::new(),
+                unloaded,
                 capacity: AtomicU64::new(config.size_bytes),
                 logical_block_size: config.logical_block_size,
                 mem_limit_bytes: config.mem_limit_bytes,
                 read_only: config.read_only,
                 stats,
                 backing <- new_mutex!(None),
+                view: BackingView::default(),
+                long_ops: AtomicU32::new(0),
                 written_back: AtomicU64::new(0),
                 backing_flushes: AtomicU64::new(0),
                 atomic_flushes: AtomicU64::new(0),
@@ -576,10 +678,14 @@ impl Device {
     }
 
     /// Makes the disk visible; bios start arriving.
-    fn add(self: &Pin<KBox<Self>>) -> Result {
+    fn add(self: &Arc<Self>) -> Result {
         let name = CString::try_from_fmt(fmt!("rxd{}", self.id))?;
-        // SAFETY: `self` is pinned in its box and owns the disk, which its `PinnedDrop`
-        // removes before the box is freed.
+        // SAFETY: `self` lives in an `Arc` (it never moves), holds `deferred`, and drains it
+        // in `PinnedDrop` after removing the disk (no bio can be pushed then).
+        // INVARIANT: the owner is set before the disk is added.
+        unsafe { self.deferred.set_owner(self) };
+        // SAFETY: `self` lives in an `Arc` (it never moves) and owns the disk, which its
+        // `PinnedDrop` removes before the memory is freed.
         // INVARIANT: the disk is added with `self` as its handler.
         unsafe { self.disk.add(self, name.to_bytes()) }
     }
@@ -600,11 +706,13 @@ impl Device {
     }
 
     pub(crate) fn info(&self) -> RxdskInfo {
-        let (backing_flags, journal_bytes) = match self.backing.lock().as_ref() {
-            None => (0, 0),
-            Some(a) if a.mode == RXDSK_IMAGE_WRITETHROUGH => (RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH, a.journal_bytes),
-            Some(a) => (RXDSK_FLAG_BACKED, a.journal_bytes),
+        let backing_flags = match self.view.mode.load(Ordering::Acquire) {
+            0 => 0,
+            m if m == RXDSK_IMAGE_WRITETHROUGH + 1 => RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH,
+            _ => RXDSK_FLAG_BACKED,
         };
+        let journal_bytes = self.view.journal_bytes.load(Ordering::Relaxed);
+        let devt = self.view.devt.load(Ordering::Relaxed);
         RxdskInfo {
             id: self.id,
             logical_block_size: self.logical_block_size,
@@ -615,9 +723,10 @@ impl Device {
             open_count: self.openers(),
             pad: 0,
             dirty_pages: self.store.changed(),
-            unloaded_pages: 0,
+            unloaded_pages: self.unloaded.count(),
             journal_bytes,
-            reserved: [0; 1],
+            backing_major: (devt >> 32) as u32,
+            backing_minor: devt as u32,
         }
     }
 
@@ -629,7 +738,7 @@ impl Device {
         s.written_back_bytes = self.written_back.load(Ordering::Relaxed);
         s.backing_flushes = self.backing_flushes.load(Ordering::Relaxed);
         s.backing_errors = self.backing_errors.load(Ordering::Relaxed);
-        s.flush_generation = self.backing.lock().as_ref().map_or(0, |a| a.generation);
+        s.flush_generation = self.view.generation.load(Ordering::Relaxed);
         s.backing_reads = self.backing_reads.load(Ordering::Relaxed);
         s.atomic_flushes = self.atomic_flushes.load(Ordering::Relaxed);
         s
@@ -773,6 +882,22 @@ impl BioHandler for Device {
     }
 
     fn submit_bio(&self, bio: Bio) {
+        if self.needs_load(&bio).is_some() {
+            if bio.nowait() {
+                // Loading waits for the backing device.
+                self.stats.failure(Failure::Alloc);
+                bio.end(Status::Again);
+            } else {
+                self.deferred.push(bio);
+            }
+            return;
+        }
+        self.complete(bio);
+    }
+}
+
+impl Device {
+    fn complete(&self, bio: Bio) {
         match self.handle(&bio) {
             Ok(()) => bio.end(Status::Ok),
             Err((status, why)) => {
@@ -783,11 +908,38 @@ impl BioHandler for Device {
     }
 }
 
+impl DeferredHandler for Device {
+    fn handle_deferred(&self, bio: Bio) {
+        let loaded = match self.needs_load(&bio) {
+            None => Ok(()),
+            Some((first, last)) => {
+                // The aligned cluster around the miss comes in too (read-ahead).
+                let first = first & !(MISS_CLUSTER - 1);
+                let last = last | (MISS_CLUSTER - 1);
+                let backing = self.backing.lock();
+                match backing.as_ref() {
+                    Some(attached) => self.load(&attached.file, first, last, ffi::gfp_noio()),
+                    None => Err(EIO),
+                }
+            }
+        };
+        match loaded {
+            Ok(()) => self.complete(bio),
+            Err(_) => {
+                self.stats.failure(Failure::Io);
+                bio.end(Status::IoError);
+            }
+        }
+    }
+}
+
 #[pinned_drop]
 impl PinnedDrop for Device {
     fn drop(self: Pin<&mut Self>) {
         // INVARIANT: no bio reaches `self` after this; the store's pages go with its fields.
         self.disk.remove();
+        // Bios deferred before the removal are handled before the fields go.
+        self.deferred.drain();
     }
 }
 

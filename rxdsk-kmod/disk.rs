@@ -304,7 +304,7 @@ impl Bio {
     /// # Safety
     ///
     /// `raw` is a valid bio handed to the driver's `submit_bio`.
-    unsafe fn from_raw(raw: *mut bindings::bio) -> Self {
+    pub(crate) unsafe fn from_raw(raw: *mut bindings::bio) -> Self {
         // SAFETY: The block layer never passes a null bio.
         Self { raw: unsafe { NonNull::new_unchecked(raw) } }
     }
@@ -389,6 +389,12 @@ impl Bio {
             iter.bi_size -= seg.len as u32;
         }
         Ok(())
+    }
+
+    /// Gives up ownership without ending the bio: whoever takes the pointer must end it (or
+    /// turn it back into a `Bio` with [`Bio::from_raw`]).
+    pub(crate) fn into_raw(self) -> NonNull<bindings::bio> {
+        ManuallyDrop::new(self).raw
     }
 
     /// Completes the bio.

@@ -29,6 +29,8 @@ mod c {
         // `struct block_device *`, opaque to the type checker (bindgen's layout contains a
         // zero-sized array the FFI lint rejects).
         pub(super) fn rxdsk_bdev_nr_bytes(bdev: *mut core::ffi::c_void) -> u64;
+        pub(super) fn rxdsk_bdev_major(bdev: *mut core::ffi::c_void) -> u32;
+        pub(super) fn rxdsk_bdev_minor(bdev: *mut core::ffi::c_void) -> u32;
         pub(super) fn rxdsk_ktime_get_real_ns() -> u64;
     }
 }
@@ -82,6 +84,16 @@ kernel_value!(blk_open_excl: bindings::blk_mode_t = rxdsk_blk_open_excl);
 pub(crate) unsafe fn bdev_nr_bytes(bdev: *mut bindings::block_device) -> u64 {
     // SAFETY: The caller passes a valid block device; the helper only reads its size.
     unsafe { c::rxdsk_bdev_nr_bytes(bdev.cast()) }
+}
+
+/// `MAJOR()` and `MINOR()` of the block device's number.
+///
+/// # Safety
+///
+/// `bdev` is a valid block device.
+pub(crate) unsafe fn bdev_devt(bdev: *mut bindings::block_device) -> (u32, u32) {
+    // SAFETY: The caller passes a valid block device; the helpers only read its number.
+    unsafe { (c::rxdsk_bdev_major(bdev.cast()), c::rxdsk_bdev_minor(bdev.cast())) }
 }
 
 /// Wall-clock time, nanoseconds since the Unix epoch.

@@ -9,6 +9,8 @@
 #include <linux/sched.h>
 #include <linux/timekeeping.h>
 #include <linux/xarray.h>
+#include <linux/workqueue.h>
+#include <linux/sched/mm.h>
 
 #define RXDSK_CONST(type, name, value)     \
 	extern const type rxdsk_##name;    \
@@ -35,6 +37,18 @@ u64 rxdsk_bdev_nr_bytes(struct block_device *bdev)
 	return bdev_nr_bytes(bdev);
 }
 
+u32 rxdsk_bdev_major(struct block_device *bdev);
+u32 rxdsk_bdev_major(struct block_device *bdev)
+{
+	return MAJOR(bdev->bd_dev);
+}
+
+u32 rxdsk_bdev_minor(struct block_device *bdev);
+u32 rxdsk_bdev_minor(struct block_device *bdev)
+{
+	return MINOR(bdev->bd_dev);
+}
+
 u64 rxdsk_ktime_get_real_ns(void);
 u64 rxdsk_ktime_get_real_ns(void)
 {
@@ -45,4 +59,48 @@ void rxdsk_cond_resched(void);
 void rxdsk_cond_resched(void)
 {
 	cond_resched();
+}
+
+/*
+ * The workqueue for bios that must wait for the backing device (deferred.rs). WQ_MEM_RECLAIM:
+ * its rescuer keeps it moving when we serve reclaim (swap on a device being restored).
+ */
+static struct workqueue_struct *rxdsk_io_wq;
+
+int rxdsk_io_wq_create(void);
+int rxdsk_io_wq_create(void)
+{
+	rxdsk_io_wq = alloc_workqueue("rxdsk_io", WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
+	return rxdsk_io_wq ? 0 : -ENOMEM;
+}
+
+void rxdsk_io_wq_destroy(void);
+void rxdsk_io_wq_destroy(void)
+{
+	destroy_workqueue(rxdsk_io_wq);
+	rxdsk_io_wq = NULL;
+}
+
+void rxdsk_io_queue(struct work_struct *work);
+void rxdsk_io_queue(struct work_struct *work)
+{
+	queue_work(rxdsk_io_wq, work);
+}
+
+void rxdsk_init_work(struct work_struct *work, work_func_t func);
+void rxdsk_init_work(struct work_struct *work, work_func_t func)
+{
+	INIT_WORK(work, func);
+}
+
+unsigned int rxdsk_noio_save(void);
+unsigned int rxdsk_noio_save(void)
+{
+	return memalloc_noio_save();
+}
+
+void rxdsk_noio_restore(unsigned int flags);
+void rxdsk_noio_restore(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
 }

@@ -256,7 +256,7 @@ impl PageStore {
             if self.write_existing(index, offset, src) {
                 return Ok(());
             }
-            match self.insert(index, offset, src, gfp) {
+            match self.insert(index, offset, src, gfp, true) {
                 Ok(true) => return Ok(()),
                 // Another writer inserted the page first: write into theirs. (If a discard
                 // removes it again before we get there, we go round once more.)
@@ -279,7 +279,7 @@ impl PageStore {
     /// `Ok(true)`: our page, with the data, is in. `Ok(false)`: another page was there first.
     /// `WouldBlock`: the limit is reached while another insert is in flight (maybe of this
     /// very index): retry once it is done.
-    fn insert(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: bindings::gfp_t) -> Result<bool, StoreError> {
+    fn insert(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: bindings::gfp_t, mark: bool) -> Result<bool, StoreError> {
         let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
         // A full-page write needs no zeroing.
         let zero = if src.len() == PAGE_SIZE { 0 } else { bindings::__GFP_ZERO };
@@ -315,7 +315,7 @@ impl PageStore {
         // valid, 4-byte aligned XArray entry.
         let old = unsafe { bindings::__xa_cmpxchg(self.xa(), slot, ptr::null_mut(), page.cast(), gfp | ffi::GFP_NOWARN) };
         self.inserting.fetch_sub(1, Ordering::Relaxed);
-        if old.is_null() && self.tracking.load(Ordering::Relaxed) {
+        if old.is_null() && mark && self.tracking.load(Ordering::Relaxed) {
             // SAFETY: The lock is held (as after `__xa_cmpxchg`); our page is at `slot`.
             unsafe { bindings::__xa_set_mark(self.xa(), slot, ffi::xa_mark_0()) };
         }
@@ -332,6 +332,19 @@ impl PageStore {
             return Err(StoreError::NoMemory);
         }
         Ok(false)
+    }
+
+    /// Stores a whole page read from the backing device at `index`, where no page may be yet,
+    /// as clean (the backing device holds the same bytes). A page already there (none should
+    /// be: writes reach an index only once it is loaded) is kept.
+    pub(crate) fn fill(&self, index: u64, src: &IoMem<'_>, gfp: bindings::gfp_t) -> Result<(), StoreError> {
+        loop {
+            match self.insert(index, 0, src, gfp, false) {
+                Ok(_) => return Ok(()),
+                Err(StoreError::WouldBlock) => ffi::cond_resched(),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Takes page `slot` out of the XArray; it then counts as pending until freed. While a

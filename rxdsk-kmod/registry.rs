@@ -2,13 +2,22 @@
 
 //! The devices of the module, by id. Control operations are serialised by one mutex: they are
 //! rare, and serialising them makes create/destroy/resize races impossible by construction.
-//! The I/O path never touches the registry.
+//! The long ones (flush, detach, a restore's preload), which wait for a backing device, run
+//! without it as a [`LongOp`], so that INFO and STATS (a progress display) and other devices'
+//! operations go on meanwhile. The I/O path never touches the registry.
 
 use crate::abi::{RxdskFlush, RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
 use crate::device::{Device, DeviceConfig};
-use kernel::{new_mutex, prelude::*, str::CStr, sync::Mutex};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    str::CStr,
+    sync::{Arc, Mutex},
+};
 
-type Slots = KVec<Option<Pin<KBox<Device>>>>;
+use core::mem::ManuallyDrop;
+
+type Slots = KVec<Option<Arc<Device>>>;
 
 #[pin_data(PinnedDrop)]
 pub(crate) struct Registry {
@@ -38,10 +47,15 @@ impl Registry {
     }
 
     /// Destroys a device; `EBUSY` while open unless forced (checked and held against racing
-    /// opens with the disk's claim). The disk is gone from the system and every page freed
-    /// (RCU callbacks included) when this returns.
+    /// opens with the disk's claim), and while a long operation (a flush) runs on it. The
+    /// disk is gone from the system and every page freed (RCU callbacks included) when this
+    /// returns.
     pub(crate) fn destroy(&self, id: u32, force: bool) -> Result {
         let mut slots = self.devices.lock();
+        // No LongOp holds a reference now: ours is the last, and the drop below frees it.
+        if get(&slots, id)?.long_ops() > 0 {
+            return Err(EBUSY);
+        }
         if !force {
             let device = get(&slots, id)?;
             // Data not yet on the backing device would be lost.
@@ -69,12 +83,31 @@ impl Registry {
 
     /// Creates a device from the image on `path` (see [`Device::restore`]); returns its id
     /// and the image's generation.
-    pub(crate) fn restore(&self, wanted: Option<u32>, path: &CStr, force: bool) -> Result<(u32, u64)> {
-        let mut slots = self.devices.lock();
-        let id = free_id(&mut slots, wanted)?;
-        let (device, generation) = Device::restore(id, path, force)?;
-        slots[id as usize] = Some(device);
+    pub(crate) fn restore(&self, wanted: Option<u32>, path: &CStr, force: bool, preload: bool) -> Result<(u32, u64)> {
+        let (id, generation) = {
+            let mut slots = self.devices.lock();
+            let id = free_id(&mut slots, wanted)?;
+            let (device, generation) = Device::restore(id, path, force)?;
+            slots[id as usize] = Some(device);
+            (id, generation)
+        };
+        if preload {
+            let loaded = self.long_op(id)?.load_all();
+            if let Err(e) = loaded {
+                // No half-loaded device stays behind (its id was never reported).
+                let _ = self.destroy(id, true);
+                return Err(e);
+            }
+        }
         Ok((id, generation))
+    }
+
+    /// Device `id` for an operation that runs without the registry lock.
+    fn long_op(&self, id: u32) -> Result<LongOp<'_>> {
+        let slots = self.devices.lock();
+        let device = get_arc(&slots, id)?;
+        device.begin_long_op();
+        Ok(LongOp { registry: self, device: ManuallyDrop::new(device) })
     }
 
     pub(crate) fn attach(&self, id: u32, path: &CStr, journal_bytes: u64) -> Result {
@@ -82,11 +115,11 @@ impl Registry {
     }
 
     pub(crate) fn detach(&self, id: u32, discard_dirty: bool) -> Result {
-        get(&self.devices.lock(), id)?.detach(discard_dirty)
+        self.long_op(id)?.detach(discard_dirty)
     }
 
     pub(crate) fn flush(&self, id: u32) -> Result<RxdskFlush> {
-        get(&self.devices.lock(), id)?.flush()
+        self.long_op(id)?.flush()
     }
 
     pub(crate) fn info(&self, id: u32) -> Result<RxdskInfo> {
@@ -107,6 +140,40 @@ impl Registry {
             }
         }
         Ok(ids)
+    }
+}
+
+fn get_arc(slots: &Slots, id: u32) -> Result<Arc<Device>> {
+    match slots.get(id as usize) {
+        Some(Some(device)) => Ok(device.clone()),
+        _ => Err(ENODEV),
+    }
+}
+
+/// A device used without the registry lock. While one exists, DESTROY refuses the device; it
+/// lets go under the lock, so a destroy that finds no long operation holds the last
+/// reference and frees the device (and its name) before it returns.
+struct LongOp<'a> {
+    registry: &'a Registry,
+    /// Taken only by `drop`.
+    device: ManuallyDrop<Arc<Device>>,
+}
+
+impl core::ops::Deref for LongOp<'_> {
+    type Target = Device;
+
+    fn deref(&self) -> &Device {
+        &self.device
+    }
+}
+
+impl Drop for LongOp<'_> {
+    fn drop(&mut self) {
+        let _slots = self.registry.devices.lock();
+        // SAFETY: Taken once, here; `self.device` is not used after.
+        let device = unsafe { ManuallyDrop::take(&mut self.device) };
+        device.end_long_op();
+        drop(device);
     }
 }
 

@@ -23,6 +23,7 @@ mod image;
 mod layout;
 mod backing;
 mod control;
+mod deferred;
 mod device;
 mod disk;
 mod ffi;
@@ -30,6 +31,7 @@ mod iomem;
 mod pages;
 mod registry;
 mod stats;
+mod unloaded;
 
 module! {
     type: RxdskModule,
@@ -53,11 +55,14 @@ struct RxdskModule {
     control: MiscDeviceRegistration<control::Control>,
     #[pin]
     registry: registry::Registry,
+    /// Declared last: destroyed once no device is left.
+    io_queue: deferred::IoQueue,
 }
 
 impl kernel::InPlaceModule for RxdskModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            io_queue: deferred::IoQueue::new()?,
             registry <- registry::Registry::new(),
             control <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rxdsk-control",

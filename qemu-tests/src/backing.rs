@@ -430,3 +430,187 @@ pub fn backing_journal_atomic() -> TestResult {
     cmd_ok("rxdskctl", &["detach", &replayed.path])?;
     replayed.destroy()
 }
+
+/// Reads the whole device.
+fn read_all(path: &str) -> Result<Vec<u8>, String> {
+    let f = open_direct(path, false)?;
+    let mut all = Vec::new();
+    let mut buf = AlignedBuf::zeroed(MIB as usize)?;
+    for at in (0..SIZE).step_by(MIB as usize) {
+        read_at(&f, &mut buf[..], at).map_err(|e| format!("read {path} at {at}: {e}"))?;
+        all.extend_from_slice(&buf[..]);
+    }
+    Ok(all)
+}
+
+/// A restore reads pages from the backing device on first access: a read miss loads its
+/// 16-page cluster, a write or discard of an unloaded page loads it first, racing readers all
+/// see the image's data; `list` shows the backing device, mode and what is left to load.
+/// `--preload` loads everything before it returns and gives the same bytes.
+pub fn backing_lazy_restore() -> TestResult {
+    ensure(is_block_device(DISK), || {
+        format!("{DISK} missing: the suite's scratch disk")
+    })?;
+    let (seed, seed2) = (0x1A2E, 0x1A2F);
+    let pages = SIZE / PAGE;
+    let dev = Device::create(SIZE, 4096)?;
+    {
+        let f = open_direct(&dev.path, true)?;
+        blk::write_pattern(&f, 0, 32 * MIB, seed)?;
+    }
+    cmd_ok("rxdskctl", &["attach", "--journal", "1M", &dev.path, DISK])?;
+    cmd_ok("rxdskctl", &["flush", &dev.path])?;
+    dev.destroy()?;
+
+    let lazy = restore(&[])?;
+    let (info, s) = (lazy.info()?, lazy.stats()?);
+    // Only what the kernel's partition scan read (its first cluster) came in.
+    let scanned = s.backing_reads;
+    ensure(
+        scanned <= 16 && info.unloaded_pages == pages - scanned,
+        || {
+            format!(
+                "fresh lazy restore: unloaded {} reads {}",
+                info.unloaded_pages, s.backing_reads
+            )
+        },
+    )?;
+    let out = cmd_ok(
+        "rxdskctl",
+        &["list", "-J", "-o", "name,backing,mode,journal,unloaded"],
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).map_err(|e| e.to_string())?;
+    let row = &v["rxdsk"][0];
+    ensure(
+        row["backing"] == DISK
+            && row["mode"] == "writeback"
+            && row["journal"] == MIB
+            && row["unloaded"] == SIZE - scanned * PAGE,
+        || format!("list: {v}"),
+    )?;
+    // One read miss: its aligned 16-page cluster comes in, nothing else.
+    let f = open_direct(&lazy.path, true)?;
+    let miss = MIB + 2 * PAGE;
+    blk::verify_range(&f, miss, PAGE, &|_| Expect::Pattern(seed))
+        .map_err(|e| format!("miss: {e}"))?;
+    let (info, s) = (lazy.info()?, lazy.stats()?);
+    ensure(
+        s.backing_reads == scanned + 16 && info.unloaded_pages == pages - scanned - 16,
+        || {
+            format!(
+                "after one read miss: {} reads, {} unloaded",
+                s.backing_reads, info.unloaded_pages
+            )
+        },
+    )?;
+    // A write and a discard of unloaded pages.
+    blk::write_pattern(&f, 20 * MIB, 8 * PAGE, seed2)?;
+    blk::discard(&f, 24 * MIB, 4 * MIB).map_err(|e| format!("discard: {e}"))?;
+    let expect = move |at: u64| {
+        if (20 * MIB..20 * MIB + 8 * PAGE).contains(&at) {
+            Expect::Pattern(seed2)
+        } else if (24 * MIB..28 * MIB).contains(&at) || at >= 32 * MIB {
+            Expect::Zeros
+        } else {
+            Expect::Pattern(seed)
+        }
+    };
+    // Racing readers over pages still unloaded.
+    std::thread::scope(|scope| -> TestResult {
+        let workers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let path = lazy.path.clone();
+                scope.spawn(move || -> TestResult {
+                    let f = open_direct(&path, false)?;
+                    let mut state = 0x5EED + t;
+                    for _ in 0..150 {
+                        let page = blk::splitmix64(&mut state) % pages;
+                        blk::verify_range(&f, page * PAGE, PAGE, &expect)
+                            .map_err(|e| format!("reader {t}: {e}"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().map_err(|_| "a reader panicked".to_string())??;
+        }
+        Ok(())
+    })?;
+    blk::verify_range(&f, 0, SIZE, &expect).map_err(|e| format!("lazy device: {e}"))?;
+    let info = lazy.info()?;
+    ensure(
+        info.unloaded_pages == 0 && info.dirty_pages == 8 + 1024,
+        || format!("after reading everything: {info:?}"),
+    )?;
+    drop(f);
+    let lazy_bytes = read_all(&lazy.path)?;
+    cmd_ok("rxdskctl", &["flush", &lazy.path])?;
+    lazy.destroy()?;
+
+    let preloaded = restore(&["--preload"])?;
+    let (info, s) = (preloaded.info()?, preloaded.stats()?);
+    ensure(info.unloaded_pages == 0 && s.backing_reads == pages, || {
+        format!(
+            "--preload: unloaded {} reads {}",
+            info.unloaded_pages, s.backing_reads
+        )
+    })?;
+    ensure(read_all(&preloaded.path)? == lazy_bytes, || {
+        "--preload and the lazy restore differ".into()
+    })?;
+    ensure(preloaded.stats()?.backing_reads == pages, || {
+        "reads of a preloaded device went to the backing device".into()
+    })?;
+    cmd_ok("rxdskctl", &["detach", &preloaded.path])?;
+    preloaded.destroy()
+}
+
+/// DETACH of a lazily restored device first loads what is left, so the device keeps every
+/// byte without its backing device.
+pub fn backing_lazy_detach() -> TestResult {
+    ensure(is_block_device(DISK), || {
+        format!("{DISK} missing: the suite's scratch disk")
+    })?;
+    let seed = 0xDE7A;
+    let dev = Device::create(SIZE, 512)?;
+    {
+        let f = open_direct(&dev.path, true)?;
+        blk::write_pattern(&f, 4 * MIB, 16 * MIB, seed)?;
+    }
+    cmd_ok("rxdskctl", &["attach", &dev.path, DISK])?;
+    cmd_ok("rxdskctl", &["flush", &dev.path])?;
+    dev.destroy()?;
+    let lazy = restore(&[])?;
+    ensure(lazy.info()?.logical_block_size == 512, || {
+        "block size not restored".into()
+    })?;
+    // A 512-byte write into an unloaded page keeps the rest of the page.
+    let f = open_direct(&lazy.path, true)?;
+    let mut sector = AlignedBuf::zeroed(512)?;
+    blk::fill_keyed(&mut sector[..], 7, 7);
+    write_at(&f, &sector[..], 8 * MIB + 1024).map_err(|e| format!("write: {e}"))?;
+    cmd_ok("rxdskctl", &["detach", &lazy.path])?;
+    let info = lazy.info()?;
+    ensure(
+        info.unloaded_pages == 0 && info.flags & RXDSK_FLAG_BACKED == 0,
+        || format!("after detach: {info:?}"),
+    )?;
+    let mut back = AlignedBuf::zeroed(512)?;
+    read_at(&f, &mut back[..], 8 * MIB + 1024).map_err(|e| format!("read: {e}"))?;
+    ensure(back[..] == sector[..], || {
+        "the sector write was lost".into()
+    })?;
+    blk::verify_range(&f, 8 * MIB, 1024, &|_| Expect::Pattern(seed))
+        .map_err(|e| format!("the rest of the page: {e}"))?;
+    blk::verify_range(&f, 12 * MIB, SIZE - 12 * MIB, &|at| {
+        if at < 20 * MIB {
+            Expect::Pattern(seed)
+        } else {
+            Expect::Zeros
+        }
+    })
+    .map_err(|e| format!("after detach: {e}"))?;
+    drop(f);
+    lazy.destroy()
+}

@@ -79,7 +79,8 @@ fn expect_fresh_info(
         dirty_pages: 0,
         unloaded_pages: 0,
         journal_bytes: 0,
-        reserved: [0; 1],
+        backing_major: 0,
+        backing_minor: 0,
     };
     ensure(*i == want, || format!("INFO {i:?}, want {want:?}"))
 }
@@ -484,14 +485,14 @@ pub fn bad_input_rejected() -> TestResult {
             ..Default::default()
         },
     ));
-    for i in 0..RxdskInfo::default().reserved.len() {
-        let mut x = RxdskInfo {
+    infos.push((
+        "backing_minor 1 (an output field, the last one)".to_string(),
+        RxdskInfo {
             id,
+            backing_minor: 1,
             ..Default::default()
-        };
-        x.reserved[i] = 1;
-        infos.push((format!("reserved[{i}] 1"), x));
-    }
+        },
+    ));
     for (what, mut i) in infos {
         expect_errno(
             &format!("INFO with {what}"),

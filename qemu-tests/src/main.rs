@@ -69,6 +69,14 @@ const TESTS: &[Test] = &[
         run: backing::backing_journal_atomic,
     },
     Test {
+        name: "backing_lazy_restore",
+        run: backing::backing_lazy_restore,
+    },
+    Test {
+        name: "backing_lazy_detach",
+        run: backing::backing_lazy_detach,
+    },
+    Test {
         name: "create_destroy_cycles",
         run: devices::create_destroy_cycles,
     },

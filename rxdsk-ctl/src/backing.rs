@@ -10,7 +10,7 @@ use rxdsk_ioctl::{
     header_offset, journal_table_blocks, ImageError, RxdskImageHeader, RxdskRestore,
     JOURNAL_ENTRIES_PER_BLOCK, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_BACKED, RXDSK_FLAG_DISCARD_DIRTY,
     RXDSK_FLAG_FORCE, RXDSK_FLUSH_ATOMIC, RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_FLUSHING,
-    RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITETHROUGH,
+    RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITETHROUGH, RXDSK_RESTORE_PRELOAD,
 };
 use std::io::Write;
 use std::os::unix::fs::{FileExt, FileTypeExt};
@@ -178,6 +178,7 @@ pub fn restore<B: Backend>(
     backend: &B,
     path: &str,
     force: bool,
+    preload: bool,
     id: Option<u32>,
 ) -> Result<u32, String> {
     // Read here too, to name what is wrong better than an errno can.
@@ -197,6 +198,9 @@ pub fn restore<B: Backend>(
     let mut flags = if force { RXDSK_FLAG_FORCE } else { 0 };
     if id.is_some() {
         flags |= RXDSK_CREATE_WITH_ID;
+    }
+    if preload {
+        flags |= RXDSK_RESTORE_PRELOAD;
     }
     let request = RxdskRestore {
         id: id.unwrap_or(0),
@@ -240,12 +244,14 @@ pub fn detach<B: Backend>(backend: &B, id: u32, discard_dirty: bool) -> Result<(
 
 /// `flush`: each device in turn, one summary line each (or a JSON array). Returns the error
 /// messages of the devices that failed.
+/// `progress(Some(id))` is called before each device's flush, `progress(None)` after it.
 pub fn flush<B: Backend>(
     backend: &B,
     devices: &[u32],
     all: bool,
     json: bool,
     out: &mut dyn Write,
+    progress: &mut dyn FnMut(Option<u32>),
 ) -> Result<Vec<String>, std::io::Error> {
     let ids: Vec<u32> = if all {
         backend
@@ -265,7 +271,10 @@ pub fn flush<B: Backend>(
     let mut rows = Vec::new();
     for id in ids {
         let start = std::time::Instant::now();
-        match backend.flush(id) {
+        progress(Some(id));
+        let result = backend.flush(id);
+        progress(None);
+        match result {
             Ok(f) => {
                 let secs = start.elapsed().as_secs_f64();
                 if json {

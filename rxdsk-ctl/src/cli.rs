@@ -65,13 +65,18 @@ pub struct CreateArgs {
     #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true,
           required_unless_present = "backing", conflicts_with = "backing")]
     pub size: Option<u64>,
-    /// Restore the device from the image on this backing device (size and block size come
-    /// from it; every page is read in before the device appears); it stays attached.
+    /// Restore the device from the image on this backing device (size, block size, mode and
+    /// journal come from it); it stays attached. Pages are read from it on first access
+    /// unless --preload.
     #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "mem_limit", "read_only"])]
     pub backing: Option<String>,
     /// With --backing: restore an image whose last flush did not complete.
     #[arg(long, requires = "backing")]
     pub force: bool,
+    /// With --backing: read every page in before returning, so that no later read waits for
+    /// the backing device.
+    #[arg(long, requires = "backing")]
+    pub preload: bool,
     /// Logical block size in bytes: 512 or 4096.
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_block_size)]
     pub block_size: u32,

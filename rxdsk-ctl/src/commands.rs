@@ -15,7 +15,7 @@ use rxdsk_ioctl::{
     self as abi, RxdskCreate, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_FORCE, RXDSK_FLAG_READ_ONLY,
     RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -108,13 +108,94 @@ fn check_size(size: u64, block_size: Option<u32>) -> Result<(), String> {
     Ok(())
 }
 
+/// A flush's progress on stderr (a terminal): bytes written of the dirty data and the rate,
+/// polled through a control handle of its own while the FLUSH ioctl blocks.
+struct FlushProgress {
+    enabled: bool,
+    running: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+impl FlushProgress {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            running: None,
+        }
+    }
+
+    fn set(&mut self, id: Option<u32>) {
+        if let Some((stop, thread)) = self.running.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = thread.join();
+        }
+        let (Some(id), true) = (id, self.enabled) else {
+            return;
+        };
+        let Ok(control) = crate::control::Control::open() else {
+            return;
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stop.clone();
+        let thread = std::thread::spawn(move || flush_progress(&control, id, &done));
+        self.running = Some((stop, thread));
+    }
+}
+
+fn flush_progress(
+    control: &crate::control::Control,
+    id: u32,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    let (Ok(info), Ok(first)) = (control.info(id), control.stats(id)) else {
+        return;
+    };
+    let total = info.dirty_pages * rxdsk_ioctl::RXDSK_PAGE_SIZE;
+    let start = std::time::Instant::now();
+    let mut shown = false;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // Say nothing for flushes that end at once.
+        if start.elapsed() < std::time::Duration::from_millis(500) {
+            continue;
+        }
+        let Ok(now) = control.stats(id) else { break };
+        let done = now
+            .written_back_bytes
+            .saturating_sub(first.written_back_bytes);
+        let rate = done as f64 / start.elapsed().as_secs_f64();
+        eprint!(
+            "\r{}: flushing {} / {} ({}/s)\x1b[K",
+            crate::device::device_path(id),
+            format_size(done),
+            format_size(total),
+            format_size(rate as u64)
+        );
+        shown = true;
+    }
+    if shown {
+        eprint!("\r\x1b[K");
+    }
+}
+
 fn flush<B: Backend>(
     args: &FlushArgs,
     open: impl FnOnce() -> Result<B, ControlError>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let backend = open()?;
-    let failures = crate::backing::flush(&backend, &args.devices, args.all, args.json, out)?;
+    let mut display = FlushProgress::new(!args.json && std::io::stderr().is_terminal());
+    let failures = crate::backing::flush(
+        &backend,
+        &args.devices,
+        args.all,
+        args.json,
+        out,
+        &mut |id| display.set(id),
+    )?;
     if failures.is_empty() {
         Ok(())
     } else {
@@ -196,7 +277,7 @@ fn create<B: Backend>(
     let (backend, id) = match &args.backing {
         Some(path) => {
             let backend = open()?;
-            let id = crate::backing::restore(&backend, path, args.force, args.id)?;
+            let id = crate::backing::restore(&backend, path, args.force, args.preload, args.id)?;
             (backend, id)
         }
         None => {

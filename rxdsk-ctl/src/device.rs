@@ -4,7 +4,12 @@ use rxdsk_ioctl::RXDSK_DISK_PREFIX;
 
 /// The block device node of device `id`.
 pub fn device_path(id: u32) -> String {
-    format!("/dev/{RXDSK_DISK_PREFIX}{id}")
+    format!("/dev/{}", device_name(id))
+}
+
+/// The kernel's name of device `id` (`rxd0`), as in `/sys/block`.
+pub fn device_name(id: u32) -> String {
+    format!("{RXDSK_DISK_PREFIX}{id}")
 }
 
 /// Parses a DEVICE argument into a device id.

@@ -3,7 +3,9 @@
 use crate::device::device_path;
 use crate::size::format_size;
 use comfy_table::{presets, CellAlignment, Table};
-use rxdsk_ioctl::{RxdskInfo, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_PAGE_SIZE};
+use rxdsk_ioctl::{
+    RxdskInfo, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITETHROUGH, RXDSK_PAGE_SIZE,
+};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,11 +20,15 @@ pub enum Column {
     Open,
     Backed,
     Dirty,
+    Backing,
+    Mode,
+    Journal,
+    Unloaded,
 }
 
 impl Column {
     /// Every column, in the order `--output-all` and the JSON keys use.
-    pub const ALL: [Column; 10] = [
+    pub const ALL: [Column; 14] = [
         Column::Name,
         Column::Id,
         Column::Size,
@@ -33,6 +39,10 @@ impl Column {
         Column::Open,
         Column::Backed,
         Column::Dirty,
+        Column::Backing,
+        Column::Mode,
+        Column::Journal,
+        Column::Unloaded,
     ];
     pub const DEFAULT: [Column; 6] = [
         Column::Name,
@@ -55,6 +65,10 @@ impl Column {
             Column::Open => "OPEN",
             Column::Backed => "BACKED",
             Column::Dirty => "DIRTY",
+            Column::Backing => "BACKING",
+            Column::Mode => "MODE",
+            Column::Journal => "JOURNAL",
+            Column::Unloaded => "UNLOADED",
         }
     }
 
@@ -70,6 +84,10 @@ impl Column {
             Column::Open => "how many times the device is open",
             Column::Backed => "a backing device is attached",
             Column::Dirty => "data changed since the last flush to the backing device",
+            Column::Backing => "the backing device (- for none)",
+            Column::Mode => "writeback or writethrough (- without a backing device)",
+            Column::Journal => "journal size on the backing device (- for none)",
+            Column::Unloaded => "data of a restored device not yet read from its backing device",
         }
     }
 
@@ -86,6 +104,10 @@ impl Column {
             Column::Open => "open",
             Column::Backed => "backed",
             Column::Dirty => "dirty",
+            Column::Backing => "backing",
+            Column::Mode => "mode",
+            Column::Journal => "journal",
+            Column::Unloaded => "unloaded",
         }
     }
 
@@ -165,7 +187,35 @@ pub fn cell(info: &RxdskInfo, column: Column, style: Style) -> String {
         Column::Open => info.open_count.to_string(),
         Column::Backed => u8::from(info.flags & RXDSK_FLAG_BACKED != 0).to_string(),
         Column::Dirty => size(info.dirty_pages * RXDSK_PAGE_SIZE),
+        Column::Backing => backing_of(info).unwrap_or_else(|| "-".into()),
+        Column::Mode => mode_of(info).unwrap_or("-").into(),
+        Column::Journal if info.journal_bytes == 0 => "-".into(),
+        Column::Journal => size(info.journal_bytes),
+        Column::Unloaded => size(info.unloaded_pages * RXDSK_PAGE_SIZE),
     }
+}
+
+fn mode_of(info: &RxdskInfo) -> Option<&'static str> {
+    if info.flags & RXDSK_FLAG_BACKED == 0 {
+        None
+    } else if info.flags & RXDSK_FLAG_WRITETHROUGH != 0 {
+        Some("writethrough")
+    } else {
+        Some("writeback")
+    }
+}
+
+/// The backing device's node, from its device number: `/sys/dev/block/MAJ:MIN` links to
+/// the disk's sysfs directory, whose name is the node's. `MAJ:MIN` if sysfs does not say.
+fn backing_of(info: &RxdskInfo) -> Option<String> {
+    if info.flags & RXDSK_FLAG_BACKED == 0 {
+        return None;
+    }
+    let devt = format!("{}:{}", info.backing_major, info.backing_minor);
+    let name = std::fs::read_link(format!("/sys/dev/block/{devt}"))
+        .ok()
+        .and_then(|target| Some(target.file_name()?.to_string_lossy().into_owned()));
+    Some(name.map_or(devt, |n| format!("/dev/{n}")))
 }
 
 /// An aligned table without borders: one space between columns, names left, numbers right.
@@ -251,6 +301,15 @@ impl Serialize for JsonDevice<'_> {
                     map.serialize_entry(key, &(info.flags & RXDSK_FLAG_BACKED != 0))?
                 }
                 Column::Dirty => map.serialize_entry(key, &(info.dirty_pages * RXDSK_PAGE_SIZE))?,
+                Column::Backing => map.serialize_entry(key, &backing_of(info))?,
+                Column::Mode => map.serialize_entry(key, &mode_of(info))?,
+                Column::Journal => {
+                    let journal = Some(info.journal_bytes).filter(|&j| j != 0);
+                    map.serialize_entry(key, &journal)?
+                }
+                Column::Unloaded => {
+                    map.serialize_entry(key, &(info.unloaded_pages * RXDSK_PAGE_SIZE))?
+                }
             }
         }
         map.end()
@@ -363,6 +422,10 @@ mod tests {
                 "1",
                 "2",
                 "0",
+                "0B",
+                "-",
+                "-",
+                "-",
                 "0B"
             ]
         );
@@ -379,11 +442,24 @@ mod tests {
                 "1",
                 "2",
                 "0",
+                "0",
+                "-",
+                "-",
+                "-",
                 "0"
             ]
         );
         assert_eq!(cell(&sample()[0], Column::MemLimit, bytes), "-");
         assert_eq!(cell(&sample()[0], Column::Ro, bytes), "0");
+        let backed = RxdskInfo {
+            flags: RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH,
+            journal_bytes: 16 << 20,
+            unloaded_pages: 256,
+            ..sample()[0]
+        };
+        assert_eq!(cell(&backed, Column::Mode, HUMAN), "writethrough");
+        assert_eq!(cell(&backed, Column::Journal, HUMAN), "16M");
+        assert_eq!(cell(&backed, Column::Unloaded, HUMAN), "1M");
     }
 
     #[test]
@@ -451,7 +527,7 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
         let compact: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             compact.to_string(),
-            r#"{"rxdsk":[{"backed":false,"block-size":4096,"dirty":0,"id":0,"mem-limit":null,"name":"/dev/rxd0","open":0,"ro":false,"size":1073741824,"used":4096},{"backed":false,"block-size":512,"dirty":0,"id":3,"mem-limit":536870912,"name":"/dev/rxd3","open":2,"ro":true,"size":1610612736,"used":0}]}"#
+            r#"{"rxdsk":[{"backed":false,"backing":null,"block-size":4096,"dirty":0,"id":0,"journal":null,"mem-limit":null,"mode":null,"name":"/dev/rxd0","open":0,"ro":false,"size":1073741824,"unloaded":0,"used":4096},{"backed":false,"backing":null,"block-size":512,"dirty":0,"id":3,"journal":null,"mem-limit":536870912,"mode":null,"name":"/dev/rxd3","open":2,"ro":true,"size":1610612736,"unloaded":0,"used":0}]}"#
         );
         // Keys come in column order (serde_json's Value sorts them, so check the text).
         let want_first = r#"{
@@ -466,7 +542,11 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
       "ro": false,
       "open": 0,
       "backed": false,
-      "dirty": 0
+      "dirty": 0,
+      "backing": null,
+      "mode": null,
+      "journal": null,
+      "unloaded": 0
     },"#;
         assert!(text.starts_with(want_first), "{text}");
         assert!(text.ends_with("}\n"));

@@ -15,7 +15,7 @@ enum Kind {
 type Counter = (&'static str, Kind, fn(&RxdskStats) -> u64);
 
 /// Every counter, in ABI order, named exactly like its ABI field.
-const COUNTERS: [Counter; 19] = [
+const COUNTERS: [Counter; 21] = [
     ("reads", Kind::Count, |s| s.reads),
     ("writes", Kind::Count, |s| s.writes),
     ("read_bytes", Kind::Bytes, |s| s.read_bytes),
@@ -35,6 +35,8 @@ const COUNTERS: [Counter; 19] = [
     ("backing_flushes", Kind::Count, |s| s.backing_flushes),
     ("backing_errors", Kind::Count, |s| s.backing_errors),
     ("flush_generation", Kind::Count, |s| s.flush_generation),
+    ("backing_reads", Kind::Count, |s| s.backing_reads),
+    ("atomic_flushes", Kind::Count, |s| s.atomic_flushes),
 ];
 
 /// `key: value` lines; byte counters human-readable unless `bytes`.
@@ -103,6 +105,8 @@ mod tests {
             backing_flushes: 17,
             backing_errors: 18,
             flush_generation: 19,
+            backing_reads: 20,
+            atomic_flushes: 21,
             ..Default::default()
         }
     }
@@ -129,6 +133,8 @@ written_back_bytes: 16M
 backing_flushes: 17
 backing_errors: 18
 flush_generation: 19
+backing_reads: 20
+atomic_flushes: 21
 ";
         assert_eq!(render_stats_text(&sample(), false), want);
     }
@@ -137,7 +143,7 @@ flush_generation: 19
     fn text_bytes() {
         let text = render_stats_text(&sample(), true);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 19);
+        assert_eq!(lines.len(), 21);
         assert_eq!(lines[15], "written_back_bytes: 16777216");
         assert_eq!(lines[2], "read_bytes: 4096");
         assert_eq!(lines[3], "write_bytes: 1610612736");
@@ -177,13 +183,15 @@ flush_generation: 19
                 "written_back_bytes",
                 "backing_flushes",
                 "backing_errors",
-                "flush_generation"
+                "flush_generation",
+                "backing_reads",
+                "atomic_flushes"
             ]
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v.to_string(),
-            r#"{"alloc_failures":12,"backing_errors":18,"backing_flushes":17,"dirty_pages":15,"discard_bytes":512,"discards":5,"flush_generation":19,"flushes":9,"id":2,"io_errors":14,"limit_failures":13,"name":"/dev/rxd2","pages":10,"read_bytes":4096,"reads":1,"write_bytes":1610612736,"write_zeroes":7,"write_zeroes_bytes":1048576,"writes":2,"written_back_bytes":16777216,"zero_pages":11}"#
+            r#"{"alloc_failures":12,"atomic_flushes":21,"backing_errors":18,"backing_flushes":17,"backing_reads":20,"dirty_pages":15,"discard_bytes":512,"discards":5,"flush_generation":19,"flushes":9,"id":2,"io_errors":14,"limit_failures":13,"name":"/dev/rxd2","pages":10,"read_bytes":4096,"reads":1,"write_bytes":1610612736,"write_zeroes":7,"write_zeroes_bytes":1048576,"writes":2,"written_back_bytes":16777216,"zero_pages":11}"#
         );
     }
 }

@@ -257,7 +257,9 @@ pub struct RxdskInfo {
     pub unloaded_pages: u64,
     /// The backing device's journal, bytes (0: none).
     pub journal_bytes: u64,
-    pub reserved: [u64; 1],
+    /// The backing device's device number (`/sys/dev/block/MAJOR:MINOR`); 0:0 without one.
+    pub backing_major: u32,
+    pub backing_minor: u32,
 }
 
 /// [`RXDSK_IOC_LIST`]: the kernel writes up to `capacity` device ids (u32, ascending) to the

@@ -557,7 +557,7 @@ fn list_formats() {
     );
     assert_eq!(
         run_fake(&fake, &["list", "--raw", "--output-all", "-n"]).stdout,
-        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B\n"
+        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B - - - 0B\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B - - - 0B\n"
     );
     let json = run_fake(&fake, &["list", "-J", "-o", "name,mem-limit,ro"]).stdout;
     let compact: String = json.split_whitespace().collect();
@@ -569,14 +569,14 @@ fn list_formats() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0}]}"#
+        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0}]}"#
     );
     // JSON ignores -b and -n; without -o it has every column, id included.
     let json = run_fake(&fake, &["list", "-J", "-n"]).stdout;
     let compact: String = json.split_whitespace().collect();
     assert!(
         compact.starts_with(
-            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0},"#
+            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0},"#
         ),
         "{compact}"
     );
@@ -623,7 +623,7 @@ fn stats_text_and_json() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0,"dirty_pages":0,"written_back_bytes":0,"backing_flushes":0,"backing_errors":0,"flush_generation":0}"#
+        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0,"dirty_pages":0,"written_back_bytes":0,"backing_flushes":0,"backing_errors":0,"flush_generation":0,"backing_reads":0,"atomic_flushes":0}"#
     );
     assert_eq!(
         run_fake(&fake, &["stats", "9"]),
