@@ -141,9 +141,9 @@ impl Backing {
         self.rw(pos, buf, 0, n, bindings::req_op_REQ_OP_WRITE, fua)
     }
 
-    /// Writes pages `first..first + n` of `buf` at `pos`.
-    pub(crate) fn write_from(&self, pos: u64, buf: &PageBuf, first: usize, n: usize) -> Result {
-        self.rw(pos, buf, first, n, bindings::req_op_REQ_OP_WRITE, false)
+    /// Writes pages `first..first + n` of `buf` at `pos` (durably with `fua`).
+    pub(crate) fn write_from(&self, pos: u64, buf: &PageBuf, first: usize, n: usize, fua: bool) -> Result {
+        self.rw(pos, buf, first, n, bindings::req_op_REQ_OP_WRITE, fua)
     }
 
     /// Zeroes `len` bytes at `pos` (sector aligned): write-zeroes or unmap where the device

@@ -233,13 +233,18 @@ impl MiscDevice for Control {
                 let req: RxdskAttach = user.reader().read()?;
                 check_zero(&req.reserved)?;
                 if req.pad != 0
-                    || req.flags != 0
+                    || req.flags & !RXDSK_ATTACH_FLAGS != 0
                     || req.journal_bytes.checked_rem(RXDSK_PAGE_SIZE) != Some(0)
                     || req.journal_bytes > MAX_SIZE
                 {
                     return Err(EINVAL);
                 }
-                registry.attach(req.id, request_path(&req.path)?, req.journal_bytes)?;
+                registry.attach(
+                    req.id,
+                    request_path(&req.path)?,
+                    req.journal_bytes,
+                    req.flags & RXDSK_ATTACH_WRITETHROUGH != 0,
+                )?;
             }
             RXDSK_IOC_DETACH => {
                 let req: RxdskDetach = user.reader().read()?;

@@ -241,6 +241,14 @@ impl Device {
         Ok(())
     }
 
+    /// Whether the bio changes data of a writethrough device (it then completes only once
+    /// the change is on the backing device).
+    fn needs_write_through(&self, bio: &Bio) -> bool {
+        self.view.mode.load(Ordering::Acquire) == RXDSK_IMAGE_WRITETHROUGH + 1
+            && matches!(bio.op(), Op::Write | Op::Discard | Op::WriteZeroes)
+            && bio.len() > 0
+    }
+
     /// The first and last page a bio touches, if it must wait for pages still on the backing
     /// device.
     fn needs_load(&self, bio: &Bio) -> Option<(u64, u64)> {
@@ -263,7 +271,7 @@ impl Device {
     /// Attaches the block device at `path` as backing device: held exclusively, big enough
     /// for the data and the metadata block. Its header is set to "never flushed" at once, so
     /// an old image there cannot be restored as if it were this device's.
-    pub(crate) fn attach(&self, path: &CStr, journal_bytes: u64) -> Result {
+    pub(crate) fn attach(&self, path: &CStr, journal_bytes: u64, writethrough: bool) -> Result {
         let mut backing = self.backing.lock();
         if backing.is_some() {
             return Err(EBUSY);
@@ -277,14 +285,94 @@ impl Device {
             file,
             generation: 0,
             zero_fill: true,
-            mode: RXDSK_IMAGE_WRITEBACK,
+            mode: if writethrough { RXDSK_IMAGE_WRITETHROUGH } else { RXDSK_IMAGE_WRITEBACK },
             journal_bytes,
             replay_pending: false,
         };
         self.write_header(&attached.file, &self.header(&attached, 0, RXDSK_IMAGE_FLUSHING, 0))?;
         self.store.start_tracking();
         *backing = Some(attached);
+        // From here writes are deferred (writethrough) and wait for the lock we hold.
         self.publish(&backing);
+        if writethrough {
+            // The whole image first: a writethrough image is complete from the start.
+            let attached = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
+            if let Err(e) = self.write_back(attached) {
+                self.store.stop_tracking();
+                *backing = None;
+                self.publish(&backing);
+                return Err(e);
+            }
+            self.publish(&backing);
+        }
+        Ok(())
+    }
+
+    /// Writethrough: writes the changes in `first..=last` (those of one bio) to the backing
+    /// device, durably (FUA; holes as zeroes, then a cache flush). A failure leaves what was
+    /// not written changed, for a later flush.
+    fn write_through(&self, attached: &mut Attached, first: u64, last: u64) -> Result {
+        if attached.replay_pending {
+            // In-place writes must not be overwritten by a later replay of an older journal.
+            self.replay(attached)?;
+        }
+        let file = &attached.file;
+        let buf = PageBuf::new(((last - first + 1).min(IO_PAGES as u64)) as usize)?;
+        let mut taken = KVec::<(u64, bool)>::with_capacity(IO_PAGES, GFP_KERNEL)?;
+        let mut zeroed = false;
+        let mut from = first;
+        while let Some(start) = self.store.next_changed(from).filter(|&i| i <= last) {
+            // A run of consecutive changed indexes, at most one buffer.
+            taken.clear();
+            let mut index = start;
+            let mut data = 0;
+            while taken.len() < IO_PAGES && index <= last && self.store.next_changed(index) == Some(index) {
+                let present = buf.with_mem(data, |mem| self.store.take_changed(index, mem)).ok_or(EINVAL)?;
+                taken.push((index, present), GFP_KERNEL)?;
+                data += usize::from(present);
+                index += 1;
+                if data == IO_PAGES {
+                    break;
+                }
+            }
+            let written = self.write_runs(file, &buf, &taken, &mut zeroed);
+            if let Err(e) = written {
+                for &(i, _) in taken.iter() {
+                    self.store.redirty(i);
+                }
+                return Err(self.count_error(e));
+            }
+            from = index;
+        }
+        if zeroed {
+            file.flush_cache().map_err(|e| self.count_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `taken` (consecutive indexes; data pages in `buf` in order) as runs: data with
+    /// FUA, holes as zeroes.
+    fn write_runs(&self, file: &Backing, buf: &PageBuf, taken: &[(u64, bool)], zeroed: &mut bool) -> Result {
+        let mut slot = 0;
+        let mut i = 0;
+        while i < taken.len() {
+            let (first, present) = taken[i];
+            let mut run = 1;
+            while i + run < taken.len() && taken[i + run].1 == present {
+                run += 1;
+            }
+            let pos = first << PAGE_SHIFT;
+            let len = (run as u64) << PAGE_SHIFT;
+            if present {
+                file.write_from(pos, buf, slot, run, true)?;
+                slot += run;
+            } else {
+                file.zeroout(pos, len)?;
+                *zeroed = true;
+            }
+            self.written_back.fetch_add(len, Ordering::Relaxed);
+            i += run;
+        }
         Ok(())
     }
 
@@ -571,7 +659,7 @@ impl Device {
                 if hole {
                     file.zeroout(pos, len).map_err(|e| self.count_error(e))?;
                 } else {
-                    file.write_from(pos, &buf, slot, run).map_err(|e| self.count_error(e))?;
+                    file.write_from(pos, &buf, slot, run, false).map_err(|e| self.count_error(e))?;
                     slot += run;
                 }
                 written.bytes += len;
@@ -882,7 +970,7 @@ impl BioHandler for Device {
     }
 
     fn submit_bio(&self, bio: Bio) {
-        if self.needs_load(&bio).is_some() {
+        if self.needs_load(&bio).is_some() || self.needs_write_through(&bio) {
             if bio.nowait() {
                 // Loading waits for the backing device.
                 self.stats.failure(Failure::Alloc);
@@ -897,6 +985,42 @@ impl BioHandler for Device {
 }
 
 impl Device {
+    /// A write, discard or write-zeroes of a writethrough device, in the worker: loads what
+    /// it touches if needed, applies it to the store, writes the pages to the backing device,
+    /// and only then completes it. Under the backing lock, so writethrough bios reach the
+    /// backing device one at a time, in the order they change the store.
+    fn handle_write_through(&self, bio: Bio) {
+        let first = bio.position() >> PAGE_SHIFT;
+        let last = bio.position().saturating_add(bio.len() - 1) >> PAGE_SHIFT;
+        let mut backing = self.backing.lock();
+        let Some(attached) = Option::as_mut(&mut *backing) else {
+            // Detached meanwhile: a plain RAM write now.
+            drop(backing);
+            self.complete(bio);
+            return;
+        };
+        if self.unloaded.next_set(first, last).is_some() {
+            let (from, to) = (first & !(MISS_CLUSTER - 1), last | (MISS_CLUSTER - 1));
+            if self.load(&attached.file, from, to, ffi::gfp_noio()).is_err() {
+                self.stats.failure(Failure::Io);
+                bio.end(Status::IoError);
+                return;
+            }
+        }
+        if let Err((status, why)) = self.handle(&bio) {
+            self.stats.failure(why);
+            bio.end(status);
+            return;
+        }
+        match self.write_through(attached, first, last) {
+            Ok(()) => bio.end(Status::Ok),
+            Err(_) => {
+                self.stats.failure(Failure::Io);
+                bio.end(Status::IoError);
+            }
+        }
+    }
+
     fn complete(&self, bio: Bio) {
         match self.handle(&bio) {
             Ok(()) => bio.end(Status::Ok),
@@ -910,6 +1034,10 @@ impl Device {
 
 impl DeferredHandler for Device {
     fn handle_deferred(&self, bio: Bio) {
+        if self.needs_write_through(&bio) {
+            self.handle_write_through(bio);
+            return;
+        }
         let loaded = match self.needs_load(&bio) {
             None => Ok(()),
             Some((first, last)) => {

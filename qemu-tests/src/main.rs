@@ -77,6 +77,10 @@ const TESTS: &[Test] = &[
         run: backing::backing_lazy_detach,
     },
     Test {
+        name: "backing_writethrough",
+        run: backing::backing_writethrough,
+    },
+    Test {
         name: "create_destroy_cycles",
         run: devices::create_destroy_cycles,
     },

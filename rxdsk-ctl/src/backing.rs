@@ -8,9 +8,10 @@ use crate::size::format_size;
 use nix::errno::Errno;
 use rxdsk_ioctl::{
     header_offset, journal_table_blocks, ImageError, RxdskImageHeader, RxdskRestore,
-    JOURNAL_ENTRIES_PER_BLOCK, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_BACKED, RXDSK_FLAG_DISCARD_DIRTY,
-    RXDSK_FLAG_FORCE, RXDSK_FLUSH_ATOMIC, RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_FLUSHING,
-    RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITETHROUGH, RXDSK_RESTORE_PRELOAD,
+    JOURNAL_ENTRIES_PER_BLOCK, RXDSK_ATTACH_WRITETHROUGH, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_BACKED,
+    RXDSK_FLAG_DISCARD_DIRTY, RXDSK_FLAG_FORCE, RXDSK_FLUSH_ATOMIC, RXDSK_IMAGE_CLEAN,
+    RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITETHROUGH,
+    RXDSK_RESTORE_PRELOAD,
 };
 use std::io::Write;
 use std::os::unix::fs::{FileExt, FileTypeExt};
@@ -219,6 +220,7 @@ pub fn attach<B: Backend>(
     id: u32,
     path: &str,
     journal_bytes: u64,
+    writethrough: bool,
 ) -> Result<(), String> {
     abi_path(path)?;
     if journal_bytes.checked_rem(RXDSK_IMAGE_META_SIZE) != Some(0) {
@@ -227,7 +229,16 @@ pub fn attach<B: Backend>(
         ));
     }
     backend
-        .attach(id, path, 0, journal_bytes)
+        .attach(
+            id,
+            path,
+            if writethrough {
+                RXDSK_ATTACH_WRITETHROUGH
+            } else {
+                0
+            },
+            journal_bytes,
+        )
         .map_err(|errno| ControlError::new(device_path(id), action::ATTACH, errno).to_string())
 }
 

@@ -91,6 +91,12 @@ pub struct CreateArgs {
     pub id: Option<u32>,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Writeback,
+    Writethrough,
+}
+
 #[derive(Args, Debug)]
 pub struct AttachArgs {
     /// /dev/rxdN, rxdN or N.
@@ -100,6 +106,11 @@ pub struct AttachArgs {
     /// exclusively while attached; its size must be the device's, plus the journal, plus 4 KiB.
     #[arg(value_name = "BACKING")]
     pub backing: String,
+    /// writeback: writes complete in RAM and reach the backing device on flush (and detach).
+    /// writethrough: a write completes only once it is on the backing device too; the whole
+    /// image is written before attach returns.
+    #[arg(long, value_enum, default_value_t = Mode::Writeback)]
+    pub mode: Mode,
     /// Reserve a journal of SIZE after the data (a multiple of 4 KiB): every flush whose
     /// changed pages fit in it is atomic (a power cut restores the previous image or the new
     /// one, never a mix). A larger flush is written in place, not atomic. Default: none.

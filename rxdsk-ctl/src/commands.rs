@@ -59,8 +59,15 @@ pub fn run<B: Backend>(
         Command::List(args) => list(&args, open, out),
         Command::Stats(args) => stats(&args, open, out),
         Command::Attach(args) => open().map_err(Failure::from).and_then(|b| {
-            crate::backing::attach(&b, args.device, &args.backing, args.journal.unwrap_or(0))
-                .map_err(Failure::from)
+            let writethrough = args.mode == crate::cli::Mode::Writethrough;
+            crate::backing::attach(
+                &b,
+                args.device,
+                &args.backing,
+                args.journal.unwrap_or(0),
+                writethrough,
+            )
+            .map_err(Failure::from)
         }),
         Command::Flush(args) => flush(&args, open, out),
         Command::Detach(args) => detach(&args, open),
