@@ -233,6 +233,7 @@ impl MiscDevice for Control {
                 let req: RxdskAttach = user.reader().read()?;
                 check_zero(&req.reserved)?;
                 if req.pad != 0
+                    || req.pad2 != 0
                     || req.flags & !RXDSK_ATTACH_FLAGS != 0
                     || req.journal_bytes.checked_rem(RXDSK_PAGE_SIZE) != Some(0)
                     || req.journal_bytes > MAX_SIZE
@@ -244,6 +245,7 @@ impl MiscDevice for Control {
                     request_path(&req.path)?,
                     req.journal_bytes,
                     req.flags & RXDSK_ATTACH_WRITETHROUGH != 0,
+                    req.flush_interval_secs,
                 )?;
             }
             RXDSK_IOC_DETACH => {

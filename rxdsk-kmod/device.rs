@@ -9,6 +9,7 @@ use crate::abi::{
 };
 use crate::backing::{Backing, PageBuf};
 use crate::deferred::{Deferred, DeferredHandler};
+use crate::periodic::{Periodic, PeriodicTask};
 use crate::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
 use crate::image::{
     checksum_continue, header_offset, image_fits, journal_holds, journal_offset, journal_table_blocks, ImageError,
@@ -51,6 +52,8 @@ struct Attached {
     /// A journal is committed on the device (header JOURNALED) and not yet known to be
     /// copied in place: the next flush replays it before it writes a new one.
     replay_pending: bool,
+    /// Seconds between automatic flushes; 0: none.
+    flush_interval_secs: u32,
 }
 
 /// What INFO and STATS report of the backing device, readable without the backing lock
@@ -106,6 +109,9 @@ pub(crate) struct Device {
     store: PageStore,
     #[pin]
     deferred: Deferred<Device>,
+    /// The automatic flush; stopped before the backing device goes.
+    #[pin]
+    periodic: Periodic<Device>,
     unloaded: Unloaded,
     /// Size in bytes; bios reaching past it fail (checked again by us after a shrink).
     capacity: AtomicU64,
@@ -171,6 +177,7 @@ impl Device {
             mode: header.mode,
             journal_bytes: header.journal_bytes,
             replay_pending: header.state == RXDSK_IMAGE_JOURNALED,
+            flush_interval_secs: header.flush_interval_secs,
         };
         if attached.replay_pending {
             device.replay(&mut attached)?;
@@ -183,6 +190,7 @@ impl Device {
             device.publish(&backing);
         }
         device.add()?;
+        device.periodic.start(header.flush_interval_secs);
         Ok((device, generation))
     }
 
@@ -271,7 +279,7 @@ impl Device {
     /// Attaches the block device at `path` as backing device: held exclusively, big enough
     /// for the data and the metadata block. Its header is set to "never flushed" at once, so
     /// an old image there cannot be restored as if it were this device's.
-    pub(crate) fn attach(&self, path: &CStr, journal_bytes: u64, writethrough: bool) -> Result {
+    pub(crate) fn attach(&self, path: &CStr, journal_bytes: u64, writethrough: bool, flush_interval_secs: u32) -> Result {
         let mut backing = self.backing.lock();
         if backing.is_some() {
             return Err(EBUSY);
@@ -288,6 +296,7 @@ impl Device {
             mode: if writethrough { RXDSK_IMAGE_WRITETHROUGH } else { RXDSK_IMAGE_WRITEBACK },
             journal_bytes,
             replay_pending: false,
+            flush_interval_secs,
         };
         self.write_header(&attached.file, &self.header(&attached, 0, RXDSK_IMAGE_FLUSHING, 0))?;
         self.store.start_tracking();
@@ -305,6 +314,10 @@ impl Device {
             }
             self.publish(&backing);
         }
+        // Not under the lock: a running periodic flush waits for it, and `start` waits for
+        // that.
+        drop(backing);
+        self.periodic.start(flush_interval_secs);
         Ok(())
     }
 
@@ -403,11 +416,23 @@ impl Device {
     fn header(&self, attached: &Attached, generation: u64, state: u32, time_ns: u64) -> RxdskImageHeader {
         let size = self.capacity.load(Ordering::Acquire);
         RxdskImageHeader::new(self.logical_block_size, size, generation, state, time_ns)
-            .with(attached.mode, attached.journal_bytes)
+            .with(attached.mode, attached.journal_bytes, attached.flush_interval_secs)
     }
 
     /// Flushes (unless `discard_dirty`), then lets the backing device go.
     pub(crate) fn detach(&self, discard_dirty: bool) -> Result {
+        // Before the lock, which a running periodic flush may be waiting for.
+        let interval = self.periodic.secs();
+        self.periodic.stop();
+        let result = self.detach_locked(discard_dirty);
+        if result.is_err() {
+            // Still attached: keep flushing.
+            self.periodic.start(interval);
+        }
+        result
+    }
+
+    fn detach_locked(&self, discard_dirty: bool) -> Result {
         let mut backing = self.backing.lock();
         let attached = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
         // Pages still only on the backing device must come in before it goes.
@@ -745,6 +770,7 @@ impl Device {
                 disk,
                 store <- PageStore::new(config.mem_limit_bytes >> PAGE_SHIFT),
                 deferred <- Deferred::new(),
+                periodic <- Periodic::new(),
                 unloaded,
                 capacity: AtomicU64::new(config.size_bytes),
                 logical_block_size: config.logical_block_size,
@@ -772,6 +798,8 @@ impl Device {
         // in `PinnedDrop` after removing the disk (no bio can be pushed then).
         // INVARIANT: the owner is set before the disk is added.
         unsafe { self.deferred.set_owner(self) };
+        // SAFETY: As above: `PinnedDrop` stops the period before the fields go.
+        unsafe { self.periodic.set_owner(self) };
         // SAFETY: `self` lives in an `Arc` (it never moves) and owns the disk, which its
         // `PinnedDrop` removes before the memory is freed.
         // INVARIANT: the disk is added with `self` as its handler.
@@ -1032,6 +1060,22 @@ impl Device {
     }
 }
 
+impl PeriodicTask for Device {
+    /// The automatic flush: writes back what changed, if anything did.
+    fn run_periodic(&self) {
+        let mut backing = self.backing.lock();
+        let Some(attached) = Option::as_mut(&mut *backing) else { return };
+        if !attached.zero_fill && !attached.replay_pending && self.store.next_changed(0).is_none() {
+            return;
+        }
+        if let Err(e) = self.write_back(attached) {
+            // At most one line per interval.
+            pr_warn!("rxdsk: rxd{}: automatic flush failed ({:?}); retried in {} s\n", self.id, e, attached.flush_interval_secs);
+        }
+        self.publish(&backing);
+    }
+}
+
 impl DeferredHandler for Device {
     fn handle_deferred(&self, bio: Bio) {
         if self.needs_write_through(&bio) {
@@ -1064,6 +1108,8 @@ impl DeferredHandler for Device {
 #[pinned_drop]
 impl PinnedDrop for Device {
     fn drop(self: Pin<&mut Self>) {
+        // No automatic flush runs after this.
+        self.periodic.stop();
         // INVARIANT: no bio reaches `self` after this; the store's pages go with its fields.
         self.disk.remove();
         // Bios deferred before the removal are handled before the fields go.

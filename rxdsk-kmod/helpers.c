@@ -104,3 +104,16 @@ void rxdsk_noio_restore(unsigned int flags)
 {
 	memalloc_noio_restore(flags);
 }
+
+void rxdsk_init_delayed_work(struct delayed_work *work, work_func_t func);
+void rxdsk_init_delayed_work(struct delayed_work *work, work_func_t func)
+{
+	INIT_DELAYED_WORK(work, func);
+}
+
+/* Periodic flushes wait for the backing device for long: the long-running system queue. */
+void rxdsk_queue_delayed_secs(struct delayed_work *work, unsigned int secs);
+void rxdsk_queue_delayed_secs(struct delayed_work *work, unsigned int secs)
+{
+	queue_delayed_work(system_long_wq, work, secs_to_jiffies(secs));
+}

@@ -110,9 +110,9 @@ impl Registry {
         Ok(LongOp { registry: self, device: ManuallyDrop::new(device) })
     }
 
-    pub(crate) fn attach(&self, id: u32, path: &CStr, journal_bytes: u64, writethrough: bool) -> Result {
+    pub(crate) fn attach(&self, id: u32, path: &CStr, journal_bytes: u64, writethrough: bool, flush_interval_secs: u32) -> Result {
         // Writethrough writes the whole image: a long operation.
-        self.long_op(id)?.attach(path, journal_bytes, writethrough)
+        self.long_op(id)?.attach(path, journal_bytes, writethrough, flush_interval_secs)
     }
 
     pub(crate) fn detach(&self, id: u32, discard_dirty: bool) -> Result {

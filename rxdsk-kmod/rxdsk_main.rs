@@ -29,6 +29,7 @@ mod disk;
 mod ffi;
 mod iomem;
 mod pages;
+mod periodic;
 mod registry;
 mod stats;
 mod unloaded;

@@ -704,3 +704,69 @@ pub fn backing_writethrough() -> TestResult {
     cmd_ok("rxdskctl", &["detach", &back.path])?;
     back.destroy()
 }
+
+/// Polls `f` every 100 ms until it is true or `secs` seconds passed.
+fn wait_until(secs: u64, mut f: impl FnMut() -> Result<bool, String>) -> Result<bool, String> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f()? {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f()
+}
+
+/// `--flush-interval`: changes reach the image without a flush command, the interval is
+/// kept in the image, and a restored device flushes on its own too.
+pub fn backing_flush_interval() -> TestResult {
+    ensure(is_block_device(DISK), || {
+        format!("{DISK} missing: the suite's scratch disk")
+    })?;
+    let seed = 0x1E7F;
+    let dev = Device::create(SIZE, 4096)?;
+    cmd_ok(
+        "rxdskctl",
+        &[
+            "attach",
+            "--journal",
+            "4M",
+            "--flush-interval",
+            "1",
+            &dev.path,
+            DISK,
+        ],
+    )?;
+    let clean = |dev: &Device, generation: u64| -> Result<bool, String> {
+        let (i, s) = (dev.info()?, dev.stats()?);
+        Ok(i.dirty_pages == 0 && s.flush_generation > generation)
+    };
+    ensure(wait_until(30, || clean(&dev, 0))?, || {
+        "the first automatic flush did not happen".into()
+    })?;
+    let before = dev.stats()?.flush_generation;
+    {
+        let f = open_direct(&dev.path, true)?;
+        blk::write_pattern(&f, 0, MIB, seed)?;
+    }
+    ensure(wait_until(30, || clean(&dev, before))?, || {
+        format!("no automatic flush after a write: {:?}", dev.stats())
+    })?;
+    let v = inspect()?;
+    ensure(v["flush-interval"] == 1 && v["state"] == "clean", || {
+        format!("{v}")
+    })?;
+    dev.destroy()?;
+    let back = restore(&[])?;
+    let before = back.stats()?.flush_generation;
+    {
+        let f = open_direct(&back.path, true)?;
+        blk::verify_range(&f, 0, MIB, &|_| Expect::Pattern(seed)).map_err(|e| e.to_string())?;
+        blk::write_pattern(&f, MIB, MIB, seed)?;
+    }
+    ensure(wait_until(30, || clean(&back, before))?, || {
+        "a restored device did not flush on its own".into()
+    })?;
+    cmd_ok("rxdskctl", &["detach", &back.path])?;
+    back.destroy()
+}

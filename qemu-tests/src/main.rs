@@ -81,6 +81,10 @@ const TESTS: &[Test] = &[
         run: backing::backing_writethrough,
     },
     Test {
+        name: "backing_flush_interval",
+        run: backing::backing_flush_interval,
+    },
+    Test {
         name: "create_destroy_cycles",
         run: devices::create_destroy_cycles,
     },

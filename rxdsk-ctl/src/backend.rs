@@ -2,7 +2,9 @@
 //! on the host with a fake.
 
 use nix::errno::Errno;
-use rxdsk_ioctl::{RxdskCreate, RxdskFlush, RxdskInfo, RxdskRestore, RxdskStats, RxdskVersion};
+use rxdsk_ioctl::{
+    RxdskAttach, RxdskCreate, RxdskFlush, RxdskInfo, RxdskRestore, RxdskStats, RxdskVersion,
+};
 
 pub trait Backend {
     /// The control node, the subject of errors that concern no single device.
@@ -17,7 +19,7 @@ pub trait Backend {
     /// All device ids, ascending.
     fn list(&self) -> Result<Vec<u32>, Errno>;
     fn stats(&self, id: u32) -> Result<RxdskStats, Errno>;
-    fn attach(&self, id: u32, path: &str, flags: u64, journal_bytes: u64) -> Result<(), Errno>;
+    fn attach(&self, request: &RxdskAttach) -> Result<(), Errno>;
     fn detach(&self, id: u32, flags: u64) -> Result<(), Errno>;
     fn flush(&self, id: u32) -> Result<RxdskFlush, Errno>;
     /// Creates a device from an image; returns the kernel's answer (id, generation).

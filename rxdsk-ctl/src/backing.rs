@@ -7,7 +7,7 @@ use crate::device::device_path;
 use crate::size::format_size;
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    header_offset, journal_table_blocks, ImageError, RxdskImageHeader, RxdskRestore,
+    header_offset, journal_table_blocks, ImageError, RxdskAttach, RxdskImageHeader, RxdskRestore,
     JOURNAL_ENTRIES_PER_BLOCK, RXDSK_ATTACH_WRITETHROUGH, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_BACKED,
     RXDSK_FLAG_DISCARD_DIRTY, RXDSK_FLAG_FORCE, RXDSK_FLUSH_ATOMIC, RXDSK_IMAGE_CLEAN,
     RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITETHROUGH,
@@ -132,6 +132,7 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
             "journal": h.journal_bytes,
             "journal-pages": journal_capacity_pages(h.journal_bytes),
             "journal-entries": (h.state == RXDSK_IMAGE_JOURNALED).then_some(h.journal_entries),
+            "flush-interval": (h.flush_interval_secs != 0).then_some(h.flush_interval_secs),
         });
         format!("{v:#}\n")
     } else {
@@ -146,6 +147,11 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
             "never flushed (attached, no flush completed)".to_string()
         } else {
             format!("interrupted flush of generation {}", h.flushing_generation)
+        };
+        let interval = if h.flush_interval_secs == 0 {
+            "none (flushes on request)".to_string()
+        } else {
+            format!("{} s", h.flush_interval_secs)
         };
         let journal = if h.journal_bytes == 0 {
             "none (flushes are not atomic)".to_string()
@@ -164,7 +170,7 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
         format!(
             "backing:        {path}\nformat version: {}\nsize:           {} ({} bytes)\n\
              block size:     {}\ngeneration:     {}\nstate:          {state}\nlast flush:     {last}\n\
-             mode:           {mode}\njournal:        {journal}\n",
+             mode:           {mode}\njournal:        {journal}\nflush interval: {interval}\n",
             h.version,
             format_size(h.size_bytes),
             h.size_bytes,
@@ -221,24 +227,27 @@ pub fn attach<B: Backend>(
     path: &str,
     journal_bytes: u64,
     writethrough: bool,
+    flush_interval_secs: u32,
 ) -> Result<(), String> {
-    abi_path(path)?;
     if journal_bytes.checked_rem(RXDSK_IMAGE_META_SIZE) != Some(0) {
         return Err(format!(
             "invalid journal size: {journal_bytes} bytes is not a multiple of 4 KiB"
         ));
     }
+    let request = RxdskAttach {
+        id,
+        flags: if writethrough {
+            RXDSK_ATTACH_WRITETHROUGH
+        } else {
+            0
+        },
+        path: abi_path(path)?,
+        journal_bytes,
+        flush_interval_secs,
+        ..Default::default()
+    };
     backend
-        .attach(
-            id,
-            path,
-            if writethrough {
-                RXDSK_ATTACH_WRITETHROUGH
-            } else {
-                0
-            },
-            journal_bytes,
-        )
+        .attach(&request)
         .map_err(|errno| ControlError::new(device_path(id), action::ATTACH, errno).to_string())
 }
 

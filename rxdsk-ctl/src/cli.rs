@@ -116,6 +116,10 @@ pub struct AttachArgs {
     /// one, never a mix). A larger flush is written in place, not atomic. Default: none.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub journal: Option<u64>,
+    /// Flush automatically every SECS seconds when something changed (kept in the image, so a
+    /// restore does the same). Default: only on request.
+    #[arg(long, value_name = "SECS")]
+    pub flush_interval: Option<u32>,
 }
 
 #[derive(Args, Debug)]

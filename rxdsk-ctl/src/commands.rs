@@ -66,6 +66,7 @@ pub fn run<B: Backend>(
                 &args.backing,
                 args.journal.unwrap_or(0),
                 writethrough,
+                args.flush_interval.unwrap_or(0),
             )
             .map_err(Failure::from)
         }),

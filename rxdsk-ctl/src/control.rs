@@ -274,17 +274,10 @@ impl Backend for Control {
         Ok(s)
     }
 
-    fn attach(&self, id: u32, path: &str, flags: u64, journal_bytes: u64) -> Result<(), Errno> {
-        let a = RxdskAttach {
-            id,
-            flags,
-            journal_bytes,
-            path: abi_path(path).map_err(|_| Errno::EINVAL)?,
-            ..Default::default()
-        };
-        // SAFETY: the fd is open and `a` is a valid structure of the encoded size; the kernel
-        // only reads it.
-        unsafe { ioc_attach(self.file.as_raw_fd(), &a) }?;
+    fn attach(&self, request: &RxdskAttach) -> Result<(), Errno> {
+        // SAFETY: the fd is open and `request` is a valid structure of the encoded size; the
+        // kernel only reads it.
+        unsafe { ioc_attach(self.file.as_raw_fd(), request) }?;
         Ok(())
     }
 

@@ -346,8 +346,13 @@ pub struct RxdskAttach {
     /// Journal size in bytes, a multiple of 4096 placed after the data; 0: no journal (flushes
     /// are then not atomic).
     pub journal_bytes: u64,
+    /// Seconds between automatic flushes (0: only on request); kept in the image, so a
+    /// restore flushes at the same interval.
+    pub flush_interval_secs: u32,
     /// Must be zero.
-    pub reserved: [u64; 3],
+    pub pad2: u32,
+    /// Must be zero.
+    pub reserved: [u64; 2],
 }
 
 impl Default for RxdskAttach {
@@ -358,7 +363,9 @@ impl Default for RxdskAttach {
             flags: 0,
             path: [0; RXDSK_PATH_MAX],
             journal_bytes: 0,
-            reserved: [0; 3],
+            flush_interval_secs: 0,
+            pad2: 0,
+            reserved: [0; 2],
         }
     }
 }

@@ -88,8 +88,8 @@ pub struct RxdskImageHeader {
     pub journal_entries: u64,
     /// While JOURNALED: [`image_checksum`] of the table's `8 * journal_entries` bytes.
     pub journal_checksum: u32,
-    /// Zero.
-    pub pad: u32,
+    /// Seconds between automatic flushes (0: none); a restore keeps it.
+    pub flush_interval_secs: u32,
     /// Zero.
     pub reserved: [u64; 5],
     /// [`image_checksum`] of every byte before this field.
@@ -194,7 +194,7 @@ impl RxdskImageHeader {
         b[64..72].copy_from_slice(&self.journal_bytes.to_le_bytes());
         b[72..80].copy_from_slice(&self.journal_entries.to_le_bytes());
         b[80..84].copy_from_slice(&self.journal_checksum.to_le_bytes());
-        b[84..88].copy_from_slice(&self.pad.to_le_bytes());
+        b[84..88].copy_from_slice(&self.flush_interval_secs.to_le_bytes());
         let mut at = 88;
         for r in &self.reserved {
             b[at..at + 8].copy_from_slice(&r.to_le_bytes());
@@ -232,10 +232,11 @@ impl RxdskImageHeader {
         h.sealed()
     }
 
-    /// The same header with `mode` and a journal of `journal_bytes` (placed after the data),
-    /// checksum updated.
-    pub fn with(mut self, mode: u32, journal_bytes: u64) -> Self {
+    /// The same header with `mode`, a journal of `journal_bytes` (placed after the data) and
+    /// automatic flushes every `flush_interval_secs`, checksum updated.
+    pub fn with(mut self, mode: u32, journal_bytes: u64, flush_interval_secs: u32) -> Self {
         self.mode = mode;
+        self.flush_interval_secs = flush_interval_secs;
         self.journal_bytes = journal_bytes;
         self.journal_offset = if journal_bytes == 0 {
             0
@@ -295,7 +296,7 @@ impl RxdskImageHeader {
             journal_bytes: u64_at(64),
             journal_entries: u64_at(72),
             journal_checksum: u32_at(80),
-            pad: u32_at(84),
+            flush_interval_secs: u32_at(84),
             reserved,
             checksum: u32_at(128),
             pad2: u32_at(132),
@@ -326,7 +327,6 @@ impl RxdskImageHeader {
             || !mode_ok
             || h.size_bytes == 0
             || h.size_bytes.checked_rem(u64::from(h.logical_block_size)) != Some(0)
-            || h.pad != 0
             || h.pad2 != 0
             || h.reserved != [0; 5]
         {

@@ -177,11 +177,15 @@ fn journal_capacity() {
 
 #[test]
 fn journaled_header_round_trip_and_checks() {
-    let base = RxdskImageHeader::new(4096, 1 << 20, 4, RXDSK_IMAGE_JOURNALED, 0)
-        .with(RXDSK_IMAGE_WRITEBACK, 64 * 4096);
+    let base = RxdskImageHeader::new(4096, 1 << 20, 4, RXDSK_IMAGE_JOURNALED, 0).with(
+        RXDSK_IMAGE_WRITEBACK,
+        64 * 4096,
+        30,
+    );
     let h = base.committing(10, 0xDEAD_BEEF);
     assert_eq!(h.flushing_generation, 5);
     assert_eq!(h.journal_offset, 1 << 20);
+    assert_eq!(h.flush_interval_secs, 30);
     assert_eq!(RxdskImageHeader::parse(&h.to_bytes()), Ok(h));
     // More entries than the journal holds, or none, cannot be a commit.
     for entries in [0, 64] {
@@ -205,8 +209,11 @@ fn journaled_header_round_trip_and_checks() {
         RxdskImageHeader::parse(&mode.sealed().to_bytes()),
         Err(ImageError::Invalid)
     );
-    let wt =
-        RxdskImageHeader::new(512, 4096, 2, RXDSK_IMAGE_CLEAN, 1).with(RXDSK_IMAGE_WRITETHROUGH, 0);
+    let wt = RxdskImageHeader::new(512, 4096, 2, RXDSK_IMAGE_CLEAN, 1).with(
+        RXDSK_IMAGE_WRITETHROUGH,
+        0,
+        0,
+    );
     assert_eq!(RxdskImageHeader::parse(&wt.to_bytes()), Ok(wt));
 }
 

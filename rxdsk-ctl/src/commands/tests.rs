@@ -159,11 +159,13 @@ impl Backend for &Fake {
         self.stats.get(&id).copied().ok_or(Errno::ENODEV)
     }
 
-    fn attach(&self, id: u32, path: &str, flags: u64, journal_bytes: u64) -> Result<(), Errno> {
+    fn attach(&self, a: &rxdsk_ioctl::RxdskAttach) -> Result<(), Errno> {
+        let path = crate::control::fixed_str_to_string(&a.path);
         self.log(format!(
-            "attach {id} {path} flags={flags} journal={journal_bytes}"
+            "attach {} {path} flags={} journal={} interval={}",
+            a.id, a.flags, a.journal_bytes, a.flush_interval_secs
         ));
-        self.check("attach", id)
+        self.check("attach", a.id)
     }
 
     fn detach(&self, id: u32, flags: u64) -> Result<(), Errno> {
@@ -752,4 +754,31 @@ fn output_errors() {
     let (status, err) = run_into(io::ErrorKind::StorageFull);
     assert_eq!(status, 1);
     assert!(err.starts_with("rxdskctl: write error: "), "{err}");
+}
+
+#[test]
+fn attach_options_reach_the_request() {
+    let fake = Fake::new();
+    let o = run_fake(
+        &fake,
+        &[
+            "attach",
+            "--mode",
+            "writethrough",
+            "--journal",
+            "16M",
+            "--flush-interval",
+            "30",
+            "rxd0",
+            "/dev/vda",
+        ],
+    );
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    assert_eq!(
+        fake.calls(),
+        ["attach 0 /dev/vda flags=1 journal=16777216 interval=30"]
+    );
+    let bad = run_fake(&fake, &["attach", "--journal", "1000", "rxd0", "/dev/vda"]);
+    assert_eq!(bad.status, 1);
+    assert!(bad.stderr.contains("multiple of 4 KiB"), "{}", bad.stderr);
 }
