@@ -508,6 +508,13 @@ impl Device {
         self.direct_write_back(attached, report)
     }
 
+    /// Counts `bytes` written to the backing device, in the report and in STATS at once (a
+    /// progress display reads the latter while the flush runs).
+    fn wrote(&self, written: &mut Written, bytes: u64) {
+        written.bytes += bytes;
+        self.written_back.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     fn count_error(&self, e: Error) -> Error {
         self.backing_errors.fetch_add(1, Ordering::Relaxed);
         e
@@ -538,7 +545,6 @@ impl Device {
                 return Err(e);
             }
         };
-        self.written_back.fetch_add(written.bytes, Ordering::Relaxed);
         attached.replay_pending = true;
         let replayed = self.replay(attached)?;
         Ok(Written { pages: written.pages, bytes: written.bytes + replayed.bytes })
@@ -564,14 +570,14 @@ impl Device {
             if slot == IO_PAGES {
                 file.write(data_at, &buf, slot, false).map_err(|e| self.count_error(e))?;
                 data_at += (slot as u64) << PAGE_SHIFT;
-                written.bytes += (slot as u64) << PAGE_SHIFT;
+                self.wrote(&mut written, (slot as u64) << PAGE_SHIFT);
                 slot = 0;
                 ffi::cond_resched();
             }
         }
         if slot > 0 {
             file.write(data_at, &buf, slot, false).map_err(|e| self.count_error(e))?;
-            written.bytes += (slot as u64) << PAGE_SHIFT;
+            self.wrote(&mut written, (slot as u64) << PAGE_SHIFT);
         }
         written.pages = entries.len() as u64;
         // The table, IO_PAGES blocks at a time; its checksum goes into the commit.
@@ -593,7 +599,7 @@ impl Device {
             }
             file.write(at, &buf, blocks, false).map_err(|e| self.count_error(e))?;
             at += (blocks as u64) << PAGE_SHIFT;
-            written.bytes += (blocks as u64) << PAGE_SHIFT;
+            self.wrote(&mut written, (blocks as u64) << PAGE_SHIFT);
         }
         file.flush_cache().map_err(|e| self.count_error(e))?;
         let commit = self
@@ -687,7 +693,7 @@ impl Device {
                     file.write_from(pos, &buf, slot, run, false).map_err(|e| self.count_error(e))?;
                     slot += run;
                 }
-                written.bytes += len;
+                self.wrote(&mut written, len);
                 i += run;
             }
             written.pages += chunk.len() as u64;
@@ -702,7 +708,6 @@ impl Device {
         attached.generation = generation;
         attached.zero_fill = false;
         attached.replay_pending = false;
-        self.written_back.fetch_add(written.bytes, Ordering::Relaxed);
         Ok(written)
     }
 

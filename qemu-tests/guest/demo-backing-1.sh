@@ -1,9 +1,9 @@
 # The main job, part 2, first boot: a device with a backing disk (/dev/vda), flushed, then the
 # guest stops dead (SysRq 'b': no sync, no shutdown), as a power cut would stop it.
 set -e
-echo "== rxdskctl create --size 256M; 64 MiB of random data on it"
+echo "== rxdskctl create --size 256M; 64 MiB of pseudo-random data on it"
 DEV=$(rxdskctl create --size 256M)
-dd if=/dev/urandom of="$DEV" bs=1M count=64 oflag=direct status=none
+rxdsk-guest-tests fill "$DEV" 64 7
 SUM=$(dd if="$DEV" bs=1M count=64 iflag=direct status=none | sha256sum | cut -d' ' -f1)
 echo "sha256 of the first 64 MiB: $SUM"
 echo "RXDSK-DATA demo-sha $SUM"

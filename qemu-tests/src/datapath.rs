@@ -896,6 +896,32 @@ pub fn check_device_main(args: &[String]) -> i32 {
     i32::from(!ok)
 }
 
+/// `fill DEV MIB SEED`: writes MIB MiB of pseudo-random data keyed by SEED from the start of
+/// DEV (O_DIRECT).
+pub fn fill_main(args: &[String]) -> i32 {
+    let parsed = match args {
+        [dev, mib, seed] => mib
+            .parse::<u64>()
+            .ok()
+            .zip(seed.parse::<u64>().ok())
+            .map(|(m, s)| (dev, m, s)),
+        _ => None,
+    };
+    let Some((dev, mib, seed)) = parsed else {
+        eprintln!("usage: rxdsk-guest-tests fill DEV MIB SEED");
+        return 3;
+    };
+    let written = crate::blk::open_direct(dev, true)
+        .and_then(|f| crate::blk::write_pattern(&f, 0, mib * crate::blk::MIB, seed).map(|_| ()));
+    match written {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("fill {dev}: {e}");
+            1
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,6 +231,8 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         // The swap test's memory hog, started by the suite inside a memory cgroup.
         Some("hog") => datapath::hog_main(&args[1..]),
+        // Pseudo-random data from a seed (scripts: no wait for the kernel's entropy at boot).
+        Some("fill") => datapath::fill_main(&args[1..]),
         // The generic data-path checks on another driver's device (brd, say).
         Some("check-device") => datapath::check_device_main(&args[1..]),
         // A subset of the suite, in suite order (include module_load first).
@@ -256,7 +258,7 @@ fn main() {
         }
         Some(other) => {
             eprintln!(
-                "usage: rxdsk-guest-tests [only TEST... | hog MIB SEED | check-device DEV CHECK...] ({other}?)"
+                "usage: rxdsk-guest-tests [only TEST... | hog MIB SEED | fill DEV MIB SEED | check-device DEV CHECK...] ({other}?)"
             );
             3
         }

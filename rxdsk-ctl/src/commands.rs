@@ -145,9 +145,15 @@ impl FlushProgress {
         let Ok(control) = crate::control::Control::open() else {
             return;
         };
+        // Its own descriptor of the terminal: the main thread may hold the lock of
+        // `std::io::stderr()` for the whole command, and would wait for this thread.
+        let Ok(tty) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() else {
+            return;
+        };
+        let tty = std::fs::File::from(tty);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done = stop.clone();
-        let thread = std::thread::spawn(move || flush_progress(&control, id, &done));
+        let thread = std::thread::spawn(move || flush_progress(&control, id, &done, tty));
         self.running = Some((stop, thread));
     }
 }
@@ -156,12 +162,20 @@ fn flush_progress(
     control: &crate::control::Control,
     id: u32,
     stop: &std::sync::atomic::AtomicBool,
+    mut tty: std::fs::File,
 ) {
     use std::sync::atomic::Ordering;
     let (Ok(info), Ok(first)) = (control.info(id), control.stats(id)) else {
         return;
     };
-    let total = info.dirty_pages * rxdsk_ioctl::RXDSK_PAGE_SIZE;
+    let dirty = info.dirty_pages * rxdsk_ioctl::RXDSK_PAGE_SIZE;
+    // A journaled flush writes everything twice: into the journal, then in place (the first
+    // flush after attach, which writes the whole image, never is).
+    let total = if info.journal_bytes > dirty && first.flush_generation > 0 {
+        2 * dirty
+    } else {
+        dirty
+    };
     let start = std::time::Instant::now();
     let mut shown = false;
     while !stop.load(Ordering::Relaxed) {
@@ -175,17 +189,17 @@ fn flush_progress(
             .written_back_bytes
             .saturating_sub(first.written_back_bytes);
         let rate = done as f64 / start.elapsed().as_secs_f64();
-        eprint!(
+        let line = format!(
             "\r{}: flushing {} / {} ({}/s)\x1b[K",
             crate::device::device_path(id),
             format_size(done),
             format_size(total),
             format_size(rate as u64)
         );
-        shown = true;
+        shown = tty.write_all(line.as_bytes()).is_ok();
     }
     if shown {
-        eprint!("\r\x1b[K");
+        let _ = tty.write_all(b"\r\x1b[K");
     }
 }
 

@@ -207,7 +207,7 @@ impl Console {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub passed: u32,
     pub failed: u32,

@@ -155,6 +155,12 @@ enum Task {
         #[arg(long, default_value_t = 1200)]
         timeout: u64,
     },
+    /// Power cuts: a guest killed (SIGKILL) during or right after a flush, a fresh guest
+    /// restoring from the same disk (part of `test`).
+    PowerCut {
+        #[command(flatten)]
+        vm: VmArgs,
+    },
     /// The main job: boot, create a device, run a short fio workload, show list and stats.
     Demo {
         #[command(flatten)]
@@ -241,6 +247,7 @@ fn boot(
         cpus: vm.cpus,
         timeout: Duration::from_secs(timeout),
         log: paths::target().join(format!("console-{mode}-{}.log", a.kernel.flavour.name)),
+        kill_on: None,
     })
 }
 
@@ -372,6 +379,98 @@ fn demo(vm: &VmArgs) -> Result<i32> {
         900,
     )?;
     Ok(script_status(&second))
+}
+
+/// The variants of `qemu-tests/guest/powercut.sh`.
+const POWER_CUTS: [&str; 4] = [
+    "after-flush",
+    "journal-before-commit",
+    "journal-after-commit",
+    "no-journal",
+];
+
+/// Each power-cut variant in two boots on one fresh disk: the first guest prepares an image
+/// and is killed with SIGKILL the moment it says so; the second restores and checks.
+fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
+    let a = prepare(&vm.kernel)?;
+    let disk = paths::target().join(format!("powercut-{}.img", a.kernel.flavour.name));
+    let mut summary = console::Summary::default();
+    for (n, variant) in POWER_CUTS.iter().enumerate() {
+        let _ = std::fs::remove_file(&disk);
+        let mut v = vm.clone();
+        let mut boot_with = |size, script: String, kill: bool, part: u32| -> Result<qemu::Boot> {
+            v.disks.insert(
+                0,
+                qemu::DiskSpec {
+                    path: disk.clone(),
+                    size,
+                },
+            );
+            let mut b = boot(
+                &a,
+                &v,
+                "run",
+                &[("etc/rxdsk-run.sh", script.into_bytes())],
+                300,
+            );
+            v.disks.remove(0);
+            if let Ok(b) = &mut b {
+                b.kill_on = kill.then_some("powercut-kill");
+                b.log = paths::target().join(format!("console-powercut-{variant}-{part}.log"));
+            }
+            b
+        };
+        let first = qemu::run(
+            &boot_with(
+                Some(512 << 20),
+                format!("sh /usr/share/rxdsk-tests/powercut.sh cut {variant}"),
+                true,
+                1,
+            )?,
+            qemu::Echo::Results,
+        )?;
+        let shas = first
+            .console
+            .data
+            .iter()
+            .find_map(|d| d.strip_prefix("powercut-sha "))
+            .map(str::to_string);
+        let verdict = match shas {
+            _ if !first.killed => Err("the first guest never asked for the cut".to_string()),
+            _ if !first.console.reports.is_empty() => {
+                Err("the kernel reported problems".to_string())
+            }
+            None => Err("the first guest printed no checksum".to_string()),
+            Some(shas) => {
+                let second = qemu::run(
+                    &boot_with(
+                        None,
+                        format!("sh /usr/share/rxdsk-tests/powercut.sh check {variant} {shas}"),
+                        false,
+                        2,
+                    )?,
+                    qemu::Echo::Results,
+                )?;
+                match script_status(&second) {
+                    0 => Ok(()),
+                    s => Err(format!("the restore check failed (exit {s})")),
+                }
+            }
+        };
+        let name = format!("power_cut_{}", variant.replace('-', "_"));
+        match verdict {
+            Ok(()) => {
+                summary.passed += 1;
+                println!("  {:>3} {name:<48} ok", n + 1);
+            }
+            Err(why) => {
+                summary.failed += 1;
+                println!("  {:>3} {name:<48} FAIL", n + 1);
+                println!("        # {why}; console logs: target/xtask/console-powercut-{variant}-{{1,2}}.log");
+            }
+        }
+    }
+    Ok(summary)
 }
 
 /// A finished script's exit status: 1 if it never reported one, or if the kernel reported a
@@ -631,6 +730,11 @@ fn main() -> ExitCode {
                 qemu::interactive(&boot(&a, &vm, "shell", &[], 0)?)?
             }
             Task::Demo { vm } => demo(&vm)?,
+            Task::PowerCut { vm } => {
+                let summary = power_cuts(&vm)?;
+                println!("{}", summary.line());
+                i32::from(!summary.ok())
+            }
             Task::Bench {
                 vm,
                 quick,
@@ -663,6 +767,9 @@ fn main() -> ExitCode {
                 package::build(&k, &tc)?;
                 let full = test_vm(&vm, &TestSelection::default(), 1800)?;
                 println!("guest flavour: {}", full.line());
+                eprintln!("[test] power cuts: guests killed during and after flushes, restored in fresh ones");
+                let cuts = power_cuts(&vm)?;
+                println!("power cuts: {}", cuts.line());
                 eprintln!("[test] the suite again on the debug flavour (KASAN, lockdep, kmemleak), short form");
                 let mut debug_vm = vm.clone();
                 debug_vm.kernel.debug = true;
@@ -673,13 +780,13 @@ fn main() -> ExitCode {
                 let debug = test_vm(&debug_vm, &short, 2400)?;
                 println!("debug flavour: {}", debug.line());
                 let total = console::Summary {
-                    passed: full.passed + debug.passed,
-                    failed: full.failed + debug.failed,
-                    skipped: full.skipped + debug.skipped,
+                    passed: full.passed + cuts.passed + debug.passed,
+                    failed: full.failed + cuts.failed + debug.failed,
+                    skipped: full.skipped + cuts.skipped + debug.skipped,
                     problems: Vec::new(),
                 };
                 println!("{}", total.line());
-                i32::from(!(full.ok() && debug.ok()))
+                i32::from(!(full.ok() && cuts.ok() && debug.ok()))
             }
         })
     })();

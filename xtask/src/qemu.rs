@@ -44,6 +44,9 @@ pub struct Boot {
     pub log: PathBuf,
     /// Raw image files attached as virtio disks, in order: /dev/vda, /dev/vdb, ...
     pub disks: Vec<PathBuf>,
+    /// A power cut: when the guest prints this `RXDSK-DATA` payload, QEMU is killed at once
+    /// (SIGKILL: no shutdown, nothing more reaches the disks).
+    pub kill_on: Option<&'static str>,
 }
 
 /// A `--disk FILE[:SIZE]` argument: an image file, created (sparse) or grown to SIZE if given.
@@ -280,6 +283,8 @@ pub struct Finished {
     pub console: Console,
     pub timed_out: bool,
     pub accel: Accel,
+    /// QEMU was killed on `Boot::kill_on`.
+    pub killed: bool,
 }
 
 /// How to show console lines while the guest runs.
@@ -304,6 +309,7 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
     let mut last_result = Instant::now();
     let mut timed_out = false;
     let mut stalled = false;
+    let mut killed = false;
     let mut pending = first.into_iter();
     loop {
         let limit = if boot.mode == "test" {
@@ -329,6 +335,15 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
             tail.pop_front();
         }
         let event = console.feed(&line);
+        if matches!(event, Event::Data)
+            && boot.kill_on.is_some()
+            && console.data.last().map(String::as_str) == boot.kill_on
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            killed = true;
+            break;
+        }
         let text = line.trim_end();
         if let Event::Result(_) = &event {
             last_result = Instant::now();
@@ -373,7 +388,7 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let trouble = timed_out
+    let trouble = (timed_out && !killed)
         || (boot.mode == "test" && !console.suite_complete())
         || !console.reports.is_empty();
     if trouble && echo != Echo::All {
@@ -396,6 +411,7 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
         console,
         timed_out,
         accel,
+        killed,
     })
 }
 
