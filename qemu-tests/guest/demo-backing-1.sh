@@ -6,11 +6,17 @@ DEV=$(rxdskctl create --size 256M)
 rxdsk-guest-tests fill "$DEV" 64 7
 SUM=$(dd if="$DEV" bs=1M count=64 iflag=direct status=none | sha256sum | cut -d' ' -f1)
 echo "sha256 of the first 64 MiB: $SUM"
-echo "RXDSK-DATA demo-sha $SUM"
-echo "== rxdskctl attach $DEV /dev/vda; rxdskctl flush $DEV"
-rxdskctl attach "$DEV" /dev/vda
+echo "== rxdskctl attach --journal 96M $DEV /dev/vda; rxdskctl flush $DEV"
+rxdskctl attach --journal 96M "$DEV" /dev/vda
 rxdskctl flush "$DEV"
-rxdskctl list -o NAME,SIZE,USED,BACKED,DIRTY
+echo "== the first 16 MiB rewritten, flushed again: atomically, through the journal"
+rxdsk-guest-tests fill "$DEV" 16 8
+rxdskctl list -o NAME,SIZE,USED,BACKING,MODE,JOURNAL,DIRTY
+rxdskctl flush "$DEV"
+SUM=$(dd if="$DEV" bs=1M count=64 iflag=direct status=none | sha256sum | cut -d' ' -f1)
+echo "sha256 of the first 64 MiB now: $SUM"
+echo "RXDSK-DATA demo-sha $SUM"
+rxdskctl list -o NAME,SIZE,USED,BACKING,MODE,JOURNAL,DIRTY
 echo "== rxdskctl inspect /dev/vda"
 rxdskctl inspect /dev/vda
 echo "== the guest is stopped dead now (SysRq b: no sync, no shutdown)"

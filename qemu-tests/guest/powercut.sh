@@ -8,6 +8,8 @@
 #   journal-after-commit   killed after the journal's commit, during the copy in place: the new
 #   no-journal             killed during a flush without journal: the restore refuses (torn),
 #                          --force restores
+#   filesystem             ext2 on a device with a journal: files written, unmounted, flushed,
+#                          killed; the restored device passes fsck and holds the same files
 set -e
 MODE=$1
 VARIANT=$2
@@ -36,6 +38,23 @@ fail() {
 
 case "$MODE" in
 cut)
+	if [ "$VARIANT" = filesystem ]; then
+		DEV=$(rxdskctl create --size 64M)
+		rxdskctl attach --journal 32M "$DEV" /dev/vda
+		mke2fs -q -b 4096 "$DEV"
+		mkdir -p /mnt/fs
+		mount -t ext2 "$DEV" /mnt/fs
+		cp -a /usr/bin /mnt/fs/bin
+		dd if=/dev/zero of=/mnt/fs/data bs=1M count=8 status=none
+		rxdsk-guest-tests fill /mnt/fs/data 8 3
+		dd if=/dev/zero of=/mnt/fs/zeros bs=1M count=4 status=none
+		SUMS=$(cd /mnt/fs && find . -type f | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+		umount /mnt/fs
+		rxdskctl flush "$DEV"
+		echo "RXDSK-DATA powercut-sha $SUMS -"
+		echo "RXDSK-DATA powercut-kill"
+		sleep 600
+	fi
 	DEV=$(rxdskctl create --size 192M)
 	rxdsk-guest-tests fill "$DEV" 128 1
 	A=$(sha "$DEV")
@@ -74,6 +93,17 @@ check)
 	B=$4
 	rxdskctl inspect /dev/vda
 	case "$VARIANT" in
+	filesystem)
+		DEV=$(rxdskctl create --backing /dev/vda)
+		e2fsck -fn "$DEV" || fail "e2fsck found errors"
+		mkdir -p /mnt/fs
+		mount -t ext2 "$DEV" /mnt/fs
+		GOT=$(cd /mnt/fs && find . -type f | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+		umount /mnt/fs
+		echo "files: $GOT, before the cut: $A"
+		[ "$GOT" = "$A" ] || fail "the files differ"
+		exit 0
+		;;
 	after-flush) WANT=$A ;;
 	journal-before-commit)
 		[ "$(state)" = clean ] && [ "$(generation)" = 1 ] || fail "the image is not generation 1, clean"

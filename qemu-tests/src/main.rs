@@ -77,6 +77,10 @@ const TESTS: &[Test] = &[
         run: backing::backing_lazy_detach,
     },
     Test {
+        name: "backing_writeback_fio",
+        run: backing::backing_writeback_fio,
+    },
+    Test {
         name: "backing_writethrough",
         run: backing::backing_writethrough,
     },

@@ -158,6 +158,81 @@ impl FlushProgress {
     }
 }
 
+/// A preload's progress on stderr (a terminal): the new device is found by its backing
+/// device's number, and its unloaded pages polled, while the RESTORE ioctl blocks.
+struct PreloadProgress {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PreloadProgress {
+    fn start(path: &str) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stop.clone();
+        let rdev = std::fs::metadata(path).map(|m| m.rdev()).ok();
+        let tty = std::os::fd::AsFd::as_fd(&std::io::stderr())
+            .try_clone_to_owned()
+            .map(std::fs::File::from);
+        let control = crate::control::Control::open();
+        let thread = match (rdev, tty, control) {
+            (Some(rdev), Ok(tty), Ok(control)) => Some(std::thread::spawn(move || {
+                preload_progress(&control, rdev, &done, tty)
+            })),
+            _ => None,
+        };
+        Self { stop, thread }
+    }
+}
+
+impl Drop for PreloadProgress {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn preload_progress(
+    control: &crate::control::Control,
+    rdev: u64,
+    stop: &std::sync::atomic::AtomicBool,
+    mut tty: std::fs::File,
+) {
+    use std::sync::atomic::Ordering;
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    let start = std::time::Instant::now();
+    let mut shown = false;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let loading = control
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|id| {
+                let i = control.info(id).ok()?;
+                let ours =
+                    u64::from(i.backing_major) == major && u64::from(i.backing_minor) == minor;
+                (ours && i.unloaded_pages > 0).then_some(i)
+            });
+        let Some(i) = loading else { continue };
+        let left = i.unloaded_pages * rxdsk_ioctl::RXDSK_PAGE_SIZE;
+        let done = i.size_bytes.saturating_sub(left);
+        let line = format!(
+            "\r{}: loading {} / {} ({}/s)\x1b[K",
+            crate::device::device_path(i.id),
+            format_size(done),
+            format_size(i.size_bytes),
+            format_size((done as f64 / start.elapsed().as_secs_f64()) as u64)
+        );
+        shown = tty.write_all(line.as_bytes()).is_ok();
+    }
+    if shown {
+        let _ = tty.write_all(b"\r\x1b[K");
+    }
+}
+
 fn flush_progress(
     control: &crate::control::Control,
     id: u32,
@@ -299,7 +374,12 @@ fn create<B: Backend>(
     let (backend, id) = match &args.backing {
         Some(path) => {
             let backend = open()?;
-            let id = crate::backing::restore(&backend, path, args.force, args.preload, args.id)?;
+            let progress = (args.preload && std::io::stderr().is_terminal())
+                .then(|| PreloadProgress::start(path));
+            let restored =
+                crate::backing::restore(&backend, path, args.force, args.preload, args.id);
+            drop(progress);
+            let id = restored?;
             (backend, id)
         }
         None => {

@@ -94,6 +94,13 @@ pub const TARGETS: &[Target] = &[
         check: "$RXDSKCTL list -n -o NAME | grep -qx \"$DEV\"",
     },
     Target {
+        // rxdsk with a backing device attached (writeback): the same writes, tracked dirty.
+        label: "rxdsk_wb",
+        setup: "WB_BACKING=$($RXDSKCTL create --size $((SPAN_MB + 1))M); \
+                DEV=$($RXDSKCTL create --size ${SPAN_MB}M --block-size 4096); $RXDSKCTL attach $DEV $WB_BACKING",
+        check: "$RXDSKCTL list --raw -n -o NAME,MODE | grep -qx \"$DEV writeback\"",
+    },
+    Target {
         label: "brd",
         setup: "$MODPROBE brd rd_nr=1 rd_size=$((SPAN_MB * 1024)) max_part=0; DEV=/dev/ram0",
         check: "[ -d /sys/module/brd ] && [ \"$DEV\" = /dev/ram0 ]",
@@ -213,7 +220,26 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
             }
         }
     }
+    if let Some(w) = TARGETS.iter().position(|t| t.label == "rxdsk_wb") {
+        s += &backing_script(w);
+    }
     s
+}
+
+/// After the jobs, on the target with a backing device (index `w`): the time of a flush of
+/// the whole span against a copy of the same bytes onto the same backing device (`dd`, direct
+/// I/O), then 4 KiB random reads of a lazily restored device, each (nearly) a read miss.
+fn backing_script(w: usize) -> String {
+    format!(
+        "check{w}; $RXDSKCTL flush $DEV > /dev/null\n\
+         kbench {w} backing-refill random=0 read_pct=0 block_size=1048576 bursts=1 ios=$SPAN_MB threads=1 > /dev/null\n\
+         check{w}; T0=$(date +%s%N); $RXDSKCTL flush $DEV > /dev/null; T1=$(date +%s%N)\n\
+         $RXDSKCTL detach $DEV\n\
+         T2=$(date +%s%N); dd if=$DEV of=$WB_BACKING bs=1M count=$SPAN_MB iflag=direct oflag=direct status=none; T3=$(date +%s%N)\n\
+         echo \"RXDSK-DATA backing flush_ns=$((T1 - T0)) copy_ns=$((T3 - T2)) bytes=$((SPAN_MB * 1048576))\"\n\
+         $RXDSKCTL destroy $DEV; DEV{w}=$($RXDSKCTL create --backing $WB_BACKING)\n\
+         kbench {w} backing-miss random=1 read_pct=100 block_size=4096 bursts=1 ios=256 threads=1\n"
+    )
 }
 
 /// How long and how often `cargo xtask bench` measures.
@@ -380,6 +406,56 @@ pub struct Results {
     /// Target → KiB of MemAvailable lost to fill `span` MiB.
     pub mem_kib: BTreeMap<String, (f64, f64)>,
     pub zram_mm_stat: Option<Vec<u64>>,
+    /// The backing-device measurements: `flush_ns`, `copy_ns`, `bytes`, `miss_iops`.
+    pub backing: BTreeMap<String, f64>,
+}
+
+/// The backing-device lines of the report (native), against their targets.
+pub fn backing_table(results: &Results, rows: &[Row]) -> String {
+    let b = &results.backing;
+    let mut out = String::from(
+        "Backing device (rxdsk_wb: rxdsk attached in writeback mode to a second rxdsk device):\n",
+    );
+    if let (Some(f), Some(c), Some(bytes)) = (b.get("flush_ns"), b.get("copy_ns"), b.get("bytes")) {
+        let mbps = |ns: f64| bytes / ns * 1e3;
+        out += &format!(
+            "  flush of {:.0} MiB: {:.0} MB/s; dd of the same bytes to the same device: {:.0} MB/s; flush/dd {:.2} (target >= 0.80)\n",
+            bytes / 1048576.0,
+            mbps(*f),
+            mbps(*c),
+            c / f
+        );
+    }
+    let wb: Vec<String> = rows
+        .iter()
+        .filter(|r| r.mode == Mode::Native && r.job.contains("write"))
+        .filter_map(|r| {
+            Some(format!(
+                "{}@{} {:.2}",
+                r.job,
+                r.depth,
+                r.ratios.get(WB_RATIO)?.median
+            ))
+        })
+        .collect();
+    if !wb.is_empty() {
+        out += &format!(
+            "  write IOPS with a backing device over without (target >= 0.95): {}\n",
+            wb.join(", ")
+        );
+    }
+    if let Some(miss) = b.get("miss_iops") {
+        let hit = rows
+            .iter()
+            .find(|r| r.mode == Mode::Native && r.job == "4k-randread" && r.depth == "t1")
+            .and_then(|r| r.iops.get("rxdsk"));
+        out += &format!(
+            "  lazy restore, 4 KiB random read miss (loads its 64 KiB cluster): {:.1} us per read{}\n",
+            1e6 / miss,
+            hit.map_or(String::new(), |h| format!(" (a loaded page: {:.1} us)", 1e6 / h))
+        );
+    }
+    out
 }
 
 pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
@@ -393,7 +469,12 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
                 else {
                     bail!("malformed bench line: {line:.120}");
                 };
-                if row == "fill" || row == "warmup" {
+                if row == "fill" || row == "warmup" || row == "backing-refill" {
+                    continue;
+                }
+                if row == "backing-miss" {
+                    let miss = kbench_sample(target, row, rest)?;
+                    results.backing.insert("miss_iops".into(), miss.iops);
                     continue;
                 }
                 let mut sample = if kind == "fio" {
@@ -423,6 +504,15 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
                         span.parse().unwrap_or(f64::NAN),
                     ),
                 );
+            }
+            "backing" => {
+                for kv in line.split_whitespace().skip(1) {
+                    if let Some((k, v)) = kv.split_once('=') {
+                        results
+                            .backing
+                            .insert(k.into(), v.parse().unwrap_or(f64::NAN));
+                    }
+                }
             }
             "zram_mm_stat" => {
                 let rest = line.trim_start_matches("zram_mm_stat").trim();
@@ -466,13 +556,24 @@ pub struct Spread {
 /// rxdsk's speed over `other`'s from measurements that ran side by side: for each pair (same
 /// round, same position) the ratio of `other`'s cost to rxdsk's.
 fn paired_ratio(samples: &[Sample], mode: Mode, row: &str, other: &'static str) -> Option<Spread> {
+    paired_ratio_of(samples, mode, row, "rxdsk", other)
+}
+
+/// `target`'s speed over `other`'s, as [`paired_ratio`].
+fn paired_ratio_of(
+    samples: &[Sample],
+    mode: Mode,
+    row: &str,
+    target: &'static str,
+    other: &'static str,
+) -> Option<Spread> {
     let of = |t: &'static str| {
         samples
             .iter()
             .filter(move |s| s.mode == mode && s.row == row && s.target == t)
     };
     let mut ratios = Vec::new();
-    for a in of("rxdsk") {
+    for a in of(target) {
         for b in of(other).filter(|b| b.round == a.round) {
             for (ca, cb) in a.costs.iter().zip(&b.costs) {
                 if *ca > 0.0 && cb.is_finite() {
@@ -491,6 +592,8 @@ fn paired_ratio(samples: &[Sample], mode: Mode, row: &str, other: &'static str) 
 
 /// The targets rxdsk's ratios are reported against.
 pub const RATIO_TARGETS: [&str; 2] = ["brd", "null_blk"];
+/// Key of [`Row::ratios`] for rxdsk with a backing device over plain rxdsk.
+pub const WB_RATIO: &str = "wb/rxdsk";
 
 /// One row of the report: medians per target.
 #[derive(Debug)]
@@ -545,10 +648,13 @@ pub fn rows(samples: &[Sample]) -> Vec<Row> {
                     mbps.insert(t.label.to_string(), of(|s| s.mbps));
                 }
             }
-            let ratios = RATIO_TARGETS
+            let mut ratios: BTreeMap<String, Spread> = RATIO_TARGETS
                 .iter()
                 .filter_map(|t| Some((t.to_string(), paired_ratio(samples, mode, &row, t)?)))
                 .collect();
+            if let Some(s) = paired_ratio_of(samples, mode, &row, "rxdsk_wb", "rxdsk") {
+                ratios.insert(WB_RATIO.into(), s);
+            }
             Row {
                 mode,
                 job: job.into(),
@@ -574,6 +680,8 @@ pub fn table(rows: &[Row], mode: Mode, markdown: bool) -> String {
         "IQR".into(),
         "rxdsk/null_blk".into(),
         "IQR".into(),
+        "wb/rxdsk".into(),
+        "IQR".into(),
     ]);
     let mut lines: Vec<Vec<String>> = vec![head];
     for r in rows.iter().filter(|r| r.mode == mode) {
@@ -593,6 +701,9 @@ pub fn table(rows: &[Row], mode: Mode, markdown: bool) -> String {
                     .map_or("-".into(), |s| format!("{:.2}-{:.2}", s.p25, s.p75)),
             );
         }
+        let wb = r.ratios.get(WB_RATIO);
+        l.push(fmt_ratio(wb.map(|s| s.median)));
+        l.push(wb.map_or("-".into(), |s| format!("{:.2}-{:.2}", s.p25, s.p75)));
         lines.push(l);
     }
     let mut out = String::new();
@@ -648,7 +759,18 @@ pub fn json_rows(rows: &[Row]) -> Value {
                     "rxdsk_vs_nullblk".into(),
                     json!(r.ratio("null_blk").map(|x| (x * 1000.0).round() / 1000.0)),
                 );
-                for (t, key) in [("brd", "rxdsk_vs_brd"), ("null_blk", "rxdsk_vs_nullblk")] {
+                o.insert(
+                    "rxdsk_wb_vs_rxdsk".into(),
+                    json!(r
+                        .ratios
+                        .get(WB_RATIO)
+                        .map(|s| (s.median * 1000.0).round() / 1000.0)),
+                );
+                for (t, key) in [
+                    ("brd", "rxdsk_vs_brd"),
+                    ("null_blk", "rxdsk_vs_nullblk"),
+                    (WB_RATIO, "rxdsk_wb_vs_rxdsk"),
+                ] {
                     if let Some(s) = r.ratios.get(t) {
                         let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
                         o.insert(format!("{key}_p25"), json!(r3(s.p25)));
@@ -709,6 +831,9 @@ impl Report<'_> {
             text += &format!("{head}\n{}\n", table(self.rows, Mode::Emulated, false));
         }
         text += &format!("native (UML) {}", memory_table(self.native_mem));
+        if !self.native_mem.backing.is_empty() {
+            text += &format!("native (UML) {}", backing_table(self.native_mem, self.rows));
+        }
         if let Some((_, mem)) = &self.emulated {
             text += &format!("\nemulated (QEMU) {}", memory_table(mem));
         }
@@ -727,6 +852,9 @@ impl Report<'_> {
             md += &format!("## {head}\n\n{}\n", table(self.rows, Mode::Emulated, true));
         }
         md += &format!("```\n{}", memory_table(self.native_mem));
+        if !self.native_mem.backing.is_empty() {
+            md += &backing_table(self.native_mem, self.rows);
+        }
         if let Some((_, mem)) = &self.emulated {
             md += &memory_table(mem);
         }

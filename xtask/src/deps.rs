@@ -30,6 +30,7 @@ const PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "fio",
+    "e2fsprogs",
     "fonts-dejavu-core", // text of the bench chart
     "lintian",           // checks the packages of `cargo xtask package`
     "dpkg-dev",          // dpkg-shlibdeps for the rxdskctl package

@@ -153,6 +153,8 @@ pub fn build(kernel: &KernelBuild, modules: &[&Path]) -> Result<PathBuf> {
     }
     b.host_file(busybox, "bin/busybox")?;
     b.program(Path::new("/usr/bin/fio"), "usr/bin/fio")?;
+    // Filesystem checks after a power cut (busybox has no fsck).
+    b.program(Path::new("/sbin/e2fsck"), "usr/sbin/e2fsck")?;
     for bin in guest_binaries()? {
         let name = bin
             .file_name()

@@ -382,11 +382,12 @@ fn demo(vm: &VmArgs) -> Result<i32> {
 }
 
 /// The variants of `qemu-tests/guest/powercut.sh`.
-const POWER_CUTS: [&str; 4] = [
+const POWER_CUTS: [&str; 5] = [
     "after-flush",
     "journal-before-commit",
     "journal-after-commit",
     "no-journal",
+    "filesystem",
 ];
 
 /// Each power-cut variant in two boots on one fresh disk: the first guest prepares an image
