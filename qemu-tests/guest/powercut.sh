@@ -1,8 +1,8 @@
-# Power-cut tests, run by `cargo xtask test` (and `cargo xtask power-cut`) on the disk
-# /dev/vda. The first boot ("cut VARIANT") prepares an image and prints RXDSK-DATA
+# Power-cut tests, run by `cargo xtask test` (and `cargo xtask power-cut`). A first boot per
+# variant ("cut VARIANT", its disk is /dev/vda) prepares an image and prints RXDSK-DATA
 # powercut-kill at the moment to cut the power: the host kills QEMU at once (SIGKILL, no
-# shutdown). The second boot ("check VARIANT SHA-A SHA-B") on the same disk restores and
-# compares. Variants:
+# shutdown). One more boot with every variant's disk ("check VARIANT DISK SHA-A SHA-B" for
+# each) restores and compares. Variants:
 #   after-flush            killed right after a flush returned: the restore gives its data
 #   journal-before-commit  killed while a journaled flush writes its journal: the previous image
 #   journal-after-commit   killed after the journal's commit, during the copy in place: the new
@@ -13,6 +13,7 @@
 set -e
 MODE=$1
 VARIANT=$2
+DISK=/dev/vda
 MIB=1048576
 
 sha() {
@@ -24,11 +25,11 @@ stat_of() { # stat_of DEV KEY: a number from `rxdskctl stats -J`
 }
 
 state() {
-	rxdskctl inspect -J /dev/vda | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p'
+	rxdskctl inspect -J "$DISK" | sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p'
 }
 
 generation() {
-	rxdskctl inspect -J /dev/vda | sed -n 's/.*"generation": *\([0-9]*\).*/\1/p'
+	rxdskctl inspect -J "$DISK" | sed -n 's/.*"generation": *\([0-9]*\).*/\1/p'
 }
 
 fail() {
@@ -40,7 +41,7 @@ case "$MODE" in
 cut)
 	if [ "$VARIANT" = filesystem ]; then
 		DEV=$(rxdskctl create --size 64M)
-		rxdskctl attach --journal 32M "$DEV" /dev/vda
+		rxdskctl attach --journal 32M "$DEV" "$DISK"
 		mke2fs -q -b 4096 "$DEV"
 		mkdir -p /mnt/fs
 		mount -t ext2 "$DEV" /mnt/fs
@@ -59,9 +60,9 @@ cut)
 	rxdsk-guest-tests fill "$DEV" 128 1
 	A=$(sha "$DEV")
 	case "$VARIANT" in
-	after-flush) rxdskctl attach "$DEV" /dev/vda ;;
-	no-journal) rxdskctl attach "$DEV" /dev/vda ;;
-	*) rxdskctl attach --journal 160M "$DEV" /dev/vda ;;
+	after-flush) rxdskctl attach "$DEV" "$DISK" ;;
+	no-journal) rxdskctl attach "$DEV" "$DISK" ;;
+	*) rxdskctl attach --journal 160M "$DEV" "$DISK" ;;
 	esac
 	rxdskctl flush "$DEV"
 	if [ "$VARIANT" = after-flush ]; then
@@ -89,17 +90,19 @@ cut)
 	sleep 600
 	;;
 check)
-	A=$3
-	B=$4
-	rxdskctl inspect /dev/vda
+	DISK=$3
+	A=$4
+	B=$5
+	MNT=/mnt/$VARIANT
+	rxdskctl inspect "$DISK"
 	case "$VARIANT" in
 	filesystem)
-		DEV=$(rxdskctl create --backing /dev/vda)
+		DEV=$(rxdskctl create --backing "$DISK")
 		e2fsck -fn "$DEV" || fail "e2fsck found errors"
-		mkdir -p /mnt/fs
-		mount -t ext2 "$DEV" /mnt/fs
-		GOT=$(cd /mnt/fs && find . -type f | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
-		umount /mnt/fs
+		mkdir -p "$MNT"
+		mount -t ext2 "$DEV" "$MNT"
+		GOT=$(cd "$MNT" && find . -type f | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+		umount "$MNT"
 		echo "files: $GOT, before the cut: $A"
 		[ "$GOT" = "$A" ] || fail "the files differ"
 		exit 0
@@ -115,22 +118,22 @@ check)
 		;;
 	no-journal)
 		[ "$(state)" = flushing ] || fail "the image does not say its flush was interrupted"
-		if OUT=$(rxdskctl create --backing /dev/vda 2>&1); then
+		if OUT=$(rxdskctl create --backing "$DISK" 2>&1); then
 			fail "a torn image was restored without --force: $OUT"
 		fi
 		echo "refused as it should be: $OUT"
 		echo "$OUT" | grep -q "generation 2 did not complete" || fail "the refusal does not name the generation"
-		DEV=$(rxdskctl create --backing /dev/vda --force)
+		DEV=$(rxdskctl create --backing "$DISK" --force)
 		echo "restored with --force: $DEV"
 		exit 0
 		;;
 	esac
-	DEV=$(rxdskctl create --backing /dev/vda)
+	DEV=$(rxdskctl create --backing "$DISK")
 	GOT=$(sha "$DEV")
 	echo "restored: $GOT"
 	echo "wanted:   $WANT"
 	[ "$GOT" = "$WANT" ] || fail "the restored data differs"
-	rxdskctl inspect /dev/vda
+	rxdskctl inspect "$DISK"
 	[ "$(state)" = clean ] || fail "the image is not clean after the restore"
 	;;
 esac

@@ -390,84 +390,108 @@ const POWER_CUTS: [&str; 5] = [
     "filesystem",
 ];
 
-/// Each power-cut variant in two boots on one fresh disk: the first guest prepares an image
-/// and is killed with SIGKILL the moment it says so; the second restores and checks.
+/// The power cuts: a boot per variant on its own fresh disk, killed with SIGKILL the moment
+/// the guest says so; then one boot with all the disks (in variant order: /dev/vda, vdb, ...)
+/// that restores and checks each.
 fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
     let a = prepare(&vm.kernel)?;
-    let disk = paths::target().join(format!("powercut-{}.img", a.kernel.flavour.name));
-    let mut summary = console::Summary::default();
-    for (n, variant) in POWER_CUTS.iter().enumerate() {
-        let _ = std::fs::remove_file(&disk);
+    let flavour = a.kernel.flavour.name;
+    let disk = |variant: &str| paths::target().join(format!("powercut-{flavour}-{variant}.img"));
+    let run_with = |disks: Vec<qemu::DiskSpec>, script: String, kill: bool, log: String| {
         let mut v = vm.clone();
-        let mut boot_with = |size, script: String, kill: bool, part: u32| -> Result<qemu::Boot> {
-            v.disks.insert(
-                0,
-                qemu::DiskSpec {
-                    path: disk.clone(),
-                    size,
-                },
-            );
-            let mut b = boot(
-                &a,
-                &v,
-                "run",
-                &[("etc/rxdsk-run.sh", script.into_bytes())],
-                300,
-            );
-            v.disks.remove(0);
-            if let Ok(b) = &mut b {
-                b.kill_on = kill.then_some("powercut-kill");
-                b.log = paths::target().join(format!("console-powercut-{variant}-{part}.log"));
-            }
-            b
+        v.disks = disks;
+        let mut b = boot(
+            &a,
+            &v,
+            "run",
+            &[("etc/rxdsk-run.sh", script.into_bytes())],
+            600,
+        )?;
+        b.kill_on = kill.then_some("powercut-kill");
+        b.log = paths::target().join(log);
+        qemu::run(&b, qemu::Echo::Results)
+    };
+    // The cuts.
+    let mut verdicts: Vec<Result<String, String>> = Vec::new();
+    for variant in POWER_CUTS {
+        let _ = std::fs::remove_file(disk(variant));
+        let spec = qemu::DiskSpec {
+            path: disk(variant),
+            size: Some(512 << 20),
         };
-        let first = qemu::run(
-            &boot_with(
-                Some(512 << 20),
-                format!("sh /usr/share/rxdsk-tests/powercut.sh cut {variant}"),
-                true,
-                1,
-            )?,
-            qemu::Echo::Results,
+        let first = run_with(
+            vec![spec],
+            format!("sh /usr/share/rxdsk-tests/powercut.sh cut {variant}"),
+            true,
+            format!("console-powercut-{variant}.log"),
         )?;
         let shas = first
             .console
             .data
             .iter()
-            .find_map(|d| d.strip_prefix("powercut-sha "))
-            .map(str::to_string);
-        let verdict = match shas {
-            _ if !first.killed => Err("the first guest never asked for the cut".to_string()),
-            _ if !first.console.reports.is_empty() => {
-                Err("the kernel reported problems".to_string())
+            .find_map(|d| d.strip_prefix("powercut-sha "));
+        verdicts.push(match shas {
+            _ if !first.killed => Err("the guest never asked for the cut".into()),
+            _ if !first.console.reports.is_empty() => Err("the kernel reported problems".into()),
+            None => Err("the guest printed no checksum".into()),
+            Some(shas) => Ok(shas.to_string()),
+        });
+    }
+    // One restoring boot for every variant that was cut.
+    let mut script = String::new();
+    let mut disks = Vec::new();
+    for (variant, verdict) in POWER_CUTS.iter().zip(&verdicts) {
+        if let Ok(shas) = verdict {
+            let dev = format!("/dev/vd{}", char::from(b'a' + disks.len() as u8));
+            disks.push(qemu::DiskSpec {
+                path: disk(variant),
+                size: None,
+            });
+            script += &format!(
+                "if sh /usr/share/rxdsk-tests/powercut.sh check {variant} {dev} {shas}; \
+                 then echo 'RXDSK-DATA powercut-result {variant} ok'; \
+                 else echo 'RXDSK-DATA powercut-result {variant} failed'; fi\n"
+            );
+        }
+    }
+    let checked = if disks.is_empty() {
+        None
+    } else {
+        Some(run_with(
+            disks,
+            script,
+            false,
+            "console-powercut-check.log".into(),
+        )?)
+    };
+    let mut summary = console::Summary::default();
+    for (n, (variant, verdict)) in POWER_CUTS.iter().zip(verdicts).enumerate() {
+        let result = verdict.and_then(|_| {
+            let done = checked.as_ref().ok_or("no check boot")?;
+            if !done.console.reports.is_empty() {
+                return Err("the kernel reported problems in the check boot".to_string());
             }
-            None => Err("the first guest printed no checksum".to_string()),
-            Some(shas) => {
-                let second = qemu::run(
-                    &boot_with(
-                        None,
-                        format!("sh /usr/share/rxdsk-tests/powercut.sh check {variant} {shas}"),
-                        false,
-                        2,
-                    )?,
-                    qemu::Echo::Results,
-                )?;
-                match script_status(&second) {
-                    0 => Ok(()),
-                    s => Err(format!("the restore check failed (exit {s})")),
-                }
+            match done
+                .console
+                .data
+                .iter()
+                .find_map(|d| d.strip_prefix(&format!("powercut-result {variant} ")))
+            {
+                Some("ok") => Ok(String::new()),
+                Some(_) => Err("the restore check failed".into()),
+                None => Err("the check boot did not get to it".into()),
             }
-        };
+        });
         let name = format!("power_cut_{}", variant.replace('-', "_"));
-        match verdict {
-            Ok(()) => {
+        match result {
+            Ok(_) => {
                 summary.passed += 1;
                 println!("  {:>3} {name:<48} ok", n + 1);
             }
             Err(why) => {
                 summary.failed += 1;
                 println!("  {:>3} {name:<48} FAIL", n + 1);
-                println!("        # {why}; console logs: target/xtask/console-powercut-{variant}-{{1,2}}.log");
+                println!("        # {why}; console logs: target/xtask/console-powercut-{{{variant},check}}.log");
             }
         }
     }

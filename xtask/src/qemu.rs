@@ -345,6 +345,7 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
             break;
         }
         let text = line.trim_end();
+        let took = last_result.elapsed();
         if let Event::Result(_) = &event {
             last_result = Instant::now();
         }
@@ -358,7 +359,12 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
                     Outcome::Fail => "FAIL".to_string(),
                     Outcome::Skip(why) => format!("skip ({why})"),
                 };
-                println!("  {:>3} {:<48} {verdict}", r.number, r.name);
+                println!(
+                    "  {:>3} {:<48} {verdict:<8} {:>6.1} s",
+                    r.number,
+                    r.name,
+                    took.as_secs_f64()
+                );
                 if r.outcome == Outcome::Fail {
                     for d in &diagnostics {
                         println!("        # {d}");
