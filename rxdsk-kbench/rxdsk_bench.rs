@@ -32,6 +32,7 @@ module! {
         dev2: u32 { default: 0, description: "Target 2 (0: none)", },
         dev3: u32 { default: 0, description: "Target 3 (0: none)", },
         dev4: u32 { default: 0, description: "Target 4 (0: none)", },
+        dev5: u32 { default: 0, description: "Target 5 (0: none)", },
         read_pct: u32 { default: 100, description: "Percentage of I/Os that read (0: all writes)", },
         random: bool { default: true, description: "Random offsets instead of sequential", },
         block_size: u32 { default: 4096, description: "Bytes per I/O: a power of two, 512..1048576", },
@@ -284,7 +285,7 @@ impl core::fmt::Write for Line {
 }
 
 const MAX_BURSTS: u32 = 64;
-const MAX_TARGETS: usize = 5;
+const MAX_TARGETS: usize = 6;
 
 impl kernel::Module for RxdskBench {
     fn init(_module: &'static ThisModule) -> Result<Self> {
@@ -295,6 +296,7 @@ impl kernel::Module for RxdskBench {
             module_parameters::dev2.value(),
             module_parameters::dev3.value(),
             module_parameters::dev4.value(),
+            module_parameters::dev5.value(),
         ];
         let read_pct = module_parameters::read_pct.value().min(100);
         let random = module_parameters::random.value();

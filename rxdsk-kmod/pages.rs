@@ -579,8 +579,14 @@ impl PageStore {
     /// zeros, for a hole) into `dst`. Returns whether there was a page.
     pub(crate) fn take_changed(&self, index: u64, mut dst: IoMem<'_>) -> bool {
         let Ok(slot) = usize::try_from(index) else { return false };
-        // SAFETY: `holes` is initialised; `xa_erase` takes the lock itself.
-        unsafe { bindings::xa_erase(self.holes.get(), slot) };
+        // Most changes are pages, not holes: look before taking the lock to erase. (Holes are
+        // recorded by writers and erased only by the flusher, who is us: none can appear at
+        // `slot` between the look and the erase that we would miss, as the next flush sees it.)
+        // SAFETY: `holes` is initialised; `xa_load` takes RCU itself.
+        if !unsafe { bindings::xa_load(self.holes.get(), slot) }.is_null() {
+            // SAFETY: `holes` is initialised; `xa_erase` takes the lock itself.
+            unsafe { bindings::xa_erase(self.holes.get(), slot) };
+        }
         // SAFETY: `xa` is initialised; `xa_clear_mark` takes the lock itself.
         unsafe { bindings::xa_clear_mark(self.xa(), slot, ffi::xa_mark_0()) };
         // Pairs with the writers' fence in `mark_dirty`.
