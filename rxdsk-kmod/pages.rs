@@ -390,27 +390,11 @@ impl PageStore {
     /// Calls `f(slot)` for every present index in `first..=last` (clamped to what `usize`
     /// holds), yielding the CPU every [`BATCH`] pages; visits only present pages, so a huge
     /// sparse range costs what it holds, not its size.
-    fn for_each_present(&self, first: u64, last: u64, mut f: impl FnMut(usize)) {
-        let Ok(mut index) = usize::try_from(first) else { return };
+    fn for_each_present(&self, first: u64, last: u64, f: impl FnMut(usize)) {
+        let Ok(first) = usize::try_from(first) else { return };
         let last = usize::try_from(last).unwrap_or(usize::MAX);
-        let mut seen = 0u64;
-        while index <= last {
-            // SAFETY: `xa` is initialised; `xa_find` takes RCU itself and updates `index` to
-            // the index of the entry it returns.
-            let entry = unsafe { bindings::xa_find(self.xa(), &mut index, last, ffi::xa_present()) };
-            if entry.is_null() {
-                break;
-            }
-            f(index);
-            seen += 1;
-            if seen % BATCH == 0 {
-                ffi::cond_resched();
-            }
-            if index == last {
-                break;
-            }
-            index += 1;
-        }
+        // SAFETY: `xa` is initialised and lives as long as `self`.
+        unsafe { walk(self.xa(), ffi::xa_present(), first, last, f) }
     }
 
     /// Discard and write-zeroes: removes every page with index in `first..=last` while I/O may
@@ -521,7 +505,7 @@ impl PageStore {
 
     fn for_each_marked(&self, f: impl FnMut(usize)) {
         // SAFETY: `xa` is initialised and lives as long as `self`.
-        unsafe { walk(self.xa(), ffi::xa_mark_0(), f) }
+        unsafe { walk(self.xa(), ffi::xa_mark_0(), 0, usize::MAX, f) }
     }
 
     /// The first index at or after `from` changed since the last flush: a marked page or a
@@ -571,7 +555,7 @@ impl PageStore {
             }
         };
         // SAFETY: `holes` is initialised and lives as long as `self`.
-        unsafe { walk(self.holes.get(), ffi::xa_present(), count_unmarked) };
+        unsafe { walk(self.holes.get(), ffi::xa_present(), 0, usize::MAX, count_unmarked) };
         n
     }
 
@@ -644,18 +628,20 @@ impl PinnedDrop for PageStore {
     }
 }
 
-/// Calls `f(index)` for every entry of `xa` carrying `mark`, in index order, yielding the CPU
-/// every [`BATCH`] entries.
+/// Calls `f(index)` for every entry of `xa` in `first..=last` carrying `mark`, in index order,
+/// yielding the CPU every [`BATCH`] entries; visits only entries, so a huge sparse range costs
+/// what it holds, not its size.
 ///
 /// # Safety
 ///
 /// `xa` is an initialised XArray that stays valid during the call.
-unsafe fn walk(xa: *mut bindings::xarray, mark: bindings::xa_mark_t, mut f: impl FnMut(usize)) {
-    let mut index = 0usize;
+unsafe fn walk(xa: *mut bindings::xarray, mark: bindings::xa_mark_t, first: usize, last: usize, mut f: impl FnMut(usize)) {
+    let mut index = first;
     let mut seen = 0u64;
-    loop {
-        // SAFETY: `xa` is valid (caller); `xa_find` takes RCU itself and updates `index`.
-        let entry = unsafe { bindings::xa_find(xa, &mut index, usize::MAX, mark) };
+    while index <= last {
+        // SAFETY: `xa` is valid (caller); `xa_find` takes RCU itself and updates `index` to the
+        // index of the entry it returns.
+        let entry = unsafe { bindings::xa_find(xa, &mut index, last, mark) };
         if entry.is_null() {
             break;
         }
@@ -664,7 +650,7 @@ unsafe fn walk(xa: *mut bindings::xarray, mark: bindings::xa_mark_t, mut f: impl
         if seen % BATCH == 0 {
             ffi::cond_resched();
         }
-        if index == usize::MAX {
+        if index == last {
             break;
         }
         index += 1;
