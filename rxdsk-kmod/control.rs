@@ -7,6 +7,7 @@
 //! structures are built whole, so no uninitialised byte reaches user space.
 
 use crate::abi::{self, *};
+use crate::compress::Algorithm;
 use crate::device::{DeviceConfig, MAX_SIZE};
 use crate::ffi;
 use crate::registry::Registry;
@@ -37,6 +38,7 @@ const _: () = {
     assert!(RXDSK_IOC_DETACH == ioctl::_IOW::<RxdskDetach>(ty, nr::DETACH));
     assert!(RXDSK_IOC_FLUSH == ioctl::_IOWR::<RxdskFlush>(ty, nr::FLUSH));
     assert!(RXDSK_IOC_RESTORE == ioctl::_IOWR::<RxdskRestore>(ty, nr::RESTORE));
+    assert!(RXDSK_IOC_COMPR_STATS == ioctl::_IOWR::<RxdskComprStats>(ty, nr::COMPR_STATS));
 };
 
 macro_rules! abi_bytes {
@@ -50,6 +52,7 @@ macro_rules! abi_bytes {
     )*};
 }
 abi_bytes!(
+    RxdskComprStats,
     RxdskVersion,
     RxdskFeatures,
     RxdskCreate,
@@ -136,6 +139,7 @@ impl MiscDevice for Control {
                 | RXDSK_IOC_DETACH
                 | RXDSK_IOC_FLUSH
                 | RXDSK_IOC_RESTORE
+                | RXDSK_IOC_COMPR_STATS
         );
         if !known {
             return Err(ENOTTY);
@@ -147,7 +151,11 @@ impl MiscDevice for Control {
         let registry = me.registry();
         match cmd {
             RXDSK_IOC_GET_VERSION => user.writer().write(&version())?,
-            RXDSK_IOC_GET_FEATURES => user.writer().write(&RxdskFeatures { features: RXDSK_FEATURES_ALL, reserved: [0; 3] })?,
+            RXDSK_IOC_GET_FEATURES => user.writer().write(&RxdskFeatures {
+                features: RXDSK_FEATURES_ALL,
+                compressors: crate::compress::ALL_ALGORITHMS,
+                reserved: [0; 2],
+            })?,
             RXDSK_IOC_CREATE => {
                 let (mut reader, mut writer) = user.reader_writer();
                 let mut req: RxdskCreate = reader.read()?;
@@ -163,7 +171,9 @@ impl MiscDevice for Control {
                 {
                     return Err(EINVAL);
                 }
+                let compress = Algorithm::from_abi(req.compress, req.compress_level)?;
                 req.id = registry.create(with_id.then_some(req.id), &DeviceConfig {
+                    compress,
                     size_bytes: req.size_bytes,
                     logical_block_size: req.logical_block_size,
                     mem_limit_bytes: req.mem_limit_bytes,
@@ -210,6 +220,16 @@ impl MiscDevice for Control {
                     return Err(EINVAL);
                 }
                 writer.write(&registry.stats(id)?)?;
+            }
+            RXDSK_IOC_COMPR_STATS => {
+                let (mut reader, mut writer) = user.reader_writer();
+                let req: RxdskComprStats = reader.read()?;
+                let id = req.id;
+                // Everything but the id is output: the whole input must be zero besides it.
+                if req != (RxdskComprStats { id, ..Default::default() }) {
+                    return Err(EINVAL);
+                }
+                writer.write(&registry.compr_stats(id)?)?;
             }
             RXDSK_IOC_LIST => {
                 let (mut reader, mut writer) = user.reader_writer();

@@ -27,8 +27,6 @@ mod c {
             work: *mut bindings::work_struct,
             func: Option<unsafe extern "C" fn(*mut bindings::work_struct)>,
         );
-        pub(super) fn rxdsk_noio_save() -> core::ffi::c_uint;
-        pub(super) fn rxdsk_noio_restore(flags: core::ffi::c_uint);
     }
 }
 
@@ -139,8 +137,7 @@ impl<T: DeferredHandler> Deferred<T> {
 unsafe extern "C" fn run<T: DeferredHandler>(work: *mut bindings::work_struct) {
     // SAFETY: `Opaque` is `repr(transparent)`, so the field's address is the work item's.
     let this = unsafe { &*kernel::container_of!(work.cast::<Opaque<bindings::work_struct>>(), Deferred<T>, work) };
-    // SAFETY: Paired with the restore below, in the same task.
-    let noio = unsafe { c::rxdsk_noio_save() };
+    let noio = ffi::NoIo::enter();
     loop {
         let mut chain = this.head.swap(ptr::null_mut(), Ordering::Acquire);
         if chain.is_null() {
@@ -177,6 +174,5 @@ unsafe extern "C" fn run<T: DeferredHandler>(work: *mut bindings::work_struct) {
             ffi::cond_resched();
         }
     }
-    // SAFETY: Saved above.
-    unsafe { c::rxdsk_noio_restore(noio) };
+    drop(noio);
 }

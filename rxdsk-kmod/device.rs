@@ -4,10 +4,12 @@
 //! wrappers.
 
 use crate::abi::{
-    RxdskFlush, RxdskInfo, RxdskStats, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITETHROUGH,
+    RxdskComprStats, RxdskFlush, RxdskInfo, RxdskStats, RXDSK_FLAG_BACKED, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITETHROUGH,
     RXDSK_FLUSH_ATOMIC, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use crate::backing::{Backing, PageBuf};
+use crate::compress::Algorithm;
+use crate::zstore::ZStore;
 use crate::deferred::{Deferred, DeferredHandler};
 use crate::periodic::{Periodic, PeriodicTask};
 use crate::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
@@ -89,6 +91,8 @@ pub(crate) struct DeviceConfig {
     pub(crate) logical_block_size: u32,
     pub(crate) mem_limit_bytes: u64,
     pub(crate) read_only: bool,
+    /// Pages are stored compressed with this algorithm.
+    pub(crate) compress: Option<Algorithm>,
 }
 
 /// # Invariants
@@ -107,6 +111,8 @@ pub(crate) struct Device {
     disk: GenDisk<Device>,
     #[pin]
     store: PageStore,
+    /// The compressed store, which replaces `store` (then empty) on a compressed device.
+    zstore: Option<Pin<KBox<ZStore>>>,
     #[pin]
     deferred: Deferred<Device>,
     /// The automatic flush; stopped before the backing device goes.
@@ -161,6 +167,7 @@ impl Device {
             logical_block_size: header.logical_block_size,
             mem_limit_bytes: 0,
             read_only: false,
+            compress: None,
         };
         if !crate::control::valid_size(config.size_bytes, config.logical_block_size) {
             return Err(EINVAL);
@@ -280,6 +287,10 @@ impl Device {
     /// for the data and the metadata block. Its header is set to "never flushed" at once, so
     /// an old image there cannot be restored as if it were this device's.
     pub(crate) fn attach(&self, path: &CStr, journal_bytes: u64, writethrough: bool, flush_interval_secs: u32) -> Result {
+        // The flush and restore paths read and fill the plain store only.
+        if self.is_compressed() {
+            return Err(EOPNOTSUPP);
+        }
         let mut backing = self.backing.lock();
         if backing.is_some() {
             return Err(EBUSY);
@@ -769,11 +780,19 @@ impl Device {
             read_only: config.read_only,
         })?;
         let stats = Stats::new()?;
+        let zstore = match config.compress {
+            Some(algorithm) => {
+                let name = CString::try_from_fmt(fmt!("rxd{}", id))?;
+                Some(KBox::pin_init(ZStore::new(&name, algorithm, config.mem_limit_bytes)?, GFP_KERNEL)?)
+            }
+            None => None,
+        };
         let device = Arc::pin_init(
             try_pin_init!(Self {
                 id,
                 disk,
                 store <- PageStore::new(config.mem_limit_bytes >> PAGE_SHIFT),
+                zstore,
                 deferred <- Deferred::new(),
                 periodic <- Periodic::new(),
                 unloaded,
@@ -839,8 +858,10 @@ impl Device {
             logical_block_size: self.logical_block_size,
             size_bytes: self.capacity.load(Ordering::Relaxed),
             mem_limit_bytes: self.mem_limit_bytes,
-            flags: if self.read_only { RXDSK_FLAG_READ_ONLY } else { 0 } | backing_flags,
-            used_bytes: self.store.pages() << PAGE_SHIFT,
+            flags: if self.read_only { RXDSK_FLAG_READ_ONLY } else { 0 }
+                | if self.is_compressed() { RXDSK_FLAG_COMPRESSED } else { 0 }
+                | backing_flags,
+            used_bytes: self.used_bytes(),
             open_count: self.openers(),
             pad: 0,
             dirty_pages: self.store.changed(),
@@ -854,7 +875,7 @@ impl Device {
     pub(crate) fn stats(&self) -> RxdskStats {
         let mut s = self.stats.snapshot();
         s.id = self.id;
-        s.pages = self.store.pages();
+        s.pages = self.zstore.as_ref().map_or_else(|| self.store.pages(), |z| z.pages());
         s.dirty_pages = self.store.changed();
         s.written_back_bytes = self.written_back.load(Ordering::Relaxed);
         s.backing_flushes = self.backing_flushes.load(Ordering::Relaxed);
@@ -863,6 +884,22 @@ impl Device {
         s.backing_reads = self.backing_reads.load(Ordering::Relaxed);
         s.atomic_flushes = self.atomic_flushes.load(Ordering::Relaxed);
         s
+    }
+
+    /// Memory held for the data: pages, or for a compressed device everything it really uses.
+    fn used_bytes(&self) -> u64 {
+        self.zstore.as_ref().map_or_else(|| self.store.pages() << PAGE_SHIFT, |z| z.total_bytes())
+    }
+
+    /// What compression achieves; `EINVAL` for a device without it.
+    pub(crate) fn compr_stats(&self) -> Result<RxdskComprStats> {
+        let mut s = self.zstore.as_ref().ok_or(EINVAL)?.compr_stats();
+        s.id = self.id;
+        Ok(s)
+    }
+
+    pub(crate) fn is_compressed(&self) -> bool {
+        self.zstore.is_some()
     }
 
     /// Grows at once; shrinks only with no opener unless forced, then frees what lies past the
@@ -885,11 +922,18 @@ impl Device {
         // Bios that passed the bound check against the old size finish before this returns.
         drop(self.disk.freeze());
         let cut = shrink(size);
-        if let Some(z) = cut.zero {
-            // Bytes past the end must read as zeros if the device grows again.
-            self.store.zero(z.index, z.offset, z.len);
+        if let Some(zs) = &self.zstore {
+            if let Some(z) = cut.zero {
+                zs.zero(z.index, z.offset, z.len).map_err(|_| ENOMEM)?;
+            }
+            zs.erase_range(cut.first_freed, layout::LAST_PAGE_INDEX);
+        } else {
+            if let Some(z) = cut.zero {
+                // Bytes past the end must read as zeros if the device grows again.
+                self.store.zero(z.index, z.offset, z.len);
+            }
+            self.store.remove_range(cut.first_freed, layout::LAST_PAGE_INDEX);
         }
-        self.store.remove_range(cut.first_freed, layout::LAST_PAGE_INDEX);
         // A forced shrink may leave cached pages past the end in an opener's page cache.
         self.disk.invalidate_cache_from(size);
         Ok(())
@@ -913,9 +957,12 @@ impl Device {
         }
         match op {
             Op::Read => {
+                let nowait = bio.nowait();
                 bio.for_each_segment((Status::IoError, Failure::Io), |pos, buf| {
-                    self.read_span(pos, buf);
-                    Ok(())
+                    self.read_span(pos, buf, nowait).map_err(|e| match e {
+                        StoreError::WouldBlock => (Status::Again, Failure::Alloc),
+                        _ => (Status::IoError, Failure::Io),
+                    })
                 })?;
                 self.stats.account(Counter::Read, len);
             }
@@ -931,6 +978,7 @@ impl Device {
                         StoreError::Limit => (Status::NoSpace, Failure::Limit),
                         StoreError::NoMemory | StoreError::WouldBlock if nowait => (Status::Again, Failure::Alloc),
                         StoreError::NoMemory | StoreError::WouldBlock => (Status::IoError, Failure::Alloc),
+                        StoreError::Corrupt => (Status::IoError, Failure::Io),
                     })
                 })?;
                 self.stats.account(Counter::Write, len);
@@ -950,12 +998,16 @@ impl Device {
     }
 
     /// Reads `buf.len()` bytes at device position `pos`, page by page of the store.
-    fn read_span(&self, pos: u64, mut buf: IoMem<'_>) {
+    fn read_span(&self, pos: u64, mut buf: IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
         for piece in pieces(pos, buf.len() as u64) {
             let (chunk, rest) = buf.split_at(piece.len);
-            self.store.read(piece.index, piece.offset, chunk);
+            match &self.zstore {
+                Some(z) => z.read(piece.index, piece.offset, chunk, nowait)?,
+                None => self.store.read(piece.index, piece.offset, chunk),
+            }
             buf = rest;
         }
+        Ok(())
     }
 
     /// Writes `buf` at device position `pos`; a whole page of zeros stores no page (the one it
@@ -970,11 +1022,19 @@ impl Device {
     ) -> Result<(), StoreError> {
         for piece in pieces(pos, buf.len() as u64) {
             let (chunk, rest) = buf.split_at(piece.len);
-            if piece.is_whole() && chunk.is_zero() {
-                self.store.erase(piece.index, batch, gfp)?;
+            let zero = piece.is_whole() && chunk.is_zero();
+            match &self.zstore {
+                Some(z) if zero => {
+                    z.erase(piece.index, nowait)?;
+                }
+                Some(z) => z.write(piece.index, piece.offset, &chunk, nowait)?,
+                None if zero => {
+                    self.store.erase(piece.index, batch, gfp)?;
+                }
+                None => self.store.write(piece.index, piece.offset, &chunk, gfp, nowait)?,
+            }
+            if zero {
                 self.stats.zero_page();
-            } else {
-                self.store.write(piece.index, piece.offset, &chunk, gfp, nowait)?;
             }
             buf = rest;
         }
@@ -984,6 +1044,15 @@ impl Device {
     /// Discard and write-zeroes: frees every whole page in `pos..end`, zeroes partial ones.
     fn free_range(&self, pos: u64, end: u64) -> Result<(), StoreError> {
         let p = punch(pos, end);
+        if let Some(z) = &self.zstore {
+            for part in [p.head, p.tail].into_iter().flatten() {
+                z.zero(part.index, part.offset, part.len)?;
+            }
+            if let Some((first, last)) = p.whole {
+                z.erase_range(first, last);
+            }
+            return Ok(());
+        }
         if let Some(h) = p.head {
             self.store.zero(h.index, h.offset, h.len);
         }

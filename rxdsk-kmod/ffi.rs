@@ -32,6 +32,9 @@ mod c {
         pub(super) fn rxdsk_bdev_major(bdev: *mut core::ffi::c_void) -> u32;
         pub(super) fn rxdsk_bdev_minor(bdev: *mut core::ffi::c_void) -> u32;
         pub(super) fn rxdsk_ktime_get_real_ns() -> u64;
+        pub(super) fn rxdsk_noio_save() -> core::ffi::c_uint;
+        pub(super) fn rxdsk_noio_restore(flags: core::ffi::c_uint);
+        pub(super) fn rxdsk_num_online_cpus() -> core::ffi::c_uint;
     }
 }
 
@@ -146,4 +149,33 @@ pub(crate) fn cpu_hint() -> usize {
 pub(crate) fn nr_cpu_ids() -> usize {
     // SAFETY: `nr_cpu_ids` is set during early boot and never changes afterwards.
     unsafe { bindings::nr_cpu_ids as usize }
+}
+
+/// Number of CPUs online now.
+pub(crate) fn num_online_cpus() -> usize {
+    // SAFETY: Reading the online mask's weight has no preconditions.
+    unsafe { c::rxdsk_num_online_cpus() as usize }
+}
+
+/// A `memalloc_noio` scope: every allocation of this task until the guard drops behaves as
+/// `GFP_NOIO` (no I/O for reclaim, which could come back to us as swap). Not `Send`: the scope
+/// belongs to the task.
+pub(crate) struct NoIo {
+    saved: core::ffi::c_uint,
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl NoIo {
+    pub(crate) fn enter() -> Self {
+        // SAFETY: Paired with the restore in `drop`, in the same task (the guard is not `Send`).
+        Self { saved: unsafe { c::rxdsk_noio_save() }, _not_send: core::marker::PhantomData }
+    }
+}
+
+impl Drop for NoIo {
+    fn drop(&mut self) {
+        // SAFETY: `saved` came from `rxdsk_noio_save` in this task; scopes nest (guards drop in
+        // reverse order).
+        unsafe { c::rxdsk_noio_restore(self.saved) };
+    }
 }

@@ -11,6 +11,7 @@
 #include <linux/xarray.h>
 #include <linux/workqueue.h>
 #include <linux/sched/mm.h>
+#include <linux/cpumask.h>
 
 #define RXDSK_CONST(type, name, value)     \
 	extern const type rxdsk_##name;    \
@@ -103,6 +104,12 @@ void rxdsk_noio_restore(unsigned int flags);
 void rxdsk_noio_restore(unsigned int flags)
 {
 	memalloc_noio_restore(flags);
+}
+
+unsigned int rxdsk_num_online_cpus(void);
+unsigned int rxdsk_num_online_cpus(void)
+{
+	return num_online_cpus();
 }
 
 void rxdsk_init_delayed_work(struct delayed_work *work, work_func_t func);

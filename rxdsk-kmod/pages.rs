@@ -32,6 +32,8 @@ pub(crate) enum StoreError {
     /// Only waiting could tell (the limit is reached while frees or inserts are in flight),
     /// and the bio may not wait (`REQ_NOWAIT`): the submitter retries without it.
     WouldBlock,
+    /// A compressed page did not decompress (compressed store only).
+    Corrupt,
 }
 
 /// # Invariants
@@ -635,7 +637,7 @@ impl PinnedDrop for PageStore {
 /// # Safety
 ///
 /// `xa` is an initialised XArray that stays valid during the call.
-unsafe fn walk(xa: *mut bindings::xarray, mark: bindings::xa_mark_t, first: usize, last: usize, mut f: impl FnMut(usize)) {
+pub(crate) unsafe fn walk(xa: *mut bindings::xarray, mark: bindings::xa_mark_t, first: usize, last: usize, mut f: impl FnMut(usize)) {
     let mut index = first;
     let mut seen = 0u64;
     while index <= last {

@@ -6,7 +6,7 @@
 //! without it as a [`LongOp`], so that INFO and STATS (a progress display) and other devices'
 //! operations go on meanwhile. The I/O path never touches the registry.
 
-use crate::abi::{RxdskFlush, RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
+use crate::abi::{RxdskComprStats, RxdskFlush, RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
 use crate::device::{Device, DeviceConfig};
 use kernel::{
     new_mutex,
@@ -129,6 +129,10 @@ impl Registry {
 
     pub(crate) fn stats(&self, id: u32) -> Result<RxdskStats> {
         Ok(get(&self.devices.lock(), id)?.stats())
+    }
+
+    pub(crate) fn compr_stats(&self, id: u32) -> Result<RxdskComprStats> {
+        get(&self.devices.lock(), id)?.compr_stats()
     }
 
     /// Ids of all devices, ascending.

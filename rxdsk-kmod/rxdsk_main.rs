@@ -22,6 +22,7 @@ mod image;
 #[path = "../rxdsk-layout/src/layout.rs"]
 mod layout;
 mod backing;
+mod compress;
 mod control;
 mod deferred;
 mod device;
@@ -33,6 +34,7 @@ mod periodic;
 mod registry;
 mod stats;
 mod unloaded;
+mod zstore;
 
 module! {
     type: RxdskModule,

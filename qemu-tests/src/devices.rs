@@ -354,10 +354,28 @@ pub fn bad_input_rejected() -> TestResult {
             },
         ));
     }
-    for i in 0..4 {
+    for i in 0..3 {
         let mut c = ok;
         c.reserved[i] = 1;
         creates.push((format!("reserved[{i}] = 1"), c));
+    }
+    // ABI 1.4: an unknown algorithm, a level without compression, a level for LZO (which has
+    // none), a zstd level out of range.
+    for (compress, compress_level) in [
+        (99, 0),
+        (0, 5),
+        (rxdsk_ioctl::RXDSK_COMPRESS_LZO, 1),
+        (rxdsk_ioctl::RXDSK_COMPRESS_ZSTD, 1000),
+        (rxdsk_ioctl::RXDSK_COMPRESS_LZ4, -1),
+    ] {
+        creates.push((
+            format!("compress {compress} level {compress_level}"),
+            RxdskCreate {
+                compress,
+                compress_level,
+                ..ok
+            },
+        ));
     }
     for (what, c) in creates {
         let mut c = c;

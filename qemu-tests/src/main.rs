@@ -12,6 +12,7 @@
 mod backing;
 mod blk;
 mod cli;
+mod compress;
 mod control;
 mod datapath;
 mod devices;
@@ -159,6 +160,22 @@ const TESTS: &[Test] = &[
     Test {
         name: "swap_global_pressure",
         run: hardening::swap_global_pressure,
+    },
+    Test {
+        name: "compress_fio_verify",
+        run: compress::compress_fio_verify,
+    },
+    Test {
+        name: "compress_vs_zram_ratio",
+        run: compress::compress_vs_zram_ratio,
+    },
+    Test {
+        name: "compress_limit_discard_resize",
+        run: compress::compress_limit_discard_resize,
+    },
+    Test {
+        name: "compress_swap_lz4",
+        run: compress::compress_swap_lz4,
     },
     Test {
         name: "cli_end_to_end",

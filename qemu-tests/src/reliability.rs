@@ -853,7 +853,7 @@ pub fn security_no_uninitialised_bytes() -> TestResult {
         c.create_raw(&mut cr).map_err(|e| format!("CREATE: {e}"))?;
         let created = Device::adopt(cr.id);
         ensure(
-            cr.reserved == [0; 4] && cr.size_bytes == MIB && cr.flags == 0,
+            cr.reserved == [0; 3] && cr.compress == 0 && cr.compress_level == 0 && cr.size_bytes == MIB && cr.flags == 0,
             || format!("CREATE output {cr:?}"),
         )?;
         created.destroy()?;

@@ -7,7 +7,8 @@
 use crate::harness::{is_block_device, wait_until};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    self as abi, RxdskCreate, RxdskDestroy, RxdskInfo, RxdskList, RxdskResize, RxdskStats,
+    self as abi, RxdskComprStats, RxdskCreate, RxdskDestroy, RxdskInfo, RxdskList, RxdskResize,
+    RxdskStats,
 };
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -129,6 +130,15 @@ impl Control {
             ..Default::default()
         };
         self.stats_raw(&mut s)?;
+        Ok(s)
+    }
+
+    pub fn compr_stats(&self, id: u32) -> Result<RxdskComprStats, Errno> {
+        let mut s = RxdskComprStats {
+            id,
+            ..Default::default()
+        };
+        self.ioctl(abi::RXDSK_IOC_COMPR_STATS, &mut s)?;
         Ok(s)
     }
 
@@ -285,6 +295,37 @@ impl Device {
         Control::open()?
             .stats(self.id)
             .map_err(|e| format!("STATS {}: {e}", self.path))
+    }
+
+    pub fn compr_stats(&self) -> Result<RxdskComprStats, String> {
+        Control::open()?
+            .compr_stats(self.id)
+            .map_err(|e| format!("COMPR_STATS {}: {e}", self.path))
+    }
+
+    /// A compressed device (`RXDSK_COMPRESS_*`, level 0: the default).
+    pub fn create_compressed(
+        size_bytes: u64,
+        logical_block_size: u32,
+        compress: u32,
+        mem_limit_bytes: u64,
+    ) -> Result<Self, String> {
+        let mut c = RxdskCreate {
+            size_bytes,
+            logical_block_size,
+            mem_limit_bytes,
+            compress,
+            ..Default::default()
+        };
+        Control::open()?.create_raw(&mut c).map_err(|e| {
+            format!(
+                "CREATE {} size {size_bytes} block size {logical_block_size}: {e}",
+                abi::RXDSK_COMPRESS_NAMES[compress as usize]
+            )
+        })?;
+        let dev = Self::adopt(c.id);
+        dev.wait_for_node()?;
+        Ok(dev)
     }
 
     /// Pages held now, by STATS, cross-checked against INFO's `used_bytes`. Discarded pages

@@ -3,7 +3,7 @@
 
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    RxdskAttach, RxdskCreate, RxdskFlush, RxdskInfo, RxdskRestore, RxdskStats, RxdskVersion,
+    RxdskAttach, RxdskComprStats, RxdskCreate, RxdskFlush, RxdskInfo, RxdskRestore, RxdskStats, RxdskVersion,
 };
 
 pub trait Backend {
@@ -19,6 +19,8 @@ pub trait Backend {
     /// All device ids, ascending.
     fn list(&self) -> Result<Vec<u32>, Errno>;
     fn stats(&self, id: u32) -> Result<RxdskStats, Errno>;
+    /// Compression counters of a compressed device (`EINVAL` for another).
+    fn compr_stats(&self, id: u32) -> Result<RxdskComprStats, Errno>;
     fn attach(&self, request: &RxdskAttach) -> Result<(), Errno>;
     fn detach(&self, id: u32, flags: u64) -> Result<(), Errno>;
     fn flush(&self, id: u32) -> Result<RxdskFlush, Errno>;

@@ -68,7 +68,7 @@ pub struct CreateArgs {
     /// Restore the device from the image on this backing device (size, block size, mode and
     /// journal come from it); it stays attached. Pages are read from it on first access
     /// unless --preload.
-    #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "mem_limit", "read_only"])]
+    #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "mem_limit", "read_only", "compress"])]
     pub backing: Option<String>,
     /// With --backing: restore an image whose last flush did not complete.
     #[arg(long, requires = "backing")]
@@ -89,6 +89,34 @@ pub struct CreateArgs {
     /// Create the device with this id (/dev/rxdN, rxdN or N) instead of the lowest free one.
     #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
     pub id: Option<u32>,
+    /// Store pages compressed with this algorithm (zram's names). --mem-limit then limits the
+    /// memory really used (TOTAL in `list -o +TOTAL`).
+    #[arg(long, value_name = "ALGORITHM")]
+    pub compress: Option<Compression>,
+    /// The algorithm's level (zstd: -131072 to 22, default 3; lz4: acceleration, default 1).
+    #[arg(long, value_name = "N", requires = "compress", allow_hyphen_values = true)]
+    pub compress_level: Option<i32>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Lzo,
+    #[value(name = "lzo-rle")]
+    LzoRle,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// `RXDSK_COMPRESS_*`.
+    pub fn abi(self) -> u32 {
+        match self {
+            Compression::Lzo => rxdsk_ioctl::RXDSK_COMPRESS_LZO,
+            Compression::LzoRle => rxdsk_ioctl::RXDSK_COMPRESS_LZO_RLE,
+            Compression::Lz4 => rxdsk_ioctl::RXDSK_COMPRESS_LZ4,
+            Compression::Zstd => rxdsk_ioctl::RXDSK_COMPRESS_ZSTD,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

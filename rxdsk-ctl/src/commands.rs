@@ -7,12 +7,14 @@ use crate::cli::{
 };
 use crate::control::{action, fixed_str_to_string, ControlError};
 use crate::device::device_path;
-use crate::list::{render_json, render_raw, render_table, Column, Style};
+use crate::cli::Compression;
+use crate::list::{render_json, render_raw, render_table, Column, Row, Style};
 use crate::size::format_size;
 use crate::stats::{render_stats_json, render_stats_text};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    self as abi, RxdskCreate, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_FORCE, RXDSK_FLAG_READ_ONLY,
+    self as abi, RxdskCreate, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_FORCE,
+    RXDSK_FLAG_READ_ONLY,
     RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use std::io::{self, IsTerminal, Write};
@@ -333,6 +335,12 @@ pub fn create_request(args: &CreateArgs) -> Result<RxdskCreate, String> {
              ({RXDSK_PAGE_SIZE}); use 0 for no limit"
         ));
     }
+    if let (Some(c @ (Compression::Lzo | Compression::LzoRle)), Some(_)) =
+        (args.compress, args.compress_level)
+    {
+        let name = rxdsk_ioctl::RXDSK_COMPRESS_NAMES[c.abi() as usize];
+        return Err(format!("invalid compression level: {name} has no levels"));
+    }
     let mut flags = 0;
     if args.read_only {
         flags |= RXDSK_FLAG_READ_ONLY;
@@ -346,6 +354,8 @@ pub fn create_request(args: &CreateArgs) -> Result<RxdskCreate, String> {
         flags,
         logical_block_size: args.block_size,
         id: args.id.unwrap_or(0),
+        compress: args.compress.map_or(0, |c| c.abi()),
+        compress_level: args.compress_level.unwrap_or(0),
         ..Default::default()
     })
 }
@@ -471,10 +481,15 @@ fn list<B: Backend>(
     let ids = backend
         .list()
         .map_err(|e| ControlError::new(backend.control_path(), action::LIST, e))?;
-    let mut infos = Vec::with_capacity(ids.len());
+    let mut infos: Vec<Row> = Vec::with_capacity(ids.len());
     for id in ids {
         match backend.info(id) {
-            Ok(info) => infos.push(info),
+            Ok(info) if info.flags & RXDSK_FLAG_COMPRESSED != 0 => match backend.compr_stats(id) {
+                Ok(c) => infos.push(Row { info, compr: Some(c) }),
+                Err(Errno::ENODEV) => {}
+                Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
+            },
+            Ok(info) => infos.push(info.into()),
             // Destroyed since LIST: it is simply no longer there.
             Err(Errno::ENODEV) => {}
             Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
@@ -511,10 +526,16 @@ fn stats<B: Backend>(
     let stats = backend
         .stats(args.device)
         .map_err(|e| ControlError::new(device_path(args.device), action::STATS, e))?;
+    let compr = match backend.compr_stats(args.device) {
+        Ok(c) => Some(c),
+        // Not a compressed device (or a module before ABI 1.4).
+        Err(Errno::EINVAL | Errno::ENOTTY) => None,
+        Err(e) => return Err(ControlError::new(device_path(args.device), action::STATS, e).into()),
+    };
     let text = if args.json {
-        render_stats_json(args.device, &stats)
+        render_stats_json(args.device, &stats, compr.as_ref())
     } else {
-        render_stats_text(&stats, args.bytes)
+        render_stats_text(&stats, compr.as_ref(), args.bytes)
     };
     out.write_all(text.as_bytes())?;
     Ok(())

@@ -4,7 +4,7 @@ use crate::backend::Backend;
 use nix::errno::Errno;
 use rxdsk_ioctl::{
     self as abi, RxdskAttach, RxdskCreate, RxdskDestroy, RxdskDetach, RxdskFeatures, RxdskFlush,
-    RxdskInfo, RxdskList, RxdskResize, RxdskRestore, RxdskStats, RxdskVersion,
+    RxdskComprStats, RxdskInfo, RxdskList, RxdskResize, RxdskRestore, RxdskStats, RxdskVersion,
 };
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -45,6 +45,12 @@ nix::ioctl_write_ptr!(
 nix::ioctl_readwrite!(ioc_info, abi::RXDSK_IOC_MAGIC, abi::nr::INFO, RxdskInfo);
 nix::ioctl_readwrite!(ioc_list, abi::RXDSK_IOC_MAGIC, abi::nr::LIST, RxdskList);
 nix::ioctl_readwrite!(ioc_stats, abi::RXDSK_IOC_MAGIC, abi::nr::STATS, RxdskStats);
+nix::ioctl_readwrite!(
+    ioc_compr_stats,
+    abi::RXDSK_IOC_MAGIC,
+    abi::nr::COMPR_STATS,
+    RxdskComprStats
+);
 nix::ioctl_write_ptr!(
     ioc_attach,
     abi::RXDSK_IOC_MAGIC,
@@ -271,6 +277,16 @@ impl Backend for Control {
         };
         // SAFETY: as in `version`.
         unsafe { ioc_stats(self.file.as_raw_fd(), &mut s) }?;
+        Ok(s)
+    }
+
+    fn compr_stats(&self, id: u32) -> Result<RxdskComprStats, Errno> {
+        let mut s = RxdskComprStats {
+            id,
+            ..Default::default()
+        };
+        // SAFETY: as in `version`.
+        unsafe { ioc_compr_stats(self.file.as_raw_fd(), &mut s) }?;
         Ok(s)
     }
 

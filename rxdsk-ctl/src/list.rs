@@ -4,7 +4,7 @@ use crate::device::device_path;
 use crate::size::format_size;
 use comfy_table::{presets, CellAlignment, Table};
 use rxdsk_ioctl::{
-    RxdskInfo, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITETHROUGH, RXDSK_PAGE_SIZE,
+    RxdskComprStats, RxdskInfo, RXDSK_COMPRESS_NAMES, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITETHROUGH, RXDSK_PAGE_SIZE,
 };
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -24,11 +24,34 @@ pub enum Column {
     Mode,
     Journal,
     Unloaded,
+    Algorithm,
+    Data,
+    Compr,
+    Total,
+    Ratio,
+}
+
+/// One device of the list: its INFO, and for a compressed device its COMPR_STATS.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Row {
+    pub info: RxdskInfo,
+    pub compr: Option<RxdskComprStats>,
+}
+
+impl From<RxdskInfo> for Row {
+    fn from(info: RxdskInfo) -> Self {
+        Row { info, compr: None }
+    }
+}
+
+/// DATA / TOTAL, as zramctl's ratio: what the stored data would take over what it takes.
+fn ratio(c: &RxdskComprStats) -> Option<f64> {
+    (c.mem_used_total != 0).then(|| c.orig_data_size as f64 / c.mem_used_total as f64)
 }
 
 impl Column {
     /// Every column, in the order `--output-all` and the JSON keys use.
-    pub const ALL: [Column; 14] = [
+    pub const ALL: [Column; 19] = [
         Column::Name,
         Column::Id,
         Column::Size,
@@ -43,6 +66,11 @@ impl Column {
         Column::Mode,
         Column::Journal,
         Column::Unloaded,
+        Column::Algorithm,
+        Column::Data,
+        Column::Compr,
+        Column::Total,
+        Column::Ratio,
     ];
     pub const DEFAULT: [Column; 6] = [
         Column::Name,
@@ -69,6 +97,11 @@ impl Column {
             Column::Mode => "MODE",
             Column::Journal => "JOURNAL",
             Column::Unloaded => "UNLOADED",
+            Column::Algorithm => "ALGORITHM",
+            Column::Data => "DATA",
+            Column::Compr => "COMPR",
+            Column::Total => "TOTAL",
+            Column::Ratio => "RATIO",
         }
     }
 
@@ -88,6 +121,11 @@ impl Column {
             Column::Mode => "writeback or writethrough (- without a backing device)",
             Column::Journal => "journal size on the backing device (- for none)",
             Column::Unloaded => "data of a restored device not yet read from its backing device",
+            Column::Algorithm => "compression algorithm (- for none)",
+            Column::Data => "uncompressed data stored (compressed devices)",
+            Column::Compr => "compressed size of the data (compressed devices)",
+            Column::Total => "memory used, allocator overhead included (compressed devices)",
+            Column::Ratio => "DATA / TOTAL (compressed devices)",
         }
     }
 
@@ -108,6 +146,11 @@ impl Column {
             Column::Mode => "mode",
             Column::Journal => "journal",
             Column::Unloaded => "unloaded",
+            Column::Algorithm => "algorithm",
+            Column::Data => "data",
+            Column::Compr => "compr",
+            Column::Total => "total",
+            Column::Ratio => "ratio",
         }
     }
 
@@ -167,7 +210,9 @@ fn is_read_only(info: &RxdskInfo) -> bool {
 }
 
 /// One cell of the table or of raw output.
-pub fn cell(info: &RxdskInfo, column: Column, style: Style) -> String {
+pub fn cell(row: &Row, column: Column, style: Style) -> String {
+    let info = &row.info;
+    let compr = row.compr.as_ref();
     let size = |bytes: u64| {
         if style.bytes {
             bytes.to_string()
@@ -192,7 +237,16 @@ pub fn cell(info: &RxdskInfo, column: Column, style: Style) -> String {
         Column::Journal if info.journal_bytes == 0 => "-".into(),
         Column::Journal => size(info.journal_bytes),
         Column::Unloaded => size(info.unloaded_pages * RXDSK_PAGE_SIZE),
+        Column::Algorithm => compr.map_or("-", algorithm_name).into(),
+        Column::Data => compr.map_or("-".into(), |c| size(c.orig_data_size)),
+        Column::Compr => compr.map_or("-".into(), |c| size(c.compr_data_size)),
+        Column::Total => compr.map_or("-".into(), |c| size(c.mem_used_total)),
+        Column::Ratio => compr.and_then(ratio).map_or("-".into(), |r| format!("{r:.2}")),
     }
+}
+
+fn algorithm_name(c: &RxdskComprStats) -> &'static str {
+    RXDSK_COMPRESS_NAMES.get(c.algorithm as usize).copied().unwrap_or("?")
 }
 
 fn mode_of(info: &RxdskInfo) -> Option<&'static str> {
@@ -219,7 +273,7 @@ fn backing_of(info: &RxdskInfo) -> Option<String> {
 }
 
 /// An aligned table without borders: one space between columns, names left, numbers right.
-pub fn render_table(infos: &[RxdskInfo], columns: &[Column], style: Style) -> String {
+pub fn render_table(infos: &[Row], columns: &[Column], style: Style) -> String {
     if style.no_headings && infos.is_empty() {
         return String::new();
     }
@@ -250,7 +304,7 @@ pub fn render_table(infos: &[RxdskInfo], columns: &[Column], style: Style) -> St
 }
 
 /// `--raw`: one line per device, values separated by a single space.
-pub fn render_raw(infos: &[RxdskInfo], columns: &[Column], style: Style) -> String {
+pub fn render_raw(infos: &[Row], columns: &[Column], style: Style) -> String {
     let mut lines: Vec<String> = Vec::new();
     if !style.no_headings {
         lines.push(
@@ -275,13 +329,14 @@ pub fn render_raw(infos: &[RxdskInfo], columns: &[Column], style: Style) -> Stri
 
 /// One device as a JSON object with the selected keys in column order.
 struct JsonDevice<'a> {
-    info: &'a RxdskInfo,
+    row: &'a Row,
     columns: &'a [Column],
 }
 
 impl Serialize for JsonDevice<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let info = self.info;
+        let info = &self.row.info;
+        let compr = self.row.compr.as_ref();
         let mut map = serializer.serialize_map(Some(self.columns.len()))?;
         for &c in self.columns {
             let key = c.key();
@@ -310,6 +365,11 @@ impl Serialize for JsonDevice<'_> {
                 Column::Unloaded => {
                     map.serialize_entry(key, &(info.unloaded_pages * RXDSK_PAGE_SIZE))?
                 }
+                Column::Algorithm => map.serialize_entry(key, &compr.map(algorithm_name))?,
+                Column::Data => map.serialize_entry(key, &compr.map(|c| c.orig_data_size))?,
+                Column::Compr => map.serialize_entry(key, &compr.map(|c| c.compr_data_size))?,
+                Column::Total => map.serialize_entry(key, &compr.map(|c| c.mem_used_total))?,
+                Column::Ratio => map.serialize_entry(key, &compr.and_then(ratio))?,
             }
         }
         map.end()
@@ -322,11 +382,11 @@ struct JsonList<'a> {
 }
 
 /// `-J`: `{"rxdsk": [...]}`, numbers in bytes whatever `-b` says.
-pub fn render_json(infos: &[RxdskInfo], columns: &[Column]) -> String {
+pub fn render_json(infos: &[Row], columns: &[Column]) -> String {
     let list = JsonList {
         rxdsk: infos
             .iter()
-            .map(|info| JsonDevice { info, columns })
+            .map(|row| JsonDevice { row, columns })
             .collect(),
     };
     // Serializing plain integers, strings and booleans cannot fail.
@@ -352,11 +412,11 @@ mod tests {
         }
     }
 
-    fn sample() -> Vec<RxdskInfo> {
+    fn sample() -> Vec<Row> {
         vec![
-            info(0, 1 << 30, 4096, 4096, 0, false, 0),
-            info(3, 3 << 29, 0, 512, 512 << 20, true, 2),
-            info(12, 64 << 20, 10 << 20, 4096, 1 << 30, false, 1),
+            info(0, 1 << 30, 4096, 4096, 0, false, 0).into(),
+            info(3, 3 << 29, 0, 512, 512 << 20, true, 2).into(),
+            info(12, 64 << 20, 10 << 20, 4096, 1 << 30, false, 1).into(),
         ]
     }
 
@@ -426,7 +486,12 @@ mod tests {
                 "-",
                 "-",
                 "-",
-                "0B"
+                "0B",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-"
             ]
         );
         let raw: Vec<String> = Column::ALL.iter().map(|&c| cell(d, c, bytes)).collect();
@@ -446,20 +511,42 @@ mod tests {
                 "-",
                 "-",
                 "-",
-                "0"
+                "0",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-"
             ]
         );
         assert_eq!(cell(&sample()[0], Column::MemLimit, bytes), "-");
         assert_eq!(cell(&sample()[0], Column::Ro, bytes), "0");
-        let backed = RxdskInfo {
+        let backed: Row = RxdskInfo {
             flags: RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH,
             journal_bytes: 16 << 20,
             unloaded_pages: 256,
-            ..sample()[0]
-        };
+            ..sample()[0].info
+        }
+        .into();
         assert_eq!(cell(&backed, Column::Mode, HUMAN), "writethrough");
         assert_eq!(cell(&backed, Column::Journal, HUMAN), "16M");
         assert_eq!(cell(&backed, Column::Unloaded, HUMAN), "1M");
+        assert_eq!(cell(&backed, Column::Ratio, HUMAN), "-");
+        let compressed = Row {
+            compr: Some(RxdskComprStats {
+                algorithm: rxdsk_ioctl::RXDSK_COMPRESS_ZSTD,
+                orig_data_size: 8 << 20,
+                compr_data_size: 2 << 20,
+                mem_used_total: 3 << 20,
+                ..Default::default()
+            }),
+            ..sample()[0]
+        };
+        assert_eq!(cell(&compressed, Column::Algorithm, HUMAN), "zstd");
+        assert_eq!(cell(&compressed, Column::Data, HUMAN), "8M");
+        assert_eq!(cell(&compressed, Column::Compr, HUMAN), "2M");
+        assert_eq!(cell(&compressed, Column::Total, HUMAN), "3M");
+        assert_eq!(cell(&compressed, Column::Ratio, HUMAN), "2.67");
     }
 
     #[test]
@@ -527,7 +614,7 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
         let compact: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             compact.to_string(),
-            r#"{"rxdsk":[{"backed":false,"backing":null,"block-size":4096,"dirty":0,"id":0,"journal":null,"mem-limit":null,"mode":null,"name":"/dev/rxd0","open":0,"ro":false,"size":1073741824,"unloaded":0,"used":4096},{"backed":false,"backing":null,"block-size":512,"dirty":0,"id":3,"journal":null,"mem-limit":536870912,"mode":null,"name":"/dev/rxd3","open":2,"ro":true,"size":1610612736,"unloaded":0,"used":0}]}"#
+            r#"{"rxdsk":[{"algorithm":null,"backed":false,"backing":null,"block-size":4096,"compr":null,"data":null,"dirty":0,"id":0,"journal":null,"mem-limit":null,"mode":null,"name":"/dev/rxd0","open":0,"ratio":null,"ro":false,"size":1073741824,"total":null,"unloaded":0,"used":4096},{"algorithm":null,"backed":false,"backing":null,"block-size":512,"compr":null,"data":null,"dirty":0,"id":3,"journal":null,"mem-limit":536870912,"mode":null,"name":"/dev/rxd3","open":2,"ratio":null,"ro":true,"size":1610612736,"total":null,"unloaded":0,"used":0}]}"#
         );
         // Keys come in column order (serde_json's Value sorts them, so check the text).
         let want_first = r#"{
@@ -546,7 +633,12 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
       "backing": null,
       "mode": null,
       "journal": null,
-      "unloaded": 0
+      "unloaded": 0,
+      "algorithm": null,
+      "data": null,
+      "compr": null,
+      "total": null,
+      "ratio": null
     },"#;
         assert!(text.starts_with(want_first), "{text}");
         assert!(text.ends_with("}\n"));

@@ -2,7 +2,7 @@
 
 use crate::device::device_path;
 use crate::size::format_size;
-use rxdsk_ioctl::RxdskStats;
+use rxdsk_ioctl::{RxdskComprStats, RxdskStats, RXDSK_COMPRESS_NAMES};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// How a counter is shown.
@@ -39,8 +39,27 @@ const COUNTERS: [Counter; 21] = [
     ("atomic_flushes", Kind::Count, |s| s.atomic_flushes),
 ];
 
-/// `key: value` lines; byte counters human-readable unless `bytes`.
-pub fn render_stats_text(stats: &RxdskStats, bytes: bool) -> String {
+type ComprCounter = (&'static str, Kind, fn(&RxdskComprStats) -> u64);
+
+/// A compressed device's counters (COMPR_STATS), named like their ABI fields (zram's mm_stat).
+const COMPR_COUNTERS: [ComprCounter; 8] = [
+    ("orig_data_size", Kind::Bytes, |c| c.orig_data_size),
+    ("compr_data_size", Kind::Bytes, |c| c.compr_data_size),
+    ("mem_used_total", Kind::Bytes, |c| c.mem_used_total),
+    ("mem_used_max", Kind::Bytes, |c| c.mem_used_max),
+    ("same_pages", Kind::Count, |c| c.same_pages),
+    ("huge_pages", Kind::Count, |c| c.huge_pages),
+    ("compress_failures", Kind::Count, |c| c.compress_failures),
+    ("decompress_failures", Kind::Count, |c| c.decompress_failures),
+];
+
+fn algorithm(c: &RxdskComprStats) -> &'static str {
+    RXDSK_COMPRESS_NAMES.get(c.algorithm as usize).copied().unwrap_or("?")
+}
+
+/// `key: value` lines; byte counters human-readable unless `bytes`; a compressed device's
+/// counters follow.
+pub fn render_stats_text(stats: &RxdskStats, compr: Option<&RxdskComprStats>, bytes: bool) -> String {
     let mut text = String::new();
     for (name, kind, get) in COUNTERS {
         let value = get(stats);
@@ -51,30 +70,56 @@ pub fn render_stats_text(stats: &RxdskStats, bytes: bool) -> String {
         };
         text.push_str(&format!("{name}: {shown}\n"));
     }
+    if let Some(c) = compr {
+        text.push_str(&format!("algorithm: {}\nlevel: {}\n", algorithm(c), c.level));
+        for (name, kind, get) in COMPR_COUNTERS {
+            let value = get(c);
+            let shown = if kind == Kind::Bytes && !bytes { format_size(value) } else { value.to_string() };
+            text.push_str(&format!("{name}: {shown}\n"));
+        }
+    }
     text
 }
 
-struct JsonStats<'a> {
-    id: u32,
-    stats: &'a RxdskStats,
-}
+/// The `compression` object of `-J`.
+struct JsonCompr<'a>(&'a RxdskComprStats);
 
-impl Serialize for JsonStats<'_> {
+impl Serialize for JsonCompr<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(COUNTERS.len() + 2))?;
-        map.serialize_entry("name", &device_path(self.id))?;
-        map.serialize_entry("id", &self.id)?;
-        for (name, _, get) in COUNTERS {
-            map.serialize_entry(name, &get(self.stats))?;
+        let mut map = serializer.serialize_map(Some(COMPR_COUNTERS.len() + 2))?;
+        map.serialize_entry("algorithm", algorithm(self.0))?;
+        map.serialize_entry("level", &self.0.level)?;
+        for (name, _, get) in COMPR_COUNTERS {
+            map.serialize_entry(name, &get(self.0))?;
         }
         map.end()
     }
 }
 
-/// `{"name": "/dev/rxdN", "id": N, "reads": ..., ...}`, every counter in bytes.
-pub fn render_stats_json(id: u32, stats: &RxdskStats) -> String {
+struct JsonStats<'a> {
+    id: u32,
+    stats: &'a RxdskStats,
+    compr: Option<&'a RxdskComprStats>,
+}
+
+impl Serialize for JsonStats<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(COUNTERS.len() + 3))?;
+        map.serialize_entry("name", &device_path(self.id))?;
+        map.serialize_entry("id", &self.id)?;
+        for (name, _, get) in COUNTERS {
+            map.serialize_entry(name, &get(self.stats))?;
+        }
+        map.serialize_entry("compression", &self.compr.map(JsonCompr))?;
+        map.end()
+    }
+}
+
+/// `{"name": "/dev/rxdN", "id": N, "reads": ..., ..., "compression": null or {...}}`, every
+/// counter in bytes.
+pub fn render_stats_json(id: u32, stats: &RxdskStats, compr: Option<&RxdskComprStats>) -> String {
     // Serializing plain integers and strings cannot fail.
-    let mut text = serde_json::to_string_pretty(&JsonStats { id, stats }).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&JsonStats { id, stats, compr }).unwrap_or_default();
     text.push('\n');
     text
 }
@@ -136,12 +181,12 @@ flush_generation: 19
 backing_reads: 20
 atomic_flushes: 21
 ";
-        assert_eq!(render_stats_text(&sample(), false), want);
+        assert_eq!(render_stats_text(&sample(), None, false), want);
     }
 
     #[test]
     fn text_bytes() {
-        let text = render_stats_text(&sample(), true);
+        let text = render_stats_text(&sample(), None, true);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 21);
         assert_eq!(lines[15], "written_back_bytes: 16777216");
@@ -154,7 +199,7 @@ atomic_flushes: 21
 
     #[test]
     fn json_has_abi_names_in_order() {
-        let text = render_stats_json(2, &sample());
+        let text = render_stats_json(2, &sample(), None);
         let keys: Vec<String> = text
             .lines()
             .filter_map(|l| l.trim().strip_prefix('"'))
@@ -185,13 +230,14 @@ atomic_flushes: 21
                 "backing_errors",
                 "flush_generation",
                 "backing_reads",
-                "atomic_flushes"
+                "atomic_flushes",
+                "compression"
             ]
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v.to_string(),
-            r#"{"alloc_failures":12,"atomic_flushes":21,"backing_errors":18,"backing_flushes":17,"backing_reads":20,"dirty_pages":15,"discard_bytes":512,"discards":5,"flush_generation":19,"flushes":9,"id":2,"io_errors":14,"limit_failures":13,"name":"/dev/rxd2","pages":10,"read_bytes":4096,"reads":1,"write_bytes":1610612736,"write_zeroes":7,"write_zeroes_bytes":1048576,"writes":2,"written_back_bytes":16777216,"zero_pages":11}"#
+            r#"{"alloc_failures":12,"atomic_flushes":21,"backing_errors":18,"backing_flushes":17,"backing_reads":20,"compression":null,"dirty_pages":15,"discard_bytes":512,"discards":5,"flush_generation":19,"flushes":9,"id":2,"io_errors":14,"limit_failures":13,"name":"/dev/rxd2","pages":10,"read_bytes":4096,"reads":1,"write_bytes":1610612736,"write_zeroes":7,"write_zeroes_bytes":1048576,"writes":2,"written_back_bytes":16777216,"zero_pages":11}"#
         );
     }
 }

@@ -16,7 +16,7 @@ pub const RXDSK_IOC_MAGIC: u8 = 0xDB;
 /// Incompatible ABI changes bump this; a client must refuse a module with another major.
 pub const RXDSK_ABI_MAJOR: u32 = 1;
 /// Compatible additions (new commands, new feature bits) bump this.
-pub const RXDSK_ABI_MINOR: u32 = 3;
+pub const RXDSK_ABI_MINOR: u32 = 4;
 
 /// Name of the control node under `/dev`.
 pub const RXDSK_CONTROL_NAME: &str = "rxdsk-control";
@@ -78,6 +78,8 @@ pub mod nr {
     pub const FLUSH: u32 = 0x22;
     /// See [`super::RXDSK_IOC_RESTORE`].
     pub const RESTORE: u32 = 0x23;
+    /// [`super::RXDSK_IOC_COMPR_STATS`] (ABI 1.4).
+    pub const COMPR_STATS: u32 = 0x16;
 }
 
 /// The unit of memory a device allocates and frees.
@@ -107,8 +109,10 @@ pub struct RxdskVersion {
 pub struct RxdskFeatures {
     /// `RXDSK_FEATURE_*` bits the module supports.
     pub features: u64,
+    /// `1 << RXDSK_COMPRESS_*` for each algorithm the module can use (ABI 1.4).
+    pub compressors: u64,
     /// Zero.
-    pub reserved: [u64; 3],
+    pub reserved: [u64; 2],
 }
 
 /// The module answers [`RXDSK_IOC_GET_VERSION`] and [`RXDSK_IOC_GET_FEATURES`].
@@ -134,8 +138,12 @@ pub const RXDSK_FEATURE_JOURNAL: u64 = 1 << 8;
 pub const RXDSK_FEATURE_LAZY_RESTORE: u64 = 1 << 9;
 /// ATTACH in writethrough mode ([`RXDSK_ATTACH_WRITETHROUGH`], ABI 1.3).
 pub const RXDSK_FEATURE_WRITETHROUGH: u64 = 1 << 10;
+/// CREATE takes a compression algorithm ([`RxdskCreate::compress`]) and COMPR_STATS reports
+/// what compression achieves (ABI 1.4).
+pub const RXDSK_FEATURE_COMPRESS: u64 = 1 << 11;
 /// Every feature bit this ABI revision defines.
 pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_BACKING
+    | RXDSK_FEATURE_COMPRESS
     | RXDSK_FEATURE_JOURNAL
     | RXDSK_FEATURE_LAZY_RESTORE
     | RXDSK_FEATURE_WRITETHROUGH
@@ -165,6 +173,8 @@ pub const RXDSK_FLAG_BACKED: u64 = 1 << 1;
 pub const RXDSK_FLAG_DISCARD_DIRTY: u64 = 1 << 1;
 /// Device flag (INFO): the backing device is attached in writethrough mode.
 pub const RXDSK_FLAG_WRITETHROUGH: u64 = 1 << 2;
+/// Device flag (INFO): pages are stored compressed (ABI 1.4; see [`RXDSK_IOC_COMPR_STATS`]).
+pub const RXDSK_FLAG_COMPRESSED: u64 = 1 << 3;
 /// ATTACH flag: writethrough mode (a write completes once it is on the backing device too).
 pub const RXDSK_ATTACH_WRITETHROUGH: u64 = 1 << 0;
 /// Flags [`RXDSK_IOC_ATTACH`] accepts.
@@ -174,6 +184,18 @@ pub const RXDSK_ATTACH_FLAGS: u64 = RXDSK_ATTACH_WRITETHROUGH;
 pub const RXDSK_RESTORE_PRELOAD: u64 = 1 << 2;
 /// FLUSH out flag: the flush was journaled, so it was atomic.
 pub const RXDSK_FLUSH_ATOMIC: u64 = 1 << 0;
+/// Compression algorithms ([`RxdskCreate::compress`]): none (pages stored as they are).
+pub const RXDSK_COMPRESS_NONE: u32 = 0;
+/// LZO1X-1, as zram's `lzo`.
+pub const RXDSK_COMPRESS_LZO: u32 = 1;
+/// LZO1X-1 with run-length encoding of zeros, as zram's `lzo-rle`.
+pub const RXDSK_COMPRESS_LZO_RLE: u32 = 2;
+/// LZ4 (level: acceleration, 1 by default).
+pub const RXDSK_COMPRESS_LZ4: u32 = 3;
+/// Zstandard (level: 1 to 22, 3 by default; negative levels are faster).
+pub const RXDSK_COMPRESS_ZSTD: u32 = 4;
+/// The algorithms' names, indexed by `RXDSK_COMPRESS_*` (zram's names).
+pub const RXDSK_COMPRESS_NAMES: [&str; 5] = ["none", "lzo", "lzo-rle", "lz4", "zstd"];
 /// Longest backing device path, NUL included.
 pub const RXDSK_PATH_MAX: usize = 256;
 
@@ -195,8 +217,15 @@ pub struct RxdskCreate {
     pub logical_block_size: u32,
     /// Out: the id of the new device. In: zero, or with [`RXDSK_CREATE_WITH_ID`] the id wanted.
     pub id: u32,
+    /// `RXDSK_COMPRESS_*` (ABI 1.4): pages are stored compressed (`EOPNOTSUPP` for an algorithm
+    /// the module cannot use, `EINVAL` for an unknown one). A compressed device cannot have a
+    /// backing device (yet).
+    pub compress: u32,
+    /// The algorithm's level; 0: its default. Must be 0 without compression and for LZO
+    /// (which has no levels). `EINVAL` outside the algorithm's range.
+    pub compress_level: i32,
     /// Must be zero.
-    pub reserved: [u64; 4],
+    pub reserved: [u64; 3],
 }
 
 /// [`RXDSK_IOC_DESTROY`]: frees the device and all its memory. `EBUSY` while it is open unless
@@ -325,6 +354,37 @@ pub struct RxdskStats {
     /// Flushes that were journaled (atomic).
     pub atomic_flushes: u64,
     pub reserved: [u64; 1],
+}
+
+/// [`RXDSK_IOC_COMPR_STATS`]: in: `id`, all else zero; out: what compression achieves now,
+/// in the terms of zram's `mm_stat`. `EINVAL` for a device without compression.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxdskComprStats {
+    pub id: u32,
+    /// `RXDSK_COMPRESS_*`.
+    pub algorithm: u32,
+    /// The level in use (the algorithm's default resolved; 0 for LZO).
+    pub level: i32,
+    pub pad: u32,
+    /// Bytes stored, uncompressed (DATA): pages held times the page size.
+    pub orig_data_size: u64,
+    /// Bytes of compressed objects (COMPR); a page stored whole counts a page.
+    pub compr_data_size: u64,
+    /// Memory really used (TOTAL): the allocator's pages plus our per-page descriptors.
+    pub mem_used_total: u64,
+    /// The highest `mem_used_total` seen.
+    pub mem_used_max: u64,
+    /// Pages of one repeated machine word: no object stored.
+    pub same_pages: u64,
+    /// Pages that did not compress below the allocator's huge class: stored whole.
+    pub huge_pages: u64,
+    /// Compressions that failed (the page was stored whole instead).
+    pub compress_failures: u64,
+    /// Decompressions that failed (the read failed with EIO).
+    pub decompress_failures: u64,
+    /// Zero.
+    pub reserved: [u64; 4],
 }
 
 /// [`RXDSK_IOC_ATTACH`]: attaches the block device at `path` (NUL-terminated) as the backing
@@ -466,6 +526,8 @@ pub const RXDSK_IOC_INFO: u32 = iowr::<RxdskInfo>(nr::INFO);
 pub const RXDSK_IOC_LIST: u32 = iowr::<RxdskList>(nr::LIST);
 /// Reads one device's counters.
 pub const RXDSK_IOC_STATS: u32 = iowr::<RxdskStats>(nr::STATS);
+/// Reads one device's compression counters (ABI 1.4).
+pub const RXDSK_IOC_COMPR_STATS: u32 = iowr::<RxdskComprStats>(nr::COMPR_STATS);
 /// Attaches a backing device.
 pub const RXDSK_IOC_ATTACH: u32 = iow::<RxdskAttach>(nr::ATTACH);
 /// Flushes and detaches the backing device.
@@ -494,6 +556,8 @@ const _: () = {
     assert!(size_of::<RxdskStats>() == 184);
     assert!(align_of::<RxdskStats>() == 8);
     assert!(size_of::<RxdskAttach>() == 304);
+    assert!(size_of::<RxdskComprStats>() == 112);
+    assert!(align_of::<RxdskComprStats>() == 8);
     assert!(size_of::<RxdskDetach>() == 32);
     assert!(size_of::<RxdskFlush>() == 64);
     assert!(size_of::<RxdskRestore>() == 312);

@@ -555,8 +555,10 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
     let env = bench::Env {
         prologue: format!(
             "mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev; \
-             mount -t tmpfs tmpfs /tmp; insmod {}",
-            rxdsk_uml.display()
+             mount -t tmpfs tmpfs /tmp; \
+             for dep in $(modinfo -F depends {ko} | tr , ' '); do modprobe -d {root} $dep; done; insmod {ko}",
+            ko = rxdsk_uml.display(),
+            root = uml.modules_root.display()
         ),
         rxdskctl: rxdskctl.display().to_string(),
         modprobe: format!("modprobe -d {}", uml.modules_root.display()),

@@ -159,6 +159,12 @@ impl Backend for &Fake {
         self.stats.get(&id).copied().ok_or(Errno::ENODEV)
     }
 
+    fn compr_stats(&self, id: u32) -> Result<rxdsk_ioctl::RxdskComprStats, Errno> {
+        self.log(format!("compr_stats {id}"));
+        self.check("compr_stats", id)?;
+        Err(Errno::EINVAL)
+    }
+
     fn attach(&self, a: &rxdsk_ioctl::RxdskAttach) -> Result<(), Errno> {
         let path = crate::control::fixed_str_to_string(&a.path);
         self.log(format!(
@@ -559,7 +565,7 @@ fn list_formats() {
     );
     assert_eq!(
         run_fake(&fake, &["list", "--raw", "--output-all", "-n"]).stdout,
-        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B - - - 0B\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B - - - 0B\n"
+        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B - - - 0B - - - - -\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B - - - 0B - - - - -\n"
     );
     let json = run_fake(&fake, &["list", "-J", "-o", "name,mem-limit,ro"]).stdout;
     let compact: String = json.split_whitespace().collect();
@@ -571,14 +577,14 @@ fn list_formats() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0}]}"#
+        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null}]}"#
     );
     // JSON ignores -b and -n; without -o it has every column, id included.
     let json = run_fake(&fake, &["list", "-J", "-n"]).stdout;
     let compact: String = json.split_whitespace().collect();
     assert!(
         compact.starts_with(
-            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0},"#
+            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null},"#
         ),
         "{compact}"
     );
@@ -625,7 +631,7 @@ fn stats_text_and_json() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0,"dirty_pages":0,"written_back_bytes":0,"backing_flushes":0,"backing_errors":0,"flush_generation":0,"backing_reads":0,"atomic_flushes":0}"#
+        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0,"dirty_pages":0,"written_back_bytes":0,"backing_flushes":0,"backing_errors":0,"flush_generation":0,"backing_reads":0,"atomic_flushes":0,"compression":null}"#
     );
     assert_eq!(
         run_fake(&fake, &["stats", "9"]),

@@ -1,0 +1,330 @@
+//! Compressed devices (ABI 1.4): data integrity under fio for every algorithm, what
+//! COMPR_STATS reports against zram's `mm_stat` on the same data, the memory limit, discard,
+//! resize, swap, decompression failures and allocation failures.
+
+use crate::blk::{self, mib, open_direct, read_at, write_at, AlignedBuf, MIB, PAGE};
+use crate::datapath::{self, SwapParams, GUEST_DIR};
+use crate::harness::{cmd_ok, cmd_timeout, ensure, tail, TestResult};
+use crate::rxdsk::Device;
+use rxdsk_ioctl::{
+    RxdskComprStats, RXDSK_COMPRESS_LZ4, RXDSK_COMPRESS_LZO, RXDSK_COMPRESS_LZO_RLE,
+    RXDSK_COMPRESS_NAMES, RXDSK_COMPRESS_ZSTD,
+};
+use std::time::Duration;
+
+const ALGORITHMS: [u32; 4] = [
+    RXDSK_COMPRESS_LZO,
+    RXDSK_COMPRESS_LZO_RLE,
+    RXDSK_COMPRESS_LZ4,
+    RXDSK_COMPRESS_ZSTD,
+];
+
+fn name(algorithm: u32) -> &'static str {
+    RXDSK_COMPRESS_NAMES[algorithm as usize]
+}
+
+fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// fio-compress.fio on `dev`: two writers, sizes from `bssplit` aligned to `align`, data
+/// compressible to `pct` percent (0: random), every block verified.
+fn fio(dev: &Device, pct: u32, bssplit: &str, align: &str) -> TestResult {
+    let job = format!("{GUEST_DIR}/fio-compress.fio");
+    let pct = pct.to_string();
+    let out = cmd_timeout(
+        "fio",
+        &[&job],
+        &[
+            ("RXDSK_DEV", dev.path.as_str()),
+            ("RXDSK_BSSPLIT", bssplit),
+            ("RXDSK_ALIGN", align),
+            ("RXDSK_COMPRESS_PCT", &pct),
+        ],
+        Duration::from_secs(600),
+    )?;
+    ensure(out.status == 0, || {
+        format!(
+            "fio (compressible {pct}%, {bssplit}) on {}: exit {}\n{}\n{}",
+            dev.path,
+            out.status,
+            tail(&out.stderr, 15),
+            tail(&out.stdout, 15)
+        )
+    })
+}
+
+/// COMPR_STATS agrees with STATS and INFO: DATA is the pages held, TOTAL is what INFO says
+/// is used, and the objects fit in the memory.
+fn consistent(dev: &Device) -> Result<RxdskComprStats, String> {
+    let c = dev.compr_stats()?;
+    let s = dev.stats()?;
+    let i = dev.info()?;
+    ensure(c.orig_data_size == s.pages * PAGE, || {
+        format!("DATA {} but {} pages held", c.orig_data_size, s.pages)
+    })?;
+    ensure(i.used_bytes == c.mem_used_total || i.used_bytes.abs_diff(c.mem_used_total) < 64 * 1024, || {
+        format!("INFO used {} but TOTAL {}", i.used_bytes, c.mem_used_total)
+    })?;
+    ensure(c.compr_data_size <= c.mem_used_total && c.mem_used_total <= c.mem_used_max, || {
+        format!("COMPR {} TOTAL {} MAX {}", c.compr_data_size, c.mem_used_total, c.mem_used_max)
+    })?;
+    Ok(c)
+}
+
+/// Discards the whole device: nothing is stored afterwards and (almost) all memory is back.
+fn discard_all(dev: &Device, size: u64) -> Result<RxdskComprStats, String> {
+    let f = open_direct(&dev.path, true)?;
+    blk::discard(&f, 0, size).map_err(|e| format!("BLKDISCARD {}: {e}", dev.path))?;
+    let c = consistent(dev)?;
+    ensure(c.orig_data_size == 0 && c.compr_data_size == 0, || {
+        format!("after discarding everything: {c:?}")
+    })?;
+    // Empty zspages are freed at once unless a page of theirs was locked (deferred free).
+    ensure(c.mem_used_total <= 16 * PAGE, || {
+        format!("TOTAL {} after discarding everything", c.mem_used_total)
+    })?;
+    Ok(c)
+}
+
+/// fio verify on every algorithm: compressible and random data with 4 KiB blocks, then
+/// compressible data with 512-byte blocks and writes of 512 bytes to 8 KiB (read-modify-write
+/// of compressed pages).
+pub fn compress_fio_verify() -> TestResult {
+    for algorithm in ALGORITHMS {
+        let what = name(algorithm);
+        let dev = Device::create_compressed(16 * MIB, 4096, algorithm, 0)?;
+        fio(&dev, 60, "4k/40:16k/30:64k/30", "4k")?;
+        let c = consistent(&dev)?;
+        ensure(c.orig_data_size >= 4 * MIB && c.compr_data_size * 10 < c.orig_data_size * 7, || {
+            format!("{what}: 60%-compressible data: {c:?}")
+        })?;
+        ensure(c.mem_used_total < c.orig_data_size, || {
+            format!("{what}: compressible data takes more memory than its size: {c:?}")
+        })?;
+        discard_all(&dev, 16 * MIB)?;
+        fio(&dev, 0, "4k/40:16k/30:64k/30", "4k")?;
+        let c = consistent(&dev)?;
+        ensure(c.huge_pages * PAGE * 10 >= c.orig_data_size * 9, || {
+            format!("{what}: random data not stored whole: {c:?}")
+        })?;
+        dev.destroy()?;
+        let dev = Device::create_compressed(16 * MIB, 512, algorithm, 0)?;
+        fio(&dev, 60, "512/25:1536/25:4k/25:8k/25", "512")?;
+        consistent(&dev)?;
+        dev.destroy()?;
+        println!("# {what}: fio verify passed (compressible and random, 4096 and 512)");
+    }
+    Ok(())
+}
+
+/// The size of both devices in the comparison with zram.
+const ZRAM_DISKSIZE: u64 = 32 * MIB;
+
+/// zram's `mm_stat` for zram0.
+fn zram_mm_stat() -> Result<Vec<u64>, String> {
+    let text = std::fs::read_to_string("/sys/block/zram0/mm_stat").map_err(|e| format!("mm_stat: {e}"))?;
+    text.split_whitespace()
+        .map(|v| v.parse().map_err(|e| format!("mm_stat {text:?}: {e}")))
+        .collect()
+}
+
+fn sys_write(path: &str, value: &str) -> TestResult {
+    std::fs::write(path, value).map_err(|e| format!("write {value:?} to {path}: {e}"))
+}
+
+/// The corpus: the guest image's own programs and modules (real binaries and text), 24 MiB
+/// of a tar stream, with how many of its pages are all zeros and how many one repeated
+/// non-zero word.
+fn corpus() -> Result<(Vec<u8>, u64, u64), String> {
+    cmd_ok("sh", &["-c", "tar -cf - /usr /lib /bin 2>/dev/null | head -c 25165824 > /tmp/corpus"])?;
+    let data = std::fs::read("/tmp/corpus").map_err(|e| format!("/tmp/corpus: {e}"))?;
+    let _ = std::fs::remove_file("/tmp/corpus");
+    ensure(data.len() == 24 * MIB as usize, || format!("corpus of {} bytes", data.len()))?;
+    let (mut zero, mut same) = (0, 0);
+    for page in data.chunks(PAGE as usize) {
+        let first = &page[..8];
+        if page.chunks(8).all(|w| w == first) {
+            if first == [0; 8] {
+                zero += 1;
+            } else {
+                same += 1;
+            }
+        }
+    }
+    Ok((data, zero, same))
+}
+
+fn write_all(path: &str, data: &[u8]) -> TestResult {
+    let f = open_direct(path, true)?;
+    let mut buf = AlignedBuf::zeroed(MIB as usize)?;
+    for (i, chunk) in data.chunks(MIB as usize).enumerate() {
+        buf[..chunk.len()].copy_from_slice(chunk);
+        write_at(&f, &buf[..chunk.len()], i as u64 * MIB).map_err(|e| format!("write {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Ratio honesty: the same real corpus written to zram and to rxdsk with the same algorithm
+/// in one boot. Same compressors, same pages, so COMPR must match zram's compr_data_size
+/// within 0.5%, DATA must be zram's orig_data_size less the zero pages (which rxdsk does not
+/// store at all, zram as same-filled), TOTAL zram's mem_used_total within 3% (ours adds a
+/// 16-byte descriptor per page held), and no more than the memory zram really uses (its table
+/// included). Then a discard gives the memory back.
+pub fn compress_vs_zram_ratio() -> TestResult {
+    let (data, zero, same) = corpus()?;
+    let pages = data.len() as u64 / PAGE;
+    if !std::path::Path::new("/sys/block/zram0").exists() {
+        cmd_ok("modprobe", &["zram", "num_devices=1"])?;
+    }
+    for (algorithm, zram_name) in [
+        (RXDSK_COMPRESS_LZO, "lzo"),
+        (RXDSK_COMPRESS_LZO_RLE, "lzo-rle"),
+        (RXDSK_COMPRESS_LZ4, "lz4"),
+        (RXDSK_COMPRESS_ZSTD, "zstd"),
+    ] {
+        sys_write("/sys/block/zram0/reset", "1")?;
+        sys_write("/sys/block/zram0/comp_algorithm", zram_name)?;
+        sys_write("/sys/block/zram0/disksize", &ZRAM_DISKSIZE.to_string())?;
+        write_all("/dev/zram0", &data)?;
+        let z = zram_mm_stat()?;
+        let (z_orig, z_compr, z_total, z_same, z_huge) = (z[0], z[1], z[2], z[5], z[7]);
+        let dev = Device::create_compressed(ZRAM_DISKSIZE, 4096, algorithm, 0)?;
+        write_all(&dev.path, &data)?;
+        let r = consistent(&dev)?;
+        // zram's table (16 bytes per page of its size) is allocated up front and not in
+        // mem_used_total; our descriptors (16 bytes per page held) are in TOTAL.
+        let z_real = z_total + ZRAM_DISKSIZE / PAGE * 16;
+        let corpus_bytes = data.len() as u64;
+        println!(
+            "# {zram_name}: corpus {} ({zero} zero pages, {same} same-filled): zram DATA {} COMPR {} \
+             TOTAL {} (+ table: {z_real}, corpus/memory {:.3}) | rxdsk DATA {} COMPR {} TOTAL {} \
+             (corpus/memory {:.3})",
+            mib(corpus_bytes),
+            z_orig,
+            z_compr,
+            z_total,
+            corpus_bytes as f64 / z_real as f64,
+            r.orig_data_size,
+            r.compr_data_size,
+            r.mem_used_total,
+            corpus_bytes as f64 / r.mem_used_total as f64,
+        );
+        ensure(r.mem_used_total <= z_real, || {
+            format!("{zram_name}: rxdsk holds the corpus in {} bytes, zram in {z_real}", r.mem_used_total)
+        })?;
+        ensure(z_orig == pages * PAGE && z_same == zero + same, || {
+            format!("zram stored {z_orig} bytes, {z_same} same pages: not the corpus as counted")
+        })?;
+        ensure(r.orig_data_size == (pages - zero) * PAGE && r.same_pages == same, || {
+            format!("{zram_name}: rxdsk DATA {} same {} for {pages} pages, {zero} zero, {same} same", r.orig_data_size, r.same_pages)
+        })?;
+        ensure(r.compr_data_size.abs_diff(z_compr) * 200 <= z_compr, || {
+            format!("{zram_name}: COMPR {} vs zram's {z_compr}", r.compr_data_size)
+        })?;
+        ensure(r.huge_pages == z_huge, || {
+            format!("{zram_name}: {} pages stored whole, zram {z_huge}", r.huge_pages)
+        })?;
+        ensure(r.mem_used_total.abs_diff(z_total) * 100 <= z_total * 3, || {
+            format!("{zram_name}: TOTAL {} vs zram's {z_total}", r.mem_used_total)
+        })?;
+        discard_all(&dev, ZRAM_DISKSIZE)?;
+        dev.destroy()?;
+    }
+    sys_write("/sys/block/zram0/reset", "1")
+}
+
+/// `--mem-limit` on a compressed device limits TOTAL: random pages fail with ENOSPC exactly
+/// when the next one would pass it, while compressible data stores more than the limit; a
+/// discard makes room again. Shrinking frees what lies past the end and zeroes a partial
+/// page; growing back reads zeros; write-zeroes on part of a page keeps the rest.
+pub fn compress_limit_discard_resize() -> TestResult {
+    let limit = 2 * MIB;
+    let dev = Device::create_compressed(16 * MIB, 512, RXDSK_COMPRESS_LZ4, limit)?;
+    let f = open_direct(&dev.path, true)?;
+    let mut buf = AlignedBuf::zeroed(PAGE as usize)?;
+    let mut stored = 0u64;
+    let mut failed = None;
+    for p in 0..(4 * MIB / PAGE) {
+        blk::fill_keyed(&mut buf[..], 77, p);
+        match write_at(&f, &buf[..], p * PAGE) {
+            Ok(()) => stored += 1,
+            Err(e) => {
+                failed = Some(errno_of(&e));
+                break;
+            }
+        }
+    }
+    let c = consistent(&dev)?;
+    ensure(failed == Some(nix::libc::ENOSPC), || {
+        format!("random pages past a {} limit: {failed:?} after {stored} pages, want ENOSPC", mib(limit))
+    })?;
+    // A page stored whole costs a page and a descriptor: the next one would not have fit.
+    ensure(c.mem_used_total <= limit && limit - c.mem_used_total < PAGE + 64, || {
+        format!("ENOSPC with TOTAL {} under a limit of {limit}", c.mem_used_total)
+    })?;
+    ensure(dev.stats()?.limit_failures >= 1, || "limit_failures not counted".into())?;
+    blk::discard(&f, 0, 16 * MIB).map_err(|e| format!("BLKDISCARD: {e}"))?;
+    // Compressible pages: far more data than the limit.
+    for p in 0..(8 * MIB / PAGE) {
+        buf[..].fill(0);
+        buf[..64].copy_from_slice(&[marker(p); 64]);
+        buf[2048..2056].copy_from_slice(&p.to_le_bytes());
+        write_at(&f, &buf[..], p * PAGE).map_err(|e| format!("compressible page {p}: {e}"))?;
+    }
+    let c = consistent(&dev)?;
+    ensure(c.orig_data_size == 8 * MIB && c.mem_used_total <= limit, || {
+        format!("8 MiB of compressible data under a 2 MiB limit: {c:?}")
+    })?;
+    // Write-zeroes of 1 KiB in the middle of page 3 keeps the rest of it.
+    blk::zeroout(&f, 3 * PAGE + 1024, 1024).map_err(|e| format!("BLKZEROOUT: {e}"))?;
+    read_at(&f, &mut buf[..], 3 * PAGE).map_err(|e| format!("read page 3: {e}"))?;
+    ensure(buf[..64] == [marker(3); 64] && buf[1024..2048].iter().all(|&b| b == 0) && buf[2048..2056] == 3u64.to_le_bytes(), || {
+        "write-zeroes inside a compressed page lost or kept the wrong bytes".into()
+    })?;
+    drop(f);
+    // Shrink to 2 MiB + 512: pages past it go, the partial page keeps its first 512 bytes.
+    dev.resize(2 * MIB + 512, 0).map_err(|e| format!("shrink: {e}"))?;
+    let c = consistent(&dev)?;
+    ensure(c.orig_data_size == 2 * MIB + PAGE, || format!("after the shrink: {c:?}"))?;
+    dev.resize(16 * MIB, 0).map_err(|e| format!("grow: {e}"))?;
+    let f = open_direct(&dev.path, false)?;
+    read_at(&f, &mut buf[..], 2 * MIB).map_err(|e| format!("read after grow: {e}"))?;
+    ensure(buf[..64] == [marker(2 * MIB / PAGE); 64] && buf[512..].iter().all(|&b| b == 0), || {
+        "the partial page past the shrink is not zeroed".into()
+    })?;
+    read_at(&f, &mut buf[..], 5 * MIB).map_err(|e| format!("read after grow: {e}"))?;
+    ensure(buf.iter().all(|&b| b == 0), || "data past the shrink came back".into())?;
+    drop(f);
+    dev.destroy()
+}
+
+/// The first bytes of compressible page `p` (never zero: no page is all zeros).
+fn marker(p: u64) -> u8 {
+    p as u8 | 1
+}
+
+/// Swap on an lz4 device (the zram use case): a 192 MiB hog under a 48 MiB cgroup limit.
+pub fn compress_swap_lz4() -> TestResult {
+    let dev = Device::create_compressed(512 * MIB, 4096, RXDSK_COMPRESS_LZ4, 0)?;
+    let p = SwapParams {
+        hog_bytes: 192 * MIB,
+        mem_max: 48 * MIB,
+        timeout: Duration::from_secs(400),
+    };
+    let r = datapath::swap_stress(&dev.path, &p)?;
+    let s = dev.stats()?;
+    let must = p.hog_bytes - p.mem_max;
+    ensure(s.write_bytes >= must && s.read_bytes > 0 && s.io_errors == 0 && s.alloc_failures == 0, || {
+        format!("swap on lz4: {} out, {} in, stats {s:?} ({r:?})", mib(s.write_bytes), mib(s.read_bytes))
+    })?;
+    let c = consistent(&dev)?;
+    println!(
+        "# swap on lz4: {} swapped out; DATA {} COMPR {} TOTAL {} now",
+        mib(s.write_bytes),
+        mib(c.orig_data_size),
+        mib(c.compr_data_size),
+        mib(c.mem_used_total)
+    );
+    dev.destroy()
+}

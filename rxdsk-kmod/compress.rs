@@ -1,0 +1,430 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Compression: the kernel's LZO, LZ4 and zstd libraries and the zsmalloc allocator, which have
+//! no Rust bindings and are declared here once, and the compression streams (a workspace and
+//! buffers each, one per CPU online at creation, each behind a mutex, as zram's `zcomp`).
+
+use crate::abi::{RXDSK_COMPRESS_LZ4, RXDSK_COMPRESS_LZO, RXDSK_COMPRESS_LZO_RLE, RXDSK_COMPRESS_ZSTD};
+use crate::ffi::{self, PAGE_SIZE};
+use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+use core::ptr::NonNull;
+use kernel::{bindings, new_mutex, prelude::*, str::CStr, sync::Mutex};
+
+/// zstd's `ZSTD_compressionParameters` (zstd_lib.h; the strategy enum is an `int`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ZstdCompressionParameters {
+    window_log: c_uint,
+    chain_log: c_uint,
+    hash_log: c_uint,
+    search_log: c_uint,
+    min_match: c_uint,
+    target_length: c_uint,
+    strategy: c_int,
+}
+
+/// zstd's `ZSTD_frameParameters`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ZstdFrameParameters {
+    content_size_flag: c_int,
+    checksum_flag: c_int,
+    no_dict_id_flag: c_int,
+}
+
+/// zstd's `ZSTD_parameters` (`zstd_parameters` in linux/zstd.h).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ZstdParameters {
+    c: ZstdCompressionParameters,
+    f: ZstdFrameParameters,
+}
+
+const _: () = assert!(core::mem::size_of::<ZstdParameters>() == 40);
+
+// Exported by lib/lzo, lib/lz4, lib/zstd and mm/zsmalloc.c; the signatures are those of
+// linux/lzo.h, linux/lz4.h, linux/zstd.h and linux/zsmalloc.h.
+unsafe extern "C" {
+    fn lzo1x_1_compress(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize, wrkmem: *mut c_void) -> c_int;
+    fn lzorle1x_1_compress(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize, wrkmem: *mut c_void)
+        -> c_int;
+    fn lzo1x_decompress_safe(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize) -> c_int;
+    fn LZ4_compress_fast(
+        source: *const c_char,
+        dest: *mut c_char,
+        input_size: c_int,
+        max_output_size: c_int,
+        acceleration: c_int,
+        wrkmem: *mut c_void,
+    ) -> c_int;
+    fn LZ4_decompress_safe(source: *const c_char, dest: *mut c_char, compressed_size: c_int, max_size: c_int) -> c_int;
+    fn zstd_min_clevel() -> c_int;
+    fn zstd_max_clevel() -> c_int;
+    fn zstd_default_clevel() -> c_int;
+    fn zstd_get_params(level: c_int, estimated_src_size: u64) -> ZstdParameters;
+    fn zstd_cctx_workspace_bound(parameters: *const ZstdCompressionParameters) -> usize;
+    fn zstd_init_cctx(workspace: *mut c_void, size: usize) -> *mut c_void;
+    fn zstd_compress_cctx(
+        cctx: *mut c_void,
+        dst: *mut c_void,
+        dst_capacity: usize,
+        src: *const c_void,
+        src_size: usize,
+        parameters: *const ZstdParameters,
+    ) -> usize;
+    fn zstd_dctx_workspace_bound() -> usize;
+    fn zstd_init_dctx(workspace: *mut c_void, size: usize) -> *mut c_void;
+    fn zstd_decompress_dctx(dctx: *mut c_void, dst: *mut c_void, dst_capacity: usize, src: *const c_void, size: usize)
+        -> usize;
+    fn zstd_is_error(code: usize) -> c_uint;
+    fn zs_create_pool(name: *const c_char) -> *mut c_void;
+    fn zs_destroy_pool(pool: *mut c_void);
+    fn zs_malloc(pool: *mut c_void, size: usize, flags: bindings::gfp_t, nid: c_int) -> c_ulong;
+    fn zs_free(pool: *mut c_void, handle: c_ulong);
+    fn zs_huge_class_size(pool: *mut c_void) -> usize;
+    fn zs_get_total_pages(pool: *mut c_void) -> c_ulong;
+    fn zs_obj_read_begin(pool: *mut c_void, handle: c_ulong, mem_len: usize, local_copy: *mut c_void) -> *mut c_void;
+    fn zs_obj_read_end(pool: *mut c_void, handle: c_ulong, mem_len: usize, handle_mem: *mut c_void);
+    fn zs_obj_write(pool: *mut c_void, handle: c_ulong, handle_mem: *mut c_void, mem_len: usize);
+}
+
+/// `LZO1X_1_MEM_COMPRESS`: 8192 `unsigned short`s.
+const LZO_WORKSPACE: usize = 8192 * 2;
+/// `LZ4_MEM_COMPRESS` (`LZ4_STREAMSIZE`): `(1 << 14) + 32` bytes.
+const LZ4_WORKSPACE: usize = (1 << 14) + 32;
+/// Output buffer: LZO's worst case for a page (`lzo1x_worst_compress`) exceeds a page.
+const OUT_BYTES: usize = 2 * PAGE_SIZE;
+
+/// A compression algorithm and its level, validated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Algorithm {
+    Lzo,
+    LzoRle,
+    /// Acceleration (1 and up).
+    Lz4(i32),
+    /// zstd level, within the library's range.
+    Zstd(i32),
+}
+
+impl Algorithm {
+    /// From CREATE's `compress` and `compress_level` (0: the default level); `None` without
+    /// compression, `EINVAL` for an unknown algorithm or a level out of range.
+    pub(crate) fn from_abi(compress: u32, level: i32) -> Result<Option<Self>> {
+        Ok(Some(match compress {
+            0 if level == 0 => return Ok(None),
+            RXDSK_COMPRESS_LZO if level == 0 => Self::Lzo,
+            RXDSK_COMPRESS_LZO_RLE if level == 0 => Self::LzoRle,
+            RXDSK_COMPRESS_LZ4 if (0..=65537).contains(&level) => Self::Lz4(level.max(1)),
+            RXDSK_COMPRESS_ZSTD => {
+                // SAFETY: These only read constants of the library.
+                let (min, max, default) = unsafe { (zstd_min_clevel(), zstd_max_clevel(), zstd_default_clevel()) };
+                match level {
+                    0 => Self::Zstd(default),
+                    l if (min..=max).contains(&l) => Self::Zstd(l),
+                    _ => return Err(EINVAL),
+                }
+            }
+            _ => return Err(EINVAL),
+        }))
+    }
+
+    /// `RXDSK_COMPRESS_*` and the level in use.
+    pub(crate) fn to_abi(self) -> (u32, i32) {
+        match self {
+            Self::Lzo => (RXDSK_COMPRESS_LZO, 0),
+            Self::LzoRle => (RXDSK_COMPRESS_LZO_RLE, 0),
+            Self::Lz4(a) => (RXDSK_COMPRESS_LZ4, a),
+            Self::Zstd(l) => (RXDSK_COMPRESS_ZSTD, l),
+        }
+    }
+}
+
+/// Every algorithm this module can use, as GET_FEATURES reports them (linked in: always all).
+pub(crate) const ALL_ALGORITHMS: u64 =
+    1 << RXDSK_COMPRESS_LZO | 1 << RXDSK_COMPRESS_LZO_RLE | 1 << RXDSK_COMPRESS_LZ4 | 1 << RXDSK_COMPRESS_ZSTD;
+
+/// A compression or decompression the library refused (corrupt input, output too large).
+pub(crate) struct CodecError;
+
+/// One compression stream: the algorithm's workspaces and two buffers.
+///
+/// # Invariants
+///
+/// `cctx` and `dctx` are null, or zstd contexts initialised inside `work` and `dwork` (which
+/// are never resized, so they stay valid as long as `self`).
+pub(crate) struct Stream {
+    algorithm: Algorithm,
+    /// Compression workspace (u64 for the 8-byte alignment the libraries expect).
+    work: KVVec<u64>,
+    /// zstd's decompression workspace.
+    dwork: KVVec<u64>,
+    cctx: *mut c_void,
+    dctx: *mut c_void,
+    zstd: Option<ZstdParameters>,
+    /// Compressed output, and the place an object straddling two pages is copied to.
+    pub(crate) out: KVVec<u8>,
+    /// A page: the data being compressed, or a page decompressed for a partial access.
+    pub(crate) page: KVVec<u8>,
+}
+
+// SAFETY: The raw pointers point into the stream's own buffers; nothing ties them to a thread.
+unsafe impl Send for Stream {}
+
+fn buffer<T: Copy + Default>(bytes: usize) -> Result<KVVec<T>> {
+    Ok(KVVec::from_elem(T::default(), bytes.div_ceil(core::mem::size_of::<T>()), GFP_KERNEL)?)
+}
+
+impl Stream {
+    fn new(algorithm: Algorithm) -> Result<Self> {
+        let mut s = Stream {
+            algorithm,
+            work: KVVec::new(),
+            dwork: KVVec::new(),
+            cctx: core::ptr::null_mut(),
+            dctx: core::ptr::null_mut(),
+            zstd: None,
+            out: buffer(OUT_BYTES)?,
+            page: buffer(PAGE_SIZE)?,
+        };
+        match algorithm {
+            Algorithm::Lzo | Algorithm::LzoRle => s.work = buffer(LZO_WORKSPACE)?,
+            Algorithm::Lz4(_) => s.work = buffer(LZ4_WORKSPACE)?,
+            Algorithm::Zstd(level) => {
+                // SAFETY: Pure functions of their arguments.
+                let params = unsafe { zstd_get_params(level, PAGE_SIZE as u64) };
+                // SAFETY: `params.c` is a valid parameter set returned just above.
+                let cbytes = unsafe { zstd_cctx_workspace_bound(&params.c) };
+                // SAFETY: As above.
+                let dbytes = unsafe { zstd_dctx_workspace_bound() };
+                s.work = buffer(cbytes)?;
+                s.dwork = buffer(dbytes)?;
+                // SAFETY: The workspaces are 8-byte aligned, at least as large as the bounds,
+                // and owned by the stream (INVARIANT: never resized).
+                unsafe {
+                    s.cctx = zstd_init_cctx(s.work.as_mut_ptr().cast(), cbytes);
+                    s.dctx = zstd_init_dctx(s.dwork.as_mut_ptr().cast(), dbytes);
+                }
+                if s.cctx.is_null() || s.dctx.is_null() {
+                    return Err(ENOMEM);
+                }
+                s.zstd = Some(params);
+            }
+        }
+        Ok(s)
+    }
+
+    /// Compresses the page in `self.page` into `self.out`; returns the compressed length.
+    pub(crate) fn compress(&mut self) -> Result<usize, CodecError> {
+        let src = self.page.as_ptr();
+        let dst = self.out.as_mut_ptr();
+        let work = self.work.as_mut_ptr().cast::<c_void>();
+        let mut len = OUT_BYTES;
+        // SAFETY: `src` is a page and `dst` holds `OUT_BYTES`, more than LZO's and LZ4's worst
+        // case for a page and zstd's stated capacity; `work` is the algorithm's workspace
+        // (`cctx` initialised in it, invariant).
+        let ok = unsafe {
+            match self.algorithm {
+                Algorithm::Lzo => lzo1x_1_compress(src, PAGE_SIZE, dst, &mut len, work) == 0,
+                Algorithm::LzoRle => lzorle1x_1_compress(src, PAGE_SIZE, dst, &mut len, work) == 0,
+                Algorithm::Lz4(acceleration) => {
+                    let n = LZ4_compress_fast(
+                        src.cast(),
+                        dst.cast(),
+                        PAGE_SIZE as c_int,
+                        OUT_BYTES as c_int,
+                        acceleration,
+                        work,
+                    );
+                    len = n as usize;
+                    n > 0
+                }
+                Algorithm::Zstd(_) => match &self.zstd {
+                    Some(params) => {
+                        len = zstd_compress_cctx(self.cctx, dst.cast(), OUT_BYTES, src.cast(), PAGE_SIZE, params);
+                        zstd_is_error(len) == 0
+                    }
+                    None => false,
+                },
+            }
+        };
+        if ok && len <= OUT_BYTES {
+            Ok(len)
+        } else {
+            Err(CodecError)
+        }
+    }
+
+    /// Decompresses `len` bytes at `src` into the page at `dst`, which must come out whole.
+    ///
+    /// # Safety
+    ///
+    /// `src` is valid for reading `len` bytes and `dst` for writing a page during the call;
+    /// neither overlaps the stream's workspaces.
+    pub(crate) unsafe fn decompress(&mut self, src: *const u8, len: usize, dst: *mut u8) -> Result<(), CodecError> {
+        // SAFETY: Buffers as the caller guarantees; the `_safe` decoders never write past the
+        // capacity given, whatever the input; `dctx` lives in `dwork` (invariant).
+        let produced = unsafe {
+            match self.algorithm {
+                Algorithm::Lzo | Algorithm::LzoRle => {
+                    let mut out = PAGE_SIZE;
+                    if lzo1x_decompress_safe(src, len, dst, &mut out) != 0 {
+                        return Err(CodecError);
+                    }
+                    out
+                }
+                Algorithm::Lz4(_) => {
+                    let n = LZ4_decompress_safe(src.cast(), dst.cast(), len as c_int, PAGE_SIZE as c_int);
+                    if n < 0 {
+                        return Err(CodecError);
+                    }
+                    n as usize
+                }
+                Algorithm::Zstd(_) => {
+                    let n = zstd_decompress_dctx(self.dctx, dst.cast(), PAGE_SIZE, src.cast(), len);
+                    if zstd_is_error(n) != 0 {
+                        return Err(CodecError);
+                    }
+                    n
+                }
+            }
+        };
+        if produced == PAGE_SIZE {
+            Ok(())
+        } else {
+            Err(CodecError)
+        }
+    }
+}
+
+/// The streams of one device: one per CPU online at creation. A task uses the one of the CPU
+/// it runs on (modulo their number: CPUs brought up later share them); the mutex covers a
+/// migration or preemption in between, as in zram.
+pub(crate) struct Streams {
+    streams: KVec<Pin<KBox<Mutex<Stream>>>>,
+}
+
+impl Streams {
+    pub(crate) fn new(algorithm: Algorithm) -> Result<Self> {
+        let n = ffi::num_online_cpus().max(1);
+        let mut streams = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            let stream = Stream::new(algorithm)?;
+            streams.push(KBox::pin_init(new_mutex!(stream), GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        Ok(Self { streams })
+    }
+
+    fn pick(&self) -> &Mutex<Stream> {
+        let n = self.streams.len();
+        &self.streams[ffi::cpu_hint().checked_rem(n).unwrap_or(0)]
+    }
+
+    /// The stream of this CPU, waiting for it if another task holds it.
+    pub(crate) fn get(&self) -> kernel::sync::lock::Guard<'_, Stream, kernel::sync::lock::mutex::MutexBackend> {
+        self.pick().lock()
+    }
+
+    /// As [`Streams::get`], without waiting (`REQ_NOWAIT`).
+    pub(crate) fn try_get(
+        &self,
+    ) -> Option<kernel::sync::lock::Guard<'_, Stream, kernel::sync::lock::mutex::MutexBackend>> {
+        self.pick().try_lock()
+    }
+}
+
+/// A zsmalloc object.
+#[derive(Clone, Copy)]
+pub(crate) struct Handle(c_ulong);
+
+/// A zsmalloc pool.
+///
+/// # Invariants
+///
+/// `pool` came from `zs_create_pool` and is destroyed only by `drop`.
+pub(crate) struct Pool {
+    pool: NonNull<c_void>,
+}
+
+// SAFETY: zsmalloc pools are used from any thread; they lock internally.
+unsafe impl Send for Pool {}
+// SAFETY: As above.
+unsafe impl Sync for Pool {}
+
+impl Pool {
+    pub(crate) fn new(name: &CStr) -> Result<Self> {
+        // SAFETY: `name` is NUL-terminated; zsmalloc copies it.
+        let pool = unsafe { zs_create_pool(name.as_char_ptr()) };
+        Ok(Self { pool: NonNull::new(pool).ok_or(ENOMEM)? })
+    }
+
+    /// Objects of this size or more take a zspage of their own: such pages are stored whole.
+    pub(crate) fn huge_class_size(&self) -> usize {
+        // SAFETY: The pool is valid (invariant).
+        unsafe { zs_huge_class_size(self.pool.as_ptr()) }
+    }
+
+    /// Pages the pool holds now, its own overhead included.
+    pub(crate) fn total_pages(&self) -> u64 {
+        // SAFETY: The pool is valid (invariant).
+        unsafe { zs_get_total_pages(self.pool.as_ptr()) as u64 }
+    }
+
+    /// Allocates an object of `len` bytes (at most a page) holding `data`.
+    ///
+    /// # Safety
+    ///
+    /// `data` is valid for reading `len` bytes.
+    pub(crate) unsafe fn store(&self, data: *const u8, len: usize, gfp: bindings::gfp_t) -> Result<Handle> {
+        // SAFETY: The pool is valid (invariant); `len` is at most a page (caller).
+        let handle = unsafe { zs_malloc(self.pool.as_ptr(), len, gfp | ffi::GFP_NOWARN | ffi::GFP_HIGHMEM, -1) };
+        // Errors come back as `ERR_PTR` values.
+        if handle == 0 || handle >= (-4095isize) as c_ulong {
+            return Err(ENOMEM);
+        }
+        // SAFETY: A fresh object of `len` bytes; `data` is readable (caller).
+        unsafe { zs_obj_write(self.pool.as_ptr(), handle, data.cast_mut().cast(), len) };
+        Ok(Handle(handle))
+    }
+
+    /// Calls `f` with the address of object `handle`'s `len` bytes (copied into `scratch` when
+    /// the object straddles two pages), valid only during the call.
+    ///
+    /// # Safety
+    ///
+    /// `handle` is a live object of this pool of `len` bytes that nobody frees during the
+    /// call; `scratch` is valid for writing `len` bytes.
+    pub(crate) unsafe fn with_object<R>(&self, handle: Handle, len: usize, scratch: *mut u8, f: impl FnOnce(*const u8) -> R) -> R {
+        // SAFETY: As the caller guarantees; the mapping is undone below.
+        let mem = unsafe { zs_obj_read_begin(self.pool.as_ptr(), handle.0, len, scratch.cast()) };
+        let r = f(mem.cast_const().cast());
+        // SAFETY: Pairs with the begin above, with the address it returned.
+        unsafe { zs_obj_read_end(self.pool.as_ptr(), handle.0, len, mem) };
+        r
+    }
+
+    /// # Safety
+    ///
+    /// `handle` is a live object of this pool that nobody uses any more.
+    pub(crate) unsafe fn free(&self, handle: Handle) {
+        // SAFETY: As the caller guarantees.
+        unsafe { zs_free(self.pool.as_ptr(), handle.0) };
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: Valid (invariant); every object was freed by the store first.
+        unsafe { zs_destroy_pool(self.pool.as_ptr()) };
+    }
+}
+
+impl Handle {
+    /// The handle stored in a descriptor by [`Handle::into_raw`].
+    pub(crate) fn from_raw(value: usize) -> Self {
+        Self(value)
+    }
+
+    pub(crate) fn into_raw(self) -> usize {
+        self.0
+    }
+}

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The compressed page store: an XArray of page descriptors keyed by page index, the data in
+//! zsmalloc objects.
+//!
+//! Every access to an index, read or write, holds one of [`SHARDS`] mutexes picked by the
+//! index (zram holds a per-slot lock the same way): a write replaces an object that a reader
+//! may be decompressing, and a partial write is read-modify-write, so both need the index to
+//! themselves. Neighbouring pages fall on different shards, so parallel I/O rarely meets. A
+//! descriptor and its object are freed under the shard lock the moment they are replaced: no
+//! reader can hold them then, so no grace period is needed.
+
+use crate::abi::{RxdskComprStats, RXDSK_PAGE_SIZE};
+use crate::compress::{Algorithm, Handle, Pool, Stream, Streams};
+use crate::ffi::{self, PAGE_SIZE};
+use crate::iomem::IoMem;
+use crate::pages::{walk, StoreError};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{
+    bindings, new_mutex,
+    prelude::*,
+    str::CStr,
+    sync::{
+        lock::{mutex::MutexBackend, Guard},
+        Mutex,
+    },
+    types::Opaque,
+};
+
+/// Index locks per device.
+const SHARDS: usize = 128;
+const WORD: usize = core::mem::size_of::<usize>();
+
+/// What one index holds.
+#[derive(Clone, Copy)]
+struct Obj {
+    /// A zsmalloc handle; for a same-filled page, the word.
+    value: usize,
+    /// Compressed length; 0: same-filled (no object); `PAGE_SIZE`: stored whole.
+    len: usize,
+}
+
+/// # Invariants
+///
+/// - `xa` is an initialised XArray whose entries are `KBox<Obj>` pointers owned by the store,
+///   each naming a live object of `pool` (unless same-filled); `objects` counts them.
+/// - An entry is read, replaced or freed only under its index's shard lock.
+#[pin_data(PinnedDrop)]
+pub(crate) struct ZStore {
+    #[pin]
+    xa: Opaque<bindings::xarray>,
+    #[pin]
+    locks: [Mutex<()>; SHARDS],
+    streams: Streams,
+    pool: Pool,
+    algorithm: Algorithm,
+    huge_class: usize,
+    /// 0: no limit; else the bound of [`ZStore::total_bytes`].
+    limit_bytes: u64,
+    objects: AtomicU64,
+    compr_bytes: AtomicU64,
+    same_pages: AtomicU64,
+    huge_pages: AtomicU64,
+    compress_failures: AtomicU64,
+    decompress_failures: AtomicU64,
+    max_used: AtomicU64,
+}
+
+// SAFETY: The XArray is safe from any thread; the descriptors it holds are owned by the store
+// and used only under the shard locks.
+unsafe impl Send for ZStore {}
+// SAFETY: Methods taking `&self` synchronise through the shard locks, the XArray and atomics.
+unsafe impl Sync for ZStore {}
+
+type Lock<'a, T> = Guard<'a, T, MutexBackend>;
+
+/// The word every machine word of `page` equals, if any.
+fn same_filled(page: &[u8]) -> Option<usize> {
+    let first = usize::from_ne_bytes(page.get(..WORD)?.try_into().ok()?);
+    page.chunks(WORD).all(|w| w == first.to_ne_bytes()).then_some(first)
+}
+
+impl ZStore {
+    pub(crate) fn new(name: &CStr, algorithm: Algorithm, limit_bytes: u64) -> Result<impl PinInit<Self, Error>> {
+        let pool = Pool::new(name)?;
+        let streams = Streams::new(algorithm)?;
+        let huge_class = pool.huge_class_size();
+        Ok(try_pin_init!(Self {
+            // SAFETY: `xa_init_flags` initialises the XArray in place.
+            xa <- Opaque::ffi_init(|slot: *mut bindings::xarray| unsafe { bindings::xa_init_flags(slot, 0) }),
+            locks <- pin_init::pin_init_array_from_fn(|_| new_mutex!(())),
+            streams,
+            pool,
+            algorithm,
+            huge_class,
+            limit_bytes,
+            objects: AtomicU64::new(0),
+            compr_bytes: AtomicU64::new(0),
+            same_pages: AtomicU64::new(0),
+            huge_pages: AtomicU64::new(0),
+            compress_failures: AtomicU64::new(0),
+            decompress_failures: AtomicU64::new(0),
+            max_used: AtomicU64::new(0),
+        }))
+    }
+
+    fn xa(&self) -> *mut bindings::xarray {
+        self.xa.get()
+    }
+
+    /// Pages stored (DATA in pages).
+    pub(crate) fn pages(&self) -> u64 {
+        self.objects.load(Ordering::Relaxed)
+    }
+
+    /// Memory really used: the pool's pages and our descriptors.
+    pub(crate) fn total_bytes(&self) -> u64 {
+        (self.pool.total_pages() << kernel::page::PAGE_SHIFT)
+            + self.objects.load(Ordering::Relaxed) * core::mem::size_of::<Obj>() as u64
+    }
+
+    fn lock(&self, index: u64, nowait: bool) -> Result<Lock<'_, ()>, StoreError> {
+        let shard = &self.locks[(index % SHARDS as u64) as usize];
+        if nowait {
+            shard.try_lock().ok_or(StoreError::WouldBlock)
+        } else {
+            Ok(shard.lock())
+        }
+    }
+
+    fn stream(&self, nowait: bool) -> Result<Lock<'_, Stream>, StoreError> {
+        if nowait {
+            self.streams.try_get().ok_or(StoreError::WouldBlock)
+        } else {
+            Ok(self.streams.get())
+        }
+    }
+
+    /// The descriptor at `index`; null if none. Valid while the index's shard lock is held.
+    fn load(&self, index: u64) -> *mut Obj {
+        let Ok(slot) = usize::try_from(index) else { return core::ptr::null_mut() };
+        // SAFETY: `xa` is initialised; `xa_load` takes RCU itself.
+        unsafe { bindings::xa_load(self.xa(), slot) }.cast()
+    }
+
+    /// Decompresses (or expands) `obj` into the page at `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `obj` is a live descriptor of this store whose shard lock the caller holds; `dst` is
+    /// valid for writing a page and is none of the stream's buffers.
+    unsafe fn decode(&self, s: &mut Stream, obj: &Obj, dst: *mut u8) -> Result<(), StoreError> {
+        if obj.len == 0 {
+            let word = obj.value.to_ne_bytes();
+            for i in 0..PAGE_SIZE / WORD {
+                // SAFETY: `dst` holds a page (caller); `i * WORD + WORD <= PAGE_SIZE`.
+                unsafe { core::ptr::copy_nonoverlapping(word.as_ptr(), dst.add(i * WORD), WORD) };
+            }
+            return Ok(());
+        }
+        let scratch = s.out.as_mut_ptr();
+        let handle = Handle::from_raw(obj.value);
+        // SAFETY: The object is live and stays so under the shard lock (caller); `scratch`
+        // holds two pages, more than any object.
+        let r = unsafe {
+            self.pool.with_object(handle, obj.len, scratch, |src| {
+                if obj.len == PAGE_SIZE {
+                    // SAFETY: `src` holds a page; `dst` is another page-sized buffer.
+                    core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE);
+                    Ok(())
+                } else {
+                    // SAFETY: `src` holds `len` bytes; `dst` a page, not the stream's.
+                    s.decompress(src, obj.len, dst)
+                }
+            })
+        };
+        r.map_err(|_| {
+            self.decompress_failures.fetch_add(1, Ordering::Relaxed);
+            StoreError::Corrupt
+        })
+    }
+
+    /// Copies from page `index` at `offset` into `dst`, or zeros if there is none.
+    pub(crate) fn read(&self, index: u64, offset: usize, mut dst: IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
+        let _shard = self.lock(index, nowait)?;
+        let obj = self.load(index);
+        if obj.is_null() {
+            dst.zero();
+            return Ok(());
+        }
+        let mut s = self.stream(nowait)?;
+        // SAFETY: Entries are live descriptors, not freed while we hold the shard lock.
+        let obj = unsafe { &*obj };
+        if offset == 0 && dst.len() == PAGE_SIZE {
+            // SAFETY: `dst` is a page of bio memory, no buffer of ours.
+            return unsafe { self.decode(&mut s, obj, dst.as_ptr()) };
+        }
+        let page = s.page.as_mut_ptr();
+        // SAFETY: `page` is the stream's page buffer, which `decode` does not use itself.
+        unsafe { self.decode(&mut s, obj, page) }?;
+        dst.copy_from_slice(s.page.get(offset..).unwrap_or(&[]));
+        Ok(())
+    }
+
+    /// Writes `src` into page `index` at `offset` (the rest of a new page is zeros): the
+    /// page is compressed again and its object replaced.
+    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
+        let _noio = ffi::NoIo::enter();
+        let _shard = self.lock(index, nowait)?;
+        let mut s = self.stream(nowait)?;
+        if src.len() != PAGE_SIZE {
+            self.load_into_page(index, &mut s)?;
+        }
+        let end = (offset + src.len()).min(PAGE_SIZE);
+        // Our own copy: the compressor must not see bytes change under it.
+        src.copy_to_slice(s.page.get_mut(offset..end).unwrap_or(&mut []));
+        self.replace(index, &mut s, nowait)
+    }
+
+    /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.
+    pub(crate) fn zero(&self, index: u64, offset: usize, len: usize) -> Result<(), StoreError> {
+        let _noio = ffi::NoIo::enter();
+        let _shard = self.lock(index, false)?;
+        if self.load(index).is_null() {
+            return Ok(());
+        }
+        let mut s = self.stream(false)?;
+        self.load_into_page(index, &mut s)?;
+        if let Some(range) = s.page.get_mut(offset..(offset + len).min(PAGE_SIZE)) {
+            range.fill(0);
+        }
+        self.replace(index, &mut s, false)
+    }
+
+    /// Puts page `index` (zeros if none) into the stream's page buffer. Shard lock held.
+    fn load_into_page(&self, index: u64, s: &mut Stream) -> Result<(), StoreError> {
+        let obj = self.load(index);
+        if obj.is_null() {
+            s.page.fill(0);
+            return Ok(());
+        }
+        let page = s.page.as_mut_ptr();
+        // SAFETY: A live descriptor under our shard lock; `page` is the stream's page buffer,
+        // which `decode` does not use itself.
+        unsafe { self.decode(s, &*obj, page) }
+    }
+
+    /// Stores the stream's page at `index`, freeing what was there. Shard lock held.
+    fn replace(&self, index: u64, s: &mut Stream, nowait: bool) -> Result<(), StoreError> {
+        let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
+        let obj = self.encode(s, nowait)?;
+        let flags = if nowait { GFP_NOWAIT } else { GFP_KERNEL } | __GFP_NOWARN;
+        let boxed = match KBox::new(obj, flags) {
+            Ok(b) => b,
+            Err(_) => {
+                self.release(obj);
+                return Err(StoreError::NoMemory);
+            }
+        };
+        let raw = KBox::into_raw(boxed);
+        let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
+        // SAFETY: `xa` is initialised; `xa_store` takes the lock itself; the descriptor is a
+        // valid, 8-byte aligned entry.
+        let old: *mut Obj = unsafe { bindings::xa_store(self.xa(), slot, raw.cast(), gfp | ffi::GFP_NOWARN) }.cast();
+        // SAFETY: `xa_err` only decodes the value.
+        if unsafe { bindings::xa_err(old.cast()) } != 0 {
+            // SAFETY: Not stored: still ours alone.
+            let obj = unsafe { KBox::from_raw(raw) };
+            self.release(*obj);
+            return Err(StoreError::NoMemory);
+        }
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        if !old.is_null() {
+            // SAFETY: Just replaced under our shard lock: nobody else can reach it.
+            self.free(unsafe { KBox::from_raw(old) });
+        }
+        self.max_used.fetch_max(self.total_bytes(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes an object of the stream's page: a word, a compressed object, or the page whole.
+    fn encode(&self, s: &mut Stream, nowait: bool) -> Result<Obj, StoreError> {
+        if let Some(word) = same_filled(&s.page) {
+            self.same_pages.fetch_add(1, Ordering::Relaxed);
+            return Ok(Obj { value: word, len: 0 });
+        }
+        let (data, len) = match s.compress() {
+            Ok(n) if n < self.huge_class => (s.out.as_ptr(), n),
+            Ok(_) => (s.page.as_ptr(), PAGE_SIZE),
+            Err(_) => {
+                self.compress_failures.fetch_add(1, Ordering::Relaxed);
+                (s.page.as_ptr(), PAGE_SIZE)
+            }
+        };
+        let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
+        // SAFETY: `data` is one of the stream's buffers, holding at least `len` bytes.
+        let handle = unsafe { self.pool.store(data, len, gfp) }.map_err(|_| StoreError::NoMemory)?;
+        let obj = Obj { value: handle.into_raw(), len };
+        // The limit counts what the system really gives, this object and its descriptor
+        // included (as zram: checked once allocated).
+        let after = self.total_bytes() + core::mem::size_of::<Obj>() as u64;
+        if self.limit_bytes != 0 && after > self.limit_bytes {
+            self.release(obj);
+            return Err(StoreError::Limit);
+        }
+        if len == PAGE_SIZE {
+            self.huge_pages.fetch_add(1, Ordering::Relaxed);
+        }
+        self.compr_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        Ok(obj)
+    }
+
+    /// Frees the object of a descriptor that was never stored (or just taken out).
+    fn release(&self, obj: Obj) {
+        if obj.len == 0 {
+            self.same_pages.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        if obj.len == PAGE_SIZE {
+            self.huge_pages.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.compr_bytes.fetch_sub(obj.len as u64, Ordering::Relaxed);
+        // SAFETY: The object is ours alone (caller).
+        unsafe { self.pool.free(Handle::from_raw(obj.value)) };
+    }
+
+    fn free(&self, obj: KBox<Obj>) {
+        self.objects.fetch_sub(1, Ordering::Relaxed);
+        self.release(*obj);
+    }
+
+    /// Removes page `index`; returns whether there was one.
+    pub(crate) fn erase(&self, index: u64, nowait: bool) -> Result<bool, StoreError> {
+        let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        let _shard = self.lock(index, nowait)?;
+        // SAFETY: `xa` is initialised; `xa_erase` takes the lock itself.
+        let old: *mut Obj = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
+        if old.is_null() {
+            return Ok(false);
+        }
+        // SAFETY: Erased under our shard lock: nobody else can reach it.
+        self.free(unsafe { KBox::from_raw(old) });
+        Ok(true)
+    }
+
+    /// Discard, write-zeroes and shrink: removes every page in `first..=last`, yielding the
+    /// CPU between batches; visits only present pages.
+    pub(crate) fn erase_range(&self, first: u64, last: u64) {
+        let Ok(first) = usize::try_from(first) else { return };
+        let last = usize::try_from(last).unwrap_or(usize::MAX);
+        // SAFETY: `xa` is initialised and lives as long as `self`.
+        unsafe {
+            walk(self.xa(), ffi::xa_present(), first, last, |slot| {
+                // Cannot fail without `nowait`.
+                let _ = self.erase(slot as u64, false);
+            })
+        };
+    }
+
+    pub(crate) fn compr_stats(&self) -> RxdskComprStats {
+        let (algorithm, level) = self.algorithm.to_abi();
+        RxdskComprStats {
+            algorithm,
+            level,
+            orig_data_size: self.pages() * RXDSK_PAGE_SIZE,
+            compr_data_size: self.compr_bytes.load(Ordering::Relaxed),
+            mem_used_total: self.total_bytes(),
+            mem_used_max: self.max_used.load(Ordering::Relaxed),
+            same_pages: self.same_pages.load(Ordering::Relaxed),
+            huge_pages: self.huge_pages.load(Ordering::Relaxed),
+            compress_failures: self.compress_failures.load(Ordering::Relaxed),
+            decompress_failures: self.decompress_failures.load(Ordering::Relaxed),
+            ..Default::default()
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for ZStore {
+    fn drop(self: Pin<&mut Self>) {
+        // No I/O reaches the store any more: free every object, then the XArray's nodes (the
+        // pool and streams go with the fields).
+        self.erase_range(0, u64::MAX);
+        // SAFETY: Every entry is gone.
+        unsafe { bindings::xa_destroy(self.xa()) };
+    }
+}
