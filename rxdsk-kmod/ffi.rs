@@ -35,6 +35,9 @@ mod c {
         pub(super) fn rxdsk_noio_save() -> core::ffi::c_uint;
         pub(super) fn rxdsk_noio_restore(flags: core::ffi::c_uint);
         pub(super) fn rxdsk_num_online_cpus() -> core::ffi::c_uint;
+        pub(super) fn rxdsk_faults_init();
+        pub(super) fn rxdsk_faults_exit();
+        pub(super) fn rxdsk_should_garble_object() -> bool;
     }
 }
 
@@ -178,4 +181,30 @@ impl Drop for NoIo {
         // reverse order).
         unsafe { c::rxdsk_noio_restore(self.saved) };
     }
+}
+
+/// The module's fault-injection point (`/sys/kernel/debug/fail_rxdsk_decompress`), present
+/// from module init to exit.
+pub(crate) struct FaultInjection;
+
+impl FaultInjection {
+    pub(crate) fn register() -> Self {
+        // SAFETY: Called once, from module init; undone by `drop` at exit.
+        unsafe { c::rxdsk_faults_init() };
+        FaultInjection
+    }
+}
+
+impl Drop for FaultInjection {
+    fn drop(&mut self) {
+        // SAFETY: Registered in `register`; nothing uses the attribute after module exit.
+        unsafe { c::rxdsk_faults_exit() };
+    }
+}
+
+/// Whether the decompression fault fires now (never without fault injection in debugfs).
+pub(crate) fn should_garble_object() -> bool {
+    // SAFETY: `should_fail` on our attribute, valid for the module's lifetime (its storage is
+    // static; without registration it simply never fires).
+    unsafe { c::rxdsk_should_garble_object() }
 }

@@ -12,6 +12,8 @@
 #include <linux/workqueue.h>
 #include <linux/sched/mm.h>
 #include <linux/cpumask.h>
+#include <linux/debugfs.h>
+#include <linux/fault-inject.h>
 
 #define RXDSK_CONST(type, name, value)     \
 	extern const type rxdsk_##name;    \
@@ -123,4 +125,45 @@ void rxdsk_queue_delayed_secs(struct delayed_work *work, unsigned int secs);
 void rxdsk_queue_delayed_secs(struct delayed_work *work, unsigned int secs)
 {
 	queue_delayed_work(system_long_wq, work, secs_to_jiffies(secs));
+}
+
+/*
+ * fail_rxdsk_decompress in debugfs (the kernel's fault-injection attributes: probability,
+ * times, task-filter, ...): when it fires, a compressed object is garbled on its way to the
+ * decompressor, so tests see what a corrupted object does. DECLARE_FAULT_ATTR is a macro.
+ */
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+static DECLARE_FAULT_ATTR(rxdsk_fail_decompress);
+static struct dentry *rxdsk_fault_dir;
+#endif
+
+void rxdsk_faults_init(void);
+void rxdsk_faults_init(void)
+{
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	struct dentry *dir = fault_create_debugfs_attr("fail_rxdsk_decompress", NULL,
+						       &rxdsk_fail_decompress);
+
+	/* Without debugfs there is simply nothing to inject. */
+	rxdsk_fault_dir = IS_ERR(dir) ? NULL : dir;
+#endif
+}
+
+void rxdsk_faults_exit(void);
+void rxdsk_faults_exit(void)
+{
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	debugfs_remove_recursive(rxdsk_fault_dir);
+	rxdsk_fault_dir = NULL;
+#endif
+}
+
+bool rxdsk_should_garble_object(void);
+bool rxdsk_should_garble_object(void)
+{
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+	return should_fail(&rxdsk_fail_decompress, 1);
+#else
+	return false;
+#endif
 }

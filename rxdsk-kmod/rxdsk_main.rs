@@ -58,13 +58,16 @@ struct RxdskModule {
     control: MiscDeviceRegistration<control::Control>,
     #[pin]
     registry: registry::Registry,
-    /// Declared last: destroyed once no device is left.
+    /// Destroyed once no device is left.
     io_queue: deferred::IoQueue,
+    /// Declared last: the decompression fault point outlives every device.
+    _faults: ffi::FaultInjection,
 }
 
 impl kernel::InPlaceModule for RxdskModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            _faults: ffi::FaultInjection::register(),
             io_queue: deferred::IoQueue::new()?,
             registry <- registry::Registry::new(),
             control <- MiscDeviceRegistration::register(MiscDeviceOptions {

@@ -161,13 +161,22 @@ impl ZStore {
         let scratch = s.out.as_mut_ptr();
         let handle = Handle::from_raw(obj.value);
         // SAFETY: The object is live and stays so under the shard lock (caller); `scratch`
-        // holds two pages, more than any object.
+        // (`out`) holds two pages: an object (at most a page) copied to its start, or a
+        // compressed one (less than a page) to its second half, fits.
         let r = unsafe {
             self.pool.with_object(handle, obj.len, scratch, |src| {
                 if obj.len == PAGE_SIZE {
                     // SAFETY: `src` holds a page; `dst` is another page-sized buffer.
                     core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE);
                     Ok(())
+                } else if ffi::should_garble_object() {
+                    // Fault injection: the decompressor gets a garbled copy (in the second
+                    // half of `out`; an object straddling pages sits in the first).
+                    let copy = s.out.as_mut_ptr().add(PAGE_SIZE);
+                    core::ptr::copy_nonoverlapping(src, copy, obj.len);
+                    core::ptr::write_bytes(copy.add(obj.len / 4), 0xA5, obj.len - obj.len / 4);
+                    // SAFETY: `copy` holds `len` bytes; `dst` a page, not the stream's.
+                    s.decompress(copy, obj.len, dst)
                 } else {
                     // SAFETY: `src` holds `len` bytes; `dst` a page, not the stream's.
                     s.decompress(src, obj.len, dst)

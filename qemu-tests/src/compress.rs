@@ -328,3 +328,116 @@ pub fn compress_swap_lz4() -> TestResult {
     );
     dev.destroy()
 }
+
+/// The three kinds of page a compressed device holds: compressible (an object), random
+/// (stored whole), one repeated word (no object).
+fn three_pages(seed: u64) -> Result<AlignedBuf, String> {
+    let mut buf = AlignedBuf::zeroed(3 * PAGE as usize)?;
+    let text = b"rxdsk compresses this line of text well enough; ";
+    for (i, b) in buf[..PAGE as usize].iter_mut().enumerate() {
+        *b = text[(i + seed as usize) % text.len()];
+    }
+    blk::fill_keyed(&mut buf[PAGE as usize..2 * PAGE as usize], seed, 1);
+    for w in buf[2 * PAGE as usize..].chunks_mut(8) {
+        w.copy_from_slice(&(0x5a5a_0000_0000_0001 ^ seed).to_ne_bytes());
+    }
+    Ok(buf)
+}
+
+/// A garbled compressed object (fail_rxdsk_decompress garbles its copy on the way to the
+/// real decompressor) fails the read, and the read-modify-write of a partial write, with EIO,
+/// for every algorithm; pages stored whole or as a word are unaffected; the object itself is
+/// intact, so the same read succeeds once the injection stops.
+pub fn compress_corrupt_eio() -> TestResult {
+    for algorithm in ALGORITHMS {
+        let what = name(algorithm);
+        let dev = Device::create_compressed(4 * MIB, 512, algorithm, 0)?;
+        let f = open_direct(&dev.path, true)?;
+        let data = three_pages(algorithm as u64)?;
+        write_at(&f, &data[..], 0).map_err(|e| format!("{what}: write: {e}"))?;
+        let before = consistent(&dev)?;
+        ensure(before.huge_pages == 1 && before.same_pages == 1 && before.orig_data_size == 3 * PAGE, || {
+            format!("{what}: the three pages are not an object, a whole page and a word: {before:?}")
+        })?;
+        let mut page = AlignedBuf::zeroed(PAGE as usize)?;
+        let small = AlignedBuf::zeroed(512)?;
+        let code = crate::faults::in_failing_child(crate::faults::Fault::Decompress, || {
+            let mut bad = 0;
+            if !matches!(read_at(&f, &mut page[..], 0), Err(ref e) if errno_of(e) == nix::libc::EIO) {
+                bad |= 1;
+            }
+            if !matches!(write_at(&f, &small[..], 1024), Err(ref e) if errno_of(e) == nix::libc::EIO) {
+                bad |= 2;
+            }
+            if read_at(&f, &mut page[..], PAGE).is_err() || read_at(&f, &mut page[..], 2 * PAGE).is_err() {
+                bad |= 4;
+            }
+            bad
+        })?;
+        ensure(code == 0, || {
+            format!("{what}: under fail_rxdsk_decompress: code {code} (1: read not EIO, 2: partial write not EIO, 4: other pages failed)")
+        })?;
+        let after = consistent(&dev)?;
+        ensure(after.decompress_failures >= before.decompress_failures + 2, || {
+            format!("{what}: decompress_failures {} -> {}", before.decompress_failures, after.decompress_failures)
+        })?;
+        let mut back = AlignedBuf::zeroed(3 * PAGE as usize)?;
+        read_at(&f, &mut back[..], 0).map_err(|e| format!("{what}: read after the injection: {e}"))?;
+        ensure(back[..] == data[..], || format!("{what}: data changed by the failed accesses"))?;
+        drop(f);
+        dev.destroy()?;
+    }
+    Ok(())
+}
+
+/// failslab during writes to a compressed device (zsmalloc's handles and zspages, our
+/// descriptors, XArray nodes): new pages and overwrites fail with EIO or ENOMEM, an
+/// overwritten page keeps its old data, nothing is left allocated (DATA, COMPR and TOTAL as
+/// before; kmemleak in the debug flavour), and the same writes succeed afterwards.
+pub fn compress_fault_injection_slab() -> TestResult {
+    let dev = Device::create_compressed(16 << 30, 4096, RXDSK_COMPRESS_LZ4, 0)?;
+    let f = open_direct(&dev.path, true)?;
+    let data = three_pages(9)?;
+    write_at(&f, &data[..], 0).map_err(|e| format!("setup write: {e}"))?;
+    let before = consistent(&dev)?;
+    let other = three_pages(10)?;
+    let code = crate::faults::in_failing_child(crate::faults::Fault::Slab, || {
+        let mut bad = 0;
+        // Overwrites of the three pages, then new pages far apart (new XArray nodes).
+        for p in 0..3u64 {
+            let page = &other[(p * PAGE) as usize..((p + 1) * PAGE) as usize];
+            if write_at(&f, page, p * PAGE).is_ok() && p != 2 {
+                bad += 1;
+            }
+        }
+        for p in 1..9u64 {
+            if write_at(&f, &other[..PAGE as usize], p * 64 * 64 * 64 * PAGE).is_ok() {
+                bad += 1;
+            }
+        }
+        bad
+    })?;
+    // A same-filled overwrite (page 2) needs only a descriptor: it may fail or not.
+    ensure(code == 0, || format!("{code} writes succeeded under failslab"))?;
+    let mut back = AlignedBuf::zeroed(3 * PAGE as usize)?;
+    read_at(&f, &mut back[..], 0).map_err(|e| format!("read after failslab: {e}"))?;
+    ensure(back[..2 * PAGE as usize] == data[..2 * PAGE as usize], || {
+        "a failed overwrite changed the page".into()
+    })?;
+    let after = consistent(&dev)?;
+    ensure(
+        after.orig_data_size == before.orig_data_size
+            && after.compr_data_size.abs_diff(before.compr_data_size) <= PAGE
+            && after.mem_used_total <= before.mem_used_total + 4 * PAGE,
+        || format!("failed writes left memory behind: before {before:?} after {after:?}"),
+    )?;
+    ensure(dev.stats()?.alloc_failures > 0, || "no allocation failure reached the driver".into())?;
+    for p in 1..9u64 {
+        write_at(&f, &other[..PAGE as usize], p * 64 * 64 * 64 * PAGE).map_err(|e| format!("write after failslab: {e}"))?;
+    }
+    ensure(consistent(&dev)?.orig_data_size == before.orig_data_size + 8 * PAGE, || {
+        "new pages not stored after the injection".into()
+    })?;
+    drop(f);
+    dev.destroy()
+}

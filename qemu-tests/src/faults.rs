@@ -14,6 +14,8 @@ pub enum Fault {
     PageAllocNoWait,
     /// Every slab allocation, sleeping or not: the XArray's nodes among them.
     Slab,
+    /// rxdsk's own fault point: compressed objects reach the decompressor garbled.
+    Decompress,
 }
 
 impl Fault {
@@ -21,6 +23,7 @@ impl Fault {
         match self {
             Fault::PageAlloc | Fault::PageAllocNoWait => "/sys/kernel/debug/fail_page_alloc",
             Fault::Slab => "/sys/kernel/debug/failslab",
+            Fault::Decompress => "/sys/kernel/debug/fail_rxdsk_decompress",
         }
     }
 
@@ -44,6 +47,7 @@ impl Fault {
                 ("min-order", "0"),
             ]),
             Fault::Slab => k.extend([("ignore-gfp-wait", "N"), ("cache-filter", "N")]),
+            Fault::Decompress => {}
         }
         k.push(("probability", "100"));
         k
@@ -80,7 +84,9 @@ impl Drop for Injection {
         let _ = set(dir, "probability", "0");
         let _ = set(dir, "times", "1");
         let _ = set(dir, "task-filter", "N");
-        let _ = set(dir, "ignore-gfp-wait", "Y");
+        if !matches!(self.0, Fault::Decompress) {
+            let _ = set(dir, "ignore-gfp-wait", "Y");
+        }
         if matches!(self.0, Fault::PageAlloc | Fault::PageAllocNoWait) {
             let _ = set(dir, "ignore-gfp-highmem", "Y");
             let _ = set(dir, "min-order", "1");

@@ -174,6 +174,14 @@ const TESTS: &[Test] = &[
         run: compress::compress_limit_discard_resize,
     },
     Test {
+        name: "compress_corrupt_eio",
+        run: compress::compress_corrupt_eio,
+    },
+    Test {
+        name: "compress_fault_injection_slab",
+        run: compress::compress_fault_injection_slab,
+    },
+    Test {
         name: "compress_swap_lz4",
         run: compress::compress_swap_lz4,
     },

@@ -151,7 +151,7 @@ impl Drop for Pages {
     }
 }
 
-const COMMANDS: [u32; 12] = [
+const COMMANDS: [u32; 13] = [
     RXDSK_IOC_GET_VERSION,
     RXDSK_IOC_GET_FEATURES,
     RXDSK_IOC_CREATE,
@@ -164,6 +164,7 @@ const COMMANDS: [u32; 12] = [
     RXDSK_IOC_DETACH,
     RXDSK_IOC_FLUSH,
     RXDSK_IOC_RESTORE,
+    RXDSK_IOC_COMPR_STATS,
 ];
 
 /// A random request: fully random, our type with random nr/dir/size, or one of our commands.
@@ -765,7 +766,16 @@ pub fn security_no_uninitialised_bytes() -> TestResult {
         let mut f = [pattern; core::mem::size_of::<RxdskFeatures>()];
         c.raw_bytes(u64::from(RXDSK_IOC_GET_FEATURES), &mut f)
             .map_err(|e| format!("GET_FEATURES: {e}"))?;
-        ensure(f[8..].iter().all(|&b| b == 0), || {
+        // ABI 1.4: the compressors mask, then reserved zeros.
+        let compressors = (1u64 << RXDSK_COMPRESS_LZO)
+            | (1 << RXDSK_COMPRESS_LZO_RLE)
+            | (1 << RXDSK_COMPRESS_LZ4)
+            | (1 << RXDSK_COMPRESS_ZSTD);
+        ensure(
+            u64::from_ne_bytes(f[8..16].try_into().unwrap_or_default()) == compressors,
+            || format!("GET_FEATURES compressors: {f:02x?}"),
+        )?;
+        ensure(f[16..].iter().all(|&b| b == 0), || {
             format!("GET_FEATURES reserved not zeroed: {f:02x?}")
         })?;
         ensure(
@@ -808,6 +818,35 @@ pub fn security_no_uninitialised_bytes() -> TestResult {
             stats.id == dev.id && stats.pad == 0 && stats.reserved == [0; 1],
             || format!("STATS id/pad/reserved: {stats:?}"),
         )?;
+        // COMPR_STATS of a compressed device: pad and reserved zero, nothing past the end.
+        let zdev = Device::create_compressed(16 * MIB, 4096, RXDSK_COMPRESS_ZSTD, 0)?;
+        let compr: RxdskComprStats = guarded(
+            &c,
+            RXDSK_IOC_COMPR_STATS,
+            &RxdskComprStats {
+                id: zdev.id,
+                ..Default::default()
+            },
+            pattern,
+        )?;
+        ensure(
+            compr.id == zdev.id
+                && compr.algorithm == RXDSK_COMPRESS_ZSTD
+                && compr.level == 3
+                && compr.pad == 0
+                && compr.reserved == [0; 4]
+                && compr.orig_data_size == 0,
+            || format!("COMPR_STATS {compr:?}"),
+        )?;
+        ensure(
+            zdev.info()?.flags == RXDSK_FLAG_COMPRESSED,
+            || "INFO flags of a compressed device".into(),
+        )?;
+        ensure(
+            c.compr_stats(dev.id) == Err(Errno::EINVAL),
+            || "COMPR_STATS of a plain device is not EINVAL".into(),
+        )?;
+        zdev.destroy()?;
         // LIST into a patterned array larger than needed.
         let mut ids = [u32::from_ne_bytes([pattern; 4]); 8];
         let mut l = RxdskList {
