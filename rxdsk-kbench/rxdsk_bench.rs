@@ -40,6 +40,7 @@ module! {
         bursts: u32 { default: 15, description: "Rounds over all targets (1..64)", },
         ios: u32 { default: 10000, description: "I/Os per thread per burst", },
         threads: u32 { default: 1, description: "Concurrent submitters (work items)", },
+        compress_pct: u32 { default: 0, description: "Percentage of every 512 bytes written that is zeros (fio's buffer_compress_percentage); 0: all random", },
     },
 }
 
@@ -97,7 +98,7 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn new(bytes: u32, seed: u64) -> Result<Self> {
+    fn new(bytes: u32, seed: u64, compress_pct: u32) -> Result<Self> {
         let order = bytes.next_power_of_two().trailing_zeros().saturating_sub(PAGE_SHIFT);
         // SAFETY: Allocating pages has no preconditions.
         let page = unsafe { bindings::alloc_pages(bindings::GFP_KERNEL | GFP_COMP, order) };
@@ -105,14 +106,18 @@ impl Buffer {
             return Err(ENOMEM);
         }
         let buffer = Self { page, order };
-        // Random contents: a RAM disk that skips zero pages must not get an easy write.
+        // Random contents: a RAM disk that skips zero pages must not get an easy write. With
+        // `compress_pct`, the end of every 512 bytes is zeros instead, as fio makes
+        // compressible buffers.
         let mut rng = Rng(seed | 1);
+        let random_words = (64 * (100 - compress_pct.min(100)) / 100).max(1) as usize;
         for i in 0..(1usize << order) {
             // SAFETY: Page `i` of the compound page is ours; mapped and unmapped here.
             unsafe {
                 let addr = bindings::kmap_local_page(page.add(i)).cast::<u64>();
                 for w in 0..(kernel::page::PAGE_SIZE / 8) {
-                    addr.add(w).write(rng.next());
+                    let value = if w % 64 < random_words { rng.next() } else { 0 };
+                    addr.add(w).write(value);
                 }
                 bindings::kunmap_local(addr.cast());
             }
@@ -322,7 +327,7 @@ impl kernel::Module for RxdskBench {
         }
         let mut buffers = KVec::with_capacity(threads.get() as usize, GFP_KERNEL)?;
         for thread in 0..threads.get() {
-            buffers.push(Buffer::new(block_size, 0x9e37_79b9_7f4a_7c15 ^ u64::from(thread))?, GFP_KERNEL)?;
+            buffers.push(Buffer::new(block_size, 0x9e37_79b9_7f4a_7c15 ^ u64::from(thread), module_parameters::compress_pct.value())?, GFP_KERNEL)?;
         }
         let n = core::num::NonZeroUsize::new(targets.len()).ok_or(EINVAL)?;
         let shared = Arc::new(

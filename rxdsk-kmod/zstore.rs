@@ -258,6 +258,15 @@ impl ZStore {
     fn replace(&self, index: u64, s: &mut Stream, nowait: bool) -> Result<(), StoreError> {
         let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
         let obj = self.encode(s, nowait)?;
+        let existing = self.load(index);
+        if !existing.is_null() {
+            // An overwrite changes the descriptor in place: no allocation, no XArray store.
+            // SAFETY: A live descriptor; under the shard lock nobody else reads or writes it.
+            let old = core::mem::replace(unsafe { &mut *existing }, obj);
+            self.release(old);
+            self.max_used.fetch_max(self.total_bytes(), Ordering::Relaxed);
+            return Ok(());
+        }
         let flags = if nowait { GFP_NOWAIT } else { GFP_KERNEL } | __GFP_NOWARN;
         let boxed = match KBox::new(obj, flags) {
             Ok(b) => b,

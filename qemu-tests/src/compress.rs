@@ -63,12 +63,19 @@ fn consistent(dev: &Device) -> Result<RxdskComprStats, String> {
     ensure(c.orig_data_size == s.pages * PAGE, || {
         format!("DATA {} but {} pages held", c.orig_data_size, s.pages)
     })?;
-    ensure(i.used_bytes == c.mem_used_total || i.used_bytes.abs_diff(c.mem_used_total) < 64 * 1024, || {
-        format!("INFO used {} but TOTAL {}", i.used_bytes, c.mem_used_total)
-    })?;
-    ensure(c.compr_data_size <= c.mem_used_total && c.mem_used_total <= c.mem_used_max, || {
-        format!("COMPR {} TOTAL {} MAX {}", c.compr_data_size, c.mem_used_total, c.mem_used_max)
-    })?;
+    ensure(
+        i.used_bytes == c.mem_used_total || i.used_bytes.abs_diff(c.mem_used_total) < 64 * 1024,
+        || format!("INFO used {} but TOTAL {}", i.used_bytes, c.mem_used_total),
+    )?;
+    ensure(
+        c.compr_data_size <= c.mem_used_total && c.mem_used_total <= c.mem_used_max,
+        || {
+            format!(
+                "COMPR {} TOTAL {} MAX {}",
+                c.compr_data_size, c.mem_used_total, c.mem_used_max
+            )
+        },
+    )?;
     Ok(c)
 }
 
@@ -96,9 +103,10 @@ pub fn compress_fio_verify() -> TestResult {
         let dev = Device::create_compressed(16 * MIB, 4096, algorithm, 0)?;
         fio(&dev, 60, "4k/40:16k/30:64k/30", "4k")?;
         let c = consistent(&dev)?;
-        ensure(c.orig_data_size >= 4 * MIB && c.compr_data_size * 10 < c.orig_data_size * 7, || {
-            format!("{what}: 60%-compressible data: {c:?}")
-        })?;
+        ensure(
+            c.orig_data_size >= 4 * MIB && c.compr_data_size * 10 < c.orig_data_size * 7,
+            || format!("{what}: 60%-compressible data: {c:?}"),
+        )?;
         ensure(c.mem_used_total < c.orig_data_size, || {
             format!("{what}: compressible data takes more memory than its size: {c:?}")
         })?;
@@ -123,7 +131,8 @@ const ZRAM_DISKSIZE: u64 = 32 * MIB;
 
 /// zram's `mm_stat` for zram0.
 fn zram_mm_stat() -> Result<Vec<u64>, String> {
-    let text = std::fs::read_to_string("/sys/block/zram0/mm_stat").map_err(|e| format!("mm_stat: {e}"))?;
+    let text =
+        std::fs::read_to_string("/sys/block/zram0/mm_stat").map_err(|e| format!("mm_stat: {e}"))?;
     text.split_whitespace()
         .map(|v| v.parse().map_err(|e| format!("mm_stat {text:?}: {e}")))
         .collect()
@@ -137,10 +146,18 @@ fn sys_write(path: &str, value: &str) -> TestResult {
 /// of a tar stream, with how many of its pages are all zeros and how many one repeated
 /// non-zero word.
 fn corpus() -> Result<(Vec<u8>, u64, u64), String> {
-    cmd_ok("sh", &["-c", "tar -cf - /usr /lib /bin 2>/dev/null | head -c 25165824 > /tmp/corpus"])?;
+    cmd_ok(
+        "sh",
+        &[
+            "-c",
+            "tar -cf - /usr /lib /bin 2>/dev/null | head -c 25165824 > /tmp/corpus",
+        ],
+    )?;
     let data = std::fs::read("/tmp/corpus").map_err(|e| format!("/tmp/corpus: {e}"))?;
     let _ = std::fs::remove_file("/tmp/corpus");
-    ensure(data.len() == 24 * MIB as usize, || format!("corpus of {} bytes", data.len()))?;
+    ensure(data.len() == 24 * MIB as usize, || {
+        format!("corpus of {} bytes", data.len())
+    })?;
     let (mut zero, mut same) = (0, 0);
     for page in data.chunks(PAGE as usize) {
         let first = &page[..8];
@@ -160,7 +177,8 @@ fn write_all(path: &str, data: &[u8]) -> TestResult {
     let mut buf = AlignedBuf::zeroed(MIB as usize)?;
     for (i, chunk) in data.chunks(MIB as usize).enumerate() {
         buf[..chunk.len()].copy_from_slice(chunk);
-        write_at(&f, &buf[..chunk.len()], i as u64 * MIB).map_err(|e| format!("write {path}: {e}"))?;
+        write_at(&f, &buf[..chunk.len()], i as u64 * MIB)
+            .map_err(|e| format!("write {path}: {e}"))?;
     }
     Ok(())
 }
@@ -211,23 +229,41 @@ pub fn compress_vs_zram_ratio() -> TestResult {
             corpus_bytes as f64 / r.mem_used_total as f64,
         );
         ensure(r.mem_used_total <= z_real, || {
-            format!("{zram_name}: rxdsk holds the corpus in {} bytes, zram in {z_real}", r.mem_used_total)
+            format!(
+                "{zram_name}: rxdsk holds the corpus in {} bytes, zram in {z_real}",
+                r.mem_used_total
+            )
         })?;
         ensure(z_orig == pages * PAGE && z_same == zero + same, || {
             format!("zram stored {z_orig} bytes, {z_same} same pages: not the corpus as counted")
         })?;
-        ensure(r.orig_data_size == (pages - zero) * PAGE && r.same_pages == same, || {
-            format!("{zram_name}: rxdsk DATA {} same {} for {pages} pages, {zero} zero, {same} same", r.orig_data_size, r.same_pages)
-        })?;
+        ensure(
+            r.orig_data_size == (pages - zero) * PAGE && r.same_pages == same,
+            || {
+                format!("{zram_name}: rxdsk DATA {} same {} for {pages} pages, {zero} zero, {same} same", r.orig_data_size, r.same_pages)
+            },
+        )?;
         ensure(r.compr_data_size.abs_diff(z_compr) * 200 <= z_compr, || {
-            format!("{zram_name}: COMPR {} vs zram's {z_compr}", r.compr_data_size)
+            format!(
+                "{zram_name}: COMPR {} vs zram's {z_compr}",
+                r.compr_data_size
+            )
         })?;
         ensure(r.huge_pages == z_huge, || {
-            format!("{zram_name}: {} pages stored whole, zram {z_huge}", r.huge_pages)
+            format!(
+                "{zram_name}: {} pages stored whole, zram {z_huge}",
+                r.huge_pages
+            )
         })?;
-        ensure(r.mem_used_total.abs_diff(z_total) * 100 <= z_total * 3, || {
-            format!("{zram_name}: TOTAL {} vs zram's {z_total}", r.mem_used_total)
-        })?;
+        ensure(
+            r.mem_used_total.abs_diff(z_total) * 100 <= z_total * 3,
+            || {
+                format!(
+                    "{zram_name}: TOTAL {} vs zram's {z_total}",
+                    r.mem_used_total
+                )
+            },
+        )?;
         discard_all(&dev, ZRAM_DISKSIZE)?;
         dev.destroy()?;
     }
@@ -257,13 +293,24 @@ pub fn compress_limit_discard_resize() -> TestResult {
     }
     let c = consistent(&dev)?;
     ensure(failed == Some(nix::libc::ENOSPC), || {
-        format!("random pages past a {} limit: {failed:?} after {stored} pages, want ENOSPC", mib(limit))
+        format!(
+            "random pages past a {} limit: {failed:?} after {stored} pages, want ENOSPC",
+            mib(limit)
+        )
     })?;
     // A page stored whole costs a page and a descriptor: the next one would not have fit.
-    ensure(c.mem_used_total <= limit && limit - c.mem_used_total < PAGE + 64, || {
-        format!("ENOSPC with TOTAL {} under a limit of {limit}", c.mem_used_total)
+    ensure(
+        c.mem_used_total <= limit && limit - c.mem_used_total < PAGE + 64,
+        || {
+            format!(
+                "ENOSPC with TOTAL {} under a limit of {limit}",
+                c.mem_used_total
+            )
+        },
+    )?;
+    ensure(dev.stats()?.limit_failures >= 1, || {
+        "limit_failures not counted".into()
     })?;
-    ensure(dev.stats()?.limit_failures >= 1, || "limit_failures not counted".into())?;
     blk::discard(&f, 0, 16 * MIB).map_err(|e| format!("BLKDISCARD: {e}"))?;
     // Compressible pages: far more data than the limit.
     for p in 0..(8 * MIB / PAGE) {
@@ -273,28 +320,38 @@ pub fn compress_limit_discard_resize() -> TestResult {
         write_at(&f, &buf[..], p * PAGE).map_err(|e| format!("compressible page {p}: {e}"))?;
     }
     let c = consistent(&dev)?;
-    ensure(c.orig_data_size == 8 * MIB && c.mem_used_total <= limit, || {
-        format!("8 MiB of compressible data under a 2 MiB limit: {c:?}")
-    })?;
+    ensure(
+        c.orig_data_size == 8 * MIB && c.mem_used_total <= limit,
+        || format!("8 MiB of compressible data under a 2 MiB limit: {c:?}"),
+    )?;
     // Write-zeroes of 1 KiB in the middle of page 3 keeps the rest of it.
     blk::zeroout(&f, 3 * PAGE + 1024, 1024).map_err(|e| format!("BLKZEROOUT: {e}"))?;
     read_at(&f, &mut buf[..], 3 * PAGE).map_err(|e| format!("read page 3: {e}"))?;
-    ensure(buf[..64] == [marker(3); 64] && buf[1024..2048].iter().all(|&b| b == 0) && buf[2048..2056] == 3u64.to_le_bytes(), || {
-        "write-zeroes inside a compressed page lost or kept the wrong bytes".into()
-    })?;
+    ensure(
+        buf[..64] == [marker(3); 64]
+            && buf[1024..2048].iter().all(|&b| b == 0)
+            && buf[2048..2056] == 3u64.to_le_bytes(),
+        || "write-zeroes inside a compressed page lost or kept the wrong bytes".into(),
+    )?;
     drop(f);
     // Shrink to 2 MiB + 512: pages past it go, the partial page keeps its first 512 bytes.
-    dev.resize(2 * MIB + 512, 0).map_err(|e| format!("shrink: {e}"))?;
+    dev.resize(2 * MIB + 512, 0)
+        .map_err(|e| format!("shrink: {e}"))?;
     let c = consistent(&dev)?;
-    ensure(c.orig_data_size == 2 * MIB + PAGE, || format!("after the shrink: {c:?}"))?;
+    ensure(c.orig_data_size == 2 * MIB + PAGE, || {
+        format!("after the shrink: {c:?}")
+    })?;
     dev.resize(16 * MIB, 0).map_err(|e| format!("grow: {e}"))?;
     let f = open_direct(&dev.path, false)?;
     read_at(&f, &mut buf[..], 2 * MIB).map_err(|e| format!("read after grow: {e}"))?;
-    ensure(buf[..64] == [marker(2 * MIB / PAGE); 64] && buf[512..].iter().all(|&b| b == 0), || {
-        "the partial page past the shrink is not zeroed".into()
-    })?;
+    ensure(
+        buf[..64] == [marker(2 * MIB / PAGE); 64] && buf[512..].iter().all(|&b| b == 0),
+        || "the partial page past the shrink is not zeroed".into(),
+    )?;
     read_at(&f, &mut buf[..], 5 * MIB).map_err(|e| format!("read after grow: {e}"))?;
-    ensure(buf.iter().all(|&b| b == 0), || "data past the shrink came back".into())?;
+    ensure(buf.iter().all(|&b| b == 0), || {
+        "data past the shrink came back".into()
+    })?;
     drop(f);
     dev.destroy()
 }
@@ -304,20 +361,23 @@ fn marker(p: u64) -> u8 {
     p as u8 | 1
 }
 
-/// Swap on an lz4 device (the zram use case): a 192 MiB hog under a 48 MiB cgroup limit.
+/// Swap on an lz4 device (the zram use case): a hog larger than its cgroup limit.
 pub fn compress_swap_lz4() -> TestResult {
     let dev = Device::create_compressed(512 * MIB, 4096, RXDSK_COMPRESS_LZ4, 0)?;
-    let p = SwapParams {
-        hog_bytes: 192 * MIB,
-        mem_max: 48 * MIB,
-        timeout: Duration::from_secs(400),
-    };
+    let p = SwapParams::standard(Duration::from_secs(400));
     let r = datapath::swap_stress(&dev.path, &p)?;
     let s = dev.stats()?;
     let must = p.hog_bytes - p.mem_max;
-    ensure(s.write_bytes >= must && s.read_bytes > 0 && s.io_errors == 0 && s.alloc_failures == 0, || {
-        format!("swap on lz4: {} out, {} in, stats {s:?} ({r:?})", mib(s.write_bytes), mib(s.read_bytes))
-    })?;
+    ensure(
+        s.write_bytes >= must && s.read_bytes > 0 && s.io_errors == 0 && s.alloc_failures == 0,
+        || {
+            format!(
+                "swap on lz4: {} out, {} in, stats {s:?} ({r:?})",
+                mib(s.write_bytes),
+                mib(s.read_bytes)
+            )
+        },
+    )?;
     let c = consistent(&dev)?;
     println!(
         "# swap on lz4: {} swapped out; DATA {} COMPR {} TOTAL {} now",
@@ -356,20 +416,27 @@ pub fn compress_corrupt_eio() -> TestResult {
         let data = three_pages(algorithm as u64)?;
         write_at(&f, &data[..], 0).map_err(|e| format!("{what}: write: {e}"))?;
         let before = consistent(&dev)?;
-        ensure(before.huge_pages == 1 && before.same_pages == 1 && before.orig_data_size == 3 * PAGE, || {
-            format!("{what}: the three pages are not an object, a whole page and a word: {before:?}")
-        })?;
+        ensure(
+            before.huge_pages == 1 && before.same_pages == 1 && before.orig_data_size == 3 * PAGE,
+            || {
+                format!("{what}: the three pages are not an object, a whole page and a word: {before:?}")
+            },
+        )?;
         let mut page = AlignedBuf::zeroed(PAGE as usize)?;
         let small = AlignedBuf::zeroed(512)?;
         let code = crate::faults::in_failing_child(crate::faults::Fault::Decompress, || {
             let mut bad = 0;
-            if !matches!(read_at(&f, &mut page[..], 0), Err(ref e) if errno_of(e) == nix::libc::EIO) {
+            if !matches!(read_at(&f, &mut page[..], 0), Err(ref e) if errno_of(e) == nix::libc::EIO)
+            {
                 bad |= 1;
             }
-            if !matches!(write_at(&f, &small[..], 1024), Err(ref e) if errno_of(e) == nix::libc::EIO) {
+            if !matches!(write_at(&f, &small[..], 1024), Err(ref e) if errno_of(e) == nix::libc::EIO)
+            {
                 bad |= 2;
             }
-            if read_at(&f, &mut page[..], PAGE).is_err() || read_at(&f, &mut page[..], 2 * PAGE).is_err() {
+            if read_at(&f, &mut page[..], PAGE).is_err()
+                || read_at(&f, &mut page[..], 2 * PAGE).is_err()
+            {
                 bad |= 4;
             }
             bad
@@ -378,12 +445,21 @@ pub fn compress_corrupt_eio() -> TestResult {
             format!("{what}: under fail_rxdsk_decompress: code {code} (1: read not EIO, 2: partial write not EIO, 4: other pages failed)")
         })?;
         let after = consistent(&dev)?;
-        ensure(after.decompress_failures >= before.decompress_failures + 2, || {
-            format!("{what}: decompress_failures {} -> {}", before.decompress_failures, after.decompress_failures)
-        })?;
+        ensure(
+            after.decompress_failures >= before.decompress_failures + 2,
+            || {
+                format!(
+                    "{what}: decompress_failures {} -> {}",
+                    before.decompress_failures, after.decompress_failures
+                )
+            },
+        )?;
         let mut back = AlignedBuf::zeroed(3 * PAGE as usize)?;
-        read_at(&f, &mut back[..], 0).map_err(|e| format!("{what}: read after the injection: {e}"))?;
-        ensure(back[..] == data[..], || format!("{what}: data changed by the failed accesses"))?;
+        read_at(&f, &mut back[..], 0)
+            .map_err(|e| format!("{what}: read after the injection: {e}"))?;
+        ensure(back[..] == data[..], || {
+            format!("{what}: data changed by the failed accesses")
+        })?;
         drop(f);
         dev.destroy()?;
     }
@@ -418,12 +494,15 @@ pub fn compress_fault_injection_slab() -> TestResult {
         bad
     })?;
     // A same-filled overwrite (page 2) needs only a descriptor: it may fail or not.
-    ensure(code == 0, || format!("{code} writes succeeded under failslab"))?;
+    ensure(code == 0, || {
+        format!("{code} writes succeeded under failslab")
+    })?;
     let mut back = AlignedBuf::zeroed(3 * PAGE as usize)?;
     read_at(&f, &mut back[..], 0).map_err(|e| format!("read after failslab: {e}"))?;
-    ensure(back[..2 * PAGE as usize] == data[..2 * PAGE as usize], || {
-        "a failed overwrite changed the page".into()
-    })?;
+    ensure(
+        back[..2 * PAGE as usize] == data[..2 * PAGE as usize],
+        || "a failed overwrite changed the page".into(),
+    )?;
     let after = consistent(&dev)?;
     ensure(
         after.orig_data_size == before.orig_data_size
@@ -431,13 +510,17 @@ pub fn compress_fault_injection_slab() -> TestResult {
             && after.mem_used_total <= before.mem_used_total + 4 * PAGE,
         || format!("failed writes left memory behind: before {before:?} after {after:?}"),
     )?;
-    ensure(dev.stats()?.alloc_failures > 0, || "no allocation failure reached the driver".into())?;
-    for p in 1..9u64 {
-        write_at(&f, &other[..PAGE as usize], p * 64 * 64 * 64 * PAGE).map_err(|e| format!("write after failslab: {e}"))?;
-    }
-    ensure(consistent(&dev)?.orig_data_size == before.orig_data_size + 8 * PAGE, || {
-        "new pages not stored after the injection".into()
+    ensure(dev.stats()?.alloc_failures > 0, || {
+        "no allocation failure reached the driver".into()
     })?;
+    for p in 1..9u64 {
+        write_at(&f, &other[..PAGE as usize], p * 64 * 64 * 64 * PAGE)
+            .map_err(|e| format!("write after failslab: {e}"))?;
+    }
+    ensure(
+        consistent(&dev)?.orig_data_size == before.orig_data_size + 8 * PAGE,
+        || "new pages not stored after the injection".into(),
+    )?;
     drop(f);
     dev.destroy()
 }

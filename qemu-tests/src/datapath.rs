@@ -546,6 +546,20 @@ pub struct SwapParams {
     pub timeout: Duration,
 }
 
+impl SwapParams {
+    /// The suite's swap load: a 192 MiB hog under a 48 MiB limit, or on the debug kernel, where
+    /// KASAN makes every swapped byte about ten times dearer, 112 MiB under 32 MiB: the same
+    /// reclaim and GFP_NOIO paths for lockdep to watch, with fewer bytes.
+    pub fn standard(timeout: Duration) -> Self {
+        let debug = crate::harness::debug_kernel();
+        SwapParams {
+            hog_bytes: if debug { 112 * MIB } else { 192 * MIB },
+            mem_max: if debug { 32 * MIB } else { 48 * MIB },
+            timeout,
+        }
+    }
+}
+
 /// mkswap + swapon `dev`; runs the hog (this binary, `hog MIB SEED`) in a memory cgroup with
 /// `mem_max` and unlimited swap; requires the hog to exit 0 (every page verified), pswpout to
 /// have grown by at least what cannot fit under the limit, the device to have been used as

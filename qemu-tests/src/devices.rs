@@ -1094,14 +1094,10 @@ pub fn ext2_roundtrip_512() -> TestResult {
     ext2_on_rxdsk(512, 1024)
 }
 
-/// Swap on a 512 MiB device for a 192 MiB hog limited to 48 MiB of memory.
+/// Swap on a 512 MiB device for a hog larger than its memory limit (`SwapParams::standard`).
 pub fn swap_stress() -> TestResult {
     let dev = Device::create(512 * MIB, 4096)?;
-    let p = SwapParams {
-        hog_bytes: 192 * MIB,
-        mem_max: 48 * MIB,
-        timeout: Duration::from_secs(300),
-    };
+    let p = SwapParams::standard(Duration::from_secs(300));
     let r = datapath::swap_stress(&dev.path, &p)?;
     let s = expect_clean_stats(&dev, 512 * MIB / PAGE)?;
     let must = p.hog_bytes - p.mem_max;

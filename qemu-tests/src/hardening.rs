@@ -710,11 +710,7 @@ pub fn swap_global_pressure() -> TestResult {
         })?;
         let dev = Device::create(512 * MIB, 4096)?;
         let steal0 = blk::vmstat("pgsteal_file")?;
-        let p = SwapParams {
-            hog_bytes: 192 * MIB,
-            mem_max: 48 * MIB,
-            timeout: Duration::from_secs(300),
-        };
+        let p = SwapParams::standard(Duration::from_secs(300));
         let r = swap_stress(&dev.path, &p)?;
         let stolen = (blk::vmstat("pgsteal_file")? - steal0) * PAGE;
         let s = dev.stats()?;

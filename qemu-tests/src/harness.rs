@@ -231,3 +231,8 @@ pub fn is_block_device(path: &str) -> bool {
         .map(|m| m.file_type().is_block_device())
         .unwrap_or(false)
 }
+
+/// Whether this is the debug kernel flavour (the only one with kmemleak).
+pub fn debug_kernel() -> bool {
+    std::path::Path::new("/sys/kernel/debug/kmemleak").exists()
+}

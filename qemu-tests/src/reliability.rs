@@ -838,14 +838,12 @@ pub fn security_no_uninitialised_bytes() -> TestResult {
                 && compr.orig_data_size == 0,
             || format!("COMPR_STATS {compr:?}"),
         )?;
-        ensure(
-            zdev.info()?.flags == RXDSK_FLAG_COMPRESSED,
-            || "INFO flags of a compressed device".into(),
-        )?;
-        ensure(
-            c.compr_stats(dev.id) == Err(Errno::EINVAL),
-            || "COMPR_STATS of a plain device is not EINVAL".into(),
-        )?;
+        ensure(zdev.info()?.flags == RXDSK_FLAG_COMPRESSED, || {
+            "INFO flags of a compressed device".into()
+        })?;
+        ensure(c.compr_stats(dev.id) == Err(Errno::EINVAL), || {
+            "COMPR_STATS of a plain device is not EINVAL".into()
+        })?;
         zdev.destroy()?;
         // LIST into a patterned array larger than needed.
         let mut ids = [u32::from_ne_bytes([pattern; 4]); 8];
@@ -892,7 +890,11 @@ pub fn security_no_uninitialised_bytes() -> TestResult {
         c.create_raw(&mut cr).map_err(|e| format!("CREATE: {e}"))?;
         let created = Device::adopt(cr.id);
         ensure(
-            cr.reserved == [0; 3] && cr.compress == 0 && cr.compress_level == 0 && cr.size_bytes == MIB && cr.flags == 0,
+            cr.reserved == [0; 3]
+                && cr.compress == 0
+                && cr.compress_level == 0
+                && cr.size_bytes == MIB
+                && cr.flags == 0,
             || format!("CREATE output {cr:?}"),
         )?;
         created.destroy()?;

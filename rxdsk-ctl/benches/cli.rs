@@ -2,7 +2,7 @@
 //! and rendering a large device list.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use rxdsk_ctl::list::{render_json, render_table, Column, Style};
+use rxdsk_ctl::list::{render_json, render_table, Column, Row, Style};
 use rxdsk_ctl::{device, size};
 use rxdsk_ioctl::RxdskInfo;
 
@@ -31,13 +31,16 @@ fn parsing(c: &mut Criterion) {
 }
 
 fn rendering(c: &mut Criterion) {
-    let infos: Vec<RxdskInfo> = (0..1024)
-        .map(|id| RxdskInfo {
-            id,
-            logical_block_size: 4096,
-            size_bytes: u64::from(id + 1) << 30,
-            used_bytes: u64::from(id) << 20,
-            ..Default::default()
+    let infos: Vec<Row> = (0..1024)
+        .map(|id| {
+            RxdskInfo {
+                id,
+                logical_block_size: 4096,
+                size_bytes: u64::from(id + 1) << 30,
+                used_bytes: u64::from(id) << 20,
+                ..Default::default()
+            }
+            .into()
         })
         .collect();
     let style = Style {

@@ -3,7 +3,8 @@
 
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    RxdskAttach, RxdskComprStats, RxdskCreate, RxdskFlush, RxdskInfo, RxdskRestore, RxdskStats, RxdskVersion,
+    RxdskAttach, RxdskComprStats, RxdskCreate, RxdskFlush, RxdskInfo, RxdskRestore, RxdskStats,
+    RxdskVersion,
 };
 
 pub trait Backend {

@@ -94,7 +94,12 @@ pub struct CreateArgs {
     #[arg(long, value_name = "ALGORITHM")]
     pub compress: Option<Compression>,
     /// The algorithm's level (zstd: -131072 to 22, default 3; lz4: acceleration, default 1).
-    #[arg(long, value_name = "N", requires = "compress", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "compress",
+        allow_hyphen_values = true
+    )]
     pub compress_level: Option<i32>,
 }
 

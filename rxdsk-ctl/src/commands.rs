@@ -1,21 +1,20 @@
 //! What each subcommand does, against any [`Backend`], writing to any output.
 
 use crate::backend::Backend;
+use crate::cli::Compression;
 use crate::cli::{
     Command, CreateArgs, DestroyArgs, DetachArgs, FlushArgs, InspectArgs, ListArgs, ResizeArgs,
     StatsArgs,
 };
 use crate::control::{action, fixed_str_to_string, ControlError};
 use crate::device::device_path;
-use crate::cli::Compression;
 use crate::list::{render_json, render_raw, render_table, Column, Row, Style};
 use crate::size::format_size;
 use crate::stats::{render_stats_json, render_stats_text};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
     self as abi, RxdskCreate, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_FORCE,
-    RXDSK_FLAG_READ_ONLY,
-    RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
+    RXDSK_FLAG_READ_ONLY, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use std::io::{self, IsTerminal, Write};
 
@@ -485,7 +484,10 @@ fn list<B: Backend>(
     for id in ids {
         match backend.info(id) {
             Ok(info) if info.flags & RXDSK_FLAG_COMPRESSED != 0 => match backend.compr_stats(id) {
-                Ok(c) => infos.push(Row { info, compr: Some(c) }),
+                Ok(c) => infos.push(Row {
+                    info,
+                    compr: Some(c),
+                }),
                 Err(Errno::ENODEV) => {}
                 Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
             },

@@ -3,8 +3,9 @@
 use crate::backend::Backend;
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    self as abi, RxdskAttach, RxdskCreate, RxdskDestroy, RxdskDetach, RxdskFeatures, RxdskFlush,
-    RxdskComprStats, RxdskInfo, RxdskList, RxdskResize, RxdskRestore, RxdskStats, RxdskVersion,
+    self as abi, RxdskAttach, RxdskComprStats, RxdskCreate, RxdskDestroy, RxdskDetach,
+    RxdskFeatures, RxdskFlush, RxdskInfo, RxdskList, RxdskResize, RxdskRestore, RxdskStats,
+    RxdskVersion,
 };
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;

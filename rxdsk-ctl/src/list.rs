@@ -4,7 +4,8 @@ use crate::device::device_path;
 use crate::size::format_size;
 use comfy_table::{presets, CellAlignment, Table};
 use rxdsk_ioctl::{
-    RxdskComprStats, RxdskInfo, RXDSK_COMPRESS_NAMES, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITETHROUGH, RXDSK_PAGE_SIZE,
+    RxdskComprStats, RxdskInfo, RXDSK_COMPRESS_NAMES, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY,
+    RXDSK_FLAG_WRITETHROUGH, RXDSK_PAGE_SIZE,
 };
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -241,12 +242,17 @@ pub fn cell(row: &Row, column: Column, style: Style) -> String {
         Column::Data => compr.map_or("-".into(), |c| size(c.orig_data_size)),
         Column::Compr => compr.map_or("-".into(), |c| size(c.compr_data_size)),
         Column::Total => compr.map_or("-".into(), |c| size(c.mem_used_total)),
-        Column::Ratio => compr.and_then(ratio).map_or("-".into(), |r| format!("{r:.2}")),
+        Column::Ratio => compr
+            .and_then(ratio)
+            .map_or("-".into(), |r| format!("{r:.2}")),
     }
 }
 
 fn algorithm_name(c: &RxdskComprStats) -> &'static str {
-    RXDSK_COMPRESS_NAMES.get(c.algorithm as usize).copied().unwrap_or("?")
+    RXDSK_COMPRESS_NAMES
+        .get(c.algorithm as usize)
+        .copied()
+        .unwrap_or("?")
 }
 
 fn mode_of(info: &RxdskInfo) -> Option<&'static str> {

@@ -50,16 +50,25 @@ const COMPR_COUNTERS: [ComprCounter; 8] = [
     ("same_pages", Kind::Count, |c| c.same_pages),
     ("huge_pages", Kind::Count, |c| c.huge_pages),
     ("compress_failures", Kind::Count, |c| c.compress_failures),
-    ("decompress_failures", Kind::Count, |c| c.decompress_failures),
+    ("decompress_failures", Kind::Count, |c| {
+        c.decompress_failures
+    }),
 ];
 
 fn algorithm(c: &RxdskComprStats) -> &'static str {
-    RXDSK_COMPRESS_NAMES.get(c.algorithm as usize).copied().unwrap_or("?")
+    RXDSK_COMPRESS_NAMES
+        .get(c.algorithm as usize)
+        .copied()
+        .unwrap_or("?")
 }
 
 /// `key: value` lines; byte counters human-readable unless `bytes`; a compressed device's
 /// counters follow.
-pub fn render_stats_text(stats: &RxdskStats, compr: Option<&RxdskComprStats>, bytes: bool) -> String {
+pub fn render_stats_text(
+    stats: &RxdskStats,
+    compr: Option<&RxdskComprStats>,
+    bytes: bool,
+) -> String {
     let mut text = String::new();
     for (name, kind, get) in COUNTERS {
         let value = get(stats);
@@ -71,10 +80,18 @@ pub fn render_stats_text(stats: &RxdskStats, compr: Option<&RxdskComprStats>, by
         text.push_str(&format!("{name}: {shown}\n"));
     }
     if let Some(c) = compr {
-        text.push_str(&format!("algorithm: {}\nlevel: {}\n", algorithm(c), c.level));
+        text.push_str(&format!(
+            "algorithm: {}\nlevel: {}\n",
+            algorithm(c),
+            c.level
+        ));
         for (name, kind, get) in COMPR_COUNTERS {
             let value = get(c);
-            let shown = if kind == Kind::Bytes && !bytes { format_size(value) } else { value.to_string() };
+            let shown = if kind == Kind::Bytes && !bytes {
+                format_size(value)
+            } else {
+                value.to_string()
+            };
             text.push_str(&format!("{name}: {shown}\n"));
         }
     }
@@ -119,7 +136,8 @@ impl Serialize for JsonStats<'_> {
 /// counter in bytes.
 pub fn render_stats_json(id: u32, stats: &RxdskStats, compr: Option<&RxdskComprStats>) -> String {
     // Serializing plain integers and strings cannot fail.
-    let mut text = serde_json::to_string_pretty(&JsonStats { id, stats, compr }).unwrap_or_default();
+    let mut text =
+        serde_json::to_string_pretty(&JsonStats { id, stats, compr }).unwrap_or_default();
     text.push('\n');
     text
 }

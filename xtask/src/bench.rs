@@ -223,6 +223,106 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
     if let Some(w) = TARGETS.iter().position(|t| t.label == "rxdsk_wb") {
         s += &backing_script(w);
     }
+    s += &compression_script(repeats, bursts, ios_4k);
+    s
+}
+
+/// The compression algorithms compared with zram: rxdsk's and zram's name.
+pub const COMPRESSORS: [&str; 3] = ["lz4", "zstd", "lzo-rle"];
+/// MiB of each compressed device the compression jobs use.
+const COMPRESS_SPAN_MB: u32 = 64;
+/// Index of the first compressed target in the script (`DEV<i>`, `check<i>`, `LABEL<i>`).
+const COMPRESS_INDEX: usize = 10;
+
+/// The label of a compressed target: `rxdsk-lz4`, `zram-lz4`, ...
+pub fn compressed_label(driver: &str, algorithm: &str) -> String {
+    format!("{driver}-{algorithm}")
+}
+
+/// After the other jobs: rxdsk and zram with each of [`COMPRESSORS`], six devices loaded in
+/// one `rxdsk_bench` so that their bursts interleave. Two kinds of data: fio-style 50%
+/// compressible buffers (reads, writes, 70/30; `c50-` rows) and a real corpus (a tar stream of
+/// the host's /usr/lib, read back at random; `corpus-` rows). Each fill reports DATA and TOTAL
+/// (rxdsk: COMPR_STATS; zram: mm_stat's orig_data_size and mem_used_total).
+fn compression_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
+    let mut s = format!(
+        "CSPAN={COMPRESS_SPAN_MB}; SPAN_MB=$CSPAN\n\
+         echo 1 > /sys/block/zram0/reset\n"
+    );
+    let mut idx = Vec::new();
+    for (k, algorithm) in COMPRESSORS.iter().enumerate() {
+        let r = COMPRESS_INDEX + 2 * k;
+        let z = r + 1;
+        s += &format!(
+            "DEV{r}=$($RXDSKCTL create --size ${{CSPAN}}M --compress {algorithm}); LABEL{r}={rl}\n\
+             Z=$(cat /sys/class/zram-control/hot_add); echo {algorithm} > /sys/block/zram$Z/comp_algorithm; \
+             echo ${{CSPAN}}M > /sys/block/zram$Z/disksize; DEV{z}=/dev/zram$Z; LABEL{z}={zl}\n\
+             check{r}() {{ DEV=$DEV{r}; [ -b \"$DEV\" ] || fail \"$DEV is not a block device\"; \
+             $RXDSKCTL list --raw -n -o NAME,ALGORITHM | grep -qx \"$DEV {algorithm}\" || fail \"$DEV is not rxdsk with {algorithm}\"; }}\n\
+             check{z}() {{ DEV=$DEV{z}; [ -b \"$DEV\" ] || fail \"$DEV is not a block device\"; \
+             grep -q '\\[{algorithm}\\]' /sys/block/${{DEV#/dev/}}/comp_algorithm || fail \"$DEV is not zram with {algorithm}\"; }}\n",
+            rl = compressed_label("rxdsk", algorithm),
+            zl = compressed_label("zram", algorithm),
+        );
+        idx.push(r.to_string());
+        idx.push(z.to_string());
+    }
+    let all = idx.join(" ");
+    // DATA and TOTAL of every compressed target after a fill.
+    s += "cratio() { # phase\n\
+          for i in ";
+    s += &all;
+    s += "; do eval label=\\$LABEL$i; eval DEV=\\$DEV$i\n\
+          case $DEV in /dev/zram*) set -- $(cat /sys/block/${DEV#/dev/}/mm_stat); d=$1; t=$3;;\n\
+          *) set -- $($RXDSKCTL list --raw -n -b -o NAME,DATA,TOTAL | grep \"^$DEV \"); d=$2; t=$3;; esac\n\
+          echo \"RXDSK-DATA cratio $label $1 $d $t\"; done\n}\n";
+    // `cratio` shifts its argument away: keep the phase.
+    let s = s
+        .replace("cratio() { # phase\n", "cratio() { # phase\nphase=$1\n")
+        .replace(
+            "echo \"RXDSK-DATA cratio $label $1 $d $t\"",
+            "echo \"RXDSK-DATA cratio $label $phase $d $t\"",
+        );
+    let mut s = s;
+    let fill = |s: &mut String, args: &str| {
+        for i in &idx {
+            *s += &format!(
+                "kbench {i} fill random=0 read_pct=0 block_size=1048576 bursts=1 ios=$CSPAN threads=1 {args} > /dev/null\n"
+            );
+        }
+    };
+    fill(&mut s, "compress_pct=50");
+    s += "cratio c50\n";
+    let jobs: [(&str, u32); 3] = [
+        ("4k-randread", 100),
+        ("4k-randwrite", 0),
+        ("4k-randrw70", 70),
+    ];
+    for _ in 0..repeats {
+        for (name, read_pct) in jobs {
+            for threads in ["1", "$NCPU"] {
+                s += &format!(
+                    "kbench '{all}' c50-{name}@t{threads} random=1 read_pct={read_pct} block_size=4096 \
+                     bursts={bursts} ios={} threads={threads} compress_pct=50\n",
+                    ios_4k / 2
+                );
+            }
+        }
+    }
+    s += "tar -cf - /usr/lib 2>/dev/null | head -c $((CSPAN * 1048576)) > /tmp/corpus\n";
+    for i in &idx {
+        s += &format!("check{i}; dd if=/tmp/corpus of=$DEV bs=1M oflag=direct 2> /dev/null\n");
+    }
+    s += "rm -f /tmp/corpus; cratio corpus\n";
+    for _ in 0..repeats {
+        for threads in ["1", "$NCPU"] {
+            s += &format!(
+                "kbench '{all}' corpus-4k-randread@t{threads} random=1 read_pct=100 block_size=4096 \
+                 bursts={bursts} ios={} threads={threads}\n",
+                ios_4k / 2
+            );
+        }
+    }
     s
 }
 
@@ -413,6 +513,8 @@ pub struct Results {
     /// The backing-device measurements: `flush_s`, `flush_bytes`, `copy_s`, `bytes`,
     /// `miss_iops`.
     pub backing: BTreeMap<String, f64>,
+    /// `(label, phase)` of a compressed target → (DATA, TOTAL) in bytes after its fill.
+    pub cratio: BTreeMap<(String, String), (f64, f64)>,
 }
 
 /// The backing-device lines of the report (native), against their targets.
@@ -524,6 +626,19 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
                     }
                 }
             }
+            "cratio" => {
+                let f: Vec<&str> = line.split_whitespace().skip(1).collect();
+                let [label, phase, data, total] = f[..] else {
+                    bail!("malformed cratio line: {line}");
+                };
+                results.cratio.insert(
+                    (label.into(), phase.into()),
+                    (
+                        data.parse().unwrap_or(f64::NAN),
+                        total.parse().unwrap_or(f64::NAN),
+                    ),
+                );
+            }
             "zram_mm_stat" => {
                 let rest = line.trim_start_matches("zram_mm_stat").trim();
                 results.zram_mm_stat = Some(
@@ -574,17 +689,16 @@ fn paired_ratio_of(
     samples: &[Sample],
     mode: Mode,
     row: &str,
-    target: &'static str,
-    other: &'static str,
+    target: &str,
+    other: &str,
 ) -> Option<Spread> {
-    let of = |t: &'static str| {
-        samples
-            .iter()
-            .filter(move |s| s.mode == mode && s.row == row && s.target == t)
-    };
+    let of = |t: &str, s: &Sample| s.mode == mode && s.row == row && s.target == t;
     let mut ratios = Vec::new();
-    for a in of(target) {
-        for b in of(other).filter(|b| b.round == a.round) {
+    for a in samples.iter().filter(|s| of(target, s)) {
+        for b in samples
+            .iter()
+            .filter(|b| of(other, b) && b.round == a.round)
+        {
             for (ca, cb) in a.costs.iter().zip(&b.costs) {
                 if *ca > 0.0 && cb.is_finite() {
                     ratios.push(cb / ca);
@@ -632,7 +746,11 @@ impl Row {
 
 pub fn rows(samples: &[Sample]) -> Vec<Row> {
     let mut keys: Vec<(Mode, String)> = Vec::new();
-    for s in samples {
+    // The compressed targets' rows have a table of their own.
+    for s in samples
+        .iter()
+        .filter(|s| TARGETS.iter().any(|t| t.label == s.target))
+    {
         if !keys.iter().any(|(m, r)| *m == s.mode && *r == s.row) {
             keys.push((s.mode, s.row.clone()));
         }
@@ -795,6 +913,81 @@ pub fn json_rows(rows: &[Row]) -> Value {
 }
 
 /// RAM cost lines: MiB of MemAvailable lost per GiB written.
+/// rxdsk against zram with the same algorithm on the same data (native): IOPS, rxdsk/zram
+/// from paired bursts with its IQR, and DATA/TOTAL of each after the data's fill. zram's
+/// TOTAL is its mm_stat mem_used_total, which leaves out its table (16 bytes per page of its
+/// size); rxdsk's includes its descriptors (16 bytes per page held).
+pub fn compression_table(results: &Results) -> String {
+    let mut row_names: Vec<String> = Vec::new();
+    for s in &results.samples {
+        if (s.row.starts_with("c50-") || s.row.starts_with("corpus-"))
+            && !row_names.contains(&s.row)
+        {
+            row_names.push(s.row.clone());
+        }
+    }
+    if row_names.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "Compression (rxdsk vs zram, same algorithm, same data; target: rxdsk/zram >= 1.10 at a ratio >= zram's):\n",
+    );
+    out += &format!(
+        "  {:<9} {:<24} {:>12} {:>12} {:>11} {:>13} {:>11} {:>11}\n",
+        "algorithm",
+        "job",
+        "rxdsk IOPS",
+        "zram IOPS",
+        "rxdsk/zram",
+        "IQR",
+        "rxdsk ratio",
+        "zram ratio"
+    );
+    let median_iops = |label: &str, row: &str| {
+        median(
+            results
+                .samples
+                .iter()
+                .filter(|s| s.target == label && s.row == row)
+                .map(|s| s.iops)
+                .collect(),
+        )
+    };
+    for algorithm in COMPRESSORS {
+        let (r, z) = (
+            compressed_label("rxdsk", algorithm),
+            compressed_label("zram", algorithm),
+        );
+        for row in &row_names {
+            let phase = if row.starts_with("c50-") {
+                "c50"
+            } else {
+                "corpus"
+            };
+            let ratio = |label: &str| {
+                results
+                    .cratio
+                    .get(&(label.to_string(), phase.to_string()))
+                    .filter(|(_, t)| *t > 0.0)
+                    .map_or("-".into(), |(d, t)| format!("{:.3}", d / t))
+            };
+            let spread = paired_ratio_of(&results.samples, Mode::Native, row, &r, &z);
+            out += &format!(
+                "  {:<9} {:<24} {:>12.0} {:>12.0} {:>11} {:>13} {:>11} {:>11}\n",
+                algorithm,
+                row,
+                median_iops(&r, row),
+                median_iops(&z, row),
+                spread.map_or("-".into(), |s| format!("{:.2}", s.median)),
+                spread.map_or("-".into(), |s| format!("{:.2}-{:.2}", s.p25, s.p75)),
+                ratio(&r),
+                ratio(&z),
+            );
+        }
+    }
+    out
+}
+
 pub fn memory_table(results: &Results) -> String {
     let mut out = String::from("RAM cost (MemAvailable drop per GiB written):\n");
     for (t, (kib, span_mb)) in &results.mem_kib {
@@ -841,6 +1034,7 @@ impl Report<'_> {
             text += &format!("{head}\n{}\n", table(self.rows, Mode::Emulated, false));
         }
         text += &format!("native (UML) {}", memory_table(self.native_mem));
+        text += &compression_table(self.native_mem);
         if !self.native_mem.backing.is_empty() {
             text += &format!("native (UML) {}", backing_table(self.native_mem, self.rows));
         }
@@ -862,6 +1056,7 @@ impl Report<'_> {
             md += &format!("## {head}\n\n{}\n", table(self.rows, Mode::Emulated, true));
         }
         md += &format!("```\n{}", memory_table(self.native_mem));
+        md += &compression_table(self.native_mem);
         if !self.native_mem.backing.is_empty() {
             md += &backing_table(self.native_mem, self.rows);
         }
