@@ -26,3 +26,24 @@ rxdskctl list -o NAME,SIZE,USED
 echo "== rxdskctl destroy $DEV"
 rxdskctl destroy "$DEV"
 rxdskctl list
+echo "== compression: the same 32 MiB of real files (a tar of /usr and /lib) on rxdsk and zram, zstd"
+tar -cf - /usr /lib 2>/dev/null | head -c 33554432 > /tmp/corpus
+modprobe zram num_devices=1
+echo zstd > /sys/block/zram0/comp_algorithm
+echo 64M > /sys/block/zram0/disksize
+ZDEV=$(rxdskctl create --size 64M --compress zstd)
+dd if=/tmp/corpus of=/dev/zram0 bs=1M oflag=direct status=none
+dd if=/tmp/corpus of="$ZDEV" bs=1M oflag=direct status=none
+cmp -n 33554432 /tmp/corpus "$ZDEV" && echo "$ZDEV reads back the corpus byte for byte"
+echo "== rxdskctl list -o NAME,SIZE,ALGORITHM,DATA,COMPR,TOTAL,RATIO $ZDEV"
+rxdskctl list -o NAME,SIZE,ALGORITHM,DATA,COMPR,TOTAL,RATIO "$ZDEV"
+set -- $(cat /sys/block/zram0/mm_stat)
+TABLE=$((64 * 1048576 / 4096 * 16))
+RTOTAL=$(rxdskctl list --raw -n -b -o TOTAL "$ZDEV")
+echo "zram0 (zstd) mm_stat: DATA $1 COMPR $2 TOTAL $3, plus its table $TABLE (16 bytes per page, not in mm_stat)"
+echo "memory for the same 32 MiB: rxdsk $RTOTAL bytes (ratio $(awk "BEGIN { printf \"%.3f\", 33554432 / $RTOTAL }")), \
+zram $(($3 + TABLE)) bytes (ratio $(awk "BEGIN { printf \"%.3f\", 33554432 / ($3 + $TABLE) }"))"
+echo "== rxdskctl stats $ZDEV (compression counters at the end)"
+rxdskctl stats "$ZDEV" | tail -n 10
+rxdskctl destroy "$ZDEV"
+echo 1 > /sys/block/zram0/reset

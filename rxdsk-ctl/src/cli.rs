@@ -232,6 +232,9 @@ pub struct ListArgs {
     /// Use raw output format: values separated by one space.
     #[arg(long)]
     pub raw: bool,
+    /// Only this device (/dev/rxdN, rxdN or N), as zramctl does.
+    #[arg(value_name = "DEVICE", value_parser = parse_device)]
+    pub device: Option<u32>,
 }
 
 #[derive(Args, Debug)]

@@ -477,9 +477,13 @@ fn list<B: Backend>(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let backend = open()?;
-    let ids = backend
-        .list()
-        .map_err(|e| ControlError::new(backend.control_path(), action::LIST, e))?;
+    let ids = match args.device {
+        // INFO below says ENODEV for a device that does not exist.
+        Some(id) => vec![id],
+        None => backend
+            .list()
+            .map_err(|e| ControlError::new(backend.control_path(), action::LIST, e))?,
+    };
     let mut infos: Vec<Row> = Vec::with_capacity(ids.len());
     for id in ids {
         match backend.info(id) {
@@ -493,7 +497,7 @@ fn list<B: Backend>(
             },
             Ok(info) => infos.push(info.into()),
             // Destroyed since LIST: it is simply no longer there.
-            Err(Errno::ENODEV) => {}
+            Err(Errno::ENODEV) if args.device.is_none() => {}
             Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
         }
     }

@@ -559,6 +559,18 @@ fn list_formats() {
         "/dev/rxd0 1073741824 4096 4096       - 0\n\
          /dev/rxd4 1610612736    0  512 1048576 1\n"
     );
+    // One device, as zramctl DEVICE; a missing one is an error naming it.
+    assert_eq!(
+        run_fake(&fake, &["list", "--raw", "-n", "-o", "NAME,SIZE", "rxd4"]).stdout,
+        "/dev/rxd4 1.5G\n"
+    );
+    let missing = run_fake(&fake, &["list", "/dev/rxd7"]);
+    assert_eq!(missing.status, 1);
+    assert!(
+        missing.stderr.starts_with("rxdskctl: /dev/rxd7: "),
+        "{}",
+        missing.stderr
+    );
     assert_eq!(
         run_fake(&fake, &["list", "--raw", "-o", "name,OPEN,ro"]).stdout,
         "NAME OPEN RO\n/dev/rxd0 0 0\n/dev/rxd4 2 1\n"
