@@ -2,13 +2,15 @@
 
 //! Compression: the kernel's LZO, LZ4 and zstd libraries and the zsmalloc allocator, which have
 //! no Rust bindings and are declared here once, and the compression streams (a workspace and
-//! buffers each, one per CPU online at creation, each behind a mutex, as zram's `zcomp`).
+//! buffers each, one per CPU that is up, following CPU hotplug, each behind a mutex, as zram's
+//! `zcomp`).
 
 use crate::abi::{RXDSK_COMPRESS_LZ4, RXDSK_COMPRESS_LZO, RXDSK_COMPRESS_LZO_RLE, RXDSK_COMPRESS_ZSTD};
 use crate::ffi::{self, PAGE_SIZE};
 use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 use core::ptr::NonNull;
-use kernel::{bindings, new_mutex, prelude::*, str::CStr, sync::Mutex};
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use kernel::{bindings, new_mutex, prelude::*, str::CStr, sync::Mutex, types::Opaque};
 
 /// zstd's `ZSTD_compressionParameters` (zstd_lib.h; the strategy enum is an `int`).
 #[repr(C)]
@@ -296,40 +298,184 @@ impl Stream {
     }
 }
 
-/// The streams of one device: one per CPU online at creation. A task uses the one of the CPU
-/// it runs on (modulo their number: CPUs brought up later share them); the mutex covers a
-/// migration or preemption in between, as in zram.
-pub(crate) struct Streams {
-    streams: KVec<Pin<KBox<Mutex<Stream>>>>,
+mod hotplug {
+    use kernel::bindings;
+    use kernel::ffi::c_int;
+
+    // Defined in helpers.c (the cpuhp helpers are inline).
+    unsafe extern "C" {
+        pub(super) fn rxdsk_cpuhp_setup(
+            prepare: Option<unsafe extern "C" fn(cpu: kernel::ffi::c_uint, node: *mut bindings::hlist_node) -> c_int>,
+            dead: Option<unsafe extern "C" fn(cpu: kernel::ffi::c_uint, node: *mut bindings::hlist_node) -> c_int>,
+        ) -> c_int;
+        pub(super) fn rxdsk_cpuhp_remove(state: c_int);
+        pub(super) fn rxdsk_cpuhp_add_instance(state: c_int, node: *mut bindings::hlist_node) -> c_int;
+        pub(super) fn rxdsk_cpuhp_remove_instance(state: c_int, node: *mut bindings::hlist_node);
+    }
 }
 
-impl Streams {
-    pub(crate) fn new(algorithm: Algorithm) -> Result<Self> {
-        let n = ffi::num_online_cpus().max(1);
-        let mut streams = KVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..n {
-            let stream = Stream::new(algorithm)?;
-            streams.push(KBox::pin_init(new_mutex!(stream), GFP_KERNEL)?, GFP_KERNEL)?;
+/// The module's CPU-hotplug state for streams (dynamic); negative while not set up.
+static HOTPLUG_STATE: AtomicI32 = AtomicI32::new(-1);
+
+/// The module's registration of the streams' hotplug callbacks, from module init to exit.
+pub(crate) struct Hotplug(c_int);
+
+impl Hotplug {
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: The callbacks match the multi-instance signature and only use instances
+        // registered by `Streams` (which remove themselves before they go); called once, at
+        // module init, before any device exists.
+        let state = unsafe { hotplug::rxdsk_cpuhp_setup(Some(stream_prepare), Some(stream_dead)) };
+        if state < 0 {
+            return Err(Error::from_errno(state));
         }
-        Ok(Self { streams })
+        HOTPLUG_STATE.store(state, Ordering::Release);
+        Ok(Self(state))
+    }
+}
+
+impl Drop for Hotplug {
+    fn drop(&mut self) {
+        HOTPLUG_STATE.store(-1, Ordering::Release);
+        // SAFETY: Set up in `register`; every device (and instance) is gone at module exit.
+        unsafe { hotplug::rxdsk_cpuhp_remove(self.0) };
+    }
+}
+
+/// The streams of one device, as zram's `zcomp`: one per CPU that is up, made before the CPU
+/// comes up and freed once it is dead (CPU hotplug, prepare stage). A task uses the stream of
+/// the CPU it runs on; the mutex covers a migration or preemption in between.
+///
+/// # Invariants
+///
+/// `slots` has an entry for every possible CPU id. While `registered`, `node` is an instance
+/// of [`HOTPLUG_STATE`] and the slot of every CPU that is up (or coming up) holds a stream.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Streams {
+    #[pin]
+    node: Opaque<bindings::hlist_node>,
+    registered: AtomicBool,
+    algorithm: Algorithm,
+    slots: KVec<Pin<KBox<Mutex<Option<Stream>>>>>,
+}
+
+// SAFETY: The hotplug node is only touched by the hotplug core under its own lock; the slots
+// are mutexes.
+unsafe impl Send for Streams {}
+// SAFETY: As above.
+unsafe impl Sync for Streams {}
+
+/// A locked stream slot; holds a stream (checked by [`Streams::get`]).
+pub(crate) type StreamGuard<'a> = kernel::sync::lock::Guard<'a, Option<Stream>, kernel::sync::lock::mutex::MutexBackend>;
+
+impl Streams {
+    /// Empty slots for every possible CPU; the streams of the CPUs that are up are made when
+    /// the instance is registered (at the end of the initialisation).
+    pub(crate) fn new(algorithm: Algorithm) -> Result<impl PinInit<Self, Error>> {
+        let n = ffi::nr_cpu_ids().max(1);
+        let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            slots.push(KBox::pin_init(new_mutex!(None), GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        Ok(try_pin_init!(Self {
+            node <- Opaque::try_ffi_init(|_: *mut bindings::hlist_node| Ok::<(), Error>(())),
+            registered: AtomicBool::new(false),
+            algorithm,
+            slots,
+        })
+        .pin_chain(|this| {
+            let state = HOTPLUG_STATE.load(Ordering::Acquire);
+            if state < 0 {
+                return Err(EINVAL);
+            }
+            // SAFETY: `this` is pinned, so `node` stays put until `PinnedDrop` removes it; the
+            // callbacks find `this` from it. On failure the core has undone the CPUs it did.
+            let ret = unsafe { hotplug::rxdsk_cpuhp_add_instance(state, this.node.get()) };
+            if ret < 0 {
+                return Err(Error::from_errno(ret));
+            }
+            // INVARIANT: registered; the core made the stream of every CPU that is up.
+            this.registered.store(true, Ordering::Release);
+            Ok(())
+        }))
     }
 
-    fn pick(&self) -> &Mutex<Stream> {
-        let n = self.streams.len();
-        &self.streams[ffi::cpu_hint().checked_rem(n).unwrap_or(0)]
+    /// The stream of the CPU we run on, waiting for it (`None` without waiting: `nowait`).
+    pub(crate) fn get(&self, nowait: bool) -> Option<StreamGuard<'_>> {
+        loop {
+            let slot = self.slots.get(ffi::cpu_hint()).or_else(|| self.slots.first())?;
+            let guard = if nowait { slot.try_lock()? } else { slot.lock() };
+            if guard.is_some() {
+                return Some(guard);
+            }
+            // The CPU we were on went down, and its stream with it, before we got the lock:
+            // take the one of the CPU we run on now.
+            drop(guard);
+            if nowait {
+                return None;
+            }
+            ffi::cond_resched();
+        }
     }
 
-    /// The stream of this CPU, waiting for it if another task holds it.
-    pub(crate) fn get(&self) -> kernel::sync::lock::Guard<'_, Stream, kernel::sync::lock::mutex::MutexBackend> {
-        self.pick().lock()
+    /// From the hotplug node to its `Streams`.
+    ///
+    /// # Safety
+    ///
+    /// `node` is the `node` of a registered `Streams`.
+    unsafe fn from_node<'a>(node: *mut bindings::hlist_node) -> &'a Streams {
+        // SAFETY: `Opaque` is `repr(transparent)`; `node` is inside a live `Streams` (caller).
+        unsafe { &*kernel::container_of!(node.cast::<Opaque<bindings::hlist_node>>(), Streams, node) }
     }
+}
 
-    /// As [`Streams::get`], without waiting (`REQ_NOWAIT`).
-    pub(crate) fn try_get(
-        &self,
-    ) -> Option<kernel::sync::lock::Guard<'_, Stream, kernel::sync::lock::mutex::MutexBackend>> {
-        self.pick().try_lock()
+#[pinned_drop]
+impl PinnedDrop for Streams {
+    fn drop(self: Pin<&mut Self>) {
+        if self.registered.load(Ordering::Acquire) {
+            // SAFETY: Registered in `new` with this state (which outlives every device); the
+            // core frees the streams of the CPUs that are up (teardown) before it returns.
+            unsafe { hotplug::rxdsk_cpuhp_remove_instance(HOTPLUG_STATE.load(Ordering::Acquire), self.node.get()) };
+        }
     }
+}
+
+/// Hotplug prepare: makes the stream of `cpu` before it comes up (and for every CPU that is up
+/// when a device registers). May sleep.
+///
+/// # Safety
+///
+/// Called by the hotplug core with the `node` of a registered [`Streams`].
+unsafe extern "C" fn stream_prepare(cpu: kernel::ffi::c_uint, node: *mut bindings::hlist_node) -> c_int {
+    // SAFETY: The core passes a registered instance (caller).
+    let streams = unsafe { Streams::from_node(node) };
+    let Some(slot) = streams.slots.get(cpu as usize) else { return EINVAL.to_errno() };
+    let mut guard = slot.lock();
+    if guard.is_none() {
+        match Stream::new(streams.algorithm) {
+            Ok(stream) => *guard = Some(stream),
+            Err(e) => {
+                pr_err!("rxdsk: cannot allocate a compression stream for CPU {}\n", cpu);
+                return e.to_errno();
+            }
+        }
+    }
+    0
+}
+
+/// Hotplug dead: frees the stream of `cpu`, which is down (or the device goes). A task that
+/// picked it before sees an empty slot and takes another.
+///
+/// # Safety
+///
+/// As [`stream_prepare`].
+unsafe extern "C" fn stream_dead(cpu: kernel::ffi::c_uint, node: *mut bindings::hlist_node) -> c_int {
+    // SAFETY: The core passes a registered instance (caller).
+    let streams = unsafe { Streams::from_node(node) };
+    if let Some(slot) = streams.slots.get(cpu as usize) {
+        *slot.lock() = None;
+    }
+    0
 }
 
 /// A zsmalloc object.

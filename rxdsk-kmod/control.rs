@@ -298,11 +298,13 @@ impl MiscDevice for Control {
                     return Err(EINVAL);
                 }
                 let path = request_path(&req.path)?;
+                let compress = Algorithm::from_abi(req.compress, req.compress_level)?;
                 let (id, generation) = registry.restore(
                     with_id.then_some(req.id),
                     path,
                     req.flags & RXDSK_FLAG_FORCE != 0,
                     req.flags & RXDSK_RESTORE_PRELOAD != 0,
+                    compress,
                 )?;
                 req.id = id;
                 req.generation = generation;

@@ -21,6 +21,7 @@ use crate::image::{
 use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
 use crate::iomem::IoMem;
 use crate::layout::{self, pieces, punch, shrink};
+use crate::changes::Tracked;
 use crate::pages::{FreeBatch, PageStore, StoreError};
 use crate::stats::{Counter, Failure, Stats};
 use crate::unloaded::Unloaded;
@@ -150,7 +151,7 @@ impl Device {
     /// the image on first access (or by [`Device::load_all`]). `EUCLEAN` for an
     /// image whose last flush did not complete, unless `force`. Returns the device and the
     /// generation.
-    pub(crate) fn restore(id: u32, path: &CStr, force: bool) -> Result<(Arc<Self>, u64)> {
+    pub(crate) fn restore(id: u32, path: &CStr, force: bool, compress: Option<Algorithm>) -> Result<(Arc<Self>, u64)> {
         // The header first, through a shared open: the exclusive one needs the device.
         let header = read_header(&Backing::open_shared(path)?)?;
         // A committed journal is replayed below: its image is whole.
@@ -167,7 +168,7 @@ impl Device {
             logical_block_size: header.logical_block_size,
             mem_limit_bytes: 0,
             read_only: false,
-            compress: None,
+            compress,
         };
         if !crate::control::valid_size(config.size_bytes, config.logical_block_size) {
             return Err(EINVAL);
@@ -240,7 +241,7 @@ impl Device {
                     if data.is_zero() {
                         Ok(())
                     } else {
-                        self.store.fill(index, &data, gfp)
+                        self.tracked().fill(index, &data, gfp)
                     }
                 });
                 match stored {
@@ -287,10 +288,6 @@ impl Device {
     /// for the data and the metadata block. Its header is set to "never flushed" at once, so
     /// an old image there cannot be restored as if it were this device's.
     pub(crate) fn attach(&self, path: &CStr, journal_bytes: u64, writethrough: bool, flush_interval_secs: u32) -> Result {
-        // The flush and restore paths read and fill the plain store only.
-        if self.is_compressed() {
-            return Err(EOPNOTSUPP);
-        }
         let mut backing = self.backing.lock();
         if backing.is_some() {
             return Err(EBUSY);
@@ -310,7 +307,7 @@ impl Device {
             flush_interval_secs,
         };
         self.write_header(&attached.file, &self.header(&attached, 0, RXDSK_IMAGE_FLUSHING, 0))?;
-        self.store.start_tracking();
+        self.tracked().start_tracking();
         *backing = Some(attached);
         // From here writes are deferred (writethrough) and wait for the lock we hold.
         self.publish(&backing);
@@ -318,7 +315,7 @@ impl Device {
             // The whole image first: a writethrough image is complete from the start.
             let attached = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
             if let Err(e) = self.write_back(attached) {
-                self.store.stop_tracking();
+                self.tracked().stop_tracking();
                 *backing = None;
                 self.publish(&backing);
                 return Err(e);
@@ -345,13 +342,21 @@ impl Device {
         let mut taken = KVec::<(u64, bool)>::with_capacity(IO_PAGES, GFP_KERNEL)?;
         let mut zeroed = false;
         let mut from = first;
-        while let Some(start) = self.store.next_changed(from).filter(|&i| i <= last) {
+        while let Some(start) = self.tracked().next_changed(from).filter(|&i| i <= last) {
             // A run of consecutive changed indexes, at most one buffer.
             taken.clear();
             let mut index = start;
             let mut data = 0;
-            while taken.len() < IO_PAGES && index <= last && self.store.next_changed(index) == Some(index) {
-                let present = buf.with_mem(data, |mem| self.store.take_changed(index, mem)).ok_or(EINVAL)?;
+            while taken.len() < IO_PAGES && index <= last && self.tracked().next_changed(index) == Some(index) {
+                let present = match self.take_into(&buf, data, index) {
+                    Ok(present) => present,
+                    Err(e) => {
+                        for &(i, _) in taken.iter() {
+                            self.tracked().redirty(i);
+                        }
+                        return Err(e);
+                    }
+                };
                 taken.push((index, present), GFP_KERNEL)?;
                 data += usize::from(present);
                 index += 1;
@@ -362,7 +367,7 @@ impl Device {
             let written = self.write_runs(file, &buf, &taken, &mut zeroed);
             if let Err(e) = written {
                 for &(i, _) in taken.iter() {
-                    self.store.redirty(i);
+                    self.tracked().redirty(i);
                 }
                 return Err(self.count_error(e));
             }
@@ -454,7 +459,7 @@ impl Device {
                 return Err(e);
             }
         }
-        self.store.stop_tracking();
+        self.tracked().stop_tracking();
         *backing = None;
         self.publish(&backing);
         Ok(())
@@ -465,7 +470,7 @@ impl Device {
         self.backing
             .lock()
             .as_ref()
-            .is_some_and(|a| a.zero_fill || self.store.next_changed(0).is_some())
+            .is_some_and(|a| a.zero_fill || self.tracked().next_changed(0).is_some())
     }
 
     pub(crate) fn is_backed(&self) -> bool {
@@ -504,7 +509,7 @@ impl Device {
         }
         let mut report = RxdskFlush { id: self.id, ..Default::default() };
         if attached.journal_bytes > 0 && !attached.zero_fill {
-            let changes = self.store.changed_indexes()?;
+            let changes = self.tracked().changed_indexes()?;
             if journal_holds(attached.journal_bytes, changes.len() as u64) || changes.is_empty() {
                 let written = self.journaled_write_back(attached, &changes)?;
                 report.pages_written = written.pages;
@@ -551,7 +556,7 @@ impl Device {
             Err(e) => {
                 // Nothing was committed: the old image stands; the changes wait for a retry.
                 for &entry in entries.iter() {
-                    self.store.redirty(entry & !JOURNAL_HOLE);
+                    self.tracked().redirty(entry & !JOURNAL_HOLE);
                 }
                 return Err(e);
             }
@@ -573,7 +578,7 @@ impl Device {
         let mut slot = 0usize;
         let mut written = Written::default();
         for &index in changes {
-            let present = buf.with_mem(slot, |mem| self.store.take_changed(index, mem)).ok_or(EINVAL)?;
+            let present = self.take_into(&buf, slot, index)?;
             entries.push(if present { index } else { index | JOURNAL_HOLE }, GFP_KERNEL)?;
             if present {
                 slot += 1;
@@ -741,17 +746,21 @@ impl Device {
         loop {
             // A run of consecutive changed indexes, at most IO_PAGES.
             taken.clear();
-            let Some(first) = self.store.next_changed(from) else { break };
+            let Some(first) = self.tracked().next_changed(from) else { break };
             let mut index = first;
-            while taken.len() < IO_PAGES && self.store.next_changed(index) == Some(index) {
-                let slot = taken.len();
-                buf.with_mem(slot, |mem| self.store.take_changed(index, mem));
+            while taken.len() < IO_PAGES && self.tracked().next_changed(index) == Some(index) {
+                if let Err(e) = self.take_into(&buf, taken.len(), index) {
+                    for &i in taken.iter() {
+                        self.tracked().redirty(i);
+                    }
+                    return Err(e);
+                }
                 taken.push(index, GFP_KERNEL)?;
                 index += 1;
             }
             if let Err(e) = attached.file.write(first << PAGE_SHIFT, &buf, taken.len(), false) {
                 for &i in taken.iter() {
-                    self.store.redirty(i);
+                    self.tracked().redirty(i);
                 }
                 return Err(fail(e));
             }
@@ -864,7 +873,7 @@ impl Device {
             used_bytes: self.used_bytes(),
             open_count: self.openers(),
             pad: 0,
-            dirty_pages: self.store.changed(),
+            dirty_pages: self.tracked().changed(),
             unloaded_pages: self.unloaded.count(),
             journal_bytes,
             backing_major: (devt >> 32) as u32,
@@ -876,7 +885,7 @@ impl Device {
         let mut s = self.stats.snapshot();
         s.id = self.id;
         s.pages = self.zstore.as_ref().map_or_else(|| self.store.pages(), |z| z.pages());
-        s.dirty_pages = self.store.changed();
+        s.dirty_pages = self.tracked().changed();
         s.written_back_bytes = self.written_back.load(Ordering::Relaxed);
         s.backing_flushes = self.backing_flushes.load(Ordering::Relaxed);
         s.backing_errors = self.backing_errors.load(Ordering::Relaxed);
@@ -884,6 +893,27 @@ impl Device {
         s.backing_reads = self.backing_reads.load(Ordering::Relaxed);
         s.atomic_flushes = self.atomic_flushes.load(Ordering::Relaxed);
         s
+    }
+
+    /// The store in use, as the backing device's code sees it.
+    fn tracked(&self) -> &dyn Tracked {
+        match &self.zstore {
+            Some(z) => z.as_ref().get_ref(),
+            None => &self.store,
+        }
+    }
+
+    /// Takes changed page `index` into slot `slot` of `buf` for writing back; whether it had
+    /// a page (else zeros). A page that cannot be read (a corrupted compressed object) is
+    /// marked changed again and fails the flush with EIO.
+    fn take_into(&self, buf: &PageBuf, slot: usize, index: u64) -> Result<bool> {
+        match buf.with_mem(slot, |mem| self.tracked().take_changed(index, mem)).ok_or(EINVAL)? {
+            Ok(present) => Ok(present),
+            Err(_) => {
+                self.tracked().redirty(index);
+                Err(self.count_error(EIO))
+            }
+        }
     }
 
     /// Memory held for the data: pages, or for a compressed device everything it really uses.
@@ -926,7 +956,7 @@ impl Device {
             if let Some(z) = cut.zero {
                 zs.zero(z.index, z.offset, z.len).map_err(|_| ENOMEM)?;
             }
-            zs.erase_range(cut.first_freed, layout::LAST_PAGE_INDEX);
+            zs.erase_range(cut.first_freed, layout::LAST_PAGE_INDEX).map_err(|_| ENOMEM)?;
         } else {
             if let Some(z) = cut.zero {
                 // Bytes past the end must read as zeros if the device grows again.
@@ -1049,7 +1079,7 @@ impl Device {
                 z.zero(part.index, part.offset, part.len)?;
             }
             if let Some((first, last)) = p.whole {
-                z.erase_range(first, last);
+                z.erase_range(first, last)?;
             }
             return Ok(());
         }
@@ -1139,7 +1169,7 @@ impl PeriodicTask for Device {
     fn run_periodic(&self) {
         let mut backing = self.backing.lock();
         let Some(attached) = Option::as_mut(&mut *backing) else { return };
-        if !attached.zero_fill && !attached.replay_pending && self.store.next_changed(0).is_none() {
+        if !attached.zero_fill && !attached.replay_pending && self.tracked().next_changed(0).is_none() {
             return;
         }
         if let Err(e) = self.write_back(attached) {

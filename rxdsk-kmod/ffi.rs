@@ -34,7 +34,6 @@ mod c {
         pub(super) fn rxdsk_ktime_get_real_ns() -> u64;
         pub(super) fn rxdsk_noio_save() -> core::ffi::c_uint;
         pub(super) fn rxdsk_noio_restore(flags: core::ffi::c_uint);
-        pub(super) fn rxdsk_num_online_cpus() -> core::ffi::c_uint;
         pub(super) fn rxdsk_faults_init();
         pub(super) fn rxdsk_faults_exit();
         pub(super) fn rxdsk_should_garble_object() -> bool;
@@ -152,12 +151,6 @@ pub(crate) fn cpu_hint() -> usize {
 pub(crate) fn nr_cpu_ids() -> usize {
     // SAFETY: `nr_cpu_ids` is set during early boot and never changes afterwards.
     unsafe { bindings::nr_cpu_ids as usize }
-}
-
-/// Number of CPUs online now.
-pub(crate) fn num_online_cpus() -> usize {
-    // SAFETY: Reading the online mask's weight has no preconditions.
-    unsafe { c::rxdsk_num_online_cpus() as usize }
 }
 
 /// A `memalloc_noio` scope: every allocation of this task until the guard drops behaves as

@@ -12,6 +12,7 @@
 #include <linux/workqueue.h>
 #include <linux/sched/mm.h>
 #include <linux/cpumask.h>
+#include <linux/cpuhotplug.h>
 #include <linux/debugfs.h>
 #include <linux/fault-inject.h>
 
@@ -108,12 +109,6 @@ void rxdsk_noio_restore(unsigned int flags)
 	memalloc_noio_restore(flags);
 }
 
-unsigned int rxdsk_num_online_cpus(void);
-unsigned int rxdsk_num_online_cpus(void)
-{
-	return num_online_cpus();
-}
-
 void rxdsk_init_delayed_work(struct delayed_work *work, work_func_t func);
 void rxdsk_init_delayed_work(struct delayed_work *work, work_func_t func)
 {
@@ -166,4 +161,35 @@ bool rxdsk_should_garble_object(void)
 #else
 	return false;
 #endif
+}
+
+/*
+ * CPU hotplug for the compression streams (compress.rs): one multi-instance state, each device
+ * an instance; the callbacks run in the prepare stage (before a CPU comes up, after it is
+ * dead), where they may sleep. The cpuhp_*_instance and _multi_state helpers are inline.
+ */
+int rxdsk_cpuhp_setup(int (*prepare)(unsigned int cpu, struct hlist_node *node),
+		      int (*dead)(unsigned int cpu, struct hlist_node *node));
+int rxdsk_cpuhp_setup(int (*prepare)(unsigned int cpu, struct hlist_node *node),
+		      int (*dead)(unsigned int cpu, struct hlist_node *node))
+{
+	return cpuhp_setup_state_multi(CPUHP_BP_PREPARE_DYN, "block/rxdsk:prepare", prepare, dead);
+}
+
+void rxdsk_cpuhp_remove(int state);
+void rxdsk_cpuhp_remove(int state)
+{
+	cpuhp_remove_multi_state(state);
+}
+
+int rxdsk_cpuhp_add_instance(int state, struct hlist_node *node);
+int rxdsk_cpuhp_add_instance(int state, struct hlist_node *node)
+{
+	return cpuhp_state_add_instance(state, node);
+}
+
+void rxdsk_cpuhp_remove_instance(int state, struct hlist_node *node);
+void rxdsk_cpuhp_remove_instance(int state, struct hlist_node *node)
+{
+	cpuhp_state_remove_instance(state, node);
 }

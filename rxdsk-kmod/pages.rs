@@ -10,17 +10,15 @@
 //! they still count as used. Control paths (shrink, destroy) free directly and yield between
 //! batches.
 
+use crate::changes::{Changes, Tracked, Xa};
 use crate::ffi::{self, PAGE_SIZE};
 use crate::iomem::IoMem;
 use core::ptr;
-use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use kernel::{bindings, prelude::*, sync::rcu, types::Opaque};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{bindings, prelude::*, sync::rcu};
 
 /// Pages freed per RCU callback, and per `cond_resched()` on the long paths.
-const BATCH: u64 = 256;
-
-/// The entry of `holes`: `xa_mk_value(0)`, a value entry (odd: never a pointer).
-const HOLE: *mut core::ffi::c_void = ptr::without_provenance_mut(1);
+pub(crate) const BATCH: u64 = 256;
 
 /// Why a page could not be stored.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,16 +43,13 @@ pub(crate) enum StoreError {
 /// - `inserting` counts inserts that reserved their page under the XArray lock and have not
 ///   finished their cmpxchg.
 /// - With a limit, `pages + pending <= limit` (reservations are made under the XArray lock).
-/// - While `tracking` (a backing device is attached), every page changed since the last flush
-///   carries `XA_MARK_0` in `xa`, and every page erased since then has an entry in `holes`
-///   (a value entry: no memory of its own) unless a page was stored there again.
+/// - `changes` tracks the changes of `xa` (see [`Changes`]).
 #[pin_data(PinnedDrop)]
 pub(crate) struct PageStore {
     #[pin]
-    xa: Opaque<bindings::xarray>,
+    xa: Xa,
     #[pin]
-    holes: Opaque<bindings::xarray>,
-    tracking: AtomicBool,
+    changes: Changes,
     pages: AtomicU64,
     pending: AtomicU64,
     inserting: AtomicU64,
@@ -176,12 +171,8 @@ impl Drop for FreeBatch<'_> {
 impl PageStore {
     pub(crate) fn new(limit_pages: u64) -> impl PinInit<Self> {
         pin_init!(Self {
-            // SAFETY: `xa_init_flags` initialises the XArray in place; flags 0 as brd: only
-            // process context uses it.
-            xa <- Opaque::ffi_init(|slot: *mut bindings::xarray| unsafe { bindings::xa_init_flags(slot, 0) }),
-            // SAFETY: As above.
-            holes <- Opaque::ffi_init(|slot: *mut bindings::xarray| unsafe { bindings::xa_init_flags(slot, 0) }),
-            tracking: AtomicBool::new(false),
+            xa <- Xa::new(),
+            changes <- Changes::new(),
             pages: AtomicU64::new(0),
             pending: AtomicU64::new(0),
             inserting: AtomicU64::new(0),
@@ -191,6 +182,11 @@ impl PageStore {
 
     fn xa(&self) -> *mut bindings::xarray {
         self.xa.get()
+    }
+
+    /// Whether page `index` exists now.
+    fn present(&self, index: u64) -> bool {
+        !self.load(index).is_null()
     }
 
     /// Pages held now: stored ones plus erased ones not yet given back (what the limit counts).
@@ -229,25 +225,10 @@ impl PageStore {
             unsafe { copy_to_page(page, offset, src) };
         }
         drop(rcu);
-        if !page.is_null() && self.tracking.load(Ordering::Relaxed) {
-            self.mark_dirty(index);
+        if !page.is_null() {
+            self.changes.mark(&self.xa, index);
         }
         !page.is_null()
-    }
-
-    /// Marks page `index` changed since the last flush. The full fence orders our data copy
-    /// before the mark test, against the flusher's mark clear before its copy: one of us sees
-    /// the other, so no change is lost (Dekker).
-    fn mark_dirty(&self, index: u64) {
-        let Ok(slot) = usize::try_from(index) else { return };
-        fence(Ordering::SeqCst);
-        // SAFETY: `xa` is initialised; `xa_get_mark` takes RCU itself.
-        if unsafe { bindings::xa_get_mark(self.xa(), slot, ffi::xa_mark_0()) } {
-            return;
-        }
-        // SAFETY: `xa` is initialised; `xa_set_mark` takes the lock itself and ignores an index
-        // erased meanwhile.
-        unsafe { bindings::xa_set_mark(self.xa(), slot, ffi::xa_mark_0()) };
     }
 
     /// Copies `src` into page `index` at `offset`, allocating the page (with `gfp`) if needed.
@@ -317,7 +298,7 @@ impl PageStore {
         // valid, 4-byte aligned XArray entry.
         let old = unsafe { bindings::__xa_cmpxchg(self.xa(), slot, ptr::null_mut(), page.cast(), gfp | ffi::GFP_NOWARN) };
         self.inserting.fetch_sub(1, Ordering::Relaxed);
-        if old.is_null() && mark && self.tracking.load(Ordering::Relaxed) {
+        if old.is_null() && mark && self.changes.tracking() {
             // SAFETY: The lock is held (as after `__xa_cmpxchg`); our page is at `slot`.
             unsafe { bindings::__xa_set_mark(self.xa(), slot, ffi::xa_mark_0()) };
         }
@@ -336,25 +317,13 @@ impl PageStore {
         Ok(false)
     }
 
-    /// Stores a whole page read from the backing device at `index`, where no page may be yet,
-    /// as clean (the backing device holds the same bytes). A page already there (none should
-    /// be: writes reach an index only once it is loaded) is kept.
-    pub(crate) fn fill(&self, index: u64, src: &IoMem<'_>, gfp: bindings::gfp_t) -> Result<(), StoreError> {
-        loop {
-            match self.insert(index, 0, src, gfp, false) {
-                Ok(_) => return Ok(()),
-                Err(StoreError::WouldBlock) => ffi::cond_resched(),
-                Err(e) => return Err(e),
-            }
-        }
-    }
 
     /// Takes page `slot` out of the XArray; it then counts as pending until freed. While a
     /// backing device is attached the index is recorded as a hole first (the backing device
     /// still holds its old data): if that fails the page stays.
     fn take(&self, slot: usize, gfp: bindings::gfp_t) -> Result<*mut bindings::page, StoreError> {
-        if self.tracking.load(Ordering::Relaxed) && !self.load(slot as u64).is_null() {
-            self.record_hole(slot, gfp)?;
+        if self.changes.tracking() && self.present(slot as u64) {
+            self.changes.hole(slot, gfp)?;
         }
         // SAFETY: `xa` is initialised; `xa_erase` takes the lock itself.
         let page: *mut bindings::page = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
@@ -363,17 +332,6 @@ impl PageStore {
             self.pages.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(page)
-    }
-
-    fn record_hole(&self, slot: usize, gfp: bindings::gfp_t) -> Result<(), StoreError> {
-        // SAFETY: `holes` is initialised; `xa_store` takes the lock itself; `HOLE` is a value
-        // entry (odd), which the XArray stores without dereferencing.
-        let old = unsafe { bindings::xa_store(self.holes.get(), slot, HOLE, gfp | ffi::GFP_NOWARN) };
-        // SAFETY: `xa_err` only decodes the entry value.
-        if unsafe { bindings::xa_err(old) } != 0 {
-            return Err(StoreError::NoMemory);
-        }
-        Ok(())
     }
 
     /// Removes page `index` while I/O may run; it is freed with `batch`. Returns whether there
@@ -395,8 +353,7 @@ impl PageStore {
     fn for_each_present(&self, first: u64, last: u64, f: impl FnMut(usize)) {
         let Ok(first) = usize::try_from(first) else { return };
         let last = usize::try_from(last).unwrap_or(usize::MAX);
-        // SAFETY: `xa` is initialised and lives as long as `self`.
-        unsafe { walk(self.xa(), ffi::xa_present(), first, last, f) }
+        self.xa.walk(ffi::xa_present(), first, last, f);
     }
 
     /// Discard and write-zeroes: removes every page with index in `first..=last` while I/O may
@@ -473,110 +430,40 @@ impl PageStore {
             unsafe { zero_page_range(page, offset, len) };
         }
         drop(rcu);
-        if !page.is_null() && self.tracking.load(Ordering::Relaxed) {
-            self.mark_dirty(index);
+        if !page.is_null() {
+            self.changes.mark(&self.xa, index);
         }
     }
+}
 
-    /// Starts tracking changes for a backing device: every page held now is changed (the
-    /// backing device has none of it yet).
-    pub(crate) fn start_tracking(&self) {
-        self.tracking.store(true, Ordering::SeqCst);
-        self.for_each_present(0, u64::MAX, |slot| {
-            // SAFETY: `xa` is initialised; `xa_set_mark` takes the lock itself.
-            unsafe { bindings::xa_set_mark(self.xa(), slot, ffi::xa_mark_0()) };
-        });
+impl Tracked for PageStore {
+    fn start_tracking(&self) {
+        self.changes.start(&self.xa);
     }
 
-    /// Starts tracking with nothing changed: the store was just loaded from its image.
-    pub(crate) fn start_tracking_clean(&self) {
-        self.tracking.store(true, Ordering::SeqCst);
+    fn start_tracking_clean(&self) {
+        self.changes.start_clean();
     }
 
-    /// Stops tracking and forgets what changed (the backing device is let go).
-    pub(crate) fn stop_tracking(&self) {
-        self.tracking.store(false, Ordering::SeqCst);
-        self.for_each_marked(|slot| {
-            // SAFETY: `xa` is initialised; `xa_clear_mark` takes the lock itself.
-            unsafe { bindings::xa_clear_mark(self.xa(), slot, ffi::xa_mark_0()) };
-        });
-        // SAFETY: `holes` holds value entries only; `xa_destroy` empties it, and it stays
-        // usable (an empty XArray) afterwards.
-        unsafe { bindings::xa_destroy(self.holes.get()) };
+    fn stop_tracking(&self) {
+        self.changes.stop(&self.xa);
     }
 
-    fn for_each_marked(&self, f: impl FnMut(usize)) {
-        // SAFETY: `xa` is initialised and lives as long as `self`.
-        unsafe { walk(self.xa(), ffi::xa_mark_0(), 0, usize::MAX, f) }
+    fn next_changed(&self, from: u64) -> Option<u64> {
+        self.changes.next(&self.xa, from)
     }
 
-    /// The first index at or after `from` changed since the last flush: a marked page or a
-    /// hole.
-    pub(crate) fn next_changed(&self, from: u64) -> Option<u64> {
-        let from = usize::try_from(from).ok()?;
-        let (mut page_at, mut hole_at) = (from, from);
-        // SAFETY: Both XArrays are initialised; `xa_find` takes RCU itself.
-        let page = unsafe { bindings::xa_find(self.xa(), &mut page_at, usize::MAX, ffi::xa_mark_0()) };
-        // SAFETY: As above.
-        let hole = unsafe { bindings::xa_find(self.holes.get(), &mut hole_at, usize::MAX, ffi::xa_present()) };
-        match (page.is_null(), hole.is_null()) {
-            (true, true) => None,
-            (false, true) => Some(page_at as u64),
-            (true, false) => Some(hole_at as u64),
-            (false, false) => Some(page_at.min(hole_at) as u64),
-        }
+    fn changed_indexes(&self) -> Result<KVVec<u64>> {
+        self.changes.indexes(&self.xa)
     }
 
-    /// Every index changed since the last flush, ascending: what a flush starting now must
-    /// write. May sleep (allocates with `GFP_KERNEL`: a control path).
-    pub(crate) fn changed_indexes(&self) -> Result<KVVec<u64>> {
-        let mut out = KVVec::new();
-        let mut from = 0u64;
-        while let Some(index) = self.next_changed(from) {
-            out.push(index, GFP_KERNEL)?;
-            if (out.len() as u64).checked_rem(BATCH) == Some(0) {
-                ffi::cond_resched();
-            }
-            match index.checked_add(1) {
-                Some(next) => from = next,
-                None => break,
-            }
-        }
-        Ok(out)
+    fn changed(&self) -> u64 {
+        self.changes.count(&self.xa)
     }
 
-    /// Pages and holes changed since the last flush (a walk: for reports). An index that was
-    /// erased and written again is one change, not two.
-    pub(crate) fn changed(&self) -> u64 {
-        let mut n = 0;
-        self.for_each_marked(|_| n += 1);
-        let count_unmarked = |slot: usize| {
-            // SAFETY: `xa` is initialised; `xa_get_mark` takes RCU itself.
-            if !unsafe { bindings::xa_get_mark(self.xa(), slot, ffi::xa_mark_0()) } {
-                n += 1;
-            }
-        };
-        // SAFETY: `holes` is initialised and lives as long as `self`.
-        unsafe { walk(self.holes.get(), ffi::xa_present(), 0, usize::MAX, count_unmarked) };
-        n
-    }
-
-    /// Takes index `index` for writing back: clears its mark and hole and copies the page (or
-    /// zeros, for a hole) into `dst`. Returns whether there was a page.
-    pub(crate) fn take_changed(&self, index: u64, mut dst: IoMem<'_>) -> bool {
-        let Ok(slot) = usize::try_from(index) else { return false };
-        // Most changes are pages, not holes: look before taking the lock to erase. (Holes are
-        // recorded by writers and erased only by the flusher, who is us: none can appear at
-        // `slot` between the look and the erase that we would miss, as the next flush sees it.)
-        // SAFETY: `holes` is initialised; `xa_load` takes RCU itself.
-        if !unsafe { bindings::xa_load(self.holes.get(), slot) }.is_null() {
-            // SAFETY: `holes` is initialised; `xa_erase` takes the lock itself.
-            unsafe { bindings::xa_erase(self.holes.get(), slot) };
-        }
-        // SAFETY: `xa` is initialised; `xa_clear_mark` takes the lock itself.
-        unsafe { bindings::xa_clear_mark(self.xa(), slot, ffi::xa_mark_0()) };
-        // Pairs with the writers' fence in `mark_dirty`.
-        fence(Ordering::SeqCst);
+    fn take_changed(&self, index: u64, mut dst: IoMem<'_>) -> Result<bool, StoreError> {
+        let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        self.changes.take(&self.xa, slot);
         let rcu = rcu::read_lock();
         let page = self.load(index);
         if page.is_null() {
@@ -586,21 +473,22 @@ impl PageStore {
             unsafe { copy_from_page(page, 0, &dst) };
         }
         drop(rcu);
-        !page.is_null()
+        Ok(!page.is_null())
     }
 
-    /// Makes `index` changed again after a failed write-back: its page is marked, or if it
-    /// has none now, a hole recorded.
-    pub(crate) fn redirty(&self, index: u64) {
-        let Ok(slot) = usize::try_from(index) else { return };
-        if self.load(index).is_null() {
-            // A control path: it may wait for memory. Should even that fail, the next
-            // attach's full write covers it; here the change would be lost, so warn.
-            if self.record_hole(slot, kernel::bindings::GFP_KERNEL).is_err() {
-                pr_warn!("rxdsk: cannot record a discarded page for the next flush\n");
+    fn redirty(&self, index: u64) {
+        self.changes.redirty(&self.xa, index, self.present(index));
+    }
+
+    /// Where no page may be yet (writes reach an index only once it is loaded), so a page
+    /// already there is kept.
+    fn fill(&self, index: u64, src: &IoMem<'_>, gfp: bindings::gfp_t) -> Result<(), StoreError> {
+        loop {
+            match self.insert(index, 0, src, gfp, false) {
+                Ok(_) => return Ok(()),
+                Err(StoreError::WouldBlock) => ffi::cond_resched(),
+                Err(e) => return Err(e),
             }
-        } else {
-            self.mark_dirty(index);
         }
     }
 }
@@ -621,12 +509,8 @@ impl PinnedDrop for PageStore {
         self.pending.fetch_sub(freed, Ordering::Relaxed);
         // Batches erased earlier wait in RCU callbacks that use this store's counters.
         kernel::sync::rcu::rcu_barrier();
-        // SAFETY: Every entry is gone; `xa_destroy` releases the XArray's nodes. `holes` holds
-        // value entries only, which own nothing.
-        unsafe {
-            bindings::xa_destroy(self.xa());
-            bindings::xa_destroy(self.holes.get());
-        }
+        // SAFETY: Every entry is gone; `xa_destroy` releases the XArray's nodes.
+        unsafe { bindings::xa_destroy(self.xa()) };
     }
 }
 

@@ -7,6 +7,7 @@
 //! operations go on meanwhile. The I/O path never touches the registry.
 
 use crate::abi::{RxdskComprStats, RxdskFlush, RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
+use crate::compress::Algorithm;
 use crate::device::{Device, DeviceConfig};
 use kernel::{
     new_mutex,
@@ -83,11 +84,18 @@ impl Registry {
 
     /// Creates a device from the image on `path` (see [`Device::restore`]); returns its id
     /// and the image's generation.
-    pub(crate) fn restore(&self, wanted: Option<u32>, path: &CStr, force: bool, preload: bool) -> Result<(u32, u64)> {
+    pub(crate) fn restore(
+        &self,
+        wanted: Option<u32>,
+        path: &CStr,
+        force: bool,
+        preload: bool,
+        compress: Option<Algorithm>,
+    ) -> Result<(u32, u64)> {
         let (id, generation) = {
             let mut slots = self.devices.lock();
             let id = free_id(&mut slots, wanted)?;
-            let (device, generation) = Device::restore(id, path, force)?;
+            let (device, generation) = Device::restore(id, path, force, compress)?;
             slots[id as usize] = Some(device);
             (id, generation)
         };

@@ -22,6 +22,7 @@ mod image;
 #[path = "../rxdsk-layout/src/layout.rs"]
 mod layout;
 mod backing;
+mod changes;
 mod compress;
 mod control;
 mod deferred;
@@ -60,13 +61,16 @@ struct RxdskModule {
     registry: registry::Registry,
     /// Destroyed once no device is left.
     io_queue: deferred::IoQueue,
-    /// Declared last: the decompression fault point outlives every device.
+    /// The decompression fault point outlives every device.
     _faults: ffi::FaultInjection,
+    /// Declared last: the compression streams' CPU-hotplug state outlives every device.
+    _hotplug: compress::Hotplug,
 }
 
 impl kernel::InPlaceModule for RxdskModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            _hotplug: compress::Hotplug::register()?,
             _faults: ffi::FaultInjection::register(),
             io_queue: deferred::IoQueue::new()?,
             registry <- registry::Registry::new(),

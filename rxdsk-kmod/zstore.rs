@@ -11,10 +11,11 @@
 //! reader can hold them then, so no grace period is needed.
 
 use crate::abi::{RxdskComprStats, RXDSK_PAGE_SIZE};
-use crate::compress::{Algorithm, Handle, Pool, Stream, Streams};
+use crate::compress::{Algorithm, Handle, Pool, Stream, StreamGuard, Streams};
 use crate::ffi::{self, PAGE_SIZE};
 use crate::iomem::IoMem;
-use crate::pages::{walk, StoreError};
+use crate::changes::{Changes, Tracked, Xa};
+use crate::pages::StoreError;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     bindings, new_mutex,
@@ -24,7 +25,6 @@ use kernel::{
         lock::{mutex::MutexBackend, Guard},
         Mutex,
     },
-    types::Opaque,
 };
 
 /// Index locks per device.
@@ -45,12 +45,17 @@ struct Obj {
 /// - `xa` is an initialised XArray whose entries are `KBox<Obj>` pointers owned by the store,
 ///   each naming a live object of `pool` (unless same-filled); `objects` counts them.
 /// - An entry is read, replaced or freed only under its index's shard lock.
+/// - `changes` tracks the changes of `xa` for a backing device (see [`Changes`]); what goes
+///   to the backing device is the pages' plain data.
 #[pin_data(PinnedDrop)]
 pub(crate) struct ZStore {
     #[pin]
-    xa: Opaque<bindings::xarray>,
+    xa: Xa,
+    #[pin]
+    changes: Changes,
     #[pin]
     locks: [Mutex<()>; SHARDS],
+    #[pin]
     streams: Streams,
     pool: Pool,
     algorithm: Algorithm,
@@ -86,10 +91,10 @@ impl ZStore {
         let streams = Streams::new(algorithm)?;
         let huge_class = pool.huge_class_size();
         Ok(try_pin_init!(Self {
-            // SAFETY: `xa_init_flags` initialises the XArray in place.
-            xa <- Opaque::ffi_init(|slot: *mut bindings::xarray| unsafe { bindings::xa_init_flags(slot, 0) }),
+            xa <- Xa::new(),
+            changes <- Changes::new(),
             locks <- pin_init::pin_init_array_from_fn(|_| new_mutex!(())),
-            streams,
+            streams <- streams,
             pool,
             algorithm,
             huge_class,
@@ -128,12 +133,8 @@ impl ZStore {
         }
     }
 
-    fn stream(&self, nowait: bool) -> Result<Lock<'_, Stream>, StoreError> {
-        if nowait {
-            self.streams.try_get().ok_or(StoreError::WouldBlock)
-        } else {
-            Ok(self.streams.get())
-        }
+    fn stream(&self, nowait: bool) -> Result<StreamGuard<'_>, StoreError> {
+        self.streams.get(nowait).ok_or(StoreError::WouldBlock)
     }
 
     /// The descriptor at `index`; null if none. Valid while the index's shard lock is held.
@@ -197,16 +198,17 @@ impl ZStore {
             dst.zero();
             return Ok(());
         }
-        let mut s = self.stream(nowait)?;
+        let mut stream = self.stream(nowait)?;
+        let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         // SAFETY: Entries are live descriptors, not freed while we hold the shard lock.
         let obj = unsafe { &*obj };
         if offset == 0 && dst.len() == PAGE_SIZE {
             // SAFETY: `dst` is a page of bio memory, no buffer of ours.
-            return unsafe { self.decode(&mut s, obj, dst.as_ptr()) };
+            return unsafe { self.decode(s, obj, dst.as_ptr()) };
         }
         let page = s.page.as_mut_ptr();
         // SAFETY: `page` is the stream's page buffer, which `decode` does not use itself.
-        unsafe { self.decode(&mut s, obj, page) }?;
+        unsafe { self.decode(s, obj, page) }?;
         dst.copy_from_slice(s.page.get(offset..).unwrap_or(&[]));
         Ok(())
     }
@@ -216,14 +218,17 @@ impl ZStore {
     pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
         let _noio = ffi::NoIo::enter();
         let _shard = self.lock(index, nowait)?;
-        let mut s = self.stream(nowait)?;
+        let mut stream = self.stream(nowait)?;
+        let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         if src.len() != PAGE_SIZE {
-            self.load_into_page(index, &mut s)?;
+            self.load_into_page(index, s)?;
         }
         let end = (offset + src.len()).min(PAGE_SIZE);
         // Our own copy: the compressor must not see bytes change under it.
         src.copy_to_slice(s.page.get_mut(offset..end).unwrap_or(&mut []));
-        self.replace(index, &mut s, nowait)
+        self.replace(index, s, nowait)?;
+        self.changes.mark(&self.xa, index);
+        Ok(())
     }
 
     /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.
@@ -233,12 +238,15 @@ impl ZStore {
         if self.load(index).is_null() {
             return Ok(());
         }
-        let mut s = self.stream(false)?;
-        self.load_into_page(index, &mut s)?;
+        let mut stream = self.stream(false)?;
+        let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
+        self.load_into_page(index, s)?;
         if let Some(range) = s.page.get_mut(offset..(offset + len).min(PAGE_SIZE)) {
             range.fill(0);
         }
-        self.replace(index, &mut s, false)
+        self.replace(index, s, false)?;
+        self.changes.mark(&self.xa, index);
+        Ok(())
     }
 
     /// Puts page `index` (zeros if none) into the stream's page buffer. Shard lock held.
@@ -351,6 +359,11 @@ impl ZStore {
     pub(crate) fn erase(&self, index: u64, nowait: bool) -> Result<bool, StoreError> {
         let Ok(slot) = usize::try_from(index) else { return Ok(false) };
         let _shard = self.lock(index, nowait)?;
+        if self.changes.tracking() && !self.load(index).is_null() {
+            // The backing device still holds the old data: a hole first, or nothing at all.
+            let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
+            self.changes.hole(slot, gfp)?;
+        }
         // SAFETY: `xa` is initialised; `xa_erase` takes the lock itself.
         let old: *mut Obj = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
         if old.is_null() {
@@ -362,17 +375,19 @@ impl ZStore {
     }
 
     /// Discard, write-zeroes and shrink: removes every page in `first..=last`, yielding the
-    /// CPU between batches; visits only present pages.
-    pub(crate) fn erase_range(&self, first: u64, last: u64) {
-        let Ok(first) = usize::try_from(first) else { return };
+    /// CPU between batches; visits only present pages. Fails only if a hole cannot be recorded
+    /// for the backing device (that page stays).
+    pub(crate) fn erase_range(&self, first: u64, last: u64) -> Result<(), StoreError> {
+        let Ok(first) = usize::try_from(first) else { return Ok(()) };
         let last = usize::try_from(last).unwrap_or(usize::MAX);
-        // SAFETY: `xa` is initialised and lives as long as `self`.
-        unsafe {
-            walk(self.xa(), ffi::xa_present(), first, last, |slot| {
-                // Cannot fail without `nowait`.
-                let _ = self.erase(slot as u64, false);
-            })
-        };
+        let _noio = ffi::NoIo::enter();
+        let mut result = Ok(());
+        self.xa.walk(ffi::xa_present(), first, last, |slot| {
+            if let Err(e) = self.erase(slot as u64, false) {
+                result = Err(e);
+            }
+        });
+        result
     }
 
     pub(crate) fn compr_stats(&self) -> RxdskComprStats {
@@ -397,9 +412,76 @@ impl ZStore {
 impl PinnedDrop for ZStore {
     fn drop(self: Pin<&mut Self>) {
         // No I/O reaches the store any more: free every object, then the XArray's nodes (the
-        // pool and streams go with the fields).
-        self.erase_range(0, u64::MAX);
+        // pool and streams go with the fields). Not tracking now (the backing device was let
+        // go first), so no hole is recorded and nothing fails.
+        let _ = self.erase_range(0, u64::MAX);
         // SAFETY: Every entry is gone.
         unsafe { bindings::xa_destroy(self.xa()) };
+    }
+}
+
+impl Tracked for ZStore {
+    fn start_tracking(&self) {
+        self.changes.start(&self.xa);
+    }
+
+    fn start_tracking_clean(&self) {
+        self.changes.start_clean();
+    }
+
+    fn stop_tracking(&self) {
+        self.changes.stop(&self.xa);
+    }
+
+    fn next_changed(&self, from: u64) -> Option<u64> {
+        self.changes.next(&self.xa, from)
+    }
+
+    fn changed_indexes(&self) -> Result<KVVec<u64>> {
+        self.changes.indexes(&self.xa)
+    }
+
+    fn changed(&self) -> u64 {
+        self.changes.count(&self.xa)
+    }
+
+    /// The page goes out decompressed: the image holds plain data.
+    fn take_changed(&self, index: u64, mut dst: IoMem<'_>) -> Result<bool, StoreError> {
+        let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        self.changes.take(&self.xa, slot);
+        let _shard = self.lock(index, false)?;
+        let obj = self.load(index);
+        if obj.is_null() {
+            dst.zero();
+            return Ok(false);
+        }
+        let mut stream = self.stream(false)?;
+        let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
+        // SAFETY: A live descriptor under our shard lock; `dst` is a whole page of the flush's
+        // buffer, none of the stream's.
+        unsafe { self.decode(s, &*obj, dst.as_ptr()) }?;
+        Ok(true)
+    }
+
+    fn redirty(&self, index: u64) {
+        let present = {
+            let _shard = self.lock(index, false);
+            !self.load(index).is_null()
+        };
+        self.changes.redirty(&self.xa, index, present);
+    }
+
+    /// A page already there is kept (writes reach an index only once it is loaded).
+    fn fill(&self, index: u64, src: &IoMem<'_>, _gfp: bindings::gfp_t) -> Result<(), StoreError> {
+        let _noio = ffi::NoIo::enter();
+        let _shard = self.lock(index, false)?;
+        if !self.load(index).is_null() {
+            return Ok(());
+        }
+        let mut stream = self.stream(false)?;
+        let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
+        s.page.fill(0);
+        src.copy_to_slice(&mut s.page);
+        self.replace(index, s, false)
     }
 }

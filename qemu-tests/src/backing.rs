@@ -9,7 +9,7 @@ use crate::harness::{cmd, cmd_ok, ensure, is_block_device, TestResult};
 use crate::rxdsk::Device;
 use rxdsk_ioctl::*;
 
-const DISK: &str = "/dev/vda";
+pub const DISK: &str = "/dev/vda";
 const SIZE: u64 = 64 * MIB;
 
 fn rxdskctl(args: &[&str]) -> Result<crate::harness::Output, String> {
@@ -17,7 +17,7 @@ fn rxdskctl(args: &[&str]) -> Result<crate::harness::Output, String> {
 }
 
 /// `rxdskctl create --backing DISK [more]`: the restored device.
-fn restore(more: &[&str]) -> Result<Device, String> {
+pub fn restore(more: &[&str]) -> Result<Device, String> {
     let mut args = vec!["create", "--backing", DISK];
     args.extend_from_slice(more);
     let out = cmd_ok("rxdskctl", &args)?;

@@ -182,6 +182,14 @@ const TESTS: &[Test] = &[
         run: compress::compress_fault_injection_slab,
     },
     Test {
+        name: "compress_cpu_hotplug",
+        run: compress::compress_cpu_hotplug,
+    },
+    Test {
+        name: "compress_backing_roundtrip",
+        run: compress::compress_backing_roundtrip,
+    },
+    Test {
         name: "compress_swap_lz4",
         run: compress::compress_swap_lz4,
     },

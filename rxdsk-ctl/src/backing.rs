@@ -180,13 +180,15 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
     }
 }
 
-/// `create --backing`: restores a device; returns its id.
+/// `create --backing`: restores a device (compressed with `compress`: `RXDSK_COMPRESS_*` and
+/// level, as CREATE); returns its id.
 pub fn restore<B: Backend>(
     backend: &B,
     path: &str,
     force: bool,
     preload: bool,
     id: Option<u32>,
+    compress: (u32, i32),
 ) -> Result<u32, String> {
     // Read here too, to name what is wrong better than an errno can.
     if let Ok(h) = read_image(path) {
@@ -213,6 +215,8 @@ pub fn restore<B: Backend>(
         id: id.unwrap_or(0),
         flags,
         path: abi_path(path)?,
+        compress: compress.0,
+        compress_level: compress.1,
         ..Default::default()
     };
     backend

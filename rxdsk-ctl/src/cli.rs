@@ -68,7 +68,7 @@ pub struct CreateArgs {
     /// Restore the device from the image on this backing device (size, block size, mode and
     /// journal come from it); it stays attached. Pages are read from it on first access
     /// unless --preload.
-    #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "mem_limit", "read_only", "compress"])]
+    #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "mem_limit", "read_only"])]
     pub backing: Option<String>,
     /// With --backing: restore an image whose last flush did not complete.
     #[arg(long, requires = "backing")]
@@ -90,7 +90,8 @@ pub struct CreateArgs {
     #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
     pub id: Option<u32>,
     /// Store pages compressed with this algorithm (zram's names). --mem-limit then limits the
-    /// memory really used (TOTAL in `list -o +TOTAL`).
+    /// memory really used (TOTAL in `list -o +TOTAL`). With --backing: the restored device's
+    /// (its image holds plain data, so any algorithm or none can hold it).
     #[arg(long, value_name = "ALGORITHM")]
     pub compress: Option<Compression>,
     /// The algorithm's level (zstd: -131072 to 22, default 3; lz4: acceleration, default 1).

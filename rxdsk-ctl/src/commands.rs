@@ -385,8 +385,18 @@ fn create<B: Backend>(
             let backend = open()?;
             let progress = (args.preload && std::io::stderr().is_terminal())
                 .then(|| PreloadProgress::start(path));
-            let restored =
-                crate::backing::restore(&backend, path, args.force, args.preload, args.id);
+            let compress = (
+                args.compress.map_or(0, |c| c.abi()),
+                args.compress_level.unwrap_or(0),
+            );
+            let restored = crate::backing::restore(
+                &backend,
+                path,
+                args.force,
+                args.preload,
+                args.id,
+                compress,
+            );
             drop(progress);
             let id = restored?;
             (backend, id)

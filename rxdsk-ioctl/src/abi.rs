@@ -475,8 +475,9 @@ pub struct RxdskFlush {
 /// (a read miss), or all before this returns with [`RXDSK_RESTORE_PRELOAD`] (zero pages store
 /// nothing); the device stays attached to it, clean. An image whose last flush was interrupted
 /// (without a journal) is refused with `EUCLEAN` unless `flags` has [`RXDSK_FLAG_FORCE`];
-/// no image: `EINVAL`. With [`RXDSK_CREATE_WITH_ID`], `id` is the id wanted. Out: `id`,
-/// `generation`.
+/// no image: `EINVAL`. With [`RXDSK_CREATE_WITH_ID`], `id` is the id wanted. `compress` and
+/// `compress_level` as in [`RxdskCreate`] (ABI 1.4): the image holds plain data, so any
+/// algorithm (or none) can hold it. Out: `id`, `generation`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxdskRestore {
@@ -489,8 +490,11 @@ pub struct RxdskRestore {
     /// Out: the generation of the image restored.
     pub generation: u64,
     pub path: [u8; RXDSK_PATH_MAX],
+    /// `RXDSK_COMPRESS_*` (ABI 1.4).
+    pub compress: u32,
+    pub compress_level: i32,
     /// Must be zero.
-    pub reserved: [u64; 4],
+    pub reserved: [u64; 3],
 }
 
 impl Default for RxdskRestore {
@@ -501,7 +505,9 @@ impl Default for RxdskRestore {
             flags: 0,
             generation: 0,
             path: [0; RXDSK_PATH_MAX],
-            reserved: [0; 4],
+            compress: 0,
+            compress_level: 0,
+            reserved: [0; 3],
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Boot {
     /// A power cut: when the guest prints this `RXDSK-DATA` payload, QEMU is killed at once
     /// (SIGKILL: no shutdown, nothing more reaches the disks).
     pub kill_on: Option<&'static str>,
+    /// Put before every line echoed (a guest running beside another one says which it is).
+    pub label: &'static str,
 }
 
 /// A `--disk FILE[:SIZE]` argument: an image file, created (sparse) or grown to SIZE if given.
@@ -351,7 +353,7 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
         }
         match (&event, echo) {
             (_, Echo::All) => println!("{text}"),
-            (Event::KernelReport(_), _) => println!("KERNEL: {text}"),
+            (Event::KernelReport(_), _) => println!("{}KERNEL: {text}", boot.label),
             (Event::Diagnostic(d), Echo::Results) => diagnostics.push(d.clone()),
             (Event::Result(r), Echo::Results) => {
                 let verdict = match &r.outcome {
@@ -360,14 +362,15 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
                     Outcome::Skip(why) => format!("skip ({why})"),
                 };
                 println!(
-                    "  {:>3} {:<48} {verdict:<8} {:>6.1} s",
+                    "{}  {:>3} {:<48} {verdict:<8} {:>6.1} s",
+                    boot.label,
                     r.number,
                     r.name,
                     took.as_secs_f64()
                 );
                 if r.outcome == Outcome::Fail {
                     for d in &diagnostics {
-                        println!("        # {d}");
+                        println!("{}        # {d}", boot.label);
                     }
                 }
                 diagnostics.clear();
