@@ -479,7 +479,8 @@ pub fn compress_corrupt_eio() -> TestResult {
 /// failslab during writes to a compressed device (zsmalloc's handles and zspages, our
 /// descriptors, XArray nodes): new pages and overwrites fail with EIO or ENOMEM, an
 /// overwritten page keeps its old data, nothing is left allocated (DATA, COMPR and TOTAL as
-/// before; kmemleak in the debug flavour), and the same writes succeed afterwards.
+/// before; kmemleak in the debug flavour), and the same writes succeed afterwards. Then
+/// CREATE of a compressed device (pool, streams) under failslab: ENOMEM, no device left.
 pub fn compress_fault_injection_slab() -> TestResult {
     let dev = Device::create_compressed(16 << 30, 4096, RXDSK_COMPRESS_LZ4, 0)?;
     let f = open_direct(&dev.path, true)?;
@@ -532,7 +533,30 @@ pub fn compress_fault_injection_slab() -> TestResult {
         || "new pages not stored after the injection".into(),
     )?;
     drop(f);
-    dev.destroy()
+    dev.destroy()?;
+    // CREATE of a compressed device needs its pool, stream slots and streams (zstd: about
+    // 180 KiB each): under failslab it fails with ENOMEM and leaves no device behind.
+    let control = crate::rxdsk::Control::open()?;
+    let devices = crate::rxdsk::list_ids()?.len();
+    let code = crate::faults::in_failing_child(crate::faults::Fault::Slab, || {
+        let mut c = rxdsk_ioctl::RxdskCreate {
+            size_bytes: 16 * MIB,
+            logical_block_size: 4096,
+            compress: RXDSK_COMPRESS_ZSTD,
+            ..Default::default()
+        };
+        match control.create_raw(&mut c) {
+            Err(nix::errno::Errno::ENOMEM) => 0,
+            Ok(()) => 1,
+            Err(_) => 2,
+        }
+    })?;
+    ensure(code == 0, || {
+        format!("CREATE under failslab: code {code} (1: it succeeded, 2: not ENOMEM)")
+    })?;
+    ensure(crate::rxdsk::list_ids()?.len() == devices, || {
+        "a failed CREATE left a device".into()
+    })
 }
 
 /// CPU hotplug while a compressed device is busy: two threads write and verify their own

@@ -218,8 +218,8 @@ pub struct RxdskCreate {
     /// Out: the id of the new device. In: zero, or with [`RXDSK_CREATE_WITH_ID`] the id wanted.
     pub id: u32,
     /// `RXDSK_COMPRESS_*` (ABI 1.4): pages are stored compressed (`EOPNOTSUPP` for an algorithm
-    /// the module cannot use, `EINVAL` for an unknown one). A compressed device cannot have a
-    /// backing device (yet).
+    /// the module cannot use, `EINVAL` for an unknown one). With a backing device its image
+    /// holds the pages' plain data.
     pub compress: u32,
     /// The algorithm's level; 0: its default. Must be 0 without compression and for LZO
     /// (which has no levels). `EINVAL` outside the algorithm's range.
