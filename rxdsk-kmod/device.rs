@@ -190,7 +190,7 @@ impl Device {
         if attached.replay_pending {
             device.replay(&mut attached)?;
         }
-        device.store.start_tracking_clean();
+        device.tracked().start_tracking_clean();
         let generation = attached.generation;
         {
             let mut backing = device.backing.lock();
@@ -307,7 +307,12 @@ impl Device {
             flush_interval_secs,
         };
         self.write_header(&attached.file, &self.header(&attached, 0, RXDSK_IMAGE_FLUSHING, 0))?;
-        self.tracked().start_tracking();
+        {
+            // With no bio in flight: every writer after this sees tracking on (the freeze and
+            // thaw order them), every one before is done and its page is found by the walk.
+            let _frozen = self.disk.freeze();
+            self.tracked().start_tracking();
+        }
         *backing = Some(attached);
         // From here writes are deferred (writethrough) and wait for the lock we hold.
         self.publish(&backing);
@@ -954,9 +959,9 @@ impl Device {
         let cut = shrink(size);
         if let Some(zs) = &self.zstore {
             if let Some(z) = cut.zero {
-                zs.zero(z.index, z.offset, z.len).map_err(|_| ENOMEM)?;
+                zs.zero(z.index, z.offset, z.len, false).map_err(|_| ENOMEM)?;
             }
-            zs.erase_range(cut.first_freed, layout::LAST_PAGE_INDEX).map_err(|_| ENOMEM)?;
+            zs.erase_range(cut.first_freed, layout::LAST_PAGE_INDEX, false).map_err(|_| ENOMEM)?;
         } else {
             if let Some(z) = cut.zero {
                 // Bytes past the end must read as zeros if the device grows again.
@@ -1017,7 +1022,11 @@ impl Device {
                 if self.read_only {
                     return Err((Status::IoError, Failure::Io));
                 }
-                self.free_range(pos, end).map_err(|_| (Status::IoError, Failure::Alloc))?;
+                let nowait = bio.nowait();
+                self.free_range(pos, end, nowait).map_err(|e| match e {
+                    StoreError::WouldBlock if nowait => (Status::Again, Failure::Alloc),
+                    _ => (Status::IoError, Failure::Alloc),
+                })?;
                 let counter = if op == Op::Discard { Counter::Discard } else { Counter::WriteZeroes };
                 self.stats.account(counter, len);
             }
@@ -1072,14 +1081,15 @@ impl Device {
     }
 
     /// Discard and write-zeroes: frees every whole page in `pos..end`, zeroes partial ones.
-    fn free_range(&self, pos: u64, end: u64) -> Result<(), StoreError> {
+    /// On a compressed device, `nowait` (REQ_NOWAIT) makes a busy page `WouldBlock`.
+    fn free_range(&self, pos: u64, end: u64, nowait: bool) -> Result<(), StoreError> {
         let p = punch(pos, end);
         if let Some(z) = &self.zstore {
             for part in [p.head, p.tail].into_iter().flatten() {
-                z.zero(part.index, part.offset, part.len)?;
+                z.zero(part.index, part.offset, part.len, nowait)?;
             }
             if let Some((first, last)) = p.whole {
-                z.erase_range(first, last)?;
+                z.erase_range(first, last, nowait)?;
             }
             return Ok(());
         }

@@ -232,19 +232,19 @@ impl ZStore {
     }
 
     /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.
-    pub(crate) fn zero(&self, index: u64, offset: usize, len: usize) -> Result<(), StoreError> {
+    pub(crate) fn zero(&self, index: u64, offset: usize, len: usize, nowait: bool) -> Result<(), StoreError> {
         let _noio = ffi::NoIo::enter();
-        let _shard = self.lock(index, false)?;
+        let _shard = self.lock(index, nowait)?;
         if self.load(index).is_null() {
             return Ok(());
         }
-        let mut stream = self.stream(false)?;
+        let mut stream = self.stream(nowait)?;
         let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         self.load_into_page(index, s)?;
         if let Some(range) = s.page.get_mut(offset..(offset + len).min(PAGE_SIZE)) {
             range.fill(0);
         }
-        self.replace(index, s, false)?;
+        self.replace(index, s, nowait)?;
         self.changes.mark(&self.xa, index);
         Ok(())
     }
@@ -326,7 +326,9 @@ impl ZStore {
         // included (as zram: checked once allocated).
         let after = self.total_bytes() + core::mem::size_of::<Obj>() as u64;
         if self.limit_bytes != 0 && after > self.limit_bytes {
-            self.release(obj);
+            // Not counted yet: free the object alone.
+            // SAFETY: Allocated just above; nobody else knows it.
+            unsafe { self.pool.free(handle) };
             return Err(StoreError::Limit);
         }
         if len == PAGE_SIZE {
@@ -376,14 +378,14 @@ impl ZStore {
 
     /// Discard, write-zeroes and shrink: removes every page in `first..=last`, yielding the
     /// CPU between batches; visits only present pages. Fails only if a hole cannot be recorded
-    /// for the backing device (that page stays).
-    pub(crate) fn erase_range(&self, first: u64, last: u64) -> Result<(), StoreError> {
+    /// for the backing device (that page stays), or, with `nowait`, if a page is busy.
+    pub(crate) fn erase_range(&self, first: u64, last: u64, nowait: bool) -> Result<(), StoreError> {
         let Ok(first) = usize::try_from(first) else { return Ok(()) };
         let last = usize::try_from(last).unwrap_or(usize::MAX);
         let _noio = ffi::NoIo::enter();
         let mut result = Ok(());
         self.xa.walk(ffi::xa_present(), first, last, |slot| {
-            if let Err(e) = self.erase(slot as u64, false) {
+            if let Err(e) = self.erase(slot as u64, nowait) {
                 result = Err(e);
             }
         });
@@ -412,9 +414,10 @@ impl ZStore {
 impl PinnedDrop for ZStore {
     fn drop(self: Pin<&mut Self>) {
         // No I/O reaches the store any more: free every object, then the XArray's nodes (the
-        // pool and streams go with the fields). Not tracking now (the backing device was let
-        // go first), so no hole is recorded and nothing fails.
-        let _ = self.erase_range(0, u64::MAX);
+        // pool and streams go with the fields). A device destroyed while attached still
+        // tracks: stop first, so that no hole is recorded and nothing can fail.
+        self.changes.stop(&self.xa);
+        let _ = self.erase_range(0, u64::MAX, false);
         // SAFETY: Every entry is gone.
         unsafe { bindings::xa_destroy(self.xa()) };
     }

@@ -311,6 +311,11 @@ pub fn compress_limit_discard_resize() -> TestResult {
     ensure(dev.stats()?.limit_failures >= 1, || {
         "limit_failures not counted".into()
     })?;
+    // Every page stored is random, so whole: the refused one counted in nothing.
+    ensure(
+        c.huge_pages * PAGE == c.orig_data_size && c.compr_data_size == c.orig_data_size,
+        || format!("counters after ENOSPC: {c:?}"),
+    )?;
     blk::discard(&f, 0, 16 * MIB).map_err(|e| format!("BLKDISCARD: {e}"))?;
     // Compressible pages: far more data than the limit.
     for p in 0..(8 * MIB / PAGE) {
@@ -627,8 +632,9 @@ pub fn compress_cpu_hotplug() -> TestResult {
 
 /// A compressed device with a backing device: ext2 with real files on a zstd device, flushed
 /// through a journal; the image holds plain data, so the backing disk itself checks clean with
-/// e2fsck; a restore may pick another algorithm (lz4) and loads lazily into it, and then none
-/// at all: the files read back the same every time.
+/// e2fsck; a restore may pick another algorithm (lz4) and loads lazily into it; a file written
+/// then is flushed too; restored once more without compression, every file reads back the
+/// same.
 pub fn compress_backing_roundtrip() -> TestResult {
     use crate::backing::{restore, DISK};
     ensure(crate::harness::is_block_device(DISK), || {
@@ -674,6 +680,17 @@ pub fn compress_backing_roundtrip() -> TestResult {
             && c.compr_data_size < c.orig_data_size,
         || format!("restored into lz4: {c:?}"),
     )?;
+    // Changes after a compressed restore are tracked and flushed like any others.
+    let more = format!(
+        "set -e; mount -t ext2 {d} /mnt/c; cp /usr/bin/rxdskctl /mnt/c/after-restore; \
+         (cd /mnt/c && sha256sum after-restore) >> /tmp/c.sums; umount /mnt/c",
+        d = lz4.path
+    );
+    cmd_ok("sh", &["-c", &more])?;
+    ensure(lz4.info()?.dirty_pages > 0, || {
+        "writes after a compressed restore are not dirty".into()
+    })?;
+    cmd_ok("rxdskctl", &["flush", &lz4.path])?;
     cmd_ok("rxdskctl", &["detach", &lz4.path])?;
     lz4.destroy()?;
     let plain = restore(&["--preload"])?;
