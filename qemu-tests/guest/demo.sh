@@ -47,3 +47,23 @@ echo "== rxdskctl stats $ZDEV (compression counters at the end)"
 rxdskctl stats "$ZDEV" | tail -n 10
 rxdskctl destroy "$ZDEV"
 echo 1 > /sys/block/zram0/reset
+echo "== NVMe-oF: rxdskctl export (loop transport: the host side in this same guest)"
+grep -q " /sys/kernel/config " /proc/mounts || mount -t configfs none /sys/kernel/config
+NDEV=$(rxdskctl create --size 256M)
+rxdskctl export --transport loop --allow-host nqn.2026-12.io.rxdsk:demo-host "$NDEV"
+rxdskctl list -o NAME,SIZE,EXPORT "$NDEV"
+exec 3<>/dev/nvme-fabrics
+echo "transport=loop,nqn=nqn.2026-12.io.rxdsk:rxd${NDEV#/dev/rxd},hostnqn=nqn.2026-12.io.rxdsk:demo-host,hostid=6e2a0d64-7278-4473-8b00-0000000000de" >&3
+read -r ANSWER <&3; exec 3>&-
+echo "connected: $ANSWER"
+CTRL=nvme$(echo "$ANSWER" | sed 's/^instance=\([0-9]*\).*/\1/')
+sleep 1
+NS=$(ls /sys/class/nvme/$CTRL/ | grep -m1 '^nvme.*n1$' || true)
+echo "the namespace: /dev/$NS, $(( $(cat /sys/block/$NS/size) / 2048 )) MiB; a 1 MiB write through it:"
+head -c 1048576 /usr/bin/rxdskctl > /tmp/demo-mib
+dd if=/tmp/demo-mib of=/dev/$NS bs=1M oflag=direct status=none
+cmp -n 1048576 /tmp/demo-mib "$NDEV" && echo "$NDEV holds the same bytes"
+echo 1 > /sys/class/nvme/$CTRL/delete_controller
+sleep 1
+rxdskctl unexport "$NDEV"
+rxdskctl destroy "$NDEV"

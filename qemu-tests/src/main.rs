@@ -16,6 +16,7 @@ mod compress;
 mod control;
 mod datapath;
 mod devices;
+mod export;
 mod faults;
 mod hardening;
 mod harness;
@@ -192,6 +193,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "compress_swap_lz4",
         run: compress::compress_swap_lz4,
+    },
+    Test {
+        name: "export_nvme_loop",
+        run: export::export_nvme_loop,
     },
     Test {
         name: "cli_end_to_end",

@@ -51,6 +51,20 @@ pub enum Command {
     Detach(DetachArgs),
     /// Print the image metadata of a backing device or image file (no module needed).
     Inspect(InspectArgs),
+    /// Serve a device to other machines through the kernel's NVMe-oF target (nvmet).
+    Export(ExportArgs),
+    /// Stop serving a device over NVMe-oF.
+    Unexport {
+        /// /dev/rxdN, rxdN or N.
+        #[arg(value_name = "DEVICE", value_parser = parse_device)]
+        device: u32,
+    },
+    /// List the devices served over NVMe-oF.
+    Exports {
+        /// Use JSON output format.
+        #[arg(short = 'J', long)]
+        json: bool,
+    },
     /// Print the versions of rxdskctl and of the loaded rxdsk module.
     Version {
         /// Use JSON output format.
@@ -123,6 +137,31 @@ impl Compression {
             Compression::Zstd => rxdsk_ioctl::RXDSK_COMPRESS_ZSTD,
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// /dev/rxdN, rxdN or N.
+    #[arg(value_name = "DEVICE", value_parser = parse_device)]
+    pub device: u32,
+    /// tcp, or loop (the same machine: for tests).
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: crate::export::Transport,
+    /// The address to listen on (tcp): IPv4, or IPv6 (with %interface for a link-local one).
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<String>,
+    /// The TCP port.
+    #[arg(long, value_name = "N", default_value = "4420")]
+    pub port: u16,
+    /// The subsystem's NQN (default nqn.2026-12.io.rxdsk:rxdN).
+    #[arg(long, value_name = "NQN")]
+    pub nqn: Option<String>,
+    /// A host NQN that may connect (repeatable); no other host may.
+    #[arg(long = "allow-host", value_name = "HOSTNQN")]
+    pub allow_hosts: Vec<String>,
+    /// Let any host connect.
+    #[arg(long)]
+    pub allow_any_host: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use rxdsk_ioctl::{
     RXDSK_FLAG_READ_ONLY, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -74,6 +75,27 @@ pub fn run<B: Backend>(
         Command::Flush(args) => flush(&args, open, out),
         Command::Detach(args) => detach(&args, open),
         Command::Inspect(args) => inspect(&args, out),
+        Command::Export(args) => export(&args, open, out),
+        Command::Unexport { device } => open()
+            .map_err(Failure::from)
+            .and_then(|b| known_device(&b, device))
+            .and_then(|()| {
+                crate::export::unexport(Path::new(crate::export::NVMET), device).map_err(|m| {
+                    Failure::from(format!("{}: cannot unexport: {m}", device_path(device)))
+                })
+            }),
+        Command::Exports { json } => {
+            let list = crate::export::exports(Path::new(crate::export::NVMET));
+            let text = if json {
+                let mut t = serde_json::to_string_pretty(&serde_json::json!({ "exports": list }))
+                    .unwrap_or_default();
+                t.push('\n');
+                t
+            } else {
+                crate::export::render(&list)
+            };
+            out.write_all(text.as_bytes()).map_err(Failure::from)
+        }
         Command::Version { json } => version(json, open, out),
     }
     .and_then(|()| out.flush().map_err(Failure::Output));
@@ -478,6 +500,38 @@ fn resize<B: Backend>(
     backend
         .resize(args.device, args.size, force_flags(args.force))
         .map_err(|e| ControlError::new(device_path(args.device), action::RESIZE, e))?;
+    // Hosts of an exported device learn the new size (namespace revalidation).
+    crate::export::revalidate(Path::new(crate::export::NVMET), args.device);
+    Ok(())
+}
+
+/// `ENODEV` as the usual error unless device `id` exists.
+fn known_device<B: Backend>(backend: &B, id: u32) -> Result<(), Failure> {
+    backend
+        .info(id)
+        .map(|_| ())
+        .map_err(|e| ControlError::new(device_path(id), action::INFO, e).into())
+}
+
+fn export<B: Backend>(
+    args: &crate::cli::ExportArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let backend = open()?;
+    known_device(&backend, args.device)?;
+    let request = crate::export::Request {
+        id: args.device,
+        transport: args.transport,
+        address: args.address.clone(),
+        port: args.port,
+        nqn: args.nqn.clone(),
+        allow_hosts: args.allow_hosts.clone(),
+        allow_any_host: args.allow_any_host,
+    };
+    let e = crate::export::export(Path::new(crate::export::NVMET), &request)
+        .map_err(|m| Failure::from(format!("{}: cannot export: {m}", device_path(args.device))))?;
+    out.write_all(crate::export::render(&[e]).as_bytes())?;
     Ok(())
 }
 
@@ -499,6 +553,7 @@ fn list<B: Backend>(
         match backend.info(id) {
             Ok(info) if info.flags & RXDSK_FLAG_COMPRESSED != 0 => match backend.compr_stats(id) {
                 Ok(c) => infos.push(Row {
+                    export: None,
                     info,
                     compr: Some(c),
                 }),
@@ -510,6 +565,14 @@ fn list<B: Backend>(
             Err(Errno::ENODEV) if args.device.is_none() => {}
             Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
         }
+    }
+    let exports = crate::export::exports(Path::new(crate::export::NVMET));
+    for row in &mut infos {
+        let path = device_path(row.info.id);
+        row.export = exports
+            .iter()
+            .find(|e| e.device == path)
+            .map(|e| e.nqn.clone());
     }
     // JSON is for programs: without -o it carries every column (id included), so scripts
     // never depend on the human default.

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod control;
 pub mod device;
+pub mod export;
 pub mod list;
 pub mod size;
 pub mod stats;

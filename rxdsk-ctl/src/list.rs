@@ -30,18 +30,25 @@ pub enum Column {
     Compr,
     Total,
     Ratio,
+    Export,
 }
 
-/// One device of the list: its INFO, and for a compressed device its COMPR_STATS.
-#[derive(Clone, Copy, Debug, Default)]
+/// One device of the list: its INFO, for a compressed device its COMPR_STATS, and the NQN it
+/// is exported as over NVMe-oF.
+#[derive(Clone, Debug, Default)]
 pub struct Row {
     pub info: RxdskInfo,
     pub compr: Option<RxdskComprStats>,
+    pub export: Option<String>,
 }
 
 impl From<RxdskInfo> for Row {
     fn from(info: RxdskInfo) -> Self {
-        Row { info, compr: None }
+        Row {
+            info,
+            compr: None,
+            export: None,
+        }
     }
 }
 
@@ -52,7 +59,7 @@ fn ratio(c: &RxdskComprStats) -> Option<f64> {
 
 impl Column {
     /// Every column, in the order `--output-all` and the JSON keys use.
-    pub const ALL: [Column; 19] = [
+    pub const ALL: [Column; 20] = [
         Column::Name,
         Column::Id,
         Column::Size,
@@ -72,6 +79,7 @@ impl Column {
         Column::Compr,
         Column::Total,
         Column::Ratio,
+        Column::Export,
     ];
     pub const DEFAULT: [Column; 6] = [
         Column::Name,
@@ -103,6 +111,7 @@ impl Column {
             Column::Compr => "COMPR",
             Column::Total => "TOTAL",
             Column::Ratio => "RATIO",
+            Column::Export => "EXPORT",
         }
     }
 
@@ -127,6 +136,7 @@ impl Column {
             Column::Compr => "compressed size of the data (compressed devices)",
             Column::Total => "memory used, allocator overhead included (compressed devices)",
             Column::Ratio => "DATA / TOTAL (compressed devices)",
+            Column::Export => "the NVMe-oF subsystem NQN it is served as (- for none)",
         }
     }
 
@@ -152,6 +162,7 @@ impl Column {
             Column::Compr => "compr",
             Column::Total => "total",
             Column::Ratio => "ratio",
+            Column::Export => "export",
         }
     }
 
@@ -245,6 +256,7 @@ pub fn cell(row: &Row, column: Column, style: Style) -> String {
         Column::Ratio => compr
             .and_then(ratio)
             .map_or("-".into(), |r| format!("{r:.2}")),
+        Column::Export => row.export.clone().unwrap_or_else(|| "-".into()),
     }
 }
 
@@ -376,6 +388,7 @@ impl Serialize for JsonDevice<'_> {
                 Column::Compr => map.serialize_entry(key, &compr.map(|c| c.compr_data_size))?,
                 Column::Total => map.serialize_entry(key, &compr.map(|c| c.mem_used_total))?,
                 Column::Ratio => map.serialize_entry(key, &compr.and_then(ratio))?,
+                Column::Export => map.serialize_entry(key, &self.row.export)?,
             }
         }
         map.end()
@@ -497,6 +510,7 @@ mod tests {
                 "-",
                 "-",
                 "-",
+                "-",
                 "-"
             ]
         );
@@ -518,6 +532,7 @@ mod tests {
                 "-",
                 "-",
                 "0",
+                "-",
                 "-",
                 "-",
                 "-",
@@ -546,7 +561,7 @@ mod tests {
                 mem_used_total: 3 << 20,
                 ..Default::default()
             }),
-            ..sample()[0]
+            ..sample().swap_remove(0)
         };
         assert_eq!(cell(&compressed, Column::Algorithm, HUMAN), "zstd");
         assert_eq!(cell(&compressed, Column::Data, HUMAN), "8M");
@@ -620,7 +635,7 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
         let compact: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             compact.to_string(),
-            r#"{"rxdsk":[{"algorithm":null,"backed":false,"backing":null,"block-size":4096,"compr":null,"data":null,"dirty":0,"id":0,"journal":null,"mem-limit":null,"mode":null,"name":"/dev/rxd0","open":0,"ratio":null,"ro":false,"size":1073741824,"total":null,"unloaded":0,"used":4096},{"algorithm":null,"backed":false,"backing":null,"block-size":512,"compr":null,"data":null,"dirty":0,"id":3,"journal":null,"mem-limit":536870912,"mode":null,"name":"/dev/rxd3","open":2,"ratio":null,"ro":true,"size":1610612736,"total":null,"unloaded":0,"used":0}]}"#
+            r#"{"rxdsk":[{"algorithm":null,"backed":false,"backing":null,"block-size":4096,"compr":null,"data":null,"dirty":0,"export":null,"id":0,"journal":null,"mem-limit":null,"mode":null,"name":"/dev/rxd0","open":0,"ratio":null,"ro":false,"size":1073741824,"total":null,"unloaded":0,"used":4096},{"algorithm":null,"backed":false,"backing":null,"block-size":512,"compr":null,"data":null,"dirty":0,"export":null,"id":3,"journal":null,"mem-limit":536870912,"mode":null,"name":"/dev/rxd3","open":2,"ratio":null,"ro":true,"size":1610612736,"total":null,"unloaded":0,"used":0}]}"#
         );
         // Keys come in column order (serde_json's Value sorts them, so check the text).
         let want_first = r#"{
@@ -644,7 +659,8 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
       "data": null,
       "compr": null,
       "total": null,
-      "ratio": null
+      "ratio": null,
+      "export": null
     },"#;
         assert!(text.starts_with(want_first), "{text}");
         assert!(text.ends_with("}\n"));

@@ -577,7 +577,7 @@ fn list_formats() {
     );
     assert_eq!(
         run_fake(&fake, &["list", "--raw", "--output-all", "-n"]).stdout,
-        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B - - - 0B - - - - -\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B - - - 0B - - - - -\n"
+        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B - - - 0B - - - - - -\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B - - - 0B - - - - - -\n"
     );
     let json = run_fake(&fake, &["list", "-J", "-o", "name,mem-limit,ro"]).stdout;
     let compact: String = json.split_whitespace().collect();
@@ -589,14 +589,14 @@ fn list_formats() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null}]}"#
+        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null}]}"#
     );
     // JSON ignores -b and -n; without -o it has every column, id included.
     let json = run_fake(&fake, &["list", "-J", "-n"]).stdout;
     let compact: String = json.split_whitespace().collect();
     assert!(
         compact.starts_with(
-            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null},"#
+            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null},"#
         ),
         "{compact}"
     );

@@ -1,0 +1,182 @@
+//! NVMe-over-Fabrics export (issue 15), within one guest over nvme-loop: `rxdskctl export`
+//! builds the nvmet subsystem, namespace, allowed host and port in configfs; an allowed host
+//! connects and reads and writes the device; another host is refused; a grow reaches the host;
+//! the export keeps the device from being destroyed; `unexport` leaves nothing behind.
+
+use crate::blk::{self, open_direct, read_at, write_at, AlignedBuf, MIB};
+use crate::harness::{cmd, cmd_ok, ensure, wait_until, TestResult};
+use crate::rxdsk::Device;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const HOST_A: &str = "nqn.2026-12.io.rxdsk:test-host-a";
+const HOST_B: &str = "nqn.2026-12.io.rxdsk:test-host-b";
+
+/// Each host NQN needs a host id of its own (the fabrics core refuses a second NQN for one id).
+fn host_id(hostnqn: &str) -> &'static str {
+    if hostnqn == HOST_A {
+        "6e2a0d64-7278-4473-8b00-00000000000a"
+    } else {
+        "6e2a0d64-7278-4473-8b00-00000000000b"
+    }
+}
+
+/// Writes a connect request to /dev/nvme-fabrics; the controller's instance number.
+fn connect(nqn: &str, hostnqn: &str) -> Result<u32, String> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/nvme-fabrics")
+        .map_err(|e| format!("/dev/nvme-fabrics: {e}"))?;
+    f.write_all(
+        format!(
+            "transport=loop,nqn={nqn},hostnqn={hostnqn},hostid={}",
+            host_id(hostnqn)
+        )
+        .as_bytes(),
+    )
+    .map_err(|e| format!("connect as {hostnqn}: {e}"))?;
+    let mut answer = String::new();
+    f.read_to_string(&mut answer)
+        .map_err(|e| format!("nvme-fabrics answer: {e}"))?;
+    answer
+        .split(',')
+        .find_map(|kv| kv.trim().strip_prefix("instance="))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("nvme-fabrics answered {answer:?}"))
+}
+
+/// The namespace block device of controller `instance`.
+fn namespace(instance: u32) -> Option<String> {
+    let dir = format!("/sys/class/nvme/nvme{instance}");
+    std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            (n.starts_with("nvme") && n.contains('n') && n.ends_with("n1"))
+                .then(|| format!("/dev/{n}"))
+        })
+}
+
+fn sectors(dev: &str) -> u64 {
+    let name = dev.trim_start_matches("/dev/");
+    std::fs::read_to_string(format!("/sys/block/{name}/size"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn export_nvme_loop() -> TestResult {
+    if !std::path::Path::new("/sys/kernel/config/nvmet").exists()
+        && !std::fs::read_to_string("/proc/mounts")
+            .unwrap_or_default()
+            .contains(" /sys/kernel/config ")
+    {
+        cmd_ok("mount", &["-t", "configfs", "none", "/sys/kernel/config"])?;
+    }
+    let dev = Device::create(64 * MIB, 4096)?;
+    let out = cmd_ok(
+        "rxdskctl",
+        &[
+            "export",
+            "--transport",
+            "loop",
+            "--allow-host",
+            HOST_A,
+            &dev.path,
+        ],
+    )?;
+    let nqn = format!("nqn.2026-12.io.rxdsk:rxd{}", dev.id);
+    ensure(out.stdout.contains(&nqn), || {
+        format!("export printed {:?}", out.stdout)
+    })?;
+    let json = cmd_ok("rxdskctl", &["exports", "-J"])?.stdout;
+    let v: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("exports -J: {e}: {json}"))?;
+    let e = &v["exports"][0];
+    ensure(
+        e["nqn"] == nqn.as_str()
+            && e["device"] == dev.path.as_str()
+            && e["transport"] == "loop"
+            && e["allow-any-host"] == false
+            && e["allowed-hosts"] == serde_json::json!([HOST_A]),
+        || format!("exports -J: {json}"),
+    )?;
+    let listed = cmd_ok(
+        "rxdskctl",
+        &["list", "--raw", "-n", "-o", "NAME,EXPORT", &dev.path],
+    )?
+    .stdout;
+    ensure(listed.trim() == format!("{} {nqn}", dev.path), || {
+        format!("list -o NAME,EXPORT: {listed:?}")
+    })?;
+    // A host not on the list is refused.
+    ensure(connect(&nqn, HOST_B).is_err(), || {
+        format!("{HOST_B} connected though not allowed")
+    })?;
+    let instance = connect(&nqn, HOST_A)?;
+    let result = (|| -> TestResult {
+        ensure(
+            wait_until(Duration::from_secs(10), || namespace(instance).is_some()),
+            || format!("controller nvme{instance} shows no namespace"),
+        )?;
+        let ns = namespace(instance).unwrap_or_default();
+        ensure(sectors(&ns) == 64 * MIB / 512, || {
+            format!("{ns}: {} sectors", sectors(&ns))
+        })?;
+        // Bytes written through the fabric are the device's, and the other way round.
+        let remote = open_direct(&ns, true)?;
+        let local = open_direct(&dev.path, true)?;
+        let mut a = AlignedBuf::zeroed(MIB as usize)?;
+        let mut b = AlignedBuf::zeroed(MIB as usize)?;
+        blk::fill_keyed(&mut a[..], 15, 1);
+        write_at(&remote, &a[..], 8 * MIB).map_err(|e| format!("write {ns}: {e}"))?;
+        read_at(&local, &mut b[..], 8 * MIB).map_err(|e| format!("read {}: {e}", dev.path))?;
+        ensure(a[..] == b[..], || {
+            "data written over NVMe/loop differs on the device".into()
+        })?;
+        blk::fill_keyed(&mut a[..], 15, 2);
+        write_at(&local, &a[..], 20 * MIB).map_err(|e| format!("write {}: {e}", dev.path))?;
+        read_at(&remote, &mut b[..], 20 * MIB).map_err(|e| format!("read {ns}: {e}"))?;
+        ensure(a[..] == b[..], || {
+            "the device's data reads differently over NVMe/loop".into()
+        })?;
+        drop((remote, local));
+        // The target holds the device: destroy is refused.
+        let busy = cmd("rxdskctl", &["destroy", &dev.path])?;
+        ensure(busy.status != 0 && busy.stderr.contains("busy"), || {
+            format!(
+                "destroy of an exported device: {} {}",
+                busy.status, busy.stderr
+            )
+        })?;
+        // A grow reaches the host.
+        cmd_ok("rxdskctl", &["resize", &dev.path, "128M"])?;
+        ensure(
+            wait_until(Duration::from_secs(20), || sectors(&ns) == 128 * MIB / 512),
+            || format!("{ns} still has {} sectors after the grow", sectors(&ns)),
+        )?;
+        Ok(())
+    })();
+    let _ = std::fs::write(
+        format!("/sys/class/nvme/nvme{instance}/delete_controller"),
+        "1",
+    );
+    result?;
+    ensure(
+        wait_until(Duration::from_secs(10), || {
+            !std::path::Path::new(&format!("/sys/class/nvme/nvme{instance}")).exists()
+        }),
+        || "the controller did not go".into(),
+    )?;
+    cmd_ok("rxdskctl", &["unexport", &dev.path])?;
+    ensure(cmd_ok("rxdskctl", &["exports"])?.stdout.is_empty(), || {
+        "exports not empty after unexport".into()
+    })?;
+    ensure(
+        !std::path::Path::new(&format!("/sys/kernel/config/nvmet/subsystems/{nqn}")).exists(),
+        || "the subsystem is still in configfs".into(),
+    )?;
+    dev.destroy()
+}

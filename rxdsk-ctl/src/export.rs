@@ -1,0 +1,364 @@
+//! `rxdskctl export`, `unexport` and `exports`: rxdsk devices served to other machines by the
+//! kernel's NVMe-over-Fabrics target (nvmet), configured through configfs the way nvmetcli
+//! does: a subsystem per device with the device as namespace 1, hosts allowed by NQN, and a
+//! port (TCP or loop) the subsystem is linked into.
+
+use crate::device::device_path;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Where nvmet's configfs tree is.
+pub const NVMET: &str = "/sys/kernel/config/nvmet";
+
+/// `--transport`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Loop,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Loop => "loop",
+        }
+    }
+
+    fn module(self) -> &'static str {
+        match self {
+            Transport::Tcp => "nvmet-tcp",
+            Transport::Loop => "nvme-loop",
+        }
+    }
+}
+
+/// What `export` is asked for.
+#[derive(Debug)]
+pub struct Request {
+    pub id: u32,
+    pub transport: Transport,
+    pub address: Option<String>,
+    pub port: u16,
+    pub nqn: Option<String>,
+    pub allow_hosts: Vec<String>,
+    pub allow_any_host: bool,
+}
+
+/// The default subsystem NQN of device `id`.
+pub fn default_nqn(id: u32) -> String {
+    format!("nqn.2026-12.io.rxdsk:rxd{id}")
+}
+
+/// An NQN as the NVMe specification allows: `nqn.` and at most 223 bytes, nothing that would
+/// make it a path.
+pub fn check_nqn(nqn: &str) -> Result<(), String> {
+    if !nqn.starts_with("nqn.")
+        || nqn.len() > 223
+        || nqn.contains('/')
+        || nqn.chars().any(char::is_whitespace)
+    {
+        return Err(format!("invalid NQN {nqn:?}: it starts with \"nqn.\", has at most 223 bytes and no '/' or spaces"));
+    }
+    Ok(())
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    fs::write(path, value).map_err(|e| format!("{}: cannot write {value:?}: {e}", path.display()))
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn mkdir(path: &Path) -> Result<(), String> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("{}: cannot create: {e}", path.display())),
+    }
+}
+
+fn link(target: &Path, at: &Path) -> Result<(), String> {
+    if at.exists() {
+        return Ok(());
+    }
+    std::os::unix::fs::symlink(target, at)
+        .map_err(|e| format!("{}: cannot link: {e}", at.display()))
+}
+
+/// Loads `module` unless its configfs tree or driver is there (as zramctl loads zram).
+fn modprobe(module: &str) -> Result<(), String> {
+    let out = std::process::Command::new("modprobe")
+        .arg(module)
+        .output()
+        .map_err(|e| format!("cannot run modprobe {module}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the NVMe target module {module} is not available: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// nvmet's configfs tree, loading nvmet and the transport's module as needed.
+fn nvmet_root(root: &Path, transport: Option<Transport>) -> Result<PathBuf, String> {
+    let config = root.parent().unwrap_or(root);
+    if !config.is_dir() || fs::read_dir(config).is_err() {
+        return Err(format!(
+            "configfs is not mounted at {} (mount -t configfs none {})",
+            config.display(),
+            config.display()
+        ));
+    }
+    if !root.is_dir() {
+        modprobe("nvmet")?;
+    }
+    if let Some(t) = transport {
+        modprobe(t.module())?;
+    }
+    if !root.is_dir() {
+        return Err(format!("{} missing after loading nvmet", root.display()));
+    }
+    Ok(root.to_path_buf())
+}
+
+/// One export as configfs holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Export {
+    pub nqn: String,
+    pub device: String,
+    pub transport: String,
+    pub address: String,
+    pub port: String,
+    #[serde(rename = "allow-any-host")]
+    pub allow_any_host: bool,
+    #[serde(rename = "allowed-hosts")]
+    pub allowed_hosts: Vec<String>,
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Every subsystem whose namespace 1 is an rxdsk device, with its first port.
+pub fn exports(root: &Path) -> Vec<Export> {
+    let mut out = Vec::new();
+    for nqn in names(&root.join("subsystems")) {
+        let subsys = root.join("subsystems").join(&nqn);
+        let device = read(&subsys.join("namespaces/1/device_path"));
+        if !device.starts_with("/dev/rxd") {
+            continue;
+        }
+        let port = names(&root.join("ports")).into_iter().find(|p| {
+            root.join("ports")
+                .join(p)
+                .join("subsystems")
+                .join(&nqn)
+                .exists()
+        });
+        let (transport, address, svc) = match &port {
+            Some(p) => {
+                let p = root.join("ports").join(p);
+                (
+                    read(&p.join("addr_trtype")),
+                    read(&p.join("addr_traddr")),
+                    read(&p.join("addr_trsvcid")),
+                )
+            }
+            None => Default::default(),
+        };
+        out.push(Export {
+            allow_any_host: read(&subsys.join("attr_allow_any_host")) == "1",
+            allowed_hosts: names(&subsys.join("allowed_hosts")),
+            nqn,
+            device,
+            transport,
+            address,
+            port: svc,
+        });
+    }
+    out
+}
+
+/// The export of device `id`, if any.
+pub fn export_of(root: &Path, id: u32) -> Option<Export> {
+    exports(root)
+        .into_iter()
+        .find(|e| e.device == device_path(id))
+}
+
+/// Creates (or completes) the export: subsystem, namespace, allowed hosts, port, link.
+pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
+    let root = nvmet_root(root, Some(r.transport))?;
+    let nqn = r.nqn.clone().unwrap_or_else(|| default_nqn(r.id));
+    check_nqn(&nqn)?;
+    for h in &r.allow_hosts {
+        check_nqn(h)?;
+    }
+    if !r.allow_any_host && r.allow_hosts.is_empty() {
+        return Err("no host may connect: give --allow-host HOSTNQN (or --allow-any-host)".into());
+    }
+    let device = device_path(r.id);
+    if let Some(e) = export_of(&root, r.id).filter(|e| e.nqn != nqn) {
+        return Err(format!("already exported as {}", e.nqn));
+    }
+    let subsys = root.join("subsystems").join(&nqn);
+    mkdir(&subsys)?;
+    write(
+        &subsys.join("attr_allow_any_host"),
+        if r.allow_any_host { "1" } else { "0" },
+    )?;
+    for h in &r.allow_hosts {
+        let host = root.join("hosts").join(h);
+        mkdir(&host)?;
+        link(&host, &subsys.join("allowed_hosts").join(h))?;
+    }
+    let ns = subsys.join("namespaces/1");
+    mkdir(&ns)?;
+    if read(&ns.join("enable")) != "1" {
+        write(&ns.join("device_path"), &device)?;
+        write(&ns.join("enable"), "1")?;
+    }
+    let (adrfam, traddr) = match r.transport {
+        Transport::Loop => ("", String::new()),
+        Transport::Tcp => {
+            let a = r
+                .address
+                .clone()
+                .ok_or("--address is needed with --transport tcp")?;
+            (if a.contains(':') { "ipv6" } else { "ipv4" }, a)
+        }
+    };
+    let svc = r.port.to_string();
+    // A port with the same address is shared; else the lowest free id.
+    let ports = root.join("ports");
+    let same = names(&ports).into_iter().find(|p| {
+        let p = ports.join(p);
+        read(&p.join("addr_trtype")) == r.transport.name()
+            && (r.transport == Transport::Loop
+                || (read(&p.join("addr_traddr")) == traddr && read(&p.join("addr_trsvcid")) == svc))
+    });
+    let port = match same {
+        Some(p) => ports.join(p),
+        None => {
+            let used = names(&ports);
+            let id = (1..)
+                .find(|i: &u32| !used.contains(&i.to_string()))
+                .unwrap_or(1);
+            let p = ports.join(id.to_string());
+            mkdir(&p)?;
+            write(&p.join("addr_trtype"), r.transport.name())?;
+            if r.transport == Transport::Tcp {
+                write(&p.join("addr_adrfam"), adrfam)?;
+                write(&p.join("addr_traddr"), &traddr)?;
+                write(&p.join("addr_trsvcid"), &svc)?;
+            }
+            p
+        }
+    };
+    link(&subsys, &port.join("subsystems").join(&nqn))
+        .map_err(|e| format!("{e} (is the port in use by another program?)"))?;
+    export_of(&root, r.id).ok_or_else(|| format!("{device}: the export did not take"))
+}
+
+/// Removes the export of device `id`: its port links (and ports left empty), namespace,
+/// allowed-host links and subsystem; hosts no other subsystem allows go too.
+pub fn unexport(root: &Path, id: u32) -> Result<(), String> {
+    let e = export_of(root, id).ok_or("not exported")?;
+    let subsys = root.join("subsystems").join(&e.nqn);
+    let ports = root.join("ports");
+    for p in names(&ports) {
+        let l = ports.join(&p).join("subsystems").join(&e.nqn);
+        if l.exists() || l.symlink_metadata().is_ok() {
+            fs::remove_file(&l).map_err(|err| format!("{}: {err}", l.display()))?;
+            if names(&ports.join(&p).join("subsystems")).is_empty() {
+                let _ = fs::remove_dir(ports.join(&p));
+            }
+        }
+    }
+    let ns = subsys.join("namespaces/1");
+    write(&ns.join("enable"), "0")?;
+    fs::remove_dir(&ns).map_err(|err| format!("{}: {err}", ns.display()))?;
+    for h in &e.allowed_hosts {
+        let l = subsys.join("allowed_hosts").join(h);
+        fs::remove_file(&l).map_err(|err| format!("{}: {err}", l.display()))?;
+    }
+    fs::remove_dir(&subsys).map_err(|err| format!("{}: {err}", subsys.display()))?;
+    for h in &e.allowed_hosts {
+        let still = names(&root.join("subsystems")).iter().any(|s| {
+            root.join("subsystems")
+                .join(s)
+                .join("allowed_hosts")
+                .join(h)
+                .exists()
+        });
+        if !still {
+            let _ = fs::remove_dir(root.join("hosts").join(h));
+        }
+    }
+    Ok(())
+}
+
+/// After a grow: the hosts see the new size (namespace revalidation, an AEN to each).
+pub fn revalidate(root: &Path, id: u32) {
+    if let Some(e) = export_of(root, id) {
+        let _ = fs::write(
+            root.join("subsystems")
+                .join(&e.nqn)
+                .join("namespaces/1/revalidate_size"),
+            "1",
+        );
+    }
+}
+
+/// `exports` as text: one line per export.
+pub fn render(exports: &[Export]) -> String {
+    let mut s = String::new();
+    for e in exports {
+        let hosts = if e.allow_any_host {
+            "any host".to_string()
+        } else {
+            e.allowed_hosts.join(",")
+        };
+        s += &format!(
+            "{} {} {} {} {} {}\n",
+            e.device,
+            e.nqn,
+            e.transport,
+            if e.address.is_empty() {
+                "-"
+            } else {
+                &e.address
+            },
+            if e.port.is_empty() { "-" } else { &e.port },
+            hosts
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nqns() {
+        assert_eq!(default_nqn(3), "nqn.2026-12.io.rxdsk:rxd3");
+        assert!(check_nqn(&default_nqn(3)).is_ok());
+        assert!(check_nqn("host-a").is_err());
+        assert!(check_nqn("nqn.x/../y").is_err());
+        assert!(check_nqn(&format!("nqn.{}", "a".repeat(220))).is_err());
+    }
+}
