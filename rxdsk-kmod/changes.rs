@@ -225,13 +225,39 @@ impl PinnedDrop for Changes {
 /// What the backing device's code needs of a page store: the changes since the last flush,
 /// and pages filled from the image.
 pub(crate) trait Tracked {
-    fn start_tracking(&self);
-    fn start_tracking_clean(&self);
-    fn stop_tracking(&self);
-    fn next_changed(&self, from: u64) -> Option<u64>;
-    fn changed_indexes(&self) -> Result<KVVec<u64>>;
+    /// The store's change tracking and the XArray it tracks.
+    fn tracking(&self) -> (&Changes, &Xa);
+
+    fn start_tracking(&self) {
+        let (changes, xa) = self.tracking();
+        changes.start(xa);
+    }
+
+    fn start_tracking_clean(&self) {
+        self.tracking().0.start_clean();
+    }
+
+    fn stop_tracking(&self) {
+        let (changes, xa) = self.tracking();
+        changes.stop(xa);
+    }
+
+    fn next_changed(&self, from: u64) -> Option<u64> {
+        let (changes, xa) = self.tracking();
+        changes.next(xa, from)
+    }
+
+    fn changed_indexes(&self) -> Result<KVVec<u64>> {
+        let (changes, xa) = self.tracking();
+        changes.indexes(xa)
+    }
+
     /// Pages and holes changed since the last flush.
-    fn changed(&self) -> u64;
+    fn changed(&self) -> u64 {
+        let (changes, xa) = self.tracking();
+        changes.count(xa)
+    }
+
     /// Takes `index` for writing back: clears its change and puts the page (or zeros, for a
     /// hole) into `dst`, a whole page. Returns whether there was a page.
     fn take_changed(&self, index: u64, dst: crate::iomem::IoMem<'_>) -> Result<bool, StoreError>;

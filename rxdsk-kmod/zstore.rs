@@ -424,28 +424,8 @@ impl PinnedDrop for ZStore {
 }
 
 impl Tracked for ZStore {
-    fn start_tracking(&self) {
-        self.changes.start(&self.xa);
-    }
-
-    fn start_tracking_clean(&self) {
-        self.changes.start_clean();
-    }
-
-    fn stop_tracking(&self) {
-        self.changes.stop(&self.xa);
-    }
-
-    fn next_changed(&self, from: u64) -> Option<u64> {
-        self.changes.next(&self.xa, from)
-    }
-
-    fn changed_indexes(&self) -> Result<KVVec<u64>> {
-        self.changes.indexes(&self.xa)
-    }
-
-    fn changed(&self) -> u64 {
-        self.changes.count(&self.xa)
+    fn tracking(&self) -> (&Changes, &Xa) {
+        (&self.changes, &self.xa)
     }
 
     /// The page goes out decompressed: the image holds plain data.
