@@ -9,8 +9,8 @@ use crate::rxdsk::Device;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-const HOST_A: &str = "nqn.2026-12.io.rxdsk:test-host-a";
-const HOST_B: &str = "nqn.2026-12.io.rxdsk:test-host-b";
+pub const HOST_A: &str = "nqn.2026-12.io.rxdsk:test-host-a";
+pub const HOST_B: &str = "nqn.2026-12.io.rxdsk:test-host-b";
 
 /// Each host NQN needs a host id of its own (the fabrics core refuses a second NQN for one id).
 fn host_id(hostnqn: &str) -> &'static str {
@@ -21,8 +21,14 @@ fn host_id(hostnqn: &str) -> &'static str {
     }
 }
 
-/// Writes a connect request to /dev/nvme-fabrics; the controller's instance number.
+/// Connects to `nqn` over nvme-loop as `hostnqn`; the controller's instance number.
 fn connect(nqn: &str, hostnqn: &str) -> Result<u32, String> {
+    fabrics_connect("transport=loop", nqn, hostnqn)
+}
+
+/// Writes a connect request (`transport` and its address options, then the subsystem and
+/// host) to /dev/nvme-fabrics; the controller's instance number.
+pub fn fabrics_connect(transport: &str, nqn: &str, hostnqn: &str) -> Result<u32, String> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -30,7 +36,7 @@ fn connect(nqn: &str, hostnqn: &str) -> Result<u32, String> {
         .map_err(|e| format!("/dev/nvme-fabrics: {e}"))?;
     f.write_all(
         format!(
-            "transport=loop,nqn={nqn},hostnqn={hostnqn},hostid={}",
+            "{transport},nqn={nqn},hostnqn={hostnqn},hostid={}",
             host_id(hostnqn)
         )
         .as_bytes(),
@@ -47,7 +53,7 @@ fn connect(nqn: &str, hostnqn: &str) -> Result<u32, String> {
 }
 
 /// The namespace block device of controller `instance`.
-fn namespace(instance: u32) -> Option<String> {
+pub fn namespace(instance: u32) -> Option<String> {
     let dir = format!("/sys/class/nvme/nvme{instance}");
     std::fs::read_dir(&dir)
         .ok()?
@@ -59,7 +65,21 @@ fn namespace(instance: u32) -> Option<String> {
         })
 }
 
-fn sectors(dev: &str) -> u64 {
+/// Waits for controller `instance`'s namespace to appear and open (its sysfs entry comes a
+/// moment before the disk can be opened); its path and an O_DIRECT read-write handle.
+pub fn open_namespace(instance: u32) -> Result<(String, std::fs::File), String> {
+    let mut opened = Err(format!("controller nvme{instance} shows no namespace"));
+    wait_until(Duration::from_secs(30), || {
+        opened = namespace(instance)
+            .ok_or_else(|| format!("controller nvme{instance} shows no namespace"))
+            .and_then(|ns| Ok((ns.clone(), open_direct(&ns, true)?)));
+        opened.is_ok()
+    });
+    opened
+}
+
+/// The size of block device `dev` in 512-byte sectors (0 if it has gone).
+pub fn sectors(dev: &str) -> u64 {
     let name = dev.trim_start_matches("/dev/");
     std::fs::read_to_string(format!("/sys/block/{name}/size"))
         .ok()
@@ -67,14 +87,31 @@ fn sectors(dev: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn export_nvme_loop() -> TestResult {
-    if !std::path::Path::new("/sys/kernel/config/nvmet").exists()
-        && !std::fs::read_to_string("/proc/mounts")
-            .unwrap_or_default()
-            .contains(" /sys/kernel/config ")
+/// Mounts configfs, where nvmet is configured, unless it is.
+pub fn mount_configfs() -> TestResult {
+    if !std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .contains(" /sys/kernel/config ")
     {
         cmd_ok("mount", &["-t", "configfs", "none", "/sys/kernel/config"])?;
     }
+    Ok(())
+}
+
+/// Deletes controller `instance` and waits until it has gone.
+pub fn disconnect(instance: u32) -> TestResult {
+    let dir = format!("/sys/class/nvme/nvme{instance}");
+    let _ = std::fs::write(format!("{dir}/delete_controller"), "1");
+    ensure(
+        wait_until(Duration::from_secs(20), || {
+            !std::path::Path::new(&dir).exists()
+        }),
+        || format!("controller nvme{instance} did not go"),
+    )
+}
+
+pub fn export_nvme_loop() -> TestResult {
+    mount_configfs()?;
     let dev = Device::create(64 * MIB, 4096)?;
     let out = cmd_ok(
         "rxdskctl",
@@ -117,16 +154,11 @@ pub fn export_nvme_loop() -> TestResult {
     })?;
     let instance = connect(&nqn, HOST_A)?;
     let result = (|| -> TestResult {
-        ensure(
-            wait_until(Duration::from_secs(10), || namespace(instance).is_some()),
-            || format!("controller nvme{instance} shows no namespace"),
-        )?;
-        let ns = namespace(instance).unwrap_or_default();
+        let (ns, remote) = open_namespace(instance)?;
         ensure(sectors(&ns) == 64 * MIB / 512, || {
             format!("{ns}: {} sectors", sectors(&ns))
         })?;
         // Bytes written through the fabric are the device's, and the other way round.
-        let remote = open_direct(&ns, true)?;
         let local = open_direct(&dev.path, true)?;
         let mut a = AlignedBuf::zeroed(MIB as usize)?;
         let mut b = AlignedBuf::zeroed(MIB as usize)?;
@@ -159,17 +191,9 @@ pub fn export_nvme_loop() -> TestResult {
         )?;
         Ok(())
     })();
-    let _ = std::fs::write(
-        format!("/sys/class/nvme/nvme{instance}/delete_controller"),
-        "1",
-    );
+    let gone = disconnect(instance);
     result?;
-    ensure(
-        wait_until(Duration::from_secs(10), || {
-            !std::path::Path::new(&format!("/sys/class/nvme/nvme{instance}")).exists()
-        }),
-        || "the controller did not go".into(),
-    )?;
+    gone?;
     cmd_ok("rxdskctl", &["unexport", &dev.path])?;
     ensure(cmd_ok("rxdskctl", &["exports"])?.stdout.is_empty(), || {
         "exports not empty after unexport".into()

@@ -7,7 +7,9 @@
 //! - `rxdsk-guest-tests check-device DEV CHECK...`: the generic data-path checks on another
 //!   driver's device, e.g. `modprobe brd rd_nr=1 rd_size=1048576` and
 //!   `check-device /dev/ram0 discard fio512 fio4096 ext2-4096 ext2-1024 swap`;
-//! - `rxdsk-guest-tests hog MIB SEED`: the swap test's memory hog.
+//! - `rxdsk-guest-tests hog MIB SEED`: the swap test's memory hog;
+//! - `rxdsk-guest-tests pair-target` / `pair-host ADDR`: the two roles of the two-guest
+//!   NVMe/TCP test (`cargo xtask test-nvme-tcp`).
 
 mod backing;
 mod blk;
@@ -20,6 +22,7 @@ mod export;
 mod faults;
 mod hardening;
 mod harness;
+mod pair;
 mod reliability;
 mod rxdsk;
 
@@ -273,6 +276,8 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         // The swap test's memory hog, started by the suite inside a memory cgroup.
         Some("hog") => datapath::hog_main(&args[1..]),
+        Some("pair-target") => pair::target_main(&args[1..]),
+        Some("pair-host") => pair::host_main(&args[1..]),
         // Pseudo-random data from a seed (scripts: no wait for the kernel's entropy at boot).
         Some("fill") => datapath::fill_main(&args[1..]),
         // The generic data-path checks on another driver's device (brd, say).
@@ -300,7 +305,7 @@ fn main() {
         }
         Some(other) => {
             eprintln!(
-                "usage: rxdsk-guest-tests [only TEST... | hog MIB SEED | fill DEV MIB SEED | check-device DEV CHECK...] ({other}?)"
+                "usage: rxdsk-guest-tests [only TEST... | hog MIB SEED | fill DEV MIB SEED | check-device DEV CHECK... | pair-target | pair-host ADDR] ({other}?)"
             );
             3
         }

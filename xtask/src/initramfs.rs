@@ -182,9 +182,15 @@ pub fn build(kernel: &KernelBuild, modules: &[&Path]) -> Result<PathBuf> {
 /// Writes the per-boot overlay (appended to the base archive; the kernel unpacks both): the
 /// boot configuration and the user's `--add` paths under `/extra/`.
 pub fn overlay(base: &Path, files: &[(&str, Vec<u8>)], extra: &[PathBuf]) -> Result<PathBuf> {
+    // A file per call: guests prepared together (the two-guest test) each keep their own.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = base
         .file_name()
-        .map(|n| n.to_string_lossy().replace("initramfs", "boot"))
+        .map(|n| {
+            n.to_string_lossy()
+                .replace("initramfs", &format!("boot{call}"))
+        })
         .unwrap_or_default();
     let out_path = paths::target().join(name);
     fs::copy(base, &out_path)?;

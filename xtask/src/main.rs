@@ -168,6 +168,12 @@ enum Task {
         #[command(flatten)]
         vm: VmArgs,
     },
+    /// Two guests on one link (QEMU socket netdev over 127.0.0.1): one exports an rxdsk device
+    /// over NVMe/TCP, the other connects by IPv6 link-local address (part of `test`).
+    TestNvmeTcp {
+        #[command(flatten)]
+        vm: VmArgs,
+    },
     /// The main job: boot, create a device, run a short fio workload, show list and stats.
     Demo {
         #[command(flatten)]
@@ -206,6 +212,7 @@ enum Task {
 }
 
 /// Kernel, module and initramfs, ready to boot.
+#[derive(Clone)]
 struct Artifacts {
     kernel: kernel::KernelBuild,
     initramfs: PathBuf,
@@ -256,6 +263,7 @@ fn boot(
         log: paths::target().join(format!("console-{mode}-{}.log", a.kernel.flavour.name)),
         kill_on: None,
         label: "",
+        net: None,
     })
 }
 
@@ -517,6 +525,135 @@ fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
     Ok(summary)
 }
 
+/// What the two-guest NVMe/TCP run measured: 4k random-read IOPS over the network and on the
+/// target itself (emulated under TCG: only their ratio means anything).
+pub struct NvmeIops {
+    pub local: f64,
+    pub remote: f64,
+}
+
+/// The two-guest NVMe/TCP test: guest A exports an rxdsk device over NVMe/TCP, guest B
+/// connects to it across a virtio-net link carried by QEMU's socket netdev on 127.0.0.1; they
+/// address each other by IPv6 link-local address and coordinate over a TCP connection of
+/// their own (qemu-tests/src/pair.rs). Prints the result like a suite line.
+fn nvme_tcp_pair(a: &Artifacts, vm: &VmArgs) -> Result<(console::Summary, Option<NvmeIops>)> {
+    let flavour = a.kernel.flavour.name;
+    // A free port on the loopback address for guest A's end of the link.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let target_link = qemu::Link {
+        mac: "52:54:00:72:78:0a".into(),
+        listen: true,
+        port,
+    };
+    let host_link = qemu::Link {
+        mac: "52:54:00:72:78:0b".into(),
+        listen: false,
+        port,
+    };
+    let target_addr = target_link.link_local()?;
+    let guest = |role: &str, script: String, link: qemu::Link, label: &'static str| {
+        let mut v = vm.clone();
+        v.disks.clear();
+        let mut b = boot(
+            a,
+            &v,
+            "run",
+            &[("etc/rxdsk-run.sh", script.into_bytes())],
+            1500,
+        )?;
+        b.net = Some(link);
+        b.label = label;
+        b.log = paths::target().join(format!("console-nvme-{role}-{flavour}.log"));
+        let _ = std::fs::remove_file(&b.log);
+        anyhow::Ok(b)
+    };
+    let target = guest(
+        "target",
+        "rxdsk-guest-tests pair-target".into(),
+        target_link,
+        "[nvme-a] ",
+    )?;
+    let host = guest(
+        "host",
+        format!("rxdsk-guest-tests pair-host {target_addr}"),
+        host_link,
+        "[nvme-b] ",
+    )?;
+    let target_log = target.log.clone();
+    let started = Instant::now();
+    let target_run = std::thread::spawn(move || qemu::run(&target, qemu::Echo::Results));
+    // The host's QEMU connects to the target's listening socket: wait until the target's
+    // QEMU is up (its console log exists once it has started for good).
+    while !target_log.exists() && started.elapsed() < Duration::from_secs(120) {
+        if target_run.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let host_done = qemu::run(&host, qemu::Echo::Results);
+    let target_done = target_run
+        .join()
+        .map_err(|_| anyhow::anyhow!("the target guest's runner panicked"))?;
+    let (target_done, host_done) = (target_done?, host_done?);
+    let role_verdict = |done: &qemu::Finished, role: &str| -> Result<(), String> {
+        let data = |prefix: &str| {
+            done.console
+                .data
+                .iter()
+                .find_map(|d| d.strip_prefix(prefix).map(str::to_string))
+        };
+        if !done.console.reports.is_empty() {
+            return Err(format!("the {role}'s kernel reported problems"));
+        }
+        match data(&format!("pair-{role} ")) {
+            Some(v) if v == "ok" => Ok(()),
+            Some(why) => Err(format!("{role}: {why}")),
+            None if done.timed_out => Err(format!("the {role} guest timed out")),
+            None => Err(format!("the {role} guest gave no verdict")),
+        }
+    };
+    let iops = |which: &str| {
+        host_done.console.data.iter().find_map(|d| {
+            d.strip_prefix(&format!("nvme-iops {which} "))?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let measured = match (iops("local"), iops("remote")) {
+        (Some(local), Some(remote)) => Some(NvmeIops { local, remote }),
+        _ => None,
+    };
+    let result = role_verdict(&target_done, "target").and(role_verdict(&host_done, "host"));
+    let mut summary = console::Summary::default();
+    let name = "nvme_tcp_two_guests";
+    let took = started.elapsed().as_secs();
+    match result {
+        Ok(()) => {
+            summary.passed = 1;
+            println!("  {:>3} {name:<48} ok ({took} s)", 1);
+        }
+        Err(why) => {
+            summary.failed = 1;
+            println!("  {:>3} {name:<48} FAIL", 1);
+            println!(
+                "        # {why}; console logs: target/xtask/console-nvme-{{target,host}}-{flavour}.log"
+            );
+        }
+    }
+    if let Some(m) = &measured {
+        println!(
+            "        # 4k random reads (emulated, {}): remote {:.0} IOPS, local {:.0} IOPS",
+            host_done.accel.name(),
+            m.remote,
+            m.local
+        );
+    }
+    Ok((summary, measured))
+}
+
 /// A finished script's exit status: 1 if it never reported one, or if the kernel reported a
 /// problem while it ran.
 fn script_status(done: &qemu::Finished) -> i32 {
@@ -618,6 +755,7 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
             native_mem: &results,
             emulated: None,
             rows: &rows,
+            network: None,
         };
         print!("{}", report.text());
         report.write(&out)?;
@@ -655,6 +793,13 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         eprintln!("[bench] note: the fio view ran under KVM");
     }
 
+    eprintln!("[bench] emulated: NVMe/TCP export between two guests, remote against local IOPS");
+    let (pair, iops) = nvme_tcp_pair(&a, vm)?;
+    let network = match iops {
+        Some(m) if pair.ok() => bench::network_table(done.accel.name(), m.local, m.remote),
+        _ => bail!("the two-guest NVMe/TCP run failed (see above)"),
+    };
+
     let rows = bench::rows(&results.samples);
     let header = format!(
         "rxdsk bench, kernel {} ({}), {} vCPUs, {} MiB guest RAM, span {span_mb} MiB, {} round(s), medians",
@@ -684,6 +829,7 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         native_mem: &mem_native,
         emulated: Some((emu_head, &results)),
         rows: &rows,
+        network: Some(network),
     };
     print!("{}", report.text());
     report.write(&out)?;
@@ -781,6 +927,11 @@ fn main() -> ExitCode {
                 println!("{}", summary.line());
                 i32::from(!summary.ok())
             }
+            Task::TestNvmeTcp { vm } => {
+                let (summary, _) = nvme_tcp_pair(&prepare(&vm.kernel)?, &vm)?;
+                println!("{}", summary.line());
+                i32::from(!summary.ok())
+            }
             Task::Bench {
                 vm,
                 quick,
@@ -819,10 +970,12 @@ fn main() -> ExitCode {
                 debug_vm.kernel.debug = true;
                 let normal_artifacts = prepare(&vm.kernel)?;
                 let debug_artifacts = prepare(&debug_vm.kernel)?;
+                let debug_for_pair = debug_artifacts.clone();
                 eprintln!(
                     "[test] the suite on the debug flavour (KASAN, lockdep, kmemleak), short form, \
                      in a second guest beside the normal one (its lines start with [debug])"
                 );
+                let debug_vm_for_pair = debug_vm.clone();
                 let debug_run = std::thread::spawn(move || {
                     let short = TestSelection {
                         skip: DEBUG_SHORT_SKIP.iter().map(|s| s.to_string()).collect(),
@@ -834,21 +987,34 @@ fn main() -> ExitCode {
                     test_vm_labelled(&normal_artifacts, &vm, &TestSelection::default(), 1800, "");
                 eprintln!("[test] power cuts: guests killed during and after flushes, restored in fresh ones");
                 let cuts = power_cuts(&vm);
+                eprintln!("[test] NVMe/TCP between two guests, on each kernel flavour");
+                let pairs = [
+                    nvme_tcp_pair(&normal_artifacts, &vm).map(|(s, _)| s),
+                    nvme_tcp_pair(&debug_for_pair, &debug_vm_for_pair).map(|(s, _)| s),
+                ];
                 let debug = debug_run
                     .join()
                     .map_err(|_| anyhow::anyhow!("the debug flavour's runner panicked"))?;
+                let [pair, debug_pair] = pairs;
                 let (full, cuts, debug) = (full?, cuts?, debug?);
+                let (pair, debug_pair) = (pair?, debug_pair?);
                 println!("guest flavour: {}", full.line());
                 println!("power cuts: {}", cuts.line());
+                println!(
+                    "NVMe/TCP, two guests (normal, debug): {}, {}",
+                    pair.line(),
+                    debug_pair.line()
+                );
                 println!("debug flavour: {}", debug.line());
+                let parts = [&full, &cuts, &pair, &debug_pair, &debug];
                 let total = console::Summary {
-                    passed: full.passed + cuts.passed + debug.passed,
-                    failed: full.failed + cuts.failed + debug.failed,
-                    skipped: full.skipped + cuts.skipped + debug.skipped,
+                    passed: parts.iter().map(|s| s.passed).sum(),
+                    failed: parts.iter().map(|s| s.failed).sum(),
+                    skipped: parts.iter().map(|s| s.skipped).sum(),
                     problems: Vec::new(),
                 };
                 println!("{}", total.line());
-                i32::from(!(full.ok() && cuts.ok() && debug.ok()))
+                i32::from(!parts.iter().all(|s| s.ok()))
             }
         })
     })();

@@ -49,6 +49,46 @@ pub struct Boot {
     pub kill_on: Option<&'static str>,
     /// Put before every line echoed (a guest running beside another one says which it is).
     pub label: &'static str,
+    /// A virtio-net link to one other guest, over a TCP socket on the host's loopback address.
+    pub net: Option<Link>,
+}
+
+/// One end of a two-guest Ethernet link: QEMU's socket netdev, which carries the frames over
+/// a TCP connection to 127.0.0.1 (the host sees nothing else of the guests' traffic).
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// The guest's MAC address, `52:54:00:..`.
+    pub mac: String,
+    /// This end listens on 127.0.0.1:`port` (start it first), or connects to it.
+    pub listen: bool,
+    pub port: u16,
+}
+
+impl Link {
+    /// The IPv6 link-local address the guest's kernel forms from the MAC (EUI-64, the default
+    /// address generation mode): how one guest names the other without any configuration.
+    pub fn link_local(&self) -> Result<std::net::Ipv6Addr> {
+        let bytes: Vec<u8> = self
+            .mac
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("MAC address {}", self.mac))?;
+        let &[a, b, c, d, e, f] = bytes.as_slice() else {
+            anyhow::bail!("MAC address {} has not 6 bytes", self.mac);
+        };
+        let w = |hi: u8, lo: u8| u16::from_be_bytes([hi, lo]);
+        Ok(std::net::Ipv6Addr::new(
+            0xfe80,
+            0,
+            0,
+            0,
+            w(a ^ 0x02, b),
+            w(c, 0xff),
+            w(0xfe, d),
+            w(e, f),
+        ))
+    }
 }
 
 /// A `--disk FILE[:SIZE]` argument: an image file, created (sparse) or grown to SIZE if given.
@@ -210,6 +250,15 @@ fn command(boot: &Boot, accel: Accel, interactive: bool) -> Command {
                 "-device",
                 &format!("virtio-blk-pci,drive=disk{i},serial=rxdsk-disk{i}"),
             ]);
+    }
+    if let Some(link) = &boot.net {
+        let end = if link.listen { "listen" } else { "connect" };
+        c.args([
+            "-netdev",
+            &format!("socket,id=net0,{end}=127.0.0.1:{}", link.port),
+            "-device",
+            &format!("virtio-net-pci,netdev=net0,mac={}", link.mac),
+        ]);
     }
     if interactive {
         c.args(["-serial", "mon:stdio"]);
@@ -464,6 +513,24 @@ fn probe_kvm(boot: &Boot) -> Accel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_local_from_mac() {
+        let link = Link {
+            mac: "52:54:00:12:34:0a".into(),
+            listen: true,
+            port: 1,
+        };
+        assert_eq!(
+            link.link_local().unwrap().to_string(),
+            "fe80::5054:ff:fe12:340a"
+        );
+        let bad = Link {
+            mac: "52:54:00:12:34".into(),
+            ..link
+        };
+        assert!(bad.link_local().is_err());
+    }
 
     #[test]
     fn disk_specs() {
