@@ -118,7 +118,7 @@ pub fn run<B: Backend>(
 }
 
 /// Checks a device size the way the kernel will, to explain what is wrong.
-fn check_size(size: u64, block_size: Option<u32>) -> Result<(), String> {
+pub(crate) fn check_size(size: u64, block_size: Option<u32>) -> Result<(), String> {
     if size == 0 {
         return Err("invalid size: must not be zero".into());
     }

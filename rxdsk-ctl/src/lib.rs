@@ -5,6 +5,7 @@ pub mod backend;
 pub mod backing;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod control;
 pub mod device;
 pub mod export;
