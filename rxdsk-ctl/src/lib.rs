@@ -1,6 +1,7 @@
 //! rxdskctl's logic as a library: the binary is a thin `main`, and the benches and tests reach
 //! the pure parts (size and device parsing, rendering) directly.
 
+pub mod apply;
 pub mod backend;
 pub mod backing;
 pub mod cli;

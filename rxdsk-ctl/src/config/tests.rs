@@ -418,7 +418,9 @@ fn load_reads_files_and_masks() {
     let c = load(&config_files(&root)).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(c.devices[&0].size, Some(1 << 30));
     let missing = root.join("etc/none.conf");
-    let e = load(std::slice::from_ref(&missing)).err().unwrap_or_default();
+    let e = load(std::slice::from_ref(&missing))
+        .err()
+        .unwrap_or_default();
     assert_eq!(e.len(), 1);
     assert!(
         e[0].to_string()
