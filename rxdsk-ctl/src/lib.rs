@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod device;
 pub mod export;
+pub mod generator;
 pub mod list;
 pub mod size;
 pub mod stats;
