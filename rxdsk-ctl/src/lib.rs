@@ -14,3 +14,5 @@ pub mod generator;
 pub mod list;
 pub mod size;
 pub mod stats;
+#[cfg(test)]
+mod testutil;

@@ -433,17 +433,7 @@ fn load_reads_files_and_masks() {
 /// The example shipped in the package, with its settings uncommented, is valid.
 #[test]
 fn the_shipped_example_is_valid() {
-    let example = include_str!("../../dist/rxdsk.conf.example");
-    let active: String = example
-        .lines()
-        .map(|l| match l.strip_prefix('#') {
-            Some(rest) if rest.starts_with('[') || rest.contains('=') && !rest.starts_with(' ') => {
-                rest
-            }
-            _ => l,
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let active = crate::testutil::active_example();
     let c = ok(&[("example", &active)]);
     assert!(c.devices.len() >= 3, "{c:?}");
     assert!(c
@@ -453,5 +443,8 @@ fn the_shipped_example_is_valid() {
     assert!(c.devices.values().any(|d| d.backing.is_some()
         && matches!(&d.usage, Usage::Filesystem { fs_type, mount_point: Some(_), .. } if fs_type == "ext4")));
     // As shipped, it configures nothing.
-    assert_eq!(ok(&[("example", example)]).devices.len(), 0);
+    assert_eq!(
+        ok(&[("example", crate::testutil::EXAMPLE)]).devices.len(),
+        0
+    );
 }

@@ -1,7 +1,6 @@
 //! The units the generator writes, and `systemd-analyze verify` on them with the template.
 
 use super::*;
-use std::path::PathBuf;
 
 fn config(text: &str) -> Config {
     crate::config::parse(&[("/etc/rxdsk.conf".to_string(), text.to_string())])
@@ -22,19 +21,7 @@ fn link<'a>(entries: &'a [(String, Entry)], name: &str) -> &'a str {
     }
 }
 
-/// The shipped example with its settings uncommented (as config::tests does).
-fn example() -> String {
-    include_str!("../../dist/rxdsk.conf.example")
-        .lines()
-        .map(|l| match l.strip_prefix('#') {
-            Some(rest) if rest.starts_with('[') || rest.contains('=') && !rest.starts_with(' ') => {
-                rest
-            }
-            _ => l,
-        })
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
+use crate::testutil::{active_example as example, Scratch};
 
 #[test]
 fn paths_escape_like_systemd_escape() {
@@ -149,44 +136,6 @@ fn no_configuration_no_units() {
     assert!(units(&Config::default()).is_empty());
 }
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("rxdsk-generator-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        Scratch(dir)
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let path = self.0.join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
-        }
-        std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    fn listing(&self, rel: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.0.join(rel))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn run_main(args: &[&str], root: &Path) -> (u8, String) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let mut err = Vec::new();
@@ -196,7 +145,7 @@ fn run_main(args: &[&str], root: &Path) -> (u8, String) {
 
 #[test]
 fn main_writes_units_or_nothing() {
-    let s = Scratch::new("main");
+    let s = Scratch::new("generator-main");
     let out = s.0.join("out");
     let out_arg = out.display().to_string();
     // No configuration: nothing written.
@@ -239,7 +188,7 @@ fn units_pass_systemd_analyze_verify() {
         eprintln!("SKIP: systemd-analyze is not installed; the units were not verified");
         return;
     }
-    let s = Scratch::new("verify");
+    let s = Scratch::new("generator-verify");
     s.write(
         &format!("usr/lib/systemd/system/{SETUP_TEMPLATE_NAME}"),
         SETUP_TEMPLATE,

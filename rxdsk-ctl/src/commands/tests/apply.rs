@@ -2,39 +2,12 @@
 
 use super::*;
 use crate::apply::{execute, plan, read_state, BackingState, System};
-use std::path::PathBuf;
 
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("rxdskctl-apply-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
-        }
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-        path.display().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::testutil::Scratch;
 
 #[test]
 fn apply_creates_then_leaves_alone_then_grows() {
-    let dir = Scratch::new("cycle");
+    let dir = Scratch::new("apply-cycle");
     let conf = dir.write(
         "rxdsk.conf",
         "[rxd2]\nsize = 64M\ncompress = zstd\n\n[rxd0]\nsize=1G\nblock-size=512\n",
@@ -98,7 +71,7 @@ fn apply_creates_then_leaves_alone_then_grows() {
 
 #[test]
 fn a_bad_line_changes_nothing_and_needs_no_module() {
-    let dir = Scratch::new("bad");
+    let dir = Scratch::new("apply-bad");
     let good = dir.write("etc/rxdsk.conf", "[rxd0]\nsize = 64M\n");
     dir.write(
         "etc/rxdsk.conf.d/10-swap.conf",
@@ -124,7 +97,7 @@ fn a_bad_line_changes_nothing_and_needs_no_module() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    let dir = Scratch::new("dry");
+    let dir = Scratch::new("apply-dry");
     let conf = dir.write("c.conf", "[rxd0]\nsize = 64M\nswap-priority = 10\n");
     let fake = Fake::new();
     assert_eq!(
@@ -145,7 +118,7 @@ fn dry_run_changes_nothing() {
 
 #[test]
 fn a_plan_error_changes_nothing() {
-    let dir = Scratch::new("mismatch");
+    let dir = Scratch::new("apply-mismatch");
     let conf = dir.write(
         "c.conf",
         "[rxd0]\nsize = 64M\ncompress = lz4\n[rxd1]\nsize = 1G\n",
@@ -167,7 +140,7 @@ fn a_plan_error_changes_nothing() {
 
 #[test]
 fn kernel_failures_are_reported_with_mount_style_status() {
-    let dir = Scratch::new("fail");
+    let dir = Scratch::new("apply-fail");
     let conf = dir.write("c.conf", "[rxd0]\nsize = 64M\n[rxd1]\nsize = 64M\n");
     let fake = Fake::new().failing("create", 0, Errno::ENOMEM);
     let o = run_fake(&fake, &["apply", "--config", &conf]);
@@ -198,7 +171,7 @@ fn kernel_failures_are_reported_with_mount_style_status() {
 
 #[test]
 fn restores_from_an_image_file() {
-    let dir = Scratch::new("restore");
+    let dir = Scratch::new("apply-restore");
     let img = dir.0.join("backing.img");
     let h = rxdsk_ioctl::RxdskImageHeader::new(4096, 1 << 20, 4, rxdsk_ioctl::RXDSK_IMAGE_CLEAN, 0);
     let mut data = vec![0u8; (1 << 20) + 8192];
