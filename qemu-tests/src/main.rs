@@ -9,6 +9,7 @@
 //!   `check-device /dev/ram0 discard fio512 fio4096 ext2-4096 ext2-1024 swap`;
 //! - `rxdsk-guest-tests hog MIB SEED`: the swap test's memory hog.
 
+mod apply;
 mod backing;
 mod blk;
 mod cli;
@@ -201,6 +202,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "cli_end_to_end",
         run: cli::cli_end_to_end,
+    },
+    Test {
+        name: "apply_config",
+        run: apply::apply_config,
     },
     Test {
         name: "ioctl_fuzz",
