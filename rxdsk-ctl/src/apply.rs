@@ -341,6 +341,19 @@ fn plan_device(
                                 ),
                             ));
                         }
+                        let interval = bs.image.as_ref().ok().and_then(Option::as_ref).map(|h| h.flush_interval_secs);
+                        if let (Some(i), Some(have)) = (dev.flush_interval, interval) {
+                            if i != have {
+                                errors.push(err(
+                                    "flush-interval",
+                                    format!(
+                                        "its image says flush every {have} s, the configuration \
+                                         says {i} (rxdskctl detach {name}, then apply, attaches \
+                                         it anew)"
+                                    ),
+                                ));
+                            }
+                        }
                         if let Some(j) = dev.journal.filter(|&j| j != info.journal_bytes) {
                             errors.push(err(
                                 "journal",
@@ -689,8 +702,34 @@ impl Step {
     }
 }
 
+/// `SWAP_FLAG_*` of linux/swap.h (the libc crate has swapon(2) but not these).
+const SWAP_FLAG_PREFER: i32 = 0x8000;
+const SWAP_FLAG_PRIO_MASK: i32 = 0x7fff;
+const SWAP_FLAG_DISCARD: i32 = 0x10000;
+const SWAP_FLAG_DISCARD_ONCE: i32 = 0x20000;
+const SWAP_FLAG_DISCARD_PAGES: i32 = 0x40000;
+
+/// swapon(2) flags for a priority and swap options, as swapon(8) makes them: a priority of
+/// -1 is the kernel's default; `nofail` concerns only systemd (the configuration checks
+/// refuse other options).
+pub fn swap_flags(priority: Option<i32>, options: Option<&str>) -> i32 {
+    let mut flags = match priority {
+        Some(p) if p >= 0 => SWAP_FLAG_PREFER | (p & SWAP_FLAG_PRIO_MASK),
+        _ => 0,
+    };
+    for option in options.unwrap_or_default().split(',') {
+        flags |= match option {
+            "discard" => SWAP_FLAG_DISCARD,
+            "discard=once" => SWAP_FLAG_DISCARD | SWAP_FLAG_DISCARD_ONCE,
+            "discard=pages" => SWAP_FLAG_DISCARD | SWAP_FLAG_DISCARD_PAGES,
+            _ => 0,
+        };
+    }
+    flags
+}
+
 /// What `apply` needs of the system besides the module: backing devices, the swap and
-/// mount tables, and the formatting and activating programs.
+/// mount tables, the formatting and mounting programs, swapon(2).
 pub trait System {
     fn backing_state(&self, path: &str) -> BackingState;
     fn swaps(&self) -> Vec<String>;
@@ -698,6 +737,8 @@ pub trait System {
     /// Runs a program to completion; `Err` holds its complaint.
     fn run(&self, program: &str, args: &[&str]) -> Result<(), String>;
     fn create_dir(&self, path: &str) -> Result<(), String>;
+    /// swapon(2) itself: swapon(8) differs between util-linux and busybox (no -p there).
+    fn swapon(&self, path: &str, flags: i32) -> Result<(), String>;
 }
 
 /// The real system.
@@ -773,6 +814,18 @@ impl System for Host {
     fn create_dir(&self, path: &str) -> Result<(), String> {
         std::fs::create_dir_all(path).map_err(|e| format!("{path}: cannot create: {e}"))
     }
+
+    fn swapon(&self, path: &str, flags: i32) -> Result<(), String> {
+        let c_path =
+            std::ffi::CString::new(path).map_err(|_| format!("{path}: not a usable path"))?;
+        // SAFETY: `c_path` is a NUL-terminated string that outlives the call.
+        let r = unsafe { nix::libc::swapon(c_path.as_ptr(), flags) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(format!("swapon: {}", std::io::Error::last_os_error()))
+        }
+    }
 }
 
 /// /proc/self/mounts writes space, tab, newline and backslash as octal escapes.
@@ -802,6 +855,7 @@ fn unescape_mount(field: &str) -> String {
 pub fn read_state<B: Backend>(
     backend: &B,
     config: &Config,
+    only: &[u32],
     system: &dyn System,
     activate: bool,
 ) -> Result<State, String> {
@@ -811,7 +865,13 @@ pub fn read_state<B: Backend>(
             .to_string()
     })?;
     let mut state = State::default();
-    for dev in config.devices.values() {
+    // Only the devices asked for: at boot each setup service looks at its own device and
+    // backing device, which may be the only one there yet.
+    for dev in config
+        .devices
+        .values()
+        .filter(|d| only.is_empty() || only.contains(&d.id))
+    {
         if existing.contains(&dev.id) {
             let info = match backend.info(dev.id) {
                 Ok(info) => info,
@@ -1016,16 +1076,7 @@ fn execute_step<B: Backend>(
             }
         }
         Step::Swapon { priority, options } => {
-            let priority = priority.map(|p| p.to_string());
-            let mut args: Vec<&str> = Vec::new();
-            if let Some(p) = &priority {
-                args.extend(["-p", p]);
-            }
-            if let Some(o) = options {
-                args.extend(["-o", o]);
-            }
-            args.push(&path);
-            system.run("swapon", &args)?;
+            system.swapon(&path, swap_flags(*priority, options.as_deref()))?
         }
         Step::Mount {
             fs_type,

@@ -644,7 +644,7 @@ fn apply<B: Backend>(
     let config = crate::config::load(&files)
         .map_err(|e| Failure::Messages(e.iter().map(ToString::to_string).collect()))?;
     let backend = open()?;
-    let state = read_state(&backend, &config, &Host, args.activate)?;
+    let state = read_state(&backend, &config, &args.devices, &Host, args.activate)?;
     let plans = plan(&config, &args.devices, &state, args.activate).map_err(Failure::Messages)?;
     let (reports, failures, status) = if args.dry_run {
         (describe_plan(&plans), Vec::new(), 0)

@@ -617,6 +617,22 @@ fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<C
     if v.options.is_some() && v.fs_type.is_none() && !swap {
         errors.push(need(&dev, "options", "needs fs-type or swap-priority"));
     }
+    if let (true, Some(options)) = (swap, &v.options) {
+        for o in options.split(',') {
+            let hint = if o.starts_with("pri=") {
+                " (use swap-priority)"
+            } else {
+                " (discard, discard=once, discard=pages, nofail)"
+            };
+            if !matches!(o, "discard" | "discard=once" | "discard=pages" | "nofail") {
+                errors.push(need(
+                    &dev,
+                    "options",
+                    &format!("has \"{o}\", not a swap option{hint}"),
+                ));
+            }
+        }
+    }
     dev.usage = if swap {
         Usage::Swap {
             priority: v.swap_priority,

@@ -419,11 +419,15 @@ fn an_existing_device_and_its_backing_device() {
     backing(&mut s, "/dev/vdb", (252, 16), Some(image(G, 4)));
     assert_eq!(
         lines(
-            "[rxd1]\nbacking=/dev/vdb\njournal=16M\nmode=writeback\n",
+            "[rxd1]\nbacking=/dev/vdb\njournal=16M\nmode=writeback\nflush-interval=0\n",
             &s,
             false
         ),
         ["rxd1: unchanged"]
+    );
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\nflush-interval=60\n", &s),
+        ["/etc/rxdsk.conf:3: rxd1: its image says flush every 0 s, the configuration says 60 (rxdskctl detach rxd1, then apply, attaches it anew)"]
     );
     assert_eq!(
         errors("[rxd1]\nbacking=/dev/vdb\nmode=writethrough\njournal=4M\n", &s),
@@ -539,4 +543,18 @@ fn exit_status_like_mount() {
     assert_eq!(o.status(), EXIT_FAILED);
     o.changed = true;
     assert_eq!(o.status(), EXIT_PARTIAL);
+}
+
+#[test]
+fn swap_flags_as_swapon_8_makes_them() {
+    assert_eq!(swap_flags(None, None), 0);
+    assert_eq!(swap_flags(Some(-1), None), 0);
+    assert_eq!(swap_flags(Some(0), None), 0x8000);
+    assert_eq!(swap_flags(Some(100), None), 0x8000 | 100);
+    assert_eq!(
+        swap_flags(Some(32767), Some("discard")),
+        0x8000 | 0x7fff | 0x10000
+    );
+    assert_eq!(swap_flags(None, Some("nofail,discard=once")), 0x30000);
+    assert_eq!(swap_flags(None, Some("discard=pages")), 0x50000);
 }

@@ -229,6 +229,7 @@ struct FakeSystem {
 
 impl System for FakeSystem {
     fn backing_state(&self, path: &str) -> BackingState {
+        self.ran.borrow_mut().push(format!("examine {path}"));
         BackingState {
             devno: None,
             image: Err(format!("{path}: not in this test")),
@@ -257,11 +258,18 @@ impl System for FakeSystem {
         self.ran.borrow_mut().push(format!("mkdir {path}"));
         Ok(())
     }
+
+    fn swapon(&self, path: &str, flags: i32) -> Result<(), String> {
+        self.ran
+            .borrow_mut()
+            .push(format!("swapon(2) {path} {flags:#x}"));
+        Ok(())
+    }
 }
 
 fn plans_for(fake: &Fake, system: &FakeSystem, text: &str) -> Vec<crate::apply::DevicePlan> {
     let config = crate::config::parse(&[("f".to_string(), text.to_string())]).unwrap_or_default();
-    let state = read_state(&fake, &config, system, true).unwrap_or_default();
+    let state = read_state(&fake, &config, &[], system, true).unwrap_or_default();
     plan(&config, &[], &state, true).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
@@ -277,7 +285,7 @@ fn formats_and_activates() {
         system.ran.borrow().clone(),
         [
             "mkswap /dev/rxd0",
-            "swapon -p 7 -o discard /dev/rxd0",
+            "swapon(2) /dev/rxd0 0x18007",
             "mkfs.ext4 /dev/rxd1",
             "mkdir /mnt/fast",
             "mount -t ext4 -o noatime /dev/rxd1 /mnt/fast",
@@ -363,4 +371,20 @@ fn a_failed_step_ends_its_device() {
     assert_eq!(o.failures, ["/dev/rxd0: cannot format: mkswap failed"]);
     assert_eq!(system.ran.borrow().clone(), ["mkswap /dev/rxd0"]);
     assert!(fake.devices.borrow().contains_key(&1));
+}
+
+#[test]
+fn a_device_asked_for_alone_looks_at_nothing_else() {
+    let fake = Fake::new();
+    let system = FakeSystem::default();
+    let config = crate::config::parse(&[(
+        "f".to_string(),
+        "[rxd0]\nsize=64M\n[rxd1]\nbacking=/dev/vdb\n".to_string(),
+    )])
+    .unwrap_or_default();
+    let state = read_state(&&fake, &config, &[0], &system, false).unwrap_or_default();
+    assert!(system.ran.borrow().is_empty(), "{:?}", system.ran.borrow());
+    assert!(plan(&config, &[0], &state, false).is_ok());
+    read_state(&&fake, &config, &[], &system, false).unwrap_or_default();
+    assert_eq!(system.ran.borrow().clone(), ["examine /dev/vdb"]);
 }
