@@ -182,227 +182,36 @@ pub fn plan(
     }
 }
 
+/// `FILE:LINE: rxdN: message`, at the key the problem is about.
+type ErrorAt<'a> = &'a dyn Fn(&str, String) -> String;
+
 fn plan_device(
     dev: &DeviceConfig,
     state: &State,
     activate: bool,
 ) -> Result<Vec<Step>, Vec<String>> {
     let name = device_name(dev.id);
-    // `FILE:LINE: rxdN: message`, at the key the problem is about.
     let err = |key: &str, message: String| format!("{}: {name}: {message}", dev.location(key));
     let mut errors = Vec::new();
     let mut steps = Vec::new();
-    let backing = dev
-        .backing
-        .as_ref()
-        .map(|b| (b, state.backings.get(b).cloned()));
-    // A missing entry is a backing device nobody looked at: as unreadable as can be.
-    let backing = backing.map(|(b, s)| {
-        let s = s.unwrap_or(BackingState {
+    // A backing device nobody looked at (a bug) is not taken for one without an image.
+    let backing = dev.backing.as_ref().map(|b| {
+        let s = state.backings.get(b).cloned().unwrap_or(BackingState {
             devno: None,
             image: Err(format!("{b}: not examined")),
         });
-        (b, s)
+        (b.as_str(), s)
     });
-    let recreate = |what: String| {
-        format!("{what}; that cannot change without recreating the device (rxdskctl destroy {name}, then apply again)")
-    };
     match state.devices.get(&dev.id) {
-        None => match &backing {
-            Some((b, bs)) => match &bs.image {
-                Err(why) => errors.push(err("backing", format!("cannot use the backing device: {why}"))),
-                Ok(Some(h)) => {
-                    check_image(dev, h, &err, &mut errors);
-                    steps.push(Step::Restore {
-                        backing: b.to_string(),
-                        preload: dev.preload,
-                        compress: compress_of(dev),
-                        size: h.size_bytes,
-                        generation: h.generation,
-                    });
-                    match dev.size {
-                        Some(size) if size > h.size_bytes => steps.push(Step::Resize {
-                            from: h.size_bytes,
-                            to: size,
-                        }),
-                        Some(size) if size < h.size_bytes => errors.push(err(
-                            "size",
-                            format!(
-                                "the image on {b} is {}, larger than the configured size {}; \
-                                 a restored device is not shrunk",
-                                format_size(h.size_bytes),
-                                format_size(size)
-                            ),
-                        )),
-                        _ => {}
-                    }
-                    push_format(dev, &mut steps, false);
-                }
-                Ok(None) => match dev.size {
-                    None => errors.push(err(
-                        "size",
-                        format!("{b} holds no rxdsk image to restore, so size is needed to create the device"),
-                    )),
-                    Some(size) => match create_request(dev, size) {
-                        Err(m) => errors.push(err("size", m)),
-                        Ok(request) => {
-                            steps.push(Step::Create(request));
-                            steps.push(attach_step(dev, b));
-                            push_format(dev, &mut steps, true);
-                        }
-                    },
-                },
-            },
-            None => match dev.size.map(|size| create_request(dev, size)) {
-                Some(Ok(request)) => {
-                    steps.push(Step::Create(request));
-                    push_format(dev, &mut steps, true);
-                }
-                Some(Err(m)) => errors.push(err("size", m)),
-                // The configuration checks refuse a device without size or backing.
-                None => errors.push(err("size", "no size".into())),
-            },
-        },
-        Some(current) => {
-            let info = &current.info;
-            let backed = info.flags & RXDSK_FLAG_BACKED != 0;
-            // Unset keys are compared as their defaults, except those a restore takes from
-            // the image.
-            let want_bs = dev.block_size.or(if dev.backing.is_some() { None } else { Some(4096) });
-            if let Some(bs) = want_bs.filter(|&bs| bs != info.logical_block_size) {
-                errors.push(err(
-                    "block-size",
-                    recreate(format!("the block size is {}, the configuration says {bs}", info.logical_block_size)),
-                ));
-            }
-            let want_limit = dev.mem_limit.unwrap_or(0);
-            if want_limit != info.mem_limit_bytes {
-                let show = |l: u64| if l == 0 { "none".to_string() } else { format_size(l) };
-                errors.push(err(
-                    "mem-limit",
-                    recreate(format!(
-                        "the memory limit is {}, the configuration says {}",
-                        show(info.mem_limit_bytes),
-                        show(want_limit)
-                    )),
-                ));
-            }
-            let want = dev.compress.map(Compression::abi);
-            let have = current.compress.map(|(a, _)| a);
-            if want != have {
-                let show = |a: Option<u32>| a.map_or("no compression", compress_name);
-                errors.push(err(
-                    "compress",
-                    recreate(format!("it has {}, the configuration says {}", show(have), show(want))),
-                ));
-            } else if let (Some(level), Some((a, have_level))) = (dev.compress_level, current.compress) {
-                if level != have_level {
-                    errors.push(err(
-                        "compress-level",
-                        recreate(format!(
-                            "it uses {} level {have_level}, the configuration says {level}",
-                            compress_name(a)
-                        )),
-                    ));
-                }
-            }
-            match (&backing, backed) {
-                (None, true) => errors.push(err(
-                    "backing",
-                    format!(
-                        "it has a backing device ({}:{}) the configuration does not name \
-                         (rxdskctl detach {name} lets it go)",
-                        info.backing_major, info.backing_minor
-                    ),
-                )),
-                (None, false) => {}
-                (Some((b, bs)), true) => {
-                    let ours = (info.backing_major, info.backing_minor);
-                    if bs.devno != Some(ours) {
-                        errors.push(err(
-                            "backing",
-                            format!(
-                                "its backing device is {}:{}, not {b}{}",
-                                ours.0,
-                                ours.1,
-                                bs.devno.map_or(" (not found)".to_string(), |(ma, mi)| format!(" ({ma}:{mi})"))
-                            ),
-                        ));
-                    } else {
-                        let writethrough = info.flags & RXDSK_FLAG_WRITETHROUGH != 0;
-                        if let Some(m) = dev.mode.filter(|&m| (m == Mode::Writethrough) != writethrough) {
-                            errors.push(err(
-                                "mode",
-                                format!(
-                                    "it is attached in {} mode, the configuration says {} \
-                                     (rxdskctl detach {name}, then apply, attaches it anew)",
-                                    mode_name(writethrough),
-                                    mode_name(m == Mode::Writethrough)
-                                ),
-                            ));
-                        }
-                        let interval = bs.image.as_ref().ok().and_then(Option::as_ref).map(|h| h.flush_interval_secs);
-                        if let (Some(i), Some(have)) = (dev.flush_interval, interval) {
-                            if i != have {
-                                errors.push(err(
-                                    "flush-interval",
-                                    format!(
-                                        "its image says flush every {have} s, the configuration \
-                                         says {i} (rxdskctl detach {name}, then apply, attaches \
-                                         it anew)"
-                                    ),
-                                ));
-                            }
-                        }
-                        if let Some(j) = dev.journal.filter(|&j| j != info.journal_bytes) {
-                            errors.push(err(
-                                "journal",
-                                format!(
-                                    "its journal is {} bytes, the configuration says {j} \
-                                     (rxdskctl detach {name}, then apply, attaches it anew)",
-                                    info.journal_bytes
-                                ),
-                            ));
-                        }
-                    }
-                }
-                (Some((b, bs)), false) => match &bs.image {
-                    Ok(None) => steps.push(attach_step(dev, b)),
-                    Ok(Some(_)) => errors.push(err(
-                        "backing",
-                        format!(
-                            "{b} holds an rxdsk image, and attaching the existing device would \
-                             overwrite it (rxdskctl destroy {name}, then apply, restores it)"
-                        ),
-                    )),
-                    Err(why) => errors.push(err("backing", format!("cannot use the backing device: {why}"))),
-                },
-            }
-            match dev.size {
-                Some(size) if size > info.size_bytes => steps.push(Step::Resize {
-                    from: info.size_bytes,
-                    to: size,
-                }),
-                Some(size) if size < info.size_bytes && dev.usage != Usage::Raw => errors.push(err(
-                    "size",
-                    format!(
-                        "it is {}, the configuration says {}: not shrunk, that would cut off \
-                         the end of its {} (rxdskctl resize does it by hand)",
-                        format_size(info.size_bytes),
-                        format_size(size),
-                        if matches!(dev.usage, Usage::Swap { .. }) { "swap area" } else { "filesystem" }
-                    ),
-                )),
-                Some(size) if size < info.size_bytes => steps.push(Step::Resize {
-                    from: info.size_bytes,
-                    to: size,
-                }),
-                _ => {}
-            }
-            if is_blank(info) {
-                push_format(dev, &mut steps, false);
-            }
-        }
+        None => plan_new(dev, backing.as_ref(), &err, &mut steps, &mut errors),
+        Some(current) => plan_existing(
+            dev,
+            current,
+            backing.as_ref(),
+            &err,
+            &mut steps,
+            &mut errors,
+        ),
     }
     if activate {
         plan_activation(dev, state, &mut steps, &mut errors);
@@ -414,14 +223,271 @@ fn plan_device(
     }
 }
 
-/// A restore takes block size, mode, journal and flush interval from the image: a
-/// configuration that says otherwise is an error rather than silently ignored.
-fn check_image(
+/// The kernel keeps a backed device's size (its image's) while it is attached.
+fn fixed_size(name: &str, backing: &str, have: u64, want: u64) -> String {
+    format!(
+        "it keeps its image's size ({}) while {backing} backs it, the configuration says {}; \
+         by hand: rxdskctl detach {name}, rxdskctl resize {name} {want}, rxdskctl attach {name} \
+         {backing}",
+        format_size(have),
+        format_size(want)
+    )
+}
+
+fn plan_new(
     dev: &DeviceConfig,
-    h: &RxdskImageHeader,
-    err: &dyn Fn(&str, String) -> String,
+    backing: Option<&(&str, BackingState)>,
+    err: ErrorAt,
+    steps: &mut Vec<Step>,
     errors: &mut Vec<String>,
 ) {
+    let Some((b, bs)) = backing else {
+        match dev.size.map(|size| create_request(dev, size)) {
+            Some(Ok(request)) => {
+                steps.push(Step::Create(request));
+                push_format(dev, steps, true);
+            }
+            Some(Err(m)) => errors.push(err("size", m)),
+            // The configuration checks refuse a device without size or backing.
+            None => errors.push(err("size", "no size".into())),
+        }
+        return;
+    };
+    match &bs.image {
+        Err(why) => errors.push(err(
+            "backing",
+            format!("cannot use the backing device: {why}"),
+        )),
+        Ok(Some(h)) => {
+            check_image(dev, h, err, errors);
+            if let Some(size) = dev.size.filter(|&s| s != h.size_bytes) {
+                let name = device_name(dev.id);
+                errors.push(err("size", fixed_size(&name, b, h.size_bytes, size)));
+            }
+            steps.push(Step::Restore {
+                backing: b.to_string(),
+                preload: dev.preload,
+                compress: compress_of(dev),
+                size: h.size_bytes,
+                generation: h.generation,
+            });
+            push_format(dev, steps, false);
+        }
+        Ok(None) => match dev.size.map(|size| create_request(dev, size)) {
+            None => errors.push(err(
+                "size",
+                format!(
+                    "{b} holds no rxdsk image to restore, so size is needed to create the device"
+                ),
+            )),
+            Some(Err(m)) => errors.push(err("size", m)),
+            Some(Ok(request)) => {
+                steps.push(Step::Create(request));
+                steps.push(attach_step(dev, b));
+                push_format(dev, steps, true);
+            }
+        },
+    }
+}
+
+fn plan_existing(
+    dev: &DeviceConfig,
+    current: &DeviceState,
+    backing: Option<&(&str, BackingState)>,
+    err: ErrorAt,
+    steps: &mut Vec<Step>,
+    errors: &mut Vec<String>,
+) {
+    let name = device_name(dev.id);
+    let info = &current.info;
+    let backed = info.flags & RXDSK_FLAG_BACKED != 0;
+    let recreate = |what: String| {
+        format!(
+            "{what}; that cannot change without recreating the device (rxdskctl destroy \
+             {name}, then apply again)"
+        )
+    };
+    // Unset keys are compared as their defaults, except the block size a restore takes from
+    // the image.
+    let want_bs = dev.block_size.or(if dev.backing.is_some() {
+        None
+    } else {
+        Some(4096)
+    });
+    if let Some(bs) = want_bs.filter(|&bs| bs != info.logical_block_size) {
+        errors.push(err(
+            "block-size",
+            recreate(format!(
+                "the block size is {}, the configuration says {bs}",
+                info.logical_block_size
+            )),
+        ));
+    }
+    let want_limit = dev.mem_limit.unwrap_or(0);
+    if want_limit != info.mem_limit_bytes {
+        let show = |l: u64| {
+            if l == 0 {
+                "none".to_string()
+            } else {
+                format_size(l)
+            }
+        };
+        errors.push(err(
+            "mem-limit",
+            recreate(format!(
+                "the memory limit is {}, the configuration says {}",
+                show(info.mem_limit_bytes),
+                show(want_limit)
+            )),
+        ));
+    }
+    let want = dev.compress.map(Compression::abi);
+    let have = current.compress.map(|(a, _)| a);
+    if want != have {
+        let show = |a: Option<u32>| a.map_or("no compression", compress_name);
+        errors.push(err(
+            "compress",
+            recreate(format!(
+                "it has {}, the configuration says {}",
+                show(have),
+                show(want)
+            )),
+        ));
+    } else if let (Some(level), Some((a, have_level))) = (dev.compress_level, current.compress) {
+        if level != have_level {
+            errors.push(err(
+                "compress-level",
+                recreate(format!(
+                    "it uses {} level {have_level}, the configuration says {level}",
+                    compress_name(a)
+                )),
+            ));
+        }
+    }
+    // The size first: a device is resized before it is attached, never while.
+    match dev.size {
+        Some(size) if size != info.size_bytes && backed => {
+            let b = backing.map_or("its backing device", |(b, _)| b);
+            errors.push(err("size", fixed_size(&name, b, info.size_bytes, size)));
+        }
+        Some(size) if size < info.size_bytes && dev.usage != Usage::Raw => errors.push(err(
+            "size",
+            format!(
+                "it is {}, the configuration says {}: not shrunk, that would cut off the end of \
+                 its {} (rxdskctl resize does it by hand)",
+                format_size(info.size_bytes),
+                format_size(size),
+                if matches!(dev.usage, Usage::Swap { .. }) {
+                    "swap area"
+                } else {
+                    "filesystem"
+                }
+            ),
+        )),
+        Some(size) if size != info.size_bytes => steps.push(Step::Resize {
+            from: info.size_bytes,
+            to: size,
+        }),
+        _ => {}
+    }
+    match (backing, backed) {
+        (None, true) => errors.push(err(
+            "backing",
+            format!(
+                "it has a backing device ({}:{}) the configuration does not name (rxdskctl \
+                 detach {name} lets it go)",
+                info.backing_major, info.backing_minor
+            ),
+        )),
+        (None, false) => {}
+        (Some((b, bs)), true) => check_attached(dev, info, b, bs, err, errors),
+        (Some((b, bs)), false) => match &bs.image {
+            Ok(None) => steps.push(attach_step(dev, b)),
+            Ok(Some(_)) => errors.push(err(
+                "backing",
+                format!(
+                    "{b} holds an rxdsk image, and attaching the existing device would overwrite \
+                     it (rxdskctl destroy {name}, then apply, restores it)"
+                ),
+            )),
+            Err(why) => errors.push(err(
+                "backing",
+                format!("cannot use the backing device: {why}"),
+            )),
+        },
+    }
+    if is_blank(info) {
+        push_format(dev, steps, false);
+    }
+}
+
+/// An attached device: the configured backing device, mode, journal and flush interval.
+fn check_attached(
+    dev: &DeviceConfig,
+    info: &RxdskInfo,
+    b: &str,
+    bs: &BackingState,
+    err: ErrorAt,
+    errors: &mut Vec<String>,
+) {
+    let name = device_name(dev.id);
+    let ours = (info.backing_major, info.backing_minor);
+    if bs.devno != Some(ours) {
+        let theirs = bs.devno.map_or(" (not found)".to_string(), |(ma, mi)| {
+            format!(" ({ma}:{mi})")
+        });
+        errors.push(err(
+            "backing",
+            format!(
+                "its backing device is {}:{}, not {b}{theirs}",
+                ours.0, ours.1
+            ),
+        ));
+        return;
+    }
+    let again = format!("(rxdskctl detach {name}, then apply, attaches it anew)");
+    let writethrough = info.flags & RXDSK_FLAG_WRITETHROUGH != 0;
+    if let Some(m) = dev
+        .mode
+        .filter(|&m| (m == Mode::Writethrough) != writethrough)
+    {
+        errors.push(err(
+            "mode",
+            format!(
+                "it is attached in {} mode, the configuration says {} {again}",
+                mode_name(writethrough),
+                mode_name(m == Mode::Writethrough)
+            ),
+        ));
+    }
+    let interval = bs
+        .image
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|h| h.flush_interval_secs);
+    if let (Some(i), Some(have)) = (dev.flush_interval, interval) {
+        if i != have {
+            errors.push(err(
+                "flush-interval",
+                format!("its image says flush every {have} s, the configuration says {i} {again}"),
+            ));
+        }
+    }
+    if let Some(j) = dev.journal.filter(|&j| j != info.journal_bytes) {
+        errors.push(err(
+            "journal",
+            format!(
+                "its journal is {} bytes, the configuration says {j} {again}",
+                info.journal_bytes
+            ),
+        ));
+    }
+}
+
+/// A restore takes block size, mode, journal and flush interval from the image: a
+/// configuration that says otherwise is an error rather than silently ignored.
+fn check_image(dev: &DeviceConfig, h: &RxdskImageHeader, err: ErrorAt, errors: &mut Vec<String>) {
     let b = dev.backing.as_deref().unwrap_or_default();
     if h.state == RXDSK_IMAGE_FLUSHING {
         errors.push(err(

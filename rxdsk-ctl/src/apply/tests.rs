@@ -328,18 +328,18 @@ fn a_backing_device_with_an_image_is_restored() {
     );
     // No size: the image's.
     assert_eq!(steps("[rxd1]\nbacking=/dev/vdb\n", &s).len(), 1);
-    // A larger size grows it after the restore; a smaller one is refused.
-    assert_eq!(
-        lines("[rxd1]\nbacking=/dev/vdb\nsize=2G\n", &s, false),
-        [
-            "rxd1: would restore 1G from /dev/vdb (generation 7)",
-            "rxd1: would grow to 2G (from 1G)"
-        ]
-    );
-    assert_eq!(
-        errors("[rxd1]\nbacking=/dev/vdb\nsize=512M\n", &s),
-        ["/etc/rxdsk.conf:3: rxd1: the image on /dev/vdb is 1G, larger than the configured size 512M; a restored device is not shrunk"]
-    );
+    // The kernel keeps a backed device's size: another size is an error, not a resize.
+    for (size, shown) in [("2G", "2G"), ("512M", "512M")] {
+        assert_eq!(
+            errors(&format!("[rxd1]\nbacking=/dev/vdb\nsize={size}\n"), &s),
+            [format!(
+                "/etc/rxdsk.conf:3: rxd1: it keeps its image's size (1G) while /dev/vdb backs it, \
+                 the configuration says {shown}; by hand: rxdskctl detach rxd1, rxdskctl resize \
+                 rxd1 {}, rxdskctl attach rxd1 /dev/vdb",
+                crate::size::parse_size(size).unwrap_or_default()
+            )]
+        );
+    }
 }
 
 #[test]
@@ -436,6 +436,10 @@ fn an_existing_device_and_its_backing_device() {
             "/etc/rxdsk.conf:4: rxd1: its journal is 16777216 bytes, the configuration says 4194304 (rxdskctl detach rxd1, then apply, attaches it anew)",
         ]
     );
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\nsize=2G\n", &s),
+        ["/etc/rxdsk.conf:3: rxd1: it keeps its image's size (1G) while /dev/vdb backs it, the configuration says 2G; by hand: rxdskctl detach rxd1, rxdskctl resize rxd1 2147483648, rxdskctl attach rxd1 /dev/vdb"]
+    );
     backing(&mut s, "/dev/vdc", (252, 32), None);
     assert_eq!(
         errors("[rxd1]\nbacking=/dev/vdc\n", &s),
@@ -451,6 +455,14 @@ fn an_existing_device_and_its_backing_device() {
     assert_eq!(
         lines("[rxd1]\nbacking=/dev/vdb\n", &s, false),
         ["rxd1: would attach to /dev/vdb (writeback)"]
+    );
+    // Resized first: the kernel does not resize an attached device.
+    assert_eq!(
+        lines("[rxd1]\nbacking=/dev/vdb\nsize=2G\n", &s, false),
+        [
+            "rxd1: would grow to 2G (from 1G)",
+            "rxd1: would attach to /dev/vdb (writeback)"
+        ]
     );
     backing(&mut s, "/dev/vdb", (252, 16), Some(image(G, 4)));
     assert_eq!(
