@@ -643,6 +643,14 @@ fn apply<B: Backend>(
     };
     let config = crate::config::load(&files)
         .map_err(|e| Failure::Messages(e.iter().map(ToString::to_string).collect()))?;
+    // Nothing configured, nothing asked for: no module needed either.
+    if config.devices.is_empty() && args.devices.is_empty() {
+        if args.json {
+            let doc = serde_json::json!({ "dry-run": args.dry_run, "actions": [] });
+            writeln!(out, "{doc:#}")?;
+        }
+        return Ok(());
+    }
     let backend = open()?;
     let state = read_state(&backend, &config, &args.devices, &Host, args.activate)?;
     let plans = plan(&config, &args.devices, &state, args.activate).map_err(Failure::Messages)?;

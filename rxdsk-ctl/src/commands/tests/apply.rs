@@ -388,3 +388,23 @@ fn a_device_asked_for_alone_looks_at_nothing_else() {
     read_state(&&fake, &config, &[], &system, false).unwrap_or_default();
     assert_eq!(system.ran.borrow().clone(), ["examine /dev/vdb"]);
 }
+
+#[test]
+fn no_configuration_nothing_to_do() {
+    let dir = Scratch::new("apply-empty");
+    let root = dir.0.display().to_string();
+    let fake = Fake::new();
+    let (o, opened) = run_with(&fake, &["apply", "--root", &root]);
+    assert_eq!((o, opened), (outcome(0, "", ""), false));
+    let o = run_fake(&fake, &["apply", "--root", &root, "-J"]);
+    assert_eq!(o.stdout, "{\n  \"actions\": [],\n  \"dry-run\": false\n}\n");
+    // A device asked for that is not configured is an error.
+    let o = run_fake(&fake, &["apply", "--root", &root, "rxd3"]);
+    assert_eq!(
+        (o.status, o.stderr.as_str()),
+        (
+            1,
+            "rxdskctl: rxd3: not in the configuration (no configuration file)\n"
+        )
+    );
+}
