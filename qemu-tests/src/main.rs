@@ -11,6 +11,7 @@
 //! - `rxdsk-guest-tests pair-target` / `pair-host ADDR`: the two roles of the two-guest
 //!   NVMe/TCP test (`cargo xtask test-nvme-tcp`).
 
+mod apply;
 mod backing;
 mod blk;
 mod cli;
@@ -204,6 +205,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "cli_end_to_end",
         run: cli::cli_end_to_end,
+    },
+    Test {
+        name: "apply_config",
+        run: apply::apply_config,
     },
     Test {
         name: "ioctl_fuzz",

@@ -36,15 +36,42 @@ fn device_bytes(file: &std::fs::File) -> std::io::Result<u64> {
 #[repr(C, align(4096))]
 struct Block([u8; 4096]);
 
+/// Why an image header could not be read.
+enum ReadError {
+    /// The device is readable but holds no image (or is too small for one).
+    NoImage(String),
+    Other(String),
+}
+
 /// Reads and checks the image header of `path`, with a message naming it on failure. A block
 /// device is read with O_DIRECT: the module writes the image past the page cache, which may
 /// still hold an older header.
 pub fn read_image(path: &str) -> Result<RxdskImageHeader, String> {
+    read_header(path).map_err(|e| match e {
+        ReadError::NoImage(m) | ReadError::Other(m) => m,
+    })
+}
+
+/// Like [`read_image`], but a device that holds no image is `Ok(None)`, not an error.
+pub fn probe_image(path: &str) -> Result<Option<RxdskImageHeader>, String> {
+    match read_header(path) {
+        Ok(h) => Ok(Some(h)),
+        Err(ReadError::NoImage(_)) => Ok(None),
+        Err(ReadError::Other(m)) => Err(m),
+    }
+}
+
+fn read_header(path: &str) -> Result<RxdskImageHeader, ReadError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::File::open(path).map_err(|e| format!("{path}: cannot open: {e}"))?;
-    let bytes = device_bytes(&file).map_err(|e| format!("{path}: cannot read its size: {e}"))?;
-    let offset = header_offset(bytes)
-        .ok_or_else(|| format!("{path}: too small to hold an rxdsk image ({bytes} bytes)"))?;
+    let other = ReadError::Other;
+    let file = std::fs::File::open(path).map_err(|e| other(format!("{path}: cannot open: {e}")))?;
+    let bytes =
+        device_bytes(&file).map_err(|e| other(format!("{path}: cannot read its size: {e}")))?;
+    let offset = header_offset(bytes).ok_or_else(|| {
+        ReadError::NoImage(format!(
+            "{path}: too small to hold an rxdsk image ({bytes} bytes)"
+        ))
+    })?;
     let is_block = file
         .metadata()
         .is_ok_and(|m| m.file_type().is_block_device());
@@ -53,21 +80,25 @@ pub fn read_image(path: &str) -> Result<RxdskImageHeader, String> {
             .read(true)
             .custom_flags(nix::libc::O_DIRECT)
             .open(path)
-            .map_err(|e| format!("{path}: cannot open: {e}"))?
+            .map_err(|e| other(format!("{path}: cannot open: {e}")))?
     } else {
         file
     };
     let mut block = Box::new(Block([0u8; 4096]));
     file.read_exact_at(&mut block.0, offset)
-        .map_err(|e| format!("{path}: cannot read the metadata block: {e}"))?;
+        .map_err(|e| other(format!("{path}: cannot read the metadata block: {e}")))?;
     let block = &block.0[..136];
     RxdskImageHeader::parse(block).map_err(|e| match e {
-        ImageError::NotAnImage => format!("{path}: no rxdsk image (no metadata block at {offset})"),
-        ImageError::Version(v) => {
-            format!("{path}: image format version {v}, this rxdskctl reads version 1")
-        }
-        ImageError::Checksum => format!("{path}: the image's metadata block is damaged (checksum)"),
-        ImageError::Invalid => format!("{path}: the image's metadata block is invalid"),
+        ImageError::NotAnImage => ReadError::NoImage(format!(
+            "{path}: no rxdsk image (no metadata block at {offset})"
+        )),
+        ImageError::Version(v) => other(format!(
+            "{path}: image format version {v}, this rxdskctl reads version 1"
+        )),
+        ImageError::Checksum => other(format!(
+            "{path}: the image's metadata block is damaged (checksum)"
+        )),
+        ImageError::Invalid => other(format!("{path}: the image's metadata block is invalid")),
     })
 }
 

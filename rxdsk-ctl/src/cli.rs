@@ -65,6 +65,14 @@ pub enum Command {
         #[arg(short = 'J', long)]
         json: bool,
     },
+    /// Create, restore, grow and format the devices of the configuration (rxdsk.conf(5)) so
+    /// that they are as it says; devices it does not name are left alone.
+    #[command(
+        after_help = "Exit status: 0 done (or nothing to do); 1 a bad configuration or \
+                            command line, or a device that cannot become what it says: nothing \
+                            was changed; 32 every device with work to do failed; 64 some did."
+    )]
+    Apply(ApplyArgs),
     /// Print the versions of rxdskctl and of the loaded rxdsk module.
     Version {
         /// Use JSON output format.
@@ -193,6 +201,29 @@ pub struct AttachArgs {
     /// restore does the same). Default: only on request.
     #[arg(long, value_name = "SECS")]
     pub flush_interval: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// Only these configured devices (/dev/rxdN, rxdN or N); default: all.
+    #[arg(value_name = "DEVICE", value_parser = parse_device)]
+    pub devices: Vec<u32>,
+    /// Read this file instead of rxdsk.conf and rxdsk.conf.d/*.conf (repeatable; later
+    /// files override earlier ones).
+    #[arg(long, value_name = "FILE", conflicts_with = "root")]
+    pub config: Vec<std::path::PathBuf>,
+    /// Look for the configuration under DIR instead of / (DIR/etc/rxdsk.conf, ...).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<std::path::PathBuf>,
+    /// Print what would be done, and do nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Also turn swap on and mount filesystems (at boot, the systemd units do that).
+    #[arg(long)]
+    pub activate: bool,
+    /// Use JSON output format.
+    #[arg(short = 'J', long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -26,6 +26,8 @@ enum Failure {
     Messages(Vec<String>),
     /// Writing the output failed.
     Output(io::Error),
+    /// Lines for stderr, and an exit status other than 1.
+    Status(u8, Vec<String>),
 }
 
 impl From<ControlError> for Failure {
@@ -97,6 +99,7 @@ pub fn run<B: Backend>(
             out.write_all(text.as_bytes()).map_err(Failure::from)
         }
         Command::Version { json } => version(json, open, out),
+        Command::Apply(args) => apply(&args, open, out),
     }
     .and_then(|()| out.flush().map_err(Failure::Output));
     // Nothing sensible is left to do if stderr fails too.
@@ -114,11 +117,17 @@ pub fn run<B: Backend>(
             }
             1
         }
+        Err(Failure::Status(status, messages)) => {
+            for m in messages {
+                let _ = writeln!(err, "rxdskctl: {m}");
+            }
+            status
+        }
     }
 }
 
 /// Checks a device size the way the kernel will, to explain what is wrong.
-fn check_size(size: u64, block_size: Option<u32>) -> Result<(), String> {
+pub(crate) fn check_size(size: u64, block_size: Option<u32>) -> Result<(), String> {
     if size == 0 {
         return Err("invalid size: must not be zero".into());
     }
@@ -618,6 +627,57 @@ fn stats<B: Backend>(
     };
     out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// `apply`: configuration, state, plan, then the plan carried out (or only printed).
+fn apply<B: Backend>(
+    args: &crate::cli::ApplyArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    use crate::apply::{describe_plan, execute, plan, read_state, Host};
+    let files = if args.config.is_empty() {
+        crate::config::config_files(args.root.as_deref().unwrap_or(Path::new("/")))
+    } else {
+        args.config.clone()
+    };
+    let config = crate::config::load(&files)
+        .map_err(|e| Failure::Messages(e.iter().map(ToString::to_string).collect()))?;
+    // Nothing configured, nothing asked for: no module needed either.
+    if config.devices.is_empty() && args.devices.is_empty() {
+        if args.json {
+            let doc = serde_json::json!({ "dry-run": args.dry_run, "actions": [] });
+            writeln!(out, "{doc:#}")?;
+        }
+        return Ok(());
+    }
+    let backend = open()?;
+    let state = read_state(&backend, &config, &args.devices, &Host, args.activate)?;
+    let plans = plan(&config, &args.devices, &state, args.activate).map_err(Failure::Messages)?;
+    let (reports, failures, status) = if args.dry_run {
+        (describe_plan(&plans), Vec::new(), 0)
+    } else {
+        let outcome = execute(&backend, &Host, &plans);
+        let status = outcome.status();
+        (outcome.reports, outcome.failures, status)
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "dry-run": args.dry_run,
+            "actions": reports.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{doc:#}")?;
+    } else {
+        for r in reports.iter().filter(|r| !r.failed) {
+            writeln!(out, "{}", r.text)?;
+        }
+    }
+    if status == 0 {
+        Ok(())
+    } else {
+        out.flush()?;
+        Err(Failure::Status(status, failures))
+    }
 }
 
 fn version<B: Backend>(

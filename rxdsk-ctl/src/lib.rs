@@ -1,13 +1,18 @@
 //! rxdskctl's logic as a library: the binary is a thin `main`, and the benches and tests reach
 //! the pure parts (size and device parsing, rendering) directly.
 
+pub mod apply;
 pub mod backend;
 pub mod backing;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod control;
 pub mod device;
 pub mod export;
+pub mod generator;
 pub mod list;
 pub mod size;
 pub mod stats;
+#[cfg(test)]
+mod testutil;

@@ -55,6 +55,13 @@ impl Stage {
         Ok(())
     }
 
+    /// A symlink at `rel` to `target` (relative, as Debian policy wants within /usr).
+    fn symlink(&self, rel: &str, target: &str) -> Result<()> {
+        let path = self.root.join(rel);
+        fs::create_dir_all(path.parent().context("a link at the root")?)?;
+        std::os::unix::fs::symlink(target, &path).with_context(|| path.display().to_string())
+    }
+
     /// Writes `data` gzip-compressed (`gzip -9n`: best compression, no name or time stamp).
     fn gz(&self, rel: &str, data: &[u8]) -> Result<()> {
         use std::io::Write;
@@ -95,6 +102,10 @@ impl Stage {
         let mut bytes = 0u64;
         for rel in &files {
             let path = self.root.join(rel);
+            // md5sums lists regular files only.
+            if fs::symlink_metadata(&path)?.file_type().is_symlink() {
+                continue;
+            }
             bytes += fs::metadata(&path)?.len();
             let sum = run_output(Cmd::new("md5sum").arg(&path))?;
             let hash = sum.split_whitespace().next().unwrap_or_default();
@@ -166,6 +177,10 @@ License: GPL-2
  found in /usr/share/common-licenses/GPL-2.
 ";
 
+/// rxdsk.conf(5), written by hand.
+const CONF_MAN_PAGE: &str = include_str!("../../rxdsk-ctl/dist/rxdsk.conf.5");
+const CONF_EXAMPLE: &str = include_str!("../../rxdsk-ctl/dist/rxdsk.conf.example");
+
 /// rxdskctl(8) and rxdskctl-SUBCOMMAND(8), roff.
 fn man_pages() -> Result<Vec<(String, Vec<u8>)>> {
     let cmd = rxdsk_ctl::cli::Cli::command();
@@ -235,6 +250,29 @@ fn rxdskctl_deb(out: &Path) -> Result<PathBuf> {
         &completion(Shell::Fish),
         0o644,
     )?;
+    // Boot-time setup: the generator (rxdskctl under another name), the setup template,
+    // rxdsk.conf(5) and an example; no /etc/rxdsk.conf, as zram-generator ships none.
+    s.symlink(
+        "usr/lib/systemd/system-generators/rxdsk-generator",
+        "../../../sbin/rxdskctl",
+    )?;
+    s.file(
+        &format!(
+            "usr/lib/systemd/system/{}",
+            rxdsk_ctl::generator::SETUP_TEMPLATE_NAME
+        ),
+        rxdsk_ctl::generator::SETUP_TEMPLATE.as_bytes(),
+        0o644,
+    )?;
+    s.gz(
+        "usr/share/man/man5/rxdsk.conf.5.gz",
+        CONF_MAN_PAGE.as_bytes(),
+    )?;
+    s.file(
+        "usr/share/doc/rxdskctl/examples/rxdsk.conf",
+        CONF_EXAMPLE.as_bytes(),
+        0o644,
+    )?;
     s.gz(
         "usr/share/doc/rxdskctl/README.md.gz",
         &fs::read(paths::repo().join("README.md"))?,
@@ -248,7 +286,11 @@ fn rxdskctl_deb(out: &Path) -> Result<PathBuf> {
          Description: control tool for the rxdsk RAM block device\n \
          rxdskctl creates, lists, resizes and destroys rxdsk RAM block devices\n \
          through the module's versioned ioctl ABI (/dev/rxdsk-control), with\n \
-         util-linux style output: human-readable tables, or JSON for scripts.\n",
+         util-linux style output: human-readable tables, or JSON for scripts.\n \
+         .\n \
+         Devices listed in /etc/rxdsk.conf are set up at boot by a systemd\n \
+         generator: as swap, as mounted filesystems, or restored from a backing\n \
+         disk and flushed to it at shutdown.\n",
         debian_version(),
         arch.trim(),
         shlib_depends(&s.root.join("usr/sbin/rxdskctl"))?,
@@ -457,6 +499,15 @@ fn check_install(deb: &Path) -> Result<()> {
     if !text.contains("rxdskctl - Set up and control rxdsk RAM block devices") {
         bail!("man -l {} rendered:\n{text}", page.display());
     }
+    let page = root.join("usr/share/man/man5/rxdsk.conf.5.gz");
+    let text = run_output(Cmd::new("man").arg("-l").arg(&page).env("MANWIDTH", "80"))?;
+    if !text.contains("rxdsk.conf, rxdsk.conf.d - rxdsk RAM block devices to set up at boot") {
+        bail!("man -l {} rendered:\n{text}", page.display());
+    }
+    let generator = root.join("usr/lib/systemd/system-generators/rxdsk-generator");
+    if fs::canonicalize(&generator)? != fs::canonicalize(root.join("usr/sbin/rxdskctl"))? {
+        bail!("{} does not lead to rxdskctl", generator.display());
+    }
     let completion = root.join("usr/share/bash-completion/completions/rxdskctl");
     let loaded = run_output(Cmd::new("bash").arg("-c").arg(format!(
         "source {} && complete -p rxdskctl",
@@ -528,6 +579,18 @@ mod tests {
         ] {
             assert!(sources.iter().any(|s| s == want), "{sources:?}");
         }
+    }
+
+    /// The rxdskctl package alone (no kernel needed): lintian, install, man pages, purge.
+    /// Slow (a release build): `cargo test -p xtask -- --ignored`.
+    #[test]
+    #[ignore]
+    fn rxdskctl_deb_is_lintian_clean_and_installs() {
+        let out = packages_dir();
+        fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{e}"));
+        let deb = rxdskctl_deb(&out).unwrap_or_else(|e| panic!("{e:#}"));
+        lintian(std::slice::from_ref(&deb)).unwrap_or_else(|e| panic!("{e:#}"));
+        check_install(&deb).unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     #[test]

@@ -20,6 +20,8 @@ struct Fake {
     node_appears: bool,
     abi_major: u32,
     calls: RefCell<Vec<String>>,
+    /// Algorithm and level of each device created.
+    compress: RefCell<BTreeMap<u32, (u32, i32)>>,
 }
 
 impl Fake {
@@ -32,6 +34,7 @@ impl Fake {
             node_appears: true,
             abi_major: abi::RXDSK_ABI_MAJOR,
             calls: RefCell::new(Vec::new()),
+            compress: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -102,6 +105,11 @@ impl Backend for &Fake {
                 .find(|i| !devices.contains_key(i))
                 .ok_or(Errno::ENOSPC)?
         };
+        let compressed = if r.compress != 0 {
+            abi::RXDSK_FLAG_COMPRESSED
+        } else {
+            0
+        };
         devices.insert(
             id,
             RxdskInfo {
@@ -109,10 +117,13 @@ impl Backend for &Fake {
                 logical_block_size: r.logical_block_size,
                 size_bytes: r.size_bytes,
                 mem_limit_bytes: r.mem_limit_bytes,
-                flags: r.flags,
+                flags: (r.flags & abi::RXDSK_FLAG_READ_ONLY) | compressed,
                 ..Default::default()
             },
         );
+        self.compress
+            .borrow_mut()
+            .insert(id, (r.compress, r.compress_level));
         Ok(id)
     }
 
@@ -162,7 +173,15 @@ impl Backend for &Fake {
     fn compr_stats(&self, id: u32) -> Result<rxdsk_ioctl::RxdskComprStats, Errno> {
         self.log(format!("compr_stats {id}"));
         self.check("compr_stats", id)?;
-        Err(Errno::EINVAL)
+        match self.compress.borrow().get(&id) {
+            Some(&(algorithm, level)) if algorithm != 0 => Ok(rxdsk_ioctl::RxdskComprStats {
+                id,
+                algorithm,
+                level,
+                ..Default::default()
+            }),
+            _ => Err(Errno::EINVAL),
+        }
     }
 
     fn attach(&self, a: &rxdsk_ioctl::RxdskAttach) -> Result<(), Errno> {
@@ -171,7 +190,11 @@ impl Backend for &Fake {
             "attach {} {path} flags={} journal={} interval={}",
             a.id, a.flags, a.journal_bytes, a.flush_interval_secs
         ));
-        self.check("attach", a.id)
+        self.check("attach", a.id)?;
+        if let Some(info) = self.devices.borrow_mut().get_mut(&a.id) {
+            info.flags |= abi::RXDSK_FLAG_BACKED;
+        }
+        Ok(())
     }
 
     fn detach(&self, id: u32, flags: u64) -> Result<(), Errno> {
@@ -194,8 +217,25 @@ impl Backend for &Fake {
     fn restore(&self, r: &rxdsk_ioctl::RxdskRestore) -> Result<rxdsk_ioctl::RxdskRestore, Errno> {
         self.log(format!("restore flags={} id={}", r.flags, r.id));
         self.check("restore", 0)?;
+        let id = if r.flags & abi::RXDSK_CREATE_WITH_ID != 0 {
+            r.id
+        } else {
+            5
+        };
+        // A restored image: pages still to load.
+        self.devices.borrow_mut().insert(
+            id,
+            RxdskInfo {
+                id,
+                logical_block_size: 4096,
+                size_bytes: 1 << 20,
+                flags: abi::RXDSK_FLAG_BACKED,
+                unloaded_pages: 256,
+                ..Default::default()
+            },
+        );
         Ok(rxdsk_ioctl::RxdskRestore {
-            id: 5,
+            id,
             generation: 9,
             ..*r
         })
@@ -800,3 +840,5 @@ fn attach_options_reach_the_request() {
     assert_eq!(bad.status, 1);
     assert!(bad.stderr.contains("multiple of 4 KiB"), "{}", bad.stderr);
 }
+
+mod apply;

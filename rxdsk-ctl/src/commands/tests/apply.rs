@@ -1,0 +1,410 @@
+//! `rxdskctl apply` carried out against the fake kernel and a fake system.
+
+use super::*;
+use crate::apply::{execute, plan, read_state, BackingState, System};
+
+use crate::testutil::Scratch;
+
+#[test]
+fn apply_creates_then_leaves_alone_then_grows() {
+    let dir = Scratch::new("apply-cycle");
+    let conf = dir.write(
+        "rxdsk.conf",
+        "[rxd2]\nsize = 64M\ncompress = zstd\n\n[rxd0]\nsize=1G\nblock-size=512\n",
+    );
+    let fake = Fake::new().with_device(7, 4096, 0);
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(
+        o,
+        outcome(
+            0,
+            "rxd0: created 1G, 512-byte blocks\nrxd2: created 64M, zstd\n",
+            ""
+        )
+    );
+    let creates: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("create"))
+        .collect();
+    assert_eq!(
+        creates,
+        [
+            "create size=1073741824 limit=0 flags=2 lbs=512 id=0",
+            "create size=67108864 limit=0 flags=2 lbs=4096 id=2"
+        ]
+    );
+    fake.calls.borrow_mut().clear();
+    assert_eq!(
+        run_fake(&fake, &["apply", "--config", &conf]),
+        outcome(0, "rxd0: unchanged\nrxd2: unchanged\n", "")
+    );
+    assert!(
+        fake.calls()
+            .iter()
+            .all(|c| !c.starts_with("create") && !c.starts_with("resize")),
+        "{:?}",
+        fake.calls()
+    );
+    let conf = dir.write(
+        "rxdsk.conf",
+        "[rxd2]\nsize = 128M\ncompress = zstd\n\n[rxd0]\nsize=1G\nblock-size=512\n",
+    );
+    assert_eq!(
+        run_fake(&fake, &["apply", "--config", &conf, "-J"]).stdout,
+        format!(
+            "{:#}\n",
+            serde_json::json!({"dry-run": false, "actions": [
+                {"device": "/dev/rxd0", "action": "unchanged", "done": true},
+                {"device": "/dev/rxd2", "action": "grow", "done": true, "from": 64 << 20, "size": 128 << 20},
+            ]})
+        )
+    );
+    assert_eq!(fake.devices.borrow()[&2].size_bytes, 128 << 20);
+    // Device 7 is not configured: never looked at beyond LIST, never changed.
+    assert!(
+        fake.calls().iter().all(|c| !c.ends_with(" 7")),
+        "{:?}",
+        fake.calls()
+    );
+}
+
+#[test]
+fn a_bad_line_changes_nothing_and_needs_no_module() {
+    let dir = Scratch::new("apply-bad");
+    let good = dir.write("etc/rxdsk.conf", "[rxd0]\nsize = 64M\n");
+    dir.write(
+        "etc/rxdsk.conf.d/10-swap.conf",
+        "[rxd1]\nsize=1G\n\nsise = 2G\n",
+    );
+    let fake = Fake::new();
+    let root = dir.0.display().to_string();
+    let (o, opened) = run_with(&fake, &["apply", "--root", &root]);
+    assert_eq!(
+        o,
+        outcome(
+            1,
+            "",
+            &format!(
+                "rxdskctl: {root}/etc/rxdsk.conf.d/10-swap.conf:4: unknown key \"sise\" in [rxd1] (did you mean \"size\"?)\n"
+            )
+        )
+    );
+    assert!(!opened && fake.calls().is_empty());
+    // The main file alone is fine.
+    assert_eq!(run_fake(&fake, &["apply", "--config", &good]).status, 0);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let dir = Scratch::new("apply-dry");
+    let conf = dir.write("c.conf", "[rxd0]\nsize = 64M\nswap-priority = 10\n");
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(&fake, &["apply", "-n", "--config", &conf, "--activate"]),
+        outcome(
+            0,
+            "rxd0: would create 64M\nrxd0: would format as swap\nrxd0: would activate as swap (priority 10)\n",
+            ""
+        )
+    );
+    assert!(fake.devices.borrow().is_empty());
+    assert!(
+        fake.calls().iter().all(|c| c == "list"),
+        "{:?}",
+        fake.calls()
+    );
+}
+
+#[test]
+fn a_plan_error_changes_nothing() {
+    let dir = Scratch::new("apply-mismatch");
+    let conf = dir.write(
+        "c.conf",
+        "[rxd0]\nsize = 64M\ncompress = lz4\n[rxd1]\nsize = 1G\n",
+    );
+    let fake = Fake::new().with_device(0, 64 << 20, 4096);
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(o.status, 1);
+    assert_eq!(
+        o.stderr,
+        format!("rxdskctl: {conf}:3: rxd0: it has no compression, the configuration says lz4; that cannot change without recreating the device (rxdskctl destroy rxd0, then apply again)\n")
+    );
+    assert!(!fake.devices.borrow().contains_key(&1));
+    // Named devices only: rxd1 alone is fine.
+    assert_eq!(
+        run_fake(&fake, &["apply", "--config", &conf, "rxd1"]),
+        outcome(0, "rxd1: created 1G\n", "")
+    );
+}
+
+#[test]
+fn kernel_failures_are_reported_with_mount_style_status() {
+    let dir = Scratch::new("apply-fail");
+    let conf = dir.write("c.conf", "[rxd0]\nsize = 64M\n[rxd1]\nsize = 64M\n");
+    let fake = Fake::new().failing("create", 0, Errno::ENOMEM);
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(o.status, crate::apply::EXIT_FAILED);
+    assert_eq!(
+        o.stderr,
+        "rxdskctl: /dev/rxd0: cannot create device: Out of memory\n\
+         rxdskctl: /dev/rxd1: cannot create device: Out of memory\n"
+    );
+    let fake = Fake::new()
+        .with_device(1, 32 << 20, 4096)
+        .failing("resize", 1, Errno::ENOSPC);
+    let o = run_fake(&fake, &["apply", "--config", &conf, "-J"]);
+    assert_eq!(o.status, crate::apply::EXIT_PARTIAL);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_default();
+    assert_eq!(v["actions"][0]["action"], "create");
+    assert_eq!(v["actions"][1]["action"], "grow");
+    assert_eq!(v["actions"][1]["done"], false);
+    assert_eq!(
+        v["actions"][1]["error"],
+        "/dev/rxd1: cannot resize: no space left"
+    );
+    assert_eq!(
+        o.stderr,
+        "rxdskctl: /dev/rxd1: cannot resize: no space left\n"
+    );
+}
+
+#[test]
+fn restores_from_an_image_file() {
+    let dir = Scratch::new("apply-restore");
+    let img = dir.0.join("backing.img");
+    let h = rxdsk_ioctl::RxdskImageHeader::new(4096, 1 << 20, 4, rxdsk_ioctl::RXDSK_IMAGE_CLEAN, 0);
+    let mut data = vec![0u8; (1 << 20) + 8192];
+    let at = rxdsk_ioctl::header_offset(data.len() as u64).unwrap_or_default() as usize;
+    data[at..at + 136].copy_from_slice(&h.to_bytes());
+    std::fs::write(&img, &data).unwrap_or_else(|e| panic!("{e}"));
+    let conf = dir.write(
+        "c.conf",
+        &format!("[rxd3]\nbacking = {}\nfs-type = ext4\n", img.display()),
+    );
+    let fake = Fake::new();
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    // The restored image holds data: not formatted (no mkfs was run on the host).
+    assert_eq!(
+        o,
+        outcome(
+            0,
+            &format!("rxd3: restored 1M from {} (generation 4)\n", img.display()),
+            ""
+        )
+    );
+    assert!(
+        fake.calls().contains(&"restore flags=2 id=3".to_string()),
+        "{:?}",
+        fake.calls()
+    );
+    // A backing file without an image: created and attached.
+    std::fs::write(&img, vec![0u8; 3 << 20]).unwrap_or_else(|e| panic!("{e}"));
+    let conf = dir.write(
+        "c.conf",
+        &format!(
+            "[rxd4]\nbacking = {}\nsize = 1M\njournal = 1M\n",
+            img.display()
+        ),
+    );
+    assert_eq!(
+        run_fake(&fake, &["apply", "--config", &conf]),
+        outcome(
+            0,
+            &format!(
+                "rxd4: created 1M\nrxd4: attached to {} (writeback, journal 1M)\n",
+                img.display()
+            ),
+            ""
+        )
+    );
+}
+
+/// Programs and tables of a system in memory.
+#[derive(Default)]
+struct FakeSystem {
+    ran: RefCell<Vec<String>>,
+    fail: Option<&'static str>,
+}
+
+impl System for FakeSystem {
+    fn backing_state(&self, path: &str) -> BackingState {
+        self.ran.borrow_mut().push(format!("examine {path}"));
+        BackingState {
+            devno: None,
+            image: Err(format!("{path}: not in this test")),
+        }
+    }
+
+    fn swaps(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn mounts(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        self.ran
+            .borrow_mut()
+            .push(format!("{program} {}", args.join(" ")));
+        if self.fail == Some(program) {
+            return Err(format!("{program} failed"));
+        }
+        Ok(())
+    }
+
+    fn create_dir(&self, path: &str) -> Result<(), String> {
+        self.ran.borrow_mut().push(format!("mkdir {path}"));
+        Ok(())
+    }
+
+    fn swapon(&self, path: &str, flags: i32) -> Result<(), String> {
+        self.ran
+            .borrow_mut()
+            .push(format!("swapon(2) {path} {flags:#x}"));
+        Ok(())
+    }
+}
+
+fn plans_for(fake: &Fake, system: &FakeSystem, text: &str) -> Vec<crate::apply::DevicePlan> {
+    let config = crate::config::parse(&[("f".to_string(), text.to_string())]).unwrap_or_default();
+    let state = read_state(&fake, &config, &[], system, true).unwrap_or_default();
+    plan(&config, &[], &state, true).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+#[test]
+fn formats_and_activates() {
+    let fake = Fake::new();
+    let system = FakeSystem::default();
+    let text = "[rxd0]\nsize=64M\nswap-priority=7\noptions=discard\n[rxd1]\nsize=64M\nfs-type=ext4\nmount-point=/mnt/fast\noptions=noatime\n";
+    let plans = plans_for(&fake, &system, text);
+    let o = execute(&&fake, &system, &plans);
+    assert_eq!(o.status(), 0, "{:?}", o.failures);
+    assert_eq!(
+        system.ran.borrow().clone(),
+        [
+            "mkswap /dev/rxd0",
+            "swapon(2) /dev/rxd0 0x18007",
+            "mkfs.ext4 /dev/rxd1",
+            "mkdir /mnt/fast",
+            "mount -t ext4 -o noatime /dev/rxd1 /mnt/fast",
+        ]
+    );
+    let texts: Vec<String> = o.reports.iter().map(|r| r.text.clone()).collect();
+    assert_eq!(
+        texts,
+        [
+            "rxd0: created 64M",
+            "rxd0: formatted as swap",
+            "rxd0: activated as swap (priority 7)",
+            "rxd1: created 64M",
+            "rxd1: formatted as ext4",
+            "rxd1: mounted on /mnt/fast",
+        ]
+    );
+}
+
+#[test]
+fn never_formats_a_device_that_holds_data() {
+    let fake = Fake::new();
+    let system = FakeSystem::default();
+    let plans = plans_for(&fake, &system, "[rxd0]\nsize=64M\nfs-type=ext4\n");
+    // Written to between the plan and its execution.
+    let create = crate::apply::Step::Create(
+        crate::commands::create_request(&crate::cli::CreateArgs {
+            size: Some(64 << 20),
+            backing: None,
+            force: false,
+            preload: false,
+            block_size: 4096,
+            mem_limit: None,
+            read_only: false,
+            id: Some(0),
+            compress: None,
+            compress_level: None,
+        })
+        .unwrap_or_default(),
+    );
+    assert_eq!(plans[0].steps[0], create);
+    (&fake)
+        .create(&rxdsk_ioctl::RxdskCreate {
+            size_bytes: 64 << 20,
+            logical_block_size: 4096,
+            flags: abi::RXDSK_CREATE_WITH_ID,
+            ..Default::default()
+        })
+        .unwrap_or_default();
+    if let Some(i) = fake.devices.borrow_mut().get_mut(&0) {
+        i.used_bytes = 4096;
+    }
+    let o = execute(
+        &&fake,
+        &system,
+        &plans[0..1]
+            .iter()
+            .map(|p| crate::apply::DevicePlan {
+                id: p.id,
+                steps: p.steps[1..].to_vec(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(o.status(), 0);
+    assert!(system.ran.borrow().is_empty(), "{:?}", system.ran.borrow());
+    assert!(o.reports.is_empty());
+}
+
+#[test]
+fn a_failed_step_ends_its_device() {
+    let fake = Fake::new();
+    let system = FakeSystem {
+        fail: Some("mkswap"),
+        ..Default::default()
+    };
+    let plans = plans_for(
+        &fake,
+        &system,
+        "[rxd0]\nsize=64M\nswap-priority=1\n[rxd1]\nsize=64M\n",
+    );
+    let o = execute(&&fake, &system, &plans);
+    assert_eq!(o.status(), crate::apply::EXIT_PARTIAL);
+    assert_eq!(o.failures, ["/dev/rxd0: cannot format: mkswap failed"]);
+    assert_eq!(system.ran.borrow().clone(), ["mkswap /dev/rxd0"]);
+    assert!(fake.devices.borrow().contains_key(&1));
+}
+
+#[test]
+fn a_device_asked_for_alone_looks_at_nothing_else() {
+    let fake = Fake::new();
+    let system = FakeSystem::default();
+    let config = crate::config::parse(&[(
+        "f".to_string(),
+        "[rxd0]\nsize=64M\n[rxd1]\nbacking=/dev/vdb\n".to_string(),
+    )])
+    .unwrap_or_default();
+    let state = read_state(&&fake, &config, &[0], &system, false).unwrap_or_default();
+    assert!(system.ran.borrow().is_empty(), "{:?}", system.ran.borrow());
+    assert!(plan(&config, &[0], &state, false).is_ok());
+    read_state(&&fake, &config, &[], &system, false).unwrap_or_default();
+    assert_eq!(system.ran.borrow().clone(), ["examine /dev/vdb"]);
+}
+
+#[test]
+fn no_configuration_nothing_to_do() {
+    let dir = Scratch::new("apply-empty");
+    let root = dir.0.display().to_string();
+    let fake = Fake::new();
+    let (o, opened) = run_with(&fake, &["apply", "--root", &root]);
+    assert_eq!((o, opened), (outcome(0, "", ""), false));
+    let o = run_fake(&fake, &["apply", "--root", &root, "-J"]);
+    assert_eq!(o.stdout, "{\n  \"actions\": [],\n  \"dry-run\": false\n}\n");
+    // A device asked for that is not configured is an error.
+    let o = run_fake(&fake, &["apply", "--root", &root, "rxd3"]);
+    assert_eq!(
+        (o.status, o.stderr.as_str()),
+        (
+            1,
+            "rxdskctl: rxd3: not in the configuration (no configuration file)\n"
+        )
+    );
+}

@@ -1,0 +1,694 @@
+//! The declarative configuration read by `rxdskctl apply` and the systemd generator:
+//! `rxdsk.conf` plus `rxdsk.conf.d/*.conf` drop-ins, INI-style, one `[rxdN]` section per
+//! device (see rxdsk.conf(5)).
+//!
+//! Every line of every file is checked before anything is used, so that a bad line changes
+//! nothing; errors name `FILE:LINE`.
+
+use crate::cli::{Compression, Mode};
+use crate::device::{device_name, parse_device};
+use crate::size::parse_size;
+use rxdsk_ioctl::{RXDSK_IMAGE_META_SIZE, RXDSK_MAX_DEVICES, RXDSK_PAGE_SIZE};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Directories searched for `rxdsk.conf` and `rxdsk.conf.d/`, highest precedence first (the
+/// systemd order: the administrator's /etc over runtime /run over the vendor's /usr).
+pub const CONFIG_DIRS: [&str; 4] = ["etc", "run", "usr/local/lib", "usr/lib"];
+pub const MAIN_FILE: &str = "rxdsk.conf";
+pub const DROP_IN_DIR: &str = "rxdsk.conf.d";
+
+/// Where a setting was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A configuration error: `FILE:LINE: message`, or `FILE: message` for a whole file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub at: Option<Location>,
+    pub file: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(at: &Location, message: impl Into<String>) -> Self {
+        Self {
+            at: Some(at.clone()),
+            file: at.file.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.at {
+            Some(at) => write!(f, "{at}: {}", self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// What the device is for once it exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// A block device and nothing more.
+    Raw,
+    /// Swap space (mkswap; swapon with the priority).
+    Swap {
+        priority: Option<i32>,
+        options: Option<String>,
+    },
+    /// A filesystem (mkfs.TYPE), mounted at `mount_point` if there is one.
+    Filesystem {
+        fs_type: String,
+        mount_point: Option<String>,
+        options: Option<String>,
+    },
+}
+
+/// One `[rxdN]` section after all files are merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceConfig {
+    pub id: u32,
+    /// The first `[rxdN]` line of the device.
+    pub section: Location,
+    pub size: Option<u64>,
+    pub block_size: Option<u32>,
+    pub mem_limit: Option<u64>,
+    pub compress: Option<Compression>,
+    pub compress_level: Option<i32>,
+    pub backing: Option<String>,
+    pub mode: Option<Mode>,
+    pub journal: Option<u64>,
+    pub flush_interval: Option<u32>,
+    pub preload: bool,
+    pub usage: Usage,
+    /// Where each key in effect was set.
+    pub origins: BTreeMap<&'static str, Location>,
+}
+
+impl DeviceConfig {
+    fn new(id: u32, section: Location) -> Self {
+        Self {
+            id,
+            section,
+            size: None,
+            block_size: None,
+            mem_limit: None,
+            compress: None,
+            compress_level: None,
+            backing: None,
+            mode: None,
+            journal: None,
+            flush_interval: None,
+            preload: false,
+            usage: Usage::Raw,
+            origins: BTreeMap::new(),
+        }
+    }
+
+    /// Where `key` was set, else the device's section line: what an error about it names.
+    pub fn location(&self, key: &str) -> &Location {
+        self.origins.get(key).unwrap_or(&self.section)
+    }
+
+    /// An error about `key` of this device.
+    pub fn error(&self, key: &str, message: impl fmt::Display) -> ConfigError {
+        ConfigError::at(self.location(key), message.to_string())
+    }
+
+    /// `[rxdN]`, as errors name the section.
+    pub fn section_name(&self) -> String {
+        format!("[{}]", device_name(self.id))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub devices: BTreeMap<u32, DeviceConfig>,
+    /// The files read, in order.
+    pub files: Vec<String>,
+}
+
+/// Every key a section may hold, named as the rxdskctl options they stand for.
+pub const KEYS: [&str; 14] = [
+    "size",
+    "block-size",
+    "mem-limit",
+    "compress",
+    "compress-level",
+    "backing",
+    "mode",
+    "journal",
+    "flush-interval",
+    "preload",
+    "swap-priority",
+    "fs-type",
+    "mount-point",
+    "options",
+];
+
+/// The key values before they are combined: what `set_key` stores.
+#[derive(Default)]
+struct Values {
+    swap_priority: Option<i32>,
+    fs_type: Option<String>,
+    mount_point: Option<String>,
+    options: Option<String>,
+}
+
+/// The configuration files under `root` ("/" normally), in the order they are read: the main
+/// file (the first of `CONFIG_DIRS` that has one), then the drop-ins sorted by file name,
+/// each from the highest-precedence directory that has a file of that name.
+pub fn config_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(main) = CONFIG_DIRS
+        .iter()
+        .map(|d| root.join(d).join(MAIN_FILE))
+        .find(|p| p.exists())
+    {
+        files.push(main);
+    }
+    let mut drop_ins: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Lowest precedence first, so that a higher directory's file replaces the entry.
+    for dir in CONFIG_DIRS.iter().rev() {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(DROP_IN_DIR)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".conf") && !name.starts_with('.') {
+                drop_ins.insert(name, e.path());
+            }
+        }
+    }
+    files.extend(drop_ins.into_values());
+    files
+}
+
+/// Reads and parses `files` (a file masked by a symlink to /dev/null reads as empty).
+pub fn load(files: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
+    let mut texts = Vec::new();
+    let mut errors = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        match std::fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => texts.push((name, text)),
+                Err(_) => errors.push(ConfigError {
+                    at: None,
+                    file: name,
+                    message: "not UTF-8 text".into(),
+                }),
+            },
+            Err(e) => errors.push(ConfigError {
+                at: None,
+                file: name,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    parse(&texts)
+}
+
+/// One `key = value` line.
+struct Assignment {
+    id: u32,
+    key: &'static str,
+    value: String,
+    at: Location,
+}
+
+/// Parses `(file name, text)` pairs, later files overriding earlier ones key by key; an
+/// empty value resets a key. All errors are returned, not just the first.
+pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut assignments: Vec<Assignment> = Vec::new();
+    let mut sections: BTreeMap<u32, Location> = BTreeMap::new();
+    for (file, text) in texts {
+        parse_file(file, text, &mut sections, &mut assignments, &mut errors);
+    }
+    // Values are checked line by line, overridden ones too: any bad line is an error.
+    for a in &assignments {
+        let mut scratch = DeviceConfig::new(a.id, a.at.clone());
+        if let Err(m) = set_key(&mut scratch, &mut Values::default(), a.key, &a.value) {
+            errors.push(ConfigError::at(&a.at, m));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // The last assignment of each key wins.
+    let mut effective: BTreeMap<(u32, &'static str), &Assignment> = BTreeMap::new();
+    for a in &assignments {
+        effective.insert((a.id, a.key), a);
+    }
+    let mut config = Config {
+        files: texts.iter().map(|(f, _)| f.clone()).collect(),
+        ..Default::default()
+    };
+    for (&id, at) in &sections {
+        let mut dev = DeviceConfig::new(id, at.clone());
+        let mut values = Values::default();
+        for a in effective
+            .range((id, "")..)
+            .take_while(|((i, _), _)| *i == id)
+        {
+            let a = a.1;
+            if a.value.is_empty() {
+                continue;
+            }
+            dev.origins.insert(a.key, a.at.clone());
+            if let Err(m) = set_key(&mut dev, &mut values, a.key, &a.value) {
+                errors.push(ConfigError::at(&a.at, m));
+            }
+        }
+        match finish_device(dev, values) {
+            Ok(dev) => {
+                config.devices.insert(id, dev);
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    check_shared(&config, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_file(
+    file: &str,
+    text: &str,
+    sections: &mut BTreeMap<u32, Location>,
+    assignments: &mut Vec<Assignment>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut section: Option<u32> = None;
+    // After a bad section header its keys are not reported once more each.
+    let mut bad_section = false;
+    // Keys already set in this file, per device: a second one is a mistake, not an override.
+    let mut seen: BTreeMap<(u32, &'static str), usize> = BTreeMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let at = Location {
+            file: file.to_string(),
+            line: index + 1,
+        };
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let Some(name) = rest.strip_suffix(']') else {
+                errors.push(ConfigError::at(&at, format!("unclosed section \"{line}\"")));
+                section = None;
+                bad_section = true;
+                continue;
+            };
+            match parse_section(name.trim()) {
+                Ok(id) => {
+                    sections.entry(id).or_insert_with(|| at.clone());
+                    section = Some(id);
+                    bad_section = false;
+                }
+                Err(m) => {
+                    errors.push(ConfigError::at(&at, m));
+                    section = None;
+                    bad_section = true;
+                }
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            errors.push(ConfigError::at(
+                &at,
+                format!("expected \"[rxdN]\" or \"KEY = VALUE\", found \"{line}\""),
+            ));
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let Some(known) = KEYS.iter().copied().find(|k| *k == key) else {
+            let place = section.map_or(String::new(), |id| format!(" in [{}]", device_name(id)));
+            errors.push(ConfigError::at(
+                &at,
+                format!("unknown key \"{key}\"{place}{}", suggestion(key)),
+            ));
+            continue;
+        };
+        let Some(id) = section else {
+            if !bad_section {
+                errors.push(ConfigError::at(
+                    &at,
+                    format!("\"{key}\" outside a section (start one with [rxdN])"),
+                ));
+            }
+            continue;
+        };
+        if let Some(first) = seen.insert((id, known), at.line) {
+            errors.push(ConfigError::at(
+                &at,
+                format!(
+                    "\"{key}\" is set twice in [{}] (first on line {first})",
+                    device_name(id)
+                ),
+            ));
+            continue;
+        }
+        assignments.push(Assignment {
+            id,
+            key: known,
+            value: value.to_string(),
+            at,
+        });
+    }
+}
+
+/// `rxdN` to N: sections are devices.
+fn parse_section(name: &str) -> Result<u32, String> {
+    let bad = || format!("invalid section \"[{name}]\": a section names a device, e.g. [rxd0]");
+    if !name.starts_with(rxdsk_ioctl::RXDSK_DISK_PREFIX) {
+        return Err(bad());
+    }
+    let id = parse_device(name).map_err(|_| bad())?;
+    if id >= RXDSK_MAX_DEVICES {
+        return Err(format!(
+            "invalid section \"[{name}]\": device ids are below {RXDSK_MAX_DEVICES}"
+        ));
+    }
+    Ok(id)
+}
+
+/// ` (did you mean "size"?)` for a key one or two edits away from a known one, and the
+/// names of the `rxdskctl create` options a user may carry over.
+fn suggestion(key: &str) -> String {
+    let aliases = [
+        ("compression", "compress"),
+        ("compression-algorithm", "compress"),
+        ("compression-level", "compress-level"),
+        ("backing-device", "backing"),
+        ("backing-mode", "mode"),
+        ("priority", "swap-priority"),
+        ("restore", "preload"),
+    ];
+    let near = aliases
+        .iter()
+        .find(|(a, _)| a.eq_ignore_ascii_case(key))
+        .map(|(_, k)| *k)
+        .or_else(|| {
+            KEYS.iter()
+                .copied()
+                .map(|k| (edit_distance(&key.to_ascii_lowercase(), k), k))
+                .filter(|&(d, _)| d <= 2)
+                .min()
+                .map(|(_, k)| k)
+        });
+    near.map_or(String::new(), |k| format!(" (did you mean \"{k}\"?)"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err("expected yes or no".into()),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value.parse().map_err(|_| "not a number in range".into())
+}
+
+/// An absolute path without `.`/`..` components or repeated or trailing slashes: what
+/// systemd accepts as a unit's `Where=`, and unambiguous to compare.
+fn check_path(value: &str) -> Result<(), String> {
+    let normal = value.starts_with('/')
+        && (value == "/"
+            || value[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".."));
+    if !normal {
+        return Err("an absolute path is needed (no \".\", \"..\", \"//\" or trailing /)".into());
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("white space and control characters are not supported in paths".into());
+    }
+    Ok(())
+}
+
+/// Parses one value into `dev` (or `values`, for the keys combined later).
+fn set_key(
+    dev: &mut DeviceConfig,
+    values: &mut Values,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    let invalid = |why: String| format!("invalid {key} \"{value}\" in [rxd{}]: {why}", dev.id);
+    if value.is_empty() {
+        return Ok(());
+    }
+    match key {
+        "size" => dev.size = Some(parse_size(value).map_err(invalid)?),
+        "block-size" => {
+            dev.block_size = Some(match parse_size(value) {
+                Ok(512) => 512,
+                Ok(4096) => 4096,
+                _ => return Err(invalid("must be 512 or 4096".into())),
+            })
+        }
+        "mem-limit" => {
+            let limit = parse_size(value).map_err(invalid)?;
+            if limit != 0 && limit < RXDSK_PAGE_SIZE {
+                return Err(invalid(format!(
+                    "less than one page ({RXDSK_PAGE_SIZE}); use 0 for no limit"
+                )));
+            }
+            dev.mem_limit = Some(limit);
+        }
+        "compress" => {
+            dev.compress = Some(
+                <Compression as clap::ValueEnum>::from_str(value, false)
+                    .map_err(|_| invalid("expected lzo, lzo-rle, lz4 or zstd".into()))?,
+            )
+        }
+        "compress-level" => dev.compress_level = Some(parse_number(value).map_err(invalid)?),
+        "backing" => {
+            check_path(value).map_err(invalid)?;
+            dev.backing = Some(value.to_string());
+        }
+        "mode" => {
+            dev.mode = Some(
+                <Mode as clap::ValueEnum>::from_str(value, false)
+                    .map_err(|_| invalid("expected writeback or writethrough".into()))?,
+            )
+        }
+        "journal" => {
+            let bytes = parse_size(value).map_err(invalid)?;
+            if bytes.checked_rem(RXDSK_IMAGE_META_SIZE) != Some(0) {
+                return Err(invalid("not a multiple of 4 KiB".into()));
+            }
+            dev.journal = Some(bytes);
+        }
+        "flush-interval" => dev.flush_interval = Some(parse_number(value).map_err(invalid)?),
+        "preload" => dev.preload = parse_bool(value).map_err(invalid)?,
+        "swap-priority" => {
+            let p: i32 = parse_number(value).map_err(invalid)?;
+            if !(-1..=32767).contains(&p) {
+                return Err(invalid("must be -1 to 32767".into()));
+            }
+            values.swap_priority = Some(p);
+        }
+        "fs-type" => {
+            let ok = value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
+            if !ok {
+                return Err(invalid(
+                    "not a filesystem type name (e.g. swap, ext4)".into(),
+                ));
+            }
+            values.fs_type = Some(value.to_string());
+        }
+        "mount-point" => {
+            check_path(value).map_err(invalid)?;
+            if value == "/" {
+                return Err(invalid(
+                    "the root filesystem cannot be set up this late in boot".into(),
+                ));
+            }
+            values.mount_point = Some(value.to_string());
+        }
+        "options" => {
+            if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(invalid(
+                    "comma-separated options without white space are expected".into(),
+                ));
+            }
+            values.options = Some(value.to_string());
+        }
+        _ => return Err(format!("unknown key \"{key}\"")),
+    }
+    Ok(())
+}
+
+/// The checks that involve more than one key of a device.
+fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let name = dev.section_name();
+    let need = |dev: &DeviceConfig, key: &str, what: &str| {
+        dev.error(key, format!("{key} in {name} {what}"))
+    };
+    if dev.size.is_none() && dev.backing.is_none() {
+        let message = format!("{name} has no size (set size, or backing to restore it)");
+        errors.push(dev.error("size", message));
+    }
+    if let Some(size) = dev.size {
+        if let Err(m) = crate::commands::check_size(size, Some(dev.block_size.unwrap_or(4096))) {
+            errors.push(dev.error("size", format!("{m} (size in {name})")));
+        }
+    }
+    if dev.compress_level.is_some() {
+        match dev.compress {
+            None => errors.push(need(&dev, "compress-level", "needs compress")),
+            Some(c @ (Compression::Lzo | Compression::LzoRle)) => errors.push(need(
+                &dev,
+                "compress-level",
+                &format!(
+                    "does not apply: {} has no levels",
+                    rxdsk_ioctl::RXDSK_COMPRESS_NAMES[c.abi() as usize]
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    if dev.backing.is_none() {
+        for key in ["mode", "journal", "flush-interval", "preload"] {
+            if dev.origins.contains_key(key) {
+                errors.push(need(&dev, key, "needs backing"));
+            }
+        }
+    } else if dev.mem_limit.is_some() {
+        errors.push(need(
+            &dev,
+            "mem-limit",
+            "cannot be combined with backing (a restored device has no memory limit)",
+        ));
+    }
+    let swap = v.fs_type.as_deref() == Some("swap") || v.swap_priority.is_some();
+    if swap && v.fs_type.as_deref().is_some_and(|t| t != "swap") {
+        errors.push(need(&dev, "swap-priority", "is for swap (fs-type = swap)"));
+    }
+    if swap && v.mount_point.is_some() {
+        errors.push(need(&dev, "mount-point", "does not apply to swap"));
+    }
+    if v.mount_point.is_some() && v.fs_type.is_none() && !swap {
+        errors.push(need(&dev, "mount-point", "needs fs-type"));
+    }
+    if v.options.is_some() && v.fs_type.is_none() && !swap {
+        errors.push(need(&dev, "options", "needs fs-type or swap-priority"));
+    }
+    if let (true, Some(options)) = (swap, &v.options) {
+        for o in options.split(',') {
+            let hint = if o.starts_with("pri=") {
+                " (use swap-priority)"
+            } else {
+                " (discard, discard=once, discard=pages, nofail)"
+            };
+            if !matches!(o, "discard" | "discard=once" | "discard=pages" | "nofail") {
+                errors.push(need(
+                    &dev,
+                    "options",
+                    &format!("has \"{o}\", not a swap option{hint}"),
+                ));
+            }
+        }
+    }
+    dev.usage = if swap {
+        Usage::Swap {
+            priority: v.swap_priority,
+            options: v.options,
+        }
+    } else if let Some(fs_type) = v.fs_type {
+        Usage::Filesystem {
+            fs_type,
+            mount_point: v.mount_point,
+            options: v.options,
+        }
+    } else {
+        Usage::Raw
+    };
+    if errors.is_empty() {
+        Ok(dev)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Two devices cannot share a backing device or a mount point.
+fn check_shared(config: &Config, errors: &mut Vec<ConfigError>) {
+    let mut backings: BTreeMap<&str, &DeviceConfig> = BTreeMap::new();
+    let mut mounts: BTreeMap<&str, &DeviceConfig> = BTreeMap::new();
+    for dev in config.devices.values() {
+        if let Some(b) = &dev.backing {
+            if let Some(other) = backings.insert(b, dev) {
+                errors.push(dev.error(
+                    "backing",
+                    format!(
+                        "{} and {} name the same backing device {b}",
+                        other.section_name(),
+                        dev.section_name()
+                    ),
+                ));
+            }
+        }
+        if let Usage::Filesystem {
+            mount_point: Some(m),
+            ..
+        } = &dev.usage
+        {
+            if let Some(other) = mounts.insert(m, dev) {
+                errors.push(dev.error(
+                    "mount-point",
+                    format!(
+                        "{} and {} name the same mount point {m}",
+                        other.section_name(),
+                        dev.section_name()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

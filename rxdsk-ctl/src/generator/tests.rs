@@ -1,0 +1,241 @@
+//! The units the generator writes, and `systemd-analyze verify` on them with the template.
+
+use super::*;
+
+fn config(text: &str) -> Config {
+    crate::config::parse(&[("/etc/rxdsk.conf".to_string(), text.to_string())])
+        .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn file<'a>(entries: &'a [(String, Entry)], name: &str) -> &'a str {
+    match entries.iter().find(|(n, _)| n == name) {
+        Some((_, Entry::File(text))) => text,
+        other => panic!("{name}: {other:?} in {entries:#?}"),
+    }
+}
+
+fn link<'a>(entries: &'a [(String, Entry)], name: &str) -> &'a str {
+    match entries.iter().find(|(n, _)| n == name) {
+        Some((_, Entry::Link(target))) => target,
+        other => panic!("{name}: {other:?} in {entries:#?}"),
+    }
+}
+
+use crate::testutil::{active_example as example, Scratch};
+
+#[test]
+fn paths_escape_like_systemd_escape() {
+    for (path, want) in [
+        ("/dev/rxd0", "dev-rxd0"),
+        ("/var/cache/fast", "var-cache-fast"),
+        (
+            "/dev/disk/by-id/virtio-rxdsk-cache",
+            "dev-disk-by\\x2did-virtio\\x2drxdsk\\x2dcache",
+        ),
+        ("/", "-"),
+        ("/.hidden/x", "\\x2ehidden-x"),
+        ("/mnt/a.b_c:d", "mnt-a.b_c:d"),
+        ("/mnt/é", "mnt-\\xc3\\xa9"),
+    ] {
+        assert_eq!(escape_path(path), want, "{path}");
+    }
+}
+
+/// The same answers as systemd's own tool, where it is installed.
+#[test]
+fn paths_escape_as_the_installed_systemd_escape_does() {
+    let paths = [
+        "/dev/disk/by-id/virtio-x_y",
+        "/srv/a b",
+        "/.x/y.z",
+        "/mnt/100%",
+    ];
+    let Ok(out) = std::process::Command::new("systemd-escape")
+        .arg("--path")
+        .args(paths)
+        .output()
+    else {
+        eprintln!("SKIP: systemd-escape is not installed");
+        return;
+    };
+    let theirs = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ours: Vec<String> = paths.iter().map(|p| escape_path(p)).collect();
+    assert_eq!(theirs.split_whitespace().collect::<Vec<_>>(), ours);
+}
+
+#[test]
+fn swap_device() {
+    let e = units(&config(
+        "[rxd0]\nsize=1G\ncompress=zstd\nswap-priority=100\noptions=discard\n",
+    ));
+    assert_eq!(
+        link(&e, "swap.target.wants/dev-rxd0.swap"),
+        "../dev-rxd0.swap"
+    );
+    assert_eq!(
+        file(&e, "dev-rxd0.swap"),
+        "# Written by rxdsk-generator from /etc/rxdsk.conf:1\n[Unit]\nDescription=rxdsk swap on /dev/rxd0\n\
+         Documentation=man:rxdsk.conf(5)\nSourcePath=/etc/rxdsk.conf\nRequires=rxdsk-setup@rxd0.service\n\
+         After=rxdsk-setup@rxd0.service\n\n[Swap]\nWhat=/dev/rxd0\nPriority=100\nOptions=discard\n"
+    );
+    // Pulled in by its swap unit: no link, no drop-in.
+    assert_eq!(e.len(), 2, "{e:#?}");
+}
+
+#[test]
+fn backed_mounted_device() {
+    let e = units(&config(
+        "[rxd1]\nsize=1G\nbacking=/dev/disk/by-id/virtio-c\nflush-interval=60\nfs-type=ext4\n\
+         mount-point=/var/cache/fast\noptions=noatime\n",
+    ));
+    assert_eq!(
+        link(&e, "local-fs.target.wants/var-cache-fast.mount"),
+        "../var-cache-fast.mount"
+    );
+    let mount = file(&e, "var-cache-fast.mount");
+    assert!(
+        mount.contains("Requires=rxdsk-setup@rxd1.service\nAfter=rxdsk-setup@rxd1.service\n"),
+        "{mount}"
+    );
+    assert!(
+        mount.ends_with(
+            "[Mount]\nWhat=/dev/rxd1\nWhere=/var/cache/fast\nType=ext4\nOptions=noatime\n"
+        ),
+        "{mount}"
+    );
+    assert_eq!(
+        file(&e, "rxdsk-setup@rxd1.service.d/50-rxdsk-generator.conf"),
+        "# Written by rxdsk-generator from /etc/rxdsk.conf:1\n[Unit]\nSourcePath=/etc/rxdsk.conf\n\
+         Requires=dev-disk-by\\x2did-virtio\\x2dc.device\nAfter=dev-disk-by\\x2did-virtio\\x2dc.device\n\n\
+         [Service]\nExecStop=/usr/sbin/rxdskctl flush rxd1\nTimeoutStopSec=infinity\n"
+    );
+}
+
+#[test]
+fn raw_and_formatted_only_devices_are_set_up_before_local_filesystems() {
+    let e = units(&config("[rxd2]\nsize=1G\n[rxd3]\nsize=1G\nfs-type=xfs\n"));
+    for n in [2, 3] {
+        assert_eq!(
+            link(
+                &e,
+                &format!("local-fs.target.wants/rxdsk-setup@rxd{n}.service")
+            ),
+            "/usr/lib/systemd/system/rxdsk-setup@.service"
+        );
+        assert!(file(
+            &e,
+            &format!("rxdsk-setup@rxd{n}.service.d/50-rxdsk-generator.conf")
+        )
+        .contains("Before=local-fs.target\n"));
+    }
+    assert_eq!(e.len(), 4, "{e:#?}");
+}
+
+#[test]
+fn no_configuration_no_units() {
+    assert!(units(&Config::default()).is_empty());
+}
+
+fn run_main(args: &[&str], root: &Path) -> (u8, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let mut err = Vec::new();
+    let status = main(&args, root, &mut err);
+    (status, String::from_utf8_lossy(&err).into_owned())
+}
+
+#[test]
+fn main_writes_units_or_nothing() {
+    let s = Scratch::new("generator-main");
+    let out = s.0.join("out");
+    let out_arg = out.display().to_string();
+    // No configuration: nothing written.
+    assert_eq!(run_main(&[&out_arg, "/e", "/l"], &s.0), (0, String::new()));
+    assert!(!out.exists());
+    s.write("etc/rxdsk.conf", "[rxd0]\nsize=1G\nswap-priority=1\n");
+    assert_eq!(run_main(&[&out_arg], &s.0), (0, String::new()));
+    assert_eq!(s.listing("out"), ["dev-rxd0.swap", "swap.target.wants"]);
+    // A bad line anywhere: an error naming it, and nothing written.
+    let out2 = s.0.join("out2").display().to_string();
+    s.write(
+        "etc/rxdsk.conf.d/10-x.conf",
+        "[rxd1]\nsize=1G\nfs-type=ext4\nmount-piont=/x\n",
+    );
+    let (status, err) = run_main(&[&out2, "/e", "/l"], &s.0);
+    assert_eq!(status, 1);
+    assert_eq!(
+        err,
+        format!(
+            "rxdsk-generator: {}/etc/rxdsk.conf.d/10-x.conf:4: unknown key \"mount-piont\" in [rxd1] (did you mean \"mount-point\"?)\n",
+            s.0.display()
+        )
+    );
+    assert!(!Path::new(&out2).exists());
+    let (status, err) = run_main(&["a", "b"], &s.0);
+    assert_eq!(status, 1);
+    assert!(err.contains("expected 1 or 3 directories"), "{err}");
+}
+
+/// `systemd-analyze verify` on the shipped template and on the units generated from the
+/// shipped example, in a scratch root (so that the ExecStart= binaries are found there).
+/// Any complaint fails, warnings included.
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: systemd-analyze is not installed; the units were not verified");
+        return;
+    }
+    let s = Scratch::new("generator-verify");
+    s.write(
+        &format!("usr/lib/systemd/system/{SETUP_TEMPLATE_NAME}"),
+        SETUP_TEMPLATE,
+    );
+    s.write("usr/sbin/rxdskctl", "#!/bin/sh\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = s.0.join("usr/sbin/rxdskctl");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let entries = units(&config(&example()));
+    write(&s.0.join("etc/systemd/system"), &entries).unwrap_or_else(|e| panic!("{e}"));
+    let mut names: Vec<String> = entries
+        .iter()
+        .filter(|(n, _)| !n.contains('/'))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for dev in config(&example()).devices.values() {
+        names.push(setup_unit(dev.id));
+    }
+    assert!(names.len() >= 5, "{names:?}");
+    let verify = |names: &[String]| {
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", s.0.display()))
+            .args(["--man=no", "--generators=no"])
+            .args(names)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (ok, said) = verify(&names);
+    assert!(
+        ok && said.trim().is_empty(),
+        "systemd-analyze verify {names:?}:\n{said}"
+    );
+    // The check can fail: a unit with an unknown key is reported.
+    s.write(
+        "etc/systemd/system/broken.service",
+        "[Service]\nExecStart=/usr/sbin/rxdskctl\nBogus=1\n",
+    );
+    let (_, said) = verify(&["broken.service".to_string()]);
+    assert!(said.contains("Bogus"), "{said}");
+}

@@ -1,0 +1,61 @@
+//! Helpers the host tests share.
+
+use std::path::PathBuf;
+
+/// A scratch directory under the temporary directory, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("rxdskctl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        Scratch(dir)
+    }
+
+    /// Writes `text` at `rel` and returns the file's path.
+    pub fn write(&self, rel: &str, text: &str) -> String {
+        let path = self.0.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path.display().to_string()
+    }
+
+    /// The sorted names in directory `rel`.
+    pub fn listing(&self, rel: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.0.join(rel))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The shipped example configuration as shipped: every setting commented out.
+pub const EXAMPLE: &str = include_str!("../dist/rxdsk.conf.example");
+
+/// The example with its settings (`#key = value`, `#[rxdN]`; prose has `# `) uncommented.
+pub fn active_example() -> String {
+    EXAMPLE
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with('[') || rest.contains('=') && !rest.starts_with(' ') => {
+                rest
+            }
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
