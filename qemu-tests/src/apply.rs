@@ -42,7 +42,8 @@ fn write(rel: &str, text: &str) -> Result<String, String> {
 }
 
 /// `rxdskctl apply --root ROOT ARGS`, with ROOT/bin first in PATH (busybox has mke2fs but no
-/// mkfs.ext2, which apply runs for fs-type ext2).
+/// mkfs.ext2, which apply runs for fs-type ext2; its wrapper asks for 4096-byte blocks, which
+/// e2fsprogs would choose here, since busybox's 1024 cannot be mounted on 4096-byte sectors).
 fn apply(args: &[&str]) -> Result<Output, String> {
     let mut all = vec!["apply", "--root", ROOT];
     all.extend_from_slice(args);
@@ -120,7 +121,7 @@ pub fn apply_config() -> TestResult {
         mounts: vec![fs_mnt.clone(), backed_mnt.clone()],
     };
     wipe_image()?;
-    let wrapper = write("bin/mkfs.ext2", "#!/bin/sh\nexec mke2fs \"$@\"\n")?;
+    let wrapper = write("bin/mkfs.ext2", "#!/bin/sh\nexec mke2fs -b 4096 \"$@\"\n")?;
     cmd_ok("chmod", &["755", &wrapper])?;
     let main = |raw_size: &str, raw_compress: &str| {
         format!(
