@@ -67,3 +67,33 @@ echo 1 > /sys/class/nvme/$CTRL/delete_controller
 sleep 1
 rxdskctl unexport "$NDEV"
 rxdskctl destroy "$NDEV"
+
+echo
+echo "== boot-time setup: rxdskctl apply realises a declarative configuration (rxdsk.conf)"
+mkdir -p /tmp/demo-root/etc/rxdsk.conf.d
+cat > /tmp/demo-root/etc/rxdsk.conf <<'CONF'
+# compressed swap
+[rxd20]
+size = 128M
+compress = zstd
+swap-priority = 100
+CONF
+cat > /tmp/demo-root/etc/rxdsk.conf.d/50-scratch.conf <<'CONF'
+# a raw device for an application
+[rxd21]
+size = 64M
+block-size = 512
+compress = lz4
+CONF
+echo "-- /etc/rxdsk.conf and /etc/rxdsk.conf.d/50-scratch.conf under /tmp/demo-root; first a dry run:"
+rxdskctl apply --root /tmp/demo-root --dry-run
+echo "-- apply --activate (a boot's systemd units do the activation instead):"
+rxdskctl apply --root /tmp/demo-root --activate
+cat /proc/swaps
+echo "-- the same again: nothing to do"
+rxdskctl apply --root /tmp/demo-root --activate
+echo "-- a mistake in a drop-in is named by file and line, and nothing changes:"
+echo "sise = 1G" >> /tmp/demo-root/etc/rxdsk.conf.d/50-scratch.conf
+rxdskctl apply --root /tmp/demo-root || echo "(apply exited $?)"
+swapoff /dev/rxd20
+rxdskctl destroy /dev/rxd20 /dev/rxd21
