@@ -475,6 +475,13 @@ fn check_install(deb: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The DKMS source tree as staged for the rxdsk-dkms package (after [`build`]).
+pub fn dkms_tree() -> PathBuf {
+    packages_dir()
+        .join("stage/rxdsk-dkms")
+        .join(format!("usr/src/rxdsk-{VERSION}"))
+}
+
 /// Builds both packages into `target/packages/`, checks them, returns their paths.
 pub fn build(kernel: &KernelBuild, tc: &KernelToolchain) -> Result<Vec<PathBuf>> {
     let out = packages_dir();
