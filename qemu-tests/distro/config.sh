@@ -21,5 +21,5 @@ rxdskctl apply"
 config_active() {
     step swap_active sh -c 'swapon --show; swapon --show=NAME --noheadings | grep -qx /dev/rxd0'
     step filesystem_mounted sh -c 'findmnt /srv/fast && findmnt -n -o SOURCE /srv/fast | grep -qx /dev/rxd1'
-    step setup_units sh -c 'systemctl status --no-pager "rxdsk-setup@*"'
+    step setup_units_active sh -c 'systemctl status --no-pager "rxdsk-setup@*"; systemctl is-active rxdsk-setup@rxd0.service rxdsk-setup@rxd1.service'
 }

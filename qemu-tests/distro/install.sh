@@ -10,6 +10,7 @@ step install_kernel_packages apt-get install -y -q --no-install-recommends \
 step install_rxdskctl apt-get install -y -q --no-install-recommends "$P"/debs/rxdskctl_*.deb
 # The DKMS build of rxdsk.ko happens in rxdsk-dkms' postinst: this step's time is its time.
 step install_rxdsk_dkms sh -c "apt-get install -y -q --no-install-recommends $P/debs/rxdsk-dkms_*.deb; rc=\$?; cat /var/lib/dkms/rxdsk/*/build/make.log 2>/dev/null | tail -n 20; exit \$rc"
+step dkms_reads_kernel_config sh -c 'grep -x CONFIG_RUST=y /lib/modules/$(uname -r)/build/.config'
 step dkms_status sh -c 'dkms status rxdsk; dkms status rxdsk | grep -q "^rxdsk/.*, $(uname -r), [^:]*: installed"'
 step module_installed sh -c 'ls -l /lib/modules/$(uname -r)/updates/dkms/rxdsk.ko*'
 step modprobe_rxdsk sh -c 'modprobe rxdsk && grep "^rxdsk " /proc/modules && test -c /dev/rxdsk-control'

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Bump when the kernel packaging recipe changes in a way the key cannot see.
 const DEB_RECIPE: &str = "1";
+/// The same for linux-lib-rust alone (rebuilt without re-running bindeb-pkg).
+const LIB_RUST_RECIPE: &str = "2";
 /// Debian revision of the kernel packages.
 const DEB_REVISION: &str = "1";
 /// Bump when the image recipe changes in a way the key cannot see.
@@ -149,10 +151,18 @@ pub fn kernel_debs(k: &KernelBuild, tc: &KernelToolchain) -> Result<KernelDebs> 
         release,
     };
     let stamp = dir.join(STAMP);
-    let all_there = [&debs.image, &debs.headers, &debs.lib_rust, &debs.vmlinuz]
+    let lib_rust_stamp = dir.join(".lib-rust-key");
+    let lib_rust_key = sha256_hex(&[LIB_RUST_RECIPE.as_bytes(), key.as_bytes()]);
+    let all_there = [&debs.image, &debs.headers, &debs.vmlinuz]
         .iter()
         .all(|p| p.exists());
     if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == key) && all_there {
+        if !fs::read_to_string(&lib_rust_stamp).is_ok_and(|s| s.trim() == lib_rust_key)
+            || !debs.lib_rust.exists()
+        {
+            lib_rust_deb(&tree, &debs, &version, &arch, &rustc_pkg, &rustc_version)?;
+            fs::write(&lib_rust_stamp, &lib_rust_key)?;
+        }
         eprintln!("[distro] kernel packages cached in {}", dir.display());
         return Ok(debs);
     }
@@ -206,6 +216,7 @@ pub fn kernel_debs(k: &KernelBuild, tc: &KernelToolchain) -> Result<KernelDebs> 
         }
     }
     fs::write(&stamp, &key)?;
+    fs::write(&lib_rust_stamp, &lib_rust_key)?;
     eprintln!(
         "[distro] kernel packages built in {} s",
         start.elapsed().as_secs()
@@ -253,6 +264,16 @@ fn lib_rust_deb(
             sum.split_whitespace().next().unwrap_or_default()
         );
     }
+    // DKMS reads BUILD_EXCLUSIVE_CONFIG (CONFIG_RUST) from the headers' .config, which the
+    // upstream headers package leaves out (Debian's and Ubuntu's ship it).
+    let config = format!("usr/src/linux-headers-{release}/.config");
+    fs::copy(tree.join(".config"), stage.join(&config))?;
+    let sum = run_output(Cmd::new("md5sum").arg(stage.join(&config)))?;
+    md5sums += &format!(
+        "{}  {config}\n",
+        sum.split_whitespace().next().unwrap_or_default()
+    );
+    bytes += fs::metadata(stage.join(&config))?.len();
     let doc = stage.join(format!("usr/share/doc/{name}"));
     fs::create_dir_all(&doc)?;
     if fs::copy(tree.join("source/COPYING"), doc.join("copyright")).is_err() {
@@ -743,6 +764,25 @@ mod tests {
         }
         assert!(GUEST_UNIT.contains("TTYPath=/dev/ttyS0"));
         assert!(GUEST_RUNNER.contains("RXDSK-EXIT"));
+    }
+
+    #[test]
+    fn guest_scripts_parse() {
+        let dir = std::env::temp_dir().join(format!("rxdsk-distro-sh-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let mut all = SCRIPTS.to_vec();
+        all.push(("xtask-guest-run", GUEST_RUNNER));
+        for (name, text) in all {
+            let path = dir.join(name);
+            fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+            let ok = Cmd::new("sh")
+                .arg("-n")
+                .arg(&path)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "sh -n {name}");
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
