@@ -10,9 +10,6 @@ fi
 step purge apt-get purge -y -q rxdskctl rxdsk-dkms
 step dkms_forgot_rxdsk sh -c 'out=$(dkms status rxdsk); echo "$out"; [ -z "$out" ]'
 step modprobe_finds_no_rxdsk sh -c '! modprobe -n rxdsk'
-# The cat page `man rxdskctl` left in /var/cache/man is man-db's to expire: its trigger skips
-# purging (mandb -p), its daily service (whose timer is masked in the image) does it.
-step man_db_maintenance systemctl start man-db.service
 step no_files_left sh -c 'left=$(find / -xdev \( -path /proc -o -path /sys -o -path /run \) -prune -o -name "*rxdsk*" -print); echo "$left"; [ -z "$left" ]'
 step logs_clean logs_clean
 finish

@@ -480,6 +480,13 @@ pub fn base_image(tc: &KernelToolchain) -> Result<PathBuf> {
     fs::rename(&partial_image, &image)?;
     fs::write(dir.join(STAMP), &key)?;
     let _ = fs::remove_dir_all(&work);
+    // Older images (another key) are never used again: a few GiB each.
+    for e in fs::read_dir(&root_dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{codename}-")) && e.path() != dir {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
     eprintln!(
         "[distro] base image built in {} s: {}",
         start.elapsed().as_secs(),
@@ -525,17 +532,15 @@ struct Stage {
 /// What the host knows about the rustc the kernel was built with, for the guest to compare.
 fn host_rustc_files(tc: &KernelToolchain) -> Result<(String, String)> {
     let vv = run_output(Cmd::new(&tc.rustc).arg("-vV"))?;
-    let sysroot = run_output(Cmd::new(&tc.rustc).args(["--print", "sysroot"]))?;
-    let lib = Path::new(sysroot.trim()).join("lib");
-    let mut files = vec![fs::canonicalize(&tc.rustc)?];
-    for e in fs::read_dir(&lib)?.flatten() {
-        if e.file_name()
-            .to_string_lossy()
-            .starts_with("librustc_driver-")
-        {
-            files.push(e.path());
-        }
-    }
+    let rustc = fs::canonicalize(&tc.rustc)?;
+    // The compiler itself is librustc_driver; /usr/bin/rustc is a small launcher.
+    let libs = run_output(Cmd::new("ldd").arg(&rustc))?;
+    let driver = libs
+        .lines()
+        .filter(|l| l.contains("librustc_driver"))
+        .find_map(|l| l.split("=>").nth(1)?.split_whitespace().next())
+        .context("ldd finds no librustc_driver for the kernel's rustc")?;
+    let files = [rustc, fs::canonicalize(driver)?];
     let sums = run_output(Cmd::new("sha256sum").args(&files))?;
     Ok((vv, sums))
 }
