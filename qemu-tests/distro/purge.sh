@@ -3,9 +3,10 @@
 export DEBIAN_FRONTEND=noninteractive
 step boot_settled boot_settled
 step dkms_still_installed sh -c 'dkms status rxdsk | grep -q "installed"'
-if [ -f /etc/rxdsk.conf ]; then
-    # Written by the test, not by a package: a purge rightly leaves it.
-    rm -f /etc/rxdsk.conf
+if [ -f "$P/config.sh" ]; then
+    # HOOK(apply): the config boots left swap and a mount on rxdsk devices.
+    . "$P/config.sh"
+    config_stop
 fi
 step purge apt-get purge -y -q rxdskctl rxdsk-dkms
 step dkms_forgot_rxdsk sh -c 'out=$(dkms status rxdsk); echo "$out"; [ -z "$out" ]'

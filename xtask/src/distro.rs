@@ -663,13 +663,12 @@ pub fn test(k: &KernelBuild, tc: &KernelToolchain, verbose: bool) -> Result<Summ
         script: "purge.sh",
         timeout: Duration::from_secs(1200),
     });
-    let packages = [
+    let mut packages = vec![
         debs.image.clone(),
         debs.headers.clone(),
         debs.lib_rust.clone(),
-        ours[0].clone(),
-        ours[1].clone(),
     ];
+    packages.extend(ours);
     let mut summary = Summary::default();
     let mut accel = "QEMU";
     if !config_hooks {
