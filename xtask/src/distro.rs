@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// Bump when the kernel packaging recipe changes in a way the key cannot see.
 const DEB_RECIPE: &str = "1";
 /// The same for linux-lib-rust alone (rebuilt without re-running bindeb-pkg).
-const LIB_RUST_RECIPE: &str = "2";
+const LIB_RUST_RECIPE: &str = "3";
 /// Debian revision of the kernel packages.
 const DEB_REVISION: &str = "1";
 /// Bump when the image recipe changes in a way the key cannot see.
@@ -161,6 +161,7 @@ pub fn kernel_debs(k: &KernelBuild, tc: &KernelToolchain) -> Result<KernelDebs> 
             || !debs.lib_rust.exists()
         {
             lib_rust_deb(&tree, &debs, &version, &arch, &rustc_pkg, &rustc_version)?;
+            lintian_lib_rust(&debs.lib_rust)?;
             fs::write(&lib_rust_stamp, &lib_rust_key)?;
         }
         eprintln!("[distro] kernel packages cached in {}", dir.display());
@@ -199,6 +200,7 @@ pub fn kernel_debs(k: &KernelBuild, tc: &KernelToolchain) -> Result<KernelDebs> 
         .env("DEBFULLNAME", MAINTAINER_NAME);
     run_logged(&mut make, &dir.join("bindeb-pkg.log"), "kernel debs")?;
     lib_rust_deb(&tree, &debs, &version, &arch, &rustc_pkg, &rustc_version)?;
+    lintian_lib_rust(&debs.lib_rust)?;
     let image_root = dir.join("image-root");
     run(Cmd::new("dpkg-deb")
         .arg("-x")
@@ -235,15 +237,14 @@ fn lib_rust_deb(
     rustc_pkg: &str,
     rustc_version: &str,
 ) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let release = &debs.release;
     let name = format!("linux-lib-rust-{release}");
     let stage = tree.join("debian").join(&name);
     let _ = fs::remove_dir_all(&stage);
-    let dest = format!("usr/src/linux-headers-{release}/rust");
-    fs::create_dir_all(stage.join(&dest))?;
+    let headers = stage.join(format!("usr/src/linux-headers-{release}"));
+    fs::create_dir_all(headers.join("rust"))?;
     fs::create_dir_all(stage.join("DEBIAN"))?;
-    let mut bytes = 0u64;
-    let mut md5sums = String::new();
     let mut entries: Vec<PathBuf> = fs::read_dir(tree.join("rust"))?
         .flatten()
         .map(|e| e.path())
@@ -253,43 +254,68 @@ fn lib_rust_deb(
     if !entries.iter().any(|p| p.ends_with("libkernel.rmeta")) {
         bail!("{} has no libkernel.rmeta", tree.join("rust").display());
     }
+    let mut proc_macros = Vec::new();
     for p in &entries {
-        let file = p.file_name().context("file name")?.to_string_lossy();
-        let to = stage.join(&dest).join(&*file);
+        let to = headers
+            .join("rust")
+            .join(p.file_name().context("file name")?);
         fs::copy(p, &to)?;
-        bytes += fs::metadata(&to)?.len();
-        let sum = run_output(Cmd::new("md5sum").arg(&to))?;
-        md5sums += &format!(
-            "{}  {dest}/{file}\n",
-            sum.split_whitespace().next().unwrap_or_default()
-        );
+        if to.extension().is_some_and(|x| x == "so") {
+            // Dynamic symbols (what rustc looks up in a proc macro) survive --strip-unneeded.
+            run(Cmd::new("strip")
+                .args(["--strip-unneeded", "--remove-section=.comment"])
+                .arg(&to))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o644))?;
+            proc_macros.push(to);
+        }
     }
     // DKMS reads BUILD_EXCLUSIVE_CONFIG (CONFIG_RUST) from the headers' .config, which the
     // upstream headers package leaves out (Debian's and Ubuntu's ship it).
-    let config = format!("usr/src/linux-headers-{release}/.config");
-    fs::copy(tree.join(".config"), stage.join(&config))?;
-    let sum = run_output(Cmd::new("md5sum").arg(stage.join(&config)))?;
-    md5sums += &format!(
-        "{}  {config}\n",
-        sum.split_whitespace().next().unwrap_or_default()
-    );
-    bytes += fs::metadata(stage.join(&config))?.len();
+    fs::copy(tree.join(".config"), headers.join(".config"))?;
     let doc = stage.join(format!("usr/share/doc/{name}"));
     fs::create_dir_all(&doc)?;
-    if fs::copy(tree.join("source/COPYING"), doc.join("copyright")).is_err() {
-        fs::write(doc.join("copyright"), "GPL-2.0 WITH Linux-syscall-note\n")?;
+    fs::write(doc.join("copyright"), LINUX_COPYRIGHT)?;
+    let changelog = format!(
+        "{name} ({version}) unstable; urgency=medium\n\n  * Rust metadata of the rxdsk guest \
+         kernel, packaged by `cargo xtask test-distro`.\n\n -- {MAINTAINER_NAME} \
+         <{MAINTAINER_EMAIL}>  {}\n",
+        run_output(Cmd::new("date").arg("-R"))?.trim()
+    );
+    gzip_to(&doc.join("changelog.Debian.gz"), changelog.as_bytes())?;
+    let mut files = Vec::new();
+    collect_files(&stage, &stage, &mut files)?;
+    files.sort();
+    let mut md5sums = String::new();
+    let mut bytes = 0u64;
+    for rel in &files {
+        let path = stage.join(rel);
+        bytes += fs::metadata(&path)?.len();
+        let sum = run_output(Cmd::new("md5sum").arg(&path))?;
+        md5sums += &format!(
+            "{}  {rel}\n",
+            sum.split_whitespace().next().unwrap_or_default()
+        );
     }
     fs::write(stage.join("DEBIAN/md5sums"), md5sums)?;
+    let mut shlibs = Vec::new();
+    for so in &proc_macros {
+        for dep in package::shlib_depends(so)?.split(", ") {
+            if !shlibs.iter().any(|d| d == dep) {
+                shlibs.push(dep.to_string());
+            }
+        }
+    }
     let control = format!(
         "Package: {name}\nSource: linux-upstream\nVersion: {version}\nArchitecture: {arch}\n\
          Maintainer: {MAINTAINER_NAME} <{MAINTAINER_EMAIL}>\n\
-         Depends: linux-headers-{release} (= {version}), {rustc_pkg} (= {rustc_version})\n\
+         Depends: linux-headers-{release} (= {version}), {rustc_pkg} (= {rustc_version}), {}\n\
          Section: kernel\nPriority: optional\nInstalled-Size: {}\n\
          Description: Rust metadata of Linux {release} for out-of-tree modules\n \
          The compiled crate metadata (core, kernel, bindings, ...) and procedural\n \
          macro libraries of this kernel's Rust support, which out-of-tree Rust\n \
          modules (DKMS) are compiled against. Only the rustc that built the kernel\n \
          can read them, hence the exact {rustc_pkg} dependency.\n",
+        shlibs.join(", "),
         bytes.div_ceil(1024)
     );
     fs::write(stage.join("DEBIAN/control"), control)?;
@@ -297,6 +323,75 @@ fn lib_rust_deb(
         .args(["--root-owner-group", "-Zxz", "--build"])
         .arg(&stage)
         .arg(&debs.lib_rust))
+}
+
+const LINUX_COPYRIGHT: &str = "\
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: Linux
+Source: https://www.kernel.org/
+
+Files: *
+Copyright: 1991-2026 Linus Torvalds and many others
+License: GPL-2
+ This program is free software; you can redistribute it and/or modify it under the terms of
+ the GNU General Public License version 2 as published by the Free Software Foundation.
+ .
+ On Debian systems, the complete text of the GNU General Public License version 2 can be
+ found in /usr/share/common-licenses/GPL-2.
+";
+
+/// `gzip -9n` (no name, no time stamp) of `data` into `path`.
+fn gzip_to(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut child = Cmd::new("gzip")
+        .args(["-9n", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("gzip")?;
+    child.stdin.take().context("gzip stdin")?.write_all(data)?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("gzip failed");
+    }
+    fs::write(path, out.stdout)?;
+    Ok(())
+}
+
+/// Relative paths of the regular files under `dir`, DEBIAN excluded.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let path = e.path();
+        let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
+        if rel == "DEBIAN" {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            collect_files(root, &path, out)?;
+        } else {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// lintian on linux-lib-rust; errors fail (warnings are printed).
+fn lintian_lib_rust(deb: &Path) -> Result<()> {
+    let out = Cmd::new("lintian")
+        .args(["--fail-on", "error", "--suppress-tags-from-file"])
+        .arg(paths::repo().join("xtask/lintian-suppressed-lib-rust"))
+        .arg(deb)
+        .output()
+        .context("cannot run lintian")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.trim().is_empty() {
+        eprintln!("{}", text.trim_end());
+    }
+    if !out.status.success() {
+        bail!("lintian found errors in {}", deb.display());
+    }
+    Ok(())
 }
 
 /// Builds the DKMS tree of rxdsk-dkms the way DKMS would, against a directory holding only

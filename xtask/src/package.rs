@@ -258,7 +258,7 @@ fn rxdskctl_deb(out: &Path) -> Result<PathBuf> {
 }
 
 /// The Depends line for a binary's shared libraries, from dpkg-shlibdeps.
-fn shlib_depends(binary: &Path) -> Result<String> {
+pub fn shlib_depends(binary: &Path) -> Result<String> {
     let scratch = packages_dir().join("shlibdeps");
     fs::create_dir_all(scratch.join("debian"))?;
     fs::write(
