@@ -405,10 +405,10 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
                 match rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
                     Ok(l) => {
                         let _ = log.write_all(l.as_bytes());
+                        let report = matches!(console.feed(&l), Event::KernelReport(_));
                         if echo == Echo::All {
                             println!("{}", l.trim_end());
-                        }
-                        if let Event::KernelReport(_) = console.feed(&l) {
+                        } else if report {
                             println!("KERNEL: {}", l.trim_end());
                         }
                     }
