@@ -37,6 +37,13 @@ const PACKAGES: &[&str] = &[
     "man-db",            // the package check renders rxdskctl(8)
 ];
 
+/// What `test-distro` needs besides [`PACKAGES`], installed on demand by it.
+pub const DISTRO_PACKAGES: &[&str] = &[
+    "mmdebstrap", // the Debian guest image
+    "debhelper",  // dh_* in the kernel's `make bindeb-pkg`
+    "rsync",
+];
+
 /// bindgen-cli version installed into the tools directory (>= 0.71.1 is required).
 const BINDGEN_VERSION: &str = "0.73.2";
 
@@ -101,10 +108,10 @@ impl KernelToolchain {
     }
 }
 
-fn missing_packages() -> Result<Vec<&'static str>> {
+fn missing_packages<'a>(packages: &[&'a str]) -> Result<Vec<&'a str>> {
     let out = Cmd::new("dpkg-query")
         .args(["-W", "-f=${Package} ${db:Status-Abbrev}\n"])
-        .args(PACKAGES)
+        .args(packages)
         .output_lossy()?;
     let installed: Vec<&str> = out
         .lines()
@@ -116,11 +123,36 @@ fn missing_packages() -> Result<Vec<&'static str>> {
         .filter_map(|l| l.split_whitespace().next())
         .map(|p| p.split(':').next().unwrap_or(p))
         .collect();
-    Ok(PACKAGES
+    Ok(packages
         .iter()
         .copied()
         .filter(|p| !installed.contains(p))
         .collect())
+}
+
+/// Installs what is missing of `packages` (as root), or fails with the command to run.
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing = missing_packages(packages)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let cmd = format!(
+        "apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {}\nrun as root: apt-get update && {cmd}",
+            missing.join(" ")
+        );
+    }
+    eprintln!("[deps] installing {}", missing.join(" "));
+    run(Cmd::new("apt-get").arg("update").arg("-q")).context("apt-get update")?;
+    run(Cmd::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .context("apt-get install")
 }
 
 fn is_root() -> bool {
@@ -142,26 +174,7 @@ fn bindgen_ok() -> bool {
 /// Checks everything and installs what is missing (as root); fails with the exact command
 /// otherwise. Fast when all is present: one dpkg-query and one `bindgen --version`.
 pub fn ensure() -> Result<KernelToolchain> {
-    let missing = missing_packages()?;
-    if !missing.is_empty() {
-        let cmd = format!(
-            "apt-get install -y --no-install-recommends {}",
-            missing.join(" ")
-        );
-        if !is_root() {
-            bail!(
-                "missing Debian packages: {}\nrun as root: apt-get update && {cmd}",
-                missing.join(" ")
-            );
-        }
-        eprintln!("[deps] installing {}", missing.join(" "));
-        run(Cmd::new("apt-get").arg("update").arg("-q")).context("apt-get update")?;
-        run(Cmd::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))
-        .context("apt-get install")?;
-    }
+    ensure_packages(PACKAGES)?;
     if !bindgen_ok() {
         eprintln!(
             "[deps] installing bindgen-cli {BINDGEN_VERSION} into {} (takes a few minutes)",

@@ -323,6 +323,35 @@ fn config_lines(fragment: &str) -> Vec<&str> {
         .collect()
 }
 
+/// `make` in the source tree for the output tree `out`, with the toolchain pinned and the
+/// flavour's arguments: every kernel build (and `bindeb-pkg`) runs through this.
+pub fn make(
+    src: &Source,
+    out: &Path,
+    tc: &KernelToolchain,
+    flavour: Flavour,
+    args: &[&str],
+) -> Cmd {
+    let mut c = Cmd::new("make");
+    tc.apply_env(&mut c);
+    c.arg("-C")
+        .arg(&src.dir)
+        .arg(format!("O={}", out.display()))
+        .args(tc.make_vars())
+        .args(flavour.make_args)
+        .args(args);
+    c
+}
+
+/// The cache key of a finished build (what its stamp holds).
+pub fn build_key(k: &KernelBuild) -> Result<String> {
+    let stamp = k.build_dir.join(BUILD_STAMP);
+    Ok(fs::read_to_string(&stamp)
+        .with_context(|| stamp.display().to_string())?
+        .trim()
+        .to_string())
+}
+
 /// Builds (or finds cached) the flavour's kernel.
 pub fn build(
     flavour: Flavour,
@@ -372,17 +401,7 @@ pub fn build(
             src.version,
             build_dir.display()
         );
-        let make = |args: &[&str]| {
-            let mut c = Cmd::new("make");
-            tc.apply_env(&mut c);
-            c.arg("-C")
-                .arg(&src.dir)
-                .arg(format!("O={}", build_dir.display()))
-                .args(tc.make_vars())
-                .args(flavour.make_args)
-                .args(args);
-            c
-        };
+        let make = |args: &[&str]| make(src, &build_dir, tc, flavour, args);
         run_logged(
             &mut make(&["tinyconfig"]),
             &build_dir.join("config.log"),

@@ -6,6 +6,7 @@ mod chart;
 mod console;
 mod cpio;
 mod deps;
+mod distro;
 mod initramfs;
 mod kernel;
 mod module;
@@ -204,6 +205,14 @@ enum Task {
     /// Debian packages in target/packages/: rxdskctl (CLI, man pages, completions) and
     /// rxdsk-dkms (module sources for DKMS), checked with lintian.
     Package,
+    /// Proof in a real distribution: the kernel as Debian packages, a Debian image
+    /// (mmdebstrap), boots that install our packages (DKMS builds rxdsk.ko in the guest), use
+    /// them and purge them. Separate from `test`: about 25 minutes under TCG.
+    TestDistro {
+        /// Echo the whole serial console.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Everything CI runs: host checks (fmt, clippy, unit tests) and the VM suite.
     Test {
         #[command(flatten)]
@@ -255,7 +264,9 @@ fn boot(
     Ok(qemu::Boot {
         disks,
         kernel: a.kernel.image.clone(),
-        initrd,
+        initrd: Some(initrd),
+        cmdline: None,
+        shutdown_grace: Duration::from_secs(10),
         mode,
         memory_mib: vm.mem,
         cpus: vm.cpus,
@@ -956,6 +967,12 @@ fn main() -> ExitCode {
                     format!("sh /usr/share/rxdsk-tests/soak.sh {minutes} {min_gib}"),
                     timeout,
                 )?
+            }
+            Task::TestDistro { verbose } => {
+                let (k, tc) = prepare_kernel(&KernelArgs::default(), false)?;
+                let summary = distro::test(&k, &tc, verbose)?;
+                println!("{}", summary.line());
+                i32::from(!summary.ok())
             }
             Task::Test { vm } => {
                 host_checks()?;

@@ -300,7 +300,7 @@ fn rxdskctl_deb(out: &Path) -> Result<PathBuf> {
 }
 
 /// The Depends line for a binary's shared libraries, from dpkg-shlibdeps.
-fn shlib_depends(binary: &Path) -> Result<String> {
+pub fn shlib_depends(binary: &Path) -> Result<String> {
     let scratch = packages_dir().join("shlibdeps");
     fs::create_dir_all(scratch.join("debian"))?;
     fs::write(
@@ -524,6 +524,13 @@ fn check_install(deb: &Path) -> Result<()> {
         bail!("files left after purging rxdskctl: {left:?}");
     }
     Ok(())
+}
+
+/// The DKMS source tree as staged for the rxdsk-dkms package (after [`build`]).
+pub fn dkms_tree() -> PathBuf {
+    packages_dir()
+        .join("stage/rxdsk-dkms")
+        .join(format!("usr/src/rxdsk-{VERSION}"))
 }
 
 /// Builds both packages into `target/packages/`, checks them, returns their paths.

@@ -35,7 +35,13 @@ impl Accel {
 #[derive(Clone, Debug)]
 pub struct Boot {
     pub kernel: PathBuf,
-    pub initrd: PathBuf,
+    /// The harness's initramfs; None boots a root disk (`cmdline` says which).
+    pub initrd: Option<PathBuf>,
+    /// Replaces the initramfs command line (a distribution's init on a root disk).
+    pub cmdline: Option<String>,
+    /// After `RXDSK-EXIT`, how long the guest may take to power off by itself before QEMU is
+    /// stopped (a clean shutdown matters when the next boot reuses the disks).
+    pub shutdown_grace: Duration,
     /// `test`, `run` or `shell`: what the guest's init does.
     pub mode: &'static str,
     pub memory_mib: u32,
@@ -210,12 +216,14 @@ fn command(boot: &Boot, accel: Accel, interactive: bool) -> Command {
         Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg => c.args(["-accel", "tcg", "-cpu", "max"]),
     };
-    let append = format!(
-        "console=ttyS0 earlyprintk=serial,ttyS0,115200 loglevel=5 panic=-1 oops=panic \
-         rdinit=/init rxdsk_mode={} rxdsk_accel={}",
-        boot.mode,
-        accel.name()
-    );
+    let append = boot.cmdline.clone().unwrap_or_else(|| {
+        format!(
+            "console=ttyS0 earlyprintk=serial,ttyS0,115200 loglevel=5 panic=-1 oops=panic \
+             rdinit=/init rxdsk_mode={} rxdsk_accel={}",
+            boot.mode,
+            accel.name()
+        )
+    });
     c.args([
         // q35: its ACPI tables route PCI interrupts with static packages; the i440fx
         // machine builds them in an AML loop that KASAN under TCG does not finish in time.
@@ -235,9 +243,10 @@ fn command(boot: &Boot, accel: Accel, interactive: bool) -> Command {
     ])
     .arg("-kernel")
     .arg(&boot.kernel)
-    .arg("-initrd")
-    .arg(&boot.initrd)
     .args(["-append", &append]);
+    if let Some(initrd) = &boot.initrd {
+        c.arg("-initrd").arg(initrd);
+    }
     for (i, disk) in boot.disks.iter().enumerate() {
         // The image is the guest's disk: host page cache as its volatile write cache, flushed
         // when the guest flushes (so a killed QEMU loses nothing the guest had flushed).
@@ -336,6 +345,8 @@ pub struct Finished {
     pub accel: Accel,
     /// QEMU was killed on `Boot::kill_on`.
     pub killed: bool,
+    /// The guest ended by itself (QEMU exited) rather than being stopped.
+    pub powered_off: bool,
 }
 
 /// How to show console lines while the guest runs.
@@ -361,6 +372,7 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
     let mut timed_out = false;
     let mut stalled = false;
     let mut killed = false;
+    let mut powered_off = false;
     let mut pending = first.into_iter();
     loop {
         let limit = if boot.mode == "test" {
@@ -372,7 +384,10 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
             Some(l) => l,
             None => match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
                 Ok(l) => l,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    powered_off = true;
+                    break;
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     timed_out = true;
                     stalled = limit < deadline;
@@ -434,11 +449,23 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
         }
         if console.exit_status.is_some() || (boot.mode == "test" && console.suite_complete()) {
             // Give the guest a moment to print late reports and power off.
-            let grace = Instant::now() + Duration::from_secs(10);
-            while let Ok(l) = rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
-                let _ = log.write_all(l.as_bytes());
-                if let Event::KernelReport(_) = console.feed(&l) {
-                    println!("KERNEL: {}", l.trim_end());
+            let grace = Instant::now() + boot.shutdown_grace;
+            loop {
+                match rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+                    Ok(l) => {
+                        let _ = log.write_all(l.as_bytes());
+                        let report = matches!(console.feed(&l), Event::KernelReport(_));
+                        if echo == Echo::All {
+                            println!("{}", l.trim_end());
+                        } else if report {
+                            println!("KERNEL: {}", l.trim_end());
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        powered_off = true;
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
                 }
             }
             break;
@@ -470,6 +497,7 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
         timed_out,
         accel,
         killed,
+        powered_off,
     })
 }
 
