@@ -790,6 +790,7 @@ pub fn test(k: &KernelBuild, tc: &KernelToolchain, verbose: bool) -> Result<Summ
             disks: vec![root.clone(), image, backing.clone()],
             kill_on: None,
             label: "",
+            net: None,
         };
         eprintln!(
             "[distro] boot '{}' ({} kernel from the linux-image package)",
