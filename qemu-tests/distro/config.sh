@@ -1,7 +1,6 @@
-# Boot-time setup (issue 14), written against the interface of branch `apply`: `rxdskctl apply`
-# reads /etc/rxdsk.conf ([rxdN] sections: size, compress, swap-priority, backing, fs-type,
-# mount-point); a systemd generator and rxdsk-setup@.service set the devices up at boot.
-# HOOK: the host adds this file only when rxdskctl has an `apply` subcommand.
+# Boot-time setup (issue 14): `rxdskctl apply` reads /etc/rxdsk.conf ([rxdN] sections: size,
+# compress, swap-priority, backing, fs-type, mount-point); rxdsk-generator and
+# rxdsk-setup@.service set the devices up at boot.
 BACKING=/dev/disk/by-id/virtio-rxdsk-disk2
 # The user's path: write the config, check it (a dry run plans without changing anything),
 # reboot; the generator and rxdsk-setup@.service do the rest at boot.

@@ -21,10 +21,8 @@ step rxdskctl_device sh -c 'set -e; dev=$(rxdskctl create --size 64M); rxdskctl 
 # package) expires a week after its last use, and the purge check would find it.
 step man_page sh -c 'runuser -u nobody -- man -P cat rxdskctl 2>&1 | grep "Set up and control rxdsk"'
 step bash_completion bash -c '. /usr/share/bash-completion/bash_completion && _completion_loader rxdskctl; complete -p rxdskctl'
-if [ -f "$P/config.sh" ]; then
-    . "$P/config.sh"
-    config_write
-fi
+. "$P/config.sh"
+config_write
 step logs_clean logs_clean
 # For the record (what this kernel config costs systemd): the boot's warnings.
 journalctl -b -p warning --no-pager -q | grep -v 'xtask-guest' | sed 's/^/# journal: /'

@@ -3,11 +3,9 @@
 export DEBIAN_FRONTEND=noninteractive
 step boot_settled boot_settled
 step dkms_still_installed sh -c 'dkms status rxdsk | grep -q "installed"'
-if [ -f "$P/config.sh" ]; then
-    # HOOK(apply): the config boots left swap and a mount on rxdsk devices.
-    . "$P/config.sh"
-    config_stop
-fi
+# The config boots left swap and a mount on rxdsk devices.
+. "$P/config.sh"
+config_stop
 step purge apt-get purge -y -q rxdskctl rxdsk-dkms
 step dkms_forgot_rxdsk sh -c 'out=$(dkms status rxdsk); echo "$out"; [ -z "$out" ]'
 step modprobe_finds_no_rxdsk sh -c '! modprobe -n rxdsk'

@@ -645,7 +645,6 @@ fn payload(
     stage: &Stage,
     debs: &[PathBuf],
     rustc: &(String, String),
-    config_hooks: bool,
 ) -> Result<PathBuf> {
     let tree = dir.join("payload");
     let _ = fs::remove_dir_all(&tree);
@@ -655,9 +654,6 @@ fn payload(
         fs::copy(deb, tree.join("debs").join(name))?;
     }
     for (name, text) in SCRIPTS {
-        if *name == "config.sh" && !config_hooks {
-            continue;
-        }
         fs::write(tree.join(name), text)?;
     }
     fs::write(
@@ -674,14 +670,6 @@ fn payload(
         .arg(&image)
         .arg(PAYLOAD_SIZE))?;
     Ok(image)
-}
-
-/// Whether this rxdskctl has `apply` (boot-time setup from /etc/rxdsk.conf, branch `apply`).
-fn has_apply() -> bool {
-    use clap::CommandFactory;
-    rxdsk_ctl::cli::Cli::command()
-        .get_subcommands()
-        .any(|c| c.get_name() == "apply")
 }
 
 /// The whole test; prints each boot's results and the times, returns the summary.
@@ -729,34 +717,17 @@ pub fn test(k: &KernelBuild, tc: &KernelToolchain, verbose: bool) -> Result<Summ
     }
     .prepare()?;
     let rustc = host_rustc_files(tc)?;
-    let config_hooks = has_apply();
-    let mut stages = vec![Stage {
-        name: "install",
-        script: "install.sh",
-        timeout: Duration::from_secs(3600),
-    }];
-    if config_hooks {
-        stages.push(Stage {
-            name: "config-1",
-            script: "config-1.sh",
-            timeout: Duration::from_secs(1200),
-        });
-        stages.push(Stage {
-            name: "config-2",
-            script: "config-2.sh",
-            timeout: Duration::from_secs(1200),
-        });
-    } else {
-        eprintln!(
-            "[distro] rxdskctl has no `apply` yet: the config boots (swap and a backed \
-             filesystem from /etc/rxdsk.conf across a reboot) are skipped"
-        );
-    }
-    stages.push(Stage {
-        name: "purge",
-        script: "purge.sh",
-        timeout: Duration::from_secs(1200),
-    });
+    let stage = |name, script, secs| Stage {
+        name,
+        script,
+        timeout: Duration::from_secs(secs),
+    };
+    let stages = [
+        stage("install", "install.sh", 3600),
+        stage("config-1", "config-1.sh", 1200),
+        stage("config-2", "config-2.sh", 1200),
+        stage("purge", "purge.sh", 1200),
+    ];
     let mut packages = vec![
         debs.image.clone(),
         debs.headers.clone(),
@@ -765,14 +736,8 @@ pub fn test(k: &KernelBuild, tc: &KernelToolchain, verbose: bool) -> Result<Summ
     packages.extend(ours);
     let mut summary = Summary::default();
     let mut accel = "QEMU";
-    if !config_hooks {
-        summary.skipped += 1;
-        println!(
-            "  --- config_boots                                   skip (rxdskctl has no apply)"
-        );
-    }
     for stage in &stages {
-        let image = payload(&dir, stage, &packages, &rustc, config_hooks)?;
+        let image = payload(&dir, stage, &packages, &rustc)?;
         let boot = qemu::Boot {
             kernel: debs.vmlinuz.clone(),
             initrd: None,

@@ -213,7 +213,8 @@ enum Task {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Everything CI runs: host checks (fmt, clippy, unit tests) and the VM suite.
+    /// Everything CI runs: host checks (fmt, clippy, unit tests), the packages, the guest suite
+    /// on both kernel flavours, the power cuts, NVMe/TCP between two guests, the Debian guest.
     Test {
         #[command(flatten)]
         vm: VmArgs,
@@ -1009,12 +1010,17 @@ fn main() -> ExitCode {
                     nvme_tcp_pair(&normal_artifacts, &vm).map(|(s, _)| s),
                     nvme_tcp_pair(&debug_for_pair, &debug_vm_for_pair).map(|(s, _)| s),
                 ];
+                eprintln!(
+                    "[test] a Debian guest: kernel packages, our packages installed (DKMS), \
+                     boot-time setup from /etc/rxdsk.conf across reboots, purge"
+                );
+                let distro = distro::test(&k, &tc, false);
                 let debug = debug_run
                     .join()
                     .map_err(|_| anyhow::anyhow!("the debug flavour's runner panicked"))?;
                 let [pair, debug_pair] = pairs;
                 let (full, cuts, debug) = (full?, cuts?, debug?);
-                let (pair, debug_pair) = (pair?, debug_pair?);
+                let (pair, debug_pair, distro) = (pair?, debug_pair?, distro?);
                 println!("guest flavour: {}", full.line());
                 println!("power cuts: {}", cuts.line());
                 println!(
@@ -1022,8 +1028,9 @@ fn main() -> ExitCode {
                     pair.line(),
                     debug_pair.line()
                 );
+                println!("Debian guest: {}", distro.line());
                 println!("debug flavour: {}", debug.line());
-                let parts = [&full, &cuts, &pair, &debug_pair, &debug];
+                let parts = [&full, &cuts, &pair, &debug_pair, &distro, &debug];
                 let total = console::Summary {
                     passed: parts.iter().map(|s| s.passed).sum(),
                     failed: parts.iter().map(|s| s.failed).sum(),
