@@ -99,11 +99,16 @@ fn mounted(source: &str, target: &str) -> Option<String> {
 }
 
 /// Zeroes the scratch disk's metadata block, so that it holds no image from earlier tests.
+/// Makes the backing disk blank where apply looks (its first and last MiB, where signatures
+/// and the image's metadata live), as a new disk is.
 fn wipe_image() -> TestResult {
     let f = blk::open_direct(DISK, true)?;
     let bytes = blk::size64(&f)?;
-    let at = rxdsk_ioctl::header_offset(bytes).ok_or_else(|| format!("{DISK}: too small"))?;
-    blk::zeroout(&f, at, 4096).map_err(|e| format!("BLKZEROOUT {DISK} at {at}: {e}"))
+    ensure(bytes >= 2 * MIB, || format!("{DISK}: too small"))?;
+    for at in [0, bytes - MIB] {
+        blk::zeroout(&f, at, MIB).map_err(|e| format!("BLKZEROOUT {DISK} at {at}: {e}"))?;
+    }
+    Ok(())
 }
 
 pub fn apply_config() -> TestResult {
@@ -135,6 +140,29 @@ pub fn apply_config() -> TestResult {
          [rxd{backed}]\nbacking = {DISK}\nsize = 32M\nfs-type = ext2\nmount-point = {backed_mnt}\n"
     );
     let drop_in = write("etc/rxdsk.conf.d/20-fs.conf", &drop_in_text)?;
+
+    // A backing disk that holds something else (here a filesystem) is never initialised: the
+    // plan fails and nothing at all is made.
+    cmd_ok("mke2fs", &["-q", "-F", "-b", "4096", DISK, "8192"])?;
+    let out = apply(&["--activate"])?;
+    ensure(
+        out.status == 1
+            && out
+                .stderr
+                .contains(&format!("{DISK} holds data but no rxdsk image"))
+            && out.stdout.is_empty(),
+        || {
+            format!(
+                "apply with ext2 on the backing disk: exit {}, stdout {:?}, stderr {:?}",
+                out.status, out.stdout, out.stderr
+            )
+        },
+    )?;
+    let left = list_ids()?;
+    ensure(ids.iter().all(|id| !left.contains(id)), || {
+        format!("devices made though the plan failed: {left:?}")
+    })?;
+    wipe_image()?;
 
     // First run: everything is made.
     let out = apply(&["--activate"])?;

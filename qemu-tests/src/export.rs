@@ -113,6 +113,40 @@ pub fn disconnect(instance: u32) -> TestResult {
 pub fn export_nvme_loop() -> TestResult {
     mount_configfs()?;
     let dev = Device::create(64 * MIB, 4096)?;
+    // A bad request changes nothing: TCP without an address leaves no subsystem behind.
+    let bad = cmd("rxdskctl", &["export", "--allow-host", HOST_A, &dev.path])?;
+    let subsystems = || -> Vec<String> {
+        std::fs::read_dir("/sys/kernel/config/nvmet/subsystems")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ensure(
+        bad.status != 0 && bad.stderr.contains("--address") && subsystems().is_empty(),
+        || {
+            format!(
+                "export over TCP without an address: exit {}, {:?}, subsystems {:?}",
+                bad.status,
+                bad.stderr,
+                subsystems()
+            )
+        },
+    )?;
+    // Exporting again states the whole host list: HOST_B, allowed first, is revoked.
+    cmd_ok(
+        "rxdskctl",
+        &[
+            "export",
+            "--transport",
+            "loop",
+            "--allow-host",
+            HOST_B,
+            &dev.path,
+        ],
+    )?;
     let out = cmd_ok(
         "rxdskctl",
         &[
@@ -123,6 +157,10 @@ pub fn export_nvme_loop() -> TestResult {
             HOST_A,
             &dev.path,
         ],
+    )?;
+    ensure(
+        !std::path::Path::new(&format!("/sys/kernel/config/nvmet/hosts/{HOST_B}")).exists(),
+        || format!("{HOST_B} is still known to nvmet after it was revoked"),
     )?;
     let nqn = format!("nqn.2026-12.io.rxdsk:rxd{}", dev.id);
     ensure(out.stdout.contains(&nqn), || {

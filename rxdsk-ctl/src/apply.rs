@@ -370,17 +370,19 @@ fn plan_existing(
             let b = backing.map_or("its backing device", |(b, _)| b);
             errors.push(err("size", fixed_size(&name, b, info.size_bytes, size)));
         }
-        Some(size) if size < info.size_bytes && dev.usage != Usage::Raw => errors.push(err(
+        // Only an empty device is shrunk unattended: whatever is stored past the new end
+        // would be gone.
+        Some(size) if size < info.size_bytes && !is_blank(info) => errors.push(err(
             "size",
             format!(
                 "it is {}, the configuration says {}: not shrunk, that would cut off the end of \
                  its {} (rxdskctl resize does it by hand)",
                 format_size(info.size_bytes),
                 format_size(size),
-                if matches!(dev.usage, Usage::Swap { .. }) {
-                    "swap area"
-                } else {
-                    "filesystem"
+                match dev.usage {
+                    Usage::Swap { .. } => "swap area",
+                    Usage::Raw => "data",
+                    _ => "filesystem",
                 }
             ),
         )),
@@ -820,10 +822,21 @@ impl System for Host {
                 nix::sys::stat::minor(rdev) as u32,
             )
         });
-        BackingState {
-            devno,
-            image: crate::backing::probe_image(path),
-        }
+        // A device without an image is initialised only if blank: a wrong name, a filesystem
+        // or a grown device (whose image is no longer where it is looked for) is not.
+        let image = match crate::backing::probe_image(path) {
+            Ok(None) => match crate::backing::holds_data(path) {
+                Ok(false) => Ok(None),
+                Ok(true) => Err(format!(
+                    "{path} holds data but no rxdsk image (a filesystem? an image from before \
+                     it was resized?); apply initialises only a blank device: attach it by hand \
+                     (rxdskctl attach) or wipe it first"
+                )),
+                Err(m) => Err(m),
+            },
+            other => other,
+        };
+        BackingState { devno, image }
     }
 
     fn swaps(&self) -> Vec<String> {

@@ -61,6 +61,28 @@ pub fn probe_image(path: &str) -> Result<Option<RxdskImageHeader>, String> {
     }
 }
 
+/// How much of each end of a device [`holds_data`] reads: where partition tables, filesystem
+/// superblocks and signatures (and an rxdsk image's metadata) live.
+const SIGNATURE_SPAN: u64 = 1 << 20;
+
+/// Whether a device that holds no rxdsk image holds anything else: a non-zero byte in its
+/// first or last MiB (a filesystem, a partition table, an image from before the device was
+/// grown). Only a blank device is initialised unattended.
+pub fn holds_data(path: &str) -> Result<bool, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: cannot open: {e}"))?;
+    let bytes = device_bytes(&file).map_err(|e| format!("{path}: cannot read its size: {e}"))?;
+    let span = SIGNATURE_SPAN.min(bytes);
+    let mut buf = vec![0u8; span as usize];
+    for at in [0, bytes - span] {
+        file.read_exact_at(&mut buf, at)
+            .map_err(|e| format!("{path}: cannot read at {at}: {e}"))?;
+        if buf.iter().any(|&b| b != 0) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn read_header(path: &str) -> Result<RxdskImageHeader, ReadError> {
     use std::os::unix::fs::OpenOptionsExt;
     let other = ReadError::Other;
@@ -304,21 +326,25 @@ pub fn flush<B: Backend>(
     backend: &B,
     devices: &[u32],
     all: bool,
+    if_backed: bool,
     json: bool,
     out: &mut dyn Write,
     progress: &mut dyn FnMut(Option<u32>),
 ) -> Result<Vec<String>, std::io::Error> {
+    let backed = |id: &u32| {
+        backend
+            .info(*id)
+            .is_ok_and(|i| i.flags & RXDSK_FLAG_BACKED != 0)
+    };
     let ids: Vec<u32> = if all {
         backend
             .list()
             .unwrap_or_default()
             .into_iter()
-            .filter(|&id| {
-                backend
-                    .info(id)
-                    .is_ok_and(|i| i.flags & RXDSK_FLAG_BACKED != 0)
-            })
+            .filter(backed)
             .collect()
+    } else if if_backed {
+        devices.iter().copied().filter(backed).collect()
     } else {
         devices.to_vec()
     };
@@ -372,6 +398,28 @@ pub fn flush<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_device_blank_at_both_ends_holds_no_data() {
+        let dir = crate::testutil::Scratch::new("holds-data");
+        let path = dir.0.join("disk.img");
+        let p = path.display().to_string();
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(8 << 20).unwrap();
+        assert_eq!(holds_data(&p), Ok(false));
+        // A byte in the middle is beyond what is read (no signature lives there).
+        f.write_all_at(&[1], 4 << 20).unwrap();
+        assert_eq!(holds_data(&p), Ok(false));
+        f.write_all_at(&[0x53, 0xef], 1024 + 56).unwrap(); // ext2's magic
+        assert_eq!(holds_data(&p), Ok(true));
+        f.write_all_at(&[0, 0], 1024 + 56).unwrap();
+        f.write_all_at(&[7], (8 << 20) - 1).unwrap();
+        assert_eq!(holds_data(&p), Ok(true));
+        // Smaller than the span read at each end.
+        f.set_len(4096).unwrap();
+        assert_eq!(holds_data(&p), Ok(false));
+        assert!(holds_data(&format!("{p}.missing")).is_err());
+    }
 
     #[test]
     fn utc_dates() {

@@ -234,6 +234,10 @@ pub struct FlushArgs {
     /// Flush every device that has a backing device.
     #[arg(long, conflicts_with = "devices")]
     pub all: bool,
+    /// Skip, without an error, the devices given that do not exist or have no backing device
+    /// (what a shutdown does: rxdsk-setup@.service's ExecStop).
+    #[arg(long, conflicts_with = "all")]
+    pub if_backed: bool,
     /// Use JSON output format.
     #[arg(short = 'J', long)]
     pub json: bool,

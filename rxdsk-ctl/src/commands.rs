@@ -321,6 +321,7 @@ fn flush<B: Backend>(
         &backend,
         &args.devices,
         args.all,
+        args.if_backed,
         args.json,
         out,
         &mut |id| display.set(id),

@@ -118,7 +118,11 @@ fn nvmet_root(root: &Path, transport: Option<Transport>) -> Result<PathBuf, Stri
     if !root.is_dir() {
         modprobe("nvmet")?;
     }
-    if let Some(t) = transport {
+    if let Some(t) = transport.filter(|t| {
+        !Path::new("/sys/module")
+            .join(t.module().replace('-', "_"))
+            .exists()
+    }) {
         modprobe(t.module())?;
     }
     if !root.is_dir() {
@@ -199,9 +203,10 @@ pub fn export_of(root: &Path, id: u32) -> Option<Export> {
         .find(|e| e.device == device_path(id))
 }
 
-/// Creates (or completes) the export: subsystem, namespace, allowed hosts, port, link.
+/// Creates (or updates) the export: subsystem, namespace, allowed hosts, port, link. Every
+/// argument is checked before anything changes; a new export that fails half-way is taken
+/// down again.
 pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
-    let root = nvmet_root(root, Some(r.transport))?;
     let nqn = r.nqn.clone().unwrap_or_else(|| default_nqn(r.id));
     check_nqn(&nqn)?;
     for h in &r.allow_hosts {
@@ -210,48 +215,73 @@ pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
     if !r.allow_any_host && r.allow_hosts.is_empty() {
         return Err("no host may connect: give --allow-host HOSTNQN (or --allow-any-host)".into());
     }
-    let device = device_path(r.id);
-    if let Some(e) = export_of(&root, r.id).filter(|e| e.nqn != nqn) {
-        return Err(format!("already exported as {}", e.nqn));
-    }
-    let subsys = root.join("subsystems").join(&nqn);
-    mkdir(&subsys)?;
-    write(
-        &subsys.join("attr_allow_any_host"),
-        if r.allow_any_host { "1" } else { "0" },
-    )?;
-    for h in &r.allow_hosts {
-        let host = root.join("hosts").join(h);
-        mkdir(&host)?;
-        link(&host, &subsys.join("allowed_hosts").join(h))?;
-    }
-    let ns = subsys.join("namespaces/1");
-    mkdir(&ns)?;
-    if read(&ns.join("enable")) != "1" {
-        write(&ns.join("device_path"), &device)?;
-        write(&ns.join("enable"), "1")?;
-    }
-    let (adrfam, traddr) = match r.transport {
-        Transport::Loop => ("", String::new()),
+    let address = match r.transport {
+        Transport::Loop => None,
         Transport::Tcp => {
             let a = r
                 .address
                 .clone()
                 .ok_or("--address is needed with --transport tcp")?;
-            (if a.contains(':') { "ipv6" } else { "ipv4" }, a)
+            Some((if a.contains(':') { "ipv6" } else { "ipv4" }, a))
         }
     };
+    let root = nvmet_root(root, Some(r.transport))?;
+    let existing = export_of(&root, r.id);
+    if let Some(e) = existing.as_ref().filter(|e| e.nqn != nqn) {
+        return Err(format!("already exported as {}", e.nqn));
+    }
+    let built = build(&root, r, &nqn, address.as_ref());
+    if built.is_err() && existing.is_none() {
+        remove_subsystem(&root, &nqn);
+    }
+    built?;
+    export_of(&root, r.id).ok_or_else(|| format!("{}: the export did not take", device_path(r.id)))
+}
+
+fn build(
+    root: &Path,
+    r: &Request,
+    nqn: &str,
+    address: Option<&(&str, String)>,
+) -> Result<(), String> {
+    let subsys = root.join("subsystems").join(nqn);
+    mkdir(&subsys)?;
+    write(
+        &subsys.join("attr_allow_any_host"),
+        if r.allow_any_host { "1" } else { "0" },
+    )?;
+    // Exporting again states the whole list: hosts allowed before and not now are revoked.
+    let allowed = subsys.join("allowed_hosts");
+    for h in names(&allowed) {
+        if !r.allow_hosts.contains(&h) {
+            fs::remove_file(allowed.join(&h))
+                .map_err(|e| format!("{}: cannot remove: {e}", allowed.join(&h).display()))?;
+            remove_orphan_host(root, &h);
+        }
+    }
+    for h in &r.allow_hosts {
+        let host = root.join("hosts").join(h);
+        mkdir(&host)?;
+        link(&host, &allowed.join(h))?;
+    }
+    let ns = subsys.join("namespaces/1");
+    mkdir(&ns)?;
+    if read(&ns.join("enable")) != "1" {
+        write(&ns.join("device_path"), &device_path(r.id))?;
+        write(&ns.join("enable"), "1")?;
+    }
     let svc = r.port.to_string();
     // A port with the same address is shared; else the lowest free id.
     let ports = root.join("ports");
     let same = names(&ports).into_iter().find(|p| {
         let p = ports.join(p);
         read(&p.join("addr_trtype")) == r.transport.name()
-            && (r.transport == Transport::Loop
-                || (read(&p.join("addr_traddr")) == traddr && read(&p.join("addr_trsvcid")) == svc))
+            && address.is_none_or(|(_, traddr)| {
+                read(&p.join("addr_traddr")) == *traddr && read(&p.join("addr_trsvcid")) == svc
+            })
     });
-    let port = match same {
-        Some(p) => ports.join(p),
+    let (port, created) = match same {
+        Some(p) => (ports.join(p), false),
         None => {
             let used = names(&ports);
             let id = (1..)
@@ -259,18 +289,62 @@ pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
                 .unwrap_or(1);
             let p = ports.join(id.to_string());
             mkdir(&p)?;
-            write(&p.join("addr_trtype"), r.transport.name())?;
-            if r.transport == Transport::Tcp {
-                write(&p.join("addr_adrfam"), adrfam)?;
-                write(&p.join("addr_traddr"), &traddr)?;
-                write(&p.join("addr_trsvcid"), &svc)?;
-            }
-            p
+            (p, true)
         }
     };
-    link(&subsys, &port.join("subsystems").join(&nqn))
-        .map_err(|e| format!("{e} (is the port in use by another program?)"))?;
-    export_of(&root, r.id).ok_or_else(|| format!("{device}: the export did not take"))
+    let linked = (|| {
+        if created {
+            write(&port.join("addr_trtype"), r.transport.name())?;
+            if let Some((adrfam, traddr)) = address {
+                write(&port.join("addr_adrfam"), adrfam)?;
+                write(&port.join("addr_traddr"), traddr)?;
+                write(&port.join("addr_trsvcid"), &svc)?;
+            }
+        }
+        link(&subsys, &port.join("subsystems").join(nqn))
+            .map_err(|e| format!("{e} (is the port in use by another program?)"))
+    })();
+    if linked.is_err() && created {
+        let _ = fs::remove_dir(&port);
+    }
+    linked
+}
+
+/// Best effort, for a failed new export: whatever of subsystem `nqn` exists goes.
+fn remove_subsystem(root: &Path, nqn: &str) {
+    let ports = root.join("ports");
+    for p in names(&ports) {
+        if fs::remove_file(ports.join(&p).join("subsystems").join(nqn)).is_ok()
+            && names(&ports.join(&p).join("subsystems")).is_empty()
+        {
+            let _ = fs::remove_dir(ports.join(&p));
+        }
+    }
+    let subsys = root.join("subsystems").join(nqn);
+    let ns = subsys.join("namespaces/1");
+    let _ = fs::write(ns.join("enable"), "0");
+    let _ = fs::remove_dir(&ns);
+    let allowed = subsys.join("allowed_hosts");
+    for h in names(&allowed) {
+        let _ = fs::remove_file(allowed.join(&h));
+        remove_orphan_host(root, &h);
+    }
+    let _ = fs::remove_dir(&subsys);
+}
+
+/// Removes host `h` from nvmet unless a subsystem still allows it.
+fn remove_orphan_host(root: &Path, h: &str) {
+    let still = names(&root.join("subsystems")).iter().any(|s| {
+        root.join("subsystems")
+            .join(s)
+            .join("allowed_hosts")
+            .join(h)
+            .symlink_metadata()
+            .is_ok()
+    });
+    if !still {
+        let _ = fs::remove_dir(root.join("hosts").join(h));
+    }
 }
 
 /// Removes the export of device `id`: its port links (and ports left empty), namespace,
@@ -297,16 +371,7 @@ pub fn unexport(root: &Path, id: u32) -> Result<(), String> {
     }
     fs::remove_dir(&subsys).map_err(|err| format!("{}: {err}", subsys.display()))?;
     for h in &e.allowed_hosts {
-        let still = names(&root.join("subsystems")).iter().any(|s| {
-            root.join("subsystems")
-                .join(s)
-                .join("allowed_hosts")
-                .join(h)
-                .exists()
-        });
-        if !still {
-            let _ = fs::remove_dir(root.join("hosts").join(h));
-        }
+        remove_orphan_host(root, h);
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! For each configured device it pulls in an instance of the static `rxdsk-setup@.service`
 //! (which runs `rxdskctl apply rxdN`) and writes a swap unit or a mount unit that requires it
 //! and is ordered after it. A backed device's instance gets a drop-in that waits for the
-//! backing device and flushes to it when stopped, after its swap or mount unit has stopped.
+//! backing device; the template itself flushes a backed device when stopped, after its swap
+//! or mount unit has stopped.
 //!
 //! Generators run early and must be fast: this reads the configuration and writes files into
 //! the directory systemd gives, nothing else (no module, no device access).
@@ -131,14 +132,6 @@ pub fn units(config: &Config) -> Vec<(String, Entry)> {
         let mut text = String::new();
         if !drop_in.is_empty() {
             text += &format!("[Unit]\n{}{drop_in}", source_path(dev));
-        }
-        if dev.backing.is_some() {
-            // The flush is the data's way to disk: it may take as long as it needs, and it
-            // fails by itself on I/O errors.
-            text += &format!(
-                "\n[Service]\nExecStop={RXDSKCTL} flush {}\nTimeoutStopSec=infinity\n",
-                device_name(dev.id)
-            );
         }
         if !text.is_empty() {
             files.push((

@@ -537,6 +537,18 @@ fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
     Ok(summary)
 }
 
+/// Whether a socket listens on 127.0.0.1:`port` (/proc/net/tcp: little-endian address, hex
+/// port, state 0A).
+fn listening_on_loopback(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+        table.lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
+        })
+    })
+}
+
 /// What the two-guest NVMe/TCP run measured: 4k random-read IOPS over the network and on the
 /// target itself (emulated under TCG: only their ratio means anything).
 pub struct NvmeIops {
@@ -593,18 +605,16 @@ fn nvme_tcp_pair(a: &Artifacts, vm: &VmArgs) -> Result<(console::Summary, Option
         host_link,
         "[nvme-b] ",
     )?;
-    let target_log = target.log.clone();
     let started = Instant::now();
     let target_run = std::thread::spawn(move || qemu::run(&target, qemu::Echo::Results));
-    // The host's QEMU connects to the target's listening socket: wait until the target's
-    // QEMU is up (its console log exists once it has started for good).
-    while !target_log.exists() && started.elapsed() < Duration::from_secs(120) {
+    // The host's QEMU connects to the target's listening socket once, at start: wait until the
+    // kernel lists it (a probing connect would be taken for the peer).
+    while !listening_on_loopback(port) && started.elapsed() < Duration::from_secs(120) {
         if target_run.is_finished() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(1));
     let host_done = qemu::run(&host, qemu::Echo::Results);
     let target_done = target_run
         .join()
@@ -1049,5 +1059,17 @@ fn main() -> ExitCode {
             eprintln!("xtask: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_listening_loopback_socket_is_seen() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(super::listening_on_loopback(port));
+        drop(l);
+        assert!(!super::listening_on_loopback(port));
     }
 }

@@ -192,9 +192,13 @@ fn growing_and_shrinking() {
         lines("[rxd0]\nsize=2G\n", &s, false),
         ["rxd0: would grow to 2G (from 1G)"]
     );
-    // A raw device is shrunk as `rxdskctl resize` would (the kernel refuses it while open).
+    // Only an empty device is shrunk unattended; one holding data is left to `rxdskctl resize`.
     assert_eq!(
-        lines("[rxd0]\nsize=512M\n", &s, false),
+        errors("[rxd0]\nsize=512M\n", &s),
+        ["/etc/rxdsk.conf:2: rxd0: it is 1G, the configuration says 512M: not shrunk, that would cut off the end of its data (rxdskctl resize does it by hand)"]
+    );
+    assert_eq!(
+        lines("[rxd0]\nsize=512M\n", &state(&[device(0, G)]), false),
         ["rxd0: would shrink to 512M (from 1G)"]
     );
     assert_eq!(

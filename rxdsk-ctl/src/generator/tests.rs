@@ -106,9 +106,21 @@ fn backed_mounted_device() {
     assert_eq!(
         file(&e, "rxdsk-setup@rxd1.service.d/50-rxdsk-generator.conf"),
         "# Written by rxdsk-generator from /etc/rxdsk.conf:1\n[Unit]\nSourcePath=/etc/rxdsk.conf\n\
-         Requires=dev-disk-by\\x2did-virtio\\x2dc.device\nAfter=dev-disk-by\\x2did-virtio\\x2dc.device\n\n\
-         [Service]\nExecStop=/usr/sbin/rxdskctl flush rxd1\nTimeoutStopSec=infinity\n"
+         Requires=dev-disk-by\\x2did-virtio\\x2dc.device\nAfter=dev-disk-by\\x2did-virtio\\x2dc.device\n"
     );
+}
+
+/// The shutdown flush lives in the static template, not in the generator's drop-in: a
+/// daemon-reload with a broken or changed configuration (the generator then writes nothing)
+/// must not take it away from a running device.
+#[test]
+fn the_template_flushes_at_stop_whatever_the_generator_wrote() {
+    assert!(
+        SETUP_TEMPLATE.contains("\nExecStop=/usr/sbin/rxdskctl flush --if-backed %i\n"),
+        "{SETUP_TEMPLATE}"
+    );
+    assert!(SETUP_TEMPLATE.contains("\nTimeoutStopSec=infinity\n"));
+    assert!(SETUP_TEMPLATE.contains("\nTimeoutStartSec=infinity\n"));
 }
 
 #[test]
