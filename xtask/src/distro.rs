@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// Bump when the kernel packaging recipe changes in a way the key cannot see.
 const DEB_RECIPE: &str = "1";
 /// The same for linux-lib-rust alone (rebuilt without re-running bindeb-pkg).
-const LIB_RUST_RECIPE: &str = "4";
+const LIB_RUST_RECIPE: &str = "5";
 /// Debian revision of the kernel packages.
 const DEB_REVISION: &str = "1";
 /// Bump when the image recipe changes in a way the key cannot see.
@@ -281,20 +281,7 @@ fn lib_rust_deb(
         run_output(Cmd::new("date").arg("-R"))?.trim()
     );
     gzip_to(&doc.join("changelog.Debian.gz"), changelog.as_bytes())?;
-    let mut files = Vec::new();
-    collect_files(&stage, &stage, &mut files)?;
-    files.sort();
-    let mut md5sums = String::new();
-    let mut bytes = 0u64;
-    for rel in &files {
-        let path = stage.join(rel);
-        bytes += fs::metadata(&path)?.len();
-        let sum = run_output(Cmd::new("md5sum").arg(&path))?;
-        md5sums += &format!(
-            "{}  {rel}\n",
-            sum.split_whitespace().next().unwrap_or_default()
-        );
-    }
+    let (md5sums, bytes) = package::md5sums(&stage)?;
     fs::write(stage.join("DEBIAN/md5sums"), md5sums)?;
     let mut shlibs = Vec::new();
     for so in &proc_macros {
@@ -357,24 +344,6 @@ fn gzip_to(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Relative paths of the regular files under `dir`, DEBIAN excluded.
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-    for e in fs::read_dir(dir)? {
-        let e = e?;
-        let path = e.path();
-        let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
-        if rel == "DEBIAN" {
-            continue;
-        }
-        if e.file_type()?.is_dir() {
-            collect_files(root, &path, out)?;
-        } else {
-            out.push(rel);
-        }
-    }
-    Ok(())
-}
-
 /// lintian on linux-lib-rust; any error or warning fails, as for our other packages.
 fn lintian_lib_rust(deb: &Path) -> Result<()> {
     let out = Cmd::new("lintian")
@@ -430,19 +399,7 @@ pub fn check_headers_suffice(debs: &KernelDebs) -> Result<()> {
 
 /// The host's apt sources, for mmdebstrap.
 fn debian_sources(codename: &str) -> Result<Vec<String>> {
-    let mut texts = Vec::new();
-    if let Ok(t) = fs::read_to_string("/etc/apt/sources.list") {
-        texts.push(t);
-    }
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        let mut files: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-        files.sort();
-        for f in files {
-            if f.extension().is_some_and(|x| x == "sources" || x == "list") {
-                texts.push(fs::read_to_string(&f).unwrap_or_default());
-            }
-        }
-    }
+    let texts = crate::apt::source_texts();
     let lines = source_lines(&texts, codename);
     if lines.is_empty() {
         bail!("no Debian {codename} source in /etc/apt (sources.list, sources.list.d)");
@@ -462,31 +419,8 @@ fn source_lines(texts: &[String], codename: &str) -> Vec<String> {
         }
     };
     for text in texts {
-        for stanza in text.split("\n\n") {
-            let field = |name: &str| {
-                stanza
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-            };
-            if let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:")) {
-                if field("Types:").is_some_and(|t| !t.split_whitespace().any(|t| t == "deb")) {
-                    continue;
-                }
-                for uri in uris.split_whitespace() {
-                    for suite in suites.split_whitespace() {
-                        add(uri, suite);
-                    }
-                }
-            }
-        }
-        for line in text.lines().map(str::trim) {
-            let Some(rest) = line.strip_prefix("deb ") else {
-                continue;
-            };
-            let mut words = rest.split_whitespace().skip_while(|w| w.starts_with('['));
-            if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
-                add(uri, suite);
-            }
+        for source in crate::apt::sources(text) {
+            add(&source.uri, &source.suite);
         }
     }
     lines

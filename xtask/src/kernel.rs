@@ -137,54 +137,15 @@ fn debian_mirror() -> Result<String> {
     if let Ok(m) = std::env::var("RXDSK_DEBIAN_MIRROR") {
         return Ok(m);
     }
-    let mut texts = Vec::new();
-    if let Ok(t) = fs::read_to_string("/etc/apt/sources.list") {
-        texts.push(t);
-    }
-    if let Ok(dir) = fs::read_dir("/etc/apt/sources.list.d") {
-        for e in dir.flatten() {
-            if e.path()
-                .extension()
-                .is_some_and(|x| x == "sources" || x == "list")
-            {
-                texts.push(fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-    }
-    for text in &texts {
-        // deb822: a stanza with "URIs:" whose suites are not the security archive.
-        for stanza in text.split("\n\n") {
-            let field = |name: &str| {
-                stanza
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-            };
-            if let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:")) {
-                if !suites.contains("security") && uris.trim_end_matches('/').ends_with("/debian") {
-                    return Ok(uris
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string());
-                }
-            }
-        }
-        // one-line format: deb [opts] URI suite components
-        for line in text
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.starts_with("deb "))
-        {
-            let words: Vec<&str> = line
-                .split_whitespace()
-                .filter(|w| !w.starts_with('['))
-                .collect();
-            if let Some(uri) = words.get(1) {
-                if uri.trim_end_matches('/').ends_with("/debian") && !line.contains("security") {
-                    return Ok(uri.to_string());
-                }
-            }
-        }
+    // The first Debian archive that is not the security one.
+    let mirror = crate::apt::source_texts().iter().find_map(|text| {
+        crate::apt::sources(text).into_iter().find_map(|s| {
+            (!s.suite.contains("security") && s.uri.trim_end_matches('/').ends_with("/debian"))
+                .then_some(s.uri)
+        })
+    });
+    if let Some(uri) = mirror {
+        return Ok(uri);
     }
     bail!("cannot find a Debian mirror in /etc/apt; set RXDSK_DEBIAN_MIRROR")
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: provisions the toolchain, builds the kernel, module and initramfs, boots QEMU,
 //! runs the guest suite. Run without arguments for the task list.
 
+mod apt;
 mod bench;
 mod chart;
 mod console;

@@ -95,22 +95,7 @@ impl Stage {
 
     /// DEBIAN/control (with Installed-Size) and DEBIAN/md5sums, then the .deb in `out`.
     fn build(&self, control: &str, out: &Path) -> Result<PathBuf> {
-        let mut files = Vec::new();
-        collect(&self.root, &self.root, &mut files)?;
-        files.sort();
-        let mut md5sums = String::new();
-        let mut bytes = 0u64;
-        for rel in &files {
-            let path = self.root.join(rel);
-            // md5sums lists regular files only.
-            if fs::symlink_metadata(&path)?.file_type().is_symlink() {
-                continue;
-            }
-            bytes += fs::metadata(&path)?.len();
-            let sum = run_output(Cmd::new("md5sum").arg(&path))?;
-            let hash = sum.split_whitespace().next().unwrap_or_default();
-            md5sums += &format!("{hash}  {rel}\n");
-        }
+        let (md5sums, bytes) = md5sums(&self.root)?;
         self.file("DEBIAN/md5sums", md5sums.as_bytes(), 0o644)?;
         let control = format!("{control}Installed-Size: {}\n", bytes.div_ceil(1024));
         self.file("DEBIAN/control", control.as_bytes(), 0o644)?;
@@ -125,6 +110,28 @@ impl Stage {
             .arg(&deb))?;
         Ok(deb)
     }
+}
+
+/// A staged package tree's DEBIAN/md5sums text (its regular files, sorted) and their total
+/// size in bytes (for Installed-Size).
+pub fn md5sums(root: &Path) -> Result<(String, u64)> {
+    let mut files = Vec::new();
+    collect(root, root, &mut files)?;
+    files.sort();
+    let mut md5sums = String::new();
+    let mut bytes = 0u64;
+    for rel in &files {
+        let path = root.join(rel);
+        // md5sums lists regular files only.
+        if fs::symlink_metadata(&path)?.file_type().is_symlink() {
+            continue;
+        }
+        bytes += fs::metadata(&path)?.len();
+        let sum = run_output(Cmd::new("md5sum").arg(&path))?;
+        let hash = sum.split_whitespace().next().unwrap_or_default();
+        md5sums += &format!("{hash}  {rel}\n");
+    }
+    Ok((md5sums, bytes))
 }
 
 /// Relative paths of the regular files under `dir`, DEBIAN excluded.
