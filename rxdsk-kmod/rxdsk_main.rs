@@ -3,39 +3,31 @@
 //! rxdsk: a RAM block device driven through `/dev/rxdsk-control`.
 //!
 //! The crate root holds the module, its registration of the control node and the `mod` lines.
+//! Each layer reaches only down:
+//!
+//! - `ctl/`: the ioctls of the control node and the registry of devices;
+//! - `device.rs`: one device's lifecycle and how its bios are dispatched (policy, safe Rust);
+//! - `image/`: the on-disk protocol on a backing device (flush, journal, replay, loading);
+//! - `store/`: where the data lives (plain or compressed pages, change tracking);
+//! - `sys/`: the glue, the only place that touches the kernel's C types (`bindings::`).
+//!
+//! `abi` and `layout` are shared with user space and the host tests, included by path.
 
-use kernel::{
-    miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
-    prelude::*,
-};
+use kernel::prelude::*;
 
 // The ABI is shared verbatim with user space, where its items must be `pub`.
 #[allow(unreachable_pub)]
 #[path = "../rxdsk-ioctl/src/abi.rs"]
 mod abi;
-// The backing device's on-disk format, shared with rxdskctl (`inspect`).
-#[allow(unreachable_pub)]
-#[path = "../rxdsk-ioctl/src/image.rs"]
-mod image;
 // The I/O-path arithmetic, tested and benchmarked on the host (`rxdsk-layout`).
 #[allow(unreachable_pub)]
 #[path = "../rxdsk-layout/src/layout.rs"]
 mod layout;
-mod backing;
-mod changes;
-mod compress;
-mod control;
-mod deferred;
+mod ctl;
 mod device;
-mod disk;
-mod ffi;
-mod iomem;
-mod pages;
-mod periodic;
-mod registry;
-mod stats;
-mod unloaded;
-mod zstore;
+mod image;
+mod store;
+mod sys;
 
 module! {
     type: RxdskModule,
@@ -45,44 +37,32 @@ module! {
     license: "GPL",
 }
 
-/// Version string reported by `RXDSK_IOC_GET_VERSION`; kept in step with the workspace version.
-const MODULE_VERSION: &str = "0.1.0";
-
-/// # Invariants
-///
-/// `control` is the only `MiscDeviceRegistration<Control>`: the control node's `open` finds the
-/// registry from it.
 #[pin_data]
 struct RxdskModule {
-    /// Declared first: deregistered before the registry (and its devices) goes.
+    /// Declared first: the control node goes before the devices' shared parts.
     #[pin]
-    control: MiscDeviceRegistration<control::Control>,
-    #[pin]
-    registry: registry::Registry,
+    control: ctl::control::ControlNode,
     /// Destroyed once no device is left.
-    io_queue: deferred::IoQueue,
+    io_queue: sys::deferred::IoQueue,
     /// The decompression fault point outlives every device.
-    _faults: ffi::FaultInjection,
+    _faults: sys::ffi::FaultInjection,
     /// Declared last: the compression streams' CPU-hotplug state outlives every device.
-    _hotplug: compress::Hotplug,
+    _hotplug: sys::compress::Hotplug,
 }
 
 impl kernel::InPlaceModule for RxdskModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            _hotplug: compress::Hotplug::register()?,
-            _faults: ffi::FaultInjection::register(),
-            io_queue: deferred::IoQueue::new()?,
-            registry <- registry::Registry::new(),
-            control <- MiscDeviceRegistration::register(MiscDeviceOptions {
-                name: c"rxdsk-control",
-            }),
+            _hotplug: sys::compress::Hotplug::register()?,
+            _faults: sys::ffi::FaultInjection::register(),
+            io_queue: sys::deferred::IoQueue::new()?,
+            control <- ctl::control::ControlNode::register(),
         })
         .pin_chain(|_| {
             // Printed only once every part of init has succeeded.
             pr_info!(
                 "rxdsk {} loaded (ABI {}.{})\n",
-                MODULE_VERSION,
+                ctl::control::MODULE_VERSION,
                 abi::RXDSK_ABI_MAJOR,
                 abi::RXDSK_ABI_MINOR
             );

@@ -10,6 +10,7 @@ mod deps;
 mod distro;
 mod initramfs;
 mod kernel;
+mod layers;
 mod module;
 mod package;
 mod paths;
@@ -125,6 +126,9 @@ const DEBUG_SHORT_SKIP: &[&str] = &[
 enum Task {
     /// Check, and as root install, the build dependencies.
     Deps,
+    /// The kernel module's import graph, file by file, and what breaks its layering (imports
+    /// that reach up, circles, `bindings::` outside `sys/`); non-zero exit if anything does.
+    Layers,
     /// Build (or reuse the cached) guest kernel.
     Kernel {
         #[command(flatten)]
@@ -905,6 +909,22 @@ fn main() -> ExitCode {
                     println!("{}", deb.display());
                 }
                 0
+            }
+            Task::Layers => {
+                let files = layers::scan(&paths::repo().join("rxdsk-kmod"))?;
+                print!("{}", layers::render(&files));
+                let problems = layers::problems(&files);
+                for p in &problems {
+                    println!("problem: {p}");
+                }
+                let bindings: usize = files.iter().map(|f| f.bindings).sum();
+                println!(
+                    "{} files, layers {} (lowest first), {bindings} lines with bindings::, {} problems",
+                    files.len(),
+                    layers::LAYERS.join(" < "),
+                    problems.len()
+                );
+                i32::from(!problems.is_empty())
             }
             Task::Deps => {
                 deps::ensure()?;

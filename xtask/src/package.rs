@@ -326,22 +326,60 @@ pub fn shlib_depends(binary: &Path) -> Result<String> {
         .context("dpkg-shlibdeps printed no shlibs:Depends")
 }
 
-/// What the DKMS tree holds: the module's directory and every file its crate root includes
-/// from elsewhere with `#[path = "../..."]` (the ABI, the image format, the layout
+/// What the DKMS tree holds: the module's directory and every file one of its sources
+/// includes from elsewhere with `#[path = "../..."]` (the ABI, the image format, the layout
 /// arithmetic), in the repository's relative layout so those includes resolve.
 fn dkms_sources() -> Result<Vec<String>> {
-    let root = fs::read_to_string(paths::repo().join("rxdsk-kmod/rxdsk_main.rs"))?;
+    let repo = paths::repo();
     let mut sources = vec!["rxdsk-kmod".to_string()];
-    for line in root.lines() {
-        if let Some(rest) = line.trim().strip_prefix("#[path = \"../") {
-            let rel = rest
-                .split('"')
-                .next()
-                .context("a #[path] without its closing quote")?;
-            sources.push(rel.to_string());
+    let mut dirs = vec![repo.join("rxdsk-kmod")];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            for line in fs::read_to_string(&path)?.lines() {
+                let Some(rest) = line.trim().strip_prefix("#[path = \"") else {
+                    continue;
+                };
+                let rel = rest
+                    .split('"')
+                    .next()
+                    .context("a #[path] without its closing quote")?;
+                // Relative to the including file's directory; kept only if outside the module.
+                let target = normalize(&path.parent().unwrap_or(&dir).join(rel));
+                if let Ok(inside) = target.strip_prefix(&repo) {
+                    if !inside.starts_with("rxdsk-kmod") {
+                        let inside = inside.to_string_lossy().into_owned();
+                        if !sources.contains(&inside) {
+                            sources.push(inside);
+                        }
+                    }
+                }
+            }
         }
     }
     Ok(sources)
+}
+
+/// `path` with its `..` and `.` components resolved lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn dkms_conf() -> String {

@@ -5,8 +5,8 @@
 //! paths only (ioctls), never from our own `submit_bio`, so waiting for a bio here cannot
 //! deadlock on our own queue.
 
-use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
-use crate::iomem::IoMem;
+use crate::sys::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use crate::sys::iomem::IoMem;
 use core::ptr::NonNull;
 use kernel::{bindings, page::Page, prelude::*, str::CStr};
 

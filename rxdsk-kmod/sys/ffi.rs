@@ -115,6 +115,10 @@ pub(crate) fn cond_resched() {
     unsafe { c::rxdsk_cond_resched() }
 }
 
+/// Allocation flags of the C allocators (`gfp_t`).
+pub(crate) type Gfp = bindings::gfp_t;
+/// `GFP_KERNEL`, for the C allocators (control paths only).
+pub(crate) const GFP_KERNEL: Gfp = bindings::GFP_KERNEL;
 /// `GFP_NOWAIT`, for `REQ_NOWAIT` bios.
 pub(crate) const GFP_NOWAIT: bindings::gfp_t = bindings::GFP_NOWAIT;
 /// Allocation failures are reported to the submitter as I/O errors; no need to warn.

@@ -10,15 +10,18 @@
 //! descriptor and its object are freed under the shard lock the moment they are replaced: no
 //! reader can hold them then, so no grace period is needed.
 
+use super::changes::Changes;
+use super::error::StoreError;
 use crate::abi::{RxdskComprStats, RXDSK_PAGE_SIZE};
-use crate::compress::{Algorithm, Handle, Pool, Stream, StreamGuard, Streams};
-use crate::ffi::{self, PAGE_SIZE};
-use crate::iomem::IoMem;
-use crate::changes::{Changes, Tracked, Xa};
-use crate::pages::StoreError;
+use crate::sys::compress::{Algorithm, Stream, StreamGuard, Streams};
+use crate::sys::ffi::{self, Gfp, PAGE_SIZE};
+use crate::sys::iomem::IoMem;
+use crate::sys::xarray::{self, Mark, XArray};
+use crate::sys::zsmalloc::{Handle, Pool};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
-    bindings, new_mutex,
+    new_mutex,
     prelude::*,
     str::CStr,
     sync::{
@@ -33,7 +36,7 @@ const WORD: usize = core::mem::size_of::<usize>();
 
 /// What one index holds.
 #[derive(Clone, Copy)]
-struct Obj {
+pub(super) struct Obj {
     /// A zsmalloc handle; for a same-filled page, the word.
     value: usize,
     /// Compressed length; 0: same-filled (no object); `PAGE_SIZE`: stored whole.
@@ -50,7 +53,7 @@ struct Obj {
 #[pin_data(PinnedDrop)]
 pub(crate) struct ZStore {
     #[pin]
-    xa: Xa,
+    xa: XArray<KBox<Obj>>,
     #[pin]
     changes: Changes,
     #[pin]
@@ -91,7 +94,7 @@ impl ZStore {
         let streams = Streams::new(algorithm)?;
         let huge_class = pool.huge_class_size();
         Ok(try_pin_init!(Self {
-            xa <- Xa::new(),
+            xa <- XArray::new(),
             changes <- Changes::new(),
             locks <- pin_init::pin_init_array_from_fn(|_| new_mutex!(())),
             streams <- streams,
@@ -107,10 +110,6 @@ impl ZStore {
             decompress_failures: AtomicU64::new(0),
             max_used: AtomicU64::new(0),
         }))
-    }
-
-    fn xa(&self) -> *mut bindings::xarray {
-        self.xa.get()
     }
 
     /// Pages stored (DATA in pages).
@@ -137,11 +136,9 @@ impl ZStore {
         self.streams.get(nowait).ok_or(StoreError::WouldBlock)
     }
 
-    /// The descriptor at `index`; null if none. Valid while the index's shard lock is held.
-    fn load(&self, index: u64) -> *mut Obj {
-        let Ok(slot) = usize::try_from(index) else { return core::ptr::null_mut() };
-        // SAFETY: `xa` is initialised; `xa_load` takes RCU itself.
-        unsafe { bindings::xa_load(self.xa(), slot) }.cast()
+    /// The descriptor at `index`, if any. Valid while the index's shard lock is held.
+    fn load(&self, index: u64) -> Option<NonNull<Obj>> {
+        self.xa.load(usize::try_from(index).ok()?)
     }
 
     /// Decompresses (or expands) `obj` into the page at `dst`.
@@ -193,15 +190,14 @@ impl ZStore {
     /// Copies from page `index` at `offset` into `dst`, or zeros if there is none.
     pub(crate) fn read(&self, index: u64, offset: usize, mut dst: IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
         let _shard = self.lock(index, nowait)?;
-        let obj = self.load(index);
-        if obj.is_null() {
+        let Some(obj) = self.load(index) else {
             dst.zero();
             return Ok(());
-        }
+        };
         let mut stream = self.stream(nowait)?;
         let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         // SAFETY: Entries are live descriptors, not freed while we hold the shard lock.
-        let obj = unsafe { &*obj };
+        let obj = unsafe { obj.as_ref() };
         if offset == 0 && dst.len() == PAGE_SIZE {
             // SAFETY: `dst` is a page of bio memory, no buffer of ours.
             return unsafe { self.decode(s, obj, dst.as_ptr()) };
@@ -235,7 +231,7 @@ impl ZStore {
     pub(crate) fn zero(&self, index: u64, offset: usize, len: usize, nowait: bool) -> Result<(), StoreError> {
         let _noio = ffi::NoIo::enter();
         let _shard = self.lock(index, nowait)?;
-        if self.load(index).is_null() {
+        if self.load(index).is_none() {
             return Ok(());
         }
         let mut stream = self.stream(nowait)?;
@@ -251,26 +247,24 @@ impl ZStore {
 
     /// Puts page `index` (zeros if none) into the stream's page buffer. Shard lock held.
     fn load_into_page(&self, index: u64, s: &mut Stream) -> Result<(), StoreError> {
-        let obj = self.load(index);
-        if obj.is_null() {
+        let Some(obj) = self.load(index) else {
             s.page.fill(0);
             return Ok(());
-        }
+        };
         let page = s.page.as_mut_ptr();
         // SAFETY: A live descriptor under our shard lock; `page` is the stream's page buffer,
         // which `decode` does not use itself.
-        unsafe { self.decode(s, &*obj, page) }
+        unsafe { self.decode(s, obj.as_ref(), page) }
     }
 
     /// Stores the stream's page at `index`, freeing what was there. Shard lock held.
     fn replace(&self, index: u64, s: &mut Stream, nowait: bool) -> Result<(), StoreError> {
         let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
         let obj = self.encode(s, nowait)?;
-        let existing = self.load(index);
-        if !existing.is_null() {
+        if let Some(mut existing) = self.load(index) {
             // An overwrite changes the descriptor in place: no allocation, no XArray store.
             // SAFETY: A live descriptor; under the shard lock nobody else reads or writes it.
-            let old = core::mem::replace(unsafe { &mut *existing }, obj);
+            let old = core::mem::replace(unsafe { existing.as_mut() }, obj);
             self.release(old);
             self.max_used.fetch_max(self.total_bytes(), Ordering::Relaxed);
             return Ok(());
@@ -283,22 +277,18 @@ impl ZStore {
                 return Err(StoreError::NoMemory);
             }
         };
-        let raw = KBox::into_raw(boxed);
         let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
-        // SAFETY: `xa` is initialised; `xa_store` takes the lock itself; the descriptor is a
-        // valid, 8-byte aligned entry.
-        let old: *mut Obj = unsafe { bindings::xa_store(self.xa(), slot, raw.cast(), gfp | ffi::GFP_NOWARN) }.cast();
-        // SAFETY: `xa_err` only decodes the value.
-        if unsafe { bindings::xa_err(old.cast()) } != 0 {
-            // SAFETY: Not stored: still ours alone.
-            let obj = unsafe { KBox::from_raw(raw) };
-            self.release(*obj);
-            return Err(StoreError::NoMemory);
-        }
+        let old = match self.xa.store(slot, boxed, gfp) {
+            Ok(old) => old,
+            Err(xarray::StoreError::NoMemory(obj) | xarray::StoreError::Occupied(obj)) => {
+                self.release(*obj);
+                return Err(StoreError::NoMemory);
+            }
+        };
         self.objects.fetch_add(1, Ordering::Relaxed);
-        if !old.is_null() {
-            // SAFETY: Just replaced under our shard lock: nobody else can reach it.
-            self.free(unsafe { KBox::from_raw(old) });
+        if let Some(old) = old {
+            // Just replaced under our shard lock: nobody else can reach it.
+            self.free(old);
         }
         self.max_used.fetch_max(self.total_bytes(), Ordering::Relaxed);
         Ok(())
@@ -361,18 +351,14 @@ impl ZStore {
     pub(crate) fn erase(&self, index: u64, nowait: bool) -> Result<bool, StoreError> {
         let Ok(slot) = usize::try_from(index) else { return Ok(false) };
         let _shard = self.lock(index, nowait)?;
-        if self.changes.tracking() && !self.load(index).is_null() {
+        if self.changes.tracking() && self.load(index).is_some() {
             // The backing device still holds the old data: a hole first, or nothing at all.
             let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
             self.changes.hole(slot, gfp)?;
         }
-        // SAFETY: `xa` is initialised; `xa_erase` takes the lock itself.
-        let old: *mut Obj = unsafe { bindings::xa_erase(self.xa(), slot) }.cast();
-        if old.is_null() {
-            return Ok(false);
-        }
-        // SAFETY: Erased under our shard lock: nobody else can reach it.
-        self.free(unsafe { KBox::from_raw(old) });
+        let Some(old) = self.xa.erase(slot) else { return Ok(false) };
+        // Erased under our shard lock: nobody else can reach it.
+        self.free(old);
         Ok(true)
     }
 
@@ -384,7 +370,7 @@ impl ZStore {
         let last = usize::try_from(last).unwrap_or(usize::MAX);
         let _noio = ffi::NoIo::enter();
         let mut result = Ok(());
-        self.xa.walk(ffi::xa_present(), first, last, |slot| {
+        self.xa.walk(Mark::Present, first, last, |slot| {
             if let Err(e) = self.erase(slot as u64, nowait) {
                 result = Err(e);
             }
@@ -413,52 +399,57 @@ impl ZStore {
 #[pinned_drop]
 impl PinnedDrop for ZStore {
     fn drop(self: Pin<&mut Self>) {
-        // No I/O reaches the store any more: free every object, then the XArray's nodes (the
-        // pool and streams go with the fields). A device destroyed while attached still
+        // No I/O reaches the store any more: free every object (the XArray's nodes, the pool
+        // and the streams go with the fields). A device destroyed while attached still
         // tracks: stop first, so that no hole is recorded and nothing can fail.
         self.changes.stop(&self.xa);
         let _ = self.erase_range(0, u64::MAX, false);
-        // SAFETY: Every entry is gone.
-        unsafe { bindings::xa_destroy(self.xa()) };
     }
 }
 
-impl Tracked for ZStore {
-    fn tracking(&self) -> (&Changes, &Xa) {
-        (&self.changes, &self.xa)
+impl ZStore {
+    pub(super) fn changes(&self) -> &Changes {
+        &self.changes
     }
 
-    /// The page goes out decompressed: the image holds plain data.
-    fn take_changed(&self, index: u64, mut dst: IoMem<'_>) -> Result<bool, StoreError> {
+    pub(super) fn xa(&self) -> &XArray<KBox<Obj>> {
+        &self.xa
+    }
+
+    /// Takes `index` for writing back: clears its change and puts the page (or zeros, for a
+    /// hole) into `dst`, a whole page. Returns whether there was a page. The page goes out
+    /// decompressed: the image holds plain data.
+    pub(crate) fn take_changed(&self, index: u64, mut dst: IoMem<'_>) -> Result<bool, StoreError> {
         let Ok(slot) = usize::try_from(index) else { return Ok(false) };
         self.changes.take(&self.xa, slot);
         let _shard = self.lock(index, false)?;
-        let obj = self.load(index);
-        if obj.is_null() {
+        let Some(obj) = self.load(index) else {
             dst.zero();
             return Ok(false);
-        }
+        };
         let mut stream = self.stream(false)?;
         let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         // SAFETY: A live descriptor under our shard lock; `dst` is a whole page of the flush's
         // buffer, none of the stream's.
-        unsafe { self.decode(s, &*obj, dst.as_ptr()) }?;
+        unsafe { self.decode(s, obj.as_ref(), dst.as_ptr()) }?;
         Ok(true)
     }
 
-    fn redirty(&self, index: u64) {
+    /// Makes `index` changed again after a failed write-back.
+    pub(crate) fn redirty(&self, index: u64) {
         let present = {
             let _shard = self.lock(index, false);
-            !self.load(index).is_null()
+            self.load(index).is_some()
         };
         self.changes.redirty(&self.xa, index, present);
     }
 
-    /// A page already there is kept (writes reach an index only once it is loaded).
-    fn fill(&self, index: u64, src: &IoMem<'_>, _gfp: bindings::gfp_t) -> Result<(), StoreError> {
+    /// Stores a whole page read from the image at `index`, as clean. A page already there is
+    /// kept (writes reach an index only once it is loaded).
+    pub(crate) fn fill(&self, index: u64, src: &IoMem<'_>, _gfp: Gfp) -> Result<(), StoreError> {
         let _noio = ffi::NoIo::enter();
         let _shard = self.lock(index, false)?;
-        if !self.load(index).is_null() {
+        if self.load(index).is_some() {
             return Ok(());
         }
         let mut stream = self.stream(false)?;

@@ -7,15 +7,15 @@
 //! structures are built whole, so no uninitialised byte reaches user space.
 
 use crate::abi::{self, *};
-use crate::compress::Algorithm;
-use crate::device::{DeviceConfig, MAX_SIZE};
-use crate::ffi;
-use crate::registry::Registry;
+use super::registry::Registry;
+use crate::device::{valid_size, DeviceConfig, MAX_SIZE};
+use crate::sys::compress::Algorithm;
+use crate::sys::ffi;
 use core::ptr::NonNull;
 use kernel::{
     fs::File,
     ioctl,
-    miscdevice::{MiscDevice, MiscDeviceRegistration},
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
     str::CStr,
     transmute::{AsBytes, FromBytes},
@@ -76,6 +76,32 @@ fn request_path(path: &[u8; RXDSK_PATH_MAX]) -> Result<&CStr> {
     CStr::from_bytes_with_nul(&path[..=nul]).map_err(|_| EINVAL)
 }
 
+/// Version string reported by `RXDSK_IOC_GET_VERSION`; kept in step with the workspace version.
+pub(crate) const MODULE_VERSION: &str = "0.1.0";
+
+/// The control node and the registry its ioctls act on, registered together.
+///
+/// # Invariants
+///
+/// `misc` is the only `MiscDeviceRegistration<Control>`: the node's `open` finds `registry`
+/// from it. Declared first, it is deregistered before the registry (and its devices) goes.
+#[pin_data]
+pub(crate) struct ControlNode {
+    #[pin]
+    misc: MiscDeviceRegistration<Control>,
+    #[pin]
+    registry: Registry,
+}
+
+impl ControlNode {
+    pub(crate) fn register() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            registry <- Registry::new(),
+            misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"rxdsk-control" }),
+        })
+    }
+}
+
 /// An open file of the control node.
 ///
 /// # Invariants
@@ -106,21 +132,18 @@ fn check_zero(fields: &[u64]) -> Result {
     }
 }
 
-pub(crate) fn valid_size(size: u64, block_size: u32) -> bool {
-    size != 0 && size <= MAX_SIZE && size.checked_rem(u64::from(block_size)) == Some(0)
-}
-
 #[vtable]
 impl MiscDevice for Control {
     type Ptr = KBox<Self>;
 
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
         let misc = core::ptr::from_ref(misc).cast_mut();
-        // SAFETY: The only registration of `Control` is the `control` field of the module
-        // struct, so `misc` lies inside a live `RxdskModule`.
-        let module = unsafe { &*kernel::container_of!(misc, crate::RxdskModule, control) };
-        // INVARIANT: the module, and so its registry, outlives this open file.
-        Ok(KBox::new(Control { registry: NonNull::from(&module.registry) }, GFP_KERNEL)?)
+        // SAFETY: The only registration of `Control` is the `misc` field of a `ControlNode`
+        // (invariant), so `misc` lies inside a live one.
+        let node = unsafe { &*kernel::container_of!(misc, ControlNode, misc) };
+        // INVARIANT: the node, and so its registry, outlives this open file (the module holds
+        // the node; an open file pins the module).
+        Ok(KBox::new(Control { registry: NonNull::from(&node.registry) }, GFP_KERNEL)?)
     }
 
     fn ioctl(me: &Control, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
@@ -153,7 +176,7 @@ impl MiscDevice for Control {
             RXDSK_IOC_GET_VERSION => user.writer().write(&version())?,
             RXDSK_IOC_GET_FEATURES => user.writer().write(&RxdskFeatures {
                 features: RXDSK_FEATURES_ALL,
-                compressors: crate::compress::ALL_ALGORITHMS,
+                compressors: crate::sys::compress::ALL_ALGORITHMS,
                 reserved: [0; 2],
             })?,
             RXDSK_IOC_CREATE => {
@@ -324,7 +347,7 @@ fn version() -> RxdskVersion {
     RxdskVersion {
         abi_major: RXDSK_ABI_MAJOR,
         abi_minor: RXDSK_ABI_MINOR,
-        module_version: abi::fixed_str(crate::MODULE_VERSION),
+        module_version: abi::fixed_str(MODULE_VERSION),
         reserved: [0; 4],
     }
 }

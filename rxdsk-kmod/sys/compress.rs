@@ -1,16 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Compression: the kernel's LZO, LZ4 and zstd libraries and the zsmalloc allocator, which have
-//! no Rust bindings and are declared here once, and the compression streams (a workspace and
-//! buffers each, one per CPU that is up, following CPU hotplug, each behind a mutex, as zram's
-//! `zcomp`).
+//! Compression: the kernel's LZO, LZ4 and zstd libraries, which have no Rust bindings and are
+//! declared here once, and the compression streams (a workspace and buffers each, one per CPU
+//! that is up, following CPU hotplug, each behind a mutex, as zram's `zcomp`).
 
 use crate::abi::{RXDSK_COMPRESS_LZ4, RXDSK_COMPRESS_LZO, RXDSK_COMPRESS_LZO_RLE, RXDSK_COMPRESS_ZSTD};
-use crate::ffi::{self, PAGE_SIZE};
-use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
-use core::ptr::NonNull;
+use crate::sys::ffi::{self, PAGE_SIZE};
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use kernel::{bindings, new_mutex, prelude::*, str::CStr, sync::Mutex, types::Opaque};
+use kernel::ffi::{c_char, c_int, c_uint, c_void};
+use kernel::{bindings, new_mutex, prelude::*, sync::Mutex, types::Opaque};
 
 /// zstd's `ZSTD_compressionParameters` (zstd_lib.h; the strategy enum is an `int`).
 #[repr(C)]
@@ -44,8 +42,8 @@ struct ZstdParameters {
 
 const _: () = assert!(core::mem::size_of::<ZstdParameters>() == 40);
 
-// Exported by lib/lzo, lib/lz4, lib/zstd and mm/zsmalloc.c; the signatures are those of
-// linux/lzo.h, linux/lz4.h, linux/zstd.h and linux/zsmalloc.h.
+// Exported by lib/lzo, lib/lz4 and lib/zstd; the signatures are those of linux/lzo.h,
+// linux/lz4.h and linux/zstd.h.
 unsafe extern "C" {
     fn lzo1x_1_compress(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize, wrkmem: *mut c_void) -> c_int;
     fn lzorle1x_1_compress(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize, wrkmem: *mut c_void)
@@ -79,15 +77,6 @@ unsafe extern "C" {
     fn zstd_decompress_dctx(dctx: *mut c_void, dst: *mut c_void, dst_capacity: usize, src: *const c_void, size: usize)
         -> usize;
     fn zstd_is_error(code: usize) -> c_uint;
-    fn zs_create_pool(name: *const c_char) -> *mut c_void;
-    fn zs_destroy_pool(pool: *mut c_void);
-    fn zs_malloc(pool: *mut c_void, size: usize, flags: bindings::gfp_t, nid: c_int) -> c_ulong;
-    fn zs_free(pool: *mut c_void, handle: c_ulong);
-    fn zs_huge_class_size(pool: *mut c_void) -> usize;
-    fn zs_get_total_pages(pool: *mut c_void) -> c_ulong;
-    fn zs_obj_read_begin(pool: *mut c_void, handle: c_ulong, mem_len: usize, local_copy: *mut c_void) -> *mut c_void;
-    fn zs_obj_read_end(pool: *mut c_void, handle: c_ulong, mem_len: usize, handle_mem: *mut c_void);
-    fn zs_obj_write(pool: *mut c_void, handle: c_ulong, handle_mem: *mut c_void, mem_len: usize);
 }
 
 /// `LZO1X_1_MEM_COMPRESS`: 8192 `unsigned short`s.
@@ -476,101 +465,4 @@ unsafe extern "C" fn stream_dead(cpu: kernel::ffi::c_uint, node: *mut bindings::
         *slot.lock() = None;
     }
     0
-}
-
-/// A zsmalloc object.
-#[derive(Clone, Copy)]
-pub(crate) struct Handle(c_ulong);
-
-/// A zsmalloc pool.
-///
-/// # Invariants
-///
-/// `pool` came from `zs_create_pool` and is destroyed only by `drop`.
-pub(crate) struct Pool {
-    pool: NonNull<c_void>,
-}
-
-// SAFETY: zsmalloc pools are used from any thread; they lock internally.
-unsafe impl Send for Pool {}
-// SAFETY: As above.
-unsafe impl Sync for Pool {}
-
-impl Pool {
-    pub(crate) fn new(name: &CStr) -> Result<Self> {
-        // SAFETY: `name` is NUL-terminated; zsmalloc copies it.
-        let pool = unsafe { zs_create_pool(name.as_char_ptr()) };
-        Ok(Self { pool: NonNull::new(pool).ok_or(ENOMEM)? })
-    }
-
-    /// Objects of this size or more take a zspage of their own: such pages are stored whole.
-    pub(crate) fn huge_class_size(&self) -> usize {
-        // SAFETY: The pool is valid (invariant).
-        unsafe { zs_huge_class_size(self.pool.as_ptr()) }
-    }
-
-    /// Pages the pool holds now, its own overhead included.
-    pub(crate) fn total_pages(&self) -> u64 {
-        // SAFETY: The pool is valid (invariant).
-        unsafe { zs_get_total_pages(self.pool.as_ptr()) as u64 }
-    }
-
-    /// Allocates an object of `len` bytes (at most a page) holding `data`.
-    ///
-    /// # Safety
-    ///
-    /// `data` is valid for reading `len` bytes.
-    pub(crate) unsafe fn store(&self, data: *const u8, len: usize, gfp: bindings::gfp_t) -> Result<Handle> {
-        // SAFETY: The pool is valid (invariant); `len` is at most a page (caller).
-        let handle = unsafe { zs_malloc(self.pool.as_ptr(), len, gfp | ffi::GFP_NOWARN | ffi::GFP_HIGHMEM, -1) };
-        // Errors come back as `ERR_PTR` values.
-        if handle == 0 || handle >= (-4095isize) as c_ulong {
-            return Err(ENOMEM);
-        }
-        // SAFETY: A fresh object of `len` bytes; `data` is readable (caller).
-        unsafe { zs_obj_write(self.pool.as_ptr(), handle, data.cast_mut().cast(), len) };
-        Ok(Handle(handle))
-    }
-
-    /// Calls `f` with the address of object `handle`'s `len` bytes (copied into `scratch` when
-    /// the object straddles two pages), valid only during the call.
-    ///
-    /// # Safety
-    ///
-    /// `handle` is a live object of this pool of `len` bytes that nobody frees during the
-    /// call; `scratch` is valid for writing `len` bytes.
-    pub(crate) unsafe fn with_object<R>(&self, handle: Handle, len: usize, scratch: *mut u8, f: impl FnOnce(*const u8) -> R) -> R {
-        // SAFETY: As the caller guarantees; the mapping is undone below.
-        let mem = unsafe { zs_obj_read_begin(self.pool.as_ptr(), handle.0, len, scratch.cast()) };
-        let r = f(mem.cast_const().cast());
-        // SAFETY: Pairs with the begin above, with the address it returned.
-        unsafe { zs_obj_read_end(self.pool.as_ptr(), handle.0, len, mem) };
-        r
-    }
-
-    /// # Safety
-    ///
-    /// `handle` is a live object of this pool that nobody uses any more.
-    pub(crate) unsafe fn free(&self, handle: Handle) {
-        // SAFETY: As the caller guarantees.
-        unsafe { zs_free(self.pool.as_ptr(), handle.0) };
-    }
-}
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        // SAFETY: Valid (invariant); every object was freed by the store first.
-        unsafe { zs_destroy_pool(self.pool.as_ptr()) };
-    }
-}
-
-impl Handle {
-    /// The handle stored in a descriptor by [`Handle::into_raw`].
-    pub(crate) fn from_raw(value: usize) -> Self {
-        Self(value)
-    }
-
-    pub(crate) fn into_raw(self) -> usize {
-        self.0
-    }
 }

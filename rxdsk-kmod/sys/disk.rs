@@ -3,8 +3,8 @@
 //! A bio-based gendisk and the bios it receives: the only place that touches `struct gendisk`,
 //! `struct bio` and their functions. Above this, device logic is safe Rust.
 
-use crate::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
-use crate::iomem::IoMem;
+use crate::sys::ffi::{self, PAGE_SIZE, SECTOR_SHIFT};
+use crate::sys::iomem::IoMem;
 use crate::layout::bvec_piece;
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;

@@ -7,7 +7,7 @@
 //! operations go on meanwhile. The I/O path never touches the registry.
 
 use crate::abi::{RxdskComprStats, RxdskFlush, RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
-use crate::compress::Algorithm;
+use crate::sys::compress::Algorithm;
 use crate::device::{Device, DeviceConfig};
 use kernel::{
     new_mutex,

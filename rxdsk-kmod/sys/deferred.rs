@@ -9,8 +9,8 @@
 //! One work item per device and a lock-free list of bios linked through `bi_next` (as
 //! `llist` does): queueing allocates nothing, so it cannot fail.
 
-use crate::disk::Bio;
-use crate::ffi;
+use crate::sys::disk::Bio;
+use crate::sys::ffi;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::{bindings, prelude::*, types::Opaque};
@@ -166,7 +166,7 @@ unsafe extern "C" fn run<T: DeferredHandler>(work: *mut bindings::work_struct) {
             if owner.is_null() {
                 // Never happens: bios arrive only once the disk is added, after the owner is
                 // set.
-                bio.end(crate::disk::Status::IoError);
+                bio.end(crate::sys::disk::Status::IoError);
             } else {
                 // SAFETY: The owner outlives every queued work (invariant: it drains first).
                 unsafe { (*owner).handle_deferred(bio) };

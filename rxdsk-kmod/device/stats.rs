@@ -3,7 +3,7 @@
 //! I/O counters without a shared cache line: one slot per CPU, summed when read.
 
 use crate::abi::RxdskStats;
-use crate::ffi;
+use crate::sys::ffi;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 

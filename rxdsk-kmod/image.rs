@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The image on a backing device: an [`Image`] owns the attached backing device and the
+//! protocol's state (generation, mode, journal), and writes, replays and loads the pages of a
+//! device's [`Store`] (see [`format`] for the on-disk layout). The write-back protocols live in
+//! `image/direct.rs` (in place, and writethrough) and `image/journal.rs` (atomic).
+
+// The backing device's on-disk format, shared with rxdskctl (`inspect`).
+#[allow(unreachable_pub)]
+#[path = "../rxdsk-ioctl/src/image.rs"]
+pub(crate) mod format;
+
+mod direct;
+mod journal;
+
+use crate::abi::RxdskFlush;
+use crate::store::{unloaded::Unloaded, Store, StoreError};
+use crate::sys::backing::{Backing, PageBuf};
+use crate::sys::ffi::{self, Gfp, PAGE_SIZE};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use format::{
+    header_offset, image_fits, ImageError, RxdskImageHeader, RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED,
+    RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITEBACK, RXDSK_IMAGE_WRITETHROUGH,
+};
+use kernel::{prelude::*, str::CStr};
+
+/// Pages per bio when writing back or restoring.
+const IO_PAGES: usize = 64;
+const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
+
+/// What the image protocol works on: the device's data and what it reports.
+pub(crate) struct DeviceData<'a> {
+    pub(crate) id: u32,
+    pub(crate) store: &'a Store,
+    pub(crate) unloaded: &'a Unloaded,
+    pub(crate) stats: &'a ImageStats,
+    /// The device's size in bytes (fixed while a backing device is attached).
+    pub(crate) size: u64,
+    pub(crate) logical_block_size: u32,
+}
+
+/// Counters of the backing device's traffic, for STATS.
+#[derive(Default)]
+pub(crate) struct ImageStats {
+    pub(crate) written_back: AtomicU64,
+    pub(crate) flushes: AtomicU64,
+    pub(crate) atomic_flushes: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) reads: AtomicU64,
+}
+
+impl ImageStats {
+    /// Counts `e` as a backing device error and passes it on.
+    fn error(&self, e: Error) -> Error {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        e
+    }
+
+    /// Counts `bytes` written to the backing device, in the report and in STATS at once (a
+    /// progress display reads the latter while the flush runs).
+    fn wrote(&self, written: &mut Written, bytes: u64) {
+        written.bytes += bytes;
+        self.written_back.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Where one flush's pages go, for the report.
+#[derive(Default)]
+struct Written {
+    pages: u64,
+    bytes: u64,
+}
+
+/// The backing device of a device, while attached.
+pub(crate) struct Image {
+    file: Backing,
+    /// The generation of the image's last completed flush.
+    generation: u64,
+    /// The backing device's data area holds nothing of ours yet: the next flush zeroes it
+    /// before it writes the pages (set by ATTACH, cleared by the first completed flush).
+    zero_fill: bool,
+    /// `RXDSK_IMAGE_WRITEBACK` or `RXDSK_IMAGE_WRITETHROUGH`.
+    mode: u32,
+    /// Size of the journal after the data area; 0: none.
+    journal_bytes: u64,
+    /// A journal is committed on the device (header JOURNALED) and not yet known to be
+    /// copied in place: the next flush replays it before it writes a new one.
+    replay_pending: bool,
+    /// Seconds between automatic flushes; 0: none.
+    flush_interval_secs: u32,
+}
+
+/// The header of the image on `path`, read through a shared open (before a device exists).
+pub(crate) fn read_header_at(path: &CStr) -> Result<RxdskImageHeader> {
+    read_header(&Backing::open_shared(path)?)
+}
+
+/// Reads and checks the image header of `file`.
+fn read_header(file: &Backing) -> Result<RxdskImageHeader> {
+    let offset = header_offset(file.bytes()).ok_or(EINVAL)?;
+    let buf = PageBuf::new(1)?;
+    file.read(offset, &buf, 1)?;
+    let mut bytes = [0u8; 136];
+    buf.with_mem(0, |mem| mem.copy_to_slice(&mut bytes));
+    RxdskImageHeader::parse(&bytes).map_err(|e| match e {
+        ImageError::NotAnImage | ImageError::Invalid => EINVAL,
+        ImageError::Version(_) => EPROTO,
+        ImageError::Checksum => EUCLEAN,
+    })
+}
+
+impl Image {
+    /// Opens the block device at `path` as a new backing device of `data`'s device (held
+    /// exclusively by `holder`), big enough for the data, the journal and the metadata block.
+    /// Its header is set to "never flushed" at once, so an old image there cannot be restored
+    /// as if it were this device's.
+    pub(crate) fn attach(
+        data: &DeviceData<'_>,
+        path: &CStr,
+        holder: *const core::ffi::c_void,
+        journal_bytes: u64,
+        writethrough: bool,
+        flush_interval_secs: u32,
+    ) -> Result<Self> {
+        let file = Backing::open(path, holder)?;
+        if !image_fits(data.size, journal_bytes, file.bytes()) {
+            return Err(ENOSPC);
+        }
+        let image = Image {
+            file,
+            generation: 0,
+            zero_fill: true,
+            mode: if writethrough { RXDSK_IMAGE_WRITETHROUGH } else { RXDSK_IMAGE_WRITEBACK },
+            journal_bytes,
+            replay_pending: false,
+            flush_interval_secs,
+        };
+        image.write_header(data, &image.header(data, 0, RXDSK_IMAGE_FLUSHING, 0))?;
+        Ok(image)
+    }
+
+    /// Opens the image on `path`, whose header is `header`, for the device restored from it
+    /// (held exclusively by `holder`); a committed journal is replayed.
+    pub(crate) fn restore(
+        data: &DeviceData<'_>,
+        path: &CStr,
+        holder: *const core::ffi::c_void,
+        header: &RxdskImageHeader,
+    ) -> Result<Self> {
+        let file = Backing::open(path, holder)?;
+        if !image_fits(header.size_bytes, header.journal_bytes, file.bytes()) {
+            return Err(EINVAL);
+        }
+        let mut image = Image {
+            file,
+            generation: header.generation,
+            zero_fill: false,
+            mode: header.mode,
+            journal_bytes: header.journal_bytes,
+            replay_pending: header.state == RXDSK_IMAGE_JOURNALED,
+            flush_interval_secs: header.flush_interval_secs,
+        };
+        if image.replay_pending {
+            image.replay(data)?;
+        }
+        Ok(image)
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn flush_interval_secs(&self) -> u32 {
+        self.flush_interval_secs
+    }
+
+    /// Whether the device holds data not yet flushed here.
+    pub(crate) fn has_unflushed(&self, data: &DeviceData<'_>) -> bool {
+        self.zero_fill || data.store.next_changed(0).is_some()
+    }
+
+    /// Whether a flush would write anything (a periodic flush skips it otherwise).
+    pub(crate) fn needs_flush(&self, data: &DeviceData<'_>) -> bool {
+        self.replay_pending || self.has_unflushed(data)
+    }
+
+    /// The image header for `data`'s device in `state`.
+    fn header(&self, data: &DeviceData<'_>, generation: u64, state: u32, time_ns: u64) -> RxdskImageHeader {
+        RxdskImageHeader::new(data.logical_block_size, data.size, generation, state, time_ns)
+            .with(self.mode, self.journal_bytes, self.flush_interval_secs)
+    }
+
+    fn write_header(&self, data: &DeviceData<'_>, header: &RxdskImageHeader) -> Result {
+        let offset = header_offset(self.file.bytes()).ok_or(EINVAL)?;
+        let buf = PageBuf::new(1)?;
+        buf.with_mem(0, |mut mem| {
+            mem.zero();
+            mem.copy_from_slice(&header.to_bytes());
+        });
+        self.file.write(offset, &buf, 1, true).inspect_err(|_| {
+            data.stats.errors.fetch_add(1, Ordering::Relaxed);
+        })?;
+        data.stats.written_back.fetch_add(RXDSK_IMAGE_META_SIZE, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads the unloaded pages of `first..=last` into the store, as clean pages (zero pages
+    /// store nothing), and clears their bits. The caller holds the lock over the image, which
+    /// serialises loaders.
+    pub(crate) fn load(&self, data: &DeviceData<'_>, first: u64, last: u64, gfp: Gfp) -> Result {
+        let mut from = first;
+        while let Some(start) = data.unloaded.next_set(from, last) {
+            let mut n = 1usize;
+            while n < IO_PAGES && start + (n as u64) <= last && data.unloaded.is_set(start + n as u64) {
+                n += 1;
+            }
+            let buf = PageBuf::new(n)?;
+            self.file.read(start << PAGE_SHIFT, &buf, n).map_err(|e| data.stats.error(e))?;
+            for i in 0..n {
+                let index = start + i as u64;
+                let at = index << PAGE_SHIFT;
+                // The last page may reach past the end: only its part inside is data.
+                let len = (data.size.saturating_sub(at)).min(PAGE_SIZE as u64) as usize;
+                let stored = buf.with_mem(i, |mem| {
+                    let (part, _) = mem.split_at(len);
+                    if part.is_zero() {
+                        Ok(())
+                    } else {
+                        data.store.fill(index, &part, gfp)
+                    }
+                });
+                match stored {
+                    Some(Ok(())) => data.unloaded.clear(index),
+                    Some(Err(StoreError::Limit)) => return Err(ENOSPC),
+                    _ => return Err(ENOMEM),
+                }
+            }
+            data.stats.reads.fetch_add(n as u64, Ordering::Relaxed);
+            from = start + n as u64;
+            ffi::cond_resched();
+        }
+        Ok(())
+    }
+
+    /// Takes changed page `index` into slot `slot` of `buf` for writing back; whether it had
+    /// a page (else zeros). A page that cannot be read (a corrupted compressed object) is
+    /// marked changed again and fails the flush with EIO.
+    fn take_into(data: &DeviceData<'_>, buf: &PageBuf, slot: usize, index: u64) -> Result<bool> {
+        match buf.with_mem(slot, |mem| data.store.take_changed(index, mem)).ok_or(EINVAL)? {
+            Ok(present) => Ok(present),
+            Err(_) => {
+                data.store.redirty(index);
+                Err(data.stats.error(EIO))
+            }
+        }
+    }
+
+    /// Writes every change back and commits the next generation: journaled (atomic) when the
+    /// backing device has a journal that holds the changes, in place otherwise.
+    pub(crate) fn write_back(&mut self, data: &DeviceData<'_>) -> Result<RxdskFlush> {
+        if self.replay_pending {
+            // The last journal must be in place before a new one overwrites it.
+            self.replay(data)?;
+        }
+        let report = RxdskFlush { id: data.id, ..Default::default() };
+        if let Some(report) = self.journaled_write_back(data, report)? {
+            return Ok(report);
+        }
+        self.direct_write_back(data, report)
+    }
+}
+
+/// What INFO and STATS report of the backing device, readable without the lock over the
+/// image (which a flush holds from start to end): a copy of the [`Image`]'s state, updated
+/// under that lock.
+#[derive(Default)]
+pub(crate) struct View {
+    /// 0: detached; else `mode + 1`.
+    mode: AtomicU32,
+    journal_bytes: AtomicU64,
+    generation: AtomicU64,
+    /// `major << 32 | minor` of the backing device.
+    devt: AtomicU64,
+}
+
+impl View {
+    /// Copies what INFO and STATS show of `image` (`None`: detached).
+    pub(crate) fn publish(&self, image: Option<&Image>) {
+        let (mode, journal, generation) = image.map_or((0, 0, 0), |i| (i.mode + 1, i.journal_bytes, i.generation));
+        let (major, minor) = image.map_or((0, 0), |i| i.file.devt());
+        self.devt.store(u64::from(major) << 32 | u64::from(minor), Ordering::Relaxed);
+        self.journal_bytes.store(journal, Ordering::Relaxed);
+        self.generation.store(generation, Ordering::Relaxed);
+        self.mode.store(mode, Ordering::Release);
+    }
+
+    pub(crate) fn is_attached(&self) -> bool {
+        self.mode.load(Ordering::Acquire) != 0
+    }
+
+    pub(crate) fn is_writethrough(&self) -> bool {
+        self.mode.load(Ordering::Acquire) == RXDSK_IMAGE_WRITETHROUGH + 1
+    }
+
+    pub(crate) fn journal_bytes(&self) -> u64 {
+        self.journal_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// The backing device's (major, minor); (0, 0) while detached.
+    pub(crate) fn devt(&self) -> (u32, u32) {
+        let devt = self.devt.load(Ordering::Relaxed);
+        ((devt >> 32) as u32, devt as u32)
+    }
+}

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The plain page store: an XArray of pages keyed by page index.
+//!
+//! Lookups are lock-free (RCU). A new page is inserted with cmpxchg under the XArray lock, and
+//! the memory limit is checked under the same lock, so two writers racing for one index keep
+//! exactly one page and the loser writes into it instead of failing. Pages erased while I/O may
+//! run (discard, write-zeroes, zero-page writes) are freed after an RCU grace period, in
+//! batches with one RCU callback each; until then they still count as used. Control paths
+//! (shrink, destroy) free directly and yield between batches.
+
+use super::changes::Changes;
+use super::error::StoreError;
+use crate::sys::ffi::{self, Gfp, PAGE_SIZE};
+use crate::sys::iomem::IoMem;
+use crate::sys::page::{FreeBatch, FreeNow, Retired, SharedPage, StorePage};
+use crate::sys::xarray::{self, Mark, XArray};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{prelude::*, sync::rcu};
+
+/// # Invariants
+///
+/// - `xa` holds the store's pages; `pages` counts them.
+/// - A page leaves `xa` only through a [`FreeBatch`] or [`FreeNow`] of `retired` (freed after
+///   a grace period), or when the store goes (no reader left): a page found under the RCU read
+///   lock stays allocated until that lock is released.
+/// - `inserting` counts inserts that reserved their page under the XArray lock and have not
+///   finished their cmpxchg.
+/// - With a limit, `pages + retired.pending() <= limit` (reservations are made under the
+///   XArray lock).
+/// - `changes` tracks the changes of `xa` (see [`Changes`]).
+#[pin_data]
+pub(crate) struct PageStore {
+    #[pin]
+    xa: XArray<StorePage>,
+    #[pin]
+    changes: Changes,
+    /// Declared after `xa`: waits for the RCU callbacks of pages erased earlier.
+    #[pin]
+    retired: Retired,
+    pages: AtomicU64,
+    inserting: AtomicU64,
+    /// 0: no limit.
+    limit: u64,
+}
+
+impl PageStore {
+    pub(crate) fn new(limit_pages: u64) -> impl PinInit<Self> {
+        pin_init!(Self {
+            xa <- XArray::new(),
+            changes <- Changes::new(),
+            retired <- Retired::new(),
+            pages: AtomicU64::new(0),
+            inserting: AtomicU64::new(0),
+            limit: limit_pages,
+        })
+    }
+
+    /// A batch for the pages one bio erases, freed together after a grace period.
+    pub(crate) fn free_batch(self: Pin<&Self>) -> FreeBatch<'_> {
+        // SAFETY: A field of a pinned struct is pinned too (structural pinning, `#[pin]`).
+        FreeBatch::new(unsafe { self.map_unchecked(|s| &s.retired) })
+    }
+
+    fn retired(self: Pin<&Self>) -> Pin<&Retired> {
+        // SAFETY: As in `free_batch`.
+        unsafe { self.map_unchecked(|s| &s.retired) }
+    }
+
+    pub(super) fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    pub(super) fn xa(&self) -> &XArray<StorePage> {
+        &self.xa
+    }
+
+    /// Whether page `index` exists now.
+    fn present(&self, index: u64) -> bool {
+        self.load(index).is_some()
+    }
+
+    /// Pages held now: stored ones plus erased ones not yet given back (what the limit counts).
+    pub(crate) fn pages(&self) -> u64 {
+        self.pages.load(Ordering::Relaxed) + self.retired.pending()
+    }
+
+    fn load(&self, index: u64) -> Option<SharedPage> {
+        // Indexes past what `usize` holds were never stored (sizes are bounded at CREATE).
+        self.xa.load(usize::try_from(index).ok()?)
+    }
+
+    /// Copies from page `index` at `offset` into `dst`, or zeros if the page does not exist.
+    pub(crate) fn read(&self, index: u64, offset: usize, mut dst: IoMem<'_>) {
+        let rcu = rcu::read_lock();
+        match self.load(index) {
+            None => dst.zero(),
+            // SAFETY: The page stays allocated while we hold `rcu` (invariant); the caller
+            // keeps `offset + dst.len()` within a page.
+            Some(page) => unsafe { page.copy_to(offset, &dst) },
+        }
+        drop(rcu);
+    }
+
+    /// Copies `src` into page `index` at `offset` if the page exists; returns whether it did.
+    fn write_existing(&self, index: u64, offset: usize, src: &IoMem<'_>) -> bool {
+        let rcu = rcu::read_lock();
+        let page = self.load(index);
+        if let Some(page) = page {
+            // SAFETY: As in `read`; writers racing on the same bytes are the submitter's race.
+            unsafe { page.copy_from(offset, src) };
+        }
+        drop(rcu);
+        if page.is_some() {
+            self.changes.mark(&self.xa, index);
+        }
+        page.is_some()
+    }
+
+    /// Copies `src` into page `index` at `offset`, allocating the page (with `gfp`) if needed.
+    /// At the limit it waits for erased pages to come back, unless `nowait`.
+    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: Gfp, nowait: bool) -> Result<(), StoreError> {
+        let mut waited_for_frees = false;
+        loop {
+            if self.write_existing(index, offset, src) {
+                return Ok(());
+            }
+            match self.insert(index, offset, src, gfp, true) {
+                Ok(true) => return Ok(()),
+                // Another writer inserted the page first: write into theirs. (If a discard
+                // removes it again before we get there, we go round once more.)
+                Ok(false) => {}
+                Err(StoreError::Limit) if self.retired.pending() > 0 && !waited_for_frees => {
+                    if nowait {
+                        return Err(StoreError::WouldBlock);
+                    }
+                    // Erased pages still count until their grace period ends: wait for it.
+                    kernel::sync::rcu::rcu_barrier();
+                    waited_for_frees = true;
+                }
+                Err(StoreError::WouldBlock) if !nowait => ffi::cond_resched(),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Allocates a page holding `src` at `offset` (zeros elsewhere) and inserts it at `index`.
+    /// `Ok(true)`: our page, with the data, is in. `Ok(false)`: another page was there first.
+    /// `WouldBlock`: the limit is reached while another insert is in flight (maybe of this
+    /// very index): retry once it is done.
+    fn insert(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: Gfp, mark: bool) -> Result<bool, StoreError> {
+        let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
+        // A full-page write needs no zeroing.
+        let mut page = StorePage::alloc(gfp, src.len() != PAGE_SIZE).ok_or(StoreError::NoMemory)?;
+        page.fill(offset, src);
+        let mut locked = self.xa.lock();
+        // The existence check and the limit check see one state: under the lock.
+        if locked.contains(slot) {
+            return Ok(false);
+        }
+        if self.limit != 0 && self.pages() >= self.limit {
+            return Err(if self.inserting.load(Ordering::Relaxed) > 0 { StoreError::WouldBlock } else { StoreError::Limit });
+        }
+        // INVARIANT: reserved under the lock, so the limit holds.
+        self.pages.fetch_add(1, Ordering::Relaxed);
+        self.inserting.fetch_add(1, Ordering::Relaxed);
+        let inserted = locked.insert(slot, page, gfp);
+        self.inserting.fetch_sub(1, Ordering::Relaxed);
+        if inserted.is_ok() && mark && self.changes.tracking() {
+            locked.set_mark(slot, Mark::M0);
+        }
+        drop(locked);
+        match inserted {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.pages.fetch_sub(1, Ordering::Relaxed);
+                // Our page never became visible to anyone: it is freed with `e`.
+                match e {
+                    xarray::StoreError::NoMemory(_) => Err(StoreError::NoMemory),
+                    xarray::StoreError::Occupied(_) => Ok(false),
+                }
+            }
+        }
+    }
+
+    /// Takes page `slot` out of the XArray. While a backing device is attached the index is
+    /// recorded as a hole first (the backing device still holds its old data): if that fails
+    /// the page stays.
+    fn take(&self, slot: usize, gfp: Gfp) -> Result<Option<StorePage>, StoreError> {
+        if self.changes.tracking() && self.present(slot as u64) {
+            self.changes.hole(slot, gfp)?;
+        }
+        Ok(self.xa.erase(slot))
+    }
+
+    /// Removes page `index` while I/O may run; it is freed with `batch`. Returns whether there
+    /// was one.
+    pub(crate) fn erase(&self, index: u64, batch: &mut FreeBatch<'_>, gfp: Gfp) -> Result<bool, StoreError> {
+        let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        let Some(page) = self.take(slot, gfp)? else { return Ok(false) };
+        // INVARIANT: freed after a grace period; it counts as pending before it stops counting
+        // as stored.
+        batch.push(page);
+        self.pages.fetch_sub(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Calls `f(slot)` for every present index in `first..=last` (clamped to what `usize`
+    /// holds), yielding the CPU between batches; visits only present pages, so a huge sparse
+    /// range costs what it holds, not its size.
+    fn for_each_present(&self, first: u64, last: u64, f: impl FnMut(usize)) {
+        let Ok(first) = usize::try_from(first) else { return };
+        let last = usize::try_from(last).unwrap_or(usize::MAX);
+        self.xa.walk(Mark::Present, first, last, f);
+    }
+
+    /// Discard and write-zeroes: removes every page with index in `first..=last` while I/O may
+    /// run; they are freed after a grace period, a batch per RCU callback.
+    pub(crate) fn erase_range(self: Pin<&Self>, first: u64, last: u64) -> Result<(), StoreError> {
+        let mut batch = self.free_batch();
+        let mut result = Ok(());
+        self.for_each_present(first, last, |slot| {
+            if let Err(e) = self.erase(slot as u64, &mut batch, ffi::gfp_noio()) {
+                result = Err(e);
+            }
+        });
+        result
+    }
+
+    /// Shrink: removes every page with index in `first..=last` and frees them before it
+    /// returns (after one grace period for readers that found one), yielding the CPU between
+    /// batches. May sleep; no RCU callback per page.
+    pub(crate) fn remove_range(self: Pin<&Self>, first: u64, last: u64) {
+        let mut doomed = FreeNow::new(self.retired());
+        self.for_each_present(first, last, |slot| {
+            // Shrink is refused while a backing device is attached, so no hole is needed.
+            if let Some(page) = self.xa.erase(slot) {
+                // INVARIANT: freed after a grace period (when `doomed` drops).
+                doomed.push(page);
+                self.pages.fetch_sub(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.
+    pub(crate) fn zero(&self, index: u64, offset: usize, len: usize) {
+        let rcu = rcu::read_lock();
+        let page = self.load(index);
+        if let Some(page) = page {
+            // SAFETY: As in `read`; the caller keeps the range within the page.
+            unsafe { page.zero(offset, len) };
+        }
+        drop(rcu);
+        if page.is_some() {
+            self.changes.mark(&self.xa, index);
+        }
+    }
+
+    /// Takes `index` for writing back: clears its change and puts the page (or zeros, for a
+    /// hole) into `dst`, a whole page. Returns whether there was a page.
+    pub(crate) fn take_changed(&self, index: u64, mut dst: IoMem<'_>) -> Result<bool, StoreError> {
+        let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        self.changes.take(&self.xa, slot);
+        let rcu = rcu::read_lock();
+        let page = self.load(index);
+        match page {
+            None => dst.zero(),
+            // SAFETY: As in `read`; `dst` is a whole page.
+            Some(page) => unsafe { page.copy_to(0, &dst) },
+        }
+        drop(rcu);
+        Ok(page.is_some())
+    }
+
+    /// Makes `index` changed again after a failed write-back.
+    pub(crate) fn redirty(&self, index: u64) {
+        self.changes.redirty(&self.xa, index, self.present(index));
+    }
+
+    /// Stores a whole page read from the image at `index`, as clean; where no page may be yet
+    /// (writes reach an index only once it is loaded), so a page already there is kept.
+    pub(crate) fn fill(&self, index: u64, src: &IoMem<'_>, gfp: Gfp) -> Result<(), StoreError> {
+        loop {
+            match self.insert(index, 0, src, gfp, false) {
+                Ok(_) => return Ok(()),
+                Err(StoreError::WouldBlock) => ffi::cond_resched(),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
