@@ -9,7 +9,7 @@ mod stats;
 
 use crate::abi::{
     RxdskComprStats, RxdskFlush, RxdskInfo, RxdskStats, RXDSK_FLAG_BACKED, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_READ_ONLY,
-    RXDSK_FLAG_WRITETHROUGH, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
+    RXDSK_FLAG_WRITETHROUGH, RXDSK_MAX_FLUSH_INTERVAL, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use crate::image::format::RXDSK_IMAGE_FLUSHING;
 use crate::image::{self, DeviceData, Image, ImageStats, View};
@@ -18,15 +18,20 @@ use crate::store::{unloaded::Unloaded, Batch, Store, StoreError};
 use crate::sys::compress::Algorithm;
 use crate::sys::deferred::{Deferred, DeferredHandler};
 use crate::sys::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
-use crate::sys::ffi::{self, Gfp, PAGE_SIZE, SECTOR_SHIFT};
+use crate::sys::ffi::{self, Gfp, NoIo, PAGE_SIZE, SECTOR_SHIFT};
 use crate::sys::iomem::IoMem;
 use crate::sys::periodic::{Periodic, PeriodicTask};
+use crate::sys::rwsem::PercpuRwSem;
+use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
     str::{CStr, CString},
-    sync::{Arc, Mutex},
+    sync::{
+        lock::{mutex::MutexBackend, Guard},
+        Arc, Mutex,
+    },
 };
 use stats::{Counter, Failure, Stats};
 
@@ -68,6 +73,12 @@ pub(crate) struct DeviceConfig {
 /// - While `unloaded` has pages, `backing` holds the image they are read from (DETACH
 ///   loads them all first), and no I/O touches a page whose bit is set: such bios go through
 ///   `deferred`, which loads the page first.
+/// - Every bio that changes the store does so holding `cut` for reading, and checks the
+///   capacity and the writethrough mode under it; a flush's cut, a shrink and the start of
+///   tracking (ATTACH) take it for writing: no change is under way then, deferred bios
+///   included.
+/// - `backing` is taken only through [`Device::lock_backing`], in a NOIO scope: the bios of
+///   the deferred worker wait for it, and the device may be the swap device.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Device {
     id: u32,
@@ -89,10 +100,15 @@ pub(crate) struct Device {
     /// Serialises ATTACH, DETACH and FLUSH of this device; `None` while detached.
     #[pin]
     backing: Mutex<Option<Image>>,
+    /// Held for reading by every bio while it changes the store (see the invariants).
+    #[pin]
+    cut: PercpuRwSem,
     view: View,
     image_stats: ImageStats,
     /// Control operations running without the registry lock (see `ctl::registry::LongOp`).
     long_ops: AtomicU32,
+    /// Reports being read without the registry lock (see `ctl::registry::Peek`).
+    peeks: AtomicU64,
 }
 
 impl Device {
@@ -130,16 +146,19 @@ impl Device {
             return Err(EINVAL);
         }
         let device = Self::build(id, &config, Unloaded::all(config.size_bytes.div_ceil(PAGE_SIZE as u64))?)?;
-        let image = Image::restore(&device.data(), path, device.holder(), &header)?;
+        let image = {
+            let _noio = NoIo::enter();
+            Image::restore(&device.data(), path, device.holder(), &header)?
+        };
         device.store.start_tracking_clean();
         let generation = image.generation();
         {
-            let mut backing = device.backing.lock();
+            let mut backing = device.lock_backing();
             *backing = Some(image);
             device.view.publish(backing.as_ref());
         }
         device.add()?;
-        device.periodic.start(header.flush_interval_secs);
+        device.periodic.start(header.flush_interval_secs.min(RXDSK_MAX_FLUSH_INTERVAL));
         Ok((device, generation))
     }
 
@@ -150,6 +169,7 @@ impl Device {
             store: &self.store,
             unloaded: &self.unloaded,
             stats: &self.image_stats,
+            cut: &self.cut,
             size: self.capacity.load(Ordering::Acquire),
             logical_block_size: self.logical_block_size,
         }
@@ -161,7 +181,7 @@ impl Device {
         while let Some(first) = self.unloaded.next_set(from, u64::MAX) {
             let last = first.saturating_add(PRELOAD_CHUNK - 1);
             {
-                let backing = self.backing.lock();
+                let backing = self.lock_backing();
                 let image = backing.as_ref().ok_or(ENXIO)?;
                 image.load(&self.data(), first, last, ffi::GFP_KERNEL)?;
             }
@@ -171,10 +191,21 @@ impl Device {
         Ok(())
     }
 
+    /// The backing lock, in a NOIO scope (allocations under it must not write to us).
+    fn lock_backing(&self) -> BackingLock<'_> {
+        let noio = NoIo::enter();
+        BackingLock { guard: self.backing.lock(), _noio: noio }
+    }
+
+    /// Whether the bio changes the store.
+    fn changes_data(bio: &Bio) -> bool {
+        matches!(bio.op(), Op::Write | Op::Discard | Op::WriteZeroes) && bio.len() > 0
+    }
+
     /// Whether the bio changes data of a writethrough device (it then completes only once
     /// the change is on the backing device).
     fn needs_write_through(&self, bio: &Bio) -> bool {
-        self.view.is_writethrough() && matches!(bio.op(), Op::Write | Op::Discard | Op::WriteZeroes) && bio.len() > 0
+        self.view.is_writethrough() && Self::changes_data(bio)
     }
 
     /// The first and last page a bio touches, if it must wait for pages still on the backing
@@ -197,28 +228,44 @@ impl Device {
     }
 
     /// Attaches the block device at `path` as backing device (see [`Image::attach`]).
-    pub(crate) fn attach(&self, path: &CStr, journal_bytes: u64, writethrough: bool, flush_interval_secs: u32) -> Result {
-        let mut backing = self.backing.lock();
+    /// `check` is given the backing device's number once it is open and refuses it (a device
+    /// that leads back to this one).
+    pub(crate) fn attach(
+        &self,
+        path: &CStr,
+        journal_bytes: u64,
+        writethrough: bool,
+        flush_interval_secs: u32,
+        check: impl FnOnce((u32, u32)) -> Result,
+    ) -> Result {
+        if flush_interval_secs > RXDSK_MAX_FLUSH_INTERVAL {
+            return Err(EINVAL);
+        }
+        // Held from the size check on: a resize waits for it.
+        let mut backing = self.lock_backing();
         if backing.is_some() {
             return Err(EBUSY);
         }
-        let image = Image::attach(&self.data(), path, self.holder(), journal_bytes, writethrough, flush_interval_secs)?;
+        let image = Image::attach(&self.data(), path, self.holder(), journal_bytes, writethrough, flush_interval_secs, check)?;
         {
-            // With no bio in flight: every writer after this sees tracking on (the freeze and
-            // thaw order them), every one before is done and its page is found by the walk.
-            let _frozen = self.disk.freeze();
+            // With no change under way: every writer after this sees tracking on and the
+            // mode, every one before is done and its page is found by the first flush.
+            let _no_change = self.cut.write();
             self.store.start_tracking();
+            *backing = Some(image);
+            // From here writes are deferred (writethrough) and wait for the lock we hold.
+            self.view.publish(backing.as_ref());
         }
-        *backing = Some(image);
-        // From here writes are deferred (writethrough) and wait for the lock we hold.
-        self.view.publish(backing.as_ref());
         if writethrough {
             // The whole image first: a writethrough image is complete from the start.
             let image = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
             if let Err(e) = image.write_back(&self.data()) {
-                self.store.stop_tracking();
-                *backing = None;
-                self.view.publish(None);
+                {
+                    let _no_change = self.cut.write();
+                    self.store.stop_tracking();
+                    *backing = None;
+                    self.view.publish(None);
+                }
                 return Err(e);
             }
             self.view.publish(backing.as_ref());
@@ -228,6 +275,20 @@ impl Device {
         drop(backing);
         self.periodic.start(flush_interval_secs);
         Ok(())
+    }
+
+    /// The device number of the backing device, if one is attached: (0, 0) otherwise.
+    pub(crate) fn backing_devt(&self) -> (u32, u32) {
+        self.view.devt()
+    }
+
+    /// The device number of this device's disk.
+    pub(crate) fn devt(&self) -> (u32, u32) {
+        self.disk.devt()
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.id
     }
 
     /// Counts a control operation running without the registry lock.
@@ -241,6 +302,22 @@ impl Device {
 
     pub(crate) fn long_ops(&self) -> u32 {
         self.long_ops.load(Ordering::Relaxed)
+    }
+
+    /// Counts a report read without the registry lock.
+    pub(crate) fn begin_peek(&self) {
+        self.peeks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn end_peek(&self) {
+        self.peeks.fetch_sub(1, Ordering::Release);
+        ffi::wake_counter(&self.peeks);
+    }
+
+    /// Waits until no report is being read (none can start: the caller took the device out
+    /// of the registry).
+    pub(crate) fn wait_for_peeks(&self) {
+        ffi::wait_below(&self.peeks, 1);
     }
 
     /// Flushes (unless `discard_dirty`), then lets the backing device go.
@@ -257,7 +334,7 @@ impl Device {
     }
 
     fn detach_locked(&self, discard_dirty: bool) -> Result {
-        let mut backing = self.backing.lock();
+        let mut backing = self.lock_backing();
         let image = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
         let data = self.data();
         // Pages still only on the backing device must come in before it goes.
@@ -268,24 +345,23 @@ impl Device {
                 return Err(e);
             }
         }
-        self.store.stop_tracking();
-        *backing = None;
-        self.view.publish(None);
+        {
+            let _no_change = self.cut.write();
+            self.store.stop_tracking();
+            *backing = None;
+            self.view.publish(None);
+        }
         Ok(())
     }
 
     /// Whether the device has a backing device and data not yet flushed to it.
     pub(crate) fn has_unflushed(&self) -> bool {
-        self.backing.lock().as_ref().is_some_and(|image| image.has_unflushed(&self.data()))
-    }
-
-    pub(crate) fn is_backed(&self) -> bool {
-        self.view.is_attached()
+        self.lock_backing().as_ref().is_some_and(|image| image.has_unflushed(&self.data()))
     }
 
     /// FLUSH: writes back every change and commits the image.
     pub(crate) fn flush(&self) -> Result<RxdskFlush> {
-        let mut backing = self.backing.lock();
+        let mut backing = self.lock_backing();
         let image = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
         let result = image.write_back(&self.data());
         self.view.publish(backing.as_ref());
@@ -315,9 +391,11 @@ impl Device {
                 read_only: config.read_only,
                 stats,
                 backing <- new_mutex!(None),
+                cut <- PercpuRwSem::new(),
                 view: View::default(),
                 image_stats: ImageStats::default(),
                 long_ops: AtomicU32::new(0),
+                peeks: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -410,9 +488,11 @@ impl Device {
     /// Grows at once; shrinks only with no opener unless forced, then frees what lies past the
     /// new end once no bio that saw the old size is in flight. `size` is validated by the caller.
     pub(crate) fn resize(&self, size: u64, force: bool) -> Result {
+        // The image's size is fixed while a backing device is attached: detach first. Held to
+        // the end, so that no ATTACH checks the image's fit against a size about to change.
+        let backing = self.lock_backing();
         let old = self.capacity.load(Ordering::Acquire);
-        // The image's size is fixed while a backing device is attached: detach first.
-        if size != old && self.is_backed() {
+        if size != old && backing.is_some() {
             return Err(EBUSY);
         }
         if size >= old {
@@ -422,18 +502,27 @@ impl Device {
         }
         // Without force, nobody may open the device until the shrink is done (zram's claim).
         let _claim = if force { None } else { Some(self.disk.claim()?) };
-        self.capacity.store(size, Ordering::Release);
+        {
+            // Every bio that changes the store checks the capacity under the cut lock, deferred
+            // ones too: none is under way now, and none after this writes past the new end.
+            let _no_change = self.cut.write();
+            self.capacity.store(size, Ordering::Release);
+        }
         self.disk.set_capacity(size >> SECTOR_SHIFT);
-        // Bios that passed the bound check against the old size finish before this returns.
-        drop(self.disk.freeze());
         let cut = shrink(size);
         if let Some(z) = cut.zero {
-            // Bytes past the end must read as zeros if the device grows again.
-            self.store.zero(z.index, z.offset, z.len, false).map_err(|_| ENOMEM)?;
+            // Bytes past the end must read as zeros if the device grows again. A compressed
+            // page can fail to be stored again: then the shrink is undone, nothing removed.
+            if self.store.zero(z.index, z.offset, z.len, ffi::GFP_KERNEL, false).is_err() {
+                self.capacity.store(old, Ordering::Release);
+                self.disk.set_capacity(old >> SECTOR_SHIFT);
+                return Err(ENOMEM);
+            }
         }
         self.store.remove_range(cut.first_freed, layout::LAST_PAGE_INDEX).map_err(|_| ENOMEM)?;
         // A forced shrink may leave cached pages past the end in an opener's page cache.
         self.disk.invalidate_cache_from(size);
+        drop(backing);
         Ok(())
     }
 
@@ -529,8 +618,9 @@ impl Device {
     /// On a compressed device, `nowait` (REQ_NOWAIT) makes a busy page `WouldBlock`.
     fn free_range(&self, pos: u64, end: u64, nowait: bool) -> Result<(), StoreError> {
         let p = punch(pos, end);
+        let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
         for part in [p.head, p.tail].into_iter().flatten() {
-            self.store.zero(part.index, part.offset, part.len, nowait)?;
+            self.store.zero(part.index, part.offset, part.len, gfp, nowait)?;
         }
         if let Some((first, last)) = p.whole {
             self.store.erase_range(first, last, nowait)?;
@@ -545,14 +635,8 @@ impl BioHandler for Device {
     }
 
     fn submit_bio(&self, bio: Bio) {
-        if self.needs_load(&bio).is_some() || self.needs_write_through(&bio) {
-            if bio.nowait() {
-                // Loading waits for the backing device.
-                self.stats.failure(Failure::Alloc);
-                bio.end(Status::Again);
-            } else {
-                self.deferred.push(bio);
-            }
+        if self.needs_load(&bio).is_some() {
+            self.defer(bio);
             return;
         }
         self.complete(bio);
@@ -560,45 +644,43 @@ impl BioHandler for Device {
 }
 
 impl Device {
-    /// A write, discard or write-zeroes of a writethrough device, in the worker: loads what
-    /// it touches if needed, applies it to the store, writes the pages to the backing device,
-    /// and only then completes it. Under the backing lock, so writethrough bios reach the
-    /// backing device one at a time, in the order they change the store.
-    fn handle_write_through(&self, bio: Bio) {
-        let first = bio.position() >> PAGE_SHIFT;
-        let last = bio.position().saturating_add(bio.len() - 1) >> PAGE_SHIFT;
-        let mut backing = self.backing.lock();
-        let Some(image) = Option::as_mut(&mut *backing) else {
-            // Detached meanwhile: a plain RAM write now.
-            drop(backing);
-            self.complete(bio);
-            return;
-        };
-        let data = self.data();
-        if self.unloaded.next_set(first, last).is_some() {
-            let (from, to) = (first & !(MISS_CLUSTER - 1), last | (MISS_CLUSTER - 1));
-            if image.load(&data, from, to, ffi::gfp_noio()).is_err() {
-                self.stats.failure(Failure::Io);
-                bio.end(Status::IoError);
-                return;
-            }
-        }
-        if let Err((status, why)) = self.handle(&bio) {
-            self.stats.failure(why);
-            bio.end(status);
-            return;
-        }
-        match image.write_through(&data, first, last) {
-            Ok(()) => bio.end(Status::Ok),
-            Err(_) => {
-                self.stats.failure(Failure::Io);
-                bio.end(Status::IoError);
-            }
+    /// Hands `bio` to the worker, which may wait for the backing device (a `REQ_NOWAIT` bio
+    /// is sent back to be submitted again without it).
+    fn defer(&self, bio: Bio) {
+        if bio.nowait() {
+            self.stats.failure(Failure::Alloc);
+            bio.end(Status::Again);
+        } else {
+            self.deferred.push(bio);
         }
     }
 
+    /// Handles `bio` on the store and ends it; one that changes the store does so under the
+    /// cut lock, where the writethrough mode is checked too (such a bio goes to the worker).
     fn complete(&self, bio: Bio) {
-        match self.handle(&bio) {
+        let result = if Self::changes_data(&bio) {
+            let no_cut = if bio.nowait() { self.cut.try_read() } else { Some(self.cut.read()) };
+            let Some(no_cut) = no_cut else {
+                // A flush is taking its cut: only waiting could tell.
+                self.defer(bio);
+                return;
+            };
+            if self.needs_write_through(&bio) {
+                drop(no_cut);
+                self.defer(bio);
+                return;
+            }
+            let result = self.handle(&bio);
+            drop(no_cut);
+            result
+        } else {
+            self.handle(&bio)
+        };
+        self.end(bio, result);
+    }
+
+    fn end(&self, bio: Bio, result: Result<(), (Status, Failure)>) {
+        match result {
             Ok(()) => bio.end(Status::Ok),
             Err((status, why)) => {
                 self.stats.failure(why);
@@ -606,12 +688,83 @@ impl Device {
             }
         }
     }
+
+    /// A write, discard or write-zeroes of a writethrough device, in the worker: loads what
+    /// it touches if needed, applies it to the store, writes the pages to the backing device,
+    /// and only then completes it. Under the backing lock, so writethrough bios reach the
+    /// backing device one at a time, in the order they change the store.
+    fn handle_write_through(&self, bio: Bio) {
+        let first = bio.position() >> PAGE_SHIFT;
+        let last = bio.position().saturating_add(bio.len() - 1) >> PAGE_SHIFT;
+        let mut backing = self.lock_backing();
+        let image = match Option::as_mut(&mut *backing) {
+            Some(image) if image.is_writethrough() => image,
+            _ => {
+                // Detached (and maybe attached again in writeback mode) meanwhile: a plain
+                // write now, under that attachment's rules.
+                drop(backing);
+                self.complete(bio);
+                return;
+            }
+        };
+        let data = self.data();
+        if self.unloaded.next_set(first, last).is_some() {
+            let (from, to) = (first & !(MISS_CLUSTER - 1), last | (MISS_CLUSTER - 1));
+            if image.load(&data, from, to, ffi::gfp_noio()).is_err() {
+                self.end(bio, Err((Status::IoError, Failure::Io)));
+                return;
+            }
+        }
+        let handled = {
+            let _no_cut = self.cut.read();
+            self.handle(&bio)
+        };
+        if handled.is_err() {
+            self.end(bio, handled);
+            return;
+        }
+        let written = image.write_through(&data, first, last).map_err(|_| (Status::IoError, Failure::Io));
+        self.end(bio, written);
+    }
+
+    /// Loads what `bio` needs from the backing device: the aligned cluster around a miss
+    /// (read-ahead); for a discard or write-zeroes only its partial pages, as the whole ones
+    /// it covers are dropped unread.
+    fn load_for(&self, bio: &Bio, first: u64, last: u64) -> Result {
+        let backing = self.lock_backing();
+        let Some(image) = backing.as_ref() else {
+            // Detached meanwhile: DETACH loads every page first, so none is left to wait for.
+            return if self.needs_load(bio).is_none() { Ok(()) } else { Err(EIO) };
+        };
+        let data = self.data();
+        let cluster = |from: u64, to: u64| image.load(&data, from & !(MISS_CLUSTER - 1), to | (MISS_CLUSTER - 1), ffi::gfp_noio());
+        if !matches!(bio.op(), Op::Discard | Op::WriteZeroes) {
+            return cluster(first, last);
+        }
+        let end = bio.position().saturating_add(bio.len());
+        let p = punch(bio.position(), end);
+        for part in [p.head, p.tail].into_iter().flatten() {
+            if self.unloaded.is_set(part.index) {
+                cluster(part.index, part.index)?;
+            }
+        }
+        if let Some((first, last)) = p.whole {
+            // The image holds their old data: each becomes a hole of the next flush.
+            let mut from = first;
+            while let Some(index) = self.unloaded.next_set(from, last) {
+                self.store.record_hole(index, ffi::gfp_noio()).map_err(|_| ENOMEM)?;
+                self.unloaded.clear(index);
+                from = index + 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl PeriodicTask for Device {
     /// The automatic flush: writes back what changed, if anything did.
     fn run_periodic(&self) {
-        let mut backing = self.backing.lock();
+        let mut backing = self.lock_backing();
         let Some(image) = Option::as_mut(&mut *backing) else { return };
         let data = self.data();
         if !image.needs_flush(&data) {
@@ -631,26 +784,34 @@ impl DeferredHandler for Device {
             self.handle_write_through(bio);
             return;
         }
-        let loaded = match self.needs_load(&bio) {
-            None => Ok(()),
-            Some((first, last)) => {
-                // The aligned cluster around the miss comes in too (read-ahead).
-                let first = first & !(MISS_CLUSTER - 1);
-                let last = last | (MISS_CLUSTER - 1);
-                let backing = self.backing.lock();
-                match backing.as_ref() {
-                    Some(image) => image.load(&self.data(), first, last, ffi::gfp_noio()),
-                    None => Err(EIO),
-                }
-            }
-        };
-        match loaded {
-            Ok(()) => self.complete(bio),
-            Err(_) => {
-                self.stats.failure(Failure::Io);
-                bio.end(Status::IoError);
+        if let Some((first, last)) = self.needs_load(&bio) {
+            if self.load_for(&bio, first, last).is_err() {
+                self.end(bio, Err((Status::IoError, Failure::Io)));
+                return;
             }
         }
+        self.complete(bio);
+    }
+}
+
+/// The backing lock held, in a NOIO scope that ends after it is released.
+struct BackingLock<'a> {
+    /// Declared first: released before the scope ends.
+    guard: Guard<'a, Option<Image>, MutexBackend>,
+    _noio: NoIo,
+}
+
+impl Deref for BackingLock<'_> {
+    type Target = Option<Image>;
+
+    fn deref(&self) -> &Option<Image> {
+        &self.guard
+    }
+}
+
+impl DerefMut for BackingLock<'_> {
+    fn deref_mut(&mut self) -> &mut Option<Image> {
+        &mut self.guard
     }
 }
 

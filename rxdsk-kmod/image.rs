@@ -17,6 +17,7 @@ use crate::abi::RxdskFlush;
 use crate::store::{unloaded::Unloaded, Store, StoreError};
 use crate::sys::backing::{Backing, PageBuf};
 use crate::sys::ffi::{self, Gfp, PAGE_SIZE};
+use crate::sys::rwsem::PercpuRwSem;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use format::{
     header_offset, image_fits, ImageError, RxdskImageHeader, RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED,
@@ -34,6 +35,9 @@ pub(crate) struct DeviceData<'a> {
     pub(crate) store: &'a Store,
     pub(crate) unloaded: &'a Unloaded,
     pub(crate) stats: &'a ImageStats,
+    /// Held for reading by every bio while it changes the store; a flush takes it for
+    /// writing for the instant of its cut.
+    pub(crate) cut: &'a PercpuRwSem,
     /// The device's size in bytes (fixed while a backing device is attached).
     pub(crate) size: u64,
     pub(crate) logical_block_size: u32,
@@ -64,6 +68,15 @@ impl ImageStats {
     }
 }
 
+/// Where [`Image::take_into`] takes a page from.
+#[derive(Clone, Copy)]
+enum Take {
+    /// The open cut of a flush.
+    Cut,
+    /// The page as it is now (writethrough).
+    Now,
+}
+
 /// Where one flush's pages go, for the report.
 #[derive(Default)]
 struct Written {
@@ -73,6 +86,9 @@ struct Written {
 
 /// The backing device of a device, while attached.
 pub(crate) struct Image {
+    /// The module stays loaded while a backing device is attached: an unload would drop
+    /// changes not yet flushed (`rmmod` says the module is in use; DETACH flushes first).
+    _module: ffi::ModuleRef,
     file: Backing,
     /// The generation of the image's last completed flush.
     generation: u64,
@@ -114,6 +130,8 @@ impl Image {
     /// exclusively by `holder`), big enough for the data, the journal and the metadata block.
     /// Its header is set to "never flushed" at once, so an old image there cannot be restored
     /// as if it were this device's.
+    /// `check` is given the backing device's number as soon as it is open, and may refuse it
+    /// (one that leads back to this device: its writes would wait for themselves).
     pub(crate) fn attach(
         data: &DeviceData<'_>,
         path: &CStr,
@@ -121,12 +139,15 @@ impl Image {
         journal_bytes: u64,
         writethrough: bool,
         flush_interval_secs: u32,
+        check: impl FnOnce((u32, u32)) -> Result,
     ) -> Result<Self> {
         let file = Backing::open(path, holder)?;
+        check(file.devt())?;
         if !image_fits(data.size, journal_bytes, file.bytes()) {
             return Err(ENOSPC);
         }
         let image = Image {
+            _module: ffi::ModuleRef::get(),
             file,
             generation: 0,
             zero_fill: true,
@@ -152,6 +173,7 @@ impl Image {
             return Err(EINVAL);
         }
         let mut image = Image {
+            _module: ffi::ModuleRef::get(),
             file,
             generation: header.generation,
             zero_fill: false,
@@ -168,6 +190,10 @@ impl Image {
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation
+    }
+
+    pub(crate) fn is_writethrough(&self) -> bool {
+        self.mode == RXDSK_IMAGE_WRITETHROUGH
     }
 
     pub(crate) fn flush_interval_secs(&self) -> u32 {
@@ -242,11 +268,16 @@ impl Image {
         Ok(())
     }
 
-    /// Takes changed page `index` into slot `slot` of `buf` for writing back; whether it had
-    /// a page (else zeros). A page that cannot be read (a corrupted compressed object) is
-    /// marked changed again and fails the flush with EIO.
-    fn take_into(data: &DeviceData<'_>, buf: &PageBuf, slot: usize, index: u64) -> Result<bool> {
-        match buf.with_mem(slot, |mem| data.store.take_changed(index, mem)).ok_or(EINVAL)? {
+    /// Takes page `index` into slot `slot` of `buf` for writing back: of the open cut (a
+    /// flush), or as it is now (writethrough); whether it had a page (else zeros). A page that
+    /// cannot be read (a corrupted compressed object) is marked changed again and fails the
+    /// flush with EIO.
+    fn take_into(data: &DeviceData<'_>, buf: &PageBuf, slot: usize, index: u64, from: Take) -> Result<bool> {
+        let taken = buf.with_mem(slot, |mem| match from {
+            Take::Cut => data.store.take_cut(index, mem),
+            Take::Now => data.store.take_changed(index, mem),
+        });
+        match taken.ok_or(EINVAL)? {
             Ok(present) => Ok(present),
             Err(_) => {
                 data.store.redirty(index);
@@ -255,18 +286,34 @@ impl Image {
         }
     }
 
-    /// Writes every change back and commits the next generation: journaled (atomic) when the
-    /// backing device has a journal that holds the changes, in place otherwise.
+    /// Writes the device as it is at one instant, its cut, and commits it as the next
+    /// generation: journaled (atomic) when the backing device has a journal that holds the
+    /// cut, in place otherwise. The cut is taken with no change to the store under way (the
+    /// cut lock held for writing, an instant); every write completed before it is in the
+    /// image, none started after it is. Writers go on while the cut is written.
     pub(crate) fn write_back(&mut self, data: &DeviceData<'_>) -> Result<RxdskFlush> {
         if self.replay_pending {
             // The last journal must be in place before a new one overwrites it.
             self.replay(data)?;
         }
-        let report = RxdskFlush { id: data.id, ..Default::default() };
-        if let Some(report) = self.journaled_write_back(data, report)? {
-            return Ok(report);
+        {
+            let _no_change = data.cut.write();
+            data.store.begin_cut();
         }
-        self.direct_write_back(data, report)
+        let report = RxdskFlush { id: data.id, ..Default::default() };
+        let result = match self.journaled_write_back(data, report) {
+            Ok(Some(report)) => Ok(report),
+            Ok(None) => self.direct_write_back(data, report),
+            Err(e) => Err(e),
+        };
+        if result.is_ok() {
+            data.store.end_cut();
+        } else {
+            // What the cut still holds joins the next flush's changes.
+            let _no_change = data.cut.write();
+            data.store.abort_cut();
+        }
+        result
     }
 }
 

@@ -3,11 +3,17 @@
 //! Where a device's data lives: the page stores (plain or compressed) behind one [`Store`],
 //! what changed since the last flush to a backing device, and which pages are still only on
 //! the backing device. Safe code over `sys`, apart from the stores' own access protocols.
+//!
+//! A flush writes a consistent cut of the store: [`Store::begin_cut`] is called under the
+//! device's cut lock held for writing (no change under way), and from then on the flush reads
+//! every index of the cut as it was at that instant ([`Store::take_cut`]), while writers go
+//! on: a page of the cut that a writer changes first is kept for the flush.
 
 pub(crate) mod changes;
 pub(crate) mod compressed;
 mod error;
 pub(crate) mod plain;
+mod shards;
 pub(crate) mod unloaded;
 
 use crate::abi::RxdskComprStats;
@@ -67,10 +73,11 @@ impl Store {
         }
     }
 
-    /// Memory held for the data: pages, or for a compressed device everything it really uses.
+    /// Memory held for the data: pages (those a flush keeps included), or for a compressed
+    /// device everything it really uses.
     pub(crate) fn used_bytes(&self) -> u64 {
         match self {
-            Store::Plain(s) => s.pages() * PAGE_SIZE as u64,
+            Store::Plain(s) => (s.pages() + s.frozen_pages()) * PAGE_SIZE as u64,
             Store::Compressed(s) => s.total_bytes(),
         }
     }
@@ -112,19 +119,16 @@ impl Store {
     /// Removes page `index` while I/O may run; returns whether there was one.
     pub(crate) fn erase(&self, index: u64, gfp: Gfp, nowait: bool, batch: &mut Batch<'_>) -> Result<bool, StoreError> {
         match (self, &mut batch.0) {
-            (Store::Plain(s), Some(batch)) => s.erase(index, batch, gfp),
-            (Store::Plain(s), None) => s.erase(index, &mut s.as_ref().free_batch(), gfp),
+            (Store::Plain(s), Some(batch)) => s.erase(index, batch, gfp, nowait),
+            (Store::Plain(s), None) => s.erase(index, &mut s.as_ref().free_batch(), gfp, nowait),
             (Store::Compressed(s), _) => s.erase(index, nowait),
         }
     }
 
     /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.
-    pub(crate) fn zero(&self, index: u64, offset: usize, len: usize, nowait: bool) -> Result<(), StoreError> {
+    pub(crate) fn zero(&self, index: u64, offset: usize, len: usize, gfp: Gfp, nowait: bool) -> Result<(), StoreError> {
         match self {
-            Store::Plain(s) => {
-                s.zero(index, offset, len);
-                Ok(())
-            }
+            Store::Plain(s) => s.zero(index, offset, len, gfp, nowait),
             Store::Compressed(s) => s.zero(index, offset, len, nowait),
         }
     }
@@ -164,14 +168,77 @@ impl Store {
         tracked!(self, |changes, xa| changes.stop(xa))
     }
 
-    /// The first index at or after `from` changed since the last flush.
+    /// The first index at or after `from` changed since the last flush (no cut open).
     pub(crate) fn next_changed(&self, from: u64) -> Option<u64> {
         tracked!(self, |changes, xa| changes.next(xa, from))
     }
 
-    /// Every index changed since the last flush, ascending.
-    pub(crate) fn changed_indexes(&self) -> Result<KVVec<u64>> {
-        tracked!(self, |changes, xa| changes.indexes(xa))
+    /// Records that page `index`, which is not in the store, changed to zeros since the last
+    /// flush (a discarded page that was never loaded from the image).
+    pub(crate) fn record_hole(&self, index: u64, gfp: Gfp) -> Result<(), StoreError> {
+        let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
+        tracked!(self, |changes, _xa| changes.hole(slot, gfp))
+    }
+
+    /// Takes a flush's cut. The caller holds the device's cut lock for writing, so that no
+    /// change to the store is under way: every change completed before is in the cut, none
+    /// that starts after is.
+    pub(crate) fn begin_cut(&self) {
+        tracked!(self, |changes, _xa| changes.begin_cut())
+    }
+
+    /// The first index at or after `from` that the open cut still has to write.
+    pub(crate) fn cut_next(&self, from: u64) -> Option<u64> {
+        match self {
+            Store::Plain(s) => s.cut_next(from),
+            Store::Compressed(s) => s.cut_next(from),
+        }
+    }
+
+    /// Every index the open cut still has to write, ascending. May sleep (a control path).
+    pub(crate) fn cut_indexes(&self) -> Result<KVVec<u64>> {
+        let mut out = KVVec::new();
+        let mut from = 0u64;
+        while let Some(index) = self.cut_next(from) {
+            out.push(index, GFP_KERNEL)?;
+            if out.len() % 256 == 0 {
+                crate::sys::ffi::cond_resched();
+            }
+            match index.checked_add(1) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes index `index` of the open cut for writing out: its content at the cut goes into
+    /// `dst`, a whole page (zeros for a hole). Returns whether the content was a page.
+    pub(crate) fn take_cut(&self, index: u64, dst: IoMem<'_>) -> Result<bool, StoreError> {
+        match self {
+            Store::Plain(s) => s.as_ref().take_cut(index, dst),
+            Store::Compressed(s) => s.take_cut(index, dst),
+        }
+    }
+
+    /// Closes a cut whose every index was taken.
+    pub(crate) fn end_cut(&self) {
+        tracked!(self, |changes, _xa| changes.end_cut());
+        self.drop_frozen();
+    }
+
+    /// Closes a cut that could not be written whole: what it still holds joins the changes of
+    /// the next flush. The caller holds the device's cut lock for writing.
+    pub(crate) fn abort_cut(&self) {
+        tracked!(self, |changes, xa| changes.abort_cut(xa));
+        self.drop_frozen();
+    }
+
+    fn drop_frozen(&self) {
+        match self {
+            Store::Plain(s) => s.as_ref().drop_frozen(),
+            Store::Compressed(s) => s.drop_frozen(),
+        }
     }
 
     /// Pages and holes changed since the last flush.
@@ -179,8 +246,9 @@ impl Store {
         tracked!(self, |changes, xa| changes.count(xa))
     }
 
-    /// Takes `index` for writing back: clears its change and puts the page (or zeros, for a
-    /// hole) into `dst`, a whole page. Returns whether there was a page.
+    /// Takes `index` for writing back at once (writethrough, no cut open): clears its change
+    /// and puts the page (or zeros, for a hole) into `dst`, a whole page. Returns whether there
+    /// was a page.
     pub(crate) fn take_changed(&self, index: u64, dst: IoMem<'_>) -> Result<bool, StoreError> {
         match self {
             Store::Plain(s) => s.take_changed(index, dst),

@@ -12,5 +12,6 @@ pub(crate) mod ffi;
 pub(crate) mod iomem;
 pub(crate) mod page;
 pub(crate) mod periodic;
+pub(crate) mod rwsem;
 pub(crate) mod xarray;
 pub(crate) mod zsmalloc;

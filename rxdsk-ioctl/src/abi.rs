@@ -16,7 +16,7 @@ pub const RXDSK_IOC_MAGIC: u8 = 0xDB;
 /// Incompatible ABI changes bump this; a client must refuse a module with another major.
 pub const RXDSK_ABI_MAJOR: u32 = 1;
 /// Compatible additions (new commands, new feature bits) bump this.
-pub const RXDSK_ABI_MINOR: u32 = 4;
+pub const RXDSK_ABI_MINOR: u32 = 5;
 
 /// Name of the control node under `/dev`.
 pub const RXDSK_CONTROL_NAME: &str = "rxdsk-control";
@@ -141,9 +141,16 @@ pub const RXDSK_FEATURE_WRITETHROUGH: u64 = 1 << 10;
 /// CREATE takes a compression algorithm ([`RxdskCreate::compress`]) and COMPR_STATS reports
 /// what compression achieves (ABI 1.4).
 pub const RXDSK_FEATURE_COMPRESS: u64 = 1 << 11;
+/// A flush writes the device as it was at one instant inside it (a point-in-time cut), also
+/// while writers run; ATTACH refuses a backing device that is the device itself or leads
+/// back to it through other rxdsk devices (`ELOOP`), and a flush interval above
+/// [`RXDSK_MAX_FLUSH_INTERVAL`] (`EINVAL`); the module stays loaded while any backing device
+/// is attached (ABI 1.5).
+pub const RXDSK_FEATURE_POINT_IN_TIME: u64 = 1 << 12;
 /// Every feature bit this ABI revision defines.
 pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_BACKING
     | RXDSK_FEATURE_COMPRESS
+    | RXDSK_FEATURE_POINT_IN_TIME
     | RXDSK_FEATURE_JOURNAL
     | RXDSK_FEATURE_LAZY_RESTORE
     | RXDSK_FEATURE_WRITETHROUGH
@@ -154,6 +161,9 @@ pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_BACKING
     | RXDSK_FEATURE_MEM_LIMIT
     | RXDSK_FEATURE_READ_ONLY
     | RXDSK_FEATURE_CREATE_ID;
+
+/// The longest interval between automatic flushes ATTACH accepts: a week, in seconds.
+pub const RXDSK_MAX_FLUSH_INTERVAL: u32 = 7 * 24 * 3600;
 
 /// Device flag: the block device is read-only.
 pub const RXDSK_FLAG_READ_ONLY: u64 = 1 << 0;
@@ -406,8 +416,9 @@ pub struct RxdskAttach {
     /// Journal size in bytes, a multiple of 4096 placed after the data; 0: no journal (flushes
     /// are then not atomic).
     pub journal_bytes: u64,
-    /// Seconds between automatic flushes (0: only on request); kept in the image, so a
-    /// restore flushes at the same interval.
+    /// Seconds between automatic flushes (0: only on request), at most
+    /// [`RXDSK_MAX_FLUSH_INTERVAL`]; kept in the image, so a restore flushes at the same
+    /// interval.
     pub flush_interval_secs: u32,
     /// Must be zero.
     pub pad2: u32,

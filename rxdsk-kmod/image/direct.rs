@@ -4,7 +4,7 @@
 //! complete), and writethrough, which writes each bio's pages before the bio completes.
 
 use super::format::{RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_META_SIZE};
-use super::{DeviceData, Image, IO_PAGES, PAGE_SHIFT};
+use super::{DeviceData, Image, Take, IO_PAGES, PAGE_SHIFT};
 use crate::abi::RxdskFlush;
 use crate::sys::backing::{Backing, PageBuf};
 use crate::sys::ffi::{self, PAGE_SIZE};
@@ -31,7 +31,7 @@ impl Image {
             let mut index = start;
             let mut filled = 0;
             while taken.len() < IO_PAGES && index <= last && data.store.next_changed(index) == Some(index) {
-                let present = match Self::take_into(data, &buf, filled, index) {
+                let present = match Self::take_into(data, &buf, filled, index, Take::Now) {
                     Ok(present) => present,
                     Err(e) => {
                         for &(i, _) in taken.iter() {
@@ -107,10 +107,10 @@ impl Image {
         loop {
             // A run of consecutive changed indexes, at most IO_PAGES.
             taken.clear();
-            let Some(first) = data.store.next_changed(from) else { break };
+            let Some(first) = data.store.cut_next(from) else { break };
             let mut index = first;
-            while taken.len() < IO_PAGES && data.store.next_changed(index) == Some(index) {
-                if let Err(e) = Self::take_into(data, &buf, taken.len(), index) {
+            while taken.len() < IO_PAGES && data.store.cut_next(index) == Some(index) {
+                if let Err(e) = Self::take_into(data, &buf, taken.len(), index, Take::Cut) {
                     for &i in taken.iter() {
                         data.store.redirty(i);
                     }

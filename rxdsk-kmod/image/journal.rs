@@ -8,7 +8,7 @@ use super::format::{
     checksum_continue, journal_holds, journal_offset, journal_table_blocks, JOURNAL_ENTRIES_PER_BLOCK, JOURNAL_HOLE,
     RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE,
 };
-use super::{read_header, DeviceData, Image, Written, IO_PAGES, PAGE_SHIFT};
+use super::{read_header, DeviceData, Image, Take, Written, IO_PAGES, PAGE_SHIFT};
 use crate::abi::{RxdskFlush, RXDSK_FLUSH_ATOMIC};
 use crate::sys::backing::PageBuf;
 use crate::sys::ffi::{self, PAGE_SIZE};
@@ -22,7 +22,7 @@ impl Image {
         if self.journal_bytes == 0 || self.zero_fill {
             return Ok(None);
         }
-        let changes = data.store.changed_indexes()?;
+        let changes = data.store.cut_indexes()?;
         if !journal_holds(self.journal_bytes, changes.len() as u64) && !changes.is_empty() {
             return Ok(None);
         }
@@ -50,25 +50,40 @@ impl Image {
             return Ok(Written { pages: 0, bytes: RXDSK_IMAGE_META_SIZE });
         }
         let mut entries = KVVec::<u64>::with_capacity(changes.len(), GFP_KERNEL)?;
-        let result = self.write_journal(data, changes, &mut entries);
-        let written = match result {
+        let redirty = |entries: &KVVec<u64>| {
+            for &entry in entries.iter() {
+                data.store.redirty(entry & !JOURNAL_HOLE);
+            }
+        };
+        let (mut written, checksum) = match self.write_journal(data, changes, &mut entries) {
             Ok(w) => w,
             Err(e) => {
                 // Nothing was committed: the old image stands; the changes wait for a retry.
-                for &entry in entries.iter() {
-                    data.store.redirty(entry & !JOURNAL_HOLE);
-                }
+                redirty(&entries);
                 return Err(e);
             }
         };
+        // From the commit write on, the journal may be committed on the disk even if the
+        // write reports a failure: it must be replayed (or found uncommitted) before anything
+        // overwrites it, so the replay is pending before the write is issued.
         self.replay_pending = true;
+        let commit = self
+            .header(data, self.generation, RXDSK_IMAGE_JOURNALED, 0)
+            .committing(entries.len() as u64, checksum);
+        if let Err(e) = self.write_header(data, &commit) {
+            // Committed or not, the next flush writes these again.
+            redirty(&entries);
+            return Err(e);
+        }
+        written.bytes += RXDSK_IMAGE_META_SIZE;
         let replayed = self.replay(data)?;
         Ok(Written { pages: written.pages, bytes: written.bytes + replayed.bytes })
     }
 
-    /// Phase one of a journaled flush, up to and including the commit. `entries` gets one
-    /// entry per change taken, also on failure (so that the caller can mark them again).
-    fn write_journal(&self, data: &DeviceData<'_>, changes: &[u64], entries: &mut KVVec<u64>) -> Result<Written> {
+    /// Phase one of a journaled flush, up to the commit: the pages, the table, a cache flush.
+    /// Returns what it wrote and the table's checksum for the commit. `entries` gets one entry
+    /// per change taken, also on failure (so that the caller can mark them again).
+    fn write_journal(&self, data: &DeviceData<'_>, changes: &[u64], entries: &mut KVVec<u64>) -> Result<(Written, u32)> {
         let file = &self.file;
         let size = data.size;
         let table_blocks = journal_table_blocks(changes.len() as u64);
@@ -78,7 +93,7 @@ impl Image {
         let mut slot = 0usize;
         let mut written = Written::default();
         for &index in changes {
-            let present = Self::take_into(data, &buf, slot, index)?;
+            let present = Self::take_into(data, &buf, slot, index, Take::Cut)?;
             entries.push(if present { index } else { index | JOURNAL_HOLE }, GFP_KERNEL)?;
             if present {
                 slot += 1;
@@ -118,12 +133,7 @@ impl Image {
             data.stats.wrote(&mut written, (blocks as u64) << PAGE_SHIFT);
         }
         file.flush_cache().map_err(|e| data.stats.error(e))?;
-        let commit = self
-            .header(data, self.generation, RXDSK_IMAGE_JOURNALED, 0)
-            .committing(entries.len() as u64, !crc);
-        self.write_header(data, &commit)?;
-        written.bytes += RXDSK_IMAGE_META_SIZE;
-        Ok(written)
+        Ok((written, !crc))
     }
 
     /// Copies the committed journal in place (from the backing device itself, so that a

@@ -3,15 +3,17 @@
 //! The compressed page store: an XArray of page descriptors keyed by page index, the data in
 //! zsmalloc objects.
 //!
-//! Every access to an index, read or write, holds one of [`SHARDS`] mutexes picked by the
-//! index (zram holds a per-slot lock the same way): a write replaces an object that a reader
-//! may be decompressing, and a partial write is read-modify-write, so both need the index to
-//! themselves. Neighbouring pages fall on different shards, so parallel I/O rarely meets. A
-//! descriptor and its object are freed under the shard lock the moment they are replaced: no
-//! reader can hold them then, so no grace period is needed.
+//! Every access to an index, read or write, holds its index lock (see [`Shards`]): a write
+//! replaces an object that a reader may be decompressing, and a partial write is
+//! read-modify-write, so both need the index to themselves. A descriptor and its object are
+//! freed under the index lock the moment they are replaced: no reader can hold them then, so
+//! no grace period is needed. While a flush writes a cut (see [`Changes`]), an object of the
+//! cut that a writer replaces or erases before the flusher took it is kept in `frozen`
+//! instead of freed: no copy at all.
 
 use super::changes::Changes;
 use super::error::StoreError;
+use super::shards::{IndexLock, Shards};
 use crate::abi::{RxdskComprStats, RXDSK_PAGE_SIZE};
 use crate::sys::compress::{Algorithm, Stream, StreamGuard, Streams};
 use crate::sys::ffi::{self, Gfp, PAGE_SIZE};
@@ -20,18 +22,8 @@ use crate::sys::xarray::{self, Mark, XArray};
 use crate::sys::zsmalloc::{Handle, Pool};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::{
-    new_mutex,
-    prelude::*,
-    str::CStr,
-    sync::{
-        lock::{mutex::MutexBackend, Guard},
-        Mutex,
-    },
-};
+use kernel::{prelude::*, str::CStr};
 
-/// Index locks per device.
-const SHARDS: usize = 128;
 const WORD: usize = core::mem::size_of::<usize>();
 
 /// What one index holds.
@@ -57,7 +49,11 @@ pub(crate) struct ZStore {
     #[pin]
     changes: Changes,
     #[pin]
-    locks: [Mutex<()>; SHARDS],
+    shards: Shards,
+    /// While a cut is open: for an index of the cut replaced or erased since and not yet
+    /// written out, its object at the cut (still counted in the pool and the totals).
+    #[pin]
+    frozen: XArray<KBox<Obj>>,
     #[pin]
     streams: Streams,
     pool: Pool,
@@ -80,7 +76,38 @@ unsafe impl Send for ZStore {}
 // SAFETY: Methods taking `&self` synchronise through the shard locks, the XArray and atomics.
 unsafe impl Sync for ZStore {}
 
-type Lock<'a, T> = Guard<'a, T, MutexBackend>;
+/// A place in `frozen` for an object a flush still needs, reserved before the change; let
+/// go of if the change does not happen.
+struct Keep<'a> {
+    frozen: &'a XArray<KBox<Obj>>,
+    slot: usize,
+    /// Taken by `keep`.
+    boxed: Option<KBox<Obj>>,
+}
+
+impl Keep<'_> {
+    /// Keeps `old`, the object just replaced or erased.
+    fn keep(mut self, old: Obj) {
+        if let Some(mut boxed) = self.boxed.take() {
+            *boxed = old;
+            // Reserved: the store needs no memory (should it fail all the same, the object
+            // would leak into the pool, which frees it when the device goes).
+            if let Err(xarray::StoreError::NoMemory(b) | xarray::StoreError::Occupied(b)) =
+                self.frozen.store(self.slot, boxed, ffi::GFP_NOWAIT)
+            {
+                core::mem::forget(b);
+            }
+        }
+    }
+}
+
+impl Drop for Keep<'_> {
+    fn drop(&mut self) {
+        if self.boxed.is_some() {
+            self.frozen.release(self.slot);
+        }
+    }
+}
 
 /// The word every machine word of `page` equals, if any.
 fn same_filled(page: &[u8]) -> Option<usize> {
@@ -96,7 +123,8 @@ impl ZStore {
         Ok(try_pin_init!(Self {
             xa <- XArray::new(),
             changes <- Changes::new(),
-            locks <- pin_init::pin_init_array_from_fn(|_| new_mutex!(())),
+            shards <- Shards::new(),
+            frozen <- XArray::new(),
             streams <- streams,
             pool,
             algorithm,
@@ -123,13 +151,23 @@ impl ZStore {
             + self.objects.load(Ordering::Relaxed) * core::mem::size_of::<Obj>() as u64
     }
 
-    fn lock(&self, index: u64, nowait: bool) -> Result<Lock<'_, ()>, StoreError> {
-        let shard = &self.locks[(index % SHARDS as u64) as usize];
-        if nowait {
-            shard.try_lock().ok_or(StoreError::WouldBlock)
-        } else {
-            Ok(shard.lock())
+    fn lock(&self, index: u64, nowait: bool) -> Result<IndexLock<'_>, StoreError> {
+        self.shards.lock(index, nowait)
+    }
+
+    /// Before the object of `index` is replaced or erased, with its index lock held: if the
+    /// open cut still has to write it, a place in `frozen` to keep it (allocated now, so that
+    /// keeping cannot fail once the change is made).
+    fn room_to_keep(&self, index: u64, nowait: bool) -> Result<Option<Keep<'_>>, StoreError> {
+        let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
+        if !self.changes.in_cut(&self.xa, slot) || self.frozen.contains(slot) {
+            return Ok(None);
         }
+        let flags = if nowait { GFP_NOWAIT } else { GFP_KERNEL } | __GFP_NOWARN;
+        let boxed = KBox::new(Obj { value: 0, len: 0 }, flags).map_err(|_| StoreError::NoMemory)?;
+        let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
+        self.frozen.reserve(slot, gfp).map_err(|_| StoreError::NoMemory)?;
+        Ok(Some(Keep { frozen: &self.frozen, slot, boxed: Some(boxed) }))
     }
 
     fn stream(&self, nowait: bool) -> Result<StreamGuard<'_>, StoreError> {
@@ -214,6 +252,7 @@ impl ZStore {
     pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
         let _noio = ffi::NoIo::enter();
         let _shard = self.lock(index, nowait)?;
+        let keep = self.room_to_keep(index, nowait)?;
         let mut stream = self.stream(nowait)?;
         let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         if src.len() != PAGE_SIZE {
@@ -222,7 +261,7 @@ impl ZStore {
         let end = (offset + src.len()).min(PAGE_SIZE);
         // Our own copy: the compressor must not see bytes change under it.
         src.copy_to_slice(s.page.get_mut(offset..end).unwrap_or(&mut []));
-        self.replace(index, s, nowait)?;
+        self.replace(index, s, nowait, keep)?;
         self.changes.mark(&self.xa, index);
         Ok(())
     }
@@ -234,13 +273,14 @@ impl ZStore {
         if self.load(index).is_none() {
             return Ok(());
         }
+        let keep = self.room_to_keep(index, nowait)?;
         let mut stream = self.stream(nowait)?;
         let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         self.load_into_page(index, s)?;
         if let Some(range) = s.page.get_mut(offset..(offset + len).min(PAGE_SIZE)) {
             range.fill(0);
         }
-        self.replace(index, s, nowait)?;
+        self.replace(index, s, nowait, keep)?;
         self.changes.mark(&self.xa, index);
         Ok(())
     }
@@ -257,15 +297,19 @@ impl ZStore {
         unsafe { self.decode(s, obj.as_ref(), page) }
     }
 
-    /// Stores the stream's page at `index`, freeing what was there. Shard lock held.
-    fn replace(&self, index: u64, s: &mut Stream, nowait: bool) -> Result<(), StoreError> {
+    /// Stores the stream's page at `index`, freeing what was there (or keeping it in `keep`).
+    /// Shard lock held.
+    fn replace(&self, index: u64, s: &mut Stream, nowait: bool, keep: Option<Keep<'_>>) -> Result<(), StoreError> {
         let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
         let obj = self.encode(s, nowait)?;
         if let Some(mut existing) = self.load(index) {
             // An overwrite changes the descriptor in place: no allocation, no XArray store.
             // SAFETY: A live descriptor; under the shard lock nobody else reads or writes it.
             let old = core::mem::replace(unsafe { existing.as_mut() }, obj);
-            self.release(old);
+            match keep {
+                Some(keep) => keep.keep(old),
+                None => self.release(old),
+            }
             self.max_used.fetch_max(self.total_bytes(), Ordering::Relaxed);
             return Ok(());
         }
@@ -351,6 +395,7 @@ impl ZStore {
     pub(crate) fn erase(&self, index: u64, nowait: bool) -> Result<bool, StoreError> {
         let Ok(slot) = usize::try_from(index) else { return Ok(false) };
         let _shard = self.lock(index, nowait)?;
+        let keep = self.room_to_keep(index, nowait)?;
         if self.changes.tracking() && self.load(index).is_some() {
             // The backing device still holds the old data: a hole first, or nothing at all.
             let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
@@ -358,7 +403,13 @@ impl ZStore {
         }
         let Some(old) = self.xa.erase(slot) else { return Ok(false) };
         // Erased under our shard lock: nobody else can reach it.
-        self.free(old);
+        match keep {
+            Some(keep) => {
+                self.objects.fetch_sub(1, Ordering::Relaxed);
+                keep.keep(*old);
+            }
+            None => self.free(old),
+        }
         Ok(true)
     }
 
@@ -403,6 +454,7 @@ impl PinnedDrop for ZStore {
         // and the streams go with the fields). A device destroyed while attached still
         // tracks: stop first, so that no hole is recorded and nothing can fail.
         self.changes.stop(&self.xa);
+        self.drop_frozen();
         let _ = self.erase_range(0, u64::MAX, false);
     }
 }
@@ -435,6 +487,59 @@ impl ZStore {
         Ok(true)
     }
 
+    /// The first index at or after `from` that the open cut still has to write.
+    pub(crate) fn cut_next(&self, from: u64) -> Option<u64> {
+        let from = usize::try_from(from).ok()?;
+        let changed = self.changes.cut_next(&self.xa, from);
+        let kept = if self.changes.cut_open() { self.frozen.find(from, usize::MAX, Mark::Present) } else { None };
+        match (changed, kept) {
+            (Some(a), Some(b)) => Some(a.min(b) as u64),
+            (a, b) => a.or(b).map(|i| i as u64),
+        }
+    }
+
+    /// Takes index `index` of the open cut for writing out: puts its content at the cut into
+    /// `dst` (a whole page; zeros for a hole), decompressed, and removes it from the cut.
+    /// Returns whether the content was a page.
+    pub(crate) fn take_cut(&self, index: u64, mut dst: IoMem<'_>) -> Result<bool, StoreError> {
+        let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        let _shard = self.lock(index, false)?;
+        let kept = self.frozen.erase(slot);
+        let obj = match &kept {
+            Some(kept) => Some(NonNull::from(&**kept)),
+            None if self.changes.in_cut(&self.xa, slot) => self.load(index),
+            None => None,
+        };
+        self.changes.consume(&self.xa, slot);
+        let decoded = match obj {
+            Some(obj) => {
+                let mut stream = self.stream(false)?;
+                let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
+                // SAFETY: A kept object (ours now) or a live descriptor under our index lock;
+                // `dst` is a whole page of the flush's buffer, none of the stream's.
+                unsafe { self.decode(s, obj.as_ref(), dst.as_ptr()) }.map(|()| true)
+            }
+            None => {
+                dst.zero();
+                Ok(false)
+            }
+        };
+        if let Some(kept) = kept {
+            self.release(*kept);
+        }
+        decoded
+    }
+
+    /// Lets go of what a closed cut kept.
+    pub(crate) fn drop_frozen(&self) {
+        self.frozen.walk(Mark::Present, 0, usize::MAX, |slot| {
+            let _shard = self.lock(slot as u64, false);
+            if let Some(kept) = self.frozen.erase(slot) {
+                self.release(*kept);
+            }
+        });
+    }
+
     /// Makes `index` changed again after a failed write-back.
     pub(crate) fn redirty(&self, index: u64) {
         let present = {
@@ -456,6 +561,6 @@ impl ZStore {
         let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         s.page.fill(0);
         src.copy_to_slice(&mut s.page);
-        self.replace(index, s, false)
+        self.replace(index, s, false, None)
     }
 }

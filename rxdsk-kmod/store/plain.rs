@@ -8,9 +8,15 @@
 //! run (discard, write-zeroes, zero-page writes) are freed after an RCU grace period, in
 //! batches with one RCU callback each; until then they still count as used. Control paths
 //! (shrink, destroy) free directly and yield between batches.
+//!
+//! While a flush writes a cut (see [`Changes`]), a writer changes a page only under its index
+//! lock, and first keeps a copy of a page of the cut that the flush has not written yet
+//! (`frozen`); the flusher takes an index under the same lock. Outside a flush writers take no
+//! lock.
 
 use super::changes::Changes;
 use super::error::StoreError;
+use super::shards::{IndexLock, Shards};
 use crate::sys::ffi::{self, Gfp, PAGE_SIZE};
 use crate::sys::iomem::IoMem;
 use crate::sys::page::{FreeBatch, FreeNow, Retired, SharedPage, StorePage};
@@ -29,12 +35,22 @@ use kernel::{prelude::*, sync::rcu};
 /// - With a limit, `pages + retired.pending() <= limit` (reservations are made under the
 ///   XArray lock).
 /// - `changes` tracks the changes of `xa` (see [`Changes`]).
+/// - While a cut is open, `frozen` holds, for an index of the cut changed since the cut and not
+///   yet written out, its page as it was at the cut (a copy, or the page itself once erased);
+///   `frozen_pages` counts them. A page is changed, and an index taken by the flusher, only
+///   under the index's lock in `shards` while a cut is open; frozen pages leave only through
+///   a [`FreeBatch`] (an erased one may still be read by RCU readers).
 #[pin_data]
 pub(crate) struct PageStore {
     #[pin]
     xa: XArray<StorePage>,
     #[pin]
     changes: Changes,
+    #[pin]
+    frozen: XArray<StorePage>,
+    #[pin]
+    shards: Shards,
+    frozen_pages: AtomicU64,
     /// Declared after `xa`: waits for the RCU callbacks of pages erased earlier.
     #[pin]
     retired: Retired,
@@ -49,6 +65,9 @@ impl PageStore {
         pin_init!(Self {
             xa <- XArray::new(),
             changes <- Changes::new(),
+            frozen <- XArray::new(),
+            shards <- Shards::new(),
+            frozen_pages: AtomicU64::new(0),
             retired <- Retired::new(),
             pages: AtomicU64::new(0),
             inserting: AtomicU64::new(0),
@@ -83,6 +102,39 @@ impl PageStore {
     /// Pages held now: stored ones plus erased ones not yet given back (what the limit counts).
     pub(crate) fn pages(&self) -> u64 {
         self.pages.load(Ordering::Relaxed) + self.retired.pending()
+    }
+
+    /// Pages kept for a flush in progress (outside the limit: at most the cut's size, and only
+    /// until the flush has written them).
+    pub(crate) fn frozen_pages(&self) -> u64 {
+        self.frozen_pages.load(Ordering::Relaxed)
+    }
+
+    /// While a cut is open: the lock of `index`, for a change to it. `None` outside a flush.
+    fn lock_for_change(&self, index: u64, nowait: bool) -> Result<Option<IndexLock<'_>>, StoreError> {
+        if !self.changes.cut_open() {
+            return Ok(None);
+        }
+        self.shards.lock(index, nowait).map(Some)
+    }
+
+    /// Before page `slot` changes, with its index lock held: a page of the cut not yet written
+    /// out is copied into `frozen` (once). Fails, changing nothing, without memory.
+    fn keep_for_cut(&self, slot: usize, gfp: Gfp) -> Result<(), StoreError> {
+        if !self.changes.in_cut(&self.xa, slot) || self.frozen.contains(slot) {
+            return Ok(());
+        }
+        let rcu = rcu::read_lock();
+        let copy = match self.xa.load(slot) {
+            // SAFETY: The page stays allocated while we hold `rcu` (invariant).
+            Some(page) => unsafe { StorePage::copy_of(page, gfp) },
+            None => return Ok(()),
+        };
+        drop(rcu);
+        let copy = copy.ok_or(StoreError::NoMemory)?;
+        self.frozen.store(slot, copy, gfp).map_err(|_| StoreError::NoMemory)?;
+        self.frozen_pages.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn load(&self, index: u64) -> Option<SharedPage> {
@@ -120,6 +172,10 @@ impl PageStore {
     /// Copies `src` into page `index` at `offset`, allocating the page (with `gfp`) if needed.
     /// At the limit it waits for erased pages to come back, unless `nowait`.
     pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: Gfp, nowait: bool) -> Result<(), StoreError> {
+        let locked = self.lock_for_change(index, nowait)?;
+        if locked.is_some() {
+            self.keep_for_cut(usize::try_from(index).map_err(|_| StoreError::NoMemory)?, gfp)?;
+        }
         let mut waited_for_frees = false;
         loop {
             if self.write_existing(index, offset, src) {
@@ -134,8 +190,11 @@ impl PageStore {
                     if nowait {
                         return Err(StoreError::WouldBlock);
                     }
-                    // Erased pages still count until their grace period ends: wait for it.
-                    kernel::sync::rcu::rcu_barrier();
+                    // Erased pages still count until their grace period ends: wait for ours
+                    // (never for the whole system's callbacks, as `rcu_barrier` would).
+                    if !self.retired.wait_for_some() {
+                        return Err(StoreError::Limit);
+                    }
                     waited_for_frees = true;
                 }
                 Err(StoreError::WouldBlock) if !nowait => ffi::cond_resched(),
@@ -167,7 +226,7 @@ impl PageStore {
         let inserted = locked.insert(slot, page, gfp);
         self.inserting.fetch_sub(1, Ordering::Relaxed);
         if inserted.is_ok() && mark && self.changes.tracking() {
-            locked.set_mark(slot, Mark::M0);
+            locked.set_mark(slot, self.changes.current_mark());
         }
         drop(locked);
         match inserted {
@@ -193,15 +252,39 @@ impl PageStore {
         Ok(self.xa.erase(slot))
     }
 
-    /// Removes page `index` while I/O may run; it is freed with `batch`. Returns whether there
-    /// was one.
-    pub(crate) fn erase(&self, index: u64, batch: &mut FreeBatch<'_>, gfp: Gfp) -> Result<bool, StoreError> {
+    /// Removes page `index` while I/O may run; it is freed with `batch` (or, if a flush still
+    /// has to write it as it was, kept in `frozen`). Returns whether there was one.
+    pub(crate) fn erase(&self, index: u64, batch: &mut FreeBatch<'_>, gfp: Gfp, nowait: bool) -> Result<bool, StoreError> {
         let Ok(slot) = usize::try_from(index) else { return Ok(false) };
-        let Some(page) = self.take(slot, gfp)? else { return Ok(false) };
-        // INVARIANT: freed after a grace period; it counts as pending before it stops counting
-        // as stored.
-        batch.push(page);
+        let _locked = self.lock_for_change(index, nowait)?;
+        // The page itself is the cut's content: keep it rather than a copy.
+        let keep = self.changes.in_cut(&self.xa, slot) && !self.frozen.contains(slot);
+        if keep {
+            self.frozen.reserve(slot, gfp).map_err(|_| StoreError::NoMemory)?;
+        }
+        let page = match self.take(slot, gfp) {
+            Ok(Some(page)) => page,
+            other => {
+                if keep {
+                    self.frozen.release(slot);
+                }
+                return other.map(|_| false);
+            }
+        };
         self.pages.fetch_sub(1, Ordering::Relaxed);
+        if keep {
+            // Reserved above, so the store needs no memory and cannot fail.
+            match self.frozen.store(slot, page, ffi::GFP_NOWAIT) {
+                Ok(_) => self.frozen_pages.fetch_add(1, Ordering::Relaxed),
+                Err(xarray::StoreError::NoMemory(page) | xarray::StoreError::Occupied(page)) => {
+                    batch.push(page);
+                    0
+                }
+            };
+            return Ok(true);
+        }
+        // INVARIANT: freed after a grace period (counted as pending from the push on).
+        batch.push(page);
         Ok(true)
     }
 
@@ -220,7 +303,7 @@ impl PageStore {
         let mut batch = self.free_batch();
         let mut result = Ok(());
         self.for_each_present(first, last, |slot| {
-            if let Err(e) = self.erase(slot as u64, &mut batch, ffi::gfp_noio()) {
+            if let Err(e) = self.erase(slot as u64, &mut batch, ffi::gfp_noio(), false) {
                 result = Err(e);
             }
         });
@@ -243,7 +326,11 @@ impl PageStore {
     }
 
     /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.
-    pub(crate) fn zero(&self, index: u64, offset: usize, len: usize) {
+    pub(crate) fn zero(&self, index: u64, offset: usize, len: usize, gfp: Gfp, nowait: bool) -> Result<(), StoreError> {
+        let locked = self.lock_for_change(index, nowait)?;
+        if locked.is_some() {
+            self.keep_for_cut(usize::try_from(index).map_err(|_| StoreError::NoMemory)?, gfp)?;
+        }
         let rcu = rcu::read_lock();
         let page = self.load(index);
         if let Some(page) = page {
@@ -254,6 +341,7 @@ impl PageStore {
         if page.is_some() {
             self.changes.mark(&self.xa, index);
         }
+        Ok(())
     }
 
     /// Takes `index` for writing back: clears its change and puts the page (or zeros, for a
@@ -270,6 +358,60 @@ impl PageStore {
         }
         drop(rcu);
         Ok(page.is_some())
+    }
+
+    /// The first index at or after `from` that the open cut still has to write.
+    pub(crate) fn cut_next(&self, from: u64) -> Option<u64> {
+        let from = usize::try_from(from).ok()?;
+        let changed = self.changes.cut_next(&self.xa, from);
+        let kept = if self.changes.cut_open() { self.frozen.find(from, usize::MAX, Mark::Present) } else { None };
+        match (changed, kept) {
+            (Some(a), Some(b)) => Some(a.min(b) as u64),
+            (a, b) => a.or(b).map(|i| i as u64),
+        }
+    }
+
+    /// Takes index `index` of the open cut for writing out: puts its content at the cut into
+    /// `dst` (a whole page; zeros for a hole) and removes it from the cut. Returns whether the
+    /// content was a page.
+    pub(crate) fn take_cut(self: Pin<&Self>, index: u64, mut dst: IoMem<'_>) -> Result<bool, StoreError> {
+        let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        let _locked = self.shards.lock(index, false)?;
+        let present = if let Some(kept) = self.frozen.erase(slot) {
+            // SAFETY: Ours now (taken out of `frozen`); allocated until pushed below.
+            unsafe { kept.shared().copy_to(0, &dst) };
+            self.frozen_pages.fetch_sub(1, Ordering::Relaxed);
+            // An erased page may still be read by RCU readers: freed after a grace period.
+            self.free_batch().push(kept);
+            true
+        } else if self.changes.in_cut(&self.xa, slot) {
+            let rcu = rcu::read_lock();
+            let page = self.load(index);
+            match page {
+                // SAFETY: As in `read`; `dst` is a whole page.
+                Some(page) => unsafe { page.copy_to(0, &dst) },
+                None => dst.zero(),
+            }
+            drop(rcu);
+            page.is_some()
+        } else {
+            dst.zero();
+            false
+        };
+        self.changes.consume(&self.xa, slot);
+        Ok(present)
+    }
+
+    /// Lets go of what a closed cut kept (pages kept for indexes it wrote, or for all of it
+    /// after a failure, whose changes the current epoch holds).
+    pub(crate) fn drop_frozen(self: Pin<&Self>) {
+        let mut batch = self.free_batch();
+        self.frozen.walk(Mark::Present, 0, usize::MAX, |slot| {
+            if let Some(page) = self.frozen.erase(slot) {
+                self.frozen_pages.fetch_sub(1, Ordering::Relaxed);
+                batch.push(page);
+            }
+        });
     }
 
     /// Makes `index` changed again after a failed write-back.

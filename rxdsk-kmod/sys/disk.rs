@@ -12,6 +12,18 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{bindings, prelude::*, static_lock_class};
 
+mod c {
+    use kernel::bindings;
+
+    // Defined in helpers.c.
+    unsafe extern "C" {
+        // `struct block_device *` as in ffi.rs (its bindgen layout trips the FFI lint).
+        pub(super) fn rxdsk_truncate_bdev_from(bdev: *mut core::ffi::c_void, pos: bindings::loff_t);
+        // `struct gendisk *` likewise.
+        pub(super) fn rxdsk_disk_devt(disk: *mut core::ffi::c_void, major: *mut u32, minor: *mut u32);
+    }
+}
+
 /// What a driver does with the bios of its disk.
 pub(crate) trait BioHandler: Sync + Sized {
     /// Handles one bio; ends it (exactly once) with [`Bio::end`]. A bio dropped without
@@ -192,21 +204,20 @@ impl<T: BioHandler> GenDisk<T> {
 
     /// Drops every cached page of the block device from byte `pos` on (a partial page is
     /// zeroed past `pos`): after a shrink, the cache must not keep bytes past the end that a
-    /// later grow would show instead of zeros.
+    /// later grow would show instead of zeros. Under the mapping's invalidate lock, as the
+    /// block layer's own truncations.
     pub(crate) fn invalidate_cache_from(&self, pos: u64) {
-        // SAFETY: `part0` of a valid disk is valid and so is its page-cache mapping;
-        // `truncate_inode_pages_range` takes the locks it needs. `lend` -1 means "to the end".
-        unsafe {
-            let part0 = (*self.disk.as_ptr()).part0;
-            bindings::truncate_inode_pages_range((*part0).bd_mapping, pos as bindings::loff_t, bindings::uoff_t::MAX);
-        }
+        // SAFETY: `part0` of a valid disk is a valid block device with its page-cache mapping;
+        // the helper takes the locks it needs.
+        unsafe { c::rxdsk_truncate_bdev_from((*self.disk.as_ptr()).part0.cast(), pos as bindings::loff_t) };
     }
 
-    /// Waits until no bio is in flight and holds new ones off until the guard is dropped.
-    pub(crate) fn freeze(&self) -> Frozen<'_, T> {
-        // SAFETY: The disk and its queue are valid (invariant).
-        unsafe { bindings::blk_mq_freeze_queue_nomemsave((*self.disk.as_ptr()).queue) };
-        Frozen { disk: self }
+    /// The disk's device number: (major, minor).
+    pub(crate) fn devt(&self) -> (u32, u32) {
+        let (mut major, mut minor) = (0, 0);
+        // SAFETY: The disk is valid (invariant); the helper only reads its number.
+        unsafe { c::rxdsk_disk_devt(self.disk.as_ptr().cast(), &mut major, &mut minor) };
+        (major, minor)
     }
 }
 
@@ -231,18 +242,6 @@ impl<T: BioHandler> Drop for Claim<'_, T> {
         self.disk.claimed.store(false, Ordering::Relaxed);
         // SAFETY: Locked above by this task.
         unsafe { bindings::mutex_unlock(ptr::addr_of_mut!((*d).open_mutex)) };
-    }
-}
-
-/// See [`GenDisk::freeze`].
-pub(crate) struct Frozen<'a, T: BioHandler> {
-    disk: &'a GenDisk<T>,
-}
-
-impl<T: BioHandler> Drop for Frozen<'_, T> {
-    fn drop(&mut self) {
-        // SAFETY: The queue was frozen by `freeze`, once.
-        unsafe { bindings::blk_mq_unfreeze_queue_nomemrestore((*self.disk.disk.as_ptr()).queue) };
     }
 }
 

@@ -22,6 +22,7 @@ mod c {
         pub(super) static rxdsk_gfp_noio: bindings::gfp_t;
         pub(super) static rxdsk_req_op_mask: bindings::blk_opf_t;
         pub(super) static rxdsk_xa_mark_0: bindings::xa_mark_t;
+        pub(super) static rxdsk_xa_mark_1: bindings::xa_mark_t;
         pub(super) static rxdsk_blk_open_read: bindings::blk_mode_t;
         pub(super) static rxdsk_blk_open_write: bindings::blk_mode_t;
         pub(super) static rxdsk_blk_open_excl: bindings::blk_mode_t;
@@ -37,6 +38,10 @@ mod c {
         pub(super) fn rxdsk_faults_init();
         pub(super) fn rxdsk_faults_exit();
         pub(super) fn rxdsk_should_garble_object() -> bool;
+        pub(super) fn rxdsk_wait_below(counter: *mut u64, bound: u64);
+        pub(super) fn rxdsk_wake_counter(counter: *mut u64);
+        pub(super) fn rxdsk_module_get();
+        pub(super) fn rxdsk_module_put();
     }
 }
 
@@ -74,9 +79,14 @@ kernel_value!(
 );
 
 kernel_value!(
-    /// `XA_MARK_0`: the store's "dirty since the last flush" mark.
+    /// `XA_MARK_0`.
     xa_mark_0: bindings::xa_mark_t = rxdsk_xa_mark_0
 );
+kernel_value!(
+    /// `XA_MARK_1`.
+    xa_mark_1: bindings::xa_mark_t = rxdsk_xa_mark_1
+);
+
 kernel_value!(blk_open_read: bindings::blk_mode_t = rxdsk_blk_open_read);
 kernel_value!(blk_open_write: bindings::blk_mode_t = rxdsk_blk_open_write);
 kernel_value!(blk_open_excl: bindings::blk_mode_t = rxdsk_blk_open_excl);
@@ -204,4 +214,38 @@ pub(crate) fn should_garble_object() -> bool {
     // SAFETY: `should_fail` on our attribute, valid for the module's lifetime (its storage is
     // static; without registration it simply never fires).
     unsafe { c::rxdsk_should_garble_object() }
+}
+
+/// Sleeps until `counter` is below `bound`; whoever lowers it calls [`wake_counter`].
+pub(crate) fn wait_below(counter: &core::sync::atomic::AtomicU64, bound: u64) {
+    // SAFETY: `wait_var_event` only reads the counter (as a `u64`, which `AtomicU64` has the
+    // layout of) and uses its address as the wait key; the reference keeps it alive.
+    unsafe { c::rxdsk_wait_below(counter.as_ptr(), bound) }
+}
+
+/// Wakes the tasks waiting in [`wait_below`] on `counter`, after the caller changed it.
+pub(crate) fn wake_counter(counter: &core::sync::atomic::AtomicU64) {
+    // SAFETY: `wake_up_var` only uses the address as the wait key.
+    unsafe { c::rxdsk_wake_counter(counter.as_ptr()) }
+}
+
+/// A reference to this module, held while a backing device is attached: `rmmod` is refused
+/// (the module is in use) until every backing device is detached, so no unflushed change is
+/// lost to an unload.
+pub(crate) struct ModuleRef(());
+
+impl ModuleRef {
+    /// Takes a reference; called from the module's own code, so the module is live.
+    pub(crate) fn get() -> Self {
+        // SAFETY: `__module_get` on our own module, which is live while its code runs.
+        unsafe { c::rxdsk_module_get() };
+        ModuleRef(())
+    }
+}
+
+impl Drop for ModuleRef {
+    fn drop(&mut self) {
+        // SAFETY: Pairs with the `__module_get` of `get`.
+        unsafe { c::rxdsk_module_put() };
+    }
 }

@@ -193,3 +193,108 @@ void rxdsk_cpuhp_remove_instance(int state, struct hlist_node *node)
 {
 	cpuhp_state_remove_instance(state, node);
 }
+
+/*
+ * The cut lock (rwsem.rs): one lock class for every device's semaphore; the read side is
+ * inline.
+ */
+#include <linux/percpu-rwsem.h>
+
+int rxdsk_percpu_init_rwsem(struct percpu_rw_semaphore *sem);
+int rxdsk_percpu_init_rwsem(struct percpu_rw_semaphore *sem)
+{
+	return percpu_init_rwsem(sem);
+}
+
+void rxdsk_percpu_down_read(struct percpu_rw_semaphore *sem);
+void rxdsk_percpu_down_read(struct percpu_rw_semaphore *sem)
+{
+	percpu_down_read(sem);
+}
+
+bool rxdsk_percpu_down_read_trylock(struct percpu_rw_semaphore *sem);
+bool rxdsk_percpu_down_read_trylock(struct percpu_rw_semaphore *sem)
+{
+	return percpu_down_read_trylock(sem);
+}
+
+void rxdsk_percpu_up_read(struct percpu_rw_semaphore *sem);
+void rxdsk_percpu_up_read(struct percpu_rw_semaphore *sem)
+{
+	percpu_up_read(sem);
+}
+
+/* XArray reservations (xarray.rs): inline in xarray.h. */
+int rxdsk_xa_reserve(struct xarray *xa, unsigned long index, gfp_t gfp);
+int rxdsk_xa_reserve(struct xarray *xa, unsigned long index, gfp_t gfp)
+{
+	return xa_reserve(xa, index, gfp);
+}
+
+void rxdsk_xa_release(struct xarray *xa, unsigned long index);
+void rxdsk_xa_release(struct xarray *xa, unsigned long index)
+{
+	xa_release(xa, index);
+}
+
+RXDSK_CONST(xa_mark_t, xa_mark_1, XA_MARK_1);
+
+/*
+ * Waiting for a counter that an RCU callback decrements (page.rs): wait_var_event on its
+ * address, woken by wake_up_var after each decrement. Only our own callbacks are waited for.
+ */
+#include <linux/wait_bit.h>
+
+void rxdsk_wait_below(u64 *counter, u64 bound);
+void rxdsk_wait_below(u64 *counter, u64 bound)
+{
+	wait_var_event(counter, READ_ONCE(*counter) < bound);
+}
+
+void rxdsk_wake_counter(u64 *counter);
+void rxdsk_wake_counter(u64 *counter)
+{
+	/* Orders the caller's decrement before the waiter's check of its condition. */
+	smp_mb();
+	wake_up_var(counter);
+}
+
+/*
+ * Dropping a block device's cached pages from a position on, as the block layer's own
+ * callers do (truncate_bdev_range is internal): under the mapping's invalidate lock, so no
+ * read can bring a page back in between.
+ */
+#include <linux/pagemap.h>
+
+void rxdsk_truncate_bdev_from(struct block_device *bdev, loff_t pos);
+void rxdsk_truncate_bdev_from(struct block_device *bdev, loff_t pos)
+{
+	struct address_space *mapping = bdev->bd_mapping;
+
+	filemap_invalidate_lock(mapping);
+	truncate_inode_pages_range(mapping, pos, -1);
+	filemap_invalidate_unlock(mapping);
+}
+
+/* The device number of a gendisk (disk_devt is inline). */
+void rxdsk_disk_devt(struct gendisk *disk, u32 *major, u32 *minor);
+void rxdsk_disk_devt(struct gendisk *disk, u32 *major, u32 *minor)
+{
+	*major = MAJOR(disk_devt(disk));
+	*minor = MINOR(disk_devt(disk));
+}
+
+/* The module's reference count while a backing device is attached (ffi.rs). */
+#include <linux/module.h>
+
+void rxdsk_module_get(void);
+void rxdsk_module_get(void)
+{
+	__module_get(THIS_MODULE);
+}
+
+void rxdsk_module_put(void);
+void rxdsk_module_put(void)
+{
+	module_put(THIS_MODULE);
+}

@@ -41,6 +41,23 @@ impl StorePage {
         NonNull::new(page).map(|page| Self { page })
     }
 
+    /// A new page holding a copy of `page`, or `None` without memory for `gfp`.
+    ///
+    /// # Safety
+    ///
+    /// `page` stays allocated during the call.
+    pub(crate) unsafe fn copy_of(page: SharedPage, gfp: Gfp) -> Option<Self> {
+        let copy = Self::alloc(gfp, false)?;
+        // SAFETY: Both pages are allocated (ours; `page` by the caller) and distinct; each
+        // stays mapped only during its copy.
+        unsafe {
+            copy.shared().with_mapped(|to| {
+                page.with_mapped(|from| ptr::copy_nonoverlapping(from, to, PAGE_SIZE));
+            })
+        };
+        Some(copy)
+    }
+
     /// A handle for copies while the page is shared.
     pub(crate) fn shared(&self) -> SharedPage {
         SharedPage(self.page)
@@ -185,18 +202,32 @@ unsafe fn free_chain(mut page: *mut bindings::page, max: u64) -> (u64, *mut bind
 #[pin_data(PinnedDrop)]
 pub(crate) struct Retired {
     pending: AtomicU64,
+    /// Of those, the pages already handed to RCU (the others wait in a batch being filled).
+    queued: AtomicU64,
     #[pin]
     _pin: PhantomPinned,
 }
 
 impl Retired {
     pub(crate) fn new() -> impl PinInit<Self> {
-        pin_init!(Self { pending: AtomicU64::new(0), _pin: PhantomPinned })
+        pin_init!(Self { pending: AtomicU64::new(0), queued: AtomicU64::new(0), _pin: PhantomPinned })
     }
 
     /// Pages retired and not yet freed.
     pub(crate) fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Waits until some of the pages handed to RCU now are freed (one grace period, for our
+    /// own callbacks only); `false` at once if none are (the pending ones wait in a batch not
+    /// yet handed over, perhaps the caller's own).
+    pub(crate) fn wait_for_some(&self) -> bool {
+        let queued = self.queued.load(Ordering::Acquire);
+        if queued == 0 {
+            return false;
+        }
+        ffi::wait_below(&self.queued, queued);
+        true
     }
 }
 
@@ -222,6 +253,8 @@ unsafe extern "C" fn free_batch_rcu(head: *mut bindings::callback_head) {
     // reader can still use one; the chain is owned by this callback.
     let (n, _) = unsafe { free_chain(first, u64::MAX) };
     retired.pending.fetch_sub(n, Ordering::Relaxed);
+    retired.queued.fetch_sub(n, Ordering::Release);
+    ffi::wake_counter(&retired.queued);
 }
 
 /// Pages taken out of a store while readers may still use them, freed together after one grace
@@ -256,6 +289,7 @@ impl<'a> FreeBatch<'a> {
             return;
         }
         let first = core::mem::take(&mut self.first);
+        self.retired.queued.fetch_add(self.len, Ordering::Relaxed);
         self.len = 0;
         // SAFETY: The chain is ours; its first page records the `Retired` for the callback
         // (which outlives it, invariant), and its `callback_head` (which overlays `lru`, unused

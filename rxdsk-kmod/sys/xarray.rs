@@ -83,6 +83,8 @@ pub(crate) enum Mark {
     Present,
     /// `XA_MARK_0`.
     M0,
+    /// `XA_MARK_1`.
+    M1,
 }
 
 impl Mark {
@@ -90,7 +92,19 @@ impl Mark {
         match self {
             Mark::Present => ffi::xa_present(),
             Mark::M0 => ffi::xa_mark_0(),
+            Mark::M1 => ffi::xa_mark_1(),
         }
+    }
+}
+
+mod c {
+    use crate::sys::ffi::Gfp;
+    use kernel::bindings;
+
+    // Defined in helpers.c (inline in xarray.h).
+    unsafe extern "C" {
+        pub(super) fn rxdsk_xa_reserve(xa: *mut bindings::xarray, index: usize, gfp: Gfp) -> core::ffi::c_int;
+        pub(super) fn rxdsk_xa_release(xa: *mut bindings::xarray, index: usize);
     }
 }
 
@@ -160,6 +174,20 @@ impl<T: Entry> XArray<T> {
         }
         // SAFETY: `old` was an entry of the array (invariant), now out of it and ours.
         Ok(NonNull::new(old).map(|old| unsafe { T::from_raw(old) }))
+    }
+
+    /// Reserves `index` (allocating its nodes with `gfp`), so that storing there later needs no
+    /// memory; lookups and walks do not see a reservation. Undone by [`XArray::release`] or
+    /// by a store.
+    pub(crate) fn reserve(&self, index: usize, gfp: Gfp) -> Result {
+        // SAFETY: Initialised (invariant); `xa_reserve` takes the lock itself.
+        kernel::error::to_result(unsafe { c::rxdsk_xa_reserve(self.xa(), index, gfp | ffi::GFP_NOWARN) })
+    }
+
+    /// Gives up a reservation of `index` that was not stored to (nothing if an entry is there).
+    pub(crate) fn release(&self, index: usize) {
+        // SAFETY: Initialised (invariant); `xa_release` only removes a reserved entry.
+        unsafe { c::rxdsk_xa_release(self.xa(), index) };
     }
 
     /// Removes and returns the entry at `index`.
