@@ -26,6 +26,9 @@ mod harness;
 mod pair;
 mod reliability;
 mod rxdsk;
+// The crash-consistency tools: the power-cut tests that use them come with their wiring.
+#[allow(dead_code)]
+mod stamp;
 
 use harness::Test;
 
