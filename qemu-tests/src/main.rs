@@ -28,6 +28,8 @@ mod reliability;
 mod rxdsk;
 // The crash-consistency tools: the power-cut tests that use them come with their wiring.
 #[allow(dead_code)]
+mod logwrites;
+#[allow(dead_code)]
 mod stamp;
 
 use harness::Test;
