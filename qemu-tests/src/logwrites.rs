@@ -598,8 +598,14 @@ impl<R: Read + Seek, T: Read + Write + Seek> Replayer<'_, R, T> {
     /// Brings the target to `state` (forward to its prefix, then its extra entries), calls
     /// `f` on it, and takes the extra entries back out (the bytes they overwrote are saved
     /// and written back), leaving the target at the state's prefix. States must come in
-    /// order of prefix, as [`Log::crash_states`] gives them. For a target whose data `f`
-    /// reads through another path (a device checked by a program), `f` should sync it first.
+    /// order of prefix, as [`Log::crash_states`] gives them.
+    ///
+    /// `f` must leave the target's bytes as it found them: the saved bytes and the replay's
+    /// own position assume it. A check that writes (a restore that updates its image's
+    /// header, a file system mount) must work on a copy. A target that is a block device
+    /// opened without O_DIRECT is written through the page cache: `f` should `sync_all` it
+    /// before anything reads the device around the cache (the kernel's own bios, as a
+    /// restore from a backing device does).
     pub fn visit<X>(
         &mut self,
         state: &CrashState,
