@@ -322,12 +322,12 @@ impl History {
                     }
                 }
             }
-            Class::Stamp(k) => {
+            Class::Stamp(k) if k <= self.ops => {
                 if let Ok(i) = ev.binary_search(&(k << 1)) {
                     each(k..until(i + 1));
                 }
             }
-            Class::Garbage(_) => {}
+            Class::Stamp(_) | Class::Garbage(_) => {}
         }
     }
 
