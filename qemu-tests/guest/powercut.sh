@@ -10,6 +10,8 @@
 #                          --force restores
 #   filesystem             ext2 on a device with a journal: files written, unmounted, flushed,
 #                          killed; the restored device passes fsck and holds the same files
+#   stamp-*, ext4-live     under live use: a writer runs through the flushes and the cut (see
+#                          `rxdsk-guest-tests powercut`, qemu-tests/src/durability.rs)
 set -e
 MODE=$1
 VARIANT=$2
@@ -36,6 +38,14 @@ fail() {
 	echo "powercut $VARIANT: $*"
 	exit 1
 }
+
+# The power cuts under live use are in the guest test binary (durability.rs).
+case "$VARIANT" in
+stamp-* | ext4-live)
+	shift 2
+	exec rxdsk-guest-tests powercut "$MODE" "$VARIANT" "$@"
+	;;
+esac
 
 case "$MODE" in
 cut)

@@ -19,6 +19,10 @@ pub struct AlignedBuf {
     len: usize,
 }
 
+// SAFETY: The buffer owns its allocation alone (nothing else points into it); moving it to
+// another thread moves that ownership, as for a `Vec<u8>`.
+unsafe impl Send for AlignedBuf {}
+
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> Result<Self, String> {
         let layout = Self::layout(len)?;

@@ -734,3 +734,40 @@ pub fn swap_global_pressure() -> TestResult {
     let _ = crate::harness::cmd("rmmod", &["null_blk"]);
     result
 }
+
+/// This round's one kernel configuration change: dm-log-writes (crash-point tests), dm-cache
+/// with smq and bcache (the tiering bench's peers), NVMe-oF in-band authentication on both
+/// sides and TLS, each seen by its effect in the guest kernel.
+pub fn kernel_config_round3() -> TestResult {
+    let exists = |p: &str| std::path::Path::new(p).exists();
+    let mut missing = Vec::new();
+    let mut check = |what: &str, ok: bool| {
+        if !ok {
+            missing.push(what.to_string());
+        }
+    };
+    // Built in: their symbols, before any module loads.
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let symbol = |s: &str| kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some(s));
+    check("DM_LOG_WRITES", symbol("log_writes_map"));
+    check("DM_CACHE", symbol("cache_map"));
+    check("DM_CACHE_SMQ", symbol("smq_create"));
+    check("BCACHE", exists("/sys/fs/bcache"));
+    check("TLS", exists("/proc/net/tls_stat"));
+    check("KEYS", exists("/proc/key-users"));
+    // Both sides' authentication live in modules (nvmet; nvme-core under nvme-tcp).
+    for m in ["nvmet", "nvme-tcp"] {
+        let load = crate::harness::cmd("modprobe", &[m])?;
+        check(&format!("{m} (modprobe: {})", load.stderr.trim()), load.status == 0);
+    }
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    let loaded = |s: &str| kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some(s));
+    check("NVME_TARGET_AUTH", loaded("nvmet_setup_auth"));
+    check("NVME_HOST_AUTH", loaded("nvme_auth_negotiate"));
+    for m in ["nvme_tcp", "nvme_fabrics", "nvme_core", "nvmet"] {
+        let _ = crate::harness::cmd("rmmod", &[m]);
+    }
+    ensure(missing.is_empty(), || {
+        format!("missing from the guest kernel: {}", missing.join(", "))
+    })
+}

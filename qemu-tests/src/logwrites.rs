@@ -228,12 +228,17 @@ impl Log {
     }
 
     /// The entries that may or may not be on the disk after a crash at prefix `n`: the
-    /// writes and discards logged from entry n up to the next FLUSH entry (excluded) or the
-    /// end of the log.
+    /// writes and discards logged from entry n up to the next point (a FLUSH, FUA or MARK
+    /// entry, excluded) or the end of the log.
+    ///
+    /// Not past a FUA entry: a FUA write is on the disk once it completed (it is logged then),
+    /// and the writes logged after it may have been issued only after that (a journal's
+    /// copies in place after its commit), so a state holding one of them must hold the FUA
+    /// write too. The writes logged after a FUA entry are that point's unflushed writes.
     pub fn unflushed_after(&self, n: usize) -> Vec<usize> {
         self.entries[n.min(self.entries.len())..]
             .iter()
-            .take_while(|e| !e.has(FLUSH))
+            .take_while(|e| !e.is_point())
             .enumerate()
             .filter(|(_, e)| e.changes_data())
             .map(|(j, _)| n + j)
@@ -980,26 +985,28 @@ mod tests {
             }
         }
         assert!(states.windows(2).all(|p| p[0].prefix <= p[1].prefix));
-        // After mark "one": the next batch (the write to 2, the discard, the write to 9)
-        // and the FUA write that completed meanwhile, not the FLUSH.
+        // After mark "one" comes the FUA write that completed meanwhile: a point of its own,
+        // so nothing is unflushed at the mark; after the FUA write, the next batch (the write
+        // to 2, the discard, the write to 9), not the FLUSH.
         let one = log.find_mark("one").unwrap();
-        let u = log.unflushed_after(one + 1);
-        assert_eq!(u, vec![one + 1, one + 2, one + 3, one + 4]);
-        assert!(log.entries[u[0]].has(FUA));
-        assert!(log.entries[u[3] + 1].has(FLUSH));
+        assert!(log.unflushed_after(one + 1).is_empty());
+        assert!(log.entries[one + 1].has(FUA));
+        let u = log.unflushed_after(one + 2);
+        assert_eq!(u, vec![one + 2, one + 3, one + 4]);
+        assert!(log.entries[u[2] + 1].has(FLUSH));
         let described = log.describe(&states[1]);
         assert!(
             described.starts_with("before the first entry, with 2 of the 2"),
             "{described}"
         );
         let s = CrashState {
-            prefix: one + 1,
+            prefix: one + 2,
             extra: vec![u[1]],
-            unflushed: 4,
+            unflushed: 3,
         };
         assert_eq!(
             log.describe(&s),
-            format!("after entry {one} (MARK) \"one\", with 1 of the 4 unflushed writes after it (entries {})", u[1])
+            format!("after entry {} (FUA), with 1 of the 3 unflushed writes after it (entries {})", one + 1, u[1])
         );
     }
 
@@ -1056,24 +1063,26 @@ mod tests {
                 assert!(prefixes.contains(&(i + 1)), "max {max}: mark {i}");
             }
         }
-        // Every point but the last flush's and the marks after it has 30 unflushed writes.
+        // 30 unflushed writes at the start and after each flush, but where a mark follows the
+        // flush they are the mark's (a point of its own), and after the last mark there are
+        // none: 1 + 36 + 3 points.
         let points = log.points();
         let with_writes = points
             .iter()
             .filter(|&&n| !log.unflushed_after(n).is_empty())
             .count();
-        assert_eq!(with_writes, 43);
-        // 46 prefix states, and at most 7 more (all, 6 random) at 43 points.
+        assert_eq!(with_writes, 40);
+        // 46 prefix states, and at most 7 more (all, 6 random) at 40 points.
         let states = log.crash_states(&plan(1000));
-        assert_eq!(states.len(), 46 + 43 * 7);
+        assert_eq!(states.len(), 46 + 40 * 7);
         let distinct: std::collections::BTreeSet<_> =
             states.iter().map(|s| (s.prefix, s.extra.clone())).collect();
         assert_eq!(distinct.len(), states.len());
-        // Budget 100: every point's prefix state, then all-of-them at the 43 points, then 11
+        // Budget 100: every point's prefix state, then all-of-them at the 40 points, then 14
         // random subsets.
         let states = log.crash_states(&plan(100));
         assert_eq!(states.len(), 100);
-        assert_eq!(states.iter().filter(|s| s.extra.len() == 30).count(), 43);
+        assert_eq!(states.iter().filter(|s| s.extra.len() == 30).count(), 40);
         assert_eq!(log.crash_states(&plan(1000)), log.crash_states(&plan(1000)));
         let other = CrashPlan {
             seed: 43,

@@ -19,6 +19,7 @@ mod compress;
 mod control;
 mod datapath;
 mod devices;
+mod durability;
 mod export;
 mod faults;
 // The crash-consistency tools (fsload, logwrites, stamp): the power-cut tests that use them
@@ -63,6 +64,10 @@ const TESTS: &[Test] = &[
         run: hardening::kernel_config_round2,
     },
     Test {
+        name: "kernel_config_round3",
+        run: hardening::kernel_config_round3,
+    },
+    Test {
         name: "create_with_id",
         run: hardening::create_with_id,
     },
@@ -101,6 +106,54 @@ const TESTS: &[Test] = &[
     Test {
         name: "backing_flush_interval",
         run: backing::backing_flush_interval,
+    },
+    Test {
+        name: "flush_point_in_time_plain",
+        run: durability::flush_point_in_time_plain,
+    },
+    Test {
+        name: "flush_point_in_time_compressed",
+        run: durability::flush_point_in_time_compressed,
+    },
+    Test {
+        name: "crash_states_replayed",
+        run: durability::crash_states_replayed,
+    },
+    Test {
+        name: "erase_races_flush",
+        run: durability::erase_races_flush,
+    },
+    Test {
+        name: "resize_races_attach",
+        run: durability::resize_races_attach,
+    },
+    Test {
+        name: "reads_race_detach",
+        run: durability::reads_race_detach,
+    },
+    Test {
+        name: "writethrough_attach_under_writes",
+        run: durability::writethrough_attach_under_writes,
+    },
+    Test {
+        name: "backing_cycles_refused",
+        run: durability::backing_cycles_refused,
+    },
+    Test {
+        name: "discard_unloaded_reads_nothing",
+        run: durability::discard_unloaded_reads_nothing,
+    },
+    Test {
+        name: "flush_interval_bounded",
+        run: durability::flush_interval_bounded,
+    },
+    Test {
+        name: "shrink_waits_for_deferred_writes",
+        run: durability::shrink_waits_for_deferred_writes,
+    },
+    Test {
+        name: "control_never_waits_for_io",
+        run: durability::control_never_waits_for_io,
     },
     Test {
         name: "create_destroy_cycles",
@@ -271,6 +324,10 @@ const TESTS: &[Test] = &[
         run: reliability::kmemleak_clean,
     },
     Test {
+        name: "unload_refused_while_backed",
+        run: durability::unload_refused_while_backed,
+    },
+    Test {
         name: "unload_destroys_devices",
         run: devices::unload_destroys_devices,
     },
@@ -291,6 +348,8 @@ fn main() {
         Some("hog") => datapath::hog_main(&args[1..]),
         Some("pair-target") => pair::target_main(&args[1..]),
         Some("pair-host") => pair::host_main(&args[1..]),
+        // The power cuts under live use (cargo xtask test's power cuts).
+        Some("powercut") => durability::powercut_main(&args[1..]),
         // Pseudo-random data from a seed (scripts: no wait for the kernel's entropy at boot).
         Some("fill") => datapath::fill_main(&args[1..]),
         // The generic data-path checks on another driver's device (brd, say).

@@ -7,6 +7,7 @@
 use crate::harness::{is_block_device, wait_until};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
+    RxdskAttach,
     self as abi, RxdskComprStats, RxdskCreate, RxdskDestroy, RxdskInfo, RxdskList, RxdskResize,
     RxdskStats,
 };
@@ -54,6 +55,12 @@ impl Control {
         } else {
             Ok(())
         }
+    }
+
+    /// ATTACH with every field as given.
+    pub fn attach(&self, a: &RxdskAttach) -> Result<(), Errno> {
+        let mut a = *a;
+        self.ioctl(abi::RXDSK_IOC_ATTACH, &mut a)
     }
 
     /// CREATE with every field as given; on success `c.id` holds the new id.

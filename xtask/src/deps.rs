@@ -31,6 +31,7 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "fio",
     "e2fsprogs",
+    "dmsetup",           // device-mapper in the guest (dm-log-writes, a stalled backing device)
     "fonts-dejavu-core", // text of the bench chart
     "lintian",           // checks the packages of `cargo xtask package`
     "dpkg-dev",          // dpkg-shlibdeps for the rxdskctl package

@@ -153,8 +153,12 @@ pub fn build(kernel: &KernelBuild, modules: &[&Path]) -> Result<PathBuf> {
     }
     b.host_file(busybox, "bin/busybox")?;
     b.program(Path::new("/usr/bin/fio"), "usr/bin/fio")?;
-    // Filesystem checks after a power cut (busybox has no fsck).
+    // Filesystem checks after a power cut (busybox has no fsck), ext4 for the power cut under
+    // a live file system (busybox's mke2fs makes ext2 only).
     b.program(Path::new("/sbin/e2fsck"), "usr/sbin/e2fsck")?;
+    b.program(Path::new("/sbin/mke2fs"), "usr/sbin/mkfs.ext4")?;
+    // device-mapper tables: dm-log-writes, a backing device that stalls.
+    b.program(Path::new("/sbin/dmsetup"), "usr/sbin/dmsetup")?;
     for bin in guest_binaries()? {
         let name = bin
             .file_name()

@@ -425,13 +425,22 @@ fn demo(vm: &VmArgs) -> Result<i32> {
     Ok(script_status(&second))
 }
 
-/// The variants of `qemu-tests/guest/powercut.sh`.
-const POWER_CUTS: [&str; 5] = [
+/// The variants of `qemu-tests/guest/powercut.sh`: a writer that stops before the flush
+/// first, then cuts under live use (a writer running through the flushes and the cut; two
+/// rounds of the random cut with a journal, on each store).
+const POWER_CUTS: [&str; 12] = [
     "after-flush",
     "journal-before-commit",
     "journal-after-commit",
     "no-journal",
     "filesystem",
+    "stamp-journal-plain",
+    "stamp-journal-plain-2",
+    "stamp-journal-lz4",
+    "stamp-journal-lz4-2",
+    "stamp-direct-plain",
+    "stamp-direct-lz4",
+    "ext4-live",
 ];
 
 /// The power cuts: a boot per variant on its own fresh disk, killed with SIGKILL the moment
@@ -474,11 +483,21 @@ fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
             .data
             .iter()
             .find_map(|d| d.strip_prefix("powercut-sha "));
+        // Under live use: the last flush that returned before the cut bounds the restore.
+        let bound = first
+            .console
+            .data
+            .iter()
+            .rev()
+            .find_map(|d| d.strip_prefix("powercut-bound "));
         verdicts.push(match shas {
             _ if !first.killed => Err("the guest never asked for the cut".into()),
             _ if !first.console.reports.is_empty() => Err("the kernel reported problems".into()),
             None => Err("the guest printed no checksum".into()),
-            Some(shas) => Ok(shas.to_string()),
+            Some(shas) => Ok(match bound {
+                Some(b) => format!("{shas} {b}"),
+                None => shas.to_string(),
+            }),
         });
     }
     // One restoring boot for every variant that was cut.
