@@ -329,8 +329,9 @@ fn compression_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
 /// After the jobs, on the target with a backing device (index `w`): the time of a flush of
 /// the whole span against a copy of the same bytes onto the same backing device (`dd`, direct
 /// I/O), each as the program itself measures it (from its first I/O to its last, without its
-/// start-up, which is slow in UML), then 4 KiB random reads of a lazily restored device, each
-/// (nearly) a read miss.
+/// start-up, which is slow in UML); 4 KiB random writes with no flush running and while
+/// flushes run back to back (what the cut costs writers); then 4 KiB random reads of a lazily
+/// restored device, each (nearly) a read miss.
 fn backing_script(w: usize) -> String {
     format!(
         "check{w}; $RXDSKCTL flush $DEV > /dev/null\n\
@@ -338,6 +339,10 @@ fn backing_script(w: usize) -> String {
          check{w}; $RXDSKCTL flush -J $DEV > /tmp/flush.json\n\
          F=$(sed -n 's/.*\"seconds\": *\\([0-9.e-]*\\).*/\\1/p' /tmp/flush.json)\n\
          FB=$(sed -n 's/.*\"bytes\": *\\([0-9]*\\).*/\\1/p' /tmp/flush.json)\n\
+         kbench {w} backing-write-quiet random=1 read_pct=0 block_size=4096 bursts=1 ios=100000 threads=1\n\
+         rm -f /tmp/stop-flushing; ( while [ ! -e /tmp/stop-flushing ]; do $RXDSKCTL flush $DEV > /dev/null; done ) & FLUSHING=$!\n\
+         kbench {w} backing-write-flushing random=1 read_pct=0 block_size=4096 bursts=1 ios=100000 threads=1\n\
+         touch /tmp/stop-flushing; wait $FLUSHING\n\
          $RXDSKCTL detach $DEV\n\
          C=$(dd if=$DEV of=$WB_BACKING bs=1M count=$SPAN_MB iflag=direct oflag=direct 2>&1 | sed -n 's/.*copied, \\([0-9.e-]*\\) s.*/\\1/p')\n\
          echo \"RXDSK-DATA backing flush_s=$F flush_bytes=$FB copy_s=$C bytes=$((SPAN_MB * 1048576))\"\n\
@@ -556,6 +561,13 @@ pub fn backing_table(results: &Results, rows: &[Row]) -> String {
             wb.join(", ")
         );
     }
+    if let (Some(quiet), Some(flushing)) = (b.get("quiet_write_iops"), b.get("flushing_write_iops")) {
+        out += &format!(
+            "  4 KiB random writes while flushes run back to back: {flushing:.0} IOPS; with none running: \
+             {quiet:.0} IOPS; during/without {:.2} (target >= 0.70)\n",
+            flushing / quiet
+        );
+    }
     if let Some(miss) = b.get("miss_iops") {
         let hit = rows
             .iter()
@@ -584,9 +596,14 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
                 if row == "fill" || row == "warmup" || row == "backing-refill" {
                     continue;
                 }
-                if row == "backing-miss" {
-                    let miss = kbench_sample(target, row, rest)?;
-                    results.backing.insert("miss_iops".into(), miss.iops);
+                if let Some(key) = match row {
+                    "backing-miss" => Some("miss_iops"),
+                    "backing-write-quiet" => Some("quiet_write_iops"),
+                    "backing-write-flushing" => Some("flushing_write_iops"),
+                    _ => None,
+                } {
+                    let sample = kbench_sample(target, row, rest)?;
+                    results.backing.insert(key.into(), sample.iops);
                     continue;
                 }
                 let mut sample = if kind == "fio" {
