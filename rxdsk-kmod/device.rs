@@ -9,7 +9,8 @@ mod stats;
 
 use crate::abi::{
     RxdskComprStats, RxdskFlush, RxdskInfo, RxdskStats, RXDSK_FLAG_BACKED, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_READ_ONLY,
-    RXDSK_FLAG_WRITETHROUGH, RXDSK_MAX_FLUSH_INTERVAL, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
+    RXDSK_COMPRESS_LZ4, RXDSK_COMPRESS_LZO, RXDSK_COMPRESS_LZO_RLE, RXDSK_COMPRESS_ZSTD, RXDSK_FLAG_WRITETHROUGH,
+    RXDSK_MAX_FLUSH_INTERVAL, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
 use crate::image::format::RXDSK_IMAGE_FLUSHING;
 use crate::image::{self, DeviceData, Image, ImageStats, View};
@@ -17,7 +18,7 @@ use crate::layout::{self, pieces, punch, shrink};
 use crate::store::{unloaded::Unloaded, Batch, Store, StoreError};
 use crate::sys::compress::Algorithm;
 use crate::sys::deferred::{Deferred, DeferredHandler};
-use crate::sys::disk::{Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
+use crate::sys::disk::{Attr, AttrText, Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
 use crate::sys::ffi::{self, Gfp, NoIo, PAGE_SIZE, SECTOR_SHIFT};
 use crate::sys::iomem::IoMem;
 use crate::sys::periodic::{Periodic, PeriodicTask};
@@ -632,6 +633,99 @@ impl Device {
 impl BioHandler for Device {
     fn disk(&self) -> &GenDisk<Self> {
         &self.disk
+    }
+
+    /// /sys/block/rxdN/rxdsk/: what INFO, STATS and COMPR_STATS report, for anyone to read.
+    fn show(&self, attr: Attr, out: &mut AttrText<'_>) -> core::fmt::Result {
+        use core::fmt::Write;
+        let info = || self.info();
+        let compr = || self.store.compr_stats().unwrap_or_default();
+        match attr {
+            Attr::Size => writeln!(out, "{}", self.capacity.load(Ordering::Relaxed)),
+            Attr::BlockSize => writeln!(out, "{}", self.logical_block_size),
+            Attr::MemLimit => writeln!(out, "{}", self.mem_limit_bytes),
+            Attr::MemUsed => writeln!(out, "{}", self.store.used_bytes()),
+            Attr::ReadOnly => writeln!(out, "{}", u8::from(self.read_only)),
+            Attr::OpenCount => writeln!(out, "{}", self.openers()),
+            Attr::Algorithm => {
+                let name = match self.store.compr_stats().map(|c| c.algorithm) {
+                    None => "none",
+                    Some(RXDSK_COMPRESS_LZO) => "lzo",
+                    Some(RXDSK_COMPRESS_LZO_RLE) => "lzo-rle",
+                    Some(RXDSK_COMPRESS_LZ4) => "lz4",
+                    Some(RXDSK_COMPRESS_ZSTD) => "zstd",
+                    Some(_) => "unknown",
+                };
+                writeln!(out, "{name}")
+            }
+            Attr::Level => writeln!(out, "{}", compr().level),
+            Attr::Backing => match self.view.devt() {
+                (0, 0) => writeln!(out),
+                (major, minor) => writeln!(out, "{major}:{minor}"),
+            },
+            Attr::Mode => writeln!(
+                out,
+                "{}",
+                match (self.view.is_attached(), self.view.is_writethrough()) {
+                    (false, _) => "none",
+                    (true, true) => "writethrough",
+                    (true, false) => "writeback",
+                }
+            ),
+            Attr::JournalBytes => writeln!(out, "{}", self.view.journal_bytes()),
+            Attr::DirtyPages => writeln!(out, "{}", info().dirty_pages),
+            Attr::UnloadedPages => writeln!(out, "{}", self.unloaded.count()),
+            Attr::FlushGeneration => writeln!(out, "{}", self.view.generation()),
+            Attr::IoStat => {
+                let s = self.stats.snapshot();
+                writeln!(
+                    out,
+                    "{} {} {} {} {} {} {} {} {} {} {} {} {}",
+                    s.reads,
+                    s.writes,
+                    s.read_bytes,
+                    s.write_bytes,
+                    s.discards,
+                    s.discard_bytes,
+                    s.write_zeroes,
+                    s.write_zeroes_bytes,
+                    s.flushes,
+                    s.zero_pages,
+                    s.alloc_failures,
+                    s.limit_failures,
+                    s.io_errors
+                )
+            }
+            Attr::MmStat => {
+                let c = compr();
+                writeln!(
+                    out,
+                    "{} {} {} {} {} {} {} {} {}",
+                    self.store.pages(),
+                    c.orig_data_size,
+                    c.compr_data_size,
+                    c.mem_used_total,
+                    c.mem_used_max,
+                    c.same_pages,
+                    c.huge_pages,
+                    c.compress_failures,
+                    c.decompress_failures
+                )
+            }
+            Attr::BdStat => {
+                let i = &self.image_stats;
+                let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                writeln!(
+                    out,
+                    "{} {} {} {} {}",
+                    get(&i.reads),
+                    get(&i.written_back),
+                    get(&i.flushes),
+                    get(&i.atomic_flushes),
+                    get(&i.errors)
+                )
+            }
+        }
     }
 
     fn submit_bio(&self, bio: Bio) {

@@ -59,6 +59,7 @@ impl kernel::InPlaceModule for RxdskModule {
             control <- ctl::control::ControlNode::register(),
         })
         .pin_chain(|_| {
+            sys::ffi::publish_abi(abi::RXDSK_ABI_MAJOR, abi::RXDSK_ABI_MINOR, abi::RXDSK_FEATURES_ALL);
             // Printed only once every part of init has succeeded.
             pr_info!(
                 "rxdsk {} loaded (ABI {}.{})\n",

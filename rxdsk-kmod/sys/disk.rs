@@ -17,6 +17,11 @@ mod c {
 
     // Defined in helpers.c.
     unsafe extern "C" {
+        /// The attribute groups of every disk: /sys/block/<disk>/rxdsk/.
+        pub(super) static rxdsk_disk_groups: [*const bindings::attribute_group; 2];
+        pub(super) fn rxdsk_set_attr_show(
+            show: Option<unsafe extern "C" fn(handler: *mut core::ffi::c_void, attr: u32, buf: *mut u8) -> isize>,
+        );
         // `struct block_device *` as in ffi.rs (its bindgen layout trips the FFI lint).
         pub(super) fn rxdsk_truncate_bdev_from(bdev: *mut core::ffi::c_void, pos: bindings::loff_t);
         // `struct gendisk *` likewise.
@@ -31,6 +36,69 @@ pub(crate) trait BioHandler: Sync + Sized {
     fn submit_bio(&self, bio: Bio);
     /// The disk this handler was added to, for its open-claim flag.
     fn disk(&self) -> &GenDisk<Self>;
+    /// Writes the value of `attr` (a file of /sys/block/<disk>/rxdsk/) as text, with its
+    /// newline.
+    fn show(&self, attr: Attr, out: &mut AttrText<'_>) -> core::fmt::Result;
+}
+
+/// The files of /sys/block/<disk>/rxdsk/, numbered as helpers.c registers them. Each holds
+/// one value (the `*_stat` files a line of them, as zram's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attr {
+    Size,
+    BlockSize,
+    MemLimit,
+    MemUsed,
+    ReadOnly,
+    OpenCount,
+    Algorithm,
+    Level,
+    Backing,
+    Mode,
+    JournalBytes,
+    DirtyPages,
+    UnloadedPages,
+    FlushGeneration,
+    IoStat,
+    MmStat,
+    BdStat,
+}
+
+impl Attr {
+    const ALL: [Attr; 17] = [
+        Attr::Size,
+        Attr::BlockSize,
+        Attr::MemLimit,
+        Attr::MemUsed,
+        Attr::ReadOnly,
+        Attr::OpenCount,
+        Attr::Algorithm,
+        Attr::Level,
+        Attr::Backing,
+        Attr::Mode,
+        Attr::JournalBytes,
+        Attr::DirtyPages,
+        Attr::UnloadedPages,
+        Attr::FlushGeneration,
+        Attr::IoStat,
+        Attr::MmStat,
+        Attr::BdStat,
+    ];
+}
+
+/// The page a sysfs `show` writes its text into.
+pub(crate) struct AttrText<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl core::fmt::Write for AttrText<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len.checked_add(s.len()).filter(|&e| e <= self.buf.len()).ok_or(core::fmt::Error)?;
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Queue limits and features of a new disk.
@@ -83,6 +151,24 @@ impl<T: BioHandler> GenDisk<T> {
         let handler = unsafe { &*(*(*(*bio).bi_bdev).bd_disk).private_data.cast::<T>() };
         // SAFETY: The bio is valid and now ours until we end it.
         handler.submit_bio(unsafe { Bio::from_raw(bio) });
+    }
+
+    /// # Safety
+    ///
+    /// Called by sysfs with the `private_data` of a disk added by [`GenDisk::add`] whose
+    /// attribute files exist (they go before `remove` returns), `attr` one of [`Attr`]'s
+    /// numbers, and `buf` a page.
+    unsafe extern "C" fn show_trampoline(handler: *mut core::ffi::c_void, attr: u32, buf: *mut u8) -> isize {
+        let Some(&attr) = Attr::ALL.get(attr as usize) else { return EINVAL.to_errno() as isize };
+        // SAFETY: The handler is valid while its disk's files exist (caller, type invariants).
+        let handler = unsafe { &*handler.cast::<T>() };
+        // SAFETY: sysfs hands a page that is ours for the call; nobody else uses it.
+        let page = unsafe { core::slice::from_raw_parts_mut(buf, PAGE_SIZE) };
+        let mut out = AttrText { buf: page, len: 0 };
+        match handler.show(attr, &mut out) {
+            Ok(()) => out.len as isize,
+            Err(_) => EOVERFLOW.to_errno() as isize,
+        }
     }
 
     /// # Safety
@@ -147,8 +233,14 @@ impl<T: BioHandler> GenDisk<T> {
             dst[n] = 0;
             (*d).private_data = ptr::from_ref(handler).cast_mut().cast();
         }
-        // SAFETY: The disk is fully set up; no parent device, no extra attribute groups.
-        kernel::error::to_result(unsafe { bindings::device_add_disk(ptr::null_mut(), d, ptr::null_mut()) })?;
+        // SAFETY: Registering the show function of `T`'s disks has no precondition; every disk
+        // of this module has a handler of type `T` (one driver).
+        unsafe { c::rxdsk_set_attr_show(Some(Self::show_trampoline)) };
+        // SAFETY: The disk is fully set up; no parent device; the attribute groups are
+        // static, NULL-terminated, and their show functions find `handler` as above.
+        kernel::error::to_result(unsafe {
+            bindings::device_add_disk(ptr::null_mut(), d, (&raw const c::rxdsk_disk_groups).cast::<*const bindings::attribute_group>().cast_mut())
+        })?;
         // INVARIANT: added with `private_data` = `handler`, valid until `remove` (caller).
         self.added.store(true, Ordering::Release);
         Ok(())

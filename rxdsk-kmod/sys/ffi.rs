@@ -41,6 +41,7 @@ mod c {
         pub(super) fn rxdsk_wait_below(counter: *mut u64, bound: u64);
         pub(super) fn rxdsk_wake_counter(counter: *mut u64);
         pub(super) fn rxdsk_module_get();
+        pub(super) fn rxdsk_set_abi(major: u32, minor: u32, features: u64);
         pub(super) fn rxdsk_module_put();
     }
 }
@@ -248,4 +249,12 @@ impl Drop for ModuleRef {
         // SAFETY: Pairs with the `__module_get` of `get`.
         unsafe { c::rxdsk_module_put() };
     }
+}
+
+/// Publishes the ABI version and feature bits in /sys/module/rxdsk/parameters/abi, readable
+/// by anyone (the ioctls need CAP_SYS_ADMIN).
+pub(crate) fn publish_abi(major: u32, minor: u32, features: u64) {
+    // SAFETY: Formats into a static buffer of helpers.c, read by sysfs only after module init
+    // (this runs in init, before the module's parameters become visible).
+    unsafe { c::rxdsk_set_abi(major, minor, features) }
 }

@@ -298,3 +298,100 @@ void rxdsk_module_put(void)
 {
 	module_put(THIS_MODULE);
 }
+
+/*
+ * Read-only attributes under /sys/block/rxdN/rxdsk/ (disk.rs): each show calls the one Rust
+ * function registered for the disks' handler type, with the handler (the gendisk's
+ * private_data, valid until del_gendisk, which removes these files first) and the
+ * attribute's number (disk.rs's `Attr`, in this order).
+ */
+#include <linux/sysfs.h>
+
+typedef ssize_t (*rxdsk_attr_show_fn)(void *handler, unsigned int attr, char *buf);
+static rxdsk_attr_show_fn rxdsk_attr_show;
+
+void rxdsk_set_attr_show(rxdsk_attr_show_fn show);
+void rxdsk_set_attr_show(rxdsk_attr_show_fn show)
+{
+	WRITE_ONCE(rxdsk_attr_show, show);
+}
+
+#define RXDSK_ATTR(_name, _n)                                                    \
+	static ssize_t _name##_show(struct device *dev,                            \
+				    struct device_attribute *attr, char *buf)      \
+	{                                                                          \
+		rxdsk_attr_show_fn show = READ_ONCE(rxdsk_attr_show);              \
+		return show ? show(dev_to_disk(dev)->private_data, _n, buf) : -ENODEV; \
+	}                                                                          \
+	static DEVICE_ATTR_RO(_name)
+
+RXDSK_ATTR(size, 0);
+RXDSK_ATTR(block_size, 1);
+RXDSK_ATTR(mem_limit, 2);
+RXDSK_ATTR(mem_used, 3);
+RXDSK_ATTR(read_only, 4);
+RXDSK_ATTR(open_count, 5);
+RXDSK_ATTR(algorithm, 6);
+RXDSK_ATTR(level, 7);
+RXDSK_ATTR(backing, 8);
+RXDSK_ATTR(mode, 9);
+RXDSK_ATTR(journal_bytes, 10);
+RXDSK_ATTR(dirty_pages, 11);
+RXDSK_ATTR(unloaded_pages, 12);
+RXDSK_ATTR(flush_generation, 13);
+RXDSK_ATTR(io_stat, 14);
+RXDSK_ATTR(mm_stat, 15);
+RXDSK_ATTR(bd_stat, 16);
+
+static struct attribute *rxdsk_disk_attrs[] = {
+	&dev_attr_size.attr,		 &dev_attr_block_size.attr,
+	&dev_attr_mem_limit.attr,	 &dev_attr_mem_used.attr,
+	&dev_attr_read_only.attr,	 &dev_attr_open_count.attr,
+	&dev_attr_algorithm.attr,	 &dev_attr_level.attr,
+	&dev_attr_backing.attr,		 &dev_attr_mode.attr,
+	&dev_attr_journal_bytes.attr,	 &dev_attr_dirty_pages.attr,
+	&dev_attr_unloaded_pages.attr, &dev_attr_flush_generation.attr,
+	&dev_attr_io_stat.attr,		 &dev_attr_mm_stat.attr,
+	&dev_attr_bd_stat.attr,		 NULL,
+};
+
+static const struct attribute_group rxdsk_disk_group = {
+	.name = "rxdsk",
+	.attrs = rxdsk_disk_attrs,
+};
+
+const struct attribute_group *rxdsk_disk_groups[] = { &rxdsk_disk_group, NULL };
+
+/*
+ * The module's version and ABI for anyone, in /sys/module/rxdsk/: `version` (MODULE_VERSION)
+ * and the read-only parameter `abi` ("MAJOR.MINOR FEATURES", set by the Rust side at init;
+ * a value given at load time is refused).
+ */
+#include <linux/moduleparam.h>
+
+MODULE_VERSION("0.1.0");
+
+static char rxdsk_abi[64];
+
+static int rxdsk_abi_set(const char *val, const struct kernel_param *kp)
+{
+	return -EPERM;
+}
+
+static int rxdsk_abi_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", rxdsk_abi);
+}
+
+static const struct kernel_param_ops rxdsk_abi_ops = {
+	.set = rxdsk_abi_set,
+	.get = rxdsk_abi_get,
+};
+module_param_cb(abi, &rxdsk_abi_ops, NULL, 0444);
+MODULE_PARM_DESC(abi, "ioctl ABI version and feature bits (read-only)");
+
+void rxdsk_set_abi(u32 major, u32 minor, u64 features);
+void rxdsk_set_abi(u32 major, u32 minor, u64 features)
+{
+	snprintf(rxdsk_abi, sizeof(rxdsk_abi), "%u.%u %#llx", major, minor, features);
+}
