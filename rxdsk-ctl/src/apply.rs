@@ -8,15 +8,71 @@
 //! go on.
 
 use crate::backend::Backend;
-use crate::cli::{Compression, CreateArgs, Mode};
+use crate::cli::{ApplyArgs, Compression, Mode};
 use crate::config::{Config, DeviceConfig, Usage};
+use crate::control::ControlError;
 use crate::device::{device_name, device_path};
+use crate::failure::Failure;
+use crate::request::NewDevice;
 use crate::size::format_size;
 use rxdsk_ioctl::{
     RxdskCreate, RxdskImageHeader, RxdskInfo, RXDSK_COMPRESS_NAMES, RXDSK_FLAG_BACKED,
     RXDSK_FLAG_WRITETHROUGH, RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_WRITETHROUGH,
 };
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// The `apply` subcommand: configuration, state, plan, then the plan carried out (or only
+/// printed).
+pub fn run<B: Backend>(
+    args: &ApplyArgs,
+    open: impl FnOnce() -> Result<B, ControlError>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let files = if args.config.is_empty() {
+        crate::config::config_files(args.root.as_deref().unwrap_or(Path::new("/")))
+    } else {
+        args.config.clone()
+    };
+    let config = crate::config::load(&files)
+        .map_err(|e| Failure::Messages(e.iter().map(ToString::to_string).collect()))?;
+    // Nothing configured, nothing asked for: no module needed either.
+    if config.devices.is_empty() && args.devices.is_empty() {
+        if args.json {
+            let doc = serde_json::json!({ "dry-run": args.dry_run, "actions": [] });
+            writeln!(out, "{doc:#}")?;
+        }
+        return Ok(());
+    }
+    let backend = open()?;
+    let state = read_state(&backend, &config, &args.devices, &Host, args.activate)?;
+    let plans = plan(&config, &args.devices, &state, args.activate).map_err(Failure::Messages)?;
+    let (reports, failures, status) = if args.dry_run {
+        (describe_plan(&plans), Vec::new(), 0)
+    } else {
+        let outcome = execute(&backend, &Host, &plans);
+        let status = outcome.status();
+        (outcome.reports, outcome.failures, status)
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "dry-run": args.dry_run,
+            "actions": reports.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{doc:#}")?;
+    } else {
+        for r in reports.iter().filter(|r| !r.failed) {
+            writeln!(out, "{}", r.text)?;
+        }
+    }
+    if status == 0 {
+        Ok(())
+    } else {
+        out.flush()?;
+        Err(Failure::Status(status, failures))
+    }
+}
 
 /// Exit status when every device with work to do failed (mount(8)'s "mount failure").
 pub const EXIT_FAILED: u8 = 32;
@@ -121,18 +177,16 @@ fn mode_name(writethrough: bool) -> &'static str {
 
 /// The CREATE request for a configured device, checked as `rxdskctl create` checks it.
 fn create_request(dev: &DeviceConfig, size: u64) -> Result<RxdskCreate, String> {
-    crate::commands::create_request(&CreateArgs {
-        size: Some(size),
-        backing: None,
-        force: false,
-        preload: false,
+    NewDevice {
+        size,
         block_size: dev.block_size.unwrap_or(4096),
         mem_limit: dev.mem_limit,
         read_only: false,
         id: Some(dev.id),
         compress: dev.compress,
         compress_level: dev.compress_level,
-    })
+    }
+    .request()
 }
 
 fn compress_of(dev: &DeviceConfig) -> (u32, i32) {

@@ -1,52 +1,21 @@
 //! What each subcommand does, against any [`Backend`], writing to any output.
 
 use crate::backend::Backend;
-use crate::cli::Compression;
 use crate::cli::{
     Command, CreateArgs, DestroyArgs, DetachArgs, FlushArgs, InspectArgs, ListArgs, ResizeArgs,
     StatsArgs,
 };
 use crate::control::{action, fixed_str_to_string, ControlError};
 use crate::device::device_path;
+use crate::failure::Failure;
 use crate::list::{render_json, render_raw, render_table, Column, Row, Style};
+use crate::request::NewDevice;
 use crate::size::format_size;
 use crate::stats::{render_stats_json, render_stats_text};
 use nix::errno::Errno;
-use rxdsk_ioctl::{
-    self as abi, RxdskCreate, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_FORCE,
-    RXDSK_FLAG_READ_ONLY, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
-};
+use rxdsk_ioctl::{self as abi, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_FORCE};
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
-
-/// Why a command failed.
-#[derive(Debug)]
-enum Failure {
-    /// Lines for stderr, each printed after `rxdskctl: `.
-    Messages(Vec<String>),
-    /// Writing the output failed.
-    Output(io::Error),
-    /// Lines for stderr, and an exit status other than 1.
-    Status(u8, Vec<String>),
-}
-
-impl From<ControlError> for Failure {
-    fn from(e: ControlError) -> Self {
-        Failure::Messages(vec![e.to_string()])
-    }
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Self {
-        Failure::Messages(vec![message])
-    }
-}
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Self {
-        Failure::Output(e)
-    }
-}
 
 /// Runs `command`; `open` opens the control node for the commands that need it. Returns the
 /// exit status.
@@ -99,7 +68,7 @@ pub fn run<B: Backend>(
             out.write_all(text.as_bytes()).map_err(Failure::from)
         }
         Command::Version { json } => version(json, open, out),
-        Command::Apply(args) => apply(&args, open, out),
+        Command::Apply(args) => crate::apply::run(&args, open, out),
     }
     .and_then(|()| out.flush().map_err(Failure::Output));
     // Nothing sensible is left to do if stderr fails too.
@@ -124,28 +93,6 @@ pub fn run<B: Backend>(
             status
         }
     }
-}
-
-/// Checks a device size the way the kernel will, to explain what is wrong.
-pub(crate) fn check_size(size: u64, block_size: Option<u32>) -> Result<(), String> {
-    if size == 0 {
-        return Err("invalid size: must not be zero".into());
-    }
-    if size > RXDSK_MAX_SIZE {
-        return Err(format!(
-            "invalid size: {size} bytes is larger than the maximum ({})",
-            format_size(RXDSK_MAX_SIZE)
-        ));
-    }
-    if let Some(bs) = block_size {
-        // Not `is_multiple_of`: the workspace supports Rust 1.85.
-        if size.checked_rem(u64::from(bs)) != Some(0) {
-            return Err(format!(
-                "invalid size: {size} bytes is not a multiple of the block size ({bs})"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// A flush's progress on stderr (a terminal): bytes written of the dirty data and the rate,
@@ -355,42 +302,6 @@ fn inspect(args: &InspectArgs, out: &mut dyn Write) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The CREATE request for the command line, or why there is none.
-pub fn create_request(args: &CreateArgs) -> Result<RxdskCreate, String> {
-    let size = args.size.unwrap_or(0);
-    check_size(size, Some(args.block_size))?;
-    let mem_limit = args.mem_limit.unwrap_or(0);
-    if mem_limit != 0 && mem_limit < RXDSK_PAGE_SIZE {
-        return Err(format!(
-            "invalid memory limit: {mem_limit} bytes is less than one page \
-             ({RXDSK_PAGE_SIZE}); use 0 for no limit"
-        ));
-    }
-    if let (Some(c @ (Compression::Lzo | Compression::LzoRle)), Some(_)) =
-        (args.compress, args.compress_level)
-    {
-        let name = rxdsk_ioctl::RXDSK_COMPRESS_NAMES[c.abi() as usize];
-        return Err(format!("invalid compression level: {name} has no levels"));
-    }
-    let mut flags = 0;
-    if args.read_only {
-        flags |= RXDSK_FLAG_READ_ONLY;
-    }
-    if args.id.is_some() {
-        flags |= RXDSK_CREATE_WITH_ID;
-    }
-    Ok(RxdskCreate {
-        size_bytes: size,
-        mem_limit_bytes: mem_limit,
-        flags,
-        logical_block_size: args.block_size,
-        id: args.id.unwrap_or(0),
-        compress: args.compress.map_or(0, |c| c.abi()),
-        compress_level: args.compress_level.unwrap_or(0),
-        ..Default::default()
-    })
-}
-
 fn force_flags(force: bool) -> u64 {
     if force {
         RXDSK_FLAG_FORCE
@@ -434,7 +345,7 @@ fn create<B: Backend>(
             (backend, id)
         }
         None => {
-            let request = create_request(args)?;
+            let request = NewDevice::from(args).request()?;
             let backend = open()?;
             let id = backend.create(&request).map_err(|errno| ControlError {
                 subject: args.id.map(device_path),
@@ -505,7 +416,7 @@ fn resize<B: Backend>(
     args: &ResizeArgs,
     open: impl FnOnce() -> Result<B, ControlError>,
 ) -> Result<(), Failure> {
-    check_size(args.size, None)?;
+    crate::request::check_size(args.size, None)?;
     let backend = open()?;
     backend
         .resize(args.device, args.size, force_flags(args.force))
@@ -628,57 +539,6 @@ fn stats<B: Backend>(
     };
     out.write_all(text.as_bytes())?;
     Ok(())
-}
-
-/// `apply`: configuration, state, plan, then the plan carried out (or only printed).
-fn apply<B: Backend>(
-    args: &crate::cli::ApplyArgs,
-    open: impl FnOnce() -> Result<B, ControlError>,
-    out: &mut dyn Write,
-) -> Result<(), Failure> {
-    use crate::apply::{describe_plan, execute, plan, read_state, Host};
-    let files = if args.config.is_empty() {
-        crate::config::config_files(args.root.as_deref().unwrap_or(Path::new("/")))
-    } else {
-        args.config.clone()
-    };
-    let config = crate::config::load(&files)
-        .map_err(|e| Failure::Messages(e.iter().map(ToString::to_string).collect()))?;
-    // Nothing configured, nothing asked for: no module needed either.
-    if config.devices.is_empty() && args.devices.is_empty() {
-        if args.json {
-            let doc = serde_json::json!({ "dry-run": args.dry_run, "actions": [] });
-            writeln!(out, "{doc:#}")?;
-        }
-        return Ok(());
-    }
-    let backend = open()?;
-    let state = read_state(&backend, &config, &args.devices, &Host, args.activate)?;
-    let plans = plan(&config, &args.devices, &state, args.activate).map_err(Failure::Messages)?;
-    let (reports, failures, status) = if args.dry_run {
-        (describe_plan(&plans), Vec::new(), 0)
-    } else {
-        let outcome = execute(&backend, &Host, &plans);
-        let status = outcome.status();
-        (outcome.reports, outcome.failures, status)
-    };
-    if args.json {
-        let doc = serde_json::json!({
-            "dry-run": args.dry_run,
-            "actions": reports.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
-        });
-        writeln!(out, "{doc:#}")?;
-    } else {
-        for r in reports.iter().filter(|r| !r.failed) {
-            writeln!(out, "{}", r.text)?;
-        }
-    }
-    if status == 0 {
-        Ok(())
-    } else {
-        out.flush()?;
-        Err(Failure::Status(status, failures))
-    }
 }
 
 fn version<B: Backend>(

@@ -573,7 +573,7 @@ fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<C
         errors.push(dev.error("size", message));
     }
     if let Some(size) = dev.size {
-        if let Err(m) = crate::commands::check_size(size, Some(dev.block_size.unwrap_or(4096))) {
+        if let Err(m) = crate::request::check_size(size, Some(dev.block_size.unwrap_or(4096))) {
             errors.push(dev.error("size", format!("{m} (size in {name})")));
         }
     }

@@ -10,8 +10,10 @@ pub mod config;
 pub mod control;
 pub mod device;
 pub mod export;
+pub mod failure;
 pub mod generator;
 pub mod list;
+pub mod request;
 pub mod size;
 pub mod stats;
 #[cfg(test)]

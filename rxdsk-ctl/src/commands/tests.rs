@@ -3,7 +3,7 @@
 use super::*;
 use crate::cli::Cli;
 use clap::Parser;
-use rxdsk_ioctl::{RxdskInfo, RxdskStats, RxdskVersion};
+use rxdsk_ioctl::{RxdskCreate, RxdskInfo, RxdskStats, RxdskVersion, RXDSK_FLAG_READ_ONLY};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 

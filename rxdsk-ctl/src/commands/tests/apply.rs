@@ -312,18 +312,13 @@ fn never_formats_a_device_that_holds_data() {
     let plans = plans_for(&fake, &system, "[rxd0]\nsize=64M\nfs-type=ext4\n");
     // Written to between the plan and its execution.
     let create = crate::apply::Step::Create(
-        crate::commands::create_request(&crate::cli::CreateArgs {
-            size: Some(64 << 20),
-            backing: None,
-            force: false,
-            preload: false,
+        crate::request::NewDevice {
+            size: 64 << 20,
             block_size: 4096,
-            mem_limit: None,
-            read_only: false,
             id: Some(0),
-            compress: None,
-            compress_level: None,
-        })
+            ..Default::default()
+        }
+        .request()
         .unwrap_or_default(),
     );
     assert_eq!(plans[0].steps[0], create);
