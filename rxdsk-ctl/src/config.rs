@@ -309,7 +309,7 @@ fn parse_file(
             file: file.to_string(),
             line: index + 1,
         };
-        let line = raw.trim();
+        let line = strip_comment(raw).trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
@@ -376,6 +376,19 @@ fn parse_file(
             at,
         });
     }
+}
+
+/// `line` without a comment at its end: a `#` preceded by white space starts one (a `#`
+/// inside a word is kept; no value rxdsk.conf accepts has white space in it).
+fn strip_comment(line: &str) -> &str {
+    let mut previous_blank = false;
+    for (i, c) in line.char_indices() {
+        if c == '#' && previous_blank {
+            return &line[..i];
+        }
+        previous_blank = c.is_whitespace();
+    }
+    line
 }
 
 /// `rxdN` to N: sections are devices.

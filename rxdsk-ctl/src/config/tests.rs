@@ -450,3 +450,37 @@ fn the_shipped_example_is_valid() {
         0
     );
 }
+
+#[test]
+fn comments_at_the_end_of_a_line() {
+    let c = ok(&[(
+        "/etc/rxdsk.conf",
+        "[rxd0]   # compressed swap\nsize = 4G # four\ncompress = zstd\t# tab before\n",
+    )]);
+    let d = &c.devices[&0];
+    assert_eq!(d.size, Some(4 << 30));
+    assert_eq!(d.compress, Some(Compression::Zstd));
+    // `#` with no white space before it is part of the value, and here a bad one.
+    assert_eq!(
+        one_error("[rxd0]\nsize = 4G\nswap-priority = 100#x\n"),
+        "/etc/rxdsk.conf:3: invalid swap-priority \"100#x\" in [rxd0]: not a number in range"
+    );
+    // A value that is nothing but a comment is empty: the key is reset.
+    let c = ok(&[
+        ("/etc/rxdsk.conf", "[rxd0]\nsize=1G\ncompress=lz4\n"),
+        ("/etc/rxdsk.conf.d/a.conf", "[rxd0]\ncompress = # none\n"),
+    ]);
+    assert_eq!(c.devices[&0].compress, None);
+}
+
+/// The README's example of rxdsk.conf, as printed there (with its comments), is valid.
+#[test]
+fn the_readme_example_is_valid() {
+    let c = ok(&[("README.md", crate::testutil::readme_example())]);
+    assert_eq!(c.devices.keys().copied().collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(c.devices[&1].flush_interval, Some(300));
+    assert_eq!(
+        c.devices[&1].backing.as_deref(),
+        Some("/dev/disk/by-id/virtio-rxdsk-cache")
+    );
+}

@@ -187,6 +187,25 @@ fn main_writes_units_or_nothing() {
     assert!(err.contains("expected 1 or 3 directories"), "{err}");
 }
 
+/// The README's example, end-of-line comments and all, gives every device its units.
+#[test]
+fn the_readme_example_gives_units() {
+    let s = Scratch::new("generator-readme");
+    s.write("etc/rxdsk.conf", crate::testutil::readme_example());
+    let out = s.0.join("out").display().to_string();
+    assert_eq!(run_main(&[&out], &s.0), (0, String::new()));
+    assert_eq!(
+        s.listing("out"),
+        [
+            "dev-rxd0.swap",
+            "local-fs.target.wants",
+            "rxdsk-setup@rxd1.service.d",
+            "swap.target.wants",
+            "var-cache-fast.mount"
+        ]
+    );
+}
+
 /// `systemd-analyze verify` on the shipped template and on the units generated from the
 /// shipped example, in a scratch root (so that the ExecStart= binaries are found there).
 /// Any complaint fails, warnings included.
