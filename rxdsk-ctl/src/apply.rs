@@ -29,14 +29,14 @@ pub fn run<B: Backend>(
     args: &ApplyArgs,
     open: impl FnOnce() -> Result<B, ControlError>,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<(), Failure> {
     let files = if args.config.is_empty() {
         crate::config::config_files(args.root.as_deref().unwrap_or(Path::new("/")))
     } else {
         args.config.clone()
     };
-    let config = crate::config::load(&files)
-        .map_err(|e| Failure::Messages(e.iter().map(ToString::to_string).collect()))?;
+    let config = load(&files, &args.devices, err)?;
     // Nothing configured, nothing asked for: no module needed either.
     if config.devices.is_empty() && args.devices.is_empty() {
         if args.json {
@@ -72,6 +72,41 @@ pub fn run<B: Backend>(
         out.flush()?;
         Err(Failure::Status(status, failures))
     }
+}
+
+/// The configuration for `apply`. Strict: any error refuses everything, except that with
+/// devices named (a setup service at boot names its own) an error that concerns none of them
+/// is only a warning, as the generator skipped the devices it concerns.
+fn load(
+    files: &[std::path::PathBuf],
+    only: &[u32],
+    err: &mut dyn Write,
+) -> Result<Config, Failure> {
+    let (config, errors) = if only.is_empty() {
+        match crate::config::load(files) {
+            Ok(config) => (config, Vec::new()),
+            Err(errors) => (Config::default(), errors),
+        }
+    } else {
+        crate::config::load_lenient(files)
+    };
+    let (fatal, other): (Vec<_>, Vec<_>) = errors
+        .into_iter()
+        .partition(|e| only.is_empty() || only.iter().any(|&id| e.concerns(id)));
+    if !fatal.is_empty() {
+        return Err(Failure::Messages(
+            fatal.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    let asked: Vec<String> = only.iter().map(|&id| device_name(id)).collect();
+    for e in other {
+        writeln!(
+            err,
+            "rxdskctl: warning: {e} (ignored: apply was asked for {})",
+            asked.join(", ")
+        )?;
+    }
+    Ok(config)
 }
 
 /// Exit status when every device with work to do failed (mount(8)'s "mount failure").

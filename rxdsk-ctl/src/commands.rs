@@ -68,7 +68,7 @@ pub fn run<B: Backend>(
             out.write_all(text.as_bytes()).map_err(Failure::from)
         }
         Command::Version { json } => version(json, open, out),
-        Command::Apply(args) => crate::apply::run(&args, open, out),
+        Command::Apply(args) => crate::apply::run(&args, open, out, err),
     }
     .and_then(|()| out.flush().map_err(Failure::Output));
     // Nothing sensible is left to do if stderr fails too.

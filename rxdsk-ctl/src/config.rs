@@ -38,14 +38,39 @@ pub struct ConfigError {
     pub at: Option<Location>,
     pub file: String,
     pub message: String,
+    /// The devices whose configuration it makes unusable.
+    pub concerns: Concerns,
+}
+
+/// Which devices an error leaves without a usable configuration: the generator skips those
+/// and sets up the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Concerns {
+    /// None: the line belongs to no device (a section that names none, a key before any
+    /// section).
+    Nothing,
+    /// These devices (the section the line is in, or the devices in conflict).
+    Devices(Vec<u32>),
+    /// Any device: a file that cannot be read might configure any of them.
+    Everything,
 }
 
 impl ConfigError {
-    fn at(at: &Location, message: impl Into<String>) -> Self {
+    fn at(at: &Location, concerns: Option<u32>, message: impl Into<String>) -> Self {
         Self {
             at: Some(at.clone()),
             file: at.file.clone(),
             message: message.into(),
+            concerns: concerns.map_or(Concerns::Nothing, |id| Concerns::Devices(vec![id])),
+        }
+    }
+
+    /// Whether the error concerns device `id`.
+    pub fn concerns(&self, id: u32) -> bool {
+        match &self.concerns {
+            Concerns::Nothing => false,
+            Concerns::Devices(ids) => ids.contains(&id),
+            Concerns::Everything => true,
         }
     }
 }
@@ -125,7 +150,7 @@ impl DeviceConfig {
 
     /// An error about `key` of this device.
     pub fn error(&self, key: &str, message: impl fmt::Display) -> ConfigError {
-        ConfigError::at(self.location(key), message.to_string())
+        ConfigError::at(self.location(key), Some(self.id), message.to_string())
     }
 
     /// `[rxdN]`, as errors name the section.
@@ -199,6 +224,21 @@ pub fn config_files(root: &Path) -> Vec<PathBuf> {
 
 /// Reads and parses `files` (a file masked by a symlink to /dev/null reads as empty).
 pub fn load(files: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
+    let texts = read_files(files)?;
+    parse(&texts)
+}
+
+/// Like [`load`], but a device whose configuration has errors is left out and the others
+/// kept; the errors are returned beside them (a file that cannot be read keeps nothing).
+pub fn load_lenient(files: &[PathBuf]) -> (Config, Vec<ConfigError>) {
+    match read_files(files) {
+        Ok(texts) => parse_lenient(&texts),
+        Err(errors) => (Config::default(), errors),
+    }
+}
+
+/// The text of each file, or why some cannot be read.
+fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>, Vec<ConfigError>> {
     let mut texts = Vec::new();
     let mut errors = Vec::new();
     for path in files {
@@ -210,19 +250,22 @@ pub fn load(files: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
                     at: None,
                     file: name,
                     message: "not UTF-8 text".into(),
+                    concerns: Concerns::Everything,
                 }),
             },
             Err(e) => errors.push(ConfigError {
                 at: None,
                 file: name,
                 message: format!("cannot read: {e}"),
+                concerns: Concerns::Everything,
             }),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(texts)
+    } else {
+        Err(errors)
     }
-    parse(&texts)
 }
 
 /// One `key = value` line.
@@ -236,6 +279,24 @@ struct Assignment {
 /// Parses `(file name, text)` pairs, later files overriding earlier ones key by key; an
 /// empty value resets a key. All errors are returned, not just the first.
 pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
+    let (config, errors) = parse_all(texts, true);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Like [`parse`], but a device whose configuration has errors is left out and the others
+/// are kept (the generator's way: one bad section does not take every device away).
+pub fn parse_lenient(texts: &[(String, String)]) -> (Config, Vec<ConfigError>) {
+    parse_all(texts, false)
+}
+
+/// The configuration of the devices without errors, and the errors. `strict`: once a line
+/// is bad, only the line errors are reported (the checks across keys wait until every line
+/// reads well).
+fn parse_all(texts: &[(String, String)], strict: bool) -> (Config, Vec<ConfigError>) {
     let mut errors = Vec::new();
     let mut assignments: Vec<Assignment> = Vec::new();
     let mut sections: BTreeMap<u32, Location> = BTreeMap::new();
@@ -246,21 +307,23 @@ pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
     for a in &assignments {
         let mut scratch = DeviceConfig::new(a.id, a.at.clone());
         if let Err(m) = set_key(&mut scratch, &mut Values::default(), a.key, &a.value) {
-            errors.push(ConfigError::at(&a.at, m));
+            errors.push(ConfigError::at(&a.at, Some(a.id), m));
         }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    // The last assignment of each key wins.
-    let mut effective: BTreeMap<(u32, &'static str), &Assignment> = BTreeMap::new();
-    for a in &assignments {
-        effective.insert((a.id, a.key), a);
     }
     let mut config = Config {
         files: texts.iter().map(|(f, _)| f.clone()).collect(),
         ..Default::default()
     };
+    if strict && !errors.is_empty() {
+        return (config, errors);
+    }
+    // The devices a line error leaves without a usable configuration are not built.
+    sections.retain(|&id, _| !errors.iter().any(|e| e.concerns(id)));
+    // The last assignment of each key wins.
+    let mut effective: BTreeMap<(u32, &'static str), &Assignment> = BTreeMap::new();
+    for a in &assignments {
+        effective.insert((a.id, a.key), a);
+    }
     for (&id, at) in &sections {
         let mut dev = DeviceConfig::new(id, at.clone());
         let mut values = Values::default();
@@ -274,7 +337,7 @@ pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
             }
             dev.origins.insert(a.key, a.at.clone());
             if let Err(m) = set_key(&mut dev, &mut values, a.key, &a.value) {
-                errors.push(ConfigError::at(&a.at, m));
+                errors.push(ConfigError::at(&a.at, Some(id), m));
             }
         }
         match finish_device(dev, values) {
@@ -285,11 +348,20 @@ pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
         }
     }
     check_shared(&config, &mut errors);
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(errors)
-    }
+    config
+        .devices
+        .retain(|&id, _| !errors.iter().any(|e| e.concerns(id)));
+    (config, errors)
+}
+
+/// The section the lines of a file are in.
+#[derive(Clone, Copy)]
+enum Section {
+    /// Before the first section header.
+    None,
+    Device(u32),
+    /// After a bad section header: the device it seems meant for, if any.
+    Bad(Option<u32>),
 }
 
 fn parse_file(
@@ -299,9 +371,7 @@ fn parse_file(
     assignments: &mut Vec<Assignment>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let mut section: Option<u32> = None;
-    // After a bad section header its keys are not reported once more each.
-    let mut bad_section = false;
+    let mut section = Section::None;
     // Keys already set in this file, per device: a second one is a mistake, not an override.
     let mut seen: BTreeMap<(u32, &'static str), usize> = BTreeMap::new();
     for (index, raw) in text.lines().enumerate() {
@@ -315,53 +385,67 @@ fn parse_file(
         }
         if let Some(rest) = line.strip_prefix('[') {
             let Some(name) = rest.strip_suffix(']') else {
-                errors.push(ConfigError::at(&at, format!("unclosed section \"{line}\"")));
-                section = None;
-                bad_section = true;
+                section = Section::Bad(meant_device(rest));
+                let message = format!("unclosed section \"{line}\"");
+                errors.push(ConfigError::at(&at, meant_device(rest), message));
                 continue;
             };
-            match parse_section(name.trim()) {
+            section = match parse_section(name.trim()) {
                 Ok(id) => {
                     sections.entry(id).or_insert_with(|| at.clone());
-                    section = Some(id);
-                    bad_section = false;
+                    Section::Device(id)
                 }
                 Err(m) => {
-                    errors.push(ConfigError::at(&at, m));
-                    section = None;
-                    bad_section = true;
+                    errors.push(ConfigError::at(&at, meant_device(name), m));
+                    Section::Bad(meant_device(name))
                 }
-            }
+            };
             continue;
         }
+        // The device an error on this line concerns.
+        let concerns = match section {
+            Section::None => None,
+            Section::Device(id) => Some(id),
+            Section::Bad(meant) => meant,
+        };
         let Some((key, value)) = line.split_once('=') else {
             errors.push(ConfigError::at(
                 &at,
+                concerns,
                 format!("expected \"[rxdN]\" or \"KEY = VALUE\", found \"{line}\""),
             ));
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
         let Some(known) = KEYS.iter().copied().find(|k| *k == key) else {
-            let place = section.map_or(String::new(), |id| format!(" in [{}]", device_name(id)));
+            let place = match section {
+                Section::Device(id) => format!(" in [{}]", device_name(id)),
+                _ => String::new(),
+            };
             errors.push(ConfigError::at(
                 &at,
+                concerns,
                 format!("unknown key \"{key}\"{place}{}", suggestion(key)),
             ));
             continue;
         };
-        let Some(id) = section else {
-            if !bad_section {
+        let id = match section {
+            Section::Device(id) => id,
+            // After a bad section header its keys are not reported once more each.
+            Section::Bad(_) => continue,
+            Section::None => {
                 errors.push(ConfigError::at(
                     &at,
+                    None,
                     format!("\"{key}\" outside a section (start one with [rxdN])"),
                 ));
+                continue;
             }
-            continue;
         };
         if let Some(first) = seen.insert((id, known), at.line) {
             errors.push(ConfigError::at(
                 &at,
+                Some(id),
                 format!(
                     "\"{key}\" is set twice in [{}] (first on line {first})",
                     device_name(id)
@@ -376,6 +460,21 @@ fn parse_file(
             at,
         });
     }
+}
+
+/// The device a bad section header seems meant for (`[rxd2`, `[/dev/rxd2]`, `[rxd02]`,
+/// `[2]`), so that the generator skips that device rather than set it up without the lines
+/// meant for it; `None` for a name that is no device at all (`[swap]`).
+fn meant_device(name: &str) -> Option<u32> {
+    let name = name.trim_end_matches(']').trim();
+    let name = name.strip_prefix("/dev/").unwrap_or(name);
+    let digits = name
+        .strip_prefix(rxdsk_ioctl::RXDSK_DISK_PREFIX)
+        .unwrap_or(name);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&id| id < RXDSK_MAX_DEVICES)
 }
 
 /// `line` without a comment at its end: a `#` preceded by white space starts one (a `#`
@@ -667,6 +766,19 @@ fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<C
     }
 }
 
+/// An error at `key` of `dev` that concerns `other` too: neither can be set up as it says.
+fn in_conflict(
+    dev: &DeviceConfig,
+    other: &DeviceConfig,
+    key: &str,
+    message: String,
+) -> ConfigError {
+    ConfigError {
+        concerns: Concerns::Devices(vec![other.id, dev.id]),
+        ..dev.error(key, message)
+    }
+}
+
 /// Two devices cannot share a backing device or a mount point.
 fn check_shared(config: &Config, errors: &mut Vec<ConfigError>) {
     let mut backings: BTreeMap<&str, &DeviceConfig> = BTreeMap::new();
@@ -674,14 +786,12 @@ fn check_shared(config: &Config, errors: &mut Vec<ConfigError>) {
     for dev in config.devices.values() {
         if let Some(b) = &dev.backing {
             if let Some(other) = backings.insert(b, dev) {
-                errors.push(dev.error(
-                    "backing",
-                    format!(
-                        "{} and {} name the same backing device {b}",
-                        other.section_name(),
-                        dev.section_name()
-                    ),
-                ));
+                let message = format!(
+                    "{} and {} name the same backing device {b}",
+                    other.section_name(),
+                    dev.section_name()
+                );
+                errors.push(in_conflict(dev, other, "backing", message));
             }
         }
         if let Usage::Filesystem {
@@ -690,14 +800,12 @@ fn check_shared(config: &Config, errors: &mut Vec<ConfigError>) {
         } = &dev.usage
         {
             if let Some(other) = mounts.insert(m, dev) {
-                errors.push(dev.error(
-                    "mount-point",
-                    format!(
-                        "{} and {} name the same mount point {m}",
-                        other.section_name(),
-                        dev.section_name()
-                    ),
-                ));
+                let message = format!(
+                    "{} and {} name the same mount point {m}",
+                    other.section_name(),
+                    dev.section_name()
+                );
+                errors.push(in_conflict(dev, other, "mount-point", message));
             }
         }
     }

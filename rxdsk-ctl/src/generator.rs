@@ -11,8 +11,9 @@
 //! Generators run early and must be fast: this reads the configuration and writes files into
 //! the directory systemd gives, nothing else (no module, no device access).
 
-use crate::config::{Config, DeviceConfig, Usage};
+use crate::config::{Concerns, Config, DeviceConfig, Usage};
 use crate::device::{device_name, device_path};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The static template, shipped in [`UNIT_DIR`].
@@ -163,33 +164,89 @@ pub fn write(dir: &Path, entries: &[(String, Entry)]) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the generator's messages go: stderr, which systemd connects to the kernel log
+/// (/dev/kmsg) for system generators; there each line starts with its syslog priority.
+pub struct Log<'a> {
+    out: &'a mut dyn std::io::Write,
+    kmsg: bool,
+}
+
+impl<'a> Log<'a> {
+    pub fn new(out: &'a mut dyn std::io::Write, kmsg: bool) -> Self {
+        Self { out, kmsg }
+    }
+
+    /// A log on stderr, with priorities if stderr is /dev/kmsg (character device 1:11).
+    pub fn stderr(out: &'a mut dyn std::io::Write) -> Self {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let kmsg = std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| {
+            m.file_type().is_char_device()
+                && (
+                    nix::sys::stat::major(m.rdev()),
+                    nix::sys::stat::minor(m.rdev()),
+                ) == (1, 11)
+        });
+        Self::new(out, kmsg)
+    }
+
+    fn line(&mut self, priority: u8, message: &str) {
+        let prefix = if self.kmsg {
+            format!("<{priority}>")
+        } else {
+            String::new()
+        };
+        // Nothing sensible is left to do if the log cannot be written.
+        let _ = writeln!(self.out, "{prefix}{GENERATOR_NAME}: {message}");
+    }
+
+    pub fn error(&mut self, message: &str) {
+        self.line(3, message);
+    }
+
+    pub fn warning(&mut self, message: &str) {
+        self.line(4, message);
+    }
+}
+
 /// The generator: `rxdsk-generator NORMAL-DIR [EARLY-DIR LATE-DIR]`; the configuration is
-/// read under `root`. Returns the exit status; on any error nothing is written.
-pub fn main(args: &[String], root: &Path, err: &mut dyn std::io::Write) -> u8 {
+/// read under `root`. A device whose configuration has errors is skipped, the others get
+/// their units (as systemd-fstab-generator does with a bad fstab line); the errors and the
+/// skipped devices are logged, and the status is then 1. A file that cannot be read might
+/// configure any device: then nothing is written.
+pub fn main(args: &[String], root: &Path, log: &mut Log) -> u8 {
     let Some(dir) = args.first().filter(|_| args.len() == 1 || args.len() == 3) else {
-        let _ = writeln!(
-            err,
-            "{GENERATOR_NAME}: expected 1 or 3 directories (systemd.generator(7)), got {}",
+        log.error(&format!(
+            "expected 1 or 3 directories (systemd.generator(7)), got {}",
             args.len()
-        );
+        ));
         return 1;
     };
-    let config = match crate::config::load(&crate::config::config_files(root)) {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in errors {
-                let _ = writeln!(err, "{GENERATOR_NAME}: {e}");
-            }
-            return 1;
-        }
-    };
-    match write(Path::new(dir), &units(&config)) {
-        Ok(()) => 0,
-        Err(m) => {
-            let _ = writeln!(err, "{GENERATOR_NAME}: {m}");
-            1
-        }
+    let (config, errors) = crate::config::load_lenient(&crate::config::config_files(root));
+    for e in &errors {
+        log.error(&e.to_string());
     }
+    if errors.iter().any(|e| e.concerns == Concerns::Everything) {
+        log.error("no device is set up: a file that cannot be read may configure any of them");
+        return 1;
+    }
+    let skipped: BTreeSet<u32> = errors
+        .iter()
+        .flat_map(|e| match &e.concerns {
+            Concerns::Devices(ids) => ids.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    for id in skipped {
+        log.warning(&format!(
+            "{}: skipped (its configuration has errors)",
+            device_name(id)
+        ));
+    }
+    if let Err(m) = write(Path::new(dir), &units(&config)) {
+        log.error(&m);
+        return 1;
+    }
+    u8::from(!errors.is_empty())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         return ExitCode::from(generator::main(
             &args[1..],
             std::path::Path::new("/"),
-            &mut std::io::stderr().lock(),
+            &mut generator::Log::stderr(&mut std::io::stderr().lock()),
         ));
     }
     let cli = match Cli::try_parse() {

@@ -484,3 +484,56 @@ fn the_readme_example_is_valid() {
         Some("/dev/disk/by-id/virtio-rxdsk-cache")
     );
 }
+
+#[test]
+fn lenient_parsing_keeps_the_devices_without_errors() {
+    let (c, e) = parse_lenient(&texts(&[
+        (
+            "/etc/rxdsk.conf",
+            "[rxd0]\nsize=1G\n[rxd1]\nsize=lots\n[rxd2]\nsize=1G\nfs-type=ext4\nmount-point=/m\n\
+             [rxd3]\nsize=1G\nfs-type=ext4\nmount-point=/m\n[rxd4]\nsize=1G\n[/dev/rxd5]\nsize=1G\n",
+        ),
+        ("/etc/rxdsk.conf.d/a.conf", "[rxd4]\nmode=writeback\n"),
+    ]));
+    // rxd1: a bad value; rxd2 and rxd3: in conflict; rxd4: a check across keys; rxd5: a
+    // section header meant for it.
+    assert_eq!(c.devices.keys().copied().collect::<Vec<_>>(), [0]);
+    let concerns: Vec<&Concerns> = e.iter().map(|e| &e.concerns).collect();
+    assert_eq!(
+        concerns,
+        [
+            &Concerns::Devices(vec![5]),
+            &Concerns::Devices(vec![1]),
+            &Concerns::Devices(vec![4]),
+            &Concerns::Devices(vec![2, 3]),
+        ],
+        "{e:?}"
+    );
+    // The checks across keys run for the devices whose lines read well.
+    let (c, e) = parse_lenient(&texts(&[(
+        "f",
+        "[rxd2]\nsize=1G\nfs-type=ext4\nmount-point=/m\n[rxd3]\nsize=1G\nfs-type=ext4\n\
+         mount-point=/m\n[rxd4]\nsize=1G\nmode=writeback\n[rxd6]\nsize=1G\n",
+    )]));
+    assert_eq!(c.devices.keys().copied().collect::<Vec<_>>(), [6]);
+    assert_eq!(
+        e.iter().map(|e| e.concerns.clone()).collect::<Vec<_>>(),
+        [Concerns::Devices(vec![4]), Concerns::Devices(vec![2, 3])]
+    );
+}
+
+#[test]
+fn the_device_a_bad_section_header_was_meant_for() {
+    for (name, want) in [
+        ("rxd2", Some(2)),
+        ("/dev/rxd2]", Some(2)),
+        ("rxd02", Some(2)),
+        (" 2 ", Some(2)),
+        ("rxd1024", None),
+        ("swap", None),
+        ("zram0", None),
+        ("rxd", None),
+    ] {
+        assert_eq!(meant_device(name), want, "{name:?}");
+    }
+}

@@ -151,7 +151,7 @@ fn no_configuration_no_units() {
 fn run_main(args: &[&str], root: &Path) -> (u8, String) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let mut err = Vec::new();
-    let status = main(&args, root, &mut err);
+    let status = main(&args, root, &mut Log::new(&mut err, false));
     (status, String::from_utf8_lossy(&err).into_owned())
 }
 
@@ -166,7 +166,8 @@ fn main_writes_units_or_nothing() {
     s.write("etc/rxdsk.conf", "[rxd0]\nsize=1G\nswap-priority=1\n");
     assert_eq!(run_main(&[&out_arg], &s.0), (0, String::new()));
     assert_eq!(s.listing("out"), ["dev-rxd0.swap", "swap.target.wants"]);
-    // A bad line anywhere: an error naming it, and nothing written.
+    // A bad line in one device's section: that device is skipped and the others are set
+    // up; the error and the skip are logged, and the status says something was skipped.
     let out2 = s.0.join("out2").display().to_string();
     s.write(
         "etc/rxdsk.conf.d/10-x.conf",
@@ -177,14 +178,102 @@ fn main_writes_units_or_nothing() {
     assert_eq!(
         err,
         format!(
-            "rxdsk-generator: {}/etc/rxdsk.conf.d/10-x.conf:4: unknown key \"mount-piont\" in [rxd1] (did you mean \"mount-point\"?)\n",
+            "rxdsk-generator: {}/etc/rxdsk.conf.d/10-x.conf:4: unknown key \"mount-piont\" in [rxd1] (did you mean \"mount-point\"?)\n\
+             rxdsk-generator: rxd1: skipped (its configuration has errors)\n",
             s.0.display()
         )
     );
-    assert!(!Path::new(&out2).exists());
+    assert_eq!(s.listing("out2"), ["dev-rxd0.swap", "swap.target.wants"]);
     let (status, err) = run_main(&["a", "b"], &s.0);
     assert_eq!(status, 1);
     assert!(err.contains("expected 1 or 3 directories"), "{err}");
+}
+
+/// Errors that name no device in a readable file (a section that is no device, a key before
+/// any section) skip nothing; a file that cannot be read might name any device: nothing is
+/// set up.
+#[test]
+fn errors_outside_any_device_and_unreadable_files() {
+    let s = Scratch::new("generator-scope");
+    s.write("etc/rxdsk.conf", "[rxd0]\nsize=1G\nswap-priority=1\n");
+    s.write(
+        "etc/rxdsk.conf.d/10-x.conf",
+        "size = 2G\n[zram0]\nsize=1G\n[rxd2]\nsize=1G\n",
+    );
+    let out = s.0.join("out").display().to_string();
+    let (status, err) = run_main(&[&out], &s.0);
+    let file = format!("{}/etc/rxdsk.conf.d/10-x.conf", s.0.display());
+    assert_eq!(
+        err,
+        format!(
+            "rxdsk-generator: {file}:1: \"size\" outside a section (start one with [rxdN])\n\
+             rxdsk-generator: {file}:2: invalid section \"[zram0]\": a section names a device, e.g. [rxd0]\n"
+        )
+    );
+    assert_eq!(status, 1);
+    assert_eq!(
+        s.listing("out"),
+        [
+            "dev-rxd0.swap",
+            "local-fs.target.wants",
+            "rxdsk-setup@rxd2.service.d",
+            "swap.target.wants"
+        ]
+    );
+    // A section header meant for a device but misspelt skips that device.
+    s.write(
+        "etc/rxdsk.conf.d/10-x.conf",
+        "[rxd2\nsize=2G\n[rxd2]\nsize=1G\n",
+    );
+    let out = s.0.join("out-2").display().to_string();
+    let (status, err) = run_main(&[&out], &s.0);
+    assert_eq!(status, 1);
+    assert!(
+        err.ends_with("rxdsk-generator: rxd2: skipped (its configuration has errors)\n"),
+        "{err}"
+    );
+    assert_eq!(s.listing("out-2"), ["dev-rxd0.swap", "swap.target.wants"]);
+    // Not UTF-8: what it says about which device is unknown.
+    s.write("etc/rxdsk.conf.d/10-x.conf", "");
+    std::fs::write(
+        s.0.join("etc/rxdsk.conf.d/10-x.conf"),
+        b"[rxd0]\nsize=\xff\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = s.0.join("out-3");
+    let (status, err) = run_main(&[&out.display().to_string()], &s.0);
+    assert_eq!(status, 1);
+    assert_eq!(
+        err,
+        format!(
+            "rxdsk-generator: {file}: not UTF-8 text\n\
+             rxdsk-generator: no device is set up: a file that cannot be read may configure any of them\n"
+        )
+    );
+    assert!(!out.exists());
+}
+
+/// In the kernel log (systemd connects a system generator's stderr to /dev/kmsg), each line
+/// carries its priority: errors <3>, warnings <4>.
+#[test]
+fn kmsg_lines_carry_their_priority() {
+    let s = Scratch::new("generator-kmsg");
+    s.write(
+        "etc/rxdsk.conf",
+        "[rxd0]\nsize=1G\nswap-priority=1\n[rxd1]\nsize=1X\n",
+    );
+    let out = s.0.join("out").display().to_string();
+    let mut err = Vec::new();
+    let status = main(&[out], &s.0, &mut Log::new(&mut err, true));
+    assert_eq!(status, 1);
+    let err = String::from_utf8_lossy(&err);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("<3>rxdsk-generator: "), "{err}");
+    assert!(
+        lines[1].starts_with("<4>rxdsk-generator: rxd1: skipped"),
+        "{err}"
+    );
 }
 
 /// The README's example, end-of-line comments and all, gives every device its units.

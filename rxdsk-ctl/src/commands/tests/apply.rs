@@ -91,8 +91,52 @@ fn a_bad_line_changes_nothing_and_needs_no_module() {
         )
     );
     assert!(!opened && fake.calls().is_empty());
+    // Asked for rxd1, whose line is bad: refused too.
+    let o = run_fake(&fake, &["apply", "--root", &root, "rxd1"]);
+    assert_eq!((o.status, o.stdout.as_str()), (1, ""));
+    assert!(
+        o.stderr.contains("10-swap.conf:4: unknown key \"sise\""),
+        "{}",
+        o.stderr
+    );
+    assert!(fake.calls().is_empty());
     // The main file alone is fine.
     assert_eq!(run_fake(&fake, &["apply", "--config", &good]).status, 0);
+}
+
+/// At boot each setup service applies its own device: an error in another device's section
+/// is that device's problem (the generator skipped it), reported here as a warning only.
+#[test]
+fn a_device_asked_for_is_applied_despite_errors_in_other_sections() {
+    let dir = Scratch::new("apply-other-bad");
+    dir.write("etc/rxdsk.conf", "[rxd0]\nsize = 64M\n");
+    dir.write(
+        "etc/rxdsk.conf.d/10-swap.conf",
+        "[rxd1]\nsize=1G\n\nsise = 2G\n",
+    );
+    let root = dir.0.display().to_string();
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(&fake, &["apply", "--root", &root, "rxd0"]),
+        outcome(
+            0,
+            "rxd0: created 64M\n",
+            &format!(
+                "rxdskctl: warning: {root}/etc/rxdsk.conf.d/10-swap.conf:4: unknown key \"sise\" in [rxd1] (did you mean \"size\"?) (ignored: apply was asked for rxd0)\n"
+            )
+        )
+    );
+    assert!(!fake.devices.borrow().contains_key(&1));
+    // A file that cannot be read might say anything about rxd0: refused.
+    std::fs::write(dir.0.join("etc/rxdsk.conf.d/10-swap.conf"), b"\xff")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let o = run_fake(&fake, &["apply", "--root", &root, "rxd0", "-n"]);
+    assert_eq!(o.status, 1, "{o:?}");
+    assert!(
+        o.stderr.ends_with("10-swap.conf: not UTF-8 text\n"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
