@@ -320,7 +320,9 @@ pub fn detach<B: Backend>(backend: &B, id: u32, discard_dirty: bool) -> Result<(
 }
 
 /// `flush`: each device in turn, one summary line each (or a JSON array). Returns the error
-/// messages of the devices that failed.
+/// messages of the devices that failed. With `all` or `if_backed` (the shutdown flush), a
+/// device that does not exist or has no backing device is skipped; any other error (LIST,
+/// INFO, FLUSH) is a failure, and the other devices are still flushed.
 /// `progress(Some(id))` is called before each device's flush, `progress(None)` after it.
 pub fn flush<B: Backend>(
     backend: &B,
@@ -331,24 +333,30 @@ pub fn flush<B: Backend>(
     out: &mut dyn Write,
     progress: &mut dyn FnMut(Option<u32>),
 ) -> Result<Vec<String>, std::io::Error> {
-    let backed = |id: &u32| {
-        backend
-            .info(*id)
-            .is_ok_and(|i| i.flags & RXDSK_FLAG_BACKED != 0)
-    };
-    let ids: Vec<u32> = if all {
-        backend
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(backed)
-            .collect()
-    } else if if_backed {
-        devices.iter().copied().filter(backed).collect()
+    let skip_unbacked = all || if_backed;
+    let mut failures = Vec::new();
+    let candidates = if all {
+        backend.list().unwrap_or_else(|e| {
+            failures.push(ControlError::new(backend.control_path(), action::LIST, e).to_string());
+            Vec::new()
+        })
     } else {
         devices.to_vec()
     };
-    let mut failures = Vec::new();
+    let mut ids = Vec::new();
+    for id in candidates {
+        if !skip_unbacked {
+            ids.push(id);
+            continue;
+        }
+        match backend.info(id) {
+            Ok(i) if i.flags & RXDSK_FLAG_BACKED != 0 => ids.push(id),
+            Ok(_) | Err(Errno::ENODEV) => {}
+            Err(e) => {
+                failures.push(ControlError::new(device_path(id), action::INFO, e).to_string())
+            }
+        }
+    }
     let mut rows = Vec::new();
     for id in ids {
         let start = std::time::Instant::now();
@@ -383,16 +391,25 @@ pub fn flush<B: Backend>(
                     )?;
                 }
             }
-            Err(Errno::ENXIO) if all => {}
+            // Detached or destroyed since INFO.
+            Err(Errno::ENXIO | Errno::ENODEV) if skip_unbacked => {}
             Err(errno) => {
                 failures.push(ControlError::new(device_path(id), action::FLUSH, errno).to_string())
             }
         }
     }
     if json {
-        writeln!(out, "{:#}", serde_json::json!({ "flushed": rows }))?;
+        write_flushed_json(out, rows)?;
     }
     Ok(failures)
+}
+
+/// `flush -J`: `{"flushed": [...]}`.
+pub fn write_flushed_json(
+    out: &mut dyn Write,
+    rows: Vec<serde_json::Value>,
+) -> Result<(), std::io::Error> {
+    writeln!(out, "{:#}", serde_json::json!({ "flushed": rows }))
 }
 
 #[cfg(test)]

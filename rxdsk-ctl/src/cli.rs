@@ -231,11 +231,12 @@ pub struct FlushArgs {
     /// Devices to flush: /dev/rxdN, rxdN or N.
     #[arg(value_name = "DEVICE", value_parser = parse_device, required_unless_present = "all")]
     pub devices: Vec<u32>,
-    /// Flush every device that has a backing device.
+    /// Flush every device that has a backing device (none if the module is not loaded).
     #[arg(long, conflicts_with = "devices")]
     pub all: bool,
-    /// Skip, without an error, the devices given that do not exist or have no backing device
-    /// (what a shutdown does: rxdsk-setup@.service's ExecStop).
+    /// Skip, without an error, the devices given that do not exist (or the module is not
+    /// loaded) or have no backing device (what a shutdown does: rxdsk-setup@.service's
+    /// ExecStop). Any other error still fails.
     #[arg(long, conflicts_with = "all")]
     pub if_backed: bool,
     /// Use JSON output format.
