@@ -73,8 +73,9 @@ fn header(dev: &DeviceConfig, description: &str) -> String {
     )
 }
 
-/// The files for `config`, by path relative to the output directory.
-pub fn units(config: &Config) -> Vec<(String, Entry)> {
+/// The files for `config`, by path relative to the output directory; `root` is where the
+/// system's /dev and /sys are looked at ("/" normally).
+pub fn units(config: &Config, root: &Path) -> Vec<(String, Entry)> {
     let mut files = Vec::new();
     for dev in config.devices.values() {
         let setup = setup_unit(dev.id);
@@ -129,6 +130,10 @@ pub fn units(config: &Config) -> Vec<(String, Entry)> {
         if let Some(backing) = &dev.backing {
             let device_unit = format!("{}.device", escape_path(backing));
             drop_in += &format!("Requires={device_unit}\nAfter={device_unit}\n");
+            // A consumer of a dm device: stopped (flushed) before its storage service stops.
+            if let Some(node) = dm_node(backing, root) {
+                drop_in += &format!("After=blockdev@{}.target\n", escape_path(&node));
+            }
         }
         let mut text = String::new();
         if !drop_in.is_empty() {
@@ -145,6 +150,45 @@ pub fn units(config: &Config) -> Vec<(String, Entry)> {
         }
     }
     files
+}
+
+/// Directories of /dev that udev and the kernel fill, never an LVM volume group's.
+const NOT_VOLUME_GROUPS: [&str; 14] = [
+    "disk", "mapper", "block", "char", "bus", "md", "input", "snd", "net", "dri", "serial", "cpu",
+    "zvol", "vfio",
+];
+
+/// The /dev/mapper/NAME node of a backing device on device-mapper, the name its
+/// `blockdev@.target` instance is made of (systemd.special(7): a storage service such as
+/// systemd-cryptsetup@.service orders itself before `blockdev@dev-mapper-NAME.target`).
+/// From the name given (/dev/mapper/NAME, /dev/disk/by-id/dm-name-NAME, LVM's /dev/VG/LV),
+/// else from what the name leads to now (/dev/dm-N and its name in sysfs, under `root`).
+/// A name that matches none of these: `None` (an After= on a target no storage service
+/// pulls in would be harmless, but says nothing).
+pub fn dm_node(backing: &str, root: &Path) -> Option<String> {
+    let rest = backing.strip_prefix("/dev/")?;
+    if let Some(name) = rest
+        .strip_prefix("mapper/")
+        .or_else(|| rest.strip_prefix("disk/by-id/dm-name-"))
+    {
+        return Some(format!("/dev/mapper/{name}"));
+    }
+    if let Some((vg, lv)) = rest.split_once('/') {
+        if !NOT_VOLUME_GROUPS.contains(&vg) && !lv.contains('/') {
+            return Some(format!(
+                "/dev/mapper/{}-{}",
+                vg.replace('-', "--"),
+                lv.replace('-', "--")
+            ));
+        }
+    }
+    let resolved = std::fs::canonicalize(root.join(&backing[1..])).ok()?;
+    let node = resolved.strip_prefix(root.join("dev")).ok()?.to_str()?;
+    if !node.starts_with("dm-") || node.contains('/') {
+        return None;
+    }
+    let name = std::fs::read_to_string(root.join(format!("sys/block/{node}/dm/name"))).ok()?;
+    Some(format!("/dev/mapper/{}", name.trim()))
 }
 
 /// Writes `entries` under `dir`.
@@ -242,7 +286,7 @@ pub fn main(args: &[String], root: &Path, log: &mut Log) -> u8 {
             device_name(id)
         ));
     }
-    if let Err(m) = write(Path::new(dir), &units(&config)) {
+    if let Err(m) = write(Path::new(dir), &units(&config, root)) {
         log.error(&m);
         return 1;
     }

@@ -23,6 +23,83 @@ fn link<'a>(entries: &'a [(String, Entry)], name: &str) -> &'a str {
 
 use crate::testutil::{active_example as example, Scratch};
 
+/// The units of `config` on a system that says nothing more (no /dev, /sys or fstab).
+fn units_of(config: &Config) -> Vec<(String, Entry)> {
+    units(config, Path::new("/nonexistent-root"))
+}
+
+fn drop_in_of(e: &[(String, Entry)], id: u32) -> String {
+    file(
+        e,
+        &format!("rxdsk-setup@rxd{id}.service.d/50-rxdsk-generator.conf"),
+    )
+    .to_string()
+}
+
+/// A backing device on device-mapper (dm-crypt, LVM, ...) is a consumer of its
+/// `blockdev@.target` (systemd.special(7)): the setup service is ordered after it, so at
+/// shutdown the device is flushed before the storage service takes the dm device away.
+#[test]
+fn a_dm_backing_device_orders_the_setup_after_its_blockdev_target() {
+    for (backing, want) in [
+        (
+            "/dev/mapper/cache",
+            Some("blockdev@dev-mapper-cache.target"),
+        ),
+        (
+            "/dev/mapper/luks-data",
+            Some("blockdev@dev-mapper-luks\\x2ddata.target"),
+        ),
+        (
+            "/dev/disk/by-id/dm-name-crypt",
+            Some("blockdev@dev-mapper-crypt.target"),
+        ),
+        // LVM's /dev/VG/LV is /dev/mapper/VG-LV, a '-' in either name doubled.
+        (
+            "/dev/vg0/fast-cache",
+            Some("blockdev@dev-mapper-vg0\\x2dfast\\x2d\\x2dcache.target"),
+        ),
+        ("/dev/disk/by-id/virtio-c", None),
+        ("/dev/vdb", None),
+        ("/dev/md/data", None),
+    ] {
+        let e = units_of(&config(&format!(
+            "[rxd1]\nsize=1G\nbacking={backing}\nfs-type=ext4\nmount-point=/m\n"
+        )));
+        let drop_in = drop_in_of(&e, 1);
+        let after: Vec<&str> = drop_in
+            .lines()
+            .filter_map(|l| l.strip_prefix("After=blockdev@"))
+            .collect();
+        match want {
+            Some(target) => assert_eq!(
+                after,
+                [target.strip_prefix("blockdev@").unwrap_or_default()],
+                "{backing}: {drop_in}"
+            ),
+            None => assert!(after.is_empty(), "{backing}: {drop_in}"),
+        }
+    }
+}
+
+/// A stable name that leads to a dm device now (/dev/dm-N) is followed to the dm name sysfs
+/// gives.
+#[test]
+fn a_link_to_a_dm_device_is_followed_to_its_name() {
+    let s = Scratch::new("generator-dm");
+    s.write("dev/dm-2", "");
+    s.write("sys/block/dm-2/dm/name", "luks-data\n");
+    std::fs::create_dir_all(s.0.join("dev/disk/by-uuid")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("../../dm-2", s.0.join("dev/disk/by-uuid/1234"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let c = config("[rxd1]\nsize=1G\nbacking=/dev/disk/by-uuid/1234\n");
+    let drop_in = drop_in_of(&units(&c, &s.0), 1);
+    assert!(
+        drop_in.contains("\nAfter=blockdev@dev-mapper-luks\\x2ddata.target\n"),
+        "{drop_in}"
+    );
+}
+
 #[test]
 fn paths_escape_like_systemd_escape() {
     for (path, want) in [
@@ -65,7 +142,7 @@ fn paths_escape_as_the_installed_systemd_escape_does() {
 
 #[test]
 fn swap_device() {
-    let e = units(&config(
+    let e = units_of(&config(
         "[rxd0]\nsize=1G\ncompress=zstd\nswap-priority=100\noptions=discard\n",
     ));
     assert_eq!(
@@ -84,7 +161,7 @@ fn swap_device() {
 
 #[test]
 fn backed_mounted_device() {
-    let e = units(&config(
+    let e = units_of(&config(
         "[rxd1]\nsize=1G\nbacking=/dev/disk/by-id/virtio-c\nflush-interval=60\nfs-type=ext4\n\
          mount-point=/var/cache/fast\noptions=noatime\n",
     ));
@@ -125,7 +202,7 @@ fn the_template_flushes_at_stop_whatever_the_generator_wrote() {
 
 #[test]
 fn raw_and_formatted_only_devices_are_set_up_before_local_filesystems() {
-    let e = units(&config("[rxd2]\nsize=1G\n[rxd3]\nsize=1G\nfs-type=xfs\n"));
+    let e = units_of(&config("[rxd2]\nsize=1G\n[rxd3]\nsize=1G\nfs-type=xfs\n"));
     for n in [2, 3] {
         assert_eq!(
             link(
@@ -145,7 +222,7 @@ fn raw_and_formatted_only_devices_are_set_up_before_local_filesystems() {
 
 #[test]
 fn no_configuration_no_units() {
-    assert!(units(&Config::default()).is_empty());
+    assert!(units_of(&Config::default()).is_empty());
 }
 
 fn run_main(args: &[&str], root: &Path) -> (u8, String) {
@@ -320,7 +397,7 @@ fn units_pass_systemd_analyze_verify() {
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    let entries = units(&config(&example()));
+    let entries = units_of(&config(&example()));
     write(&s.0.join("etc/systemd/system"), &entries).unwrap_or_else(|e| panic!("{e}"));
     let mut names: Vec<String> = entries
         .iter()
