@@ -257,7 +257,7 @@ impl<'a> Log<'a> {
 /// their units (as systemd-fstab-generator does with a bad fstab line); the errors and the
 /// skipped devices are logged, and the status is then 1. A file that cannot be read might
 /// configure any device: then nothing is written.
-pub fn main(args: &[String], root: &Path, log: &mut Log) -> u8 {
+pub fn main(args: &[std::ffi::OsString], root: &Path, log: &mut Log) -> u8 {
     let Some(dir) = args.first().filter(|_| args.len() == 1 || args.len() == 3) else {
         log.error(&format!(
             "expected 1 or 3 directories (systemd.generator(7)), got {}",

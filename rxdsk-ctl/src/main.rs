@@ -5,20 +5,23 @@ use rxdsk_ctl::cli::{self, Cli};
 use rxdsk_ctl::commands;
 use rxdsk_ctl::control::Control;
 use rxdsk_ctl::generator;
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // As the OS gives them: an argument need not be UTF-8 (clap says so if it must be).
+    let args: Vec<OsString> = std::env::args_os().collect();
     // Installed as a systemd generator through a symlink of that name.
-    let args: Vec<String> = std::env::args().collect();
-    let called = args.first().map(|a| std::path::Path::new(a).file_name());
-    if called == Some(Some(std::ffi::OsStr::new(generator::GENERATOR_NAME))) {
+    let called = args.first().and_then(|a| Path::new(a).file_name());
+    if called == Some(generator::GENERATOR_NAME.as_ref()) {
         return ExitCode::from(generator::main(
             &args[1..],
-            std::path::Path::new("/"),
+            Path::new("/"),
             &mut generator::Log::stderr(&mut std::io::stderr().lock()),
         ));
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout, errors to stderr.

@@ -1,16 +1,14 @@
 //! The rxdskctl binary becomes the systemd generator when called as `rxdsk-generator`.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn called_as_rxdsk_generator() {
-    let dir = std::env::temp_dir().join(format!("rxdsk-generator-name-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let link = dir.join("rxdsk-generator");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rxdskctl"), &link)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(&link)
+    let g = common::GeneratorLink::new("generator-name");
+    let (dir, link) = (&g.dir, &g.link);
+    let out = Command::new(link)
         .args(["a", "b"])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -26,12 +24,11 @@ fn called_as_rxdsk_generator() {
         && !std::path::Path::new("/etc/rxdsk.conf.d").exists()
     {
         let target = dir.join("out");
-        let status = Command::new(&link)
+        let status = Command::new(link)
             .arg(&target)
             .status()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(status.success());
         assert!(!target.exists());
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

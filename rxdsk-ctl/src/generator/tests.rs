@@ -226,7 +226,7 @@ fn no_configuration_no_units() {
 }
 
 fn run_main(args: &[&str], root: &Path) -> (u8, String) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
     let mut err = Vec::new();
     let status = main(&args, root, &mut Log::new(&mut err, false));
     (status, String::from_utf8_lossy(&err).into_owned())
@@ -330,6 +330,19 @@ fn errors_outside_any_device_and_unreadable_files() {
     assert!(!out.exists());
 }
 
+/// systemd may hand any directory name: it need not be UTF-8.
+#[test]
+fn output_directories_need_not_be_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Scratch::new("generator-os-str");
+    s.write("etc/rxdsk.conf", "[rxd0]\nsize=1G\nswap-priority=1\n");
+    let out = s.0.join(std::ffi::OsStr::from_bytes(b"out\xff"));
+    let mut err = Vec::new();
+    let status = main(&[out.clone().into()], &s.0, &mut Log::new(&mut err, false));
+    assert_eq!((status, err.as_slice()), (0, &b""[..]));
+    assert!(out.join("dev-rxd0.swap").is_file());
+}
+
 /// In the kernel log (systemd connects a system generator's stderr to /dev/kmsg), each line
 /// carries its priority: errors <3>, warnings <4>.
 #[test]
@@ -341,7 +354,7 @@ fn kmsg_lines_carry_their_priority() {
     );
     let out = s.0.join("out").display().to_string();
     let mut err = Vec::new();
-    let status = main(&[out], &s.0, &mut Log::new(&mut err, true));
+    let status = main(&[out.into()], &s.0, &mut Log::new(&mut err, true));
     assert_eq!(status, 1);
     let err = String::from_utf8_lossy(&err);
     let lines: Vec<&str> = err.lines().collect();
