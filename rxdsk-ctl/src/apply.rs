@@ -938,16 +938,10 @@ impl System for Host {
     }
 
     fn mounts(&self) -> Vec<(String, String)> {
-        std::fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let mut fields = l.split_whitespace();
-                Some((
-                    unescape_mount(fields.next()?),
-                    unescape_mount(fields.next()?),
-                ))
-            })
+        let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        crate::mtab::entries(&text)
+            .into_iter()
+            .map(|e| (e.spec, e.file))
             .collect()
     }
 
@@ -994,29 +988,6 @@ impl System for Host {
             Err(format!("swapon: {}", std::io::Error::last_os_error()))
         }
     }
-}
-
-/// /proc/self/mounts writes space, tab, newline and backslash as octal escapes.
-fn unescape_mount(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads what [`plan`] needs for the configured devices.

@@ -8,8 +8,10 @@
 //! backing device; the template itself flushes a backed device when stopped, after its swap
 //! or mount unit has stopped.
 //!
-//! Generators run early and must be fast: this reads the configuration and writes files into
-//! the directory systemd gives, nothing else (no module, no device access).
+//! Generators run early and must be fast: this reads the configuration, /proc/cmdline (for
+//! `rxdsk.generator=0`), /etc/fstab (whose units it leaves alone) and, for a backing device,
+//! where its name leads in /dev and a dm device's name in /sys; it writes files into the
+//! directory systemd gives, nothing else (no module, no device access).
 
 use crate::config::{Concerns, Config, DeviceConfig, Usage};
 use crate::device::{device_name, device_path};
@@ -23,6 +25,8 @@ pub const UNIT_DIR: &str = "/usr/lib/systemd/system";
 /// The name systemd runs this generator by.
 pub const GENERATOR_NAME: &str = "rxdsk-generator";
 pub const RXDSKCTL: &str = "/usr/sbin/rxdskctl";
+/// The environment variable that makes the generator read another root than / (tests).
+pub const ROOT_VARIABLE: &str = "RXDSK_GENERATOR_ROOT";
 
 /// A file the generator writes, relative to its output directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,16 +77,30 @@ fn header(dev: &DeviceConfig, description: &str) -> String {
     )
 }
 
+/// The swap or mount unit of a device, if it has one.
+pub fn own_unit(dev: &DeviceConfig) -> Option<String> {
+    match &dev.usage {
+        Usage::Swap { .. } => Some(format!("{}.swap", escape_path(&device_path(dev.id)))),
+        Usage::Filesystem {
+            mount_point: Some(m),
+            ..
+        } => Some(format!("{}.mount", escape_path(m))),
+        _ => None,
+    }
+}
+
 /// The files for `config`, by path relative to the output directory; `root` is where the
-/// system's /dev and /sys are looked at ("/" normally).
-pub fn units(config: &Config, root: &Path) -> Vec<(String, Entry)> {
+/// system's /dev and /sys are looked at ("/" normally). The devices `left_out` get no swap
+/// or mount unit (fstab has one of that name): their setup service is pulled in as that of
+/// a device without one.
+pub fn units(config: &Config, root: &Path, left_out: &BTreeSet<u32>) -> Vec<(String, Entry)> {
     let mut files = Vec::new();
     for dev in config.devices.values() {
         let setup = setup_unit(dev.id);
         let path = device_path(dev.id);
-        let wanted_by = match &dev.usage {
-            Usage::Swap { priority, options } => {
-                let unit = format!("{}.swap", escape_path(&path));
+        let own = own_unit(dev).filter(|_| !left_out.contains(&dev.id));
+        let wanted_by = match (&dev.usage, own) {
+            (Usage::Swap { priority, options }, Some(unit)) => {
                 let mut text = header(dev, &format!("rxdsk swap on {path}"));
                 text += &format!("\n[Swap]\nWhat={path}\n");
                 if let Some(p) = priority {
@@ -98,12 +116,14 @@ pub fn units(config: &Config, root: &Path) -> Vec<(String, Entry)> {
                 files.push((unit, Entry::File(text)));
                 None
             }
-            Usage::Filesystem {
-                fs_type,
-                mount_point: Some(mount_point),
-                options,
-            } => {
-                let unit = format!("{}.mount", escape_path(mount_point));
+            (
+                Usage::Filesystem {
+                    fs_type,
+                    mount_point: Some(mount_point),
+                    options,
+                },
+                Some(unit),
+            ) => {
                 let mut text = header(dev, &format!("rxdsk filesystem {path} on {mount_point}"));
                 text += &format!("\n[Mount]\nWhat={path}\nWhere={mount_point}\nType={fs_type}\n");
                 if let Some(o) = options {
@@ -208,6 +228,75 @@ pub fn write(dir: &Path, entries: &[(String, Entry)]) -> Result<(), String> {
     Ok(())
 }
 
+/// The kernel command line's switch: `rxdsk.generator=0` (or no, false, off) turns the
+/// generator off, as `systemd.zram=0` does zram-generator; the last one given counts.
+pub const CMDLINE_SWITCH: &str = "rxdsk.generator";
+
+/// `Some("rxdsk.generator=0")` (as given) if `<root>/proc/cmdline` turns the generator off.
+fn disabled_on_the_command_line(root: &Path, log: &mut Log) -> Option<String> {
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    let mut off = None;
+    for word in cmdline.split_whitespace() {
+        let value = match word.split_once('=') {
+            Some((key, value)) if key == CMDLINE_SWITCH => value.trim_matches('"'),
+            None if word == CMDLINE_SWITCH => "1",
+            _ => continue,
+        };
+        match value {
+            "1" | "yes" | "y" | "true" | "t" | "on" => off = None,
+            "0" | "no" | "n" | "false" | "f" | "off" => off = Some(word.to_string()),
+            _ => log.warning(&format!(
+                "ignoring {word} on the kernel command line (expected 0 or 1)"
+            )),
+        }
+    }
+    off
+}
+
+/// The devices whose swap or mount unit /etc/fstab has too (systemd-fstab-generator would
+/// write a unit of the same name), each logged with the line.
+fn left_to_fstab(config: &Config, root: &Path, log: &mut Log) -> BTreeSet<u32> {
+    let fstab = root.join("etc/fstab");
+    let text = std::fs::read_to_string(&fstab).unwrap_or_default();
+    let claimed: Vec<(String, usize)> = crate::mtab::entries(&text)
+        .into_iter()
+        .filter_map(|e| {
+            let unit = match e.fs_type.as_str() {
+                // Named after the device (UUID= and LABEL= become /dev/disk/by-* names, never
+                // an rxdsk device's).
+                "swap" if e.spec.starts_with('/') => format!("{}.swap", escape_path(&e.spec)),
+                "swap" => return None,
+                _ => format!("{}.mount", escape_path(&e.file)),
+            };
+            Some((unit, e.line))
+        })
+        .collect();
+    let mut left_out = BTreeSet::new();
+    for dev in config.devices.values() {
+        let Some(unit) = own_unit(dev) else { continue };
+        let Some((_, line)) = claimed.iter().find(|(u, _)| *u == unit) else {
+            continue;
+        };
+        let (name, what) = (
+            device_name(dev.id),
+            if unit.ends_with(".swap") {
+                "swap device"
+            } else {
+                "mount point"
+            },
+        );
+        log.warning(&format!(
+            "{name}: {unit} not written: {}:{line} has the same {what} (systemd-fstab-generator \
+             writes that unit); {name} is set up, its activation is left to that line (give it \
+             x-systemd.requires={})",
+            fstab.display(),
+            setup_unit(dev.id)
+        ));
+        left_out.insert(dev.id);
+    }
+    left_out
+}
+
 /// Where the generator's messages go: stderr, which systemd connects to the kernel log
 /// (/dev/kmsg) for system generators; there each line starts with its syslog priority.
 pub struct Log<'a> {
@@ -250,6 +339,10 @@ impl<'a> Log<'a> {
     pub fn warning(&mut self, message: &str) {
         self.line(4, message);
     }
+
+    pub fn notice(&mut self, message: &str) {
+        self.line(5, message);
+    }
 }
 
 /// The generator: `rxdsk-generator NORMAL-DIR [EARLY-DIR LATE-DIR]`; the configuration is
@@ -265,6 +358,10 @@ pub fn main(args: &[std::ffi::OsString], root: &Path, log: &mut Log) -> u8 {
         ));
         return 1;
     };
+    if let Some(off) = disabled_on_the_command_line(root, log) {
+        log.notice(&format!("disabled by {off} on the kernel command line"));
+        return 0;
+    }
     let (config, errors) = crate::config::load_lenient(&crate::config::config_files(root));
     for e in &errors {
         log.error(&e.to_string());
@@ -286,7 +383,8 @@ pub fn main(args: &[std::ffi::OsString], root: &Path, log: &mut Log) -> u8 {
             device_name(id)
         ));
     }
-    if let Err(m) = write(Path::new(dir), &units(&config, root)) {
+    let left_out = left_to_fstab(&config, root, log);
+    if let Err(m) = write(Path::new(dir), &units(&config, root, &left_out)) {
         log.error(&m);
         return 1;
     }

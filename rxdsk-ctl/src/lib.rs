@@ -13,6 +13,7 @@ pub mod export;
 pub mod failure;
 pub mod generator;
 pub mod list;
+pub mod mtab;
 pub mod request;
 pub mod size;
 pub mod stats;

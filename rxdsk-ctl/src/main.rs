@@ -6,7 +6,7 @@ use rxdsk_ctl::commands;
 use rxdsk_ctl::control::Control;
 use rxdsk_ctl::generator;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -15,9 +15,12 @@ fn main() -> ExitCode {
     // Installed as a systemd generator through a symlink of that name.
     let called = args.first().and_then(|a| Path::new(a).file_name());
     if called == Some(generator::GENERATOR_NAME.as_ref()) {
+        // For tests, as zram-generator's ZRAM_GENERATOR_ROOT: where etc/, proc/, dev/ and
+        // sys/ are read (systemd runs generators in a clean environment).
+        let root = std::env::var_os(generator::ROOT_VARIABLE).map_or("/".into(), PathBuf::from);
         return ExitCode::from(generator::main(
             &args[1..],
-            Path::new("/"),
+            &root,
             &mut generator::Log::stderr(&mut std::io::stderr().lock()),
         ));
     }

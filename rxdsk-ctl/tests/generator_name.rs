@@ -18,17 +18,33 @@ fn called_as_rxdsk_generator() {
         err.starts_with("rxdsk-generator: expected 1 or 3 directories"),
         "{err}"
     );
-    // This host's own configuration, if it has one, is not ours to judge; without one the
-    // generator writes nothing.
-    if !std::path::Path::new("/etc/rxdsk.conf").exists()
-        && !std::path::Path::new("/etc/rxdsk.conf.d").exists()
-    {
-        let target = dir.join("out");
+    // Under a root of its own (RXDSK_GENERATOR_ROOT): without a configuration nothing is
+    // written; with one, its units; with rxdsk.generator=0 on the kernel command line,
+    // nothing.
+    let root = dir.join("root");
+    let run = |out: &str| {
+        let out = dir.join(out);
         let status = Command::new(link)
-            .arg(&target)
+            .arg(&out)
+            .env("RXDSK_GENERATOR_ROOT", &root)
             .status()
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(status.success());
-        assert!(!target.exists());
-    }
+        (
+            status.code(),
+            out.join("dev-rxd0.swap").exists(),
+            out.exists(),
+        )
+    };
+    std::fs::create_dir_all(root.join("etc")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run("out-1"), (Some(0), false, false));
+    std::fs::write(
+        root.join("etc/rxdsk.conf"),
+        "[rxd0]\nsize=1G\nfs-type=swap\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run("out-2"), (Some(0), true, true));
+    std::fs::create_dir_all(root.join("proc")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(root.join("proc/cmdline"), "quiet rxdsk.generator=0\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run("out-3"), (Some(0), false, false));
 }

@@ -544,14 +544,6 @@ fn blank_means_no_data_at_all() {
 }
 
 #[test]
-fn mount_table_escapes() {
-    assert_eq!(unescape_mount("/mnt/my\\040data"), "/mnt/my data");
-    assert_eq!(unescape_mount("a\\134b"), "a\\b");
-    assert_eq!(unescape_mount("plain\\"), "plain\\");
-    assert_eq!(unescape_mount("x\\09"), "x\\09");
-}
-
-#[test]
 fn exit_status_like_mount() {
     let mut o = Outcome::default();
     assert_eq!(o.status(), 0);

@@ -25,7 +25,7 @@ use crate::testutil::{active_example as example, Scratch};
 
 /// The units of `config` on a system that says nothing more (no /dev, /sys or fstab).
 fn units_of(config: &Config) -> Vec<(String, Entry)> {
-    units(config, Path::new("/nonexistent-root"))
+    units(config, Path::new("/nonexistent-root"), &BTreeSet::new())
 }
 
 fn drop_in_of(e: &[(String, Entry)], id: u32) -> String {
@@ -93,7 +93,7 @@ fn a_link_to_a_dm_device_is_followed_to_its_name() {
     std::os::unix::fs::symlink("../../dm-2", s.0.join("dev/disk/by-uuid/1234"))
         .unwrap_or_else(|e| panic!("{e}"));
     let c = config("[rxd1]\nsize=1G\nbacking=/dev/disk/by-uuid/1234\n");
-    let drop_in = drop_in_of(&units(&c, &s.0), 1);
+    let drop_in = drop_in_of(&units(&c, &s.0, &BTreeSet::new()), 1);
     assert!(
         drop_in.contains("\nAfter=blockdev@dev-mapper-luks\\x2ddata.target\n"),
         "{drop_in}"
@@ -328,6 +328,106 @@ fn errors_outside_any_device_and_unreadable_files() {
         )
     );
     assert!(!out.exists());
+}
+
+/// A mount point or swap device /etc/fstab has too would get two units of the same name
+/// (systemd-fstab-generator writes one): ours is left out, with the reason in the log, and
+/// the device is still set up.
+#[test]
+fn units_fstab_has_are_left_to_it() {
+    let s = Scratch::new("generator-fstab");
+    s.write(
+        "etc/rxdsk.conf",
+        "[rxd0]\nsize=1G\nswap-priority=1\n[rxd1]\nsize=1G\nfs-type=ext4\nmount-point=/var/cache/fast\n\
+         [rxd2]\nsize=1G\nfs-type=ext4\nmount-point=/srv/other\n[rxd3]\nsize=1G\nfs-type=swap\n",
+    );
+    s.write(
+        "etc/fstab",
+        "# <file system> <mount point> <type> <options> <dump> <pass>\n\
+         UUID=1234 / ext4 errors=remount-ro 0 1\n\
+         /dev/vdb1\t/var/cache/fast/  ext4 defaults 0 2\n\
+         \n\
+         /dev/rxd0 none swap sw 0 0\n\
+         /dev/rxd3 /mnt/odd ext4 defaults 0 0\n\
+         /dev/vdc1 /srv/other\\040data ext4 defaults 0 0\n",
+    );
+    let out = s.0.join("out").display().to_string();
+    let (status, err) = run_main(&[&out], &s.0);
+    let fstab = format!("{}/etc/fstab", s.0.display());
+    assert_eq!(
+        err,
+        format!(
+            "rxdsk-generator: rxd0: dev-rxd0.swap not written: {fstab}:5 has the same swap \
+             device (systemd-fstab-generator writes that unit); rxd0 is set up, its activation \
+             is left to that line (give it x-systemd.requires=rxdsk-setup@rxd0.service)\n\
+             rxdsk-generator: rxd1: var-cache-fast.mount not written: {fstab}:3 has the same \
+             mount point (systemd-fstab-generator writes that unit); rxd1 is set up, its \
+             activation is left to that line (give it x-systemd.requires=rxdsk-setup@rxd1.service)\n"
+        )
+    );
+    assert_eq!(status, 0);
+    assert_eq!(
+        s.listing("out"),
+        [
+            "dev-rxd3.swap",
+            "local-fs.target.wants",
+            "rxdsk-setup@rxd0.service.d",
+            "rxdsk-setup@rxd1.service.d",
+            "srv-other.mount",
+            "swap.target.wants"
+        ]
+    );
+    assert_eq!(
+        s.listing("out/local-fs.target.wants"),
+        [
+            "rxdsk-setup@rxd0.service",
+            "rxdsk-setup@rxd1.service",
+            "srv-other.mount"
+        ]
+    );
+}
+
+/// `rxdsk.generator=0` on the kernel command line (as `systemd.zram=0` for zram-generator):
+/// nothing is written, whatever the configuration says.
+#[test]
+fn the_kernel_command_line_can_turn_the_generator_off() {
+    let s = Scratch::new("generator-cmdline");
+    s.write("etc/rxdsk.conf", "[rxd0]\nsize=1G\nswap-priority=1\n");
+    for (n, (cmdline, writes, says)) in [
+        (
+            "BOOT_IMAGE=/vmlinuz root=/dev/vda rxdsk.generator=0 quiet\n",
+            false,
+            "disabled by rxdsk.generator=0 on the kernel command line\n",
+        ),
+        (
+            "rxdsk.generator=off",
+            false,
+            "disabled by rxdsk.generator=off on the kernel command line\n",
+        ),
+        ("rxdsk.generator=0 rxdsk.generator=1\n", true, ""),
+        ("rxdsk.generator\n", true, ""),
+        ("root=/dev/vda rxdsk.generator=yes\n", true, ""),
+        ("rxdsk.generator=maybe\n", true, "warning"),
+        ("rxdsk.generatorx=0 xrxdsk.generator=0\n", true, ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.write("proc/cmdline", cmdline);
+        let out = s.0.join(format!("out-{n}"));
+        let (status, err) = run_main(&[&out.display().to_string()], &s.0);
+        assert_eq!(status, 0, "{cmdline:?}: {err}");
+        assert_eq!(out.exists(), writes, "{cmdline:?}: {err}");
+        match says {
+            "" => assert_eq!(err, "", "{cmdline:?}"),
+            "warning" => assert_eq!(
+                err,
+                "rxdsk-generator: ignoring rxdsk.generator=maybe on the kernel command line \
+                 (expected 0 or 1)\n"
+            ),
+            says => assert_eq!(err, format!("rxdsk-generator: {says}"), "{cmdline:?}"),
+        }
+    }
 }
 
 /// systemd may hand any directory name: it need not be UTF-8.
