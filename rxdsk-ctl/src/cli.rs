@@ -62,7 +62,7 @@ pub enum Command {
     /// List the devices served over NVMe-oF.
     Exports {
         /// Use JSON output format.
-        #[arg(short = 'J', long)]
+        #[arg(short = 'J', long, long_help = EXPORTS_JSON)]
         json: bool,
     },
     /// Create, restore, grow and format the devices of the configuration (rxdsk.conf(5)) so
@@ -76,7 +76,7 @@ pub enum Command {
     /// Print the versions of rxdskctl and of the loaded rxdsk module.
     Version {
         /// Use JSON output format.
-        #[arg(short = 'J', long)]
+        #[arg(short = 'J', long, long_help = VERSION_JSON)]
         json: bool,
     },
 }
@@ -222,7 +222,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub activate: bool,
     /// Use JSON output format.
-    #[arg(short = 'J', long)]
+    #[arg(short = 'J', long, long_help = APPLY_JSON)]
     pub json: bool,
 }
 
@@ -240,7 +240,7 @@ pub struct FlushArgs {
     #[arg(long, conflicts_with = "all")]
     pub if_backed: bool,
     /// Use JSON output format.
-    #[arg(short = 'J', long)]
+    #[arg(short = 'J', long, long_help = FLUSH_JSON)]
     pub json: bool,
 }
 
@@ -260,7 +260,7 @@ pub struct InspectArgs {
     #[arg(value_name = "BACKING")]
     pub backing: String,
     /// Use JSON output format.
-    #[arg(short = 'J', long)]
+    #[arg(short = 'J', long, long_help = INSPECT_JSON)]
     pub json: bool,
 }
 
@@ -291,7 +291,7 @@ pub struct ResizeArgs {
 #[derive(Args, Debug, Default)]
 pub struct ListArgs {
     /// Use JSON output format (sizes always in bytes).
-    #[arg(short = 'J', long, conflicts_with = "raw")]
+    #[arg(short = 'J', long, conflicts_with = "raw", long_help = crate::list::json_help())]
     pub json: bool,
     /// Print sizes in bytes.
     #[arg(short = 'b', long)]
@@ -319,12 +319,47 @@ pub struct StatsArgs {
     #[arg(value_name = "DEVICE", value_parser = parse_device)]
     pub device: u32,
     /// Use JSON output format (always in bytes).
-    #[arg(short = 'J', long)]
+    #[arg(short = 'J', long, long_help = crate::stats::json_help())]
     pub json: bool,
     /// Print byte counters in bytes.
     #[arg(short = 'b', long)]
     pub bytes: bool,
 }
+
+// The `-J` documents, a stable interface: keys in lower-case kebab-case (util-linux's),
+// numbers as numbers, booleans as booleans, null for what does not apply. Every key a
+// command prints is named in its help (a test checks), and so in its man page.
+
+const VERSION_JSON: &str = "Use JSON output format: an object with rxdskctl (version, abi-major, \
+    abi-minor) and module (version, abi-major, abi-minor, and features, the GET_FEATURES mask \
+    as a number). The keys are a stable interface.";
+
+const EXPORTS_JSON: &str = "Use JSON output format: an object with exports, an array of one \
+    object per export with nqn, device, transport (tcp or loop), address (empty for loop), port \
+    (a number; null for loop), allow-any-host (a boolean) and allowed-hosts (an array of host \
+    NQNs). The keys are a stable interface.";
+
+const FLUSH_JSON: &str = "Use JSON output format: an object with flushed, an array of one \
+    object per device flushed with name (the device node), pages and bytes written, the \
+    image's new generation, atomic (a boolean: through the journal) and seconds (a number). The \
+    keys are a stable interface.";
+
+const INSPECT_JSON: &str = "Use JSON output format: an object with backing (the path), \
+    format-version, size and block-size (bytes), generation, state (clean, flushing or \
+    journaled), flushing-generation (null when clean), last-flush-ns (nanoseconds since the \
+    epoch; null if never flushed), mode (writeback or writethrough), journal (bytes), \
+    journal-pages (the pages an atomic flush may hold), journal-entries (of a committed journal; \
+    null otherwise) and flush-interval (seconds; null for none). The keys are a stable \
+    interface.";
+
+const APPLY_JSON: &str = "Use JSON output format: an object with dry-run (a boolean) and \
+    actions, an array of one object per step with device (the node), action (create, restore, \
+    attach, grow, shrink, format, swapon, mount, or unchanged), done (a boolean) and the step's \
+    own keys: create: size, block-size, compress, compress-level, mem-limit; restore: backing, \
+    preload, size, generation; attach: backing, mode, journal, flush-interval; grow and shrink: \
+    from, size; format: fs-type; swapon: priority; mount: fs-type, mount-point, options. A \
+    failed step has error, the reason. Sizes are numbers in bytes; what does not apply is \
+    null. The keys are a stable interface.";
 
 fn parse_block_size(s: &str) -> Result<u32, String> {
     match parse_size(s) {

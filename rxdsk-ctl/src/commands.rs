@@ -58,10 +58,7 @@ pub fn run<B: Backend>(
         Command::Exports { json } => {
             let list = crate::export::exports(Path::new(crate::export::NVMET));
             let text = if json {
-                let mut t = serde_json::to_string_pretty(&serde_json::json!({ "exports": list }))
-                    .unwrap_or_default();
-                t.push('\n');
-                t
+                crate::export::render_json(&list)
             } else {
                 crate::export::render(&list)
             };
@@ -573,10 +570,10 @@ fn version<B: Backend>(
     let module_version = fixed_str_to_string(&v.module_version);
     if json {
         let doc = serde_json::json!({
-            "rxdskctl": { "version": cli_version, "abi_major": abi::RXDSK_ABI_MAJOR,
-                          "abi_minor": abi::RXDSK_ABI_MINOR },
-            "module": { "version": module_version, "abi_major": v.abi_major,
-                        "abi_minor": v.abi_minor, "features": features },
+            "rxdskctl": { "version": cli_version, "abi-major": abi::RXDSK_ABI_MAJOR,
+                          "abi-minor": abi::RXDSK_ABI_MINOR },
+            "module": { "version": module_version, "abi-major": v.abi_major,
+                        "abi-minor": v.abi_minor, "features": features },
         });
         writeln!(out, "{doc:#}")?;
     } else {

@@ -138,7 +138,8 @@ pub struct Export {
     pub device: String,
     pub transport: String,
     pub address: String,
-    pub port: String,
+    /// The TCP port; `None` for a transport without ports (loop).
+    pub port: Option<u16>,
     #[serde(rename = "allow-any-host")]
     pub allow_any_host: bool,
     #[serde(rename = "allowed-hosts")]
@@ -190,7 +191,7 @@ pub fn exports(root: &Path) -> Vec<Export> {
             device,
             transport,
             address,
-            port: svc,
+            port: svc.parse().ok(),
         });
     }
     out
@@ -388,6 +389,15 @@ pub fn revalidate(root: &Path, id: u32) {
     }
 }
 
+/// `exports -J`: `{"exports": [...]}`.
+pub fn render_json(exports: &[Export]) -> String {
+    // Serializing strings, numbers and booleans cannot fail.
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "exports": exports }))
+        .unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 /// `exports` as text: one line per export.
 pub fn render(exports: &[Export]) -> String {
     let mut s = String::new();
@@ -407,7 +417,7 @@ pub fn render(exports: &[Export]) -> String {
             } else {
                 &e.address
             },
-            if e.port.is_empty() { "-" } else { &e.port },
+            e.port.map_or("-".to_string(), |p| p.to_string()),
             hosts
         );
     }

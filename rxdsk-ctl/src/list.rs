@@ -208,6 +208,19 @@ pub fn columns_help() -> String {
     text
 }
 
+/// The `-J` long help: the keys of the document.
+pub fn json_help() -> String {
+    let keys: Vec<&str> = Column::ALL.iter().map(|c| c.key()).collect();
+    format!(
+        "Use JSON output format: an object with rxdsk, an array of one object per device whose \
+         keys are the columns asked for (-o; all of them without it) in lower case: {}. Sizes \
+         are numbers in bytes (whatever -b says), ro and backed are booleans, ratio is a \
+         number; a column that does not apply to a device is null. The keys are a stable \
+         interface.",
+        keys.join(", ")
+    )
+}
+
 /// How list output looks.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Style {

@@ -673,17 +673,17 @@ fn stats_text_and_json() {
     assert_eq!(o.status, 0);
     assert!(
         o.stdout
-            .starts_with("reads: 3\nwrites: 0\nread_bytes: 12K\nwrite_bytes: 0B\n"),
+            .starts_with("reads: 3\nwrites: 0\nread-bytes: 12K\nwrite-bytes: 0B\n"),
         "{}",
         o.stdout
     );
     let o = run_fake(&fake, &["stats", "rxd1", "-b"]);
-    assert!(o.stdout.contains("\nread_bytes: 12288\n"), "{}", o.stdout);
+    assert!(o.stdout.contains("\nread-bytes: 12288\n"), "{}", o.stdout);
     let json = run_fake(&fake, &["stats", "/dev/rxd1", "-J"]).stdout;
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0,"dirty_pages":0,"written_back_bytes":0,"backing_flushes":0,"backing_errors":0,"flush_generation":0,"backing_reads":0,"atomic_flushes":0,"compression":null}"#
+        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read-bytes":12288,"write-bytes":0,"discards":0,"discard-bytes":0,"write-zeroes":0,"write-zeroes-bytes":0,"flushes":0,"pages":2,"zero-pages":0,"alloc-failures":0,"limit-failures":0,"io-errors":0,"dirty-pages":0,"written-back-bytes":0,"backing-flushes":0,"backing-errors":0,"flush-generation":0,"backing-reads":0,"atomic-flushes":0,"compression":null}"#
     );
     assert_eq!(
         run_fake(&fake, &["stats", "9"]),
@@ -715,8 +715,8 @@ fn version_text_and_json() {
     assert_eq!(
         v,
         serde_json::json!({
-            "rxdskctl": {"version": "0.1.0", "abi_major": 1, "abi_minor": abi::RXDSK_ABI_MINOR},
-            "module": {"version": "0.1.0", "abi_major": 1, "abi_minor": 0,
+            "rxdskctl": {"version": "0.1.0", "abi-major": 1, "abi-minor": abi::RXDSK_ABI_MINOR},
+            "module": {"version": "0.1.0", "abi-major": 1, "abi-minor": 0,
                        "features": features},
         })
     );
@@ -959,3 +959,4 @@ fn flush_if_backed_without_the_module() {
 }
 
 mod apply;
+mod json;
