@@ -1067,18 +1067,19 @@ pub struct Outcome {
     pub reports: Vec<Report>,
     /// `rxdN: step: why`, one per failed device.
     pub failures: Vec<String>,
-    /// Whether any step was carried out.
-    pub changed: bool,
+    /// How many devices with work to do did all of it.
+    pub done: usize,
 }
 
 impl Outcome {
-    /// 0; [`EXIT_FAILED`] if devices failed and nothing was done; [`EXIT_PARTIAL`] if some
-    /// steps were done and some devices failed.
+    /// As mount(8) (`mount -a`), per device with work to do: 0 all done; [`EXIT_FAILED`] if
+    /// every one failed (a device whose first steps were done and a later one failed has
+    /// failed); [`EXIT_PARTIAL`] if some were done and some failed.
     pub fn status(&self) -> u8 {
-        match (self.failures.is_empty(), self.changed) {
+        match (self.failures.is_empty(), self.done) {
             (true, _) => 0,
-            (false, false) => EXIT_FAILED,
-            (false, true) => EXIT_PARTIAL,
+            (false, 0) => EXIT_FAILED,
+            (false, _) => EXIT_PARTIAL,
         }
     }
 }
@@ -1117,12 +1118,13 @@ pub fn execute<B: Backend>(backend: &B, system: &dyn System, plans: &[DevicePlan
     for p in plans {
         if p.steps.is_empty() {
             outcome.reports.push(unchanged(p.id));
+            continue;
         }
+        let failures = outcome.failures.len();
         for step in &p.steps {
             match execute_step(backend, system, p.id, step) {
                 Ok(false) => {}
                 Ok(true) => {
-                    outcome.changed = true;
                     outcome.reports.push(Report {
                         id: p.id,
                         failed: false,
@@ -1151,6 +1153,9 @@ pub fn execute<B: Backend>(backend: &B, system: &dyn System, plans: &[DevicePlan
                     break;
                 }
             }
+        }
+        if outcome.failures.len() == failures {
+            outcome.done += 1;
         }
     }
     outcome

@@ -4,7 +4,8 @@
 use crate::device::parse_device;
 use crate::list::{columns_help, parse_columns, Columns};
 use crate::size::parse_size;
-use clap::error::ErrorKind;
+use clap::builder::TypedValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -68,9 +69,11 @@ pub enum Command {
     /// Create, restore, grow and format the devices of the configuration (rxdsk.conf(5)) so
     /// that they are as it says; devices it does not name are left alone.
     #[command(
-        after_help = "Exit status: 0 done (or nothing to do); 1 a bad configuration or \
-                            command line, or a device that cannot become what it says: nothing \
-                            was changed; 32 every device with work to do failed; 64 some did."
+        after_help = "Exit status, as mount(8)'s, per device: 0 done (or nothing to do); 1 a \
+                      bad configuration or command line, or a device that cannot become what it \
+                      says: nothing was changed; 32 every device with work to do failed (a \
+                      device whose first steps were done fails if a later one does); 64 some \
+                      were set up and some failed."
     )]
     Apply(ApplyArgs),
     /// Print the versions of rxdskctl and of the loaded rxdsk module.
@@ -84,8 +87,8 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Device size: bytes, or a number with a K, M, G, T or P suffix (powers of 1024).
-    #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true,
-          required_unless_present = "backing", conflicts_with = "backing")]
+    #[arg(short = 's', long, value_name = "SIZE", value_parser = NotAnOption(parse_size),
+          allow_hyphen_values = true, required_unless_present = "backing", conflicts_with = "backing")]
     pub size: Option<u64>,
     /// Restore the device from the image on this backing device (size, block size, mode and
     /// journal come from it); it stays attached. Pages are read from it on first access
@@ -103,7 +106,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_block_size)]
     pub block_size: u32,
     /// Most memory the device may hold (default: no limit).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    #[arg(long, value_name = "SIZE", value_parser = NotAnOption(parse_size), allow_hyphen_values = true)]
     pub mem_limit: Option<u64>,
     /// Create a read-only device.
     #[arg(short = 'r', long)]
@@ -121,7 +124,7 @@ pub struct CreateArgs {
         long,
         value_name = "N",
         requires = "compress",
-        allow_hyphen_values = true
+        allow_negative_numbers = true
     )]
     pub compress_level: Option<i32>,
 }
@@ -281,7 +284,7 @@ pub struct ResizeArgs {
     pub device: u32,
     /// New size, as for `create --size`.
     // Hyphen values reach parse_size, which explains that sizes cannot be negative.
-    #[arg(value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    #[arg(value_name = "SIZE", value_parser = NotAnOption(parse_size), allow_hyphen_values = true)]
     pub size: u64,
     /// Shrink even while open.
     #[arg(long)]
@@ -360,6 +363,38 @@ const APPLY_JSON: &str = "Use JSON output format: an object with dry-run (a bool
     from, size; format: fs-type; swapon: priority; mount: fs-type, mount-point, options. A \
     failed step has error, the reason. Sizes are numbers in bytes; what does not apply is \
     null. The keys are a stable interface.";
+
+/// The value parser of an option whose value may start with a hyphen, so that a negative
+/// size reaches `parse_size` and is explained (`-1G`: "negative size"): a value that is
+/// another option (`create -s -r`) is the error clap gives without `allow_hyphen_values`,
+/// a value is required.
+#[derive(Clone)]
+struct NotAnOption<P>(P);
+
+impl<P: TypedValueParser> TypedValueParser for NotAnOption<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let bytes = value.as_encoded_bytes();
+        if bytes.first() == Some(&b'-') && !bytes.get(1).is_some_and(u8::is_ascii_digit) {
+            let mut e = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+            let name = arg.map_or_else(String::new, ToString::to_string);
+            e.insert(ContextKind::InvalidArg, ContextValue::String(name));
+            // An empty invalid value is clap's "a value is required ... none was supplied".
+            e.insert(
+                ContextKind::InvalidValue,
+                ContextValue::String(String::new()),
+            );
+            return Err(e);
+        }
+        self.0.parse_ref(cmd, arg, value)
+    }
+}
 
 fn parse_block_size(s: &str) -> Result<u32, String> {
     match parse_size(s) {
@@ -448,6 +483,69 @@ mod tests {
                 .err(),
             Some(ErrorKind::UnknownArgument)
         );
+    }
+
+    fn zstd_level(level: &str) -> [&str; 7] {
+        [
+            "create",
+            "-s",
+            "1G",
+            "--compress",
+            "zstd",
+            "--compress-level",
+            level,
+        ]
+    }
+
+    /// An option that needs a value, followed by another option, says so (clap's own
+    /// message), rather than taking the option as its value; a negative number is still
+    /// explained.
+    #[test]
+    fn an_option_without_its_value() {
+        for (args, arg) in [
+            (&["create", "-s", "-r"][..], "--size <SIZE>"),
+            (
+                &["create", "-r", "--size", "--read-only"][..],
+                "--size <SIZE>",
+            ),
+            (
+                &["create", "-s", "1G", "--mem-limit", "-r"][..],
+                "--mem-limit <SIZE>",
+            ),
+            (&zstd_level("-r")[..], "--compress-level <N>"),
+            (&["resize", "rxd0", "-x"][..], "<SIZE>"),
+        ] {
+            let e = error_text(args);
+            assert!(
+                e.starts_with(&format!(
+                    "error: a value is required for '{arg}' but none was supplied"
+                )),
+                "{args:?}: {e}"
+            );
+        }
+        for (args, arg, value) in [
+            (&["create", "-s", "-1"][..], "--size <SIZE>", "-1"),
+            (&["create", "-s", "-1G"][..], "--size <SIZE>", "-1G"),
+            (
+                &["create", "-s", "1G", "--mem-limit", "-4k"][..],
+                "--mem-limit <SIZE>",
+                "-4k",
+            ),
+        ] {
+            let e = error_text(args);
+            assert!(
+                e.contains(&format!(
+                    "invalid value '{value}' for '{arg}': negative size"
+                )),
+                "{args:?}: {e}"
+            );
+        }
+        let mut args = zstd_level("-5").to_vec();
+        args.push("-r");
+        let Ok(Command::Create(a)) = parse(&args) else {
+            panic!("not create");
+        };
+        assert_eq!((a.compress_level, a.read_only), (Some(-5), true));
     }
 
     #[test]

@@ -549,7 +549,7 @@ fn exit_status_like_mount() {
     assert_eq!(o.status(), 0);
     o.failures.push("x".into());
     assert_eq!(o.status(), EXIT_FAILED);
-    o.changed = true;
+    o.done = 1;
     assert_eq!(o.status(), EXIT_PARTIAL);
 }
 

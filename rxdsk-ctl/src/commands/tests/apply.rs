@@ -182,6 +182,34 @@ fn a_plan_error_changes_nothing() {
     );
 }
 
+/// As apply --help says (mount(8)'s convention, per device): 32 when every device with work
+/// to do failed, even if some of its steps were done; 64 when some device was set up and
+/// another failed.
+#[test]
+fn a_device_that_fails_half_way_has_failed() {
+    let dir = Scratch::new("apply-half-way");
+    // Created, then formatting fails: no such mkfs.
+    let conf = dir.write("c.conf", "[rxd0]\nsize = 64M\nfs-type = rxdsk-no-such-fs\n");
+    let fake = Fake::new();
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(
+        (o.status, o.stdout.as_str()),
+        (crate::apply::EXIT_FAILED, "rxd0: created 64M\n")
+    );
+    assert!(
+        o.stderr
+            .starts_with("rxdskctl: /dev/rxd0: cannot format: cannot run mkfs.rxdsk-no-such-fs"),
+        "{}",
+        o.stderr
+    );
+    let conf = dir.write(
+        "c.conf",
+        "[rxd1]\nsize = 64M\nfs-type = rxdsk-no-such-fs\n[rxd2]\nsize = 64M\n",
+    );
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(o.status, crate::apply::EXIT_PARTIAL, "{o:?}");
+}
+
 #[test]
 fn kernel_failures_are_reported_with_mount_style_status() {
     let dir = Scratch::new("apply-fail");
