@@ -31,12 +31,14 @@ pub fn run<B: Backend>(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
+    let root = args.root.as_deref().unwrap_or(Path::new("/"));
     let files = if args.config.is_empty() {
-        crate::config::config_files(args.root.as_deref().unwrap_or(Path::new("/")))
+        crate::config::config_files(root)
     } else {
         args.config.clone()
     };
-    let config = load(&files, &args.devices, err)?;
+    let machine = crate::config::Machine::read(root);
+    let config = load(&files, &machine, &args.devices, err)?;
     // Nothing configured, nothing asked for: no module needed either.
     if config.devices.is_empty() && args.devices.is_empty() {
         if args.json {
@@ -79,16 +81,17 @@ pub fn run<B: Backend>(
 /// is only a warning, as the generator skipped the devices it concerns.
 fn load(
     files: &[std::path::PathBuf],
+    machine: &crate::config::Machine,
     only: &[u32],
     err: &mut dyn Write,
 ) -> Result<Config, Failure> {
     let (config, errors) = if only.is_empty() {
-        match crate::config::load(files) {
+        match crate::config::load(files, machine) {
             Ok(config) => (config, Vec::new()),
             Err(errors) => (Config::default(), errors),
         }
     } else {
-        crate::config::load_lenient(files)
+        crate::config::load_lenient(files, machine)
     };
     let (fatal, other): (Vec<_>, Vec<_>) = errors
         .into_iter()
@@ -97,6 +100,13 @@ fn load(
         return Err(Failure::Messages(
             fatal.iter().map(ToString::to_string).collect(),
         ));
+    }
+    for w in config
+        .warnings
+        .iter()
+        .filter(|w| only.is_empty() || only.iter().any(|&id| w.concerns(id)))
+    {
+        writeln!(err, "rxdskctl: warning: {w}")?;
     }
     let asked: Vec<String> = only.iter().map(|&id| device_name(id)).collect();
     for e in other {

@@ -164,6 +164,54 @@ pub struct Config {
     pub devices: BTreeMap<u32, DeviceConfig>,
     /// The files read, in order.
     pub files: Vec<String>,
+    /// Values that are valid but probably not what was meant (a tiny size in bytes).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// What a configuration's values may depend on besides its files: the machine's memory,
+/// for sizes given as a share of it (`size = 50%`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// MemTotal in bytes, if known.
+    pub mem_total: Option<u64>,
+    /// Where it was read, for messages.
+    pub meminfo: String,
+}
+
+impl Default for Machine {
+    /// Nothing known.
+    fn default() -> Self {
+        Self {
+            mem_total: None,
+            meminfo: "/proc/meminfo".into(),
+        }
+    }
+}
+
+impl Machine {
+    /// MemTotal from `<root>/proc/meminfo` if that exists (tests, another root), else from the
+    /// running system's /proc/meminfo.
+    pub fn read(root: &Path) -> Self {
+        let under_root = root.join("proc/meminfo");
+        let path = if under_root.exists() {
+            under_root
+        } else {
+            PathBuf::from("/proc/meminfo")
+        };
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mem_total = text.lines().find_map(|l| {
+            let mut fields = l.split_whitespace();
+            if fields.next() != Some("MemTotal:") {
+                return None;
+            }
+            let kib: u64 = fields.next()?.parse().ok()?;
+            (fields.next() == Some("kB")).then(|| kib.checked_mul(1024))?
+        });
+        Self {
+            mem_total,
+            meminfo: path.display().to_string(),
+        }
+    }
 }
 
 /// Every key a section may hold, named as the rxdskctl options they stand for.
@@ -222,17 +270,18 @@ pub fn config_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Reads and parses `files` (a file masked by a symlink to /dev/null reads as empty).
-pub fn load(files: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
+/// Reads and parses `files` (a file masked by a symlink to /dev/null reads as empty) for
+/// `machine`.
+pub fn load(files: &[PathBuf], machine: &Machine) -> Result<Config, Vec<ConfigError>> {
     let texts = read_files(files)?;
-    parse(&texts)
+    parse(&texts, machine)
 }
 
 /// Like [`load`], but a device whose configuration has errors is left out and the others
 /// kept; the errors are returned beside them (a file that cannot be read keeps nothing).
-pub fn load_lenient(files: &[PathBuf]) -> (Config, Vec<ConfigError>) {
+pub fn load_lenient(files: &[PathBuf], machine: &Machine) -> (Config, Vec<ConfigError>) {
     match read_files(files) {
-        Ok(texts) => parse_lenient(&texts),
+        Ok(texts) => parse_lenient(&texts, machine),
         Err(errors) => (Config::default(), errors),
     }
 }
@@ -278,8 +327,8 @@ struct Assignment {
 
 /// Parses `(file name, text)` pairs, later files overriding earlier ones key by key; an
 /// empty value resets a key. All errors are returned, not just the first.
-pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
-    let (config, errors) = parse_all(texts, true);
+pub fn parse(texts: &[(String, String)], machine: &Machine) -> Result<Config, Vec<ConfigError>> {
+    let (config, errors) = parse_all(texts, machine, true);
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -289,14 +338,18 @@ pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
 
 /// Like [`parse`], but a device whose configuration has errors is left out and the others
 /// are kept (the generator's way: one bad section does not take every device away).
-pub fn parse_lenient(texts: &[(String, String)]) -> (Config, Vec<ConfigError>) {
-    parse_all(texts, false)
+pub fn parse_lenient(texts: &[(String, String)], machine: &Machine) -> (Config, Vec<ConfigError>) {
+    parse_all(texts, machine, false)
 }
 
 /// The configuration of the devices without errors, and the errors. `strict`: once a line
 /// is bad, only the line errors are reported (the checks across keys wait until every line
 /// reads well).
-fn parse_all(texts: &[(String, String)], strict: bool) -> (Config, Vec<ConfigError>) {
+fn parse_all(
+    texts: &[(String, String)],
+    machine: &Machine,
+    strict: bool,
+) -> (Config, Vec<ConfigError>) {
     let mut errors = Vec::new();
     let mut assignments: Vec<Assignment> = Vec::new();
     let mut sections: BTreeMap<u32, Location> = BTreeMap::new();
@@ -306,7 +359,13 @@ fn parse_all(texts: &[(String, String)], strict: bool) -> (Config, Vec<ConfigErr
     // Values are checked line by line, overridden ones too: any bad line is an error.
     for a in &assignments {
         let mut scratch = DeviceConfig::new(a.id, a.at.clone());
-        if let Err(m) = set_key(&mut scratch, &mut Values::default(), a.key, &a.value) {
+        if let Err(m) = set_key(
+            &mut scratch,
+            &mut Values::default(),
+            machine,
+            a.key,
+            &a.value,
+        ) {
             errors.push(ConfigError::at(&a.at, Some(a.id), m));
         }
     }
@@ -336,8 +395,11 @@ fn parse_all(texts: &[(String, String)], strict: bool) -> (Config, Vec<ConfigErr
                 continue;
             }
             dev.origins.insert(a.key, a.at.clone());
-            if let Err(m) = set_key(&mut dev, &mut values, a.key, &a.value) {
+            if let Err(m) = set_key(&mut dev, &mut values, machine, a.key, &a.value) {
                 errors.push(ConfigError::at(&a.at, Some(id), m));
+            }
+            if let Some(w) = implausible(a) {
+                config.warnings.push(w);
             }
         }
         match finish_device(dev, values) {
@@ -351,7 +413,64 @@ fn parse_all(texts: &[(String, String)], strict: bool) -> (Config, Vec<ConfigErr
     config
         .devices
         .retain(|&id, _| !errors.iter().any(|e| e.concerns(id)));
+    let kept = &config.devices;
+    config
+        .warnings
+        .retain(|w| kept.keys().any(|&id| w.concerns(id)));
     (config, errors)
+}
+
+/// Less than this, in bytes written as a bare number, is probably a size meant in MiB (what
+/// zram-generator's bare numbers are).
+const PLAUSIBLE_BYTES: u64 = 1 << 20;
+
+/// A warning for a size written as a bare number of bytes that is below 1 MiB: probably
+/// meant as MiB.
+fn implausible(a: &Assignment) -> Option<ConfigError> {
+    if !matches!(a.key, "size" | "mem-limit") || !a.value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let bytes: u64 = a.value.parse().ok()?;
+    // 0 is no size (an error) or no memory limit.
+    if bytes == 0 || bytes >= PLAUSIBLE_BYTES {
+        return None;
+    }
+    let message = format!(
+        "{} = {} in [{}] is {bytes} bytes ({}): a number without a unit is bytes ({}M for MiB)",
+        a.key,
+        a.value,
+        device_name(a.id),
+        crate::size::format_size(bytes),
+        a.value
+    );
+    Some(ConfigError::at(&a.at, Some(a.id), message))
+}
+
+/// A device size: a size (bytes, or with a K/M/G/T/P unit), or a whole percentage of the
+/// machine's memory rounded down to 4 KiB (so that either block size divides it).
+fn parse_device_size(value: &str, machine: &Machine) -> Result<u64, String> {
+    let Some(percent) = value.strip_suffix('%') else {
+        return parse_size(value);
+    };
+    if percent.starts_with('-') {
+        return Err("negative size".into());
+    }
+    if percent.is_empty() || !percent.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("a share of the memory is a whole number of percent (e.g. 50%)".into());
+    }
+    let percent: u64 = percent.parse().map_err(|_| "size too large".to_string())?;
+    if percent == 0 {
+        return Err("a share of the memory is 1% or more".into());
+    }
+    let total = machine.mem_total.ok_or_else(|| {
+        format!(
+            "a share of the memory, but {} has no MemTotal",
+            machine.meminfo
+        )
+    })?;
+    let bytes = u64::try_from(u128::from(total) * u128::from(percent) / 100)
+        .map_err(|_| "size too large".to_string())?;
+    Ok(bytes / RXDSK_PAGE_SIZE * RXDSK_PAGE_SIZE)
 }
 
 /// The section the lines of a file are in.
@@ -582,6 +701,7 @@ fn check_path(value: &str) -> Result<(), String> {
 fn set_key(
     dev: &mut DeviceConfig,
     values: &mut Values,
+    machine: &Machine,
     key: &str,
     value: &str,
 ) -> Result<(), String> {
@@ -590,7 +710,7 @@ fn set_key(
         return Ok(());
     }
     match key {
-        "size" => dev.size = Some(parse_size(value).map_err(invalid)?),
+        "size" => dev.size = Some(parse_device_size(value, machine).map_err(invalid)?),
         "block-size" => {
             dev.block_size = Some(match parse_size(value) {
                 Ok(512) => 512,

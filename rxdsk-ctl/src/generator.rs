@@ -362,9 +362,14 @@ pub fn main(args: &[std::ffi::OsString], root: &Path, log: &mut Log) -> u8 {
         log.notice(&format!("disabled by {off} on the kernel command line"));
         return 0;
     }
-    let (config, errors) = crate::config::load_lenient(&crate::config::config_files(root));
+    let machine = crate::config::Machine::read(root);
+    let (config, errors) =
+        crate::config::load_lenient(&crate::config::config_files(root), &machine);
     for e in &errors {
         log.error(&e.to_string());
+    }
+    for w in &config.warnings {
+        log.warning(&w.to_string());
     }
     if errors.iter().any(|e| e.concerns == Concerns::Everything) {
         log.error("no device is set up: a file that cannot be read may configure any of them");

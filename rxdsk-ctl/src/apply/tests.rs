@@ -8,8 +8,11 @@ const G: u64 = 1 << 30;
 const M: u64 = 1 << 20;
 
 fn config(text: &str) -> Config {
-    crate::config::parse(&[(F.to_string(), text.to_string())])
-        .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+    crate::config::parse(
+        &[(F.to_string(), text.to_string())],
+        &crate::config::Machine::default(),
+    )
+    .unwrap_or_else(|e| panic!("{text}: {e:?}"))
 }
 
 fn device(id: u32, size: u64) -> DeviceState {

@@ -3,8 +3,11 @@
 use super::*;
 
 fn config(text: &str) -> Config {
-    crate::config::parse(&[("/etc/rxdsk.conf".to_string(), text.to_string())])
-        .unwrap_or_else(|e| panic!("{e:?}"))
+    crate::config::parse(
+        &[("/etc/rxdsk.conf".to_string(), text.to_string())],
+        &crate::config::Machine::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn file<'a>(entries: &'a [(String, Entry)], name: &str) -> &'a str {
@@ -428,6 +431,30 @@ fn the_kernel_command_line_can_turn_the_generator_off() {
             says => assert_eq!(err, format!("rxdsk-generator: {says}"), "{cmdline:?}"),
         }
     }
+}
+
+/// The generator logs the configuration's warnings too, and knows the machine's memory
+/// (`size = 50%`) from <root>/proc/meminfo.
+#[test]
+fn warnings_and_shares_of_ram() {
+    let s = Scratch::new("generator-sizes");
+    s.write("proc/meminfo", "MemTotal: 2000000 kB\n");
+    s.write(
+        "etc/rxdsk.conf",
+        "[rxd0]\nsize=25%\nswap-priority=1\n[rxd1]\nsize=4096\n",
+    );
+    let out = s.0.join("out").display().to_string();
+    let (status, err) = run_main(&[&out], &s.0);
+    assert_eq!(status, 0);
+    assert_eq!(
+        err,
+        format!(
+            "rxdsk-generator: {}/etc/rxdsk.conf:5: size = 4096 in [rxd1] is 4096 bytes (4K): a \
+             number without a unit is bytes (4096M for MiB)\n",
+            s.0.display()
+        )
+    );
+    assert!(s.0.join("out/dev-rxd0.swap").exists());
 }
 
 /// systemd may hand any directory name: it need not be UTF-8.

@@ -340,7 +340,11 @@ impl System for FakeSystem {
 }
 
 fn plans_for(fake: &Fake, system: &FakeSystem, text: &str) -> Vec<crate::apply::DevicePlan> {
-    let config = crate::config::parse(&[("f".to_string(), text.to_string())]).unwrap_or_default();
+    let config = crate::config::parse(
+        &[("f".to_string(), text.to_string())],
+        &crate::config::Machine::default(),
+    )
+    .unwrap_or_default();
     let state = read_state(&fake, &config, &[], system, true).unwrap_or_default();
     plan(&config, &[], &state, true).unwrap_or_else(|e| panic!("{e:?}"))
 }
@@ -444,10 +448,13 @@ fn a_failed_step_ends_its_device() {
 fn a_device_asked_for_alone_looks_at_nothing_else() {
     let fake = Fake::new();
     let system = FakeSystem::default();
-    let config = crate::config::parse(&[(
-        "f".to_string(),
-        "[rxd0]\nsize=64M\n[rxd1]\nbacking=/dev/vdb\n".to_string(),
-    )])
+    let config = crate::config::parse(
+        &[(
+            "f".to_string(),
+            "[rxd0]\nsize=64M\n[rxd1]\nbacking=/dev/vdb\n".to_string(),
+        )],
+        &crate::config::Machine::default(),
+    )
     .unwrap_or_default();
     let state = read_state(&&fake, &config, &[0], &system, false).unwrap_or_default();
     assert!(system.ran.borrow().is_empty(), "{:?}", system.ran.borrow());
@@ -472,6 +479,50 @@ fn no_configuration_nothing_to_do() {
         (
             1,
             "rxdskctl: rxd3: not in the configuration (no configuration file)\n"
+        )
+    );
+}
+
+/// A size that is a share of the machine's memory (MemTotal of <root>/proc/meminfo), and the
+/// warning about a bare number that is a tiny device, in the dry run and the run itself.
+#[test]
+fn sizes_as_a_share_of_ram_and_implausible_ones() {
+    let dir = Scratch::new("apply-sizes");
+    // 2000003 kB: half is 1024001536 bytes, 1024000000 once rounded down to 4 KiB.
+    dir.write(
+        "proc/meminfo",
+        "MemTotal:        2000003 kB\nMemFree:          100000 kB\n",
+    );
+    dir.write(
+        "etc/rxdsk.conf",
+        "[rxd0]\nsize = 50%\n[rxd1]\nsize = 8192\n",
+    );
+    let root = dir.0.display().to_string();
+    let fake = Fake::new();
+    let warning = format!(
+        "rxdskctl: warning: {root}/etc/rxdsk.conf:4: size = 8192 in [rxd1] is 8192 bytes (8K): \
+         a number without a unit is bytes (8192M for MiB)\n"
+    );
+    assert_eq!(
+        run_fake(&fake, &["apply", "-n", "--root", &root]),
+        outcome(
+            0,
+            "rxd0: would create 976.6M\nrxd1: would create 8K\n",
+            &warning
+        )
+    );
+    let o = run_fake(&fake, &["apply", "--root", &root]);
+    assert_eq!((o.status, o.stderr.as_str()), (0, warning.as_str()));
+    assert_eq!(fake.devices.borrow()[&0].size_bytes, 1_024_000_000);
+    // Without MemTotal there is no share of it.
+    dir.write("proc/meminfo", "MemFree: 1 kB\n");
+    let o = run_fake(&fake, &["apply", "-n", "--root", &root, "rxd0"]);
+    assert_eq!(o.status, 1);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "rxdskctl: {root}/etc/rxdsk.conf:2: invalid size \"50%\" in [rxd0]: a share of the \
+             memory, but {root}/proc/meminfo has no MemTotal\n"
         )
     );
 }
