@@ -124,28 +124,6 @@ fn read_header(path: &str) -> Result<RxdskImageHeader, ReadError> {
     })
 }
 
-/// `YYYY-MM-DD hh:mm:ss UTC` of nanoseconds since the epoch.
-fn utc(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 /// Pages a journal of `journal_bytes` holds in one atomic flush.
 pub fn journal_capacity_pages(journal_bytes: u64) -> u64 {
     let blocks = journal_bytes / RXDSK_IMAGE_META_SIZE;
@@ -218,7 +196,7 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
         let last = if h.flush_time_ns == 0 {
             "never".to_string()
         } else {
-            utc(h.flush_time_ns)
+            crate::date::utc(h.flush_time_ns)
         };
         format!(
             "backing:        {path}\nformat version: {}\nsize:           {} ({} bytes)\n\
@@ -436,13 +414,6 @@ mod tests {
         f.set_len(4096).unwrap();
         assert_eq!(holds_data(&p), Ok(false));
         assert!(holds_data(&format!("{p}.missing")).is_err());
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_796_388_278_000_000_000), "2026-12-04 12:44:38 UTC");
-        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00 UTC");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod date;
 pub mod device;
 pub mod export;
 pub mod failure;
