@@ -161,9 +161,9 @@ pub struct ExportArgs {
     /// The address to listen on (tcp): IPv4, or IPv6 (with %interface for a link-local one).
     #[arg(long, value_name = "ADDR")]
     pub address: Option<String>,
-    /// The TCP port.
-    #[arg(long, value_name = "N", default_value = "4420")]
-    pub port: u16,
+    /// The TCP port (default 4420, NVMe/TCP's).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
     /// The subsystem's NQN (default nqn.2026-12.io.rxdsk:rxdN).
     #[arg(long, value_name = "NQN")]
     pub nqn: Option<String>,

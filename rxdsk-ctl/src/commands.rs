@@ -446,8 +446,6 @@ fn export<B: Backend>(
     open: impl FnOnce() -> Result<B, ControlError>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let backend = open()?;
-    known_device(&backend, args.device)?;
     let request = crate::export::Request {
         id: args.device,
         transport: args.transport,
@@ -457,8 +455,13 @@ fn export<B: Backend>(
         allow_hosts: args.allow_hosts.clone(),
         allow_any_host: args.allow_any_host,
     };
-    let e = crate::export::export(Path::new(crate::export::NVMET), &request)
-        .map_err(|m| Failure::from(format!("{}: cannot export: {m}", device_path(args.device))))?;
+    let cannot =
+        |m: String| Failure::from(format!("{}: cannot export: {m}", device_path(args.device)));
+    // The address and port before anything else: a typo needs no module.
+    crate::export::listen_address(&request).map_err(cannot)?;
+    let backend = open()?;
+    known_device(&backend, args.device)?;
+    let e = crate::export::export(Path::new(crate::export::NVMET), &request).map_err(cannot)?;
     out.write_all(crate::export::render(&[e]).as_bytes())?;
     Ok(())
 }

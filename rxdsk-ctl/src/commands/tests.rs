@@ -841,6 +841,50 @@ fn attach_options_reach_the_request() {
     assert!(bad.stderr.contains("multiple of 4 KiB"), "{}", bad.stderr);
 }
 
+/// A bad address or port is refused before anything is opened or loaded.
+#[test]
+fn export_checks_the_address_first() {
+    let fake = Fake::new().with_device(0, 4096, 0);
+    for (args, said) in [
+        (
+            &["--address", "192.0.2.300"][..],
+            "invalid --address \"192.0.2.300\": not an IPv4 or IPv6 address",
+        ),
+        (
+            &["--address", "fe80::1"][..],
+            "invalid --address \"fe80::1\": a link-local address needs its interface \
+             (fe80::1%eth0, say)",
+        ),
+        (
+            &["--address", "192.0.2.1", "--port", "0"][..],
+            "invalid --port 0: a TCP port is 1 to 65535",
+        ),
+        (
+            &["--transport", "loop", "--port", "4420"][..],
+            "--address and --port are for --transport tcp, not loop",
+        ),
+    ] {
+        let mut all = vec![
+            "export",
+            "--allow-host",
+            "nqn.2014-08.org.nvmexpress:uuid:h",
+        ];
+        all.extend(args);
+        all.push("rxd0");
+        let (o, opened) = run_with(&fake, &all);
+        assert_eq!(
+            o,
+            outcome(
+                1,
+                "",
+                &format!("rxdskctl: /dev/rxd0: cannot export: {said}\n")
+            ),
+            "{args:?}"
+        );
+        assert!(!opened, "{args:?}");
+    }
+}
+
 /// A fake with devices `backed` attached to a backing device and `plain` not.
 fn with_backed(backed: &[u32], plain: &[u32]) -> Fake {
     let mut fake = Fake::new();
