@@ -3,7 +3,8 @@
 //! device (see rxdsk.conf(5)).
 //!
 //! Every line of every file is checked before anything is used, so that a bad line changes
-//! nothing; errors name `FILE:LINE`.
+//! nothing; errors name `FILE:LINE` and the devices they concern, so that the generator can
+//! leave out only those ([`parse_lenient`]).
 
 use crate::cli::{Compression, Mode};
 use crate::device::{device_name, parse_device};
