@@ -297,39 +297,33 @@ fn left_to_fstab(config: &Config, root: &Path, log: &mut Log) -> BTreeSet<u32> {
     left_out
 }
 
-/// Where the generator's messages go: stderr, which systemd connects to the kernel log
-/// (/dev/kmsg) for system generators; there each line starts with its syslog priority.
+/// Where the generator's messages go: the kernel log (/dev/kmsg), as systemd.generator(7)
+/// asks of generators (their stderr goes nowhere at boot), each line with its syslog priority
+/// and `rxdsk-generator[PID]:` (the journal's identifier); or plain lines on stderr (tests,
+/// or where /dev/kmsg cannot be opened).
 pub struct Log<'a> {
     out: &'a mut dyn std::io::Write,
     kmsg: bool,
 }
 
 impl<'a> Log<'a> {
+    /// `kmsg`: `out` is /dev/kmsg.
     pub fn new(out: &'a mut dyn std::io::Write, kmsg: bool) -> Self {
         Self { out, kmsg }
     }
 
-    /// A log on stderr, with priorities if stderr is /dev/kmsg (character device 1:11).
-    pub fn stderr(out: &'a mut dyn std::io::Write) -> Self {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        let kmsg = std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| {
-            m.file_type().is_char_device()
-                && (
-                    nix::sys::stat::major(m.rdev()),
-                    nix::sys::stat::minor(m.rdev()),
-                ) == (1, 11)
-        });
-        Self::new(out, kmsg)
-    }
-
     fn line(&mut self, priority: u8, message: &str) {
-        let prefix = if self.kmsg {
-            format!("<{priority}>")
+        let text = if self.kmsg {
+            format!(
+                "<{priority}>{GENERATOR_NAME}[{}]: {message}\n",
+                std::process::id()
+            )
         } else {
-            String::new()
+            format!("{GENERATOR_NAME}: {message}\n")
         };
-        // Nothing sensible is left to do if the log cannot be written.
-        let _ = writeln!(self.out, "{prefix}{GENERATOR_NAME}: {message}");
+        // One write: /dev/kmsg makes a record of each. Nothing sensible is left to do if
+        // the log cannot be written.
+        let _ = self.out.write_all(text.as_bytes());
     }
 
     pub fn error(&mut self, message: &str) {

@@ -8,8 +8,10 @@ use std::process::Command;
 fn called_as_rxdsk_generator() {
     let g = common::GeneratorLink::new("generator-name");
     let (dir, link) = (&g.dir, &g.link);
+    // In test mode (RXDSK_GENERATOR_ROOT) the log is stderr, not the kernel's.
     let out = Command::new(link)
         .args(["a", "b"])
+        .env("RXDSK_GENERATOR_ROOT", dir)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(1));

@@ -41,6 +41,7 @@ fn the_generator_takes_any_directory_name() {
         .arg(dir.join(bad()))
         .arg(dir.join(bad()).join("early"))
         .arg(dir.join(bad()).join("late"))
+        .env("RXDSK_GENERATOR_ROOT", dir)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -470,8 +470,8 @@ fn output_directories_need_not_be_utf8() {
     assert!(out.join("dev-rxd0.swap").is_file());
 }
 
-/// In the kernel log (systemd connects a system generator's stderr to /dev/kmsg), each line
-/// carries its priority: errors <3>, warnings <4>.
+/// In the kernel log (/dev/kmsg, where systemd.generator(7) says generators log), each line
+/// carries its priority (errors <3>, warnings <4>) and the journal's identifier.
 #[test]
 fn kmsg_lines_carry_their_priority() {
     let s = Scratch::new("generator-kmsg");
@@ -486,9 +486,10 @@ fn kmsg_lines_carry_their_priority() {
     let err = String::from_utf8_lossy(&err);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
-    assert!(lines[0].starts_with("<3>rxdsk-generator: "), "{err}");
+    let tag = format!("rxdsk-generator[{}]: ", std::process::id());
+    assert!(lines[0].starts_with(&format!("<3>{tag}")), "{err}");
     assert!(
-        lines[1].starts_with("<4>rxdsk-generator: rxd1: skipped"),
+        lines[1].starts_with(&format!("<4>{tag}rxd1: skipped")),
         "{err}"
     );
 }
