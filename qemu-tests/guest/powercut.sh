@@ -84,7 +84,7 @@ cut)
 	rxdsk-guest-tests fill "$DEV" 128 2
 	B=$(sha "$DEV")
 	echo "RXDSK-DATA powercut-sha $A $B"
-	BASE=$(stat_of "$DEV" written_back_bytes)
+	BASE=$(stat_of "$DEV" written-back-bytes)
 	# In the background, quiet: the marker below must start a console line.
 	rxdskctl flush "$DEV" >/dev/null 2>&1 &
 	FLUSH=$!
@@ -95,7 +95,7 @@ cut)
 		;;
 	*)
 		# 32 MiB into the flush: before a journal's commit (it is 128 MiB long).
-		until [ "$(stat_of "$DEV" written_back_bytes)" -ge $((BASE + 32 * MIB)) ] ||
+		until [ "$(stat_of "$DEV" written-back-bytes)" -ge $((BASE + 32 * MIB)) ] ||
 			! kill -0 $FLUSH 2>/dev/null; do :; done
 		;;
 	esac

@@ -64,8 +64,8 @@ pub fn version_roundtrip() -> TestResult {
     let v: serde_json::Value = serde_json::from_str(&json.stdout)
         .map_err(|e| format!("bad JSON: {e}: {}", json.stdout))?;
     ensure(
-        v["module"]["abi_major"] == abi::RXDSK_ABI_MAJOR
-            && v["module"]["abi_minor"] == abi::RXDSK_ABI_MINOR
+        v["module"]["abi-major"] == abi::RXDSK_ABI_MAJOR
+            && v["module"]["abi-minor"] == abi::RXDSK_ABI_MINOR
             && v["module"]["version"] == env!("CARGO_PKG_VERSION"),
         || format!("JSON: {v}"),
     )?;

@@ -29,14 +29,16 @@ pub fn run<B: Backend>(
     args: &ApplyArgs,
     open: impl FnOnce() -> Result<B, ControlError>,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<(), Failure> {
+    let root = args.root.as_deref().unwrap_or(Path::new("/"));
     let files = if args.config.is_empty() {
-        crate::config::config_files(args.root.as_deref().unwrap_or(Path::new("/")))
+        crate::config::config_files(root)
     } else {
         args.config.clone()
     };
-    let config = crate::config::load(&files)
-        .map_err(|e| Failure::Messages(e.iter().map(ToString::to_string).collect()))?;
+    let machine = crate::config::Machine::read(root);
+    let config = load(&files, &machine, &args.devices, err)?;
     // Nothing configured, nothing asked for: no module needed either.
     if config.devices.is_empty() && args.devices.is_empty() {
         if args.json {
@@ -72,6 +74,49 @@ pub fn run<B: Backend>(
         out.flush()?;
         Err(Failure::Status(status, failures))
     }
+}
+
+/// The configuration for `apply`. Strict: any error refuses everything, except that with
+/// devices named (a setup service at boot names its own) an error that concerns none of them
+/// is only a warning, as the generator skipped the devices it concerns.
+fn load(
+    files: &[std::path::PathBuf],
+    machine: &crate::config::Machine,
+    only: &[u32],
+    err: &mut dyn Write,
+) -> Result<Config, Failure> {
+    let (config, errors) = if only.is_empty() {
+        match crate::config::load(files, machine) {
+            Ok(config) => (config, Vec::new()),
+            Err(errors) => (Config::default(), errors),
+        }
+    } else {
+        crate::config::load_lenient(files, machine)
+    };
+    let (fatal, other): (Vec<_>, Vec<_>) = errors
+        .into_iter()
+        .partition(|e| only.is_empty() || only.iter().any(|&id| e.concerns(id)));
+    if !fatal.is_empty() {
+        return Err(Failure::Messages(
+            fatal.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    for w in config
+        .warnings
+        .iter()
+        .filter(|w| only.is_empty() || only.iter().any(|&id| w.concerns(id)))
+    {
+        writeln!(err, "rxdskctl: warning: {w}")?;
+    }
+    let asked: Vec<String> = only.iter().map(|&id| device_name(id)).collect();
+    for e in other {
+        writeln!(
+            err,
+            "rxdskctl: warning: {e} (ignored: apply was asked for {})",
+            asked.join(", ")
+        )?;
+    }
+    Ok(config)
 }
 
 /// Exit status when every device with work to do failed (mount(8)'s "mount failure").
@@ -903,16 +948,10 @@ impl System for Host {
     }
 
     fn mounts(&self) -> Vec<(String, String)> {
-        std::fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let mut fields = l.split_whitespace();
-                Some((
-                    unescape_mount(fields.next()?),
-                    unescape_mount(fields.next()?),
-                ))
-            })
+        let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        crate::mtab::entries(&text)
+            .into_iter()
+            .map(|e| (e.spec, e.file))
             .collect()
     }
 
@@ -959,29 +998,6 @@ impl System for Host {
             Err(format!("swapon: {}", std::io::Error::last_os_error()))
         }
     }
-}
-
-/// /proc/self/mounts writes space, tab, newline and backslash as octal escapes.
-fn unescape_mount(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reads what [`plan`] needs for the configured devices.
@@ -1061,18 +1077,19 @@ pub struct Outcome {
     pub reports: Vec<Report>,
     /// `rxdN: step: why`, one per failed device.
     pub failures: Vec<String>,
-    /// Whether any step was carried out.
-    pub changed: bool,
+    /// How many devices with work to do did all of it.
+    pub done: usize,
 }
 
 impl Outcome {
-    /// 0; [`EXIT_FAILED`] if devices failed and nothing was done; [`EXIT_PARTIAL`] if some
-    /// steps were done and some devices failed.
+    /// As mount(8) (`mount -a`), per device with work to do: 0 all done; [`EXIT_FAILED`] if
+    /// every one failed (a device whose first steps were done and a later one failed has
+    /// failed); [`EXIT_PARTIAL`] if some were done and some failed.
     pub fn status(&self) -> u8 {
-        match (self.failures.is_empty(), self.changed) {
+        match (self.failures.is_empty(), self.done) {
             (true, _) => 0,
-            (false, false) => EXIT_FAILED,
-            (false, true) => EXIT_PARTIAL,
+            (false, 0) => EXIT_FAILED,
+            (false, _) => EXIT_PARTIAL,
         }
     }
 }
@@ -1111,12 +1128,13 @@ pub fn execute<B: Backend>(backend: &B, system: &dyn System, plans: &[DevicePlan
     for p in plans {
         if p.steps.is_empty() {
             outcome.reports.push(unchanged(p.id));
+            continue;
         }
+        let failures = outcome.failures.len();
         for step in &p.steps {
             match execute_step(backend, system, p.id, step) {
                 Ok(false) => {}
                 Ok(true) => {
-                    outcome.changed = true;
                     outcome.reports.push(Report {
                         id: p.id,
                         failed: false,
@@ -1145,6 +1163,9 @@ pub fn execute<B: Backend>(backend: &B, system: &dyn System, plans: &[DevicePlan
                     break;
                 }
             }
+        }
+        if outcome.failures.len() == failures {
+            outcome.done += 1;
         }
     }
     outcome

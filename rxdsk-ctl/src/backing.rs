@@ -124,28 +124,6 @@ fn read_header(path: &str) -> Result<RxdskImageHeader, ReadError> {
     })
 }
 
-/// `YYYY-MM-DD hh:mm:ss UTC` of nanoseconds since the epoch.
-fn utc(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 /// Pages a journal of `journal_bytes` holds in one atomic flush.
 pub fn journal_capacity_pages(journal_bytes: u64) -> u64 {
     let blocks = journal_bytes / RXDSK_IMAGE_META_SIZE;
@@ -218,7 +196,7 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
         let last = if h.flush_time_ns == 0 {
             "never".to_string()
         } else {
-            utc(h.flush_time_ns)
+            crate::date::utc(h.flush_time_ns)
         };
         format!(
             "backing:        {path}\nformat version: {}\nsize:           {} ({} bytes)\n\
@@ -320,7 +298,9 @@ pub fn detach<B: Backend>(backend: &B, id: u32, discard_dirty: bool) -> Result<(
 }
 
 /// `flush`: each device in turn, one summary line each (or a JSON array). Returns the error
-/// messages of the devices that failed.
+/// messages of the devices that failed. With `all` or `if_backed` (the shutdown flush), a
+/// device that does not exist or has no backing device is skipped; any other error (LIST,
+/// INFO, FLUSH) is a failure, and the other devices are still flushed.
 /// `progress(Some(id))` is called before each device's flush, `progress(None)` after it.
 pub fn flush<B: Backend>(
     backend: &B,
@@ -331,24 +311,30 @@ pub fn flush<B: Backend>(
     out: &mut dyn Write,
     progress: &mut dyn FnMut(Option<u32>),
 ) -> Result<Vec<String>, std::io::Error> {
-    let backed = |id: &u32| {
-        backend
-            .info(*id)
-            .is_ok_and(|i| i.flags & RXDSK_FLAG_BACKED != 0)
-    };
-    let ids: Vec<u32> = if all {
-        backend
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(backed)
-            .collect()
-    } else if if_backed {
-        devices.iter().copied().filter(backed).collect()
+    let skip_unbacked = all || if_backed;
+    let mut failures = Vec::new();
+    let candidates = if all {
+        backend.list().unwrap_or_else(|e| {
+            failures.push(ControlError::new(backend.control_path(), action::LIST, e).to_string());
+            Vec::new()
+        })
     } else {
         devices.to_vec()
     };
-    let mut failures = Vec::new();
+    let mut ids = Vec::new();
+    for id in candidates {
+        if !skip_unbacked {
+            ids.push(id);
+            continue;
+        }
+        match backend.info(id) {
+            Ok(i) if i.flags & RXDSK_FLAG_BACKED != 0 => ids.push(id),
+            Ok(_) | Err(Errno::ENODEV) => {}
+            Err(e) => {
+                failures.push(ControlError::new(device_path(id), action::INFO, e).to_string())
+            }
+        }
+    }
     let mut rows = Vec::new();
     for id in ids {
         let start = std::time::Instant::now();
@@ -383,16 +369,25 @@ pub fn flush<B: Backend>(
                     )?;
                 }
             }
-            Err(Errno::ENXIO) if all => {}
+            // Detached or destroyed since INFO.
+            Err(Errno::ENXIO | Errno::ENODEV) if skip_unbacked => {}
             Err(errno) => {
                 failures.push(ControlError::new(device_path(id), action::FLUSH, errno).to_string())
             }
         }
     }
     if json {
-        writeln!(out, "{:#}", serde_json::json!({ "flushed": rows }))?;
+        write_flushed_json(out, rows)?;
     }
     Ok(failures)
+}
+
+/// `flush -J`: `{"flushed": [...]}`.
+pub fn write_flushed_json(
+    out: &mut dyn Write,
+    rows: Vec<serde_json::Value>,
+) -> Result<(), std::io::Error> {
+    writeln!(out, "{:#}", serde_json::json!({ "flushed": rows }))
 }
 
 #[cfg(test)]
@@ -419,13 +414,6 @@ mod tests {
         f.set_len(4096).unwrap();
         assert_eq!(holds_data(&p), Ok(false));
         assert!(holds_data(&format!("{p}.missing")).is_err());
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_796_388_278_000_000_000), "2026-12-04 12:44:38 UTC");
-        assert_eq!(utc(951_782_400_000_000_000), "2000-02-29 00:00:00 UTC");
     }
 
     #[test]

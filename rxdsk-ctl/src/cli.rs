@@ -4,7 +4,8 @@
 use crate::device::parse_device;
 use crate::list::{columns_help, parse_columns, Columns};
 use crate::size::parse_size;
-use clap::error::ErrorKind;
+use clap::builder::TypedValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -77,21 +78,23 @@ pub enum Command {
     /// List the devices served over NVMe-oF.
     Exports {
         /// Use JSON output format.
-        #[arg(short = 'J', long)]
+        #[arg(short = 'J', long, long_help = EXPORTS_JSON)]
         json: bool,
     },
     /// Create, restore, grow and format the devices of the configuration (rxdsk.conf(5)) so
     /// that they are as it says; devices it does not name are left alone.
     #[command(
-        after_help = "Exit status: 0 done (or nothing to do); 1 a bad configuration or \
-                            command line, or a device that cannot become what it says: nothing \
-                            was changed; 32 every device with work to do failed; 64 some did."
+        after_help = "Exit status, as mount(8)'s, per device: 0 done (or nothing to do); 1 a \
+                      bad configuration or command line, or a device that cannot become what it \
+                      says: nothing was changed; 32 every device with work to do failed (a \
+                      device whose first steps were done fails if a later one does); 64 some \
+                      were set up and some failed."
     )]
     Apply(ApplyArgs),
     /// Print the versions of rxdskctl and of the loaded rxdsk module.
     Version {
         /// Use JSON output format.
-        #[arg(short = 'J', long)]
+        #[arg(short = 'J', long, long_help = VERSION_JSON)]
         json: bool,
     },
 }
@@ -99,8 +102,8 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Device size: bytes, or a number with a K, M, G, T or P suffix (powers of 1024).
-    #[arg(short = 's', long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true,
-          required_unless_present = "backing", conflicts_with = "backing")]
+    #[arg(short = 's', long, value_name = "SIZE", value_parser = NotAnOption(parse_size),
+          allow_hyphen_values = true, required_unless_present = "backing", conflicts_with = "backing")]
     pub size: Option<u64>,
     /// Restore the device from the image on this backing device (size, block size, mode and
     /// journal come from it); it stays attached. Pages are read from it on first access
@@ -118,7 +121,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_block_size)]
     pub block_size: u32,
     /// Most memory the device may hold (default: no limit).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    #[arg(long, value_name = "SIZE", value_parser = NotAnOption(parse_size), allow_hyphen_values = true)]
     pub mem_limit: Option<u64>,
     /// Create a read-only device.
     #[arg(short = 'r', long)]
@@ -136,7 +139,7 @@ pub struct CreateArgs {
         long,
         value_name = "N",
         requires = "compress",
-        allow_hyphen_values = true
+        allow_negative_numbers = true
     )]
     pub compress_level: Option<i32>,
 }
@@ -173,9 +176,9 @@ pub struct ExportArgs {
     /// The address to listen on (tcp): IPv4, or IPv6 (with %interface for a link-local one).
     #[arg(long, value_name = "ADDR")]
     pub address: Option<String>,
-    /// The TCP port.
-    #[arg(long, value_name = "N", default_value = "4420")]
-    pub port: u16,
+    /// The TCP port (default 4420, NVMe/TCP's).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
     /// The subsystem's NQN (default nqn.2026-12.io.rxdsk:rxdN).
     #[arg(long, value_name = "NQN")]
     pub nqn: Option<String>,
@@ -237,7 +240,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub activate: bool,
     /// Use JSON output format.
-    #[arg(short = 'J', long)]
+    #[arg(short = 'J', long, long_help = APPLY_JSON)]
     pub json: bool,
 }
 
@@ -246,15 +249,16 @@ pub struct FlushArgs {
     /// Devices to flush: /dev/rxdN, rxdN or N.
     #[arg(value_name = "DEVICE", value_parser = parse_device, required_unless_present = "all")]
     pub devices: Vec<u32>,
-    /// Flush every device that has a backing device.
+    /// Flush every device that has a backing device (none if the module is not loaded).
     #[arg(long, conflicts_with = "devices")]
     pub all: bool,
-    /// Skip, without an error, the devices given that do not exist or have no backing device
-    /// (what a shutdown does: rxdsk-setup@.service's ExecStop).
+    /// Skip, without an error, the devices given that do not exist (or the module is not
+    /// loaded) or have no backing device (what a shutdown does: rxdsk-setup@.service's
+    /// ExecStop). Any other error still fails.
     #[arg(long, conflicts_with = "all")]
     pub if_backed: bool,
     /// Use JSON output format.
-    #[arg(short = 'J', long)]
+    #[arg(short = 'J', long, long_help = FLUSH_JSON)]
     pub json: bool,
 }
 
@@ -274,7 +278,7 @@ pub struct InspectArgs {
     #[arg(value_name = "BACKING")]
     pub backing: String,
     /// Use JSON output format.
-    #[arg(short = 'J', long)]
+    #[arg(short = 'J', long, long_help = INSPECT_JSON)]
     pub json: bool,
 }
 
@@ -295,7 +299,7 @@ pub struct ResizeArgs {
     pub device: u32,
     /// New size, as for `create --size`.
     // Hyphen values reach parse_size, which explains that sizes cannot be negative.
-    #[arg(value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    #[arg(value_name = "SIZE", value_parser = NotAnOption(parse_size), allow_hyphen_values = true)]
     pub size: u64,
     /// Shrink even while open.
     #[arg(long)]
@@ -305,7 +309,7 @@ pub struct ResizeArgs {
 #[derive(Args, Debug, Default)]
 pub struct ListArgs {
     /// Use JSON output format (sizes always in bytes).
-    #[arg(short = 'J', long, conflicts_with = "raw")]
+    #[arg(short = 'J', long, conflicts_with = "raw", long_help = crate::list::json_help())]
     pub json: bool,
     /// Print sizes in bytes.
     #[arg(short = 'b', long)]
@@ -333,11 +337,78 @@ pub struct StatsArgs {
     #[arg(value_name = "DEVICE", value_parser = parse_device)]
     pub device: u32,
     /// Use JSON output format (always in bytes).
-    #[arg(short = 'J', long)]
+    #[arg(short = 'J', long, long_help = crate::stats::json_help())]
     pub json: bool,
     /// Print byte counters in bytes.
     #[arg(short = 'b', long)]
     pub bytes: bool,
+}
+
+// The `-J` documents, a stable interface: keys in lower-case kebab-case (util-linux's),
+// numbers as numbers, booleans as booleans, null for what does not apply. Every key a
+// command prints is named in its help (a test checks), and so in its man page.
+
+const VERSION_JSON: &str = "Use JSON output format: an object with rxdskctl (version, abi-major, \
+    abi-minor) and module (version, abi-major, abi-minor, and features, the GET_FEATURES mask \
+    as a number). The keys are a stable interface.";
+
+const EXPORTS_JSON: &str = "Use JSON output format: an object with exports, an array of one \
+    object per export with nqn, device, transport (tcp or loop), address (empty for loop), port \
+    (a number; null for loop), allow-any-host (a boolean) and allowed-hosts (an array of host \
+    NQNs). The keys are a stable interface.";
+
+const FLUSH_JSON: &str = "Use JSON output format: an object with flushed, an array of one \
+    object per device flushed with name (the device node), pages and bytes written, the \
+    image's new generation, atomic (a boolean: through the journal) and seconds (a number). The \
+    keys are a stable interface.";
+
+const INSPECT_JSON: &str = "Use JSON output format: an object with backing (the path), \
+    format-version, size and block-size (bytes), generation, state (clean, flushing or \
+    journaled), flushing-generation (null when clean), last-flush-ns (nanoseconds since the \
+    epoch; null if never flushed), mode (writeback or writethrough), journal (bytes), \
+    journal-pages (the pages an atomic flush may hold), journal-entries (of a committed journal; \
+    null otherwise) and flush-interval (seconds; null for none). The keys are a stable \
+    interface.";
+
+const APPLY_JSON: &str = "Use JSON output format: an object with dry-run (a boolean) and \
+    actions, an array of one object per step with device (the node), action (create, restore, \
+    attach, grow, shrink, format, swapon, mount, or unchanged), done (a boolean) and the step's \
+    own keys: create: size, block-size, compress, compress-level, mem-limit; restore: backing, \
+    preload, size, generation; attach: backing, mode, journal, flush-interval; grow and shrink: \
+    from, size; format: fs-type; swapon: priority; mount: fs-type, mount-point, options. A \
+    failed step has error, the reason. Sizes are numbers in bytes; what does not apply is \
+    null. The keys are a stable interface.";
+
+/// The value parser of an option whose value may start with a hyphen, so that a negative
+/// size reaches `parse_size` and is explained (`-1G`: "negative size"): a value that is
+/// another option (`create -s -r`) is the error clap gives without `allow_hyphen_values`,
+/// a value is required.
+#[derive(Clone)]
+struct NotAnOption<P>(P);
+
+impl<P: TypedValueParser> TypedValueParser for NotAnOption<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let bytes = value.as_encoded_bytes();
+        if bytes.first() == Some(&b'-') && !bytes.get(1).is_some_and(u8::is_ascii_digit) {
+            let mut e = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+            let name = arg.map_or_else(String::new, ToString::to_string);
+            e.insert(ContextKind::InvalidArg, ContextValue::String(name));
+            // An empty invalid value is clap's "a value is required ... none was supplied".
+            e.insert(
+                ContextKind::InvalidValue,
+                ContextValue::String(String::new()),
+            );
+            return Err(e);
+        }
+        self.0.parse_ref(cmd, arg, value)
+    }
 }
 
 fn parse_block_size(s: &str) -> Result<u32, String> {
@@ -427,6 +498,69 @@ mod tests {
                 .err(),
             Some(ErrorKind::UnknownArgument)
         );
+    }
+
+    fn zstd_level(level: &str) -> [&str; 7] {
+        [
+            "create",
+            "-s",
+            "1G",
+            "--compress",
+            "zstd",
+            "--compress-level",
+            level,
+        ]
+    }
+
+    /// An option that needs a value, followed by another option, says so (clap's own
+    /// message), rather than taking the option as its value; a negative number is still
+    /// explained.
+    #[test]
+    fn an_option_without_its_value() {
+        for (args, arg) in [
+            (&["create", "-s", "-r"][..], "--size <SIZE>"),
+            (
+                &["create", "-r", "--size", "--read-only"][..],
+                "--size <SIZE>",
+            ),
+            (
+                &["create", "-s", "1G", "--mem-limit", "-r"][..],
+                "--mem-limit <SIZE>",
+            ),
+            (&zstd_level("-r")[..], "--compress-level <N>"),
+            (&["resize", "rxd0", "-x"][..], "<SIZE>"),
+        ] {
+            let e = error_text(args);
+            assert!(
+                e.starts_with(&format!(
+                    "error: a value is required for '{arg}' but none was supplied"
+                )),
+                "{args:?}: {e}"
+            );
+        }
+        for (args, arg, value) in [
+            (&["create", "-s", "-1"][..], "--size <SIZE>", "-1"),
+            (&["create", "-s", "-1G"][..], "--size <SIZE>", "-1G"),
+            (
+                &["create", "-s", "1G", "--mem-limit", "-4k"][..],
+                "--mem-limit <SIZE>",
+                "-4k",
+            ),
+        ] {
+            let e = error_text(args);
+            assert!(
+                e.contains(&format!(
+                    "invalid value '{value}' for '{arg}': negative size"
+                )),
+                "{args:?}: {e}"
+            );
+        }
+        let mut args = zstd_level("-5").to_vec();
+        args.push("-r");
+        let Ok(Command::Create(a)) = parse(&args) else {
+            panic!("not create");
+        };
+        assert_eq!((a.compress_level, a.read_only), (Some(-5), true));
     }
 
     #[test]

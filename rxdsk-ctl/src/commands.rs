@@ -58,17 +58,14 @@ pub fn run<B: Backend>(
         Command::Exports { json } => {
             let list = crate::export::exports(Path::new(crate::export::NVMET));
             let text = if json {
-                let mut t = serde_json::to_string_pretty(&serde_json::json!({ "exports": list }))
-                    .unwrap_or_default();
-                t.push('\n');
-                t
+                crate::export::render_json(&list)
             } else {
                 crate::export::render(&list)
             };
             out.write_all(text.as_bytes()).map_err(Failure::from)
         }
         Command::Version { json } => version(json, open, out),
-        Command::Apply(args) => crate::apply::run(&args, open, out),
+        Command::Apply(args) => crate::apply::run(&args, open, out, err),
     }
     .and_then(|()| out.flush().map_err(Failure::Output));
     // Nothing sensible is left to do if stderr fails too.
@@ -262,7 +259,17 @@ fn flush<B: Backend>(
     open: impl FnOnce() -> Result<B, ControlError>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let backend = open()?;
+    let backend = match open() {
+        Ok(backend) => backend,
+        // No control node, no module loaded: no device has anything to flush.
+        Err(e) if (args.all || args.if_backed) && e.errno == Errno::ENOENT => {
+            if args.json {
+                crate::backing::write_flushed_json(out, Vec::new())?;
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut display = FlushProgress::new(!args.json && std::io::stderr().is_terminal());
     let failures = crate::backing::flush(
         &backend,
@@ -439,8 +446,6 @@ fn export<B: Backend>(
     open: impl FnOnce() -> Result<B, ControlError>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let backend = open()?;
-    known_device(&backend, args.device)?;
     let request = crate::export::Request {
         id: args.device,
         transport: args.transport,
@@ -450,8 +455,13 @@ fn export<B: Backend>(
         allow_hosts: args.allow_hosts.clone(),
         allow_any_host: args.allow_any_host,
     };
-    let e = crate::export::export(Path::new(crate::export::NVMET), &request)
-        .map_err(|m| Failure::from(format!("{}: cannot export: {m}", device_path(args.device))))?;
+    let cannot =
+        |m: String| Failure::from(format!("{}: cannot export: {m}", device_path(args.device)));
+    // The address and port before anything else: a typo needs no module.
+    crate::export::listen_address(&request).map_err(cannot)?;
+    let backend = open()?;
+    known_device(&backend, args.device)?;
+    let e = crate::export::export(Path::new(crate::export::NVMET), &request).map_err(cannot)?;
     out.write_all(crate::export::render(&[e]).as_bytes())?;
     Ok(())
 }
@@ -563,10 +573,10 @@ fn version<B: Backend>(
     let module_version = fixed_str_to_string(&v.module_version);
     if json {
         let doc = serde_json::json!({
-            "rxdskctl": { "version": cli_version, "abi_major": abi::RXDSK_ABI_MAJOR,
-                          "abi_minor": abi::RXDSK_ABI_MINOR },
-            "module": { "version": module_version, "abi_major": v.abi_major,
-                        "abi_minor": v.abi_minor, "features": features },
+            "rxdskctl": { "version": cli_version, "abi-major": abi::RXDSK_ABI_MAJOR,
+                          "abi-minor": abi::RXDSK_ABI_MINOR },
+            "module": { "version": module_version, "abi-major": v.abi_major,
+                        "abi-minor": v.abi_minor, "features": features },
         });
         writeln!(out, "{doc:#}")?;
     } else {

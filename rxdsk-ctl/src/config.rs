@@ -3,7 +3,8 @@
 //! device (see rxdsk.conf(5)).
 //!
 //! Every line of every file is checked before anything is used, so that a bad line changes
-//! nothing; errors name `FILE:LINE`.
+//! nothing; errors name `FILE:LINE` and the devices they concern, so that the generator can
+//! leave out only those ([`parse_lenient`]).
 
 use crate::cli::{Compression, Mode};
 use crate::device::{device_name, parse_device};
@@ -38,14 +39,39 @@ pub struct ConfigError {
     pub at: Option<Location>,
     pub file: String,
     pub message: String,
+    /// The devices whose configuration it makes unusable.
+    pub concerns: Concerns,
+}
+
+/// Which devices an error leaves without a usable configuration: the generator skips those
+/// and sets up the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Concerns {
+    /// None: the line belongs to no device (a section that names none, a key before any
+    /// section).
+    Nothing,
+    /// These devices (the section the line is in, or the devices in conflict).
+    Devices(Vec<u32>),
+    /// Any device: a file that cannot be read might configure any of them.
+    Everything,
 }
 
 impl ConfigError {
-    fn at(at: &Location, message: impl Into<String>) -> Self {
+    fn at(at: &Location, concerns: Option<u32>, message: impl Into<String>) -> Self {
         Self {
             at: Some(at.clone()),
             file: at.file.clone(),
             message: message.into(),
+            concerns: concerns.map_or(Concerns::Nothing, |id| Concerns::Devices(vec![id])),
+        }
+    }
+
+    /// Whether the error concerns device `id`.
+    pub fn concerns(&self, id: u32) -> bool {
+        match &self.concerns {
+            Concerns::Nothing => false,
+            Concerns::Devices(ids) => ids.contains(&id),
+            Concerns::Everything => true,
         }
     }
 }
@@ -125,7 +151,7 @@ impl DeviceConfig {
 
     /// An error about `key` of this device.
     pub fn error(&self, key: &str, message: impl fmt::Display) -> ConfigError {
-        ConfigError::at(self.location(key), message.to_string())
+        ConfigError::at(self.location(key), Some(self.id), message.to_string())
     }
 
     /// `[rxdN]`, as errors name the section.
@@ -139,6 +165,54 @@ pub struct Config {
     pub devices: BTreeMap<u32, DeviceConfig>,
     /// The files read, in order.
     pub files: Vec<String>,
+    /// Values that are valid but probably not what was meant (a tiny size in bytes).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// What a configuration's values may depend on besides its files: the machine's memory,
+/// for sizes given as a share of it (`size = 50%`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// MemTotal in bytes, if known.
+    pub mem_total: Option<u64>,
+    /// Where it was read, for messages.
+    pub meminfo: String,
+}
+
+impl Default for Machine {
+    /// Nothing known.
+    fn default() -> Self {
+        Self {
+            mem_total: None,
+            meminfo: "/proc/meminfo".into(),
+        }
+    }
+}
+
+impl Machine {
+    /// MemTotal from `<root>/proc/meminfo` if that exists (tests, another root), else from the
+    /// running system's /proc/meminfo.
+    pub fn read(root: &Path) -> Self {
+        let under_root = root.join("proc/meminfo");
+        let path = if under_root.exists() {
+            under_root
+        } else {
+            PathBuf::from("/proc/meminfo")
+        };
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mem_total = text.lines().find_map(|l| {
+            let mut fields = l.split_whitespace();
+            if fields.next() != Some("MemTotal:") {
+                return None;
+            }
+            let kib: u64 = fields.next()?.parse().ok()?;
+            (fields.next() == Some("kB")).then(|| kib.checked_mul(1024))?
+        });
+        Self {
+            mem_total,
+            meminfo: path.display().to_string(),
+        }
+    }
 }
 
 /// Every key a section may hold, named as the rxdskctl options they stand for.
@@ -197,8 +271,24 @@ pub fn config_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Reads and parses `files` (a file masked by a symlink to /dev/null reads as empty).
-pub fn load(files: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
+/// Reads and parses `files` (a file masked by a symlink to /dev/null reads as empty) for
+/// `machine`.
+pub fn load(files: &[PathBuf], machine: &Machine) -> Result<Config, Vec<ConfigError>> {
+    let texts = read_files(files)?;
+    parse(&texts, machine)
+}
+
+/// Like [`load`], but a device whose configuration has errors is left out and the others
+/// kept; the errors are returned beside them (a file that cannot be read keeps nothing).
+pub fn load_lenient(files: &[PathBuf], machine: &Machine) -> (Config, Vec<ConfigError>) {
+    match read_files(files) {
+        Ok(texts) => parse_lenient(&texts, machine),
+        Err(errors) => (Config::default(), errors),
+    }
+}
+
+/// The text of each file, or why some cannot be read.
+fn read_files(files: &[PathBuf]) -> Result<Vec<(String, String)>, Vec<ConfigError>> {
     let mut texts = Vec::new();
     let mut errors = Vec::new();
     for path in files {
@@ -210,19 +300,22 @@ pub fn load(files: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
                     at: None,
                     file: name,
                     message: "not UTF-8 text".into(),
+                    concerns: Concerns::Everything,
                 }),
             },
             Err(e) => errors.push(ConfigError {
                 at: None,
                 file: name,
                 message: format!("cannot read: {e}"),
+                concerns: Concerns::Everything,
             }),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(texts)
+    } else {
+        Err(errors)
     }
-    parse(&texts)
 }
 
 /// One `key = value` line.
@@ -235,7 +328,29 @@ struct Assignment {
 
 /// Parses `(file name, text)` pairs, later files overriding earlier ones key by key; an
 /// empty value resets a key. All errors are returned, not just the first.
-pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
+pub fn parse(texts: &[(String, String)], machine: &Machine) -> Result<Config, Vec<ConfigError>> {
+    let (config, errors) = parse_all(texts, machine, true);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Like [`parse`], but a device whose configuration has errors is left out and the others
+/// are kept (the generator's way: one bad section does not take every device away).
+pub fn parse_lenient(texts: &[(String, String)], machine: &Machine) -> (Config, Vec<ConfigError>) {
+    parse_all(texts, machine, false)
+}
+
+/// The configuration of the devices without errors, and the errors. `strict`: once a line
+/// is bad, only the line errors are reported (the checks across keys wait until every line
+/// reads well).
+fn parse_all(
+    texts: &[(String, String)],
+    machine: &Machine,
+    strict: bool,
+) -> (Config, Vec<ConfigError>) {
     let mut errors = Vec::new();
     let mut assignments: Vec<Assignment> = Vec::new();
     let mut sections: BTreeMap<u32, Location> = BTreeMap::new();
@@ -245,22 +360,30 @@ pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
     // Values are checked line by line, overridden ones too: any bad line is an error.
     for a in &assignments {
         let mut scratch = DeviceConfig::new(a.id, a.at.clone());
-        if let Err(m) = set_key(&mut scratch, &mut Values::default(), a.key, &a.value) {
-            errors.push(ConfigError::at(&a.at, m));
+        if let Err(m) = set_key(
+            &mut scratch,
+            &mut Values::default(),
+            machine,
+            a.key,
+            &a.value,
+        ) {
+            errors.push(ConfigError::at(&a.at, Some(a.id), m));
         }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    // The last assignment of each key wins.
-    let mut effective: BTreeMap<(u32, &'static str), &Assignment> = BTreeMap::new();
-    for a in &assignments {
-        effective.insert((a.id, a.key), a);
     }
     let mut config = Config {
         files: texts.iter().map(|(f, _)| f.clone()).collect(),
         ..Default::default()
     };
+    if strict && !errors.is_empty() {
+        return (config, errors);
+    }
+    // The devices a line error leaves without a usable configuration are not built.
+    sections.retain(|&id, _| !errors.iter().any(|e| e.concerns(id)));
+    // The last assignment of each key wins.
+    let mut effective: BTreeMap<(u32, &'static str), &Assignment> = BTreeMap::new();
+    for a in &assignments {
+        effective.insert((a.id, a.key), a);
+    }
     for (&id, at) in &sections {
         let mut dev = DeviceConfig::new(id, at.clone());
         let mut values = Values::default();
@@ -273,8 +396,11 @@ pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
                 continue;
             }
             dev.origins.insert(a.key, a.at.clone());
-            if let Err(m) = set_key(&mut dev, &mut values, a.key, &a.value) {
-                errors.push(ConfigError::at(&a.at, m));
+            if let Err(m) = set_key(&mut dev, &mut values, machine, a.key, &a.value) {
+                errors.push(ConfigError::at(&a.at, Some(id), m));
+            }
+            if let Some(w) = implausible(a) {
+                config.warnings.push(w);
             }
         }
         match finish_device(dev, values) {
@@ -285,11 +411,77 @@ pub fn parse(texts: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
         }
     }
     check_shared(&config, &mut errors);
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(errors)
+    config
+        .devices
+        .retain(|&id, _| !errors.iter().any(|e| e.concerns(id)));
+    let kept = &config.devices;
+    config
+        .warnings
+        .retain(|w| kept.keys().any(|&id| w.concerns(id)));
+    (config, errors)
+}
+
+/// Less than this, in bytes written as a bare number, is probably a size meant in MiB (what
+/// zram-generator's bare numbers are).
+const PLAUSIBLE_BYTES: u64 = 1 << 20;
+
+/// A warning for a size written as a bare number of bytes that is below 1 MiB: probably
+/// meant as MiB.
+fn implausible(a: &Assignment) -> Option<ConfigError> {
+    if !matches!(a.key, "size" | "mem-limit") || !a.value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    let bytes: u64 = a.value.parse().ok()?;
+    // 0 is no size (an error) or no memory limit.
+    if bytes == 0 || bytes >= PLAUSIBLE_BYTES {
+        return None;
+    }
+    let message = format!(
+        "{} = {} in [{}] is {bytes} bytes ({}): a number without a unit is bytes ({}M for MiB)",
+        a.key,
+        a.value,
+        device_name(a.id),
+        crate::size::format_size(bytes),
+        a.value
+    );
+    Some(ConfigError::at(&a.at, Some(a.id), message))
+}
+
+/// A device size: a size (bytes, or with a K/M/G/T/P unit), or a whole percentage of the
+/// machine's memory rounded down to 4 KiB (so that either block size divides it).
+fn parse_device_size(value: &str, machine: &Machine) -> Result<u64, String> {
+    let Some(percent) = value.strip_suffix('%') else {
+        return parse_size(value);
+    };
+    if percent.starts_with('-') {
+        return Err("negative size".into());
+    }
+    if percent.is_empty() || !percent.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("a share of the memory is a whole number of percent (e.g. 50%)".into());
+    }
+    let percent: u64 = percent.parse().map_err(|_| "size too large".to_string())?;
+    if percent == 0 {
+        return Err("a share of the memory is 1% or more".into());
+    }
+    let total = machine.mem_total.ok_or_else(|| {
+        format!(
+            "a share of the memory, but {} has no MemTotal",
+            machine.meminfo
+        )
+    })?;
+    let bytes = u64::try_from(u128::from(total) * u128::from(percent) / 100)
+        .map_err(|_| "size too large".to_string())?;
+    Ok(bytes / RXDSK_PAGE_SIZE * RXDSK_PAGE_SIZE)
+}
+
+/// The section the lines of a file are in.
+#[derive(Clone, Copy)]
+enum Section {
+    /// Before the first section header.
+    None,
+    Device(u32),
+    /// After a bad section header: the device it seems meant for, if any.
+    Bad(Option<u32>),
 }
 
 fn parse_file(
@@ -299,9 +491,7 @@ fn parse_file(
     assignments: &mut Vec<Assignment>,
     errors: &mut Vec<ConfigError>,
 ) {
-    let mut section: Option<u32> = None;
-    // After a bad section header its keys are not reported once more each.
-    let mut bad_section = false;
+    let mut section = Section::None;
     // Keys already set in this file, per device: a second one is a mistake, not an override.
     let mut seen: BTreeMap<(u32, &'static str), usize> = BTreeMap::new();
     for (index, raw) in text.lines().enumerate() {
@@ -309,59 +499,73 @@ fn parse_file(
             file: file.to_string(),
             line: index + 1,
         };
-        let line = raw.trim();
+        let line = strip_comment(raw).trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
         if let Some(rest) = line.strip_prefix('[') {
             let Some(name) = rest.strip_suffix(']') else {
-                errors.push(ConfigError::at(&at, format!("unclosed section \"{line}\"")));
-                section = None;
-                bad_section = true;
+                section = Section::Bad(meant_device(rest));
+                let message = format!("unclosed section \"{line}\"");
+                errors.push(ConfigError::at(&at, meant_device(rest), message));
                 continue;
             };
-            match parse_section(name.trim()) {
+            section = match parse_section(name.trim()) {
                 Ok(id) => {
                     sections.entry(id).or_insert_with(|| at.clone());
-                    section = Some(id);
-                    bad_section = false;
+                    Section::Device(id)
                 }
                 Err(m) => {
-                    errors.push(ConfigError::at(&at, m));
-                    section = None;
-                    bad_section = true;
+                    errors.push(ConfigError::at(&at, meant_device(name), m));
+                    Section::Bad(meant_device(name))
                 }
-            }
+            };
             continue;
         }
+        // The device an error on this line concerns.
+        let concerns = match section {
+            Section::None => None,
+            Section::Device(id) => Some(id),
+            Section::Bad(meant) => meant,
+        };
         let Some((key, value)) = line.split_once('=') else {
             errors.push(ConfigError::at(
                 &at,
+                concerns,
                 format!("expected \"[rxdN]\" or \"KEY = VALUE\", found \"{line}\""),
             ));
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
         let Some(known) = KEYS.iter().copied().find(|k| *k == key) else {
-            let place = section.map_or(String::new(), |id| format!(" in [{}]", device_name(id)));
+            let place = match section {
+                Section::Device(id) => format!(" in [{}]", device_name(id)),
+                _ => String::new(),
+            };
             errors.push(ConfigError::at(
                 &at,
+                concerns,
                 format!("unknown key \"{key}\"{place}{}", suggestion(key)),
             ));
             continue;
         };
-        let Some(id) = section else {
-            if !bad_section {
+        let id = match section {
+            Section::Device(id) => id,
+            // After a bad section header its keys are not reported once more each.
+            Section::Bad(_) => continue,
+            Section::None => {
                 errors.push(ConfigError::at(
                     &at,
+                    None,
                     format!("\"{key}\" outside a section (start one with [rxdN])"),
                 ));
+                continue;
             }
-            continue;
         };
         if let Some(first) = seen.insert((id, known), at.line) {
             errors.push(ConfigError::at(
                 &at,
+                Some(id),
                 format!(
                     "\"{key}\" is set twice in [{}] (first on line {first})",
                     device_name(id)
@@ -376,6 +580,34 @@ fn parse_file(
             at,
         });
     }
+}
+
+/// The device a bad section header seems meant for (`[rxd2`, `[/dev/rxd2]`, `[rxd02]`,
+/// `[2]`), so that the generator skips that device rather than set it up without the lines
+/// meant for it; `None` for a name that is no device at all (`[swap]`).
+fn meant_device(name: &str) -> Option<u32> {
+    let name = name.trim_end_matches(']').trim();
+    let name = name.strip_prefix("/dev/").unwrap_or(name);
+    let digits = name
+        .strip_prefix(rxdsk_ioctl::RXDSK_DISK_PREFIX)
+        .unwrap_or(name);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&id| id < RXDSK_MAX_DEVICES)
+}
+
+/// `line` without a comment at its end: a `#` preceded by white space starts one (a `#`
+/// inside a word is kept; no value rxdsk.conf accepts has white space in it).
+fn strip_comment(line: &str) -> &str {
+    let mut previous_blank = false;
+    for (i, c) in line.char_indices() {
+        if c == '#' && previous_blank {
+            return &line[..i];
+        }
+        previous_blank = c.is_whitespace();
+    }
+    line
 }
 
 /// `rxdN` to N: sections are devices.
@@ -470,6 +702,7 @@ fn check_path(value: &str) -> Result<(), String> {
 fn set_key(
     dev: &mut DeviceConfig,
     values: &mut Values,
+    machine: &Machine,
     key: &str,
     value: &str,
 ) -> Result<(), String> {
@@ -478,7 +711,7 @@ fn set_key(
         return Ok(());
     }
     match key {
-        "size" => dev.size = Some(parse_size(value).map_err(invalid)?),
+        "size" => dev.size = Some(parse_device_size(value, machine).map_err(invalid)?),
         "block-size" => {
             dev.block_size = Some(match parse_size(value) {
                 Ok(512) => 512,
@@ -654,6 +887,19 @@ fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<C
     }
 }
 
+/// An error at `key` of `dev` that concerns `other` too: neither can be set up as it says.
+fn in_conflict(
+    dev: &DeviceConfig,
+    other: &DeviceConfig,
+    key: &str,
+    message: String,
+) -> ConfigError {
+    ConfigError {
+        concerns: Concerns::Devices(vec![other.id, dev.id]),
+        ..dev.error(key, message)
+    }
+}
+
 /// Two devices cannot share a backing device or a mount point.
 fn check_shared(config: &Config, errors: &mut Vec<ConfigError>) {
     let mut backings: BTreeMap<&str, &DeviceConfig> = BTreeMap::new();
@@ -661,14 +907,12 @@ fn check_shared(config: &Config, errors: &mut Vec<ConfigError>) {
     for dev in config.devices.values() {
         if let Some(b) = &dev.backing {
             if let Some(other) = backings.insert(b, dev) {
-                errors.push(dev.error(
-                    "backing",
-                    format!(
-                        "{} and {} name the same backing device {b}",
-                        other.section_name(),
-                        dev.section_name()
-                    ),
-                ));
+                let message = format!(
+                    "{} and {} name the same backing device {b}",
+                    other.section_name(),
+                    dev.section_name()
+                );
+                errors.push(in_conflict(dev, other, "backing", message));
             }
         }
         if let Usage::Filesystem {
@@ -677,14 +921,12 @@ fn check_shared(config: &Config, errors: &mut Vec<ConfigError>) {
         } = &dev.usage
         {
             if let Some(other) = mounts.insert(m, dev) {
-                errors.push(dev.error(
-                    "mount-point",
-                    format!(
-                        "{} and {} name the same mount point {m}",
-                        other.section_name(),
-                        dev.section_name()
-                    ),
-                ));
+                let message = format!(
+                    "{} and {} name the same mount point {m}",
+                    other.section_name(),
+                    dev.section_name()
+                );
+                errors.push(in_conflict(dev, other, "mount-point", message));
             }
         }
     }

@@ -39,10 +39,83 @@ pub struct Request {
     pub id: u32,
     pub transport: Transport,
     pub address: Option<String>,
-    pub port: u16,
+    /// The TCP port; 4420 (NVMe/TCP's) if `None`.
+    pub port: Option<u16>,
     pub nqn: Option<String>,
     pub allow_hosts: Vec<String>,
     pub allow_any_host: bool,
+}
+
+/// NVMe/TCP's port (IANA), the default.
+pub const DEFAULT_PORT: u16 = 4420;
+
+/// Where a TCP port listens, as nvmet's configfs takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// `addr_adrfam`: ipv4 or ipv6.
+    pub family: &'static str,
+    /// `addr_traddr`: the address in its canonical form, with `%interface` for a link-local
+    /// IPv6 address.
+    pub address: String,
+    pub port: u16,
+}
+
+/// The address and port a request listens on (`None` for loop), checked before anything is
+/// changed: an IPv4 or IPv6 address, a link-local IPv6 one with the `%interface` the kernel
+/// needs to bind it (an interface that exists), a port from 1.
+pub fn listen_address(r: &Request) -> Result<Option<Listen>, String> {
+    if r.transport == Transport::Loop {
+        if r.address.is_some() || r.port.is_some() {
+            return Err("--address and --port are for --transport tcp, not loop".into());
+        }
+        return Ok(None);
+    }
+    let given = r
+        .address
+        .as_deref()
+        .ok_or("--address is needed with --transport tcp")?;
+    let invalid = |why: String| format!("invalid --address \"{given}\": {why}");
+    let (ip, scope) = match given.split_once('%') {
+        Some((ip, scope)) => (ip, Some(scope)),
+        None => (given, None),
+    };
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| invalid("not an IPv4 or IPv6 address".into()))?;
+    let link_local = matches!(ip, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+    let address = match (scope, link_local) {
+        (None, true) => {
+            return Err(invalid(format!(
+                "a link-local address needs its interface ({ip}%eth0, say)"
+            )))
+        }
+        (Some(_), false) => {
+            return Err(invalid(
+                "only a link-local address (fe80::/10) takes %interface".into(),
+            ))
+        }
+        (Some(iface), true) => {
+            let known = !iface.is_empty()
+                && !iface.contains('/')
+                && iface != "."
+                && iface != ".."
+                && Path::new("/sys/class/net").join(iface).exists();
+            if !known {
+                return Err(invalid(format!("no network interface \"{iface}\"")));
+            }
+            format!("{ip}%{iface}")
+        }
+        (None, false) => ip.to_string(),
+    };
+    let port = r.port.unwrap_or(DEFAULT_PORT);
+    if port == 0 {
+        return Err(format!("invalid --port {port}: a TCP port is 1 to 65535"));
+    }
+    Ok(Some(Listen {
+        family: if ip.is_ipv4() { "ipv4" } else { "ipv6" },
+        address,
+        port,
+    }))
 }
 
 /// The default subsystem NQN of device `id`.
@@ -81,12 +154,40 @@ fn mkdir(path: &Path) -> Result<(), String> {
     }
 }
 
-fn link(target: &Path, at: &Path) -> Result<(), String> {
+/// A symlink at `at` to `target`, unless there is one.
+fn symlink_once(target: &Path, at: &Path) -> std::io::Result<()> {
     if at.exists() {
         return Ok(());
     }
     std::os::unix::fs::symlink(target, at)
-        .map_err(|e| format!("{}: cannot link: {e}", at.display()))
+}
+
+fn link(target: &Path, at: &Path) -> Result<(), String> {
+    symlink_once(target, at).map_err(|e| format!("{}: cannot link: {e}", at.display()))
+}
+
+/// Links subsystem `target` into a port at `at`: nvmet enables the port then (binds its
+/// address), and says why not with the link's errno.
+fn enable_port(target: &Path, at: &Path, listen: Option<&Listen>) -> Result<(), String> {
+    symlink_once(target, at).map_err(|e| port_failure(at, &e, listen))
+}
+
+/// Why a port could not be enabled: the errno, and what it means for an address and port.
+fn port_failure(at: &Path, e: &std::io::Error, listen: Option<&Listen>) -> String {
+    let hint = match (e.raw_os_error().map(nix::errno::Errno::from_raw), listen) {
+        (Some(nix::errno::Errno::EADDRINUSE), Some(l)) => format!(
+            " (another program listens on {} port {})",
+            l.address, l.port
+        ),
+        (Some(nix::errno::Errno::EADDRNOTAVAIL), Some(l)) => {
+            format!(" (no interface of this machine has {})", l.address)
+        }
+        _ => String::new(),
+    };
+    // The io::Error's text without its " (os error N)".
+    let text = e.to_string();
+    let cause = text.split(" (os error").next().unwrap_or_default();
+    format!("{}: cannot enable the port: {cause}{hint}", at.display())
 }
 
 /// Loads `module` unless its configfs tree or driver is there (as zramctl loads zram).
@@ -138,7 +239,8 @@ pub struct Export {
     pub device: String,
     pub transport: String,
     pub address: String,
-    pub port: String,
+    /// The TCP port; `None` for a transport without ports (loop).
+    pub port: Option<u16>,
     #[serde(rename = "allow-any-host")]
     pub allow_any_host: bool,
     #[serde(rename = "allowed-hosts")]
@@ -190,7 +292,7 @@ pub fn exports(root: &Path) -> Vec<Export> {
             device,
             transport,
             address,
-            port: svc,
+            port: svc.parse().ok(),
         });
     }
     out
@@ -215,22 +317,13 @@ pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
     if !r.allow_any_host && r.allow_hosts.is_empty() {
         return Err("no host may connect: give --allow-host HOSTNQN (or --allow-any-host)".into());
     }
-    let address = match r.transport {
-        Transport::Loop => None,
-        Transport::Tcp => {
-            let a = r
-                .address
-                .clone()
-                .ok_or("--address is needed with --transport tcp")?;
-            Some((if a.contains(':') { "ipv6" } else { "ipv4" }, a))
-        }
-    };
+    let listen = listen_address(r)?;
     let root = nvmet_root(root, Some(r.transport))?;
     let existing = export_of(&root, r.id);
     if let Some(e) = existing.as_ref().filter(|e| e.nqn != nqn) {
         return Err(format!("already exported as {}", e.nqn));
     }
-    let built = build(&root, r, &nqn, address.as_ref());
+    let built = build(&root, r, &nqn, listen.as_ref());
     if built.is_err() && existing.is_none() {
         remove_subsystem(&root, &nqn);
     }
@@ -238,12 +331,7 @@ pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
     export_of(&root, r.id).ok_or_else(|| format!("{}: the export did not take", device_path(r.id)))
 }
 
-fn build(
-    root: &Path,
-    r: &Request,
-    nqn: &str,
-    address: Option<&(&str, String)>,
-) -> Result<(), String> {
+fn build(root: &Path, r: &Request, nqn: &str, listen: Option<&Listen>) -> Result<(), String> {
     let subsys = root.join("subsystems").join(nqn);
     mkdir(&subsys)?;
     write(
@@ -270,14 +358,14 @@ fn build(
         write(&ns.join("device_path"), &device_path(r.id))?;
         write(&ns.join("enable"), "1")?;
     }
-    let svc = r.port.to_string();
     // A port with the same address is shared; else the lowest free id.
     let ports = root.join("ports");
     let same = names(&ports).into_iter().find(|p| {
         let p = ports.join(p);
         read(&p.join("addr_trtype")) == r.transport.name()
-            && address.is_none_or(|(_, traddr)| {
-                read(&p.join("addr_traddr")) == *traddr && read(&p.join("addr_trsvcid")) == svc
+            && listen.is_none_or(|l| {
+                read(&p.join("addr_traddr")) == l.address
+                    && read(&p.join("addr_trsvcid")) == l.port.to_string()
             })
     });
     let (port, created) = match same {
@@ -295,14 +383,13 @@ fn build(
     let linked = (|| {
         if created {
             write(&port.join("addr_trtype"), r.transport.name())?;
-            if let Some((adrfam, traddr)) = address {
-                write(&port.join("addr_adrfam"), adrfam)?;
-                write(&port.join("addr_traddr"), traddr)?;
-                write(&port.join("addr_trsvcid"), &svc)?;
+            if let Some(l) = listen {
+                write(&port.join("addr_adrfam"), l.family)?;
+                write(&port.join("addr_traddr"), &l.address)?;
+                write(&port.join("addr_trsvcid"), &l.port.to_string())?;
             }
         }
-        link(&subsys, &port.join("subsystems").join(nqn))
-            .map_err(|e| format!("{e} (is the port in use by another program?)"))
+        enable_port(&subsys, &port.join("subsystems").join(nqn), listen)
     })();
     if linked.is_err() && created {
         let _ = fs::remove_dir(&port);
@@ -388,6 +475,15 @@ pub fn revalidate(root: &Path, id: u32) {
     }
 }
 
+/// `exports -J`: `{"exports": [...]}`.
+pub fn render_json(exports: &[Export]) -> String {
+    // Serializing strings, numbers and booleans cannot fail.
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "exports": exports }))
+        .unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 /// `exports` as text: one line per export.
 pub fn render(exports: &[Export]) -> String {
     let mut s = String::new();
@@ -407,7 +503,7 @@ pub fn render(exports: &[Export]) -> String {
             } else {
                 &e.address
             },
-            if e.port.is_empty() { "-" } else { &e.port },
+            e.port.map_or("-".to_string(), |p| p.to_string()),
             hosts
         );
     }
@@ -417,6 +513,171 @@ pub fn render(exports: &[Export]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(transport: Transport, address: Option<&str>, port: Option<u16>) -> Request {
+        Request {
+            id: 0,
+            transport,
+            address: address.map(str::to_string),
+            port,
+            nqn: None,
+            allow_hosts: vec!["nqn.2014-08.org.nvmexpress:uuid:h".into()],
+            allow_any_host: false,
+        }
+    }
+
+    /// The address and port are checked before anything is changed, each with its reason;
+    /// what is written to configfs is the address's canonical form.
+    #[test]
+    fn addresses_and_ports_are_checked_up_front() {
+        let ok = |a: &str| {
+            listen_address(&request(Transport::Tcp, Some(a), None))
+                .unwrap_or_else(|e| panic!("{a}: {e}"))
+        };
+        assert_eq!(
+            ok("192.0.2.10"),
+            Some(Listen {
+                family: "ipv4",
+                address: "192.0.2.10".into(),
+                port: 4420
+            })
+        );
+        assert_eq!(
+            ok("2001:DB8:0:0::1"),
+            Some(Listen {
+                family: "ipv6",
+                address: "2001:db8::1".into(),
+                port: 4420
+            })
+        );
+        // `lo` is on every Linux machine.
+        assert_eq!(
+            ok("FE80::0001%lo"),
+            Some(Listen {
+                family: "ipv6",
+                address: "fe80::1%lo".into(),
+                port: 4420
+            })
+        );
+        assert_eq!(
+            listen_address(&request(Transport::Tcp, Some("192.0.2.1"), Some(8009))),
+            Ok(Some(Listen {
+                family: "ipv4",
+                address: "192.0.2.1".into(),
+                port: 8009
+            }))
+        );
+        assert_eq!(
+            listen_address(&request(Transport::Loop, None, None)),
+            Ok(None)
+        );
+        let bad = |transport, address: Option<&str>, port| {
+            listen_address(&request(transport, address, port)).expect_err("accepted")
+        };
+        for (address, why) in [
+            (
+                "192.0.2.300",
+                "invalid --address \"192.0.2.300\": not an IPv4 or IPv6 address",
+            ),
+            (
+                "192.0.2.010",
+                "invalid --address \"192.0.2.010\": not an IPv4 or IPv6 address",
+            ),
+            (
+                "host.example",
+                "invalid --address \"host.example\": not an IPv4 or IPv6 address",
+            ),
+            ("", "invalid --address \"\": not an IPv4 or IPv6 address"),
+            (
+                "fe80::1",
+                "invalid --address \"fe80::1\": a link-local address needs its interface \
+                 (fe80::1%eth0, say)",
+            ),
+            (
+                "2001:db8::1%lo",
+                "invalid --address \"2001:db8::1%lo\": only a link-local address (fe80::/10) \
+                 takes %interface",
+            ),
+            (
+                "192.0.2.1%lo",
+                "invalid --address \"192.0.2.1%lo\": only a link-local address (fe80::/10) \
+                 takes %interface",
+            ),
+            (
+                "fe80::1%",
+                "invalid --address \"fe80::1%\": no network interface \"\"",
+            ),
+            (
+                "fe80::1%rxdsk-none0",
+                "invalid --address \"fe80::1%rxdsk-none0\": no network interface \"rxdsk-none0\"",
+            ),
+            (
+                "fe80::1%../lo",
+                "invalid --address \"fe80::1%../lo\": no network interface \"../lo\"",
+            ),
+        ] {
+            assert_eq!(bad(Transport::Tcp, Some(address), None), why, "{address}");
+        }
+        assert_eq!(
+            bad(Transport::Tcp, Some("192.0.2.1"), Some(0)),
+            "invalid --port 0: a TCP port is 1 to 65535"
+        );
+        assert_eq!(
+            bad(Transport::Tcp, None, None),
+            "--address is needed with --transport tcp"
+        );
+        assert_eq!(
+            bad(Transport::Loop, Some("192.0.2.1"), None),
+            "--address and --port are for --transport tcp, not loop"
+        );
+        assert_eq!(
+            bad(Transport::Loop, None, Some(4420)),
+            "--address and --port are for --transport tcp, not loop"
+        );
+    }
+
+    /// A port that cannot be enabled says why, with the errno of the configfs operation:
+    /// not always "in use".
+    #[test]
+    fn link_failures_name_their_errno() {
+        use nix::errno::Errno;
+        let listen = Listen {
+            family: "ipv4",
+            address: "192.0.2.1".into(),
+            port: 4420,
+        };
+        let at = Path::new("/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x");
+        let said = |errno: Errno| {
+            port_failure(
+                at,
+                &std::io::Error::from_raw_os_error(errno as i32),
+                Some(&listen),
+            )
+        };
+        assert_eq!(
+            said(Errno::EADDRINUSE),
+            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Address \
+             already in use (another program listens on 192.0.2.1 port 4420)"
+        );
+        assert_eq!(
+            said(Errno::EADDRNOTAVAIL),
+            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Cannot \
+             assign requested address (no interface of this machine has 192.0.2.1)"
+        );
+        assert_eq!(
+            said(Errno::EINVAL),
+            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Invalid \
+             argument"
+        );
+        // The real operation's errno: here the directory is missing.
+        let dir = crate::testutil::Scratch::new("export-link");
+        let e = enable_port(&dir.0, &dir.0.join("missing/x"), Some(&listen)).expect_err("linked");
+        assert!(
+            e.ends_with("cannot enable the port: No such file or directory"),
+            "{e}"
+        );
+        assert!(!e.contains("in use"), "{e}");
+    }
 
     #[test]
     fn nqns() {

@@ -166,6 +166,14 @@ impl Column {
         }
     }
 
+    /// Whether the column holds text (left-aligned in the table), not a number.
+    fn is_text(self) -> bool {
+        matches!(
+            self,
+            Column::Name | Column::Backing | Column::Mode | Column::Algorithm | Column::Export
+        )
+    }
+
     fn from_name(name: &str) -> Option<Column> {
         Column::ALL
             .into_iter()
@@ -206,6 +214,19 @@ pub fn columns_help() -> String {
     let defaults: Vec<&str> = Column::DEFAULT.iter().map(|c| c.header()).collect();
     text.push_str(&format!("Default: {}", defaults.join(",")));
     text
+}
+
+/// The `-J` long help: the keys of the document.
+pub fn json_help() -> String {
+    let keys: Vec<&str> = Column::ALL.iter().map(|c| c.key()).collect();
+    format!(
+        "Use JSON output format: an object with rxdsk, an array of one object per device whose \
+         keys are the columns asked for (-o; all of them without it) in lower case: {}. Sizes \
+         are numbers in bytes (whatever -b says), ro and backed are booleans, ratio is a \
+         number; a column that does not apply to a device is null. The keys are a stable \
+         interface.",
+        keys.join(", ")
+    )
 }
 
 /// How list output looks.
@@ -290,7 +311,8 @@ fn backing_of(info: &RxdskInfo) -> Option<String> {
     Some(name.map_or(devt, |n| format!("/dev/{n}")))
 }
 
-/// An aligned table without borders: one space between columns, names left, numbers right.
+/// An aligned table without borders: one space between columns, text left, numbers right
+/// (as util-linux's tables).
 pub fn render_table(infos: &[Row], columns: &[Column], style: Style) -> String {
     if style.no_headings && infos.is_empty() {
         return String::new();
@@ -308,7 +330,7 @@ pub fn render_table(infos: &[Row], columns: &[Column], style: Style) -> String {
     for (i, &c) in columns.iter().enumerate() {
         if let Some(column) = table.column_mut(i) {
             column.set_padding((0, 1));
-            if c != Column::Name {
+            if !c.is_text() {
                 column.set_cell_alignment(CellAlignment::Right);
             }
         }
@@ -579,6 +601,34 @@ NAME       SIZE USED BLOCK-SIZE MEM-LIMIT RO
 /dev/rxd12  64M  10M       4096        1G  0
 ";
         assert_eq!(render_table(&sample(), &Column::DEFAULT, HUMAN), want);
+    }
+
+    /// As util-linux's tables: text left-aligned, numbers right-aligned.
+    #[test]
+    fn table_text_columns_left_numbers_right() {
+        let mut rows = sample();
+        rows[0].info.flags = RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH;
+        rows[0].export = Some("nqn.2026-12.io.rxdsk:rxd0".into());
+        rows[1].compr = Some(RxdskComprStats {
+            algorithm: rxdsk_ioctl::RXDSK_COMPRESS_LZO_RLE,
+            ..Default::default()
+        });
+        rows[1].export = Some("nqn.x".into());
+        let cols = [
+            Column::Name,
+            Column::Mode,
+            Column::Algorithm,
+            Column::Size,
+            Column::Export,
+            Column::Ro,
+        ];
+        let want = "\
+NAME       MODE         ALGORITHM SIZE EXPORT                    RO
+/dev/rxd0  writethrough -           1G nqn.2026-12.io.rxdsk:rxd0  0
+/dev/rxd3  -            lzo-rle   1.5G nqn.x                      1
+/dev/rxd12 -            -          64M -                          0
+";
+        assert_eq!(render_table(&rows, &cols, HUMAN), want);
     }
 
     #[test]

@@ -5,20 +5,42 @@ use rxdsk_ctl::cli::{self, Cli};
 use rxdsk_ctl::commands;
 use rxdsk_ctl::control::Control;
 use rxdsk_ctl::generator;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
-    // Installed as a systemd generator through a symlink of that name.
-    let args: Vec<String> = std::env::args().collect();
-    let called = args.first().map(|a| std::path::Path::new(a).file_name());
-    if called == Some(Some(std::ffi::OsStr::new(generator::GENERATOR_NAME))) {
-        return ExitCode::from(generator::main(
-            &args[1..],
-            std::path::Path::new("/"),
-            &mut std::io::stderr().lock(),
-        ));
+/// rxdskctl as rxdsk-generator: its log is the kernel's (systemd.generator(7)), except in
+/// test mode.
+fn run_generator(args: &[OsString]) -> u8 {
+    // For tests, as zram-generator's ZRAM_GENERATOR_ROOT: where etc/, proc/, dev/ and sys/
+    // are read, and the log goes to stderr (systemd runs generators in a clean environment).
+    let test_root = std::env::var_os(generator::ROOT_VARIABLE);
+    let kmsg = match test_root {
+        Some(_) => None,
+        None => std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/kmsg")
+            .ok(),
+    };
+    let root = test_root.map_or("/".into(), PathBuf::from);
+    match kmsg {
+        Some(mut kmsg) => generator::main(args, &root, &mut generator::Log::new(&mut kmsg, true)),
+        None => {
+            let mut stderr = std::io::stderr().lock();
+            generator::main(args, &root, &mut generator::Log::new(&mut stderr, false))
+        }
     }
-    let cli = match Cli::try_parse() {
+}
+
+fn main() -> ExitCode {
+    // As the OS gives them: an argument need not be UTF-8 (clap says so if it must be).
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // Installed as a systemd generator through a symlink of that name.
+    let called = args.first().and_then(|a| Path::new(a).file_name());
+    if called == Some(generator::GENERATOR_NAME.as_ref()) {
+        return ExitCode::from(run_generator(&args[1..]));
+    }
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             // Help and version go to stdout, errors to stderr.

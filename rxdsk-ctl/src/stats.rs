@@ -14,43 +14,44 @@ enum Kind {
 
 type Counter = (&'static str, Kind, fn(&RxdskStats) -> u64);
 
-/// Every counter, in ABI order, named exactly like its ABI field.
+/// Every counter, in ABI order, named like its ABI field in kebab-case (the JSON keys).
 const COUNTERS: [Counter; 21] = [
     ("reads", Kind::Count, |s| s.reads),
     ("writes", Kind::Count, |s| s.writes),
-    ("read_bytes", Kind::Bytes, |s| s.read_bytes),
-    ("write_bytes", Kind::Bytes, |s| s.write_bytes),
+    ("read-bytes", Kind::Bytes, |s| s.read_bytes),
+    ("write-bytes", Kind::Bytes, |s| s.write_bytes),
     ("discards", Kind::Count, |s| s.discards),
-    ("discard_bytes", Kind::Bytes, |s| s.discard_bytes),
-    ("write_zeroes", Kind::Count, |s| s.write_zeroes),
-    ("write_zeroes_bytes", Kind::Bytes, |s| s.write_zeroes_bytes),
+    ("discard-bytes", Kind::Bytes, |s| s.discard_bytes),
+    ("write-zeroes", Kind::Count, |s| s.write_zeroes),
+    ("write-zeroes-bytes", Kind::Bytes, |s| s.write_zeroes_bytes),
     ("flushes", Kind::Count, |s| s.flushes),
     ("pages", Kind::Count, |s| s.pages),
-    ("zero_pages", Kind::Count, |s| s.zero_pages),
-    ("alloc_failures", Kind::Count, |s| s.alloc_failures),
-    ("limit_failures", Kind::Count, |s| s.limit_failures),
-    ("io_errors", Kind::Count, |s| s.io_errors),
-    ("dirty_pages", Kind::Count, |s| s.dirty_pages),
-    ("written_back_bytes", Kind::Bytes, |s| s.written_back_bytes),
-    ("backing_flushes", Kind::Count, |s| s.backing_flushes),
-    ("backing_errors", Kind::Count, |s| s.backing_errors),
-    ("flush_generation", Kind::Count, |s| s.flush_generation),
-    ("backing_reads", Kind::Count, |s| s.backing_reads),
-    ("atomic_flushes", Kind::Count, |s| s.atomic_flushes),
+    ("zero-pages", Kind::Count, |s| s.zero_pages),
+    ("alloc-failures", Kind::Count, |s| s.alloc_failures),
+    ("limit-failures", Kind::Count, |s| s.limit_failures),
+    ("io-errors", Kind::Count, |s| s.io_errors),
+    ("dirty-pages", Kind::Count, |s| s.dirty_pages),
+    ("written-back-bytes", Kind::Bytes, |s| s.written_back_bytes),
+    ("backing-flushes", Kind::Count, |s| s.backing_flushes),
+    ("backing-errors", Kind::Count, |s| s.backing_errors),
+    ("flush-generation", Kind::Count, |s| s.flush_generation),
+    ("backing-reads", Kind::Count, |s| s.backing_reads),
+    ("atomic-flushes", Kind::Count, |s| s.atomic_flushes),
 ];
 
 type ComprCounter = (&'static str, Kind, fn(&RxdskComprStats) -> u64);
 
-/// A compressed device's counters (COMPR_STATS), named like their ABI fields (zram's mm_stat).
+/// A compressed device's counters (COMPR_STATS), named like their ABI fields (zram's
+/// mm_stat) in kebab-case.
 const COMPR_COUNTERS: [ComprCounter; 8] = [
-    ("orig_data_size", Kind::Bytes, |c| c.orig_data_size),
-    ("compr_data_size", Kind::Bytes, |c| c.compr_data_size),
-    ("mem_used_total", Kind::Bytes, |c| c.mem_used_total),
-    ("mem_used_max", Kind::Bytes, |c| c.mem_used_max),
-    ("same_pages", Kind::Count, |c| c.same_pages),
-    ("huge_pages", Kind::Count, |c| c.huge_pages),
-    ("compress_failures", Kind::Count, |c| c.compress_failures),
-    ("decompress_failures", Kind::Count, |c| {
+    ("orig-data-size", Kind::Bytes, |c| c.orig_data_size),
+    ("compr-data-size", Kind::Bytes, |c| c.compr_data_size),
+    ("mem-used-total", Kind::Bytes, |c| c.mem_used_total),
+    ("mem-used-max", Kind::Bytes, |c| c.mem_used_max),
+    ("same-pages", Kind::Count, |c| c.same_pages),
+    ("huge-pages", Kind::Count, |c| c.huge_pages),
+    ("compress-failures", Kind::Count, |c| c.compress_failures),
+    ("decompress-failures", Kind::Count, |c| {
         c.decompress_failures
     }),
 ];
@@ -142,6 +143,19 @@ pub fn render_stats_json(id: u32, stats: &RxdskStats, compr: Option<&RxdskComprS
     text
 }
 
+/// The `-J` long help: the keys of the document.
+pub fn json_help() -> String {
+    let names = |list: &mut dyn Iterator<Item = &'static str>| list.collect::<Vec<_>>().join(", ");
+    format!(
+        "Use JSON output format (byte counters in bytes): an object with name (the device \
+         node), id, the counters {}, and compression: null, or for a compressed device an \
+         object with algorithm (a name), level and the counters {}. Counters are numbers; the \
+         keys are a stable interface.",
+        names(&mut COUNTERS.iter().map(|c| c.0)),
+        names(&mut COMPR_COUNTERS.iter().map(|c| c.0))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,25 +193,25 @@ mod tests {
         let want = "\
 reads: 1
 writes: 2
-read_bytes: 4K
-write_bytes: 1.5G
+read-bytes: 4K
+write-bytes: 1.5G
 discards: 5
-discard_bytes: 512B
-write_zeroes: 7
-write_zeroes_bytes: 1M
+discard-bytes: 512B
+write-zeroes: 7
+write-zeroes-bytes: 1M
 flushes: 9
 pages: 10
-zero_pages: 11
-alloc_failures: 12
-limit_failures: 13
-io_errors: 14
-dirty_pages: 15
-written_back_bytes: 16M
-backing_flushes: 17
-backing_errors: 18
-flush_generation: 19
-backing_reads: 20
-atomic_flushes: 21
+zero-pages: 11
+alloc-failures: 12
+limit-failures: 13
+io-errors: 14
+dirty-pages: 15
+written-back-bytes: 16M
+backing-flushes: 17
+backing-errors: 18
+flush-generation: 19
+backing-reads: 20
+atomic-flushes: 21
 ";
         assert_eq!(render_stats_text(&sample(), None, false), want);
     }
@@ -207,16 +221,16 @@ atomic_flushes: 21
         let text = render_stats_text(&sample(), None, true);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 21);
-        assert_eq!(lines[15], "written_back_bytes: 16777216");
-        assert_eq!(lines[2], "read_bytes: 4096");
-        assert_eq!(lines[3], "write_bytes: 1610612736");
-        assert_eq!(lines[5], "discard_bytes: 512");
-        assert_eq!(lines[7], "write_zeroes_bytes: 1048576");
+        assert_eq!(lines[15], "written-back-bytes: 16777216");
+        assert_eq!(lines[2], "read-bytes: 4096");
+        assert_eq!(lines[3], "write-bytes: 1610612736");
+        assert_eq!(lines[5], "discard-bytes: 512");
+        assert_eq!(lines[7], "write-zeroes-bytes: 1048576");
         assert_eq!(lines[9], "pages: 10");
     }
 
     #[test]
-    fn json_has_abi_names_in_order() {
+    fn json_has_the_abi_names_in_kebab_case_in_order() {
         let text = render_stats_json(2, &sample(), None);
         let keys: Vec<String> = text
             .lines()
@@ -230,32 +244,32 @@ atomic_flushes: 21
                 "id",
                 "reads",
                 "writes",
-                "read_bytes",
-                "write_bytes",
+                "read-bytes",
+                "write-bytes",
                 "discards",
-                "discard_bytes",
-                "write_zeroes",
-                "write_zeroes_bytes",
+                "discard-bytes",
+                "write-zeroes",
+                "write-zeroes-bytes",
                 "flushes",
                 "pages",
-                "zero_pages",
-                "alloc_failures",
-                "limit_failures",
-                "io_errors",
-                "dirty_pages",
-                "written_back_bytes",
-                "backing_flushes",
-                "backing_errors",
-                "flush_generation",
-                "backing_reads",
-                "atomic_flushes",
+                "zero-pages",
+                "alloc-failures",
+                "limit-failures",
+                "io-errors",
+                "dirty-pages",
+                "written-back-bytes",
+                "backing-flushes",
+                "backing-errors",
+                "flush-generation",
+                "backing-reads",
+                "atomic-flushes",
                 "compression"
             ]
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v.to_string(),
-            r#"{"alloc_failures":12,"atomic_flushes":21,"backing_errors":18,"backing_flushes":17,"backing_reads":20,"compression":null,"dirty_pages":15,"discard_bytes":512,"discards":5,"flush_generation":19,"flushes":9,"id":2,"io_errors":14,"limit_failures":13,"name":"/dev/rxd2","pages":10,"read_bytes":4096,"reads":1,"write_bytes":1610612736,"write_zeroes":7,"write_zeroes_bytes":1048576,"writes":2,"written_back_bytes":16777216,"zero_pages":11}"#
+            r#"{"alloc-failures":12,"atomic-flushes":21,"backing-errors":18,"backing-flushes":17,"backing-reads":20,"compression":null,"dirty-pages":15,"discard-bytes":512,"discards":5,"flush-generation":19,"flushes":9,"id":2,"io-errors":14,"limit-failures":13,"name":"/dev/rxd2","pages":10,"read-bytes":4096,"reads":1,"write-bytes":1610612736,"write-zeroes":7,"write-zeroes-bytes":1048576,"writes":2,"written-back-bytes":16777216,"zero-pages":11}"#
         );
     }
 }

@@ -59,3 +59,12 @@ pub fn active_example() -> String {
         .map(|l| format!("{l}\n"))
         .collect()
 }
+
+/// The rxdsk.conf example of README.md (its ```ini block), comments and all.
+pub fn readme_example() -> &'static str {
+    include_str!("../../README.md")
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("no ```ini block in README.md"))
+}

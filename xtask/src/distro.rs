@@ -284,7 +284,7 @@ fn lib_rust_deb(
     let changelog = format!(
         "{name} ({version}) unstable; urgency=medium\n\n  * Packaged by `cargo xtask test-distro`.\n\n -- {MAINTAINER_NAME} \
          <{MAINTAINER_EMAIL}>  {}\n",
-        run_output(Cmd::new("date").arg("-R"))?.trim()
+        package::changelog_date()?
     );
     gzip_to(&doc.join("changelog.Debian.gz"), changelog.as_bytes())?;
     let (md5sums, bytes) = package::md5sums(&stage)?;

@@ -152,21 +152,36 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// The last commit's date (reproducible), in the changelog's RFC 2822 form.
-fn changelog_date() -> Result<String> {
-    let date =
+/// The changelog's date, RFC 2822: SOURCE_DATE_EPOCH's if set (reproducible-builds.org),
+/// else the last commit's; never the time of the build.
+pub fn changelog_date() -> Result<String> {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    changelog_date_from(epoch.as_deref(), || {
         run_output(
             Cmd::new("git")
                 .current_dir(paths::repo())
-                .args(["log", "-1", "--format=%aD"]),
+                .args(["log", "-1", "--format=%ct"]),
         )
-        .unwrap_or_default();
-    let date = date.trim();
-    if date.is_empty() {
-        Ok(run_output(Cmd::new("date").arg("-R"))?.trim().to_string())
-    } else {
-        Ok(date.to_string())
-    }
+        .ok()
+    })
+}
+
+/// [`changelog_date`] from SOURCE_DATE_EPOCH's value and the last commit's time (`git log
+/// --format=%ct`, if there is a commit).
+fn changelog_date_from(
+    source_date_epoch: Option<&str>,
+    last_commit: impl FnOnce() -> Option<String>,
+) -> Result<String> {
+    let secs = match source_date_epoch {
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not seconds since the epoch"))?,
+        None => last_commit()
+            .and_then(|t| t.trim().parse().ok())
+            .context("no date for the changelog: not a git checkout; set SOURCE_DATE_EPOCH")?,
+    };
+    Ok(rxdsk_ctl::date::rfc2822(secs))
 }
 
 const COPYRIGHT: &str = "\
@@ -391,9 +406,22 @@ fn dkms_conf() -> String {
          CLEAN=\"make -C rxdsk-kmod KDIR=${{kernel_source_dir}} clean\"\n\
          AUTOINSTALL=\"yes\"\n\
          # Rust modules need a kernel built with Rust and its Rust metadata (see the README).\n\
-         BUILD_EXCLUSIVE_CONFIG=\"CONFIG_RUST\"\n"
+         BUILD_EXCLUSIVE_CONFIG=\"CONFIG_RUST\"\n{DKMS_NEEDS_RUST_METADATA}"
     )
 }
+
+/// dkms.conf is a shell script that DKMS sources with `kernel_source_dir` set (dkms(8)):
+/// a kernel whose build tree lacks the Rust metadata a module is built against (Debian's own
+/// headers: CONFIG_RUST=y but no rust/) is made a BUILD_EXCLUSIVE mismatch, which DKMS skips
+/// (status 77; dh-dkms' postinst says "Skipped.") instead of failing `dpkg --configure`. A
+/// PRE_BUILD script could not do it: bookworm's dkms 3.0.10 ignores its exit status.
+const DKMS_NEEDS_RUST_METADATA: &str = "\
+# No Rust metadata in this kernel's build tree (rust/libkernel.rmeta, rust/libmacros.so):\n\
+# nothing to build against, so match no kernel and let DKMS skip it.\n\
+if [ ! -e \"${kernel_source_dir}/rust/libkernel.rmeta\" ] || \\\n\
+   [ ! -e \"${kernel_source_dir}/rust/libmacros.so\" ]; then\n\
+    BUILD_EXCLUSIVE_KERNEL=\"^no-rust-metadata-in-the-build-tree$\"\n\
+fi\n";
 
 const DKMS_POSTINST: &str = "#!/bin/sh
 set -e
@@ -632,6 +660,74 @@ mod tests {
         ] {
             assert!(sources.iter().any(|s| s == want), "{sources:?}");
         }
+    }
+
+    /// dkms.conf is a shell script DKMS sources with `kernel_source_dir` set (dkms(8)): a
+    /// kernel whose build tree has no Rust metadata must not match the BUILD_EXCLUSIVE_*
+    /// directives, so that DKMS skips it (status 77, "Skipped." in dpkg --configure, with
+    /// bookworm's dkms 3.0.10 as with later ones) instead of failing the build. Checked the
+    /// way DKMS checks BUILD_EXCLUSIVE_KERNEL, on trees with and without the metadata.
+    #[test]
+    fn dkms_skips_a_kernel_without_rust_metadata() {
+        let dir = std::env::temp_dir().join(format!("xtask-dkms-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let with = dir.join("with/build");
+        fs::create_dir_all(with.join("rust")).unwrap();
+        for f in ["rust/libkernel.rmeta", "rust/libmacros.so", ".config"] {
+            fs::write(with.join(f), "").unwrap();
+        }
+        let without = dir.join("without/build");
+        fs::create_dir_all(&without).unwrap();
+        fs::write(without.join(".config"), "CONFIG_RUST=y\n").unwrap();
+        let conf = dir.join("dkms.conf");
+        fs::write(&conf, dkms_conf()).unwrap();
+        let excluded = |tree: &Path| {
+            let out = Cmd::new("bash")
+                .arg("-c")
+                .arg(
+                    "kernelver=7.3.4 arch=x86_64 kernel_source_dir=\"$1\"; . \"$2\"; \
+                     [[ $BUILD_EXCLUSIVE_KERNEL && ! $kernelver =~ $BUILD_EXCLUSIVE_KERNEL ]] \
+                     && echo excluded || echo built",
+                )
+                .arg("bash")
+                .arg(tree)
+                .arg(&conf)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        assert_eq!(excluded(&with), "built");
+        assert_eq!(excluded(&without), "excluded");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The changelog's date is the last commit's, or SOURCE_DATE_EPOCH's
+    /// (reproducible-builds.org): never the time of the build.
+    #[test]
+    fn changelog_dates_are_reproducible() {
+        let git = || Some("951782400".to_string());
+        assert_eq!(
+            changelog_date_from(Some("1796388278"), git).unwrap(),
+            "Fri, 04 Dec 2026 12:44:38 +0000"
+        );
+        assert_eq!(
+            changelog_date_from(None, git).unwrap(),
+            "Tue, 29 Feb 2000 00:00:00 +0000"
+        );
+        assert_eq!(
+            changelog_date_from(Some("0"), git).unwrap(),
+            "Thu, 01 Jan 1970 00:00:00 +0000"
+        );
+        let e = changelog_date_from(None, || None).unwrap_err().to_string();
+        assert!(e.contains("SOURCE_DATE_EPOCH"), "{e}");
+        let e = changelog_date_from(Some("yesterday"), git)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SOURCE_DATE_EPOCH"), "{e}");
+        // In this checkout, the last commit's.
+        let date = changelog_date().unwrap();
+        assert_eq!(date, changelog_date().unwrap());
+        assert!(date.ends_with(" +0000"), "{date}");
     }
 
     #[test]

@@ -673,17 +673,17 @@ fn stats_text_and_json() {
     assert_eq!(o.status, 0);
     assert!(
         o.stdout
-            .starts_with("reads: 3\nwrites: 0\nread_bytes: 12K\nwrite_bytes: 0B\n"),
+            .starts_with("reads: 3\nwrites: 0\nread-bytes: 12K\nwrite-bytes: 0B\n"),
         "{}",
         o.stdout
     );
     let o = run_fake(&fake, &["stats", "rxd1", "-b"]);
-    assert!(o.stdout.contains("\nread_bytes: 12288\n"), "{}", o.stdout);
+    assert!(o.stdout.contains("\nread-bytes: 12288\n"), "{}", o.stdout);
     let json = run_fake(&fake, &["stats", "/dev/rxd1", "-J"]).stdout;
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read_bytes":12288,"write_bytes":0,"discards":0,"discard_bytes":0,"write_zeroes":0,"write_zeroes_bytes":0,"flushes":0,"pages":2,"zero_pages":0,"alloc_failures":0,"limit_failures":0,"io_errors":0,"dirty_pages":0,"written_back_bytes":0,"backing_flushes":0,"backing_errors":0,"flush_generation":0,"backing_reads":0,"atomic_flushes":0,"compression":null}"#
+        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read-bytes":12288,"write-bytes":0,"discards":0,"discard-bytes":0,"write-zeroes":0,"write-zeroes-bytes":0,"flushes":0,"pages":2,"zero-pages":0,"alloc-failures":0,"limit-failures":0,"io-errors":0,"dirty-pages":0,"written-back-bytes":0,"backing-flushes":0,"backing-errors":0,"flush-generation":0,"backing-reads":0,"atomic-flushes":0,"compression":null}"#
     );
     assert_eq!(
         run_fake(&fake, &["stats", "9"]),
@@ -715,8 +715,8 @@ fn version_text_and_json() {
     assert_eq!(
         v,
         serde_json::json!({
-            "rxdskctl": {"version": "0.1.0", "abi_major": 1, "abi_minor": abi::RXDSK_ABI_MINOR},
-            "module": {"version": "0.1.0", "abi_major": 1, "abi_minor": 0,
+            "rxdskctl": {"version": "0.1.0", "abi-major": 1, "abi-minor": abi::RXDSK_ABI_MINOR},
+            "module": {"version": "0.1.0", "abi-major": 1, "abi-minor": 0,
                        "features": features},
         })
     );
@@ -841,4 +841,166 @@ fn attach_options_reach_the_request() {
     assert!(bad.stderr.contains("multiple of 4 KiB"), "{}", bad.stderr);
 }
 
+/// A bad address or port is refused before anything is opened or loaded.
+#[test]
+fn export_checks_the_address_first() {
+    let fake = Fake::new().with_device(0, 4096, 0);
+    for (args, said) in [
+        (
+            &["--address", "192.0.2.300"][..],
+            "invalid --address \"192.0.2.300\": not an IPv4 or IPv6 address",
+        ),
+        (
+            &["--address", "fe80::1"][..],
+            "invalid --address \"fe80::1\": a link-local address needs its interface \
+             (fe80::1%eth0, say)",
+        ),
+        (
+            &["--address", "192.0.2.1", "--port", "0"][..],
+            "invalid --port 0: a TCP port is 1 to 65535",
+        ),
+        (
+            &["--transport", "loop", "--port", "4420"][..],
+            "--address and --port are for --transport tcp, not loop",
+        ),
+    ] {
+        let mut all = vec![
+            "export",
+            "--allow-host",
+            "nqn.2014-08.org.nvmexpress:uuid:h",
+        ];
+        all.extend(args);
+        all.push("rxd0");
+        let (o, opened) = run_with(&fake, &all);
+        assert_eq!(
+            o,
+            outcome(
+                1,
+                "",
+                &format!("rxdskctl: /dev/rxd0: cannot export: {said}\n")
+            ),
+            "{args:?}"
+        );
+        assert!(!opened, "{args:?}");
+    }
+}
+
+/// A fake with devices `backed` attached to a backing device and `plain` not.
+fn with_backed(backed: &[u32], plain: &[u32]) -> Fake {
+    let mut fake = Fake::new();
+    for &id in backed.iter().chain(plain) {
+        fake = fake.with_device(id, 1 << 20, 0);
+    }
+    for id in backed {
+        if let Some(info) = fake.devices.borrow_mut().get_mut(id) {
+            info.flags |= abi::RXDSK_FLAG_BACKED;
+        }
+    }
+    fake
+}
+
+fn flushed(fake: &Fake) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.starts_with("flush"))
+        .collect()
+}
+
+const FLUSHED: &str = "flushed 3 pages (20K written) in 0.00 s, generation 2";
+
+/// The shutdown flush skips what has nothing to flush: a device that does not exist, or
+/// has no backing device (by INFO, or detached before FLUSH); nothing else.
+#[test]
+fn flush_if_backed_skips_only_missing_and_unbacked_devices() {
+    let fake = with_backed(&[0, 3], &[1]).failing("flush", 3, Errno::ENXIO);
+    let o = run_fake(&fake, &["flush", "--if-backed", "0", "1", "2", "3"]);
+    assert_eq!(o, outcome(0, &format!("/dev/rxd0: {FLUSHED}\n"), ""));
+    assert_eq!(flushed(&fake), ["flush 0", "flush 3"]);
+    // Any other error fails, after the other devices are flushed.
+    let fake = with_backed(&[0, 2], &[])
+        .failing("info", 0, Errno::EIO)
+        .failing("flush", 2, Errno::EIO);
+    let o = run_fake(&fake, &["flush", "--if-backed", "0", "2"]);
+    assert_eq!(
+        (o.status, o.stderr.as_str()),
+        (
+            1,
+            "rxdskctl: /dev/rxd0: cannot read device information: I/O error\n\
+             rxdskctl: /dev/rxd2: cannot flush: I/O error on the backing device (the changes \
+             stay in memory; retry the flush)\n"
+        )
+    );
+    assert_eq!(flushed(&fake), ["flush 2"]);
+    // Named without --if-backed: a device without a backing device is an error.
+    let fake = with_backed(&[], &[1]).failing("flush", 1, Errno::ENXIO);
+    let o = run_fake(&fake, &["flush", "1"]);
+    assert_eq!(
+        (o.status, o.stderr.as_str()),
+        (
+            1,
+            "rxdskctl: /dev/rxd1: cannot flush: no backing device attached\n"
+        )
+    );
+}
+
+#[test]
+fn flush_all_fails_when_the_devices_cannot_be_listed_or_read() {
+    let fake = with_backed(&[0], &[]).failing("list", 0, Errno::EPERM);
+    let o = run_fake(&fake, &["flush", "--all"]);
+    assert_eq!(
+        (o.status, o.stderr.as_str()),
+        (
+            1,
+            "rxdskctl: /dev/rxdsk-control: cannot list devices: permission denied \
+             (CAP_SYS_ADMIN is required)\n"
+        )
+    );
+    assert!(flushed(&fake).is_empty());
+    let fake = with_backed(&[0, 1], &[2])
+        .failing("info", 1, Errno::ENOMEM)
+        .failing("flush", 0, Errno::ENXIO);
+    let o = run_fake(&fake, &["flush", "--all", "-J"]);
+    assert_eq!(
+        (o.status, o.stderr.as_str()),
+        (
+            1,
+            "rxdskctl: /dev/rxd1: cannot read device information: Out of memory\n"
+        )
+    );
+    assert_eq!(flushed(&fake), ["flush 0"]);
+    assert_eq!(o.stdout, "{\n  \"flushed\": []\n}\n");
+}
+
+/// At shutdown the module may be gone (no control node): then no device has anything to
+/// flush. Any other failure to open it is an error.
+#[test]
+fn flush_if_backed_without_the_module() {
+    let run_missing = |args: &[&str], errno: Errno| {
+        let cli = Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let missing = || -> Result<&Fake, ControlError> {
+            Err(ControlError::new(CONTROL, action::OPEN, errno))
+        };
+        let status = run(cli.into_command(), missing, &mut out, &mut err);
+        (status, String::from_utf8_lossy(&err).into_owned())
+    };
+    assert_eq!(
+        run_missing(&["flush", "--if-backed", "rxd0"], Errno::ENOENT),
+        (0, String::new())
+    );
+    assert_eq!(run_missing(&["flush", "--all"], Errno::ENOENT).0, 0);
+    assert_eq!(run_missing(&["flush", "rxd0"], Errno::ENOENT).0, 1);
+    assert_eq!(
+        run_missing(&["flush", "--if-backed", "rxd0"], Errno::EACCES),
+        (
+            1,
+            "rxdskctl: /dev/rxdsk-control: cannot open: permission denied (CAP_SYS_ADMIN is \
+             required)\n"
+                .into()
+        )
+    );
+}
+
 mod apply;
+mod json;

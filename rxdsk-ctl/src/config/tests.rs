@@ -10,12 +10,16 @@ fn texts(files: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn ok(files: &[(&str, &str)]) -> Config {
-    parse(&texts(files)).unwrap_or_else(|e| panic!("{files:?}: {e:?}"))
+    parse(&texts(files), &Machine::default()).unwrap_or_else(|e| panic!("{files:?}: {e:?}"))
+}
+
+fn lenient(files: &[(&str, &str)]) -> (Config, Vec<ConfigError>) {
+    parse_lenient(&texts(files), &Machine::default())
 }
 
 /// The error lines, as rxdskctl prints them after `rxdskctl: `.
 fn errors(files: &[(&str, &str)]) -> Vec<String> {
-    match parse(&texts(files)) {
+    match parse(&texts(files), &Machine::default()) {
         Ok(c) => panic!("{files:?} parsed: {c:?}"),
         Err(e) => e.iter().map(ToString::to_string).collect(),
     }
@@ -417,10 +421,10 @@ fn load_reads_files_and_masks() {
     std::fs::create_dir_all(root.join("etc/rxdsk.conf.d")).unwrap_or_default();
     std::os::unix::fs::symlink("/dev/null", root.join("etc/rxdsk.conf.d/50-x.conf"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let c = load(&config_files(&root)).unwrap_or_else(|e| panic!("{e:?}"));
+    let c = load(&config_files(&root), &Machine::default()).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(c.devices[&0].size, Some(1 << 30));
     let missing = root.join("etc/none.conf");
-    let e = load(std::slice::from_ref(&missing))
+    let e = load(std::slice::from_ref(&missing), &Machine::default())
         .err()
         .unwrap_or_default();
     assert_eq!(e.len(), 1);
@@ -449,4 +453,190 @@ fn the_shipped_example_is_valid() {
         ok(&[("example", crate::testutil::EXAMPLE)]).devices.len(),
         0
     );
+}
+
+#[test]
+fn comments_at_the_end_of_a_line() {
+    let c = ok(&[(
+        "/etc/rxdsk.conf",
+        "[rxd0]   # compressed swap\nsize = 4G # four\ncompress = zstd\t# tab before\n",
+    )]);
+    let d = &c.devices[&0];
+    assert_eq!(d.size, Some(4 << 30));
+    assert_eq!(d.compress, Some(Compression::Zstd));
+    // `#` with no white space before it is part of the value, and here a bad one.
+    assert_eq!(
+        one_error("[rxd0]\nsize = 4G\nswap-priority = 100#x\n"),
+        "/etc/rxdsk.conf:3: invalid swap-priority \"100#x\" in [rxd0]: not a number in range"
+    );
+    // A value that is nothing but a comment is empty: the key is reset.
+    let c = ok(&[
+        ("/etc/rxdsk.conf", "[rxd0]\nsize=1G\ncompress=lz4\n"),
+        ("/etc/rxdsk.conf.d/a.conf", "[rxd0]\ncompress = # none\n"),
+    ]);
+    assert_eq!(c.devices[&0].compress, None);
+}
+
+/// The README's example of rxdsk.conf, as printed there (with its comments), is valid.
+#[test]
+fn the_readme_example_is_valid() {
+    let c = ok(&[("README.md", crate::testutil::readme_example())]);
+    assert_eq!(c.devices.keys().copied().collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(c.devices[&1].flush_interval, Some(300));
+    assert_eq!(
+        c.devices[&1].backing.as_deref(),
+        Some("/dev/disk/by-id/virtio-rxdsk-cache")
+    );
+}
+
+#[test]
+fn lenient_parsing_keeps_the_devices_without_errors() {
+    let (c, e) = lenient(&[
+        (
+            "/etc/rxdsk.conf",
+            "[rxd0]\nsize=1G\n[rxd1]\nsize=lots\n[rxd2]\nsize=1G\nfs-type=ext4\nmount-point=/m\n\
+             [rxd3]\nsize=1G\nfs-type=ext4\nmount-point=/m\n[rxd4]\nsize=1G\n[/dev/rxd5]\nsize=1G\n",
+        ),
+        ("/etc/rxdsk.conf.d/a.conf", "[rxd4]\nmode=writeback\n"),
+    ]);
+    // rxd1: a bad value; rxd2 and rxd3: in conflict; rxd4: a check across keys; rxd5: a
+    // section header meant for it.
+    assert_eq!(c.devices.keys().copied().collect::<Vec<_>>(), [0]);
+    let concerns: Vec<&Concerns> = e.iter().map(|e| &e.concerns).collect();
+    assert_eq!(
+        concerns,
+        [
+            &Concerns::Devices(vec![5]),
+            &Concerns::Devices(vec![1]),
+            &Concerns::Devices(vec![4]),
+            &Concerns::Devices(vec![2, 3]),
+        ],
+        "{e:?}"
+    );
+    // The checks across keys run for the devices whose lines read well.
+    let (c, e) = lenient(&[(
+        "f",
+        "[rxd2]\nsize=1G\nfs-type=ext4\nmount-point=/m\n[rxd3]\nsize=1G\nfs-type=ext4\n\
+         mount-point=/m\n[rxd4]\nsize=1G\nmode=writeback\n[rxd6]\nsize=1G\n",
+    )]);
+    assert_eq!(c.devices.keys().copied().collect::<Vec<_>>(), [6]);
+    assert_eq!(
+        e.iter().map(|e| e.concerns.clone()).collect::<Vec<_>>(),
+        [Concerns::Devices(vec![4]), Concerns::Devices(vec![2, 3])]
+    );
+}
+
+#[test]
+fn the_device_a_bad_section_header_was_meant_for() {
+    for (name, want) in [
+        ("rxd2", Some(2)),
+        ("/dev/rxd2]", Some(2)),
+        ("rxd02", Some(2)),
+        (" 2 ", Some(2)),
+        ("rxd1024", None),
+        ("swap", None),
+        ("zram0", None),
+        ("rxd", None),
+    ] {
+        assert_eq!(meant_device(name), want, "{name:?}");
+    }
+}
+
+fn with_ram(kib: u64) -> Machine {
+    Machine {
+        mem_total: Some(kib * 1024),
+        meminfo: "/proc/meminfo".into(),
+    }
+}
+
+#[test]
+fn size_as_a_share_of_ram() {
+    let on = |text: &str, kib: u64| parse(&texts(&[("f", text)]), &with_ram(kib));
+    // 2000003 kB: 1024001536 bytes are half, 1024000000 once rounded down to 4 KiB.
+    let c = on("[rxd0]\nsize = 50%\n", 2_000_003).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(c.devices[&0].size, Some(1_024_000_000));
+    // Rounded down to 4 KiB, so any block size fits; more than the memory is allowed (a
+    // compressed device holds more than it takes).
+    let c = on("[rxd0]\nsize=150%\nblock-size=512\ncompress=zstd\n", 1001)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(c.devices[&0].size, Some(1_536_000 / 4096 * 4096));
+    let err = |text: &str, kib: u64| match on(text, kib) {
+        Ok(c) => panic!("{text}: {c:?}"),
+        Err(e) => e.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    for (value, why) in [
+        ("0%", "a share of the memory is 1% or more"),
+        (
+            "1.5%",
+            "a share of the memory is a whole number of percent (e.g. 50%)",
+        ),
+        (
+            "%",
+            "a share of the memory is a whole number of percent (e.g. 50%)",
+        ),
+        ("-5%", "negative size"),
+    ] {
+        assert_eq!(
+            err(&format!("[rxd0]\nsize = {value}\n"), 2_000_003),
+            [format!("f:2: invalid size \"{value}\" in [rxd0]: {why}")],
+            "{value}"
+        );
+    }
+    // A share too small for one 4 KiB page is no size at all.
+    assert_eq!(
+        err("[rxd0]\nsize = 1%\n", 100),
+        ["f:2: invalid size: must not be zero (size in [rxd0])"]
+    );
+    // Unknown memory.
+    assert_eq!(
+        parse(&texts(&[("f", "[rxd0]\nsize=10%\n")]), &Machine::default())
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["f:2: invalid size \"10%\" in [rxd0]: a share of the memory, but /proc/meminfo has no MemTotal"]
+    );
+}
+
+#[test]
+fn a_bare_number_below_a_mib_is_warned_about() {
+    let c = ok(&[(
+        "f",
+        "[rxd0]\nsize = 4096\n[rxd1]\nsize = 1048576\n[rxd2]\nsize = 4K\n\
+         [rxd3]\nsize = 64M\nmem-limit = 65536\n",
+    )]);
+    let warnings: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "f:2: size = 4096 in [rxd0] is 4096 bytes (4K): a number without a unit is bytes \
+             (4096M for MiB)",
+            "f:9: mem-limit = 65536 in [rxd3] is 65536 bytes (64K): a number without a unit is \
+             bytes (65536M for MiB)",
+        ]
+    );
+    // Only the value in effect is looked at.
+    let c = ok(&[("a", "[rxd0]\nsize = 4096\n"), ("b", "[rxd0]\nsize = 4G\n")]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn the_machine_s_memory_comes_from_the_root_or_the_system() {
+    let root = tree(
+        "meminfo",
+        &[("proc/meminfo", "MemFree: 3 kB\nMemTotal: 1024 kB\n")],
+    );
+    let m = Machine::read(&root);
+    assert_eq!(m.mem_total, Some(1 << 20));
+    assert_eq!(m.meminfo, root.join("proc/meminfo").display().to_string());
+    let _ = std::fs::remove_dir_all(&root);
+    // A root without proc/meminfo: the system's own.
+    let empty = tree("meminfo-none", &[]);
+    let m = Machine::read(&empty);
+    assert_eq!(m.meminfo, "/proc/meminfo");
+    if std::path::Path::new("/proc/meminfo").exists() {
+        assert!(m.mem_total.is_some_and(|b| b > 0));
+    }
+    let _ = std::fs::remove_dir_all(&empty);
 }

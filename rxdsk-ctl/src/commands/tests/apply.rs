@@ -91,8 +91,52 @@ fn a_bad_line_changes_nothing_and_needs_no_module() {
         )
     );
     assert!(!opened && fake.calls().is_empty());
+    // Asked for rxd1, whose line is bad: refused too.
+    let o = run_fake(&fake, &["apply", "--root", &root, "rxd1"]);
+    assert_eq!((o.status, o.stdout.as_str()), (1, ""));
+    assert!(
+        o.stderr.contains("10-swap.conf:4: unknown key \"sise\""),
+        "{}",
+        o.stderr
+    );
+    assert!(fake.calls().is_empty());
     // The main file alone is fine.
     assert_eq!(run_fake(&fake, &["apply", "--config", &good]).status, 0);
+}
+
+/// At boot each setup service applies its own device: an error in another device's section
+/// is that device's problem (the generator skipped it), reported here as a warning only.
+#[test]
+fn a_device_asked_for_is_applied_despite_errors_in_other_sections() {
+    let dir = Scratch::new("apply-other-bad");
+    dir.write("etc/rxdsk.conf", "[rxd0]\nsize = 64M\n");
+    dir.write(
+        "etc/rxdsk.conf.d/10-swap.conf",
+        "[rxd1]\nsize=1G\n\nsise = 2G\n",
+    );
+    let root = dir.0.display().to_string();
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(&fake, &["apply", "--root", &root, "rxd0"]),
+        outcome(
+            0,
+            "rxd0: created 64M\n",
+            &format!(
+                "rxdskctl: warning: {root}/etc/rxdsk.conf.d/10-swap.conf:4: unknown key \"sise\" in [rxd1] (did you mean \"size\"?) (ignored: apply was asked for rxd0)\n"
+            )
+        )
+    );
+    assert!(!fake.devices.borrow().contains_key(&1));
+    // A file that cannot be read might say anything about rxd0: refused.
+    std::fs::write(dir.0.join("etc/rxdsk.conf.d/10-swap.conf"), b"\xff")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let o = run_fake(&fake, &["apply", "--root", &root, "rxd0", "-n"]);
+    assert_eq!(o.status, 1, "{o:?}");
+    assert!(
+        o.stderr.ends_with("10-swap.conf: not UTF-8 text\n"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -136,6 +180,34 @@ fn a_plan_error_changes_nothing() {
         run_fake(&fake, &["apply", "--config", &conf, "rxd1"]),
         outcome(0, "rxd1: created 1G\n", "")
     );
+}
+
+/// As apply --help says (mount(8)'s convention, per device): 32 when every device with work
+/// to do failed, even if some of its steps were done; 64 when some device was set up and
+/// another failed.
+#[test]
+fn a_device_that_fails_half_way_has_failed() {
+    let dir = Scratch::new("apply-half-way");
+    // Created, then formatting fails: no such mkfs.
+    let conf = dir.write("c.conf", "[rxd0]\nsize = 64M\nfs-type = rxdsk-no-such-fs\n");
+    let fake = Fake::new();
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(
+        (o.status, o.stdout.as_str()),
+        (crate::apply::EXIT_FAILED, "rxd0: created 64M\n")
+    );
+    assert!(
+        o.stderr
+            .starts_with("rxdskctl: /dev/rxd0: cannot format: cannot run mkfs.rxdsk-no-such-fs"),
+        "{}",
+        o.stderr
+    );
+    let conf = dir.write(
+        "c.conf",
+        "[rxd1]\nsize = 64M\nfs-type = rxdsk-no-such-fs\n[rxd2]\nsize = 64M\n",
+    );
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(o.status, crate::apply::EXIT_PARTIAL, "{o:?}");
 }
 
 #[test]
@@ -268,7 +340,11 @@ impl System for FakeSystem {
 }
 
 fn plans_for(fake: &Fake, system: &FakeSystem, text: &str) -> Vec<crate::apply::DevicePlan> {
-    let config = crate::config::parse(&[("f".to_string(), text.to_string())]).unwrap_or_default();
+    let config = crate::config::parse(
+        &[("f".to_string(), text.to_string())],
+        &crate::config::Machine::default(),
+    )
+    .unwrap_or_default();
     let state = read_state(&fake, &config, &[], system, true).unwrap_or_default();
     plan(&config, &[], &state, true).unwrap_or_else(|e| panic!("{e:?}"))
 }
@@ -372,10 +448,13 @@ fn a_failed_step_ends_its_device() {
 fn a_device_asked_for_alone_looks_at_nothing_else() {
     let fake = Fake::new();
     let system = FakeSystem::default();
-    let config = crate::config::parse(&[(
-        "f".to_string(),
-        "[rxd0]\nsize=64M\n[rxd1]\nbacking=/dev/vdb\n".to_string(),
-    )])
+    let config = crate::config::parse(
+        &[(
+            "f".to_string(),
+            "[rxd0]\nsize=64M\n[rxd1]\nbacking=/dev/vdb\n".to_string(),
+        )],
+        &crate::config::Machine::default(),
+    )
     .unwrap_or_default();
     let state = read_state(&&fake, &config, &[0], &system, false).unwrap_or_default();
     assert!(system.ran.borrow().is_empty(), "{:?}", system.ran.borrow());
@@ -400,6 +479,50 @@ fn no_configuration_nothing_to_do() {
         (
             1,
             "rxdskctl: rxd3: not in the configuration (no configuration file)\n"
+        )
+    );
+}
+
+/// A size that is a share of the machine's memory (MemTotal of <root>/proc/meminfo), and the
+/// warning about a bare number that is a tiny device, in the dry run and the run itself.
+#[test]
+fn sizes_as_a_share_of_ram_and_implausible_ones() {
+    let dir = Scratch::new("apply-sizes");
+    // 2000003 kB: half is 1024001536 bytes, 1024000000 once rounded down to 4 KiB.
+    dir.write(
+        "proc/meminfo",
+        "MemTotal:        2000003 kB\nMemFree:          100000 kB\n",
+    );
+    dir.write(
+        "etc/rxdsk.conf",
+        "[rxd0]\nsize = 50%\n[rxd1]\nsize = 8192\n",
+    );
+    let root = dir.0.display().to_string();
+    let fake = Fake::new();
+    let warning = format!(
+        "rxdskctl: warning: {root}/etc/rxdsk.conf:4: size = 8192 in [rxd1] is 8192 bytes (8K): \
+         a number without a unit is bytes (8192M for MiB)\n"
+    );
+    assert_eq!(
+        run_fake(&fake, &["apply", "-n", "--root", &root]),
+        outcome(
+            0,
+            "rxd0: would create 976.6M\nrxd1: would create 8K\n",
+            &warning
+        )
+    );
+    let o = run_fake(&fake, &["apply", "--root", &root]);
+    assert_eq!((o.status, o.stderr.as_str()), (0, warning.as_str()));
+    assert_eq!(fake.devices.borrow()[&0].size_bytes, 1_024_000_000);
+    // Without MemTotal there is no share of it.
+    dir.write("proc/meminfo", "MemFree: 1 kB\n");
+    let o = run_fake(&fake, &["apply", "-n", "--root", &root, "rxd0"]);
+    assert_eq!(o.status, 1);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "rxdskctl: {root}/etc/rxdsk.conf:2: invalid size \"50%\" in [rxd0]: a share of the \
+             memory, but {root}/proc/meminfo has no MemTotal\n"
         )
     );
 }
