@@ -76,6 +76,10 @@ pub enum Command {
                       were set up and some failed."
     )]
     Apply(ApplyArgs),
+    /// Generate a DH-HMAC-CHAP secret for NVMe in-band authentication (`export
+    /// --dhchap-secret`, `nvme connect --dhchap-secret`), in the DHHC-1 representation
+    /// nvme-cli's gen-dhchap-key prints; no module needed.
+    GenDhchapKey(GenDhchapKeyArgs),
     /// Print the versions of rxdskctl and of the loaded rxdsk module.
     Version {
         /// Use JSON output format.
@@ -173,6 +177,29 @@ pub struct ExportArgs {
     /// Let any host connect.
     #[arg(long)]
     pub allow_any_host: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GenDhchapKeyArgs {
+    /// How the key is transformed (with the NQN) before use, the hh of DHHC-1:hh:...: 0 not
+    /// at all, 1 SHA-256, 2 SHA-384, 3 SHA-512.
+    #[arg(short = 'm', long, value_name = "ID", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub hmac: u8,
+    /// The key's length in bytes: 32, 48 or 64 (default: the digest size of --hmac; 32 for 0).
+    #[arg(short = 'l', long, value_name = "BYTES", value_parser = parse_key_length)]
+    pub key_length: Option<usize>,
+    /// Write the secret to FILE, a new file only its owner can read (mode 0600), instead of
+    /// standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+fn parse_key_length(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n) if crate::dhchap::KEY_LENGTHS.contains(&n) => Ok(n),
+        _ => Err("a DH-HMAC-CHAP key is 32, 48 or 64 bytes".into()),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -64,6 +64,7 @@ pub fn run<B: Backend>(
             };
             out.write_all(text.as_bytes()).map_err(Failure::from)
         }
+        Command::GenDhchapKey(args) => crate::dhchap::gen_command(&args, out),
         Command::Version { json } => version(json, open, out),
         Command::Apply(args) => crate::apply::run(&args, open, out, err),
     }

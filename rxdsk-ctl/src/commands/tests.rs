@@ -1004,3 +1004,65 @@ fn flush_if_backed_without_the_module() {
 
 mod apply;
 mod json;
+
+/// `gen-dhchap-key` prints a secret the parser takes (no module needed), or writes it to a
+/// new file only its owner can read.
+#[test]
+fn gen_dhchap_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = Fake::new();
+    for (args, transform, len) in [
+        (&[][..], 0, 32),
+        (&["--hmac", "2"][..], 2, 48),
+        (&["-m", "3"][..], 3, 64),
+        (&["-m", "1", "--key-length", "64"][..], 1, 64),
+        (&["-l", "48"][..], 0, 48),
+    ] {
+        let mut all = vec!["gen-dhchap-key"];
+        all.extend(args);
+        let (o, opened) = run_with(&fake, &all);
+        assert_eq!(
+            (o.status, o.stderr.as_str(), opened),
+            (0, "", false),
+            "{args:?}"
+        );
+        let s = crate::dhchap::Secret::parse(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.transform, s.len()), (transform, len), "{args:?}");
+        assert_eq!(format!("{}\n", s.encode()), o.stdout);
+    }
+    // Two runs, two secrets.
+    assert_ne!(
+        run_fake(&fake, &["gen-dhchap-key"]).stdout,
+        run_fake(&fake, &["gen-dhchap-key"]).stdout
+    );
+    let dir = crate::testutil::Scratch::new("gen-dhchap-key");
+    let file = dir.0.join("host.key").display().to_string();
+    assert_eq!(
+        run_fake(&fake, &["gen-dhchap-key", "-o", &file]),
+        outcome(0, "", "")
+    );
+    let mode = std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o600));
+    assert!(crate::dhchap::read_secret_file(&file).is_ok());
+    // An existing file is not overwritten.
+    let again = run_fake(&fake, &["gen-dhchap-key", "-o", &file]);
+    assert_eq!(again.status, 1);
+    assert!(
+        again.stderr.contains("cannot write: File exists"),
+        "{}",
+        again.stderr
+    );
+    for (args, why) in [
+        (&["gen-dhchap-key", "--hmac", "4"][..], "4 is not in 0..=3"),
+        (
+            &["gen-dhchap-key", "-l", "40"][..],
+            "a DH-HMAC-CHAP key is 32, 48 or 64 bytes",
+        ),
+    ] {
+        let e = Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{args:?}: {e}");
+    }
+}
