@@ -366,8 +366,9 @@ const VERSION_JSON: &str = "Use JSON output format: an object with rxdskctl (ver
 
 const EXPORTS_JSON: &str = "Use JSON output format: an object with exports, an array of one \
     object per export with nqn, device, transport (tcp or loop), address (empty for loop), port \
-    (a number; null for loop), allow-any-host (a boolean) and allowed-hosts (an array of host \
-    NQNs). The keys are a stable interface.";
+    (a number; null for loop), allow-any-host (a boolean), allowed-hosts (an array of host \
+    NQNs), serial (the subsystem's serial number), uuid and nguid (the namespace's, \
+    8-4-4-4-12 hexadecimal). The keys are a stable interface.";
 
 const FLUSH_JSON: &str = "Use JSON output format: an object with flushed, an array of one \
     object per device flushed with name (the device node), pages and bytes written, the \

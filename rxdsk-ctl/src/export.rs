@@ -1,11 +1,18 @@
 //! `rxdskctl export`, `unexport` and `exports`: rxdsk devices served to other machines by the
 //! kernel's NVMe-over-Fabrics target (nvmet), configured through configfs the way nvmetcli
 //! does: a subsystem per device with the device as namespace 1, hosts allowed by NQN, and a
-//! port (TCP or loop) the subsystem is linked into.
+//! port (TCP or loop) the subsystem is linked into. The serial number and the namespace's
+//! UUID and NGUID are derived from the subsystem's NQN ([`identity`]), so that they are the
+//! same on every export.
 
 use crate::device::device_path;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+pub mod identity;
+
+/// The namespace id of the device in its subsystem.
+pub const NSID: u32 = 1;
 
 /// Where nvmet's configfs tree is.
 pub const NVMET: &str = "/sys/kernel/config/nvmet";
@@ -148,10 +155,22 @@ fn read(path: &Path) -> String {
 
 fn mkdir(path: &Path) -> Result<(), String> {
     match fs::create_dir(path) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            // What configfs creates with the group, in the tests' tree.
+            #[cfg(test)]
+            tests::kernel_made(path);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(format!("{}: cannot create: {e}", path.display())),
     }
+}
+
+/// Removes a configfs group (its attributes and default groups go with it).
+fn rmdir(path: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    tests::kernel_unmade(path);
+    fs::remove_dir(path)
 }
 
 /// A symlink at `at` to `target`, unless there is one.
@@ -216,13 +235,16 @@ fn nvmet_root(root: &Path, transport: Option<Transport>) -> Result<PathBuf, Stri
             config.display()
         ));
     }
-    if !root.is_dir() {
+    // Modules are the system's: another tree (the tests') is taken as it is.
+    let system = root == Path::new(NVMET);
+    if system && !root.is_dir() {
         modprobe("nvmet")?;
     }
     if let Some(t) = transport.filter(|t| {
-        !Path::new("/sys/module")
-            .join(t.module().replace('-', "_"))
-            .exists()
+        system
+            && !Path::new("/sys/module")
+                .join(t.module().replace('-', "_"))
+                .exists()
     }) {
         modprobe(t.module())?;
     }
@@ -245,6 +267,10 @@ pub struct Export {
     pub allow_any_host: bool,
     #[serde(rename = "allowed-hosts")]
     pub allowed_hosts: Vec<String>,
+    /// The subsystem's serial number, the namespace's UUID and NGUID, as configfs has them.
+    pub serial: String,
+    pub uuid: String,
+    pub nguid: String,
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -263,7 +289,8 @@ pub fn exports(root: &Path) -> Vec<Export> {
     let mut out = Vec::new();
     for nqn in names(&root.join("subsystems")) {
         let subsys = root.join("subsystems").join(&nqn);
-        let device = read(&subsys.join("namespaces/1/device_path"));
+        let ns = subsys.join("namespaces").join(NSID.to_string());
+        let device = read(&ns.join("device_path"));
         if !device.starts_with("/dev/rxd") {
             continue;
         }
@@ -293,6 +320,9 @@ pub fn exports(root: &Path) -> Vec<Export> {
             transport,
             address,
             port: svc.parse().ok(),
+            serial: read(&subsys.join("attr_serial")),
+            uuid: read(&ns.join("device_uuid")),
+            nguid: read(&ns.join("device_nguid")),
         });
     }
     out
@@ -333,7 +363,13 @@ pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
 
 fn build(root: &Path, r: &Request, nqn: &str, listen: Option<&Listen>) -> Result<(), String> {
     let subsys = root.join("subsystems").join(nqn);
+    let id = identity::derive(nqn, NSID);
+    let new = !subsys.exists();
     mkdir(&subsys)?;
+    // Only until a host has seen it (the first Identify Controller): then it stays.
+    if new {
+        write(&subsys.join("attr_serial"), &id.serial)?;
+    }
     write(
         &subsys.join("attr_allow_any_host"),
         if r.allow_any_host { "1" } else { "0" },
@@ -352,10 +388,13 @@ fn build(root: &Path, r: &Request, nqn: &str, listen: Option<&Listen>) -> Result
         mkdir(&host)?;
         link(&host, &allowed.join(h))?;
     }
-    let ns = subsys.join("namespaces/1");
+    let ns = subsys.join("namespaces").join(NSID.to_string());
     mkdir(&ns)?;
+    // The UUID and NGUID too can change only while the namespace is disabled.
     if read(&ns.join("enable")) != "1" {
         write(&ns.join("device_path"), &device_path(r.id))?;
+        write(&ns.join("device_uuid"), &id.uuid)?;
+        write(&ns.join("device_nguid"), &id.nguid)?;
         write(&ns.join("enable"), "1")?;
     }
     // A port with the same address is shared; else the lowest free id.
@@ -392,7 +431,7 @@ fn build(root: &Path, r: &Request, nqn: &str, listen: Option<&Listen>) -> Result
         enable_port(&subsys, &port.join("subsystems").join(nqn), listen)
     })();
     if linked.is_err() && created {
-        let _ = fs::remove_dir(&port);
+        let _ = rmdir(&port);
     }
     linked
 }
@@ -404,19 +443,19 @@ fn remove_subsystem(root: &Path, nqn: &str) {
         if fs::remove_file(ports.join(&p).join("subsystems").join(nqn)).is_ok()
             && names(&ports.join(&p).join("subsystems")).is_empty()
         {
-            let _ = fs::remove_dir(ports.join(&p));
+            let _ = rmdir(&ports.join(&p));
         }
     }
     let subsys = root.join("subsystems").join(nqn);
     let ns = subsys.join("namespaces/1");
     let _ = fs::write(ns.join("enable"), "0");
-    let _ = fs::remove_dir(&ns);
+    let _ = rmdir(&ns);
     let allowed = subsys.join("allowed_hosts");
     for h in names(&allowed) {
         let _ = fs::remove_file(allowed.join(&h));
         remove_orphan_host(root, &h);
     }
-    let _ = fs::remove_dir(&subsys);
+    let _ = rmdir(&subsys);
 }
 
 /// Removes host `h` from nvmet unless a subsystem still allows it.
@@ -430,7 +469,7 @@ fn remove_orphan_host(root: &Path, h: &str) {
             .is_ok()
     });
     if !still {
-        let _ = fs::remove_dir(root.join("hosts").join(h));
+        let _ = rmdir(&root.join("hosts").join(h));
     }
 }
 
@@ -445,18 +484,18 @@ pub fn unexport(root: &Path, id: u32) -> Result<(), String> {
         if l.exists() || l.symlink_metadata().is_ok() {
             fs::remove_file(&l).map_err(|err| format!("{}: {err}", l.display()))?;
             if names(&ports.join(&p).join("subsystems")).is_empty() {
-                let _ = fs::remove_dir(ports.join(&p));
+                let _ = rmdir(&ports.join(&p));
             }
         }
     }
     let ns = subsys.join("namespaces/1");
     write(&ns.join("enable"), "0")?;
-    fs::remove_dir(&ns).map_err(|err| format!("{}: {err}", ns.display()))?;
+    rmdir(&ns).map_err(|err| format!("{}: {err}", ns.display()))?;
     for h in &e.allowed_hosts {
         let l = subsys.join("allowed_hosts").join(h);
         fs::remove_file(&l).map_err(|err| format!("{}: {err}", l.display()))?;
     }
-    fs::remove_dir(&subsys).map_err(|err| format!("{}: {err}", subsys.display()))?;
+    rmdir(&subsys).map_err(|err| format!("{}: {err}", subsys.display()))?;
     for h in &e.allowed_hosts {
         remove_orphan_host(root, h);
     }
@@ -494,7 +533,7 @@ pub fn render(exports: &[Export]) -> String {
             e.allowed_hosts.join(",")
         };
         s += &format!(
-            "{} {} {} {} {} {}\n",
+            "{} {} {} {} {} {} {} {}\n",
             e.device,
             e.nqn,
             e.transport,
@@ -504,187 +543,13 @@ pub fn render(exports: &[Export]) -> String {
                 &e.address
             },
             e.port.map_or("-".to_string(), |p| p.to_string()),
-            hosts
+            hosts,
+            e.serial,
+            e.uuid
         );
     }
     s
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(transport: Transport, address: Option<&str>, port: Option<u16>) -> Request {
-        Request {
-            id: 0,
-            transport,
-            address: address.map(str::to_string),
-            port,
-            nqn: None,
-            allow_hosts: vec!["nqn.2014-08.org.nvmexpress:uuid:h".into()],
-            allow_any_host: false,
-        }
-    }
-
-    /// The address and port are checked before anything is changed, each with its reason;
-    /// what is written to configfs is the address's canonical form.
-    #[test]
-    fn addresses_and_ports_are_checked_up_front() {
-        let ok = |a: &str| {
-            listen_address(&request(Transport::Tcp, Some(a), None))
-                .unwrap_or_else(|e| panic!("{a}: {e}"))
-        };
-        assert_eq!(
-            ok("192.0.2.10"),
-            Some(Listen {
-                family: "ipv4",
-                address: "192.0.2.10".into(),
-                port: 4420
-            })
-        );
-        assert_eq!(
-            ok("2001:DB8:0:0::1"),
-            Some(Listen {
-                family: "ipv6",
-                address: "2001:db8::1".into(),
-                port: 4420
-            })
-        );
-        // `lo` is on every Linux machine.
-        assert_eq!(
-            ok("FE80::0001%lo"),
-            Some(Listen {
-                family: "ipv6",
-                address: "fe80::1%lo".into(),
-                port: 4420
-            })
-        );
-        assert_eq!(
-            listen_address(&request(Transport::Tcp, Some("192.0.2.1"), Some(8009))),
-            Ok(Some(Listen {
-                family: "ipv4",
-                address: "192.0.2.1".into(),
-                port: 8009
-            }))
-        );
-        assert_eq!(
-            listen_address(&request(Transport::Loop, None, None)),
-            Ok(None)
-        );
-        let bad = |transport, address: Option<&str>, port| {
-            listen_address(&request(transport, address, port)).expect_err("accepted")
-        };
-        for (address, why) in [
-            (
-                "192.0.2.300",
-                "invalid --address \"192.0.2.300\": not an IPv4 or IPv6 address",
-            ),
-            (
-                "192.0.2.010",
-                "invalid --address \"192.0.2.010\": not an IPv4 or IPv6 address",
-            ),
-            (
-                "host.example",
-                "invalid --address \"host.example\": not an IPv4 or IPv6 address",
-            ),
-            ("", "invalid --address \"\": not an IPv4 or IPv6 address"),
-            (
-                "fe80::1",
-                "invalid --address \"fe80::1\": a link-local address needs its interface \
-                 (fe80::1%eth0, say)",
-            ),
-            (
-                "2001:db8::1%lo",
-                "invalid --address \"2001:db8::1%lo\": only a link-local address (fe80::/10) \
-                 takes %interface",
-            ),
-            (
-                "192.0.2.1%lo",
-                "invalid --address \"192.0.2.1%lo\": only a link-local address (fe80::/10) \
-                 takes %interface",
-            ),
-            (
-                "fe80::1%",
-                "invalid --address \"fe80::1%\": no network interface \"\"",
-            ),
-            (
-                "fe80::1%rxdsk-none0",
-                "invalid --address \"fe80::1%rxdsk-none0\": no network interface \"rxdsk-none0\"",
-            ),
-            (
-                "fe80::1%../lo",
-                "invalid --address \"fe80::1%../lo\": no network interface \"../lo\"",
-            ),
-        ] {
-            assert_eq!(bad(Transport::Tcp, Some(address), None), why, "{address}");
-        }
-        assert_eq!(
-            bad(Transport::Tcp, Some("192.0.2.1"), Some(0)),
-            "invalid --port 0: a TCP port is 1 to 65535"
-        );
-        assert_eq!(
-            bad(Transport::Tcp, None, None),
-            "--address is needed with --transport tcp"
-        );
-        assert_eq!(
-            bad(Transport::Loop, Some("192.0.2.1"), None),
-            "--address and --port are for --transport tcp, not loop"
-        );
-        assert_eq!(
-            bad(Transport::Loop, None, Some(4420)),
-            "--address and --port are for --transport tcp, not loop"
-        );
-    }
-
-    /// A port that cannot be enabled says why, with the errno of the configfs operation:
-    /// not always "in use".
-    #[test]
-    fn link_failures_name_their_errno() {
-        use nix::errno::Errno;
-        let listen = Listen {
-            family: "ipv4",
-            address: "192.0.2.1".into(),
-            port: 4420,
-        };
-        let at = Path::new("/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x");
-        let said = |errno: Errno| {
-            port_failure(
-                at,
-                &std::io::Error::from_raw_os_error(errno as i32),
-                Some(&listen),
-            )
-        };
-        assert_eq!(
-            said(Errno::EADDRINUSE),
-            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Address \
-             already in use (another program listens on 192.0.2.1 port 4420)"
-        );
-        assert_eq!(
-            said(Errno::EADDRNOTAVAIL),
-            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Cannot \
-             assign requested address (no interface of this machine has 192.0.2.1)"
-        );
-        assert_eq!(
-            said(Errno::EINVAL),
-            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Invalid \
-             argument"
-        );
-        // The real operation's errno: here the directory is missing.
-        let dir = crate::testutil::Scratch::new("export-link");
-        let e = enable_port(&dir.0, &dir.0.join("missing/x"), Some(&listen)).expect_err("linked");
-        assert!(
-            e.ends_with("cannot enable the port: No such file or directory"),
-            "{e}"
-        );
-        assert!(!e.contains("in use"), "{e}");
-    }
-
-    #[test]
-    fn nqns() {
-        assert_eq!(default_nqn(3), "nqn.2026-12.io.rxdsk:rxd3");
-        assert!(check_nqn(&default_nqn(3)).is_ok());
-        assert!(check_nqn("host-a").is_err());
-        assert!(check_nqn("nqn.x/../y").is_err());
-        assert!(check_nqn(&format!("nqn.{}", "a".repeat(220))).is_err());
-    }
-}
+mod tests;

@@ -147,6 +147,9 @@ fn apply_inspect_and_exports() {
         port: Some(4420),
         allow_any_host: false,
         allowed_hosts: vec!["nqn.x".into()],
+        serial: "9011c443db2e840c0a09".into(),
+        uuid: "9644d744-eb19-8326-bd90-0271ad626c55".into(),
+        nguid: "23c21efa-2f33-5cd4-7dac-9add7f3ba115".into(),
     };
     let looped = crate::export::Export {
         transport: "loop".into(),
