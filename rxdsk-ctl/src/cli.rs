@@ -174,9 +174,29 @@ pub struct ExportArgs {
     /// A host NQN that may connect (repeatable); no other host may.
     #[arg(long = "allow-host", value_name = "HOSTNQN")]
     pub allow_hosts: Vec<String>,
-    /// Let any host connect.
+    /// Let any host connect (no host then authenticates: not with --dhchap-secret).
     #[arg(long)]
     pub allow_any_host: bool,
+    /// The DH-HMAC-CHAP secret an --allow-host authenticates with (NVMe in-band
+    /// authentication; `nvme connect --dhchap-secret` on the host): one for each
+    /// --allow-host, in the same order. @FILE reads it from FILE, - from standard input; the
+    /// DHHC-1 string itself is taken too, but every user sees it in ps. gen-dhchap-key makes
+    /// one; nvme-cli's gen-dhchap-key output is taken as well.
+    #[arg(long = "dhchap-secret", value_name = "SECRET")]
+    pub dhchap_secrets: Vec<String>,
+    /// The controller's secret for that host (`nvme connect --dhchap-ctrl-secret`), which
+    /// then authenticates the target too (bidirectional): one for each --allow-host, in the
+    /// same order, with --dhchap-secret; as --dhchap-secret, and another secret than the
+    /// host's.
+    #[arg(long = "dhchap-ctrl-secret", value_name = "SECRET")]
+    pub dhchap_ctrl_secrets: Vec<String>,
+    /// The HMAC of the authentication: sha256 (default), sha384 or sha512.
+    #[arg(long, value_enum, value_name = "HASH")]
+    pub dhchap_hash: Option<crate::dhchap::Hash>,
+    /// The Diffie-Hellman group of the authentication: null (default: none), ffdhe2048,
+    /// ffdhe3072, ffdhe4096, ffdhe6144 or ffdhe8192.
+    #[arg(long, value_enum, value_name = "GROUP")]
+    pub dhchap_dhgroup: Option<crate::dhchap::DhGroup>,
 }
 
 #[derive(Args, Debug)]
@@ -367,7 +387,9 @@ const VERSION_JSON: &str = "Use JSON output format: an object with rxdskctl (ver
 const EXPORTS_JSON: &str = "Use JSON output format: an object with exports, an array of one \
     object per export with nqn, device, transport (tcp or loop), address (empty for loop), port \
     (a number; null for loop), allow-any-host (a boolean), allowed-hosts (an array of host \
-    NQNs), serial (the subsystem's serial number), uuid and nguid (the namespace's, \
+    NQNs), authenticated-hosts (an array of one object per allowed host that authenticates, \
+    with its nqn, hash and dhgroup, and bidirectional, a boolean: the controller authenticates \
+    to it too; never a secret), serial (the subsystem's serial number), uuid and nguid (the namespace's, \
     8-4-4-4-12 hexadecimal). The keys are a stable interface.";
 
 const FLUSH_JSON: &str = "Use JSON output format: an object with flushed, an array of one \

@@ -1,137 +1,7 @@
-//! Export against a tree laid out as nvmet's configfs: a directory in which `mkdir` and
-//! `rmdir` (the export's own) also do what configfs does, creating and removing the
-//! attributes and default groups of the group.
+//! Export against a tree laid out as nvmet's configfs (`testutil::nvmet`).
 
 use super::*;
-use crate::testutil::Scratch;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-/// nvmet's defaults are random: a counter stands for them.
-static RANDOM: AtomicU32 = AtomicU32::new(1);
-
-fn random_hex(digits: usize) -> String {
-    let n = RANDOM.fetch_add(1, Ordering::Relaxed);
-    format!("{n:0digits$x}")
-}
-
-fn random_uuid() -> String {
-    let mut bytes = [0; 16];
-    bytes[12..].copy_from_slice(&RANDOM.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    identity::format_uuid(&bytes)
-}
-
-/// The attributes (with their initial contents) and default groups of a group.
-type Group = (Vec<(&'static str, String)>, &'static [&'static str]);
-
-/// The group at `path`, by the directory it is made in; `None` outside a fake tree.
-fn group(path: &Path) -> Option<Group> {
-    let parent = path.parent()?;
-    if !path.ancestors().any(|a| a.join(".fake-nvmet").exists()) {
-        return None;
-    }
-    Some(match parent.file_name()?.to_str()? {
-        "subsystems" => (
-            vec![
-                ("attr_allow_any_host", "0".into()),
-                ("attr_serial", random_hex(16)),
-                ("attr_model", "Linux".into()),
-            ],
-            &["namespaces", "allowed_hosts"],
-        ),
-        "namespaces" => (
-            vec![
-                ("device_path", "(null)".into()),
-                ("enable", "0".into()),
-                ("device_uuid", random_uuid()),
-                (
-                    "device_nguid",
-                    "00000000-0000-0000-0000-000000000000".into(),
-                ),
-                ("revalidate_size", String::new()),
-            ],
-            &[],
-        ),
-        "ports" => (
-            vec![
-                ("addr_trtype", String::new()),
-                ("addr_adrfam", String::new()),
-                ("addr_traddr", String::new()),
-                ("addr_trsvcid", String::new()),
-            ],
-            &["subsystems", "referrals"],
-        ),
-        "hosts" => (
-            vec![
-                ("dhchap_key", String::new()),
-                ("dhchap_ctrl_key", String::new()),
-                ("dhchap_hash", "hmac(sha256)".into()),
-                ("dhchap_dhgroup", "null".into()),
-            ],
-            &[],
-        ),
-        _ => return None,
-    })
-}
-
-/// After `mkdir path`: the group's attributes and default groups.
-pub(super) fn kernel_made(path: &Path) {
-    if let Some((attributes, groups)) = group(path) {
-        for (name, value) in attributes {
-            fs::write(path.join(name), format!("{value}\n")).unwrap_or_else(|e| panic!("{e}"));
-        }
-        for g in groups {
-            fs::create_dir(path.join(g)).unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
-}
-
-/// Before `rmdir path`: its attributes go, and its default groups unless something is in
-/// them (then the rmdir fails, as configfs's does).
-pub(super) fn kernel_unmade(path: &Path) {
-    if let Some((attributes, groups)) = group(path) {
-        for (name, _) in attributes {
-            let _ = fs::remove_file(path.join(name));
-        }
-        for g in groups {
-            let _ = fs::remove_dir(path.join(g));
-        }
-    }
-}
-
-/// A fake nvmet tree (`<dir>/nvmet`, as configfs mounted at `<dir>`).
-fn fake_nvmet(name: &str) -> (Scratch, PathBuf) {
-    let dir = Scratch::new(name);
-    let root = dir.0.join("nvmet");
-    for d in ["subsystems", "ports", "hosts"] {
-        fs::create_dir_all(root.join(d)).unwrap_or_else(|e| panic!("{e}"));
-    }
-    fs::write(dir.0.join(".fake-nvmet"), "").unwrap_or_else(|e| panic!("{e}"));
-    (dir, root)
-}
-
-/// Every file and link under `dir` with its contents or target, to compare states.
-fn snapshot(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
-            match fs::symlink_metadata(&p) {
-                Ok(m) if m.is_symlink() => {
-                    out.push(format!("{rel} -> {:?}", fs::read_link(&p).ok()))
-                }
-                Ok(m) if m.is_dir() => {
-                    out.push(format!("{rel}/"));
-                    todo.push(p);
-                }
-                _ => out.push(format!("{rel} = {:?}", fs::read_to_string(&p).ok())),
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use crate::testutil::nvmet::{fake_nvmet, snapshot};
 
 fn request(transport: Transport, address: Option<&str>, port: Option<u16>) -> Request {
     Request {
@@ -140,7 +10,7 @@ fn request(transport: Transport, address: Option<&str>, port: Option<u16>) -> Re
         address: address.map(str::to_string),
         port,
         nqn: None,
-        allow_hosts: vec!["nqn.2014-08.org.nvmexpress:uuid:h".into()],
+        allow_hosts: vec![AllowedHost::new("nqn.2014-08.org.nvmexpress:uuid:h")],
         allow_any_host: false,
     }
 }
@@ -379,4 +249,260 @@ fn an_existing_subsystem_keeps_its_identity() {
         (e.serial.as_str(), e.uuid.as_str()),
         ("0123456789abcdef", "0e1b2d36-0000-4000-8000-000000000001")
     );
+}
+
+const H2: &str = "nqn.2014-08.org.nvmexpress:uuid:h2";
+
+fn secret(transform: u8, fill: u8) -> Secret {
+    Secret::generate(transform, 32, &mut &[fill; 32][..]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn auth(fill: u8, ctrl: Option<u8>) -> Option<Auth> {
+    Some(Auth {
+        secret: secret(1, fill),
+        ctrl_secret: ctrl.map(|c| secret(1, c)),
+        hash: Hash::Sha384,
+        dhgroup: DhGroup::Ffdhe2048,
+    })
+}
+
+fn with_hosts(id: u32, hosts: &[(&str, Option<Auth>)]) -> Request {
+    Request {
+        allow_hosts: hosts
+            .iter()
+            .map(|(nqn, auth)| AllowedHost {
+                nqn: nqn.to_string(),
+                auth: auth.clone(),
+            })
+            .collect(),
+        ..loop_request(id, None)
+    }
+}
+
+fn host_file(root: &Path, host: &str, file: &str) -> String {
+    read(&root.join("hosts").join(host).join(file))
+}
+
+/// Each host gets its own secrets, hash and group in nvmet; `exports` says which
+/// authenticate, never with a secret.
+#[test]
+fn secrets_are_written_per_host() {
+    let (_dir, root) = fake_nvmet("export-auth");
+    let r = with_hosts(0, &[(HOST, auth(1, Some(2))), (H2, None)]);
+    let e = export(&root, &r).unwrap_or_else(|e| panic!("{e}"));
+    let a = r.allow_hosts[0].auth.clone().unwrap_or_else(|| panic!());
+    assert_eq!(host_file(&root, HOST, "dhchap_key"), a.secret.encode());
+    assert_eq!(
+        Some(host_file(&root, HOST, "dhchap_ctrl_key")),
+        a.ctrl_secret.as_ref().map(Secret::encode)
+    );
+    assert_eq!(host_file(&root, HOST, "dhchap_hash"), "hmac(sha384)");
+    assert_eq!(host_file(&root, HOST, "dhchap_dhgroup"), "ffdhe2048");
+    assert_eq!(host_file(&root, H2, "dhchap_key"), "");
+    assert_eq!(
+        e.authenticated_hosts,
+        [Authenticated {
+            nqn: HOST.into(),
+            hash: "hmac(sha384)".into(),
+            dhgroup: "ffdhe2048".into(),
+            bidirectional: true,
+        }]
+    );
+    assert!(is_as_requested(&e, &r));
+    let json = render_json(std::slice::from_ref(&e));
+    assert!(
+        !json.contains("DHHC") && !json.contains(&a.secret.encode()[10..20]),
+        "{json}"
+    );
+    assert!(json.contains("\"authenticated-hosts\""), "{json}");
+    assert!(!format!("{e:?}").contains("DHHC"), "{e:?}");
+    let line = render(&[e]);
+    assert!(
+        line.contains(&format!(" {HOST}(dhchap+ctrl),{H2} ")),
+        "{line}"
+    );
+}
+
+/// nvmet cannot take a secret away from a host: the host is made anew, without it.
+#[test]
+fn a_secret_taken_away_is_gone() {
+    let (_dir, root) = fake_nvmet("export-auth-off");
+    export(&root, &with_hosts(0, &[(HOST, auth(1, Some(2)))])).unwrap_or_else(|e| panic!("{e}"));
+    // Without the controller's secret.
+    let r = with_hosts(0, &[(HOST, auth(1, None))]);
+    let e = export(&root, &r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(host_file(&root, HOST, "dhchap_ctrl_key"), "");
+    assert!(!host_file(&root, HOST, "dhchap_key").is_empty());
+    assert!(is_as_requested(&e, &r));
+    assert!(!e.authenticated_hosts[0].bidirectional);
+    // Without any.
+    let r = with_hosts(0, &[(HOST, None)]);
+    let e = export(&root, &r).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(host_file(&root, HOST, "dhchap_key"), "");
+    assert!(is_as_requested(&e, &r));
+    assert!(e.authenticated_hosts.is_empty());
+    assert_eq!(e.allowed_hosts, [HOST]);
+    // A host revoked goes, secrets and all.
+    export(&root, &with_hosts(0, &[(H2, auth(3, None))])).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!root.join("hosts").join(HOST).exists());
+    unexport(&root, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(snapshot(&root), ["hosts/", "ports/", "subsystems/"]);
+}
+
+/// nvmet keeps a host's secrets for every subsystem that allows it: another export cannot
+/// change them, and nothing is changed when it tries.
+#[test]
+fn a_host_another_export_allows_keeps_its_secrets() {
+    let (_dir, root) = fake_nvmet("export-auth-shared");
+    export(&root, &with_hosts(0, &[(HOST, auth(1, None))])).unwrap_or_else(|e| panic!("{e}"));
+    let before = snapshot(&root);
+    for other in [auth(4, None), auth(1, Some(2)), None] {
+        let r = Request {
+            nqn: Some("nqn.2014-08.org.example:other".into()),
+            ..with_hosts(1, &[(HOST, other)])
+        };
+        assert_eq!(
+            export(&root, &r),
+            Err(format!(
+                "host {HOST} is allowed by nqn.2026-12.io.rxdsk:rxd0 too, with other DH-HMAC-CHAP \
+                 settings: nvmet keeps them per host, so they would change for \
+                 nqn.2026-12.io.rxdsk:rxd0 as well (give the same secrets, or unexport \
+                 nqn.2026-12.io.rxdsk:rxd0 first)"
+            ))
+        );
+        assert_eq!(snapshot(&root), before);
+    }
+    // The same secrets: both exports allow the host.
+    let r = Request {
+        nqn: Some("nqn.2014-08.org.example:other".into()),
+        ..with_hosts(1, &[(HOST, auth(1, None))])
+    };
+    assert!(export(&root, &r).is_ok());
+    // The first one goes: the host stays, for the other.
+    unexport(&root, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!host_file(&root, HOST, "dhchap_key").is_empty());
+}
+
+/// What `apply` compares: the subsystem, its one port and address, the hosts and their
+/// settings; an export to another address leaves the old port.
+#[test]
+fn an_export_as_requested_or_not() {
+    let (_dir, root) = fake_nvmet("export-compare");
+    let r = Request {
+        transport: Transport::Tcp,
+        address: Some("192.0.2.1".into()),
+        ..with_hosts(0, &[(HOST, auth(1, None))])
+    };
+    let e = export(&root, &r).unwrap_or_else(|e| panic!("{e}"));
+    assert!(is_as_requested(&e, &r));
+    let differ = [
+        Request {
+            address: Some("192.0.2.2".into()),
+            ..r.clone()
+        },
+        Request {
+            port: Some(4421),
+            ..r.clone()
+        },
+        Request {
+            transport: Transport::Loop,
+            address: None,
+            ..r.clone()
+        },
+        with_hosts(0, &[(HOST, auth(2, None))]),
+        Request {
+            allow_hosts: vec![AllowedHost::new(HOST)],
+            ..r.clone()
+        },
+        Request {
+            allow_hosts: vec![r.allow_hosts[0].clone(), AllowedHost::new(H2)],
+            ..r.clone()
+        },
+        Request {
+            nqn: Some("nqn.2014-08.org.example:other".into()),
+            ..r.clone()
+        },
+    ];
+    for d in &differ {
+        assert!(!is_as_requested(&e, d), "{d:?}");
+    }
+    let moved = export(&root, &differ[0]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((moved.address.as_str(), moved.ports), ("192.0.2.2", 1));
+    assert_eq!(names(&root.join("ports")).len(), 1);
+    assert!(is_as_requested(&moved, &differ[0]));
+}
+
+#[test]
+fn hosts_named_once_and_not_with_any_host() {
+    let twice = with_hosts(0, &[(HOST, None), (HOST, auth(1, None))]);
+    assert_eq!(check(&twice), Err(format!("host {HOST} is given twice")));
+    let both = Request {
+        allow_any_host: true,
+        ..with_hosts(0, &[(HOST, None)])
+    };
+    assert_eq!(
+        check(&both),
+        Err("--allow-any-host and --allow-host exclude each other".into())
+    );
+}
+
+/// How secrets go with hosts, whatever they are (secrets or the files they are in).
+#[test]
+fn secrets_paired_with_hosts_by_order() {
+    let hosts = [HOST.to_string(), H2.to_string()];
+    let pair = |s: Vec<&'static str>, c: Vec<&'static str>, settings, any| {
+        pair_secrets(&hosts, s, c, settings, any, &OPTIONS)
+    };
+    assert_eq!(
+        pair(vec!["a", "b"], vec!["c", "d"], (None, None), false),
+        Ok(vec![
+            (HOST.to_string(), Some(("a", Some("c")))),
+            (H2.to_string(), Some(("b", Some("d")))),
+        ])
+    );
+    assert_eq!(
+        pair(vec![], vec![], (None, None), false),
+        Ok(vec![(HOST.to_string(), None), (H2.to_string(), None)])
+    );
+    for (s, c, settings, any, why) in [
+        (
+            vec!["a"],
+            vec![],
+            (None, None),
+            false,
+            "1 --dhchap-secret for 2 --allow-host: give one for each host, in the same order",
+        ),
+        (
+            vec!["a", "b"],
+            vec!["c"],
+            (None, None),
+            false,
+            "1 --dhchap-ctrl-secret for 2 --allow-host",
+        ),
+        (
+            vec![],
+            vec![],
+            (Some(Hash::Sha512), None),
+            false,
+            "--dhchap-hash needs --dhchap-secret",
+        ),
+        (
+            vec!["a", "b"],
+            vec!["c", "b"],
+            (None, None),
+            false,
+            "the --dhchap-ctrl-secret of nqn.2014-08.org.nvmexpress:uuid:h2 is its \
+             --dhchap-secret",
+        ),
+        (
+            vec!["a"],
+            vec![],
+            (None, None),
+            true,
+            "--allow-any-host turns authentication off",
+        ),
+    ] {
+        let e = pair(s, c, settings, any).expect_err(why);
+        assert!(e.starts_with(why), "{e}");
+    }
 }
