@@ -271,6 +271,10 @@ pub struct ApplyArgs {
     /// Also turn swap on and mount filesystems (at boot, the systemd units do that).
     #[arg(long)]
     pub activate: bool,
+    /// Leave NVMe-oF exports alone (what the setup service does at boot: the export service
+    /// exports the device once the network is up).
+    #[arg(long)]
+    pub no_export: bool,
     /// Use JSON output format.
     #[arg(short = 'J', long, long_help = APPLY_JSON)]
     pub json: bool,
@@ -407,10 +411,13 @@ const INSPECT_JSON: &str = "Use JSON output format: an object with backing (the 
 
 const APPLY_JSON: &str = "Use JSON output format: an object with dry-run (a boolean) and \
     actions, an array of one object per step with device (the node), action (create, restore, \
-    attach, grow, shrink, format, swapon, mount, or unchanged), done (a boolean) and the step's \
+    attach, grow, shrink, format, swapon, mount, export, or unchanged), done (a boolean) and the \
+    step's \
     own keys: create: size, block-size, compress, compress-level, mem-limit; restore: backing, \
     preload, size, generation; attach: backing, mode, journal, flush-interval; grow and shrink: \
-    from, size; format: fs-type; swapon: priority; mount: fs-type, mount-point, options. A \
+    from, size; format: fs-type; swapon: priority; mount: fs-type, mount-point, options; \
+    export: nqn, transport, address and port (null for loop), allowed-hosts, allow-any-host and \
+    authenticated (a boolean: the hosts authenticate). A \
     failed step has error, the reason. Sizes are numbers in bytes; what does not apply is \
     null. The keys are a stable interface.";
 

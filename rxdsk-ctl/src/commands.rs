@@ -466,7 +466,7 @@ fn export_request(
     args: &crate::cli::ExportArgs,
     stdin: &mut dyn io::Read,
 ) -> Result<crate::export::Request, String> {
-    use crate::export::{AllowedHost, Auth, OPTIONS};
+    use crate::export::OPTIONS;
     let all = args.dhchap_secrets.iter().chain(&args.dhchap_ctrl_secrets);
     if all.filter(|s| *s == "-").count() > 1 {
         return Err("only one secret can come from standard input (-)".into());
@@ -486,7 +486,7 @@ fn export_request(
     };
     let secrets = read(&args.dhchap_secrets, OPTIONS.secret)?;
     let ctrl_secrets = read(&args.dhchap_ctrl_secrets, OPTIONS.ctrl_secret)?;
-    let paired = crate::export::pair_secrets(
+    let allow_hosts = crate::export::authenticate(
         &args.allow_hosts,
         secrets,
         ctrl_secrets,
@@ -500,18 +500,7 @@ fn export_request(
         address: args.address.clone(),
         port: args.port,
         nqn: args.nqn.clone(),
-        allow_hosts: paired
-            .into_iter()
-            .map(|(nqn, auth)| AllowedHost {
-                nqn,
-                auth: auth.map(|(secret, ctrl_secret)| Auth {
-                    secret,
-                    ctrl_secret,
-                    hash: args.dhchap_hash.unwrap_or_default(),
-                    dhgroup: args.dhchap_dhgroup.unwrap_or_default(),
-                }),
-            })
-            .collect(),
+        allow_hosts,
         allow_any_host: args.allow_any_host,
     })
 }

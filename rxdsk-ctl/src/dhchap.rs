@@ -106,8 +106,15 @@ impl Secret {
             .strip_suffix(':')
             .ok_or("no \":\" at the end (DHHC-1:00:...:)")?;
         let mut bytes = base64_decode(encoded)?;
-        if bytes.len() < 4 || !KEY_LENGTHS.contains(&(bytes.len() - 4)) {
-            let n = bytes.len().saturating_sub(4);
+        if bytes.len() < 4 {
+            return Err(format!(
+                "{} bytes are too few for a key and its CRC-32 (a DH-HMAC-CHAP key is 32, 48 \
+                 or 64 bytes)",
+                bytes.len()
+            ));
+        }
+        if !KEY_LENGTHS.contains(&(bytes.len() - 4)) {
+            let n = bytes.len() - 4;
             bytes.fill(0);
             return Err(format!(
                 "the key is {n} bytes; a DH-HMAC-CHAP key is 32, 48 or 64 bytes and its CRC-32 \

@@ -21,14 +21,16 @@ pub const NSID: u32 = 1;
 pub const NVMET: &str = "/sys/kernel/config/nvmet";
 
 /// `--transport`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Transport {
+    #[default]
     Tcp,
     Loop,
 }
 
 impl Transport {
-    fn name(self) -> &'static str {
+    /// As configfs and `exports` write it.
+    pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
             Transport::Loop => "loop",
@@ -94,6 +96,48 @@ pub struct AuthNames {
     pub ctrl_secret: &'static str,
     pub hash: &'static str,
     pub dhgroup: &'static str,
+}
+
+/// rxdsk.conf's names.
+pub const CONFIG_KEYS: AuthNames = AuthNames {
+    allow_host: "export-allow-hosts",
+    allow_any_host: "export-allow-any-host",
+    secret: "export-dhchap-secret",
+    ctrl_secret: "export-dhchap-ctrl-secret",
+    hash: "export-dhchap-hash",
+    dhgroup: "export-dhchap-dhgroup",
+};
+
+/// The allowed hosts of a request: [`pair_secrets`], each host that has a secret
+/// authenticating with the hash and group given (the kernel's defaults otherwise).
+pub fn authenticate(
+    hosts: &[String],
+    secrets: Vec<Secret>,
+    ctrl_secrets: Vec<Secret>,
+    settings: (Option<Hash>, Option<DhGroup>),
+    allow_any_host: bool,
+    names: &AuthNames,
+) -> Result<Vec<AllowedHost>, String> {
+    let paired = pair_secrets(
+        hosts,
+        secrets,
+        ctrl_secrets,
+        settings,
+        allow_any_host,
+        names,
+    )?;
+    Ok(paired
+        .into_iter()
+        .map(|(nqn, auth)| AllowedHost {
+            nqn,
+            auth: auth.map(|(secret, ctrl_secret)| Auth {
+                secret,
+                ctrl_secret,
+                hash: settings.0.unwrap_or_default(),
+                dhgroup: settings.1.unwrap_or_default(),
+            }),
+        })
+        .collect())
 }
 
 /// The command line's names.
@@ -199,26 +243,9 @@ pub fn listen_address(r: &Request) -> Result<Option<Listen>, String> {
         .as_deref()
         .ok_or("--address is needed with --transport tcp")?;
     let invalid = |why: String| format!("invalid --address \"{given}\": {why}");
-    let (ip, scope) = match given.split_once('%') {
-        Some((ip, scope)) => (ip, Some(scope)),
-        None => (given, None),
-    };
-    let ip: std::net::IpAddr = ip
-        .parse()
-        .map_err(|_| invalid("not an IPv4 or IPv6 address".into()))?;
-    let link_local = matches!(ip, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
-    let address = match (scope, link_local) {
-        (None, true) => {
-            return Err(invalid(format!(
-                "a link-local address needs its interface ({ip}%eth0, say)"
-            )))
-        }
-        (Some(_), false) => {
-            return Err(invalid(
-                "only a link-local address (fe80::/10) takes %interface".into(),
-            ))
-        }
-        (Some(iface), true) => {
+    let (ip, scope) = parse_address(given).map_err(invalid)?;
+    let address = match scope {
+        Some(iface) => {
             let known = !iface.is_empty()
                 && !iface.contains('/')
                 && iface != "."
@@ -229,7 +256,7 @@ pub fn listen_address(r: &Request) -> Result<Option<Listen>, String> {
             }
             format!("{ip}%{iface}")
         }
-        (None, false) => ip.to_string(),
+        None => ip.to_string(),
     };
     let port = r.port.unwrap_or(DEFAULT_PORT);
     if port == 0 {
@@ -240,6 +267,26 @@ pub fn listen_address(r: &Request) -> Result<Option<Listen>, String> {
         address,
         port,
     }))
+}
+
+/// The IP of an address to listen on and, for a link-local IPv6 one, the interface it must
+/// name (`fe80::1%eth0`): the checks that need no network (not that the interface exists).
+pub fn parse_address(given: &str) -> Result<(std::net::IpAddr, Option<&str>), String> {
+    let (ip, scope) = match given.split_once('%') {
+        Some((ip, scope)) => (ip, Some(scope)),
+        None => (given, None),
+    };
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| "not an IPv4 or IPv6 address".to_string())?;
+    let link_local = matches!(ip, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+    match (scope, link_local) {
+        (None, true) => Err(format!(
+            "a link-local address needs its interface ({ip}%eth0, say)"
+        )),
+        (Some(_), false) => Err("only a link-local address (fe80::/10) takes %interface".into()),
+        _ => Ok((ip, scope)),
+    }
 }
 
 /// The default subsystem NQN of device `id`.

@@ -140,7 +140,14 @@ fn bad_secrets_say_what_is_wrong_and_never_show_the_key() {
             &key16,
             "the key is 16 bytes; a DH-HMAC-CHAP key is 32, 48 or 64 bytes",
         ),
-        ("DHHC-1:00::", "the key is 0 bytes"),
+        (
+            "DHHC-1:00::",
+            "0 bytes are too few for a key and its CRC-32",
+        ),
+        (
+            "DHHC-1:00:AAAA:",
+            "3 bytes are too few for a key and its CRC-32",
+        ),
     ] {
         let e = Secret::parse(text).expect_err(text);
         assert!(e.starts_with(why), "{text:?}: {e}");

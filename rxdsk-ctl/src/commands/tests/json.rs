@@ -126,10 +126,19 @@ fn apply_inspect_and_exports() {
             journal: 4096,
             flush_interval: 5,
         },
+        Step::Export(Box::new(crate::export::Request {
+            id: 0,
+            transport: crate::export::Transport::Tcp,
+            address: Some("192.0.2.1".into()),
+            port: None,
+            nqn: None,
+            allow_hosts: vec![crate::export::AllowedHost::new("nqn.x")],
+            allow_any_host: false,
+        })),
         Step::Resize { from: 1, to: 2 },
     ];
     let mut actions: Vec<Value> = steps.iter().map(|s| s.json(0, true)).collect();
-    let mut failed = steps[2].json(0, false);
+    let mut failed = steps[3].json(0, false);
     failed["error"] = "why".into();
     actions.push(failed);
     let doc = serde_json::json!({ "dry-run": false, "actions": actions });
