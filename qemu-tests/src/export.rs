@@ -70,6 +70,13 @@ pub fn fabrics_connect_auth(
         .ok_or_else(|| format!("nvme-fabrics answered {answer:?}"))
 }
 
+/// `rxdskctl exports -J`: its text, and parsed.
+pub fn exports_json() -> Result<(String, serde_json::Value), String> {
+    let json = cmd_ok("rxdskctl", &["exports", "-J"])?.stdout;
+    let v = serde_json::from_str(&json).map_err(|e| format!("exports -J: {e}: {json}"))?;
+    Ok((json, v))
+}
+
 /// The namespace block device of controller `instance`.
 pub fn namespace(instance: u32) -> Option<String> {
     let dir = format!("/sys/class/nvme/nvme{instance}");
@@ -128,25 +135,21 @@ pub fn disconnect(instance: u32) -> TestResult {
     )
 }
 
+/// `rxdskctl export --transport loop --allow-host HOST EXTRA... DEVICE`.
+fn export_loop(dev: &Device, host: &str, extra: &[&str]) -> Result<crate::harness::Output, String> {
+    let mut args = vec!["export", "--transport", "loop", "--allow-host", host];
+    args.extend(extra);
+    args.push(&dev.path);
+    cmd_ok("rxdskctl", &args)
+}
+
 /// Exported again for HOST_A with a DH-HMAC-CHAP secret: HOST_A without it is refused, with
 /// it connects and sees the serial number and namespace UUID `exports -J` shows.
 fn authenticated_loop(dev: &Device, nqn: &str) -> TestResult {
     const SECRET: &str = "/tmp/rxdsk-loop-host-a.key";
     let _ = std::fs::remove_file(SECRET);
     cmd_ok("rxdskctl", &["gen-dhchap-key", "-o", SECRET])?;
-    cmd_ok(
-        "rxdskctl",
-        &[
-            "export",
-            "--transport",
-            "loop",
-            "--allow-host",
-            HOST_A,
-            "--dhchap-secret",
-            &format!("@{SECRET}"),
-            &dev.path,
-        ],
-    )?;
+    export_loop(dev, HOST_A, &["--dhchap-secret", &format!("@{SECRET}")])?;
     let secret = std::fs::read_to_string(SECRET).map_err(|e| format!("{SECRET}: {e}"))?;
     ensure(connect(nqn, HOST_A).is_err(), || {
         format!("{HOST_A} connected without its secret")
@@ -166,9 +169,7 @@ fn authenticated_loop(dev: &Device, nqn: &str) -> TestResult {
     let gone = disconnect(instance);
     let (serial, uuid) = seen?;
     gone?;
-    let json = cmd_ok("rxdskctl", &["exports", "-J"])?.stdout;
-    let v: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| format!("exports -J: {e}: {json}"))?;
+    let (json, v) = exports_json()?;
     let e = &v["exports"][0];
     ensure(
         e["serial"] == serial.trim() && e["uuid"] == uuid.trim(),
@@ -202,28 +203,8 @@ pub fn export_nvme_loop() -> TestResult {
         },
     )?;
     // Exporting again states the whole host list: HOST_B, allowed first, is revoked.
-    cmd_ok(
-        "rxdskctl",
-        &[
-            "export",
-            "--transport",
-            "loop",
-            "--allow-host",
-            HOST_B,
-            &dev.path,
-        ],
-    )?;
-    let out = cmd_ok(
-        "rxdskctl",
-        &[
-            "export",
-            "--transport",
-            "loop",
-            "--allow-host",
-            HOST_A,
-            &dev.path,
-        ],
-    )?;
+    export_loop(&dev, HOST_B, &[])?;
+    let out = export_loop(&dev, HOST_A, &[])?;
     ensure(
         !std::path::Path::new(&format!("/sys/kernel/config/nvmet/hosts/{HOST_B}")).exists(),
         || format!("{HOST_B} is still known to nvmet after it was revoked"),
@@ -232,9 +213,7 @@ pub fn export_nvme_loop() -> TestResult {
     ensure(out.stdout.contains(&nqn), || {
         format!("export printed {:?}", out.stdout)
     })?;
-    let json = cmd_ok("rxdskctl", &["exports", "-J"])?.stdout;
-    let v: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| format!("exports -J: {e}: {json}"))?;
+    let (json, v) = exports_json()?;
     let e = &v["exports"][0];
     ensure(
         e["nqn"] == nqn.as_str()

@@ -17,8 +17,8 @@
 use crate::blk::{self, open_direct, read_at, write_at, AlignedBuf, MIB};
 use crate::datapath::fio_verify;
 use crate::export::{
-    disconnect, fabrics_connect, fabrics_connect_auth, mount_configfs, open_namespace, sectors,
-    HOST_B,
+    disconnect, exports_json, fabrics_connect, fabrics_connect_auth, mount_configfs,
+    open_namespace, sectors, HOST_B,
 };
 use crate::harness::{cmd, cmd_ok, cmd_timeout, debug_kernel, ensure, wait_until, TestResult};
 use crate::rxdsk::Device;
@@ -207,9 +207,7 @@ fn target() -> TestResult {
             &dev.path,
         ],
     )?;
-    let json = cmd_ok("rxdskctl", &["exports", "-J"])?.stdout;
-    let v: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| format!("exports -J: {e}: {json}"))?;
+    let (json, v) = exports_json()?;
     let nqn = format!("nqn.2026-12.io.rxdsk:rxd{}", dev.id);
     let e = &v["exports"][0];
     ensure(
