@@ -1,7 +1,9 @@
 //! NVMe-over-Fabrics export (issue 15), within one guest over nvme-loop: `rxdskctl export`
 //! builds the nvmet subsystem, namespace, allowed host and port in configfs; an allowed host
 //! connects and reads and writes the device; another host is refused; a grow reaches the host;
-//! the export keeps the device from being destroyed; `unexport` leaves nothing behind.
+//! the export keeps the device from being destroyed; exported again with a DH-HMAC-CHAP
+//! secret, the host is refused without it and connects with it, and sees the serial number
+//! and UUID `exports` shows; `unexport` leaves nothing behind.
 
 use crate::blk::{self, open_direct, read_at, write_at, AlignedBuf, MIB};
 use crate::harness::{cmd, cmd_ok, ensure, wait_until, TestResult};
@@ -29,19 +31,35 @@ fn connect(nqn: &str, hostnqn: &str) -> Result<u32, String> {
 /// Writes a connect request (`transport` and its address options, then the subsystem and
 /// host) to /dev/nvme-fabrics; the controller's instance number.
 pub fn fabrics_connect(transport: &str, nqn: &str, hostnqn: &str) -> Result<u32, String> {
+    fabrics_connect_auth(transport, nqn, hostnqn, None, None)
+}
+
+/// [`fabrics_connect`] with DH-HMAC-CHAP: the host's secret (`dhchap_secret=`, what `nvme
+/// connect --dhchap-secret` writes) and the controller's (`dhchap_ctrl_secret=`).
+pub fn fabrics_connect_auth(
+    transport: &str,
+    nqn: &str,
+    hostnqn: &str,
+    secret: Option<&str>,
+    ctrl_secret: Option<&str>,
+) -> Result<u32, String> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/nvme-fabrics")
         .map_err(|e| format!("/dev/nvme-fabrics: {e}"))?;
-    f.write_all(
-        format!(
-            "{transport},nqn={nqn},hostnqn={hostnqn},hostid={}",
-            host_id(hostnqn)
-        )
-        .as_bytes(),
-    )
-    .map_err(|e| format!("connect as {hostnqn}: {e}"))?;
+    let mut request = format!(
+        "{transport},nqn={nqn},hostnqn={hostnqn},hostid={}",
+        host_id(hostnqn)
+    );
+    if let Some(s) = secret {
+        request += &format!(",dhchap_secret={s}");
+    }
+    if let Some(c) = ctrl_secret {
+        request += &format!(",dhchap_ctrl_secret={c}");
+    }
+    f.write_all(request.as_bytes())
+        .map_err(|e| format!("connect as {hostnqn}: {e}"))?;
     let mut answer = String::new();
     f.read_to_string(&mut answer)
         .map_err(|e| format!("nvme-fabrics answer: {e}"))?;
@@ -50,6 +68,13 @@ pub fn fabrics_connect(transport: &str, nqn: &str, hostnqn: &str) -> Result<u32,
         .find_map(|kv| kv.trim().strip_prefix("instance="))
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| format!("nvme-fabrics answered {answer:?}"))
+}
+
+/// `rxdskctl exports -J`: its text, and parsed.
+pub fn exports_json() -> Result<(String, serde_json::Value), String> {
+    let json = cmd_ok("rxdskctl", &["exports", "-J"])?.stdout;
+    let v = serde_json::from_str(&json).map_err(|e| format!("exports -J: {e}: {json}"))?;
+    Ok((json, v))
 }
 
 /// The namespace block device of controller `instance`.
@@ -110,6 +135,48 @@ pub fn disconnect(instance: u32) -> TestResult {
     )
 }
 
+/// `rxdskctl export --transport loop --allow-host HOST EXTRA... DEVICE`.
+fn export_loop(dev: &Device, host: &str, extra: &[&str]) -> Result<crate::harness::Output, String> {
+    let mut args = vec!["export", "--transport", "loop", "--allow-host", host];
+    args.extend(extra);
+    args.push(&dev.path);
+    cmd_ok("rxdskctl", &args)
+}
+
+/// Exported again for HOST_A with a DH-HMAC-CHAP secret: HOST_A without it is refused, with
+/// it connects and sees the serial number and namespace UUID `exports -J` shows.
+fn authenticated_loop(dev: &Device, nqn: &str) -> TestResult {
+    const SECRET: &str = "/tmp/rxdsk-loop-host-a.key";
+    let _ = std::fs::remove_file(SECRET);
+    cmd_ok("rxdskctl", &["gen-dhchap-key", "-o", SECRET])?;
+    export_loop(dev, HOST_A, &["--dhchap-secret", &format!("@{SECRET}")])?;
+    let secret = std::fs::read_to_string(SECRET).map_err(|e| format!("{SECRET}: {e}"))?;
+    ensure(connect(nqn, HOST_A).is_err(), || {
+        format!("{HOST_A} connected without its secret")
+    })?;
+    let instance = fabrics_connect_auth("transport=loop", nqn, HOST_A, Some(secret.trim()), None)?;
+    let seen = (|| -> Result<(String, String), String> {
+        let (ns, _) = open_namespace(instance)?;
+        let read = |p: String| std::fs::read_to_string(&p).map_err(|e| format!("{p}: {e}"));
+        Ok((
+            read(format!("/sys/class/nvme/nvme{instance}/serial"))?,
+            read(format!(
+                "/sys/block/{}/uuid",
+                ns.trim_start_matches("/dev/")
+            ))?,
+        ))
+    })();
+    let gone = disconnect(instance);
+    let (serial, uuid) = seen?;
+    gone?;
+    let (json, v) = exports_json()?;
+    let e = &v["exports"][0];
+    ensure(
+        e["serial"] == serial.trim() && e["uuid"] == uuid.trim(),
+        || format!("the host sees serial {serial:?} and uuid {uuid:?}; exports -J: {json}"),
+    )
+}
+
 pub fn export_nvme_loop() -> TestResult {
     mount_configfs()?;
     let dev = Device::create(64 * MIB, 4096)?;
@@ -136,28 +203,8 @@ pub fn export_nvme_loop() -> TestResult {
         },
     )?;
     // Exporting again states the whole host list: HOST_B, allowed first, is revoked.
-    cmd_ok(
-        "rxdskctl",
-        &[
-            "export",
-            "--transport",
-            "loop",
-            "--allow-host",
-            HOST_B,
-            &dev.path,
-        ],
-    )?;
-    let out = cmd_ok(
-        "rxdskctl",
-        &[
-            "export",
-            "--transport",
-            "loop",
-            "--allow-host",
-            HOST_A,
-            &dev.path,
-        ],
-    )?;
+    export_loop(&dev, HOST_B, &[])?;
+    let out = export_loop(&dev, HOST_A, &[])?;
     ensure(
         !std::path::Path::new(&format!("/sys/kernel/config/nvmet/hosts/{HOST_B}")).exists(),
         || format!("{HOST_B} is still known to nvmet after it was revoked"),
@@ -166,9 +213,7 @@ pub fn export_nvme_loop() -> TestResult {
     ensure(out.stdout.contains(&nqn), || {
         format!("export printed {:?}", out.stdout)
     })?;
-    let json = cmd_ok("rxdskctl", &["exports", "-J"])?.stdout;
-    let v: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| format!("exports -J: {e}: {json}"))?;
+    let (json, v) = exports_json()?;
     let e = &v["exports"][0];
     ensure(
         e["nqn"] == nqn.as_str()
@@ -232,6 +277,7 @@ pub fn export_nvme_loop() -> TestResult {
     let gone = disconnect(instance);
     result?;
     gone?;
+    authenticated_loop(&dev, &nqn)?;
     cmd_ok("rxdskctl", &["unexport", &dev.path])?;
     ensure(cmd_ok("rxdskctl", &["exports"])?.stdout.is_empty(), || {
         "exports not empty after unexport".into()

@@ -1,18 +1,25 @@
 //! The two-guest NVMe/TCP test (issue 15). `cargo xtask` boots two guests joined by one
 //! virtio-net link (QEMU's socket netdev over the host's 127.0.0.1); each runs one role:
 //! - `rxdsk-guest-tests pair-target`: exports an rxdsk device over NVMe/TCP on its IPv6
-//!   link-local address and serves the host's requests on a control connection;
-//! - `rxdsk-guest-tests pair-host TARGET-LINK-LOCAL`: connects to the namespace, checks the
-//!   bytes both ways, runs fio verify on it, measures remote and (through the target) local
-//!   IOPS, asks for a grow and waits to see it, checks that a host not on the allow list is
-//!   refused.
+//!   link-local address for one host that must authenticate (DH-HMAC-CHAP, bidirectional,
+//!   with secrets from `rxdskctl gen-dhchap-key`) and serves the host's requests on a control
+//!   connection, where it also hands the host the secrets and the identity it derived;
+//! - `rxdsk-guest-tests pair-host TARGET-LINK-LOCAL`: checks that a host not on the allow
+//!   list is refused, and so is the allowed host without a secret, with a wrong one, or with
+//!   a wrong controller secret; connects with the right ones, checks the serial number, UUID
+//!   and NGUID it sees against the target's, the bytes both ways, runs fio verify on it,
+//!   measures remote and (through the target) local IOPS, asks for a grow and waits to see
+//!   it.
 //!
 //! Each role prints `RXDSK-DATA pair-<role> ok` or `... failed: why`; the host also prints
 //! `RXDSK-DATA nvme-iops local N` and `... remote N` for the bench.
 
 use crate::blk::{self, open_direct, read_at, write_at, AlignedBuf, MIB};
 use crate::datapath::fio_verify;
-use crate::export::{disconnect, fabrics_connect, mount_configfs, open_namespace, sectors, HOST_B};
+use crate::export::{
+    disconnect, exports_json, fabrics_connect, fabrics_connect_auth, mount_configfs,
+    open_namespace, sectors, HOST_B,
+};
 use crate::harness::{cmd, cmd_ok, cmd_timeout, debug_kernel, ensure, wait_until, TestResult};
 use crate::rxdsk::Device;
 use std::io::{BufRead, BufReader, Write};
@@ -29,6 +36,11 @@ const DEVICE_SIZE: u64 = 64 * MIB;
 const GROWN_SIZE: u64 = 128 * MIB;
 /// How long each side of the IOPS comparison runs.
 const IOPS_SECONDS: u32 = 5;
+/// The target's files of HOST_B's DH-HMAC-CHAP secret and of the controller's.
+const HOST_SECRET: &str = "/tmp/rxdsk-host-b.key";
+const CTRL_SECRET: &str = "/tmp/rxdsk-ctrl.key";
+/// The Diffie-Hellman group of the exchange: not null, so that it is exercised.
+const DHGROUP: &str = "ffdhe2048";
 
 /// Brings `IFACE` up and waits for its link-local address to pass duplicate address
 /// detection; the address and the interface's index (its scope id).
@@ -137,6 +149,43 @@ fn target() -> TestResult {
     step(&format!("{IFACE} has {addr}; exporting"));
     let dev = Device::create(DEVICE_SIZE, 4096)?;
     let traddr = format!("{addr}%{IFACE}");
+    // The host's secret transformed with SHA-256, the controller's with SHA-384 (48 bytes).
+    cmd_ok(
+        "rxdskctl",
+        &["gen-dhchap-key", "-m", "1", "-o", HOST_SECRET],
+    )?;
+    cmd_ok(
+        "rxdskctl",
+        &["gen-dhchap-key", "-m", "2", "-o", CTRL_SECRET],
+    )?;
+    let host_secret = format!("@{HOST_SECRET}");
+    let ctrl_secret = format!("@{CTRL_SECRET}");
+    // Any host, and a secret: refused (nvmet would authenticate nobody), nothing exported.
+    let any = cmd(
+        "rxdskctl",
+        &[
+            "export",
+            "--address",
+            &traddr,
+            "--allow-any-host",
+            "--dhchap-secret",
+            &host_secret,
+            &dev.path,
+        ],
+    )?;
+    ensure(
+        any.status == 1
+            && any
+                .stderr
+                .contains("--allow-any-host turns authentication off")
+            && cmd_ok("rxdskctl", &["exports"])?.stdout.is_empty(),
+        || {
+            format!(
+                "export --allow-any-host with a secret: exit {}, {:?}",
+                any.status, any.stderr
+            )
+        },
+    )?;
     cmd_ok(
         "rxdskctl",
         &[
@@ -149,25 +198,59 @@ fn target() -> TestResult {
             &NVME_PORT.to_string(),
             "--allow-host",
             HOST_B,
+            "--dhchap-secret",
+            &host_secret,
+            "--dhchap-ctrl-secret",
+            &ctrl_secret,
+            "--dhchap-dhgroup",
+            DHGROUP,
             &dev.path,
         ],
     )?;
-    let json = cmd_ok("rxdskctl", &["exports", "-J"])?.stdout;
-    let v: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| format!("exports -J: {e}: {json}"))?;
+    let (json, v) = exports_json()?;
     let nqn = format!("nqn.2026-12.io.rxdsk:rxd{}", dev.id);
     let e = &v["exports"][0];
     ensure(
         e["nqn"] == nqn.as_str() && e["transport"] == "tcp" && e["address"] == traddr.as_str(),
         || format!("exports -J: {json}"),
     )?;
+    ensure(
+        e["authenticated-hosts"]
+            == serde_json::json!([{
+                "nqn": HOST_B, "hash": "hmac(sha256)", "dhgroup": DHGROUP, "bidirectional": true
+            }])
+            && !json.contains("DHHC-1"),
+        || {
+            format!(
+                "exports -J does not show the authentication as set (or shows a secret): {json}"
+            )
+        },
+    )?;
+    // What the target derived from the NQN, for the host to compare with what it sees.
+    let identity: Vec<String> = ["serial", "uuid", "nguid"]
+        .iter()
+        .map(|k| e[k].as_str().unwrap_or_default().to_string())
+        .collect();
+    ensure(identity.iter().all(|i| !i.is_empty()), || {
+        format!("exports -J has no serial, uuid or nguid: {json}")
+    })?;
+    let secrets: Vec<String> = [HOST_SECRET, CTRL_SECRET]
+        .iter()
+        .map(|f| std::fs::read_to_string(f).map(|s| s.trim().to_string()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("the secret files: {e}"))?;
     let listener = TcpListener::bind(SocketAddrV6::new(addr, CONTROL_PORT, 0, scope))
         .map_err(|e| format!("control listener on [{traddr}]:{CONTROL_PORT}: {e}"))?;
     step(&format!(
         "exported {nqn} on [{traddr}]:{NVME_PORT}, waiting for the host"
     ));
     let stream = accept(&listener, Duration::from_secs(900))?;
-    let served = serve(stream, &dev, &nqn);
+    let ready = format!(
+        "ready {nqn} {DEVICE_SIZE} {} {}",
+        identity.join(" "),
+        secrets.join(" ")
+    );
+    let served = serve(stream, &dev, &ready);
     // Whatever happened, leave nothing exported behind (a failed unexport is its own error).
     let left = cmd("rxdskctl", &["unexport", &dev.path]);
     served?;
@@ -208,13 +291,14 @@ fn accept(listener: &TcpListener, within: Duration) -> Result<TcpStream, String>
     }
 }
 
-/// Answers the host's requests, one line each, until `done`; an error if any failed.
-fn serve(stream: TcpStream, dev: &Device, nqn: &str) -> TestResult {
+/// Says `ready` (the first line), then answers the host's requests, one line each, until
+/// `done`; an error if any failed.
+fn serve(stream: TcpStream, dev: &Device, ready: &str) -> TestResult {
     let mut out = stream
         .try_clone()
         .map_err(|e| format!("control connection: {e}"))?;
     let mut failures = Vec::new();
-    writeln!(out, "ready {nqn} {DEVICE_SIZE}").map_err(|e| format!("control: {e}"))?;
+    writeln!(out, "{ready}").map_err(|e| format!("control: {e}"))?;
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(|e| format!("control: {e}"))?;
         step(&format!("request: {line}"));
@@ -393,24 +477,78 @@ fn host(target: Ipv6Addr) -> TestResult {
         Duration::from_secs(900),
     )?;
     let ready = control.line()?;
-    let nqn = match ready.split_whitespace().collect::<Vec<_>>().as_slice() {
-        ["ready", nqn, size] if size.parse() == Ok(DEVICE_SIZE) => nqn.to_string(),
+    // The subsystem, the identity the target derived, HOST_B's secret and the controller's.
+    let words: Vec<String> = ready.split_whitespace().map(str::to_string).collect();
+    let (nqn, identity, secret, ctrl_secret) = match words.as_slice() {
+        [r, nqn, size, serial, uuid, nguid, secret, ctrl_secret]
+            if r == "ready" && size.parse() == Ok(DEVICE_SIZE) =>
+        {
+            (nqn, [serial, uuid, nguid], secret, ctrl_secret)
+        }
         _ => return Err(format!("target said {ready:?}")),
     };
     let transport = format!("transport=tcp,traddr={target}%{IFACE},trsvcid={NVME_PORT}");
     // A host not on the allow list is refused, and the target's kernel says so.
-    ensure(fabrics_connect(&transport, &nqn, HOST_C).is_err(), || {
+    ensure(fabrics_connect(&transport, nqn, HOST_C).is_err(), || {
         format!("{HOST_C} connected though not allowed")
     })?;
     control.ask(&format!("refused {HOST_C}"), "seen")?;
-    step("connecting over NVMe/TCP");
-    let instance = fabrics_connect(&transport, &nqn, HOST_B)?;
-    let result = remote_checks(&mut control, instance);
+    // The allowed host must authenticate: no secret, a wrong one (the same form, other
+    // bytes), or the right one with a wrong controller secret (the target fails to prove
+    // itself) are all refused.
+    let wrong = cmd_ok("rxdskctl", &["gen-dhchap-key", "-m", "1"])?.stdout;
+    let wrong_ctrl = cmd_ok("rxdskctl", &["gen-dhchap-key", "-m", "2"])?.stdout;
+    for (what, s, c) in [
+        ("without a secret", None, None),
+        (
+            "with a wrong secret",
+            Some(wrong.trim()),
+            Some(ctrl_secret.as_str()),
+        ),
+        (
+            "with a wrong controller secret",
+            Some(secret.as_str()),
+            Some(wrong_ctrl.trim()),
+        ),
+    ] {
+        step(&format!("connecting {what}"));
+        match fabrics_connect_auth(&transport, nqn, HOST_B, s, c) {
+            Err(why) => step(&format!("refused: {why}")),
+            Ok(instance) => {
+                let _ = disconnect(instance);
+                return Err(format!("{HOST_B} connected {what}"));
+            }
+        }
+    }
+    step("connecting over NVMe/TCP with the secrets");
+    let instance = fabrics_connect_auth(&transport, nqn, HOST_B, Some(secret), Some(ctrl_secret))?;
+    let result =
+        same_identity(instance, identity).and_then(|()| remote_checks(&mut control, instance));
     let gone = disconnect(instance);
     result?;
     gone?;
     control.ask("done", "clean")?;
     Ok(())
+}
+
+/// The serial number of controller `instance` and the UUID and NGUID of its namespace are
+/// what the target derived from the NQN (`[serial, uuid, nguid]`).
+fn same_identity(instance: u32, identity: [&String; 3]) -> TestResult {
+    let (ns, _) = open_namespace(instance)?;
+    let disk = ns.trim_start_matches("/dev/");
+    let read = |path: String| {
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("{path}: {e}"))
+    };
+    let seen = [
+        read(format!("/sys/class/nvme/nvme{instance}/serial"))?,
+        read(format!("/sys/block/{disk}/uuid"))?,
+        read(format!("/sys/block/{disk}/nguid"))?,
+    ];
+    ensure(seen.iter().zip(identity).all(|(s, i)| s == i), || {
+        format!("the host sees serial, uuid, nguid {seen:?}, the target derived {identity:?}")
+    })
 }
 
 fn remote_checks(control: &mut Control, instance: u32) -> TestResult {

@@ -5,11 +5,12 @@
 //! carried out. Anything wrong in the configuration, or a device that cannot become what it
 //! says without being recreated, stops the command in the planning stage: nothing is changed.
 //! A step that fails while carrying out the plan ends that device's steps; the other devices
-//! go on.
+//! go on. A device the configuration exports over NVMe-oF is exported last (or exported again
+//! when its export is not as configured), unless `--no-export`.
 
 use crate::backend::Backend;
 use crate::cli::{ApplyArgs, Compression, Mode};
-use crate::config::{Config, DeviceConfig, Usage};
+use crate::config::{Config, DeviceConfig, ExportConfig, Usage};
 use crate::control::ControlError;
 use crate::device::{device_name, device_path};
 use crate::failure::Failure;
@@ -38,7 +39,12 @@ pub fn run<B: Backend>(
         args.config.clone()
     };
     let machine = crate::config::Machine::read(root);
-    let config = load(&files, &machine, &args.devices, err)?;
+    let mut config = load(&files, &machine, &args.devices, err)?;
+    if args.no_export {
+        for dev in config.devices.values_mut() {
+            dev.export = None;
+        }
+    }
     // Nothing configured, nothing asked for: no module needed either.
     if config.devices.is_empty() && args.devices.is_empty() {
         if args.json {
@@ -153,6 +159,10 @@ pub struct State {
     pub swaps: Vec<String>,
     /// Mounted filesystems: (source, mount point).
     pub mounts: Vec<(String, String)>,
+    /// The NVMe-oF exports of the configured devices that have an export.
+    pub exports: BTreeMap<u32, crate::export::Export>,
+    /// The secrets the exports name, by file.
+    pub secrets: BTreeMap<String, Result<crate::dhchap::Secret, String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,6 +200,8 @@ pub enum Step {
         mount_point: String,
         options: Option<String>,
     },
+    /// Export over NVMe-oF (or again, as configured).
+    Export(Box<crate::export::Request>),
 }
 
 /// The steps for one device; none: it is as configured.
@@ -314,6 +326,9 @@ fn plan_device(
     }
     if activate {
         plan_activation(dev, state, &mut steps, &mut errors);
+    }
+    if let Some(e) = &dev.export {
+        plan_export(dev, e, state, &err, &mut steps, &mut errors);
     }
     if errors.is_empty() {
         Ok(steps)
@@ -707,6 +722,75 @@ fn plan_activation(
     }
 }
 
+/// The export of a device, unless it is as configured: the secrets read, the request checked
+/// (a link-local address's interface must exist now).
+fn plan_export(
+    dev: &DeviceConfig,
+    e: &ExportConfig,
+    state: &State,
+    err: ErrorAt,
+    steps: &mut Vec<Step>,
+    errors: &mut Vec<String>,
+) {
+    let before = errors.len();
+    let mut read = |files: &[String], key: &str| -> Vec<crate::dhchap::Secret> {
+        let mut secrets = Vec::new();
+        for f in files {
+            match state.secrets.get(f) {
+                Some(Ok(s)) => secrets.push(s.clone()),
+                Some(Err(why)) => errors.push(err(key, format!("cannot use the secret: {why}"))),
+                None => errors.push(err(key, format!("{f}: not read"))),
+            }
+        }
+        secrets
+    };
+    let secrets = read(&e.secrets, "export-dhchap-secret");
+    let ctrl_secrets = read(&e.ctrl_secrets, "export-dhchap-ctrl-secret");
+    if errors.len() != before {
+        return;
+    }
+    let request = crate::export::authenticate(
+        &e.allow_hosts,
+        secrets,
+        ctrl_secrets,
+        (e.hash, e.dhgroup),
+        e.allow_any_host,
+        &crate::export::CONFIG_KEYS,
+    )
+    .map(|allow_hosts| crate::export::Request {
+        id: dev.id,
+        transport: e.transport,
+        address: e.address.clone(),
+        port: e.port,
+        nqn: e.nqn.clone(),
+        allow_hosts,
+        allow_any_host: e.allow_any_host,
+    })
+    .and_then(|r| {
+        crate::export::check(&r)
+            .map(|_| r)
+            .map_err(|m| m.replace("--address", "export-address"))
+    });
+    let request = match request {
+        Ok(r) => r,
+        Err(m) => return errors.push(err("export", m)),
+    };
+    let nqn = e.nqn(dev.id);
+    match state.exports.get(&dev.id) {
+        Some(current) if current.nqn != nqn => errors.push(err(
+            "export-nqn",
+            format!(
+                "it is exported as {}, the configuration says {nqn} (rxdskctl unexport {}, \
+                 then apply)",
+                current.nqn,
+                device_name(dev.id)
+            ),
+        )),
+        Some(current) if crate::export::is_as_requested(current, &request) => {}
+        _ => steps.push(Step::Export(Box::new(request))),
+    }
+}
+
 impl Step {
     /// The action's name in JSON, and the verb of `--dry-run`.
     pub fn action(&self) -> &'static str {
@@ -719,6 +803,7 @@ impl Step {
             Step::Format { .. } => "format",
             Step::Swapon { .. } => "swapon",
             Step::Mount { .. } => "mount",
+            Step::Export(_) => "export",
         }
     }
 
@@ -819,6 +904,31 @@ impl Step {
             Step::Mount { mount_point, .. } => {
                 format!("{} on {mount_point}", verb("mounted", "mount"))
             }
+            Step::Export(r) => {
+                let mut text = format!(
+                    "{} as {} over {}",
+                    verb("exported", "export"),
+                    r.nqn
+                        .clone()
+                        .unwrap_or_else(|| crate::export::default_nqn(r.id)),
+                    r.transport.name()
+                );
+                if let Some(a) = &r.address {
+                    text += &format!(
+                        " {a} port {}",
+                        r.port.unwrap_or(crate::export::DEFAULT_PORT)
+                    );
+                }
+                if r.allow_any_host {
+                    return text + " to any host";
+                }
+                let hosts: Vec<&str> = r.allow_hosts.iter().map(|h| h.nqn.as_str()).collect();
+                text += &format!(" to {}", hosts.join(", "));
+                if r.allow_hosts.iter().any(|h| h.auth.is_some()) {
+                    text += " (DH-HMAC-CHAP)";
+                }
+                text
+            }
         }
     }
 
@@ -861,6 +971,15 @@ impl Step {
                 mount_point,
                 options,
             } => json!({ "fs-type": fs_type, "mount-point": mount_point, "options": options }),
+            Step::Export(r) => json!({
+                "nqn": r.nqn.clone().unwrap_or_else(|| crate::export::default_nqn(r.id)),
+                "transport": r.transport.name(),
+                "address": r.address,
+                "port": r.address.as_ref().map(|_| r.port.unwrap_or(crate::export::DEFAULT_PORT)),
+                "allowed-hosts": r.allow_hosts.iter().map(|h| h.nqn.clone()).collect::<Vec<_>>(),
+                "allow-any-host": r.allow_any_host,
+                "authenticated": r.allow_hosts.iter().any(|h| h.auth.is_some()),
+            }),
         };
         v["device"] = device_path(id).into();
         v["action"] = self.action().into();
@@ -906,6 +1025,9 @@ pub trait System {
     fn create_dir(&self, path: &str) -> Result<(), String>;
     /// swapon(2) itself: swapon(8) differs between util-linux and busybox (no -p there).
     fn swapon(&self, path: &str, flags: i32) -> Result<(), String>;
+    /// The NVMe-oF exports (nvmet's configfs).
+    fn exports(&self) -> Vec<crate::export::Export>;
+    fn export(&self, request: &crate::export::Request) -> Result<(), String>;
 }
 
 /// The real system.
@@ -998,6 +1120,14 @@ impl System for Host {
             Err(format!("swapon: {}", std::io::Error::last_os_error()))
         }
     }
+
+    fn exports(&self) -> Vec<crate::export::Export> {
+        crate::export::exports(Path::new(crate::export::NVMET))
+    }
+
+    fn export(&self, request: &crate::export::Request) -> Result<(), String> {
+        crate::export::export(Path::new(crate::export::NVMET), request).map(|_| ())
+    }
 }
 
 /// Reads what [`plan`] needs for the configured devices.
@@ -1057,6 +1187,26 @@ pub fn read_state<B: Backend>(
     if activate {
         state.swaps = system.swaps();
         state.mounts = system.mounts();
+    }
+    let exported: Vec<&DeviceConfig> = config
+        .devices
+        .values()
+        .filter(|d| d.export.is_some() && (only.is_empty() || only.contains(&d.id)))
+        .collect();
+    if !exported.is_empty() {
+        let exports = system.exports();
+        for dev in &exported {
+            let path = device_path(dev.id);
+            if let Some(e) = exports.iter().find(|e| e.device == path) {
+                state.exports.insert(dev.id, e.clone());
+            }
+            let e = dev.export.as_ref().map_or(Default::default(), Clone::clone);
+            for f in e.secrets.iter().chain(&e.ctrl_secrets) {
+                state
+                    .secrets
+                    .insert(f.clone(), crate::dhchap::read_secret_file(f));
+            }
+        }
     }
     Ok(state)
 }
@@ -1245,6 +1395,7 @@ fn execute_step<B: Backend>(
             args.extend([path.as_str(), mount_point.as_str()]);
             system.run("mount", &args)?;
         }
+        Step::Export(request) => system.export(request)?,
     }
     Ok(true)
 }

@@ -91,6 +91,10 @@ pub enum Command {
                       were set up and some failed."
     )]
     Apply(ApplyArgs),
+    /// Generate a DH-HMAC-CHAP secret for NVMe in-band authentication (`export
+    /// --dhchap-secret`, `nvme connect --dhchap-secret`), in the DHHC-1 representation
+    /// nvme-cli's gen-dhchap-key prints; no module needed.
+    GenDhchapKey(GenDhchapKeyArgs),
     /// Print the versions of rxdskctl and of the loaded rxdsk module.
     Version {
         /// Use JSON output format.
@@ -185,9 +189,52 @@ pub struct ExportArgs {
     /// A host NQN that may connect (repeatable); no other host may.
     #[arg(long = "allow-host", value_name = "HOSTNQN")]
     pub allow_hosts: Vec<String>,
-    /// Let any host connect.
+    /// Let any host connect (no host then authenticates: not with --dhchap-secret).
     #[arg(long)]
     pub allow_any_host: bool,
+    /// The DH-HMAC-CHAP secret an --allow-host authenticates with (NVMe in-band
+    /// authentication; `nvme connect --dhchap-secret` on the host): one for each
+    /// --allow-host, in the same order. @FILE reads it from FILE, - from standard input; the
+    /// DHHC-1 string itself is taken too, but every user sees it in ps. gen-dhchap-key makes
+    /// one; nvme-cli's gen-dhchap-key output is taken as well.
+    #[arg(long = "dhchap-secret", value_name = "SECRET")]
+    pub dhchap_secrets: Vec<String>,
+    /// The controller's secret for that host (`nvme connect --dhchap-ctrl-secret`), which
+    /// then authenticates the target too (bidirectional): one for each --allow-host, in the
+    /// same order, with --dhchap-secret; as --dhchap-secret, and another secret than the
+    /// host's.
+    #[arg(long = "dhchap-ctrl-secret", value_name = "SECRET")]
+    pub dhchap_ctrl_secrets: Vec<String>,
+    /// The HMAC of the authentication: sha256 (default), sha384 or sha512.
+    #[arg(long, value_enum, value_name = "HASH")]
+    pub dhchap_hash: Option<crate::dhchap::Hash>,
+    /// The Diffie-Hellman group of the authentication: null (default: none), ffdhe2048,
+    /// ffdhe3072, ffdhe4096, ffdhe6144 or ffdhe8192.
+    #[arg(long, value_enum, value_name = "GROUP")]
+    pub dhchap_dhgroup: Option<crate::dhchap::DhGroup>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenDhchapKeyArgs {
+    /// How the key is transformed (with the NQN) before use, the hh of DHHC-1:hh:...: 0 not
+    /// at all, 1 SHA-256, 2 SHA-384, 3 SHA-512.
+    #[arg(short = 'm', long, value_name = "ID", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub hmac: u8,
+    /// The key's length in bytes: 32, 48 or 64 (default: the digest size of --hmac; 32 for 0).
+    #[arg(short = 'l', long, value_name = "BYTES", value_parser = parse_key_length)]
+    pub key_length: Option<usize>,
+    /// Write the secret to FILE, a new file only its owner can read (mode 0600), instead of
+    /// standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+fn parse_key_length(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n) if crate::dhchap::KEY_LENGTHS.contains(&n) => Ok(n),
+        _ => Err("a DH-HMAC-CHAP key is 32, 48 or 64 bytes".into()),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,6 +286,10 @@ pub struct ApplyArgs {
     /// Also turn swap on and mount filesystems (at boot, the systemd units do that).
     #[arg(long)]
     pub activate: bool,
+    /// Leave NVMe-oF exports alone (what the setup service does at boot: the export service
+    /// exports the device once the network is up).
+    #[arg(long)]
+    pub no_export: bool,
     /// Use JSON output format.
     #[arg(short = 'J', long, long_help = APPLY_JSON)]
     pub json: bool,
@@ -354,8 +405,11 @@ const VERSION_JSON: &str = "Use JSON output format: an object with rxdskctl (ver
 
 const EXPORTS_JSON: &str = "Use JSON output format: an object with exports, an array of one \
     object per export with nqn, device, transport (tcp or loop), address (empty for loop), port \
-    (a number; null for loop), allow-any-host (a boolean) and allowed-hosts (an array of host \
-    NQNs). The keys are a stable interface.";
+    (a number; null for loop), allow-any-host (a boolean), allowed-hosts (an array of host \
+    NQNs), authenticated-hosts (an array of one object per allowed host that authenticates, \
+    with its nqn, hash and dhgroup, and bidirectional, a boolean: the controller authenticates \
+    to it too; never a secret), serial (the subsystem's serial number), uuid and nguid (the namespace's, \
+    8-4-4-4-12 hexadecimal). The keys are a stable interface.";
 
 const FLUSH_JSON: &str = "Use JSON output format: an object with flushed, an array of one \
     object per device flushed with name (the device node), pages and bytes written, the \
@@ -372,10 +426,13 @@ const INSPECT_JSON: &str = "Use JSON output format: an object with backing (the 
 
 const APPLY_JSON: &str = "Use JSON output format: an object with dry-run (a boolean) and \
     actions, an array of one object per step with device (the node), action (create, restore, \
-    attach, grow, shrink, format, swapon, mount, or unchanged), done (a boolean) and the step's \
+    attach, grow, shrink, format, swapon, mount, export, or unchanged), done (a boolean) and the \
+    step's \
     own keys: create: size, block-size, compress, compress-level, mem-limit; restore: backing, \
     preload, size, generation; attach: backing, mode, journal, flush-interval; grow and shrink: \
-    from, size; format: fs-type; swapon: priority; mount: fs-type, mount-point, options. A \
+    from, size; format: fs-type; swapon: priority; mount: fs-type, mount-point, options; \
+    export: nqn, transport, address and port (null for loop), allowed-hosts, allow-any-host and \
+    authenticated (a boolean: the hosts authenticate). A \
     failed step has error, the reason. Sizes are numbers in bytes; what does not apply is \
     null. The keys are a stable interface.";
 

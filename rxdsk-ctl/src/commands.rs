@@ -46,7 +46,7 @@ pub fn run<B: Backend>(
         Command::Flush(args) => flush(&args, open, out),
         Command::Detach(args) => detach(&args, open),
         Command::Inspect(args) => inspect(&args, out),
-        Command::Export(args) => export(&args, open, out),
+        Command::Export(args) => export(&args, Path::new(crate::export::NVMET), open, out),
         Command::Unexport { device } => open()
             .map_err(Failure::from)
             .and_then(|b| known_device(&b, device))
@@ -64,6 +64,7 @@ pub fn run<B: Backend>(
             };
             out.write_all(text.as_bytes()).map_err(Failure::from)
         }
+        Command::GenDhchapKey(args) => crate::dhchap::gen_command(&args, out),
         Command::Version { json } => version(json, open, out),
         Command::Apply(args) => crate::apply::run(&args, open, out, err),
     }
@@ -441,29 +442,67 @@ fn known_device<B: Backend>(backend: &B, id: u32) -> Result<(), Failure> {
         .map_err(|e| ControlError::new(device_path(id), action::INFO, e).into())
 }
 
+/// `export` into nvmet's tree at `root`.
 fn export<B: Backend>(
     args: &crate::cli::ExportArgs,
+    root: &Path,
     open: impl FnOnce() -> Result<B, ControlError>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let request = crate::export::Request {
+    let cannot =
+        |m: String| Failure::from(format!("{}: cannot export: {m}", device_path(args.device)));
+    // The secrets, address and port before anything else: a typo needs no module.
+    let request = export_request(args, &mut io::stdin().lock()).map_err(cannot)?;
+    crate::export::check(&request).map_err(cannot)?;
+    let backend = open()?;
+    known_device(&backend, args.device)?;
+    let e = crate::export::export(root, &request).map_err(cannot)?;
+    out.write_all(crate::export::render(&[e]).as_bytes())?;
+    Ok(())
+}
+
+/// What `export` is asked for, its secrets read (`@FILE`, `-` from `stdin`) and checked.
+fn export_request(
+    args: &crate::cli::ExportArgs,
+    stdin: &mut dyn io::Read,
+) -> Result<crate::export::Request, String> {
+    use crate::export::OPTIONS;
+    let all = args.dhchap_secrets.iter().chain(&args.dhchap_ctrl_secrets);
+    if all.filter(|s| *s == "-").count() > 1 {
+        return Err("only one secret can come from standard input (-)".into());
+    }
+    let mut read = |specs: &[String], option: &str| {
+        let mut secrets = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let secret = crate::dhchap::read_secret(spec, stdin).map_err(|e| {
+                match args.allow_hosts.get(i) {
+                    Some(h) => format!("{option} of {h}: {e}"),
+                    None => format!("{option}: {e}"),
+                }
+            })?;
+            secrets.push(secret);
+        }
+        Ok::<_, String>(secrets)
+    };
+    let secrets = read(&args.dhchap_secrets, OPTIONS.secret)?;
+    let ctrl_secrets = read(&args.dhchap_ctrl_secrets, OPTIONS.ctrl_secret)?;
+    let allow_hosts = crate::export::authenticate(
+        &args.allow_hosts,
+        secrets,
+        ctrl_secrets,
+        (args.dhchap_hash, args.dhchap_dhgroup),
+        args.allow_any_host,
+        &OPTIONS,
+    )?;
+    Ok(crate::export::Request {
         id: args.device,
         transport: args.transport,
         address: args.address.clone(),
         port: args.port,
         nqn: args.nqn.clone(),
-        allow_hosts: args.allow_hosts.clone(),
+        allow_hosts,
         allow_any_host: args.allow_any_host,
-    };
-    let cannot =
-        |m: String| Failure::from(format!("{}: cannot export: {m}", device_path(args.device)));
-    // The address and port before anything else: a typo needs no module.
-    crate::export::listen_address(&request).map_err(cannot)?;
-    let backend = open()?;
-    known_device(&backend, args.device)?;
-    let e = crate::export::export(Path::new(crate::export::NVMET), &request).map_err(cannot)?;
-    out.write_all(crate::export::render(&[e]).as_bytes())?;
-    Ok(())
+    })
 }
 
 fn list<B: Backend>(

@@ -8,6 +8,8 @@
 
 use crate::cli::{Compression, Mode};
 use crate::device::{device_name, parse_device};
+use crate::dhchap::{DhGroup, Hash};
+use crate::export::Transport;
 use crate::size::parse_size;
 use rxdsk_ioctl::{RXDSK_IMAGE_META_SIZE, RXDSK_MAX_DEVICES, RXDSK_PAGE_SIZE};
 use std::collections::BTreeMap;
@@ -103,6 +105,33 @@ pub enum Usage {
     },
 }
 
+/// An NVMe-oF export of a device (`export` and the `export-*` keys), as `rxdskctl export`'s
+/// options say it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportConfig {
+    pub transport: Transport,
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub nqn: Option<String>,
+    pub allow_hosts: Vec<String>,
+    pub allow_any_host: bool,
+    /// Files with the hosts' secrets, one per host in the same order (or none).
+    pub secrets: Vec<String>,
+    /// Files with the controller's secrets, likewise.
+    pub ctrl_secrets: Vec<String>,
+    pub hash: Option<Hash>,
+    pub dhgroup: Option<DhGroup>,
+}
+
+impl ExportConfig {
+    /// The subsystem NQN of device `id`'s export.
+    pub fn nqn(&self, id: u32) -> String {
+        self.nqn
+            .clone()
+            .unwrap_or_else(|| crate::export::default_nqn(id))
+    }
+}
+
 /// One `[rxdN]` section after all files are merged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceConfig {
@@ -120,6 +149,7 @@ pub struct DeviceConfig {
     pub flush_interval: Option<u32>,
     pub preload: bool,
     pub usage: Usage,
+    pub export: Option<ExportConfig>,
     /// Where each key in effect was set.
     pub origins: BTreeMap<&'static str, Location>,
 }
@@ -140,6 +170,7 @@ impl DeviceConfig {
             flush_interval: None,
             preload: false,
             usage: Usage::Raw,
+            export: None,
             origins: BTreeMap::new(),
         }
     }
@@ -216,7 +247,7 @@ impl Machine {
 }
 
 /// Every key a section may hold, named as the rxdskctl options they stand for.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 24] = [
     "size",
     "block-size",
     "mem-limit",
@@ -231,6 +262,16 @@ pub const KEYS: [&str; 14] = [
     "fs-type",
     "mount-point",
     "options",
+    "export",
+    "export-address",
+    "export-port",
+    "export-nqn",
+    "export-allow-hosts",
+    "export-allow-any-host",
+    "export-dhchap-secret",
+    "export-dhchap-ctrl-secret",
+    "export-dhchap-hash",
+    "export-dhchap-dhgroup",
 ];
 
 /// The key values before they are combined: what `set_key` stores.
@@ -240,6 +281,7 @@ struct Values {
     fs_type: Option<String>,
     mount_point: Option<String>,
     options: Option<String>,
+    export: ExportConfig,
 }
 
 /// The configuration files under `root` ("/" normally), in the order they are read: the main
@@ -789,9 +831,131 @@ fn set_key(
             }
             values.options = Some(value.to_string());
         }
+        _ if key.starts_with("export") => {
+            set_export_key(&mut values.export, key, value).map_err(invalid)?
+        }
         _ => return Err(format!("unknown key \"{key}\"")),
     }
     Ok(())
+}
+
+/// A comma-separated list, each item checked by `check`.
+fn list(value: &str, check: impl Fn(&str) -> Result<(), String>) -> Result<Vec<String>, String> {
+    let items: Vec<String> = value.split(',').map(|i| i.trim().to_string()).collect();
+    for (n, i) in items.iter().enumerate() {
+        check(i)?;
+        if items[..n].contains(i) {
+            return Err(format!("{i} is given twice"));
+        }
+    }
+    Ok(items)
+}
+
+/// Parses one `export` key into `e`; the reason if the value is bad.
+fn set_export_key(e: &mut ExportConfig, key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "export" => {
+            e.transport = <Transport as clap::ValueEnum>::from_str(value, false)
+                .map_err(|_| "expected tcp or loop (the transport)".to_string())?
+        }
+        "export-address" => {
+            crate::export::parse_address(value)?;
+            e.address = Some(value.to_string());
+        }
+        "export-port" => {
+            let port: u16 = parse_number(value)?;
+            if port == 0 {
+                return Err("a TCP port is 1 to 65535".into());
+            }
+            e.port = Some(port);
+        }
+        "export-nqn" => {
+            crate::export::check_nqn(value)?;
+            e.nqn = Some(value.to_string());
+        }
+        "export-allow-hosts" => e.allow_hosts = list(value, crate::export::check_nqn)?,
+        "export-allow-any-host" => e.allow_any_host = parse_bool(value)?,
+        "export-dhchap-secret" => e.secrets = list(value, check_path)?,
+        "export-dhchap-ctrl-secret" => e.ctrl_secrets = list(value, check_path)?,
+        "export-dhchap-hash" => {
+            e.hash = Some(
+                <Hash as clap::ValueEnum>::from_str(value, false)
+                    .map_err(|_| "expected sha256, sha384 or sha512".to_string())?,
+            )
+        }
+        "export-dhchap-dhgroup" => {
+            e.dhgroup = Some(
+                <DhGroup as clap::ValueEnum>::from_str(value, false).map_err(|_| {
+                    "expected null, ffdhe2048, ffdhe3072, ffdhe4096, ffdhe6144 or ffdhe8192"
+                })?,
+            )
+        }
+        _ => return Err(format!("unknown key \"{key}\"")),
+    }
+    Ok(())
+}
+
+/// The checks across the `export` keys of `dev`, whose `export` key is set.
+fn finish_export(
+    dev: &DeviceConfig,
+    e: ExportConfig,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ExportConfig> {
+    let name = dev.section_name();
+    let before = errors.len();
+    let mut error = |key: &str, message: String| errors.push(dev.error(key, message));
+    match (e.transport, &e.address, e.port) {
+        (Transport::Tcp, None, _) => error(
+            "export",
+            format!("export = tcp in {name} needs export-address"),
+        ),
+        (Transport::Loop, Some(_), _) => error(
+            "export-address",
+            format!("export-address in {name} is for export = tcp, not loop"),
+        ),
+        (Transport::Loop, _, Some(_)) => error(
+            "export-port",
+            format!("export-port in {name} is for export = tcp, not loop"),
+        ),
+        _ => {}
+    }
+    match (e.allow_any_host, e.allow_hosts.is_empty()) {
+        (false, true) => error(
+            "export",
+            format!(
+                "no host may connect to the export of {name}: set export-allow-hosts (or \
+                 export-allow-any-host = yes)"
+            ),
+        ),
+        (true, false) => error(
+            "export-allow-any-host",
+            format!("export-allow-any-host and export-allow-hosts in {name} exclude each other"),
+        ),
+        _ => {}
+    }
+    if let Err(m) = crate::export::pair_secrets(
+        &e.allow_hosts,
+        e.secrets.clone(),
+        e.ctrl_secrets.clone(),
+        (e.hash, e.dhgroup),
+        e.allow_any_host,
+        &crate::export::CONFIG_KEYS,
+    ) {
+        let key = if e.secrets.is_empty() {
+            [
+                "export-dhchap-ctrl-secret",
+                "export-dhchap-hash",
+                "export-dhchap-dhgroup",
+            ]
+            .into_iter()
+            .find(|k| dev.origins.contains_key(k))
+            .unwrap_or("export-dhchap-secret")
+        } else {
+            "export-dhchap-secret"
+        };
+        error(key, format!("{m} (in {name})"));
+    }
+    (errors.len() == before).then_some(e)
 }
 
 /// The checks that involve more than one key of a device.
@@ -850,6 +1014,15 @@ fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<C
     if v.options.is_some() && v.fs_type.is_none() && !swap {
         errors.push(need(&dev, "options", "needs fs-type or swap-priority"));
     }
+    if dev.origins.contains_key("export") {
+        dev.export = finish_export(&dev, v.export, &mut errors);
+    } else {
+        for key in KEYS.iter().filter(|k| k.starts_with("export-")) {
+            if dev.origins.contains_key(key) {
+                errors.push(need(&dev, key, "needs export (tcp or loop)"));
+            }
+        }
+    }
     if let (true, Some(options)) = (swap, &v.options) {
         for o in options.split(',') {
             let hint = if o.starts_with("pri=") {
@@ -904,7 +1077,19 @@ fn in_conflict(
 fn check_shared(config: &Config, errors: &mut Vec<ConfigError>) {
     let mut backings: BTreeMap<&str, &DeviceConfig> = BTreeMap::new();
     let mut mounts: BTreeMap<&str, &DeviceConfig> = BTreeMap::new();
+    let mut nqns: BTreeMap<String, &DeviceConfig> = BTreeMap::new();
     for dev in config.devices.values() {
+        if let Some(e) = &dev.export {
+            let nqn = e.nqn(dev.id);
+            if let Some(other) = nqns.insert(nqn.clone(), dev) {
+                let message = format!(
+                    "{} and {} are exported as the same subsystem {nqn}",
+                    other.section_name(),
+                    dev.section_name()
+                );
+                errors.push(in_conflict(dev, other, "export-nqn", message));
+            }
+        }
         if let Some(b) = &dev.backing {
             if let Some(other) = backings.insert(b, dev) {
                 let message = format!(

@@ -1,24 +1,36 @@
 //! `rxdskctl export`, `unexport` and `exports`: rxdsk devices served to other machines by the
 //! kernel's NVMe-over-Fabrics target (nvmet), configured through configfs the way nvmetcli
 //! does: a subsystem per device with the device as namespace 1, hosts allowed by NQN, and a
-//! port (TCP or loop) the subsystem is linked into.
+//! port (TCP or loop) the subsystem is linked into. An allowed host may have to authenticate
+//! (DH-HMAC-CHAP, with a secret of its own and optionally one of the controller's: nvmet
+//! keeps them per host, for every subsystem that allows it). The serial number and the namespace's
+//! UUID and NGUID are derived from the subsystem's NQN ([`identity`]), so that they are the
+//! same on every export.
 
 use crate::device::device_path;
+use crate::dhchap::{DhGroup, Hash, Secret};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+pub mod identity;
+
+/// The namespace id of the device in its subsystem.
+pub const NSID: u32 = 1;
 
 /// Where nvmet's configfs tree is.
 pub const NVMET: &str = "/sys/kernel/config/nvmet";
 
 /// `--transport`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Transport {
+    #[default]
     Tcp,
     Loop,
 }
 
 impl Transport {
-    fn name(self) -> &'static str {
+    /// As configfs and `exports` write it.
+    pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
             Transport::Loop => "loop",
@@ -34,7 +46,7 @@ impl Transport {
 }
 
 /// What `export` is asked for.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub id: u32,
     pub transport: Transport,
@@ -42,8 +54,164 @@ pub struct Request {
     /// The TCP port; 4420 (NVMe/TCP's) if `None`.
     pub port: Option<u16>,
     pub nqn: Option<String>,
-    pub allow_hosts: Vec<String>,
+    pub allow_hosts: Vec<AllowedHost>,
     pub allow_any_host: bool,
+}
+
+/// A host allowed to connect, and how it authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedHost {
+    pub nqn: String,
+    /// DH-HMAC-CHAP; `None`: the host connects without authenticating.
+    pub auth: Option<Auth>,
+}
+
+impl AllowedHost {
+    /// A host that does not authenticate.
+    pub fn new(nqn: &str) -> Self {
+        Self {
+            nqn: nqn.into(),
+            auth: None,
+        }
+    }
+}
+
+/// The DH-HMAC-CHAP settings of a host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Auth {
+    /// The host's secret.
+    pub secret: Secret,
+    /// The controller's: with it the host authenticates the target too (bidirectional).
+    pub ctrl_secret: Option<Secret>,
+    pub hash: Hash,
+    pub dhgroup: DhGroup,
+}
+
+/// What the options that say how hosts authenticate are called where they were given (the
+/// command line, the configuration), for messages.
+pub struct AuthNames {
+    pub allow_host: &'static str,
+    pub allow_any_host: &'static str,
+    pub secret: &'static str,
+    pub ctrl_secret: &'static str,
+    pub hash: &'static str,
+    pub dhgroup: &'static str,
+}
+
+/// rxdsk.conf's names.
+pub const CONFIG_KEYS: AuthNames = AuthNames {
+    allow_host: "export-allow-hosts",
+    allow_any_host: "export-allow-any-host",
+    secret: "export-dhchap-secret",
+    ctrl_secret: "export-dhchap-ctrl-secret",
+    hash: "export-dhchap-hash",
+    dhgroup: "export-dhchap-dhgroup",
+};
+
+/// The allowed hosts of a request: [`pair_secrets`], each host that has a secret
+/// authenticating with the hash and group given (the kernel's defaults otherwise).
+pub fn authenticate(
+    hosts: &[String],
+    secrets: Vec<Secret>,
+    ctrl_secrets: Vec<Secret>,
+    settings: (Option<Hash>, Option<DhGroup>),
+    allow_any_host: bool,
+    names: &AuthNames,
+) -> Result<Vec<AllowedHost>, String> {
+    let paired = pair_secrets(
+        hosts,
+        secrets,
+        ctrl_secrets,
+        settings,
+        allow_any_host,
+        names,
+    )?;
+    Ok(paired
+        .into_iter()
+        .map(|(nqn, auth)| AllowedHost {
+            nqn,
+            auth: auth.map(|(secret, ctrl_secret)| Auth {
+                secret,
+                ctrl_secret,
+                hash: settings.0.unwrap_or_default(),
+                dhgroup: settings.1.unwrap_or_default(),
+            }),
+        })
+        .collect())
+}
+
+/// The command line's names.
+pub const OPTIONS: AuthNames = AuthNames {
+    allow_host: "--allow-host",
+    allow_any_host: "--allow-any-host",
+    secret: "--dhchap-secret",
+    ctrl_secret: "--dhchap-ctrl-secret",
+    hash: "--dhchap-hash",
+    dhgroup: "--dhchap-dhgroup",
+};
+
+/// A host NQN and, if it authenticates, its secret and the controller's.
+pub type Paired<T> = (String, Option<(T, Option<T>)>);
+
+/// The secrets of the allowed hosts, paired by order: the Nth secret (and controller secret)
+/// is the Nth host's. Either every host has one or none does, and the same for the
+/// controller's; a secret cannot be combined with any host being allowed (nvmet
+/// authenticates only the hosts it allows by name), nor a hash or group be given without
+/// secrets, nor a controller's secret be the host's. `T` is a secret, or where one is.
+pub fn pair_secrets<T: PartialEq>(
+    hosts: &[String],
+    secrets: Vec<T>,
+    ctrl_secrets: Vec<T>,
+    settings: (Option<Hash>, Option<DhGroup>),
+    allow_any_host: bool,
+    n: &AuthNames,
+) -> Result<Vec<Paired<T>>, String> {
+    if allow_any_host && !(secrets.is_empty() && ctrl_secrets.is_empty()) {
+        return Err(format!(
+            "{} turns authentication off (nvmet authenticates only the hosts it allows by \
+             name): give each host with {} and its {}",
+            n.allow_any_host, n.allow_host, n.secret
+        ));
+    }
+    if secrets.is_empty() {
+        let stray = [
+            (!ctrl_secrets.is_empty(), n.ctrl_secret),
+            (settings.0.is_some(), n.hash),
+            (settings.1.is_some(), n.dhgroup),
+        ];
+        if let Some((_, name)) = stray.iter().find(|(given, _)| *given) {
+            return Err(format!("{name} needs {}", n.secret));
+        }
+    }
+    for (given, name) in [
+        (secrets.len(), n.secret),
+        (ctrl_secrets.len(), n.ctrl_secret),
+    ] {
+        if given != 0 && given != hosts.len() {
+            return Err(format!(
+                "{given} {name} for {} {}: give one for each host, in the same order",
+                hosts.len(),
+                n.allow_host
+            ));
+        }
+    }
+    let mut secrets = secrets.into_iter();
+    let mut ctrl_secrets = ctrl_secrets.into_iter();
+    let mut paired = Vec::new();
+    for h in hosts {
+        let auth = match (secrets.next(), ctrl_secrets.next()) {
+            (Some(s), Some(c)) if s == c => {
+                return Err(format!(
+                    "the {} of {h} is its {}: the two directions need two secrets",
+                    n.ctrl_secret, n.secret
+                ))
+            }
+            (Some(s), c) => Some((s, c)),
+            (None, _) => None,
+        };
+        paired.push((h.clone(), auth));
+    }
+    Ok(paired)
 }
 
 /// NVMe/TCP's port (IANA), the default.
@@ -75,26 +243,9 @@ pub fn listen_address(r: &Request) -> Result<Option<Listen>, String> {
         .as_deref()
         .ok_or("--address is needed with --transport tcp")?;
     let invalid = |why: String| format!("invalid --address \"{given}\": {why}");
-    let (ip, scope) = match given.split_once('%') {
-        Some((ip, scope)) => (ip, Some(scope)),
-        None => (given, None),
-    };
-    let ip: std::net::IpAddr = ip
-        .parse()
-        .map_err(|_| invalid("not an IPv4 or IPv6 address".into()))?;
-    let link_local = matches!(ip, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
-    let address = match (scope, link_local) {
-        (None, true) => {
-            return Err(invalid(format!(
-                "a link-local address needs its interface ({ip}%eth0, say)"
-            )))
-        }
-        (Some(_), false) => {
-            return Err(invalid(
-                "only a link-local address (fe80::/10) takes %interface".into(),
-            ))
-        }
-        (Some(iface), true) => {
+    let (ip, scope) = parse_address(given).map_err(invalid)?;
+    let address = match scope {
+        Some(iface) => {
             let known = !iface.is_empty()
                 && !iface.contains('/')
                 && iface != "."
@@ -105,7 +256,7 @@ pub fn listen_address(r: &Request) -> Result<Option<Listen>, String> {
             }
             format!("{ip}%{iface}")
         }
-        (None, false) => ip.to_string(),
+        None => ip.to_string(),
     };
     let port = r.port.unwrap_or(DEFAULT_PORT);
     if port == 0 {
@@ -116,6 +267,26 @@ pub fn listen_address(r: &Request) -> Result<Option<Listen>, String> {
         address,
         port,
     }))
+}
+
+/// The IP of an address to listen on and, for a link-local IPv6 one, the interface it must
+/// name (`fe80::1%eth0`): the checks that need no network (not that the interface exists).
+pub fn parse_address(given: &str) -> Result<(std::net::IpAddr, Option<&str>), String> {
+    let (ip, scope) = match given.split_once('%') {
+        Some((ip, scope)) => (ip, Some(scope)),
+        None => (given, None),
+    };
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| "not an IPv4 or IPv6 address".to_string())?;
+    let link_local = matches!(ip, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+    match (scope, link_local) {
+        (None, true) => Err(format!(
+            "a link-local address needs its interface ({ip}%eth0, say)"
+        )),
+        (Some(_), false) => Err("only a link-local address (fe80::/10) takes %interface".into()),
+        _ => Ok((ip, scope)),
+    }
 }
 
 /// The default subsystem NQN of device `id`.
@@ -148,10 +319,22 @@ fn read(path: &Path) -> String {
 
 fn mkdir(path: &Path) -> Result<(), String> {
     match fs::create_dir(path) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            // What configfs creates with the group, in the tests' tree.
+            #[cfg(test)]
+            crate::testutil::nvmet::kernel_made(path);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(format!("{}: cannot create: {e}", path.display())),
     }
+}
+
+/// Removes a configfs group (its attributes and default groups go with it).
+fn rmdir(path: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    crate::testutil::nvmet::kernel_unmade(path);
+    fs::remove_dir(path)
 }
 
 /// A symlink at `at` to `target`, unless there is one.
@@ -216,13 +399,16 @@ fn nvmet_root(root: &Path, transport: Option<Transport>) -> Result<PathBuf, Stri
             config.display()
         ));
     }
-    if !root.is_dir() {
+    // Modules are the system's: another tree (the tests') is taken as it is.
+    let system = root == Path::new(NVMET);
+    if system && !root.is_dir() {
         modprobe("nvmet")?;
     }
     if let Some(t) = transport.filter(|t| {
-        !Path::new("/sys/module")
-            .join(t.module().replace('-', "_"))
-            .exists()
+        system
+            && !Path::new("/sys/module")
+                .join(t.module().replace('-', "_"))
+                .exists()
     }) {
         modprobe(t.module())?;
     }
@@ -245,6 +431,85 @@ pub struct Export {
     pub allow_any_host: bool,
     #[serde(rename = "allowed-hosts")]
     pub allowed_hosts: Vec<String>,
+    /// Those of the allowed hosts that authenticate.
+    #[serde(rename = "authenticated-hosts")]
+    pub authenticated_hosts: Vec<Authenticated>,
+    /// The subsystem's serial number, the namespace's UUID and NGUID, as configfs has them.
+    pub serial: String,
+    pub uuid: String,
+    pub nguid: String,
+    /// The allowed hosts' settings, secrets and all: never shown.
+    #[serde(skip)]
+    pub hosts: Vec<HostSettings>,
+    /// How many ports the subsystem is linked into.
+    #[serde(skip)]
+    pub ports: usize,
+}
+
+/// An allowed host that authenticates, as `exports` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Authenticated {
+    pub nqn: String,
+    /// `dhchap_hash`: hmac(sha256), ...
+    pub hash: String,
+    /// `dhchap_dhgroup`: null, ffdhe2048, ...
+    pub dhgroup: String,
+    /// The controller authenticates to the host too.
+    pub bidirectional: bool,
+}
+
+/// A host's DH-HMAC-CHAP settings as configfs has them: secrets in the DHHC-1 form, empty
+/// for none.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    pub nqn: String,
+    pub secret: String,
+    pub ctrl_secret: String,
+    pub hash: String,
+    pub dhgroup: String,
+}
+
+impl std::fmt::Debug for HostSettings {
+    /// Without the secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HostSettings {{ nqn: {:?}, secret: {}, ctrl_secret: {}, hash: {:?}, dhgroup: {:?} }}",
+            self.nqn,
+            !self.secret.is_empty(),
+            !self.ctrl_secret.is_empty(),
+            self.hash,
+            self.dhgroup
+        )
+    }
+}
+
+impl HostSettings {
+    /// Host `nqn`'s, from configfs under `root`.
+    fn read(root: &Path, nqn: &str) -> Self {
+        let host = root.join("hosts").join(nqn);
+        Self {
+            nqn: nqn.into(),
+            secret: read(&host.join("dhchap_key")),
+            ctrl_secret: read(&host.join("dhchap_ctrl_key")),
+            hash: read(&host.join("dhchap_hash")),
+            dhgroup: read(&host.join("dhchap_dhgroup")),
+        }
+    }
+
+    /// Whether they are what `auth` says (no secrets for `None`).
+    pub fn is(&self, auth: Option<&Auth>) -> bool {
+        match auth {
+            None => self.secret.is_empty() && self.ctrl_secret.is_empty(),
+            Some(a) => {
+                self.secret == a.secret.encode()
+                    && self.ctrl_secret
+                        == a.ctrl_secret.as_ref().map_or(String::new(), Secret::encode)
+                    && self.hash == a.hash.configfs()
+                    && self.dhgroup == a.dhgroup.configfs()
+            }
+        }
+    }
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -263,17 +528,22 @@ pub fn exports(root: &Path) -> Vec<Export> {
     let mut out = Vec::new();
     for nqn in names(&root.join("subsystems")) {
         let subsys = root.join("subsystems").join(&nqn);
-        let device = read(&subsys.join("namespaces/1/device_path"));
+        let ns = subsys.join("namespaces").join(NSID.to_string());
+        let device = read(&ns.join("device_path"));
         if !device.starts_with("/dev/rxd") {
             continue;
         }
-        let port = names(&root.join("ports")).into_iter().find(|p| {
-            root.join("ports")
-                .join(p)
-                .join("subsystems")
-                .join(&nqn)
-                .exists()
-        });
+        let linked: Vec<String> = names(&root.join("ports"))
+            .into_iter()
+            .filter(|p| {
+                root.join("ports")
+                    .join(p)
+                    .join("subsystems")
+                    .join(&nqn)
+                    .exists()
+            })
+            .collect();
+        let port = linked.first();
         let (transport, address, svc) = match &port {
             Some(p) => {
                 let p = root.join("ports").join(p);
@@ -285,14 +555,34 @@ pub fn exports(root: &Path) -> Vec<Export> {
             }
             None => Default::default(),
         };
+        let allowed_hosts = names(&subsys.join("allowed_hosts"));
+        let hosts: Vec<HostSettings> = allowed_hosts
+            .iter()
+            .map(|h| HostSettings::read(root, h))
+            .collect();
         out.push(Export {
             allow_any_host: read(&subsys.join("attr_allow_any_host")) == "1",
-            allowed_hosts: names(&subsys.join("allowed_hosts")),
+            authenticated_hosts: hosts
+                .iter()
+                .filter(|h| !h.secret.is_empty())
+                .map(|h| Authenticated {
+                    nqn: h.nqn.clone(),
+                    hash: h.hash.clone(),
+                    dhgroup: h.dhgroup.clone(),
+                    bidirectional: !h.ctrl_secret.is_empty(),
+                })
+                .collect(),
+            allowed_hosts,
+            hosts,
+            ports: linked.len(),
             nqn,
             device,
             transport,
             address,
             port: svc.parse().ok(),
+            serial: read(&subsys.join("attr_serial")),
+            uuid: read(&ns.join("device_uuid")),
+            nguid: read(&ns.join("device_nguid")),
         });
     }
     out
@@ -309,20 +599,13 @@ pub fn export_of(root: &Path, id: u32) -> Option<Export> {
 /// argument is checked before anything changes; a new export that fails half-way is taken
 /// down again.
 pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
-    let nqn = r.nqn.clone().unwrap_or_else(|| default_nqn(r.id));
-    check_nqn(&nqn)?;
-    for h in &r.allow_hosts {
-        check_nqn(h)?;
-    }
-    if !r.allow_any_host && r.allow_hosts.is_empty() {
-        return Err("no host may connect: give --allow-host HOSTNQN (or --allow-any-host)".into());
-    }
-    let listen = listen_address(r)?;
+    let (nqn, listen) = check(r)?;
     let root = nvmet_root(root, Some(r.transport))?;
     let existing = export_of(&root, r.id);
     if let Some(e) = existing.as_ref().filter(|e| e.nqn != nqn) {
         return Err(format!("already exported as {}", e.nqn));
     }
+    check_shared_hosts(&root, &nqn, &r.allow_hosts)?;
     let built = build(&root, r, &nqn, listen.as_ref());
     if built.is_err() && existing.is_none() {
         remove_subsystem(&root, &nqn);
@@ -331,31 +614,131 @@ pub fn export(root: &Path, r: &Request) -> Result<Export, String> {
     export_of(&root, r.id).ok_or_else(|| format!("{}: the export did not take", device_path(r.id)))
 }
 
+/// The subsystem NQN and listening address of a request, once everything in it is checked.
+pub fn check(r: &Request) -> Result<(String, Option<Listen>), String> {
+    let nqn = r.nqn.clone().unwrap_or_else(|| default_nqn(r.id));
+    check_nqn(&nqn)?;
+    for (i, h) in r.allow_hosts.iter().enumerate() {
+        check_nqn(&h.nqn)?;
+        if r.allow_hosts[..i].iter().any(|o| o.nqn == h.nqn) {
+            return Err(format!("host {} is given twice", h.nqn));
+        }
+    }
+    match (r.allow_any_host, r.allow_hosts.is_empty()) {
+        (false, true) => {
+            return Err(
+                "no host may connect: give --allow-host HOSTNQN (or --allow-any-host)".into(),
+            )
+        }
+        (true, false) => return Err("--allow-any-host and --allow-host exclude each other".into()),
+        _ => {}
+    }
+    Ok((nqn, listen_address(r)?))
+}
+
+/// nvmet keeps a host's secrets for every subsystem that allows it: a host another
+/// subsystem allows cannot be given other settings.
+fn check_shared_hosts(root: &Path, nqn: &str, hosts: &[AllowedHost]) -> Result<(), String> {
+    for h in hosts {
+        let current = HostSettings::read(root, &h.nqn);
+        if !root.join("hosts").join(&h.nqn).is_dir() || current.is(h.auth.as_ref()) {
+            continue;
+        }
+        if let Some(other) = allowed_by(root, &h.nqn).into_iter().find(|s| s != nqn) {
+            return Err(format!(
+                "host {} is allowed by {other} too, with other DH-HMAC-CHAP settings: nvmet \
+                 keeps them per host, so they would change for {other} as well (give the same \
+                 secrets, or unexport {other} first)",
+                h.nqn
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The subsystems that allow host `h`.
+fn allowed_by(root: &Path, h: &str) -> Vec<String> {
+    names(&root.join("subsystems"))
+        .into_iter()
+        .filter(|s| {
+            root.join("subsystems")
+                .join(s)
+                .join("allowed_hosts")
+                .join(h)
+                .symlink_metadata()
+                .is_ok()
+        })
+        .collect()
+}
+
+/// Host `h` in nvmet with its settings, allowed by subsystem `subsys`. nvmet cannot take a
+/// secret away from a host: a host whose secret goes is made anew (no other subsystem allows
+/// it: `check_shared_hosts`).
+fn allow_host(root: &Path, subsys: &Path, h: &AllowedHost) -> Result<(), String> {
+    let host = root.join("hosts").join(&h.nqn);
+    let link_at = subsys.join("allowed_hosts").join(&h.nqn);
+    let current = HostSettings::read(root, &h.nqn);
+    let dropped = (!current.secret.is_empty() && h.auth.is_none())
+        || (!current.ctrl_secret.is_empty()
+            && h.auth.as_ref().is_none_or(|a| a.ctrl_secret.is_none()));
+    if host.is_dir() && dropped {
+        if link_at.symlink_metadata().is_ok() {
+            fs::remove_file(&link_at)
+                .map_err(|e| format!("{}: cannot remove: {e}", link_at.display()))?;
+        }
+        rmdir(&host).map_err(|e| format!("{}: cannot remove: {e}", host.display()))?;
+    }
+    mkdir(&host)?;
+    if let Some(a) = &h.auth {
+        write(&host.join("dhchap_hash"), a.hash.configfs())?;
+        write(&host.join("dhchap_dhgroup"), a.dhgroup.configfs())?;
+        write_secret(&host.join("dhchap_key"), &a.secret)?;
+        if let Some(c) = &a.ctrl_secret {
+            write_secret(&host.join("dhchap_ctrl_key"), c)?;
+        }
+    }
+    link(&host, &link_at)
+}
+
+/// Writes a secret without showing it in the message if that fails.
+fn write_secret(path: &Path, secret: &Secret) -> Result<(), String> {
+    fs::write(path, secret.encode())
+        .map_err(|e| format!("{}: cannot write the secret: {e}", path.display()))
+}
+
 fn build(root: &Path, r: &Request, nqn: &str, listen: Option<&Listen>) -> Result<(), String> {
     let subsys = root.join("subsystems").join(nqn);
+    let id = identity::derive(nqn, NSID);
+    let new = !subsys.exists();
     mkdir(&subsys)?;
-    write(
-        &subsys.join("attr_allow_any_host"),
-        if r.allow_any_host { "1" } else { "0" },
-    )?;
-    // Exporting again states the whole list: hosts allowed before and not now are revoked.
+    // Only until a host has seen it (the first Identify Controller): then it stays.
+    if new {
+        write(&subsys.join("attr_serial"), &id.serial)?;
+    }
+    // Exporting again states the whole list: hosts allowed before and not now are revoked
+    // (first: nvmet lets any host in only when no host is named).
     let allowed = subsys.join("allowed_hosts");
     for h in names(&allowed) {
-        if !r.allow_hosts.contains(&h) {
+        if !r.allow_hosts.iter().any(|a| a.nqn == h) {
             fs::remove_file(allowed.join(&h))
                 .map_err(|e| format!("{}: cannot remove: {e}", allowed.join(&h).display()))?;
             remove_orphan_host(root, &h);
         }
     }
+    write(
+        &subsys.join("attr_allow_any_host"),
+        if r.allow_any_host { "1" } else { "0" },
+    )?;
     for h in &r.allow_hosts {
-        let host = root.join("hosts").join(h);
-        mkdir(&host)?;
-        link(&host, &allowed.join(h))?;
+        allow_host(root, &subsys, h)?;
     }
-    let ns = subsys.join("namespaces/1");
+    let ns = subsys.join("namespaces").join(NSID.to_string());
     mkdir(&ns)?;
+    // The UUID and NGUID too can change only while the namespace is disabled.
     if read(&ns.join("enable")) != "1" {
         write(&ns.join("device_path"), &device_path(r.id))?;
+        write(&ns.join("device_uuid"), &id.uuid)?;
+        write(&ns.join("device_nguid"), &id.nguid)?;
         write(&ns.join("enable"), "1")?;
     }
     // A port with the same address is shared; else the lowest free id.
@@ -392,9 +775,43 @@ fn build(root: &Path, r: &Request, nqn: &str, listen: Option<&Listen>) -> Result
         enable_port(&subsys, &port.join("subsystems").join(nqn), listen)
     })();
     if linked.is_err() && created {
-        let _ = fs::remove_dir(&port);
+        let _ = rmdir(&port);
     }
-    linked
+    linked?;
+    // Exported elsewhere before (another address): not any more.
+    for p in names(&ports).into_iter().map(|p| ports.join(p)) {
+        let l = p.join("subsystems").join(nqn);
+        if p != port && l.symlink_metadata().is_ok() {
+            fs::remove_file(&l).map_err(|e| format!("{}: cannot remove: {e}", l.display()))?;
+            if names(&p.join("subsystems")).is_empty() {
+                let _ = rmdir(&p);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether export `e` is what `r` asks for (the identity aside): the same subsystem, one port
+/// at the address asked for, the same hosts with the same settings.
+pub fn is_as_requested(e: &Export, r: &Request) -> bool {
+    let Ok((nqn, listen)) = check(r) else {
+        return false;
+    };
+    let (address, port) = listen.map_or((String::new(), None), |l| (l.address, Some(l.port)));
+    let mut want: Vec<&str> = r.allow_hosts.iter().map(|h| h.nqn.as_str()).collect();
+    want.sort_unstable();
+    e.nqn == nqn
+        && e.transport == r.transport.name()
+        && e.ports == 1
+        && e.address == address
+        && e.port == port
+        && e.allow_any_host == r.allow_any_host
+        && e.allowed_hosts == want
+        && r.allow_hosts.iter().all(|h| {
+            e.hosts
+                .iter()
+                .any(|s| s.nqn == h.nqn && s.is(h.auth.as_ref()))
+        })
 }
 
 /// Best effort, for a failed new export: whatever of subsystem `nqn` exists goes.
@@ -404,33 +821,25 @@ fn remove_subsystem(root: &Path, nqn: &str) {
         if fs::remove_file(ports.join(&p).join("subsystems").join(nqn)).is_ok()
             && names(&ports.join(&p).join("subsystems")).is_empty()
         {
-            let _ = fs::remove_dir(ports.join(&p));
+            let _ = rmdir(&ports.join(&p));
         }
     }
     let subsys = root.join("subsystems").join(nqn);
     let ns = subsys.join("namespaces/1");
     let _ = fs::write(ns.join("enable"), "0");
-    let _ = fs::remove_dir(&ns);
+    let _ = rmdir(&ns);
     let allowed = subsys.join("allowed_hosts");
     for h in names(&allowed) {
         let _ = fs::remove_file(allowed.join(&h));
         remove_orphan_host(root, &h);
     }
-    let _ = fs::remove_dir(&subsys);
+    let _ = rmdir(&subsys);
 }
 
-/// Removes host `h` from nvmet unless a subsystem still allows it.
+/// Removes host `h` (and its secrets) from nvmet unless a subsystem still allows it.
 fn remove_orphan_host(root: &Path, h: &str) {
-    let still = names(&root.join("subsystems")).iter().any(|s| {
-        root.join("subsystems")
-            .join(s)
-            .join("allowed_hosts")
-            .join(h)
-            .symlink_metadata()
-            .is_ok()
-    });
-    if !still {
-        let _ = fs::remove_dir(root.join("hosts").join(h));
+    if allowed_by(root, h).is_empty() {
+        let _ = rmdir(&root.join("hosts").join(h));
     }
 }
 
@@ -445,18 +854,18 @@ pub fn unexport(root: &Path, id: u32) -> Result<(), String> {
         if l.exists() || l.symlink_metadata().is_ok() {
             fs::remove_file(&l).map_err(|err| format!("{}: {err}", l.display()))?;
             if names(&ports.join(&p).join("subsystems")).is_empty() {
-                let _ = fs::remove_dir(ports.join(&p));
+                let _ = rmdir(&ports.join(&p));
             }
         }
     }
     let ns = subsys.join("namespaces/1");
     write(&ns.join("enable"), "0")?;
-    fs::remove_dir(&ns).map_err(|err| format!("{}: {err}", ns.display()))?;
+    rmdir(&ns).map_err(|err| format!("{}: {err}", ns.display()))?;
     for h in &e.allowed_hosts {
         let l = subsys.join("allowed_hosts").join(h);
         fs::remove_file(&l).map_err(|err| format!("{}: {err}", l.display()))?;
     }
-    fs::remove_dir(&subsys).map_err(|err| format!("{}: {err}", subsys.display()))?;
+    rmdir(&subsys).map_err(|err| format!("{}: {err}", subsys.display()))?;
     for h in &e.allowed_hosts {
         remove_orphan_host(root, h);
     }
@@ -484,17 +893,30 @@ pub fn render_json(exports: &[Export]) -> String {
     text
 }
 
-/// `exports` as text: one line per export.
+/// `exports` as text, one line per export: device, NQN, transport, address, port, allowed
+/// hosts (`HOSTNQN(dhchap)` for one that authenticates, `HOSTNQN(dhchap+ctrl)` when the
+/// controller authenticates to it too), serial number, namespace UUID.
 pub fn render(exports: &[Export]) -> String {
     let mut s = String::new();
     for e in exports {
         let hosts = if e.allow_any_host {
             "any host".to_string()
         } else {
-            e.allowed_hosts.join(",")
+            let marked: Vec<String> = e
+                .allowed_hosts
+                .iter()
+                .map(
+                    |h| match e.authenticated_hosts.iter().find(|a| &a.nqn == h) {
+                        Some(a) if a.bidirectional => format!("{h}(dhchap+ctrl)"),
+                        Some(_) => format!("{h}(dhchap)"),
+                        None => h.clone(),
+                    },
+                )
+                .collect();
+            marked.join(",")
         };
         s += &format!(
-            "{} {} {} {} {} {}\n",
+            "{} {} {} {} {} {} {} {}\n",
             e.device,
             e.nqn,
             e.transport,
@@ -504,187 +926,13 @@ pub fn render(exports: &[Export]) -> String {
                 &e.address
             },
             e.port.map_or("-".to_string(), |p| p.to_string()),
-            hosts
+            hosts,
+            e.serial,
+            e.uuid
         );
     }
     s
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(transport: Transport, address: Option<&str>, port: Option<u16>) -> Request {
-        Request {
-            id: 0,
-            transport,
-            address: address.map(str::to_string),
-            port,
-            nqn: None,
-            allow_hosts: vec!["nqn.2014-08.org.nvmexpress:uuid:h".into()],
-            allow_any_host: false,
-        }
-    }
-
-    /// The address and port are checked before anything is changed, each with its reason;
-    /// what is written to configfs is the address's canonical form.
-    #[test]
-    fn addresses_and_ports_are_checked_up_front() {
-        let ok = |a: &str| {
-            listen_address(&request(Transport::Tcp, Some(a), None))
-                .unwrap_or_else(|e| panic!("{a}: {e}"))
-        };
-        assert_eq!(
-            ok("192.0.2.10"),
-            Some(Listen {
-                family: "ipv4",
-                address: "192.0.2.10".into(),
-                port: 4420
-            })
-        );
-        assert_eq!(
-            ok("2001:DB8:0:0::1"),
-            Some(Listen {
-                family: "ipv6",
-                address: "2001:db8::1".into(),
-                port: 4420
-            })
-        );
-        // `lo` is on every Linux machine.
-        assert_eq!(
-            ok("FE80::0001%lo"),
-            Some(Listen {
-                family: "ipv6",
-                address: "fe80::1%lo".into(),
-                port: 4420
-            })
-        );
-        assert_eq!(
-            listen_address(&request(Transport::Tcp, Some("192.0.2.1"), Some(8009))),
-            Ok(Some(Listen {
-                family: "ipv4",
-                address: "192.0.2.1".into(),
-                port: 8009
-            }))
-        );
-        assert_eq!(
-            listen_address(&request(Transport::Loop, None, None)),
-            Ok(None)
-        );
-        let bad = |transport, address: Option<&str>, port| {
-            listen_address(&request(transport, address, port)).expect_err("accepted")
-        };
-        for (address, why) in [
-            (
-                "192.0.2.300",
-                "invalid --address \"192.0.2.300\": not an IPv4 or IPv6 address",
-            ),
-            (
-                "192.0.2.010",
-                "invalid --address \"192.0.2.010\": not an IPv4 or IPv6 address",
-            ),
-            (
-                "host.example",
-                "invalid --address \"host.example\": not an IPv4 or IPv6 address",
-            ),
-            ("", "invalid --address \"\": not an IPv4 or IPv6 address"),
-            (
-                "fe80::1",
-                "invalid --address \"fe80::1\": a link-local address needs its interface \
-                 (fe80::1%eth0, say)",
-            ),
-            (
-                "2001:db8::1%lo",
-                "invalid --address \"2001:db8::1%lo\": only a link-local address (fe80::/10) \
-                 takes %interface",
-            ),
-            (
-                "192.0.2.1%lo",
-                "invalid --address \"192.0.2.1%lo\": only a link-local address (fe80::/10) \
-                 takes %interface",
-            ),
-            (
-                "fe80::1%",
-                "invalid --address \"fe80::1%\": no network interface \"\"",
-            ),
-            (
-                "fe80::1%rxdsk-none0",
-                "invalid --address \"fe80::1%rxdsk-none0\": no network interface \"rxdsk-none0\"",
-            ),
-            (
-                "fe80::1%../lo",
-                "invalid --address \"fe80::1%../lo\": no network interface \"../lo\"",
-            ),
-        ] {
-            assert_eq!(bad(Transport::Tcp, Some(address), None), why, "{address}");
-        }
-        assert_eq!(
-            bad(Transport::Tcp, Some("192.0.2.1"), Some(0)),
-            "invalid --port 0: a TCP port is 1 to 65535"
-        );
-        assert_eq!(
-            bad(Transport::Tcp, None, None),
-            "--address is needed with --transport tcp"
-        );
-        assert_eq!(
-            bad(Transport::Loop, Some("192.0.2.1"), None),
-            "--address and --port are for --transport tcp, not loop"
-        );
-        assert_eq!(
-            bad(Transport::Loop, None, Some(4420)),
-            "--address and --port are for --transport tcp, not loop"
-        );
-    }
-
-    /// A port that cannot be enabled says why, with the errno of the configfs operation:
-    /// not always "in use".
-    #[test]
-    fn link_failures_name_their_errno() {
-        use nix::errno::Errno;
-        let listen = Listen {
-            family: "ipv4",
-            address: "192.0.2.1".into(),
-            port: 4420,
-        };
-        let at = Path::new("/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x");
-        let said = |errno: Errno| {
-            port_failure(
-                at,
-                &std::io::Error::from_raw_os_error(errno as i32),
-                Some(&listen),
-            )
-        };
-        assert_eq!(
-            said(Errno::EADDRINUSE),
-            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Address \
-             already in use (another program listens on 192.0.2.1 port 4420)"
-        );
-        assert_eq!(
-            said(Errno::EADDRNOTAVAIL),
-            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Cannot \
-             assign requested address (no interface of this machine has 192.0.2.1)"
-        );
-        assert_eq!(
-            said(Errno::EINVAL),
-            "/sys/kernel/config/nvmet/ports/1/subsystems/nqn.x: cannot enable the port: Invalid \
-             argument"
-        );
-        // The real operation's errno: here the directory is missing.
-        let dir = crate::testutil::Scratch::new("export-link");
-        let e = enable_port(&dir.0, &dir.0.join("missing/x"), Some(&listen)).expect_err("linked");
-        assert!(
-            e.ends_with("cannot enable the port: No such file or directory"),
-            "{e}"
-        );
-        assert!(!e.contains("in use"), "{e}");
-    }
-
-    #[test]
-    fn nqns() {
-        assert_eq!(default_nqn(3), "nqn.2026-12.io.rxdsk:rxd3");
-        assert!(check_nqn(&default_nqn(3)).is_ok());
-        assert!(check_nqn("host-a").is_err());
-        assert!(check_nqn("nqn.x/../y").is_err());
-        assert!(check_nqn(&format!("nqn.{}", "a".repeat(220))).is_err());
-    }
-}
+mod tests;

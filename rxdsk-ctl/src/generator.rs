@@ -6,7 +6,10 @@
 //! (which runs `rxdskctl apply rxdN`) and writes a swap unit or a mount unit that requires it
 //! and is ordered after it. A backed device's instance gets a drop-in that waits for the
 //! backing device; the template itself flushes a backed device when stopped, after its swap
-//! or mount unit has stopped.
+//! or mount unit has stopped. A device the configuration exports over NVMe-oF gets an
+//! instance of the static `rxdsk-export@.service` (ordered after its setup service, so that
+//! it unexports before the flush at shutdown), wanted by multi-user.target, with a drop-in
+//! that waits for the network for NVMe/TCP.
 //!
 //! Generators run early and must be fast: this reads the configuration, /proc/cmdline (for
 //! `rxdsk.generator=0`), /etc/fstab (whose units it leaves alone) and, for a backing device,
@@ -21,6 +24,9 @@ use std::path::Path;
 /// The static template, shipped in [`UNIT_DIR`].
 pub const SETUP_TEMPLATE: &str = include_str!("../dist/rxdsk-setup@.service");
 pub const SETUP_TEMPLATE_NAME: &str = "rxdsk-setup@.service";
+/// The static template of the exports, shipped in [`UNIT_DIR`] too.
+pub const EXPORT_TEMPLATE: &str = include_str!("../dist/rxdsk-export@.service");
+pub const EXPORT_TEMPLATE_NAME: &str = "rxdsk-export@.service";
 pub const UNIT_DIR: &str = "/usr/lib/systemd/system";
 /// The name systemd runs this generator by.
 pub const GENERATOR_NAME: &str = "rxdsk-generator";
@@ -60,6 +66,11 @@ pub fn escape_path(path: &str) -> String {
 /// The setup service instance of device `id`.
 pub fn setup_unit(id: u32) -> String {
     format!("rxdsk-setup@{}.service", device_name(id))
+}
+
+/// The export service instance of device `id`.
+pub fn export_unit(id: u32) -> String {
+    format!("rxdsk-export@{}.service", device_name(id))
 }
 
 /// Where a device's unit came from, for `systemctl status` and people reading it.
@@ -166,6 +177,26 @@ pub fn units(config: &Config, root: &Path, left_out: &BTreeSet<u32>) -> Vec<(Str
                     "# Written by {GENERATOR_NAME} from {}\n{text}",
                     dev.section
                 )),
+            ));
+        }
+        if let Some(e) = &dev.export {
+            let unit = export_unit(dev.id);
+            files.push((
+                format!("multi-user.target.wants/{unit}"),
+                Entry::Link(format!("{UNIT_DIR}/{EXPORT_TEMPLATE_NAME}")),
+            ));
+            let mut text = format!(
+                "# Written by {GENERATOR_NAME} from {}\n[Unit]\n{}",
+                dev.section,
+                source_path(dev)
+            );
+            // The address must be there to listen on.
+            if e.transport == crate::export::Transport::Tcp {
+                text += "Wants=network-online.target\nAfter=network-online.target\n";
+            }
+            files.push((
+                format!("{unit}.d/50-{GENERATOR_NAME}.conf"),
+                Entry::File(text),
             ));
         }
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod date;
 pub mod device;
+pub mod dhchap;
 pub mod export;
 pub mod failure;
 pub mod generator;

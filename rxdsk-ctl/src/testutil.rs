@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub mod nvmet;
+
 /// A scratch directory under the temporary directory, removed on drop.
 pub struct Scratch(pub PathBuf);
 

@@ -272,8 +272,9 @@ fn rxdskctl_deb(out: &Path) -> Result<PathBuf> {
         &completion(Shell::Fish),
         0o644,
     )?;
-    // Boot-time setup: the generator (rxdskctl under another name), the setup template,
-    // rxdsk.conf(5) and an example; no /etc/rxdsk.conf, as zram-generator ships none.
+    // Boot-time setup: the generator (rxdskctl under another name), the setup and export
+    // templates, rxdsk.conf(5) and an example; no /etc/rxdsk.conf, as zram-generator ships
+    // none.
     s.symlink(
         "usr/lib/systemd/system-generators/rxdsk-generator",
         "../../../sbin/rxdskctl",
@@ -284,6 +285,14 @@ fn rxdskctl_deb(out: &Path) -> Result<PathBuf> {
             rxdsk_ctl::generator::SETUP_TEMPLATE_NAME
         ),
         rxdsk_ctl::generator::SETUP_TEMPLATE.as_bytes(),
+        0o644,
+    )?;
+    s.file(
+        &format!(
+            "usr/lib/systemd/system/{}",
+            rxdsk_ctl::generator::EXPORT_TEMPLATE_NAME
+        ),
+        rxdsk_ctl::generator::EXPORT_TEMPLATE.as_bytes(),
         0o644,
     )?;
     s.gz(

@@ -1004,3 +1004,220 @@ fn flush_if_backed_without_the_module() {
 
 mod apply;
 mod json;
+
+/// `gen-dhchap-key` prints a secret the parser takes (no module needed), or writes it to a
+/// new file only its owner can read.
+#[test]
+fn gen_dhchap_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = Fake::new();
+    for (args, transform, len) in [
+        (&[][..], 0, 32),
+        (&["--hmac", "2"][..], 2, 48),
+        (&["-m", "3"][..], 3, 64),
+        (&["-m", "1", "--key-length", "64"][..], 1, 64),
+        (&["-l", "48"][..], 0, 48),
+    ] {
+        let mut all = vec!["gen-dhchap-key"];
+        all.extend(args);
+        let (o, opened) = run_with(&fake, &all);
+        assert_eq!(
+            (o.status, o.stderr.as_str(), opened),
+            (0, "", false),
+            "{args:?}"
+        );
+        let s = crate::dhchap::Secret::parse(&o.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((s.transform, s.len()), (transform, len), "{args:?}");
+        assert_eq!(format!("{}\n", s.encode()), o.stdout);
+    }
+    // Two runs, two secrets.
+    assert_ne!(
+        run_fake(&fake, &["gen-dhchap-key"]).stdout,
+        run_fake(&fake, &["gen-dhchap-key"]).stdout
+    );
+    let dir = crate::testutil::Scratch::new("gen-dhchap-key");
+    let file = dir.0.join("host.key").display().to_string();
+    assert_eq!(
+        run_fake(&fake, &["gen-dhchap-key", "-o", &file]),
+        outcome(0, "", "")
+    );
+    let mode = std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o600));
+    assert!(crate::dhchap::read_secret_file(&file).is_ok());
+    // An existing file is not overwritten.
+    let again = run_fake(&fake, &["gen-dhchap-key", "-o", &file]);
+    assert_eq!(again.status, 1);
+    assert!(
+        again.stderr.contains("cannot write: File exists"),
+        "{}",
+        again.stderr
+    );
+    for (args, why) in [
+        (&["gen-dhchap-key", "--hmac", "4"][..], "4 is not in 0..=3"),
+        (
+            &["gen-dhchap-key", "-l", "40"][..],
+            "a DH-HMAC-CHAP key is 32, 48 or 64 bytes",
+        ),
+    ] {
+        let e = Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{args:?}: {e}");
+    }
+}
+
+/// Runs `rxdskctl export ARGS` against `fake` and the nvmet tree at `root`: the exit status
+/// and messages, and whether the control node was opened.
+fn run_export(fake: &Fake, root: &std::path::Path, args: &[&str]) -> (u8, String, bool) {
+    let cli = Cli::try_parse_from(["rxdskctl", "export"].iter().chain(args))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let Command::Export(a) = cli.into_command() else {
+        panic!("not export")
+    };
+    let opened = Cell::new(false);
+    let mut out = Vec::new();
+    let result = export(
+        &a,
+        root,
+        || {
+            opened.set(true);
+            Ok(fake)
+        },
+        &mut out,
+    );
+    match result {
+        Ok(()) => (0, String::from_utf8_lossy(&out).into_owned(), opened.get()),
+        Err(Failure::Messages(m)) => (1, m.join("\n"), opened.get()),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// Every secret is read and checked, and how the secrets go with the hosts, before anything
+/// is opened or changed: a wrong secret leaves the nvmet tree as it was.
+#[test]
+fn export_checks_secrets_before_anything_changes() {
+    use crate::testutil::nvmet::{fake_nvmet, snapshot};
+    const SPEC: &str = "DHHC-1:00:ia6zGodOr4SEG0Zzaw398rpY0wqipUWj4jWjUh4HWUz6aQ2n:";
+    const H: &str = "nqn.2014-08.org.nvmexpress:uuid:h";
+    let fake = Fake::new().with_device(0, 4096, 0);
+    let (dir, root) = fake_nvmet("export-secrets");
+    let spec = format!("@{}", dir.write("spec.key", &format!("{SPEC}\n")));
+    let other = crate::dhchap::Secret::generate(1, 48, &mut &[7u8; 48][..])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .encode();
+    let other = format!("@{}", dir.write("other.key", &other));
+    let short = format!(
+        "@{}",
+        dir.write("short.key", "DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMU:\n")
+    );
+    let base = ["--transport", "loop", "--allow-host", H];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .chain(extra)
+            .chain(&["rxd0"])
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let (status, said, _) = run_export(
+        &fake,
+        &root,
+        &with(&["--dhchap-secret", &spec])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        (status, said.contains(&format!("{H}(dhchap)"))),
+        (0, true),
+        "{said}"
+    );
+    let before = snapshot(&root);
+    let changed = format!("{}B{}", &SPEC[..20], &SPEC[21..]);
+    let missing = format!("@{}", dir.0.join("none.key").display());
+    let h2 = "nqn.2014-08.org.nvmexpress:uuid:h2";
+    for (extra, why) in [
+        (
+            vec!["--dhchap-secret", &changed],
+            format!("--dhchap-secret of {H}: CRC-32 mismatch: the secret says a70d69fa"),
+        ),
+        (
+            vec!["--dhchap-secret", &missing],
+            format!("--dhchap-secret of {H}: {}: cannot read", &missing[1..]),
+        ),
+        (
+            vec!["--dhchap-secret", &short],
+            format!(
+                "--dhchap-secret of {H}: {}: the key is 17 bytes",
+                &short[1..]
+            ),
+        ),
+        (
+            vec!["--dhchap-secret", &spec, "--dhchap-ctrl-secret", &spec],
+            format!(
+                "the --dhchap-ctrl-secret of {H} is its --dhchap-secret: the two directions \
+                 need two secrets"
+            ),
+        ),
+        (
+            vec!["--dhchap-ctrl-secret", &other],
+            "--dhchap-ctrl-secret needs --dhchap-secret".into(),
+        ),
+        (
+            vec!["--dhchap-dhgroup", "ffdhe2048"],
+            "--dhchap-dhgroup needs --dhchap-secret".into(),
+        ),
+        (
+            vec!["--allow-host", h2, "--dhchap-secret", &spec],
+            "1 --dhchap-secret for 2 --allow-host: give one for each host, in the same order"
+                .into(),
+        ),
+        (
+            vec!["--dhchap-secret", "-", "--dhchap-ctrl-secret", "-"],
+            "only one secret can come from standard input (-)".into(),
+        ),
+    ] {
+        let args = with(&extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, said, opened) = run_export(&fake, &root, &args);
+        assert_eq!((status, opened), (1, false), "{extra:?}: {said}");
+        assert!(
+            said.starts_with(&format!("/dev/rxd0: cannot export: {why}")),
+            "{extra:?}: {said}"
+        );
+        assert!(!said.contains("ia6z") && !said.contains("Hh8g"), "{said}");
+        assert_eq!(snapshot(&root), before, "{extra:?}");
+    }
+    // Any host, and a secret: no authentication would happen.
+    let (status, said, opened) = run_export(
+        &fake,
+        &root,
+        &[
+            "--transport",
+            "loop",
+            "--allow-any-host",
+            "--dhchap-secret",
+            &spec,
+            "rxd0",
+        ],
+    );
+    assert_eq!((status, opened), (1, false));
+    assert_eq!(
+        said,
+        "/dev/rxd0: cannot export: --allow-any-host turns authentication off (nvmet \
+         authenticates only the hosts it allows by name): give each host with --allow-host \
+         and its --dhchap-secret"
+    );
+    assert_eq!(snapshot(&root), before);
+    // A good one replaces the secret.
+    let args = with(&["--dhchap-secret", &other, "--dhchap-hash", "sha512"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(run_export(&fake, &root, &args).0, 0);
+    let host = root.join("hosts").join(H);
+    let read = |f: &str| std::fs::read_to_string(host.join(f)).unwrap_or_default();
+    assert_eq!(
+        read("dhchap_key"),
+        std::fs::read_to_string(&other[1..]).unwrap_or_default()
+    );
+    assert_eq!(read("dhchap_hash"), "hmac(sha512)");
+}

@@ -640,3 +640,138 @@ fn the_machine_s_memory_comes_from_the_root_or_the_system() {
     }
     let _ = std::fs::remove_dir_all(&empty);
 }
+
+#[test]
+fn an_export_with_authenticated_hosts() {
+    let c = ok(&[(
+        "/etc/rxdsk.conf",
+        "[rxd2]\nsize = 1G\nexport = tcp\nexport-address = fe80::1%eth0\nexport-port = 4421\n\
+         export-nqn = nqn.2014-08.org.example:fast\n\
+         export-allow-hosts = nqn.2014-08.org.example:a, nqn.2014-08.org.example:b\n\
+         export-dhchap-secret = /etc/rxdsk/a.key,/etc/rxdsk/b.key\n\
+         export-dhchap-ctrl-secret = /etc/rxdsk/ca.key,/etc/rxdsk/cb.key\n\
+         export-dhchap-hash = sha512\nexport-dhchap-dhgroup = ffdhe3072\n\
+         [rxd3]\nsize = 1G\nexport = loop\nexport-allow-any-host = yes\n",
+    )]);
+    assert_eq!(
+        c.devices[&2].export,
+        Some(ExportConfig {
+            transport: Transport::Tcp,
+            address: Some("fe80::1%eth0".into()),
+            port: Some(4421),
+            nqn: Some("nqn.2014-08.org.example:fast".into()),
+            allow_hosts: vec![
+                "nqn.2014-08.org.example:a".into(),
+                "nqn.2014-08.org.example:b".into()
+            ],
+            allow_any_host: false,
+            secrets: vec!["/etc/rxdsk/a.key".into(), "/etc/rxdsk/b.key".into()],
+            ctrl_secrets: vec!["/etc/rxdsk/ca.key".into(), "/etc/rxdsk/cb.key".into()],
+            hash: Some(Hash::Sha512),
+            dhgroup: Some(DhGroup::Ffdhe3072),
+        })
+    );
+    let e = c.devices[&3].export.clone().unwrap_or_default();
+    assert_eq!((e.transport, e.allow_any_host), (Transport::Loop, true));
+    assert_eq!(e.nqn(3), "nqn.2026-12.io.rxdsk:rxd3");
+    assert_eq!(
+        c.devices[&2].export.as_ref().map(|e| e.nqn(2)).as_deref(),
+        Some("nqn.2014-08.org.example:fast")
+    );
+}
+
+#[test]
+fn export_errors_name_their_line() {
+    let dev = "[rxd0]\nsize = 1G\n";
+    for (keys, want) in [
+        (
+            "export-address = 192.0.2.1\n",
+            "/etc/rxdsk.conf:3: export-address in [rxd0] needs export (tcp or loop)",
+        ),
+        (
+            "export = tcp\nexport-allow-hosts = nqn.2014-08.org.example:a\n",
+            "/etc/rxdsk.conf:3: export = tcp in [rxd0] needs export-address",
+        ),
+        (
+            "export = loop\nexport-address = 192.0.2.1\nexport-allow-any-host = yes\n",
+            "/etc/rxdsk.conf:4: export-address in [rxd0] is for export = tcp, not loop",
+        ),
+        (
+            "export = loop\n",
+            "/etc/rxdsk.conf:3: no host may connect to the export of [rxd0]: set \
+             export-allow-hosts (or export-allow-any-host = yes)",
+        ),
+        (
+            "export = loop\nexport-allow-any-host = yes\nexport-dhchap-secret = /k\n",
+            "/etc/rxdsk.conf:5: export-allow-any-host turns authentication off (nvmet \
+             authenticates only the hosts it allows by name): give each host with \
+             export-allow-hosts and its export-dhchap-secret (in [rxd0])",
+        ),
+        (
+            "export = loop\nexport-allow-hosts = nqn.x:a,nqn.x:b\nexport-dhchap-secret = /k\n",
+            "/etc/rxdsk.conf:5: 1 export-dhchap-secret for 2 export-allow-hosts: give one for \
+             each host, in the same order (in [rxd0])",
+        ),
+        (
+            "export = loop\nexport-allow-hosts = nqn.x:a\nexport-dhchap-hash = sha384\n",
+            "/etc/rxdsk.conf:5: export-dhchap-hash needs export-dhchap-secret (in [rxd0])",
+        ),
+        (
+            "export = loop\nexport-allow-hosts = nqn.x:a\nexport-dhchap-secret = /k\n\
+             export-dhchap-ctrl-secret = /k\n",
+            "/etc/rxdsk.conf:5: the export-dhchap-ctrl-secret of nqn.x:a is its \
+             export-dhchap-secret: the two directions need two secrets (in [rxd0])",
+        ),
+        (
+            "export = rdma\n",
+            "/etc/rxdsk.conf:3: invalid export \"rdma\" in [rxd0]: expected tcp or loop (the \
+             transport)",
+        ),
+        (
+            "export = tcp\nexport-address = fe80::1\n",
+            "/etc/rxdsk.conf:4: invalid export-address \"fe80::1\" in [rxd0]: a link-local \
+             address needs its interface (fe80::1%eth0, say)",
+        ),
+        (
+            "export = tcp\nexport-address = 192.0.2.1\nexport-port = 0\n",
+            "/etc/rxdsk.conf:5: invalid export-port \"0\" in [rxd0]: a TCP port is 1 to 65535",
+        ),
+        (
+            "export = loop\nexport-allow-hosts = nqn.x:a,host-b\n",
+            "/etc/rxdsk.conf:4: invalid export-allow-hosts \"nqn.x:a,host-b\" in [rxd0]: invalid \
+             NQN \"host-b\"",
+        ),
+        (
+            "export = loop\nexport-allow-hosts = nqn.x:a,nqn.x:a\n",
+            "/etc/rxdsk.conf:4: invalid export-allow-hosts \"nqn.x:a,nqn.x:a\" in [rxd0]: \
+             nqn.x:a is given twice",
+        ),
+        (
+            "export = loop\nexport-allow-hosts = nqn.x:a\nexport-dhchap-secret = keys/a\n",
+            "/etc/rxdsk.conf:5: invalid export-dhchap-secret \"keys/a\" in [rxd0]: an absolute \
+             path is needed",
+        ),
+        (
+            "export = loop\nexport-allow-hosts = nqn.x:a\nexport-dhchap-secret = /k\n\
+             export-dhchap-dhgroup = ffdhe1024\n",
+            "/etc/rxdsk.conf:6: invalid export-dhchap-dhgroup \"ffdhe1024\" in [rxd0]: expected \
+             null, ffdhe2048",
+        ),
+    ] {
+        let e = one_error(&format!("{dev}{keys}"));
+        assert!(e.starts_with(want), "{keys:?}:\n{e}\n{want}");
+    }
+}
+
+#[test]
+fn devices_cannot_share_an_export_nqn() {
+    let e = one_error(
+        "[rxd0]\nsize=1G\nexport=loop\nexport-allow-any-host=yes\n\
+         [rxd1]\nsize=1G\nexport=loop\nexport-allow-any-host=yes\nexport-nqn=nqn.2026-12.io.rxdsk:rxd0\n",
+    );
+    assert_eq!(
+        e,
+        "/etc/rxdsk.conf:9: [rxd0] and [rxd1] are exported as the same subsystem \
+         nqn.2026-12.io.rxdsk:rxd0"
+    );
+}

@@ -531,6 +531,10 @@ fn units_pass_systemd_analyze_verify() {
         &format!("usr/lib/systemd/system/{SETUP_TEMPLATE_NAME}"),
         SETUP_TEMPLATE,
     );
+    s.write(
+        &format!("usr/lib/systemd/system/{EXPORT_TEMPLATE_NAME}"),
+        EXPORT_TEMPLATE,
+    );
     s.write("usr/sbin/rxdskctl", "#!/bin/sh\n");
     {
         use std::os::unix::fs::PermissionsExt;
@@ -547,8 +551,15 @@ fn units_pass_systemd_analyze_verify() {
         .collect();
     for dev in config(&example()).devices.values() {
         names.push(setup_unit(dev.id));
+        if dev.export.is_some() {
+            names.push(export_unit(dev.id));
+        }
     }
-    assert!(names.len() >= 5, "{names:?}");
+    assert!(names.len() >= 7, "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("rxdsk-export@")),
+        "{names:?}"
+    );
     let verify = |names: &[String]| {
         let out = std::process::Command::new("systemd-analyze")
             .arg("verify")
@@ -576,4 +587,55 @@ fn units_pass_systemd_analyze_verify() {
     );
     let (_, said) = verify(&["broken.service".to_string()]);
     assert!(said.contains("Bogus"), "{said}");
+}
+
+/// An exported device's export service is pulled in by multi-user.target; the static
+/// template orders it after the device's setup (so that at shutdown it unexports before the
+/// flush), and the generator after the network for NVMe/TCP.
+#[test]
+fn an_exported_device_gets_its_export_service() {
+    let e = units_of(&config(
+        "[rxd4]\nsize=1G\nexport=tcp\nexport-address=192.0.2.1\nexport-allow-any-host=yes\n\
+         [rxd5]\nsize=1G\nexport=loop\nexport-allow-any-host=yes\n",
+    ));
+    for n in [4, 5] {
+        assert_eq!(
+            link(
+                &e,
+                &format!("multi-user.target.wants/rxdsk-export@rxd{n}.service")
+            ),
+            "/usr/lib/systemd/system/rxdsk-export@.service"
+        );
+    }
+    assert_eq!(
+        file(&e, "rxdsk-export@rxd4.service.d/50-rxdsk-generator.conf"),
+        "# Written by rxdsk-generator from /etc/rxdsk.conf:1\n[Unit]\nSourcePath=/etc/rxdsk.conf\n\
+         Wants=network-online.target\nAfter=network-online.target\n"
+    );
+    assert_eq!(
+        file(&e, "rxdsk-export@rxd5.service.d/50-rxdsk-generator.conf"),
+        "# Written by rxdsk-generator from /etc/rxdsk.conf:6\n[Unit]\nSourcePath=/etc/rxdsk.conf\n"
+    );
+    // The devices themselves are set up as any raw device.
+    assert_eq!(
+        link(&e, "local-fs.target.wants/rxdsk-setup@rxd4.service"),
+        "/usr/lib/systemd/system/rxdsk-setup@.service"
+    );
+    for line in [
+        "\nRequires=rxdsk-setup@%i.service\n",
+        "\nAfter=rxdsk-setup@%i.service sys-kernel-config.mount\n",
+        "\nExecStart=/usr/sbin/rxdskctl apply %i\n",
+        "\nExecStop=-/usr/sbin/rxdskctl unexport %i\n",
+        "\nRemainAfterExit=yes\n",
+    ] {
+        assert!(
+            EXPORT_TEMPLATE.contains(line),
+            "{line:?}: {EXPORT_TEMPLATE}"
+        );
+    }
+    // The setup, early in the boot, leaves the export to it.
+    assert!(
+        SETUP_TEMPLATE.contains("\nExecStart=/usr/sbin/rxdskctl apply --no-export %i\n"),
+        "{SETUP_TEMPLATE}"
+    );
 }

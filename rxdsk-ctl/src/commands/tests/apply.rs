@@ -297,6 +297,8 @@ fn restores_from_an_image_file() {
 struct FakeSystem {
     ran: RefCell<Vec<String>>,
     fail: Option<&'static str>,
+    /// A fake nvmet tree, if exports are looked at.
+    nvmet: Option<std::path::PathBuf>,
 }
 
 impl System for FakeSystem {
@@ -336,6 +338,20 @@ impl System for FakeSystem {
             .borrow_mut()
             .push(format!("swapon(2) {path} {flags:#x}"));
         Ok(())
+    }
+
+    fn exports(&self) -> Vec<crate::export::Export> {
+        self.nvmet
+            .as_deref()
+            .map_or(Vec::new(), crate::export::exports)
+    }
+
+    fn export(&self, request: &crate::export::Request) -> Result<(), String> {
+        self.ran
+            .borrow_mut()
+            .push(format!("export rxd{}", request.id));
+        let root = self.nvmet.as_deref().ok_or("no nvmet in this test")?;
+        crate::export::export(root, request).map(|_| ())
     }
 }
 
@@ -524,5 +540,114 @@ fn sizes_as_a_share_of_ram_and_implausible_ones() {
             "rxdskctl: {root}/etc/rxdsk.conf:2: invalid size \"50%\" in [rxd0]: a share of the \
              memory, but {root}/proc/meminfo has no MemTotal\n"
         )
+    );
+}
+
+/// An export in the configuration is made once, with its hosts' secrets from their files;
+/// a second run leaves it unchanged; a changed setting exports again; a secret that cannot be
+/// used stops the plan.
+#[test]
+fn exports_are_applied_idempotently() {
+    use crate::testutil::nvmet::{fake_nvmet, snapshot};
+    let (dir, root) = fake_nvmet("apply-export");
+    let host_key = crate::dhchap::Secret::generate(1, 32, &mut &[1u8; 32][..])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .encode();
+    let hk = dir.write("keys/h.key", &format!("{host_key}\n"));
+    let ck = dir.write(
+        "keys/c.key",
+        "DHHC-1:00:ia6zGodOr4SEG0Zzaw398rpY0wqipUWj4jWjUh4HWUz6aQ2n:\n",
+    );
+    let fake = Fake::new();
+    let system = FakeSystem {
+        nvmet: Some(root.clone()),
+        ..Default::default()
+    };
+    let text = |hash: &str| {
+        format!(
+            "[rxd0]\nsize=64M\nexport=loop\nexport-allow-hosts=nqn.2014-08.org.example:h\n\
+             export-dhchap-secret={hk}\nexport-dhchap-ctrl-secret={ck}\nexport-dhchap-hash={hash}\n"
+        )
+    };
+    let plans = plans_for(&fake, &system, &text("sha256"));
+    let o = execute(&&fake, &system, &plans);
+    assert_eq!(o.status(), 0, "{:?}", o.failures);
+    let texts: Vec<String> = o.reports.iter().map(|r| r.text.clone()).collect();
+    assert_eq!(
+        texts,
+        [
+            "rxd0: created 64M",
+            "rxd0: exported as nqn.2026-12.io.rxdsk:rxd0 over loop to nqn.2014-08.org.example:h \
+             (DH-HMAC-CHAP)"
+        ]
+    );
+    let host = root.join("hosts/nqn.2014-08.org.example:h");
+    let read = |f: &str| std::fs::read_to_string(host.join(f)).unwrap_or_default();
+    assert_eq!(read("dhchap_key"), host_key);
+    assert!(read("dhchap_ctrl_key").starts_with("DHHC-1:00:ia6z"));
+    let done = snapshot(&root);
+    // Unchanged.
+    let plans = plans_for(&fake, &system, &text("sha256"));
+    assert!(plans[0].steps.is_empty(), "{plans:?}");
+    assert_eq!(
+        execute(&&fake, &system, &plans)
+            .reports
+            .iter()
+            .map(|r| r.text.clone())
+            .collect::<Vec<_>>(),
+        ["rxd0: unchanged"]
+    );
+    assert_eq!(snapshot(&root), done);
+    // Another hash: exported again.
+    let plans = plans_for(&fake, &system, &text("sha512"));
+    assert_eq!(plans[0].steps.len(), 1);
+    assert_eq!(plans[0].steps[0].action(), "export");
+    assert_eq!(execute(&&fake, &system, &plans).status(), 0);
+    assert_eq!(read("dhchap_hash"), "hmac(sha512)");
+    assert!(plans_for(&fake, &system, &text("sha512"))[0]
+        .steps
+        .is_empty());
+    // A secret that cannot be used: nothing is planned, nothing changes.
+    let done = snapshot(&root);
+    dir.write("keys/h.key", "DHHC-1:00:AAAA:\n");
+    let config = crate::config::parse(
+        &[("f".to_string(), text("sha384"))],
+        &crate::config::Machine::default(),
+    )
+    .unwrap_or_default();
+    let state = read_state(&&fake, &config, &[], &system, true).unwrap_or_default();
+    let e = plan(&config, &[], &state, true).expect_err("planned");
+    assert_eq!(
+        e,
+        [format!(
+            "f:5: rxd0: cannot use the secret: {hk}: 3 bytes are too few for a key and its \
+             CRC-32 (a DH-HMAC-CHAP key is 32, 48 or 64 bytes)"
+        )]
+    );
+    assert_eq!(snapshot(&root), done);
+}
+
+/// `--no-export` (the setup service at boot) leaves the export to the export service; a dry
+/// run says what the export would be.
+#[test]
+fn no_export_and_dry_run() {
+    let dir = Scratch::new("apply-no-export");
+    let conf = dir.write(
+        "rxdsk.conf",
+        "[rxd1]\nsize=64M\nexport=tcp\nexport-address=192.0.2.1\nexport-allow-any-host=yes\n",
+    );
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(&fake, &["apply", "-n", "--config", &conf]),
+        outcome(
+            0,
+            "rxd1: would create 64M\nrxd1: would export as nqn.2026-12.io.rxdsk:rxd1 over tcp \
+             192.0.2.1 port 4420 to any host\n",
+            ""
+        )
+    );
+    assert_eq!(
+        run_fake(&fake, &["apply", "--no-export", "--config", &conf]),
+        outcome(0, "rxd1: created 64M\n", "")
     );
 }

@@ -126,10 +126,19 @@ fn apply_inspect_and_exports() {
             journal: 4096,
             flush_interval: 5,
         },
+        Step::Export(Box::new(crate::export::Request {
+            id: 0,
+            transport: crate::export::Transport::Tcp,
+            address: Some("192.0.2.1".into()),
+            port: None,
+            nqn: None,
+            allow_hosts: vec![crate::export::AllowedHost::new("nqn.x")],
+            allow_any_host: false,
+        })),
         Step::Resize { from: 1, to: 2 },
     ];
     let mut actions: Vec<Value> = steps.iter().map(|s| s.json(0, true)).collect();
-    let mut failed = steps[2].json(0, false);
+    let mut failed = steps[3].json(0, false);
     failed["error"] = "why".into();
     actions.push(failed);
     let doc = serde_json::json!({ "dry-run": false, "actions": actions });
@@ -146,7 +155,18 @@ fn apply_inspect_and_exports() {
         address: "192.0.2.1".into(),
         port: Some(4420),
         allow_any_host: false,
-        allowed_hosts: vec!["nqn.x".into()],
+        allowed_hosts: vec!["nqn.x".into(), "nqn.y".into()],
+        authenticated_hosts: vec![crate::export::Authenticated {
+            nqn: "nqn.x".into(),
+            hash: "hmac(sha256)".into(),
+            dhgroup: "null".into(),
+            bidirectional: true,
+        }],
+        hosts: Vec::new(),
+        ports: 1,
+        serial: "9011c443db2e840c0a09".into(),
+        uuid: "9644d744-eb19-8326-bd90-0271ad626c55".into(),
+        nguid: "23c21efa-2f33-5cd4-7dac-9add7f3ba115".into(),
     };
     let looped = crate::export::Export {
         transport: "loop".into(),
