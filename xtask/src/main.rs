@@ -443,30 +443,50 @@ const POWER_CUTS: [&str; 12] = [
     "ext4-live",
 ];
 
+/// The power cuts the debug flavour runs: each kind once (the second rounds of the random cut
+/// run on the normal flavour).
+const DEBUG_POWER_CUTS: &[&str] = &[
+    "after-flush",
+    "journal-before-commit",
+    "journal-after-commit",
+    "no-journal",
+    "filesystem",
+    "stamp-journal-plain",
+    "stamp-journal-lz4",
+    "stamp-direct-plain",
+    "stamp-direct-lz4",
+    "ext4-live",
+];
+
 /// The power cuts: a boot per variant on its own fresh disk, killed with SIGKILL the moment
 /// the guest says so; then one boot with all the disks (in variant order: /dev/vda, vdb, ...)
-/// that restores and checks each.
-fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
-    let a = prepare(&vm.kernel)?;
+/// that restores and checks each. Result lines start with `label`.
+fn power_cuts(
+    a: &Artifacts,
+    vm: &VmArgs,
+    variants: &[&str],
+    label: &'static str,
+) -> Result<console::Summary> {
     let flavour = a.kernel.flavour.name;
     let disk = |variant: &str| paths::target().join(format!("powercut-{flavour}-{variant}.img"));
     let run_with = |disks: Vec<qemu::DiskSpec>, script: String, kill: bool, log: String| {
         let mut v = vm.clone();
         v.disks = disks;
         let mut b = boot(
-            &a,
+            a,
             &v,
             "run",
             &[("etc/rxdsk-run.sh", script.into_bytes())],
             600,
         )?;
+        b.label = label;
         b.kill_on = kill.then_some("powercut-kill");
         b.log = paths::target().join(log);
         qemu::run(&b, qemu::Echo::Results)
     };
     // The cuts.
     let mut verdicts: Vec<Result<String, String>> = Vec::new();
-    for variant in POWER_CUTS {
+    for &variant in variants {
         let _ = std::fs::remove_file(disk(variant));
         let spec = qemu::DiskSpec {
             path: disk(variant),
@@ -476,7 +496,7 @@ fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
             vec![spec],
             format!("sh /usr/share/rxdsk-tests/powercut.sh cut {variant}"),
             true,
-            format!("console-powercut-{variant}.log"),
+            format!("console-powercut-{flavour}-{variant}.log"),
         )?;
         let shas = first
             .console
@@ -503,7 +523,7 @@ fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
     // One restoring boot for every variant that was cut.
     let mut script = String::new();
     let mut disks = Vec::new();
-    for (variant, verdict) in POWER_CUTS.iter().zip(&verdicts) {
+    for (variant, verdict) in variants.iter().zip(&verdicts) {
         if let Ok(shas) = verdict {
             let dev = format!("/dev/vd{}", char::from(b'a' + disks.len() as u8));
             disks.push(qemu::DiskSpec {
@@ -524,11 +544,11 @@ fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
             disks,
             script,
             false,
-            "console-powercut-check.log".into(),
+            format!("console-powercut-{flavour}-check.log"),
         )?)
     };
     let mut summary = console::Summary::default();
-    for (n, (variant, verdict)) in POWER_CUTS.iter().zip(verdicts).enumerate() {
+    for (n, (variant, verdict)) in variants.iter().zip(verdicts).enumerate() {
         let result = verdict.and_then(|_| {
             let done = checked.as_ref().ok_or("no check boot")?;
             if !done.console.reports.is_empty() {
@@ -549,12 +569,12 @@ fn power_cuts(vm: &VmArgs) -> Result<console::Summary> {
         match result {
             Ok(_) => {
                 summary.passed += 1;
-                println!("  {:>3} {name:<48} ok", n + 1);
+                println!("{label}  {:>3} {name:<48} ok", n + 1);
             }
             Err(why) => {
                 summary.failed += 1;
-                println!("  {:>3} {name:<48} FAIL", n + 1);
-                println!("        # {why}; console logs: target/xtask/console-powercut-{{{variant},check}}.log");
+                println!("{label}  {:>3} {name:<48} FAIL", n + 1);
+                println!("{label}        # {why}; console logs: target/xtask/console-powercut-{flavour}-{{{variant},check}}.log");
             }
         }
     }
@@ -985,7 +1005,8 @@ fn main() -> ExitCode {
             }
             Task::Demo { vm } => demo(&vm)?,
             Task::PowerCut { vm } => {
-                let summary = power_cuts(&vm)?;
+                let variants: &[&str] = if vm.kernel.debug { DEBUG_POWER_CUTS } else { &POWER_CUTS };
+                let summary = power_cuts(&prepare(&vm.kernel)?, &vm, variants, "")?;
                 println!("{}", summary.line());
                 i32::from(!summary.ok())
             }
@@ -1049,12 +1070,15 @@ fn main() -> ExitCode {
                         skip: DEBUG_SHORT_SKIP.iter().map(|s| s.to_string()).collect(),
                         ..Default::default()
                     };
-                    test_vm_labelled(&debug_artifacts, &debug_vm, &short, 2400, "[debug] ")
+                    let suite =
+                        test_vm_labelled(&debug_artifacts, &debug_vm, &short, 2400, "[debug] ");
+                    let cuts = power_cuts(&debug_artifacts, &debug_vm, DEBUG_POWER_CUTS, "[debug] ");
+                    (suite, cuts)
                 });
                 let full =
                     test_vm_labelled(&normal_artifacts, &vm, &TestSelection::default(), 1800, "");
                 eprintln!("[test] power cuts: guests killed during and after flushes, restored in fresh ones");
-                let cuts = power_cuts(&vm);
+                let cuts = power_cuts(&normal_artifacts, &vm, &POWER_CUTS, "");
                 eprintln!("[test] NVMe/TCP between two guests, on each kernel flavour");
                 let pairs = [
                     nvme_tcp_pair(&normal_artifacts, &vm).map(|(s, _)| s),
@@ -1065,14 +1089,14 @@ fn main() -> ExitCode {
                      boot-time setup from /etc/rxdsk.conf across reboots, purge"
                 );
                 let distro = distro::test(&k, &tc, false);
-                let debug = debug_run
+                let (debug, debug_cuts) = debug_run
                     .join()
                     .map_err(|_| anyhow::anyhow!("the debug flavour's runner panicked"))?;
                 let [pair, debug_pair] = pairs;
-                let (full, cuts, debug) = (full?, cuts?, debug?);
+                let (full, cuts, debug, debug_cuts) = (full?, cuts?, debug?, debug_cuts?);
                 let (pair, debug_pair, distro) = (pair?, debug_pair?, distro?);
                 println!("guest flavour: {}", full.line());
-                println!("power cuts: {}", cuts.line());
+                println!("power cuts (normal, debug): {}, {}", cuts.line(), debug_cuts.line());
                 println!(
                     "NVMe/TCP, two guests (normal, debug): {}, {}",
                     pair.line(),
@@ -1080,7 +1104,7 @@ fn main() -> ExitCode {
                 );
                 println!("Debian guest: {}", distro.line());
                 println!("debug flavour: {}", debug.line());
-                let parts = [&full, &cuts, &pair, &debug_pair, &distro, &debug];
+                let parts = [&full, &cuts, &pair, &debug_pair, &distro, &debug, &debug_cuts];
                 let total = console::Summary {
                     passed: parts.iter().map(|s| s.passed).sum(),
                     failed: parts.iter().map(|s| s.failed).sum(),
