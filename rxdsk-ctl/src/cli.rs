@@ -47,7 +47,8 @@ pub enum Command {
     /// image (`create --backing` restores it).
     Attach(AttachArgs),
     /// Write every change to the backing device and commit the image; returns when durable.
-    #[command(after_help = "What a flush writes: the device as it was at one instant T inside \
+    #[command(
+        after_help = "What a flush writes: the device as it was at one instant T inside \
         the flush (its cut). Every write, discard and write-zeroes completed before T is in \
         the image; none started after T is; one in flight at T is there whole or not at all. \
         Writers go on while the flush runs: once it returns, a power cut and a restore \
@@ -61,7 +62,8 @@ pub enum Command {
         What a writer pays: taking the cut waits for the writes in progress and holds new ones \
         for that moment (no I/O). While the flush runs, a write first copies a page of the \
         cut that the flush has not written yet (a compressed page keeps its old object: no \
-        copy); such copies are freed as the flush writes them.")]
+        copy); such copies are freed as the flush writes them."
+    )]
     Flush(FlushArgs),
     /// Flush, then let the backing device go.
     Detach(DetachArgs),

@@ -1005,7 +1005,11 @@ fn main() -> ExitCode {
             }
             Task::Demo { vm } => demo(&vm)?,
             Task::PowerCut { vm } => {
-                let variants: &[&str] = if vm.kernel.debug { DEBUG_POWER_CUTS } else { &POWER_CUTS };
+                let variants: &[&str] = if vm.kernel.debug {
+                    DEBUG_POWER_CUTS
+                } else {
+                    &POWER_CUTS
+                };
                 let summary = power_cuts(&prepare(&vm.kernel)?, &vm, variants, "")?;
                 println!("{}", summary.line());
                 i32::from(!summary.ok())
@@ -1072,7 +1076,8 @@ fn main() -> ExitCode {
                     };
                     let suite =
                         test_vm_labelled(&debug_artifacts, &debug_vm, &short, 2400, "[debug] ");
-                    let cuts = power_cuts(&debug_artifacts, &debug_vm, DEBUG_POWER_CUTS, "[debug] ");
+                    let cuts =
+                        power_cuts(&debug_artifacts, &debug_vm, DEBUG_POWER_CUTS, "[debug] ");
                     (suite, cuts)
                 });
                 let full =
@@ -1096,7 +1101,11 @@ fn main() -> ExitCode {
                 let (full, cuts, debug, debug_cuts) = (full?, cuts?, debug?, debug_cuts?);
                 let (pair, debug_pair, distro) = (pair?, debug_pair?, distro?);
                 println!("guest flavour: {}", full.line());
-                println!("power cuts (normal, debug): {}, {}", cuts.line(), debug_cuts.line());
+                println!(
+                    "power cuts (normal, debug): {}, {}",
+                    cuts.line(),
+                    debug_cuts.line()
+                );
                 println!(
                     "NVMe/TCP, two guests (normal, debug): {}, {}",
                     pair.line(),
@@ -1104,7 +1113,15 @@ fn main() -> ExitCode {
                 );
                 println!("Debian guest: {}", distro.line());
                 println!("debug flavour: {}", debug.line());
-                let parts = [&full, &cuts, &pair, &debug_pair, &distro, &debug, &debug_cuts];
+                let parts = [
+                    &full,
+                    &cuts,
+                    &pair,
+                    &debug_pair,
+                    &distro,
+                    &debug,
+                    &debug_cuts,
+                ];
                 let total = console::Summary {
                     passed: parts.iter().map(|s| s.passed).sum(),
                     failed: parts.iter().map(|s| s.failed).sum(),
