@@ -55,7 +55,12 @@ pub fn ram_disk(n: usize) -> Result<String, String> {
 pub fn dmsetup(args: &[&str]) -> Result<crate::harness::Output, String> {
     let mut all = vec!["--noudevsync"];
     all.extend_from_slice(args);
-    let out = cmd_timeout("dmsetup", &all, &[("DM_DISABLE_UDEV", "1")], Duration::from_secs(60))?;
+    let out = cmd_timeout(
+        "dmsetup",
+        &all,
+        &[("DM_DISABLE_UDEV", "1")],
+        Duration::from_secs(60),
+    )?;
     if out.status != 0 {
         return Err(format!("dmsetup {}: {}", args.join(" "), out.stderr.trim()));
     }
@@ -142,7 +147,13 @@ impl Drop for Running {
 
 /// Whether `observed` is the state after a prefix P of `w`'s first `n` ops with
 /// `lo <= P <= hi`; the prefixes found, or why not.
-fn check_prefix(w: &Workload, n: u64, lo: u64, hi: u64, observed: &[stamp::Class]) -> Result<Vec<u64>, String> {
+fn check_prefix(
+    w: &Workload,
+    n: u64,
+    lo: u64,
+    hi: u64,
+    observed: &[stamp::Class],
+) -> Result<Vec<u64>, String> {
     let history = History::new(w, n);
     let ranges = stamp::check(&history, observed).map_err(|d| d.to_string())?;
     let inside: Vec<u64> = ranges
@@ -183,15 +194,22 @@ fn flushes_are_instants(compressed: bool, journal: bool, seed: u64, rounds: u32)
         rxdskctl(&["flush", &dev.path])?;
         let hi = writer.done() + 1;
         let observed = stamp::observe(&disk, &w)?;
-        let found = check_prefix(&w, hi, lo, hi, &observed)
-            .map_err(|e| format!("round {round} ({} store, journal {journal}): {e}", if compressed { "lz4" } else { "plain" }))?;
+        let found = check_prefix(&w, hi, lo, hi, &observed).map_err(|e| {
+            format!(
+                "round {round} ({} store, journal {journal}): {e}",
+                if compressed { "lz4" } else { "plain" }
+            )
+        })?;
         report.push(format!("{lo}..={hi}: {}", found[0]));
         std::thread::sleep(Duration::from_millis(50));
     }
     let total = writer.finish()?;
     rxdskctl(&["detach", &dev.path])?;
     dev.destroy()?;
-    println!("# {total} ops; each flush an instant (ops done at start..=started at return: prefix): {}", report.join(", "));
+    println!(
+        "# {total} ops; each flush an instant (ops done at start..=started at return: prefix): {}",
+        report.join(", ")
+    );
     Ok(())
 }
 
@@ -255,7 +273,12 @@ pub fn erase_races_flush() -> TestResult {
     let zeros = AlignedBuf::zeroed(PAGE as usize)?;
     let pages = 512u64;
     let mut rng = 0xE4A5_E000u64;
-    let deadline = Instant::now() + Duration::from_secs(if crate::harness::debug_kernel() { 20 } else { 10 });
+    let deadline = Instant::now()
+        + Duration::from_secs(if crate::harness::debug_kernel() {
+            20
+        } else {
+            10
+        });
     let mut ops = 0u64;
     while Instant::now() < deadline {
         let page = blk::splitmix64(&mut rng) % pages;
@@ -273,7 +296,9 @@ pub fn erase_races_flush() -> TestResult {
     }
     stop.store(true, Ordering::Relaxed);
     drop(f);
-    let flushes = flusher.join().map_err(|_| "the flusher panicked".to_string())??;
+    let flushes = flusher
+        .join()
+        .map_err(|_| "the flusher panicked".to_string())??;
     rxdskctl(&["flush", &dev.path])?;
     let diff = first_difference(&dev.path, &disk, pages * PAGE)?;
     rxdskctl(&["detach", &dev.path])?;
@@ -317,7 +342,10 @@ pub fn resize_races_attach() -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut bad = None;
     while Instant::now() < deadline && bad.is_none() {
-        let out = cmd("rxdskctl", &["attach", "--journal", &journal, &dev.path, &disk])?;
+        let out = cmd(
+            "rxdskctl",
+            &["attach", "--journal", &journal, &dev.path, &disk],
+        )?;
         if out.status == 0 {
             attached += 1;
             let size = dev.info()?.size_bytes;
@@ -328,11 +356,17 @@ pub fn resize_races_attach() -> TestResult {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let resizes = resizer.join().map_err(|_| "the resizer panicked".to_string())??;
+    let resizes = resizer
+        .join()
+        .map_err(|_| "the resizer panicked".to_string())??;
     let _ = dev.resize(small, 0);
     dev.destroy()?;
     ensure(bad.is_none(), || {
-        format!("a device of {} MiB was attached to a backing device that fits {} MiB of data", bad.unwrap_or(0) / MIB, small / MIB)
+        format!(
+            "a device of {} MiB was attached to a backing device that fits {} MiB of data",
+            bad.unwrap_or(0) / MIB,
+            small / MIB
+        )
     })?;
     ensure(attached > 0, || "no attach succeeded in 8 s".into())?;
     println!("# {attached} attaches raced {resizes} grow/shrink pairs: every attached size fit");
@@ -345,7 +379,9 @@ fn stamped_image(disk: &str, w: &Workload, ops: u64) -> Result<(), String> {
     let dev = create(false)?;
     let writer = Running::start(&dev.path, *w, ops)?;
     let done = writer.finish_when_done()?;
-    ensure(done == ops, || format!("the writer did {done} of {ops} ops"))?;
+    ensure(done == ops, || {
+        format!("the writer did {done} of {ops} ops")
+    })?;
     rxdskctl(&["attach", "--journal", JOURNAL, &dev.path, disk])?;
     rxdskctl(&["detach", &dev.path])?;
     dev.destroy()
@@ -367,7 +403,7 @@ impl Running {
 /// read as the image holds it.
 pub fn reads_race_detach() -> TestResult {
     let disk = ram_disk(3)?;
-    let w = Workload::new(0xDE7A_C4, SIZE / PAGE);
+    let w = Workload::new(0x00DE_7AC4, SIZE / PAGE);
     let ops = 6000;
     stamped_image(&disk, &w, ops)?;
     let history = Arc::new(History::new(&w, ops));
@@ -384,11 +420,14 @@ pub fn reads_race_detach() -> TestResult {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let b = blk::splitmix64(&mut rng) % w.blocks;
-                    read_at(&f, &mut buf, b * PAGE).map_err(|e| format!("read of block {b} failed: {e}"))?;
+                    read_at(&f, &mut buf, b * PAGE)
+                        .map_err(|e| format!("read of block {b} failed: {e}"))?;
                     let class = stamp::classify(&buf, w.seed, b);
                     let want = history.state(b, ops).class();
                     if class != want {
-                        return Err(format!("block {b} reads {class:?}, the image holds {want:?}"));
+                        return Err(format!(
+                            "block {b} reads {class:?}, the image holds {want:?}"
+                        ));
                     }
                     n += 1;
                 }
@@ -404,7 +443,9 @@ pub fn reads_race_detach() -> TestResult {
             reads += r.join().map_err(|_| "a reader panicked".to_string())??;
         }
         let out = detached?;
-        ensure(out.status == 0, || format!("round {round}: detach failed: {}", out.stderr.trim()))?;
+        ensure(out.status == 0, || {
+            format!("round {round}: detach failed: {}", out.stderr.trim())
+        })?;
         dev.destroy()?;
         println!("# round {round}: {reads} reads raced the detach of a lazily restored device, none failed");
     }
@@ -433,7 +474,9 @@ pub fn writethrough_attach_under_writes() -> TestResult {
             format!("round {round}: after {total} writes through a writethrough attach, the image differs from the device at block {diff:?} (no flush since)")
         })?;
     }
-    println!("# writes through a writethrough attach, 3 rounds: every completed write is on the disk");
+    println!(
+        "# writes through a writethrough attach, 3 rounds: every completed write is on the disk"
+    );
     Ok(())
 }
 
@@ -445,14 +488,21 @@ pub fn backing_cycles_refused() -> TestResult {
     let refused = |args: &[&str], what: &str| -> TestResult {
         let out = cmd_timeout("rxdskctl", args, &[], Duration::from_secs(60))?;
         ensure(out.status != 0, || format!("{what} was accepted"))?;
-        ensure(out.stderr.contains("loop") || out.stderr.contains("itself"), || {
-            format!("{what}: the error does not say why: {}", out.stderr.trim())
-        })
+        ensure(
+            out.stderr.contains("loop") || out.stderr.contains("itself"),
+            || format!("{what}: the error does not say why: {}", out.stderr.trim()),
+        )
     };
-    refused(&["attach", "--mode", "writethrough", &a.path, &a.path], "a device backing itself (writethrough)")?;
+    refused(
+        &["attach", "--mode", "writethrough", &a.path, &a.path],
+        "a device backing itself (writethrough)",
+    )?;
     refused(&["attach", &a.path, &a.path], "a device backing itself")?;
     rxdskctl(&["attach", &a.path, &b.path])?;
-    refused(&["attach", "--mode", "writethrough", &b.path, &a.path], "two devices backing each other")?;
+    refused(
+        &["attach", "--mode", "writethrough", &b.path, &a.path],
+        "two devices backing each other",
+    )?;
     // A chain that does not loop is fine.
     let c = Device::create(128 * MIB, 4096)?;
     rxdskctl(&["attach", &b.path, &c.path])?;
@@ -477,7 +527,9 @@ pub fn unload_refused_while_backed() -> TestResult {
     if !loaded {
         // Put it back for the tests that follow before failing.
         let _ = cmd("insmod", &[crate::control::MODULE]);
-        return Err("rmmod unloaded the module with a backing device attached and data not flushed".into());
+        return Err(
+            "rmmod unloaded the module with a backing device attached and data not flushed".into(),
+        );
     }
     ensure(out.status != 0, || "rmmod said it succeeded".into())?;
     rxdskctl(&["detach", &dev.path])?;
@@ -490,7 +542,9 @@ pub fn unload_refused_while_backed() -> TestResult {
         buf[..] == want[..]
     };
     dev.destroy()?;
-    ensure(sums, || "DETACH did not leave the written data on the backing device".into())?;
+    ensure(sums, || {
+        "DETACH did not leave the written data on the backing device".into()
+    })?;
     println!("# rmmod refused while attached: {}", out.stderr.trim());
     Ok(())
 }
@@ -509,12 +563,23 @@ pub fn discard_unloaded_reads_nothing() -> TestResult {
     let unloaded = dev.info()?.unloaded_pages;
     drop(f);
     rxdskctl(&["flush", &dev.path])?;
-    let zeros = stamp::observe(&disk, &w)?.iter().all(|c| *c == stamp::Class::Zero);
+    let zeros = stamp::observe(&disk, &w)?
+        .iter()
+        .all(|c| *c == stamp::Class::Zero);
     rxdskctl(&["detach", &dev.path])?;
     dev.destroy()?;
-    ensure(after == before, || format!("the discard read {} pages from the backing device", after - before))?;
-    ensure(unloaded == 0, || format!("{unloaded} pages still marked as only on the backing device"))?;
-    ensure(zeros, || "the discarded pages did not reach the image as zeros".into())
+    ensure(after == before, || {
+        format!(
+            "the discard read {} pages from the backing device",
+            after - before
+        )
+    })?;
+    ensure(unloaded == 0, || {
+        format!("{unloaded} pages still marked as only on the backing device")
+    })?;
+    ensure(zeros, || {
+        "the discarded pages did not reach the image as zeros".into()
+    })
 }
 
 /// Defect 12: the flush interval was unbounded (a jiffies overflow); ATTACH refuses one
@@ -534,8 +599,12 @@ pub fn flush_interval_bounded() -> TestResult {
     let longest = ctl.attach(&req);
     let _ = rxdskctl(&["detach", &dev.path]);
     dev.destroy()?;
-    ensure(too_long == Err(nix::errno::Errno::EINVAL), || format!("an interval above a week: {too_long:?}, not EINVAL"))?;
-    ensure(longest.is_ok(), || format!("an interval of a week: {longest:?}"))
+    ensure(too_long == Err(nix::errno::Errno::EINVAL), || {
+        format!("an interval above a week: {too_long:?}, not EINVAL")
+    })?;
+    ensure(longest.is_ok(), || {
+        format!("an interval of a week: {longest:?}")
+    })
 }
 
 /// Defect 10: a shrink did not wait for bios deferred to the worker before it removed the
@@ -553,8 +622,12 @@ pub fn shrink_waits_for_deferred_writes() -> TestResult {
         for t in 0..2u64 {
             let (stop, path) = (stop.clone(), dev.path.clone());
             writers.push(std::thread::spawn(move || {
-                let Ok(f) = open_direct(&path, true) else { return 0 };
-                let Ok(mut buf) = AlignedBuf::zeroed(PAGE as usize) else { return 0 };
+                let Ok(f) = open_direct(&path, true) else {
+                    return 0;
+                };
+                let Ok(mut buf) = AlignedBuf::zeroed(PAGE as usize) else {
+                    return 0;
+                };
                 buf.fill(0xAB);
                 let mut rng = 0x77 + t;
                 let mut n = 0u64;
@@ -581,11 +654,16 @@ pub fn shrink_waits_for_deferred_writes() -> TestResult {
         let f = open_direct(&dev.path, false)?;
         let mut buf = AlignedBuf::zeroed((SIZE / 2) as usize)?;
         read_at(&f, &mut buf, SIZE / 2).map_err(|e| e.to_string())?;
-        let stale = buf.chunks(PAGE as usize).position(|p| p.iter().any(|&b| b != 0));
+        let stale = buf
+            .chunks(PAGE as usize)
+            .position(|p| p.iter().any(|&b| b != 0));
         drop(f);
         dev.destroy()?;
         ensure(stale.is_none(), || {
-            format!("round {round}: block {} past the shrink holds data after growing again", SIZE / PAGE / 2 + stale.unwrap_or(0) as u64)
+            format!(
+                "round {round}: block {} past the shrink holds data after growing again",
+                SIZE / PAGE / 2 + stale.unwrap_or(0) as u64
+            )
         })?;
     }
     Ok(())
@@ -604,20 +682,36 @@ pub fn control_never_waits_for_io() -> TestResult {
     let _ = dm(&["remove", "rxstall"]);
     dm(&["create", "rxstall", "--table", &table])?;
     let stalled = "/dev/mapper/rxstall";
-    ensure(wait_until(Duration::from_secs(5), || is_block_device(stalled)), || format!("{stalled} did not appear"))?;
+    ensure(
+        wait_until(Duration::from_secs(5), || is_block_device(stalled)),
+        || format!("{stalled} did not appear"),
+    )?;
     let dev = create(false)?;
     rxdskctl(&["attach", &dev.path, stalled])?;
     blk::write_pattern(&open_direct(&dev.path, true)?, 0, 4 * MIB, 0x57A1)?;
     dm(&["suspend", "--noflush", "rxstall"])?;
-    let bg = |args: Vec<String>| std::thread::spawn(move || cmd("rxdskctl", &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let bg = |args: Vec<String>| {
+        std::thread::spawn(move || {
+            cmd(
+                "rxdskctl",
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+        })
+    };
     let flush = bg(vec!["flush".into(), dev.path.clone()]);
     std::thread::sleep(Duration::from_millis(500));
     let destroy = bg(vec!["destroy".into(), dev.path.clone()]);
     std::thread::sleep(Duration::from_millis(500));
     let quick = |args: &[&str]| -> TestResult {
-        let out = cmd_timeout("rxdskctl", args, &[], Duration::from_secs(30))
-            .map_err(|e| format!("`rxdskctl {}` waited for the stalled flush: {e}", args.join(" ")))?;
-        ensure(out.status == 0, || format!("rxdskctl {}: {}", args.join(" "), out.stderr.trim()))
+        let out = cmd_timeout("rxdskctl", args, &[], Duration::from_secs(30)).map_err(|e| {
+            format!(
+                "`rxdskctl {}` waited for the stalled flush: {e}",
+                args.join(" ")
+            )
+        })?;
+        ensure(out.status == 0, || {
+            format!("rxdskctl {}: {}", args.join(" "), out.stderr.trim())
+        })
     };
     let result = (|| -> TestResult {
         quick(&["list"])?;
@@ -638,7 +732,12 @@ pub fn control_never_waits_for_io() -> TestResult {
     }
     let _ = dm(&["remove", "rxstall"]);
     result?;
-    ensure(flushed.status == 0, || format!("the stalled flush failed once resumed: {}", flushed.stderr.trim()))?;
+    ensure(flushed.status == 0, || {
+        format!(
+            "the stalled flush failed once resumed: {}",
+            flushed.stderr.trim()
+        )
+    })?;
     println!(
         "# while a flush was stalled: list, stats, create and destroy of another device went on; the destroy of the stalled device: {}",
         if destroyed.status == 0 { "done once the flush ended".to_string() } else { destroyed.stderr.trim().to_string() }
@@ -658,9 +757,17 @@ pub fn crash_states_replayed() -> TestResult {
     let copy = ram_disk(3)?;
     let sectors = (RAM_DISK_BYTES / 512).to_string();
     let _ = dmsetup(&["remove", "rxlog"]);
-    dmsetup(&["create", "rxlog", "--table", &format!("0 {sectors} log-writes {data} {log_dev}")])?;
+    dmsetup(&[
+        "create",
+        "rxlog",
+        "--table",
+        &format!("0 {sectors} log-writes {data} {log_dev}"),
+    ])?;
     let logged = "/dev/mapper/rxlog";
-    ensure(wait_until(Duration::from_secs(5), || is_block_device(logged)), || format!("{logged} did not appear"))?;
+    ensure(
+        wait_until(Duration::from_secs(5), || is_block_device(logged)),
+        || format!("{logged} did not appear"),
+    )?;
     let dev = create(false)?;
     let w = Workload::new(0x1063_0001, SIZE / PAGE);
     let recorded = (|| -> Result<u64, String> {
@@ -683,7 +790,11 @@ pub fn crash_states_replayed() -> TestResult {
     let plan = CrashPlan {
         seed: 0xC4A5_4000,
         subsets_per_point: 2,
-        max_states: if crate::harness::debug_kernel() { 24 } else { 48 },
+        max_states: if crate::harness::debug_kernel() {
+            24
+        } else {
+            48
+        },
     };
     let states = log.crash_states(&plan);
     let src = std::fs::File::open(&log_dev).map_err(|e| format!("{log_dev}: {e}"))?;
@@ -699,12 +810,21 @@ pub fn crash_states_replayed() -> TestResult {
         let verdict = replayer.visit(state, |t| -> Result<&'static str, String> {
             t.sync_all().map_err(|e| format!("sync {target}: {e}"))?;
             copy_device(&target, &copy)?;
-            let header = cmd("rxdskctl", &["inspect", &copy]).map(|o| o.stdout).unwrap_or_default();
+            let header = cmd("rxdskctl", &["inspect", &copy])
+                .map(|o| o.stdout)
+                .unwrap_or_default();
             let out = cmd("rxdskctl", &["create", "--backing", &copy])?;
             if out.status != 0 {
                 // Before the first flush completed: no image yet, or the first (in place) flush
                 // interrupted.
-                return if ["generation 1 ", "no rxdsk image", "never completely flushed"].iter().any(|m| out.stderr.contains(m)) {
+                return if [
+                    "generation 1 ",
+                    "no rxdsk image",
+                    "never completely flushed",
+                ]
+                .iter()
+                .any(|m| out.stderr.contains(m))
+                {
                     Ok("refused: no flush completed yet")
                 } else {
                     Err(format!("refused: {}\n{header}", out.stderr.trim()))
@@ -714,17 +834,27 @@ pub fn crash_states_replayed() -> TestResult {
             let observed = stamp::observe(&dev.path, &w);
             let _ = rxdskctl(&["detach", &dev.path]);
             dev.destroy()?;
-            stamp::check(&history, &observed?).map_err(|d| format!("{d}\nimage before the restore:\n{header}"))?;
+            stamp::check(&history, &observed?)
+                .map_err(|d| format!("{d}\nimage before the restore:\n{header}"))?;
             Ok("restored")
         })?;
         match verdict {
             Ok("restored") => restored += 1,
             Ok(_) => refused += 1,
-            Err(e) => failures.push(format!("{}: {e}\n{}", log.describe(state), where_written(&log, state))),
+            Err(e) => failures.push(format!(
+                "{}: {e}\n{}",
+                log.describe(state),
+                where_written(&log, state)
+            )),
         }
     }
     ensure(failures.is_empty(), || {
-        format!("{} of {} crash states failed:\n{}", failures.len(), states.len(), failures.join("\n"))
+        format!(
+            "{} of {} crash states failed:\n{}",
+            failures.len(),
+            states.len(),
+            failures.join("\n")
+        )
     })?;
     ensure(restored > 0, || "no crash state restored".into())?;
     println!(
@@ -751,7 +881,12 @@ fn where_written(log: &Log, state: &crate::logwrites::CrashState) -> String {
     };
     let mut out = String::new();
     if let Some(e) = state.prefix.checked_sub(1).map(|i| &log.entries[i]) {
-        out += &format!("point entry: {} bytes at {} ({})", e.nr_sectors * ss, e.sector * ss, region(e));
+        out += &format!(
+            "point entry: {} bytes at {} ({})",
+            e.nr_sectors * ss,
+            e.sector * ss,
+            region(e)
+        );
     }
     let mut counts = std::collections::BTreeMap::new();
     for &i in &state.extra {
@@ -759,7 +894,12 @@ fn where_written(log: &Log, state: &crate::logwrites::CrashState) -> String {
     }
     let mut all = std::collections::BTreeMap::new();
     for e in &log.entries[state.prefix..(state.prefix + state.unflushed).min(log.entries.len())] {
-        *all.entry(format!("{} {}", region(e), crate::logwrites::flag_names(e.flags))).or_insert(0) += 1;
+        *all.entry(format!(
+            "{} {}",
+            region(e),
+            crate::logwrites::flag_names(e.flags)
+        ))
+        .or_insert(0) += 1;
     }
     out + &format!("; extra writes by region: {counts:?}; the entries after the point: {all:?}")
 }
@@ -820,7 +960,9 @@ const MAX_OPS: u64 = 400_000;
 
 /// The seed of a variant, and the op count (seeded too) at which a journal variant is cut.
 fn variant_seed(variant: &str) -> u64 {
-    variant.bytes().fold(0xC07_0000u64, |h, b| h.rotate_left(5) ^ u64::from(b))
+    variant
+        .bytes()
+        .fold(0xC07_0000u64, |h, b| h.rotate_left(5) ^ u64::from(b))
 }
 
 fn announce(line: &str) {
@@ -884,7 +1026,13 @@ fn powercut_check(variant: &str, rest: &[String]) -> Result<(), String> {
     let seed: u64 = seed.parse().map_err(|_| format!("seed {seed:?}"))?;
     let num = |s: &String| s.parse::<u64>().map_err(|_| format!("bound {s:?}"));
     if variant == "ext4-live" {
-        let durable = bounds.iter().rev().find(|b| *b != "-").map(num).transpose()?.unwrap_or(0);
+        let durable = bounds
+            .iter()
+            .rev()
+            .find(|b| *b != "-")
+            .map(num)
+            .transpose()?
+            .unwrap_or(0);
         return check_ext4(disk, seed, durable);
     }
     // Direct: LO HI of the flush; journal: "-" then the powercut-bound of the last flush that
@@ -895,20 +1043,33 @@ fn powercut_check(variant: &str, rest: &[String]) -> Result<(), String> {
         _ => (0, MAX_OPS),
     };
     let out = cmd("rxdskctl", &["create", "--backing", disk])?;
-    ensure(out.status == 0, || format!("the restore was refused: {}", out.stderr.trim()))?;
+    ensure(out.status == 0, || {
+        format!("the restore was refused: {}", out.stderr.trim())
+    })?;
     let dev = adopt_printed(out.stdout.trim())?;
     let w = Workload::new(seed, SIZE / PAGE);
     let observed = stamp::observe(&dev.path, &w);
     let _ = rxdskctl(&["detach", &dev.path]);
     dev.destroy()?;
     let found = check_prefix(&w, hi.min(MAX_OPS), lo, hi, &observed?)?;
-    println!("restored: the state after op {} (at least {lo}, at most {hi})", found[0]);
+    println!(
+        "restored: the state after op {} (at least {lo}, at most {hi})",
+        found[0]
+    );
     Ok(())
 }
 
 fn cut_ext4(seed: u64) -> Result<(), String> {
     let dev = adopt_printed(&rxdskctl(&["create", "--size", "96M"])?)?;
-    rxdskctl(&["attach", "--journal", "96M", "--flush-interval", "1", &dev.path, CUT_DISK])?;
+    rxdskctl(&[
+        "attach",
+        "--journal",
+        "96M",
+        "--flush-interval",
+        "1",
+        &dev.path,
+        CUT_DISK,
+    ])?;
     cmd_ok("mkfs.ext4", &["-q", "-F", "-b", "4096", &dev.path])?;
     let mnt = std::path::Path::new("/mnt/live");
     std::fs::create_dir_all(mnt).map_err(|e| e.to_string())?;
@@ -942,22 +1103,30 @@ fn cut_ext4(seed: u64) -> Result<(), String> {
 
 fn check_ext4(disk: &str, seed: u64, durable: u64) -> Result<(), String> {
     let out = cmd("rxdskctl", &["create", "--backing", disk])?;
-    ensure(out.status == 0, || format!("the restore was refused: {}", out.stderr.trim()))?;
+    ensure(out.status == 0, || {
+        format!("the restore was refused: {}", out.stderr.trim())
+    })?;
     let dev = adopt_printed(out.stdout.trim())?;
     let mnt = "/mnt/restored";
     std::fs::create_dir_all(mnt).map_err(|e| e.to_string())?;
     let checked = (|| -> Result<String, String> {
         // The mount replays ext4's journal.
         cmd_ok("mount", &["-t", "ext4", &dev.path, mnt])?;
-        let files = crate::fsload::check(&std::path::Path::new(mnt).join("w"), seed, durable, 100_000);
+        let files =
+            crate::fsload::check(&std::path::Path::new(mnt).join("w"), seed, durable, 100_000);
         cmd_ok("umount", &[mnt])?;
         let files = files?;
         let fsck = cmd("e2fsck", &["-fn", &dev.path])?;
-        ensure(fsck.status == 0, || format!("e2fsck -fn found problems:\n{}", fsck.stdout))?;
+        ensure(fsck.status == 0, || {
+            format!("e2fsck -fn found problems:\n{}", fsck.stdout)
+        })?;
         Ok(files)
     })();
     let _ = rxdskctl(&["detach", &dev.path]);
     dev.destroy()?;
-    println!("restored: ext4 mounts, e2fsck -fn is clean; files fsynced by op {durable}: {}", checked?);
+    println!(
+        "restored: ext4 mounts, e2fsck -fn is clean; files fsynced by op {durable}: {}",
+        checked?
+    );
     Ok(())
 }
