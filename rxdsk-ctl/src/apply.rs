@@ -10,7 +10,6 @@
 use crate::backend::Backend;
 use crate::cli::{ApplyArgs, Compression, Mode};
 use crate::config::{Config, DeviceConfig, Usage};
-use crate::control::ControlError;
 use crate::device::{device_name, device_path};
 use crate::failure::Failure;
 use crate::request::NewDevice;
@@ -27,7 +26,7 @@ use std::path::Path;
 /// printed).
 pub fn run<B: Backend>(
     args: &ApplyArgs,
-    open: impl FnOnce() -> Result<B, ControlError>,
+    open: impl FnOnce() -> Result<B, Failure>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {

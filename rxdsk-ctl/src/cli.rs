@@ -15,7 +15,13 @@ use clap::{Args, Parser, Subcommand};
     about = "Set up and control rxdsk RAM block devices",
     after_help = "Without a command, lists the devices (as `rxdskctl list`).\n\
                   DEVICE is /dev/rxdN, rxdN or N. SIZE is bytes, or a number with a K, M, G, T \
-                  or P suffix (powers of 1024; KiB etc. also accepted)."
+                  or P suffix (powers of 1024; KiB etc. also accepted).\n\
+                  list, stats and version read sysfs (/sys/block/rxdN/rxdsk/, /sys/module/rxdsk/) \
+                  and work for any user; with a module too old to have those files they use the \
+                  control node, as the other commands do, which needs CAP_SYS_ADMIN. create and \
+                  apply load the module (modprobe rxdsk) when the control node is missing.\n\
+                  For tests: RXDSK_CONTROL (the control node), RXDSK_SYSFS_ROOT (sysfs) and \
+                  RXDSK_MODPROBE (the modprobe program)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -38,16 +44,17 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// Change the size of a device.
     Resize(ResizeArgs),
-    /// List devices.
+    /// List devices (any user may).
     #[command(after_help = columns_help())]
     List(ListArgs),
-    /// Print the I/O and memory counters of a device.
+    /// Print the I/O and memory counters of a device (any user may).
     Stats(StatsArgs),
     /// Attach a backing block device: flushes write the device's data there as a restorable
     /// image (`create --backing` restores it).
     Attach(AttachArgs),
     /// Write every change to the backing device and commit the image; returns when durable.
-    #[command(after_help = "What a flush writes: the device as it was at one instant T inside \
+    #[command(
+        after_help = "What a flush writes: the device as it was at one instant T inside \
         the flush (its cut). Every write, discard and write-zeroes completed before T is in \
         the image; none started after T is; one in flight at T is there whole or not at all. \
         Writers go on while the flush runs: once it returns, a power cut and a restore \
@@ -61,7 +68,8 @@ pub enum Command {
         What a writer pays: taking the cut waits for the writes in progress and holds new ones \
         for that moment (no I/O). While the flush runs, a write first copies a page of the \
         cut that the flush has not written yet (a compressed page keeps its old object: no \
-        copy); such copies are freed as the flush writes them.")]
+        copy); such copies are freed as the flush writes them."
+    )]
     Flush(FlushArgs),
     /// Flush, then let the backing device go.
     Detach(DetachArgs),
@@ -91,7 +99,7 @@ pub enum Command {
                       were set up and some failed."
     )]
     Apply(ApplyArgs),
-    /// Print the versions of rxdskctl and of the loaded rxdsk module.
+    /// Print the versions of rxdskctl and of the loaded rxdsk module (any user may).
     Version {
         /// Use JSON output format.
         #[arg(short = 'J', long, long_help = VERSION_JSON)]

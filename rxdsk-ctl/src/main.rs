@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     let status = commands::run(
         cli.into_command(),
         Control::open,
+        &commands::Kernel::from_env(),
         &mut std::io::stdout().lock(),
         &mut std::io::stderr().lock(),
     );
