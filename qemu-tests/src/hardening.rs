@@ -748,7 +748,11 @@ pub fn kernel_config_round3() -> TestResult {
     };
     // Built in: their symbols, before any module loads.
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    let symbol = |s: &str| kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some(s));
+    let symbol = |s: &str| {
+        kallsyms
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some(s))
+    };
     check("DM_LOG_WRITES", symbol("log_writes_map"));
     check("DM_CACHE", symbol("cache_map"));
     check("DM_CACHE_SMQ", symbol("smq_create"));
@@ -758,10 +762,17 @@ pub fn kernel_config_round3() -> TestResult {
     // Both sides' authentication live in modules (nvmet; nvme-core under nvme-tcp).
     for m in ["nvmet", "nvme-tcp"] {
         let load = crate::harness::cmd("modprobe", &[m])?;
-        check(&format!("{m} (modprobe: {})", load.stderr.trim()), load.status == 0);
+        check(
+            &format!("{m} (modprobe: {})", load.stderr.trim()),
+            load.status == 0,
+        );
     }
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    let loaded = |s: &str| kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some(s));
+    let loaded = |s: &str| {
+        kallsyms
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some(s))
+    };
     check("NVME_TARGET_AUTH", loaded("nvmet_setup_auth"));
     check("NVME_HOST_AUTH", loaded("nvme_auth_negotiate"));
     for m in ["nvme_tcp", "nvme_fabrics", "nvme_core", "nvmet"] {

@@ -1006,7 +1006,11 @@ mod tests {
         };
         assert_eq!(
             log.describe(&s),
-            format!("after entry {} (FUA), with 1 of the 3 unflushed writes after it (entries {})", one + 1, u[1])
+            format!(
+                "after entry {} (FUA), with 1 of the 3 unflushed writes after it (entries {})",
+                one + 1,
+                u[1]
+            )
         );
     }
 

@@ -7,9 +7,8 @@
 use crate::harness::{is_block_device, wait_until};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    RxdskAttach,
-    self as abi, RxdskComprStats, RxdskCreate, RxdskDestroy, RxdskInfo, RxdskList, RxdskResize,
-    RxdskStats,
+    self as abi, RxdskAttach, RxdskComprStats, RxdskCreate, RxdskDestroy, RxdskInfo, RxdskList,
+    RxdskResize, RxdskStats,
 };
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
