@@ -912,14 +912,7 @@ pub struct Host;
 
 impl System for Host {
     fn backing_state(&self, path: &str) -> BackingState {
-        use std::os::unix::fs::MetadataExt;
-        let devno = std::fs::metadata(path).ok().map(|m| {
-            let rdev = m.rdev();
-            (
-                nix::sys::stat::major(rdev) as u32,
-                nix::sys::stat::minor(rdev) as u32,
-            )
-        });
+        let devno = crate::device::devt(path);
         // A device without an image is initialised only if blank: a wrong name, a filesystem
         // or a grown device (whose image is no longer where it is looked for) is not.
         let image = match crate::backing::probe_image(path) {

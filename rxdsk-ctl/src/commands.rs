@@ -10,9 +10,9 @@ use crate::device::device_path;
 use crate::failure::Failure;
 use crate::list::{render_json, render_raw, render_table, Column, Row, Style};
 use crate::modprobe::Modprobe;
+use crate::progress::Progress;
 use crate::query::{Ioctls, Query};
 use crate::request::NewDevice;
-use crate::size::format_size;
 use crate::stats::{render_stats_json, render_stats_text};
 use crate::sysfs::Sysfs;
 use nix::errno::Errno;
@@ -166,168 +166,6 @@ fn open_loading<B>(
     }
 }
 
-/// A flush's progress on stderr (a terminal): bytes written of the dirty data and the rate,
-/// polled through a control handle of its own while the FLUSH ioctl blocks.
-struct FlushProgress {
-    enabled: bool,
-    running: Option<(
-        std::sync::Arc<std::sync::atomic::AtomicBool>,
-        std::thread::JoinHandle<()>,
-    )>,
-}
-
-impl FlushProgress {
-    fn new(enabled: bool) -> Self {
-        Self {
-            enabled,
-            running: None,
-        }
-    }
-
-    fn set(&mut self, id: Option<u32>) {
-        if let Some((stop, thread)) = self.running.take() {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = thread.join();
-        }
-        let (Some(id), true) = (id, self.enabled) else {
-            return;
-        };
-        let Ok(control) = crate::control::Control::open() else {
-            return;
-        };
-        // Its own descriptor of the terminal: the main thread may hold the lock of
-        // `std::io::stderr()` for the whole command, and would wait for this thread.
-        let Ok(tty) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() else {
-            return;
-        };
-        let tty = std::fs::File::from(tty);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = stop.clone();
-        let thread = std::thread::spawn(move || flush_progress(&control, id, &done, tty));
-        self.running = Some((stop, thread));
-    }
-}
-
-/// A preload's progress on stderr (a terminal): the new device is found by its backing
-/// device's number, and its unloaded pages polled, while the RESTORE ioctl blocks.
-struct PreloadProgress {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl PreloadProgress {
-    fn start(path: &str) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = stop.clone();
-        let rdev = std::fs::metadata(path).map(|m| m.rdev()).ok();
-        let tty = std::os::fd::AsFd::as_fd(&std::io::stderr())
-            .try_clone_to_owned()
-            .map(std::fs::File::from);
-        let control = crate::control::Control::open();
-        let thread = match (rdev, tty, control) {
-            (Some(rdev), Ok(tty), Ok(control)) => Some(std::thread::spawn(move || {
-                preload_progress(&control, rdev, &done, tty)
-            })),
-            _ => None,
-        };
-        Self { stop, thread }
-    }
-}
-
-impl Drop for PreloadProgress {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn preload_progress(
-    control: &crate::control::Control,
-    rdev: u64,
-    stop: &std::sync::atomic::AtomicBool,
-    mut tty: std::fs::File,
-) {
-    use std::sync::atomic::Ordering;
-    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-    let start = std::time::Instant::now();
-    let mut shown = false;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let loading = control
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|id| {
-                let i = control.info(id).ok()?;
-                let ours =
-                    u64::from(i.backing_major) == major && u64::from(i.backing_minor) == minor;
-                (ours && i.unloaded_pages > 0).then_some(i)
-            });
-        let Some(i) = loading else { continue };
-        let left = i.unloaded_pages * rxdsk_ioctl::RXDSK_PAGE_SIZE;
-        let done = i.size_bytes.saturating_sub(left);
-        let line = format!(
-            "\r{}: loading {} / {} ({}/s)\x1b[K",
-            crate::device::device_path(i.id),
-            format_size(done),
-            format_size(i.size_bytes),
-            format_size((done as f64 / start.elapsed().as_secs_f64()) as u64)
-        );
-        shown = tty.write_all(line.as_bytes()).is_ok();
-    }
-    if shown {
-        let _ = tty.write_all(b"\r\x1b[K");
-    }
-}
-
-fn flush_progress(
-    control: &crate::control::Control,
-    id: u32,
-    stop: &std::sync::atomic::AtomicBool,
-    mut tty: std::fs::File,
-) {
-    use std::sync::atomic::Ordering;
-    let (Ok(info), Ok(first)) = (control.info(id), control.stats(id)) else {
-        return;
-    };
-    let dirty = info.dirty_pages * rxdsk_ioctl::RXDSK_PAGE_SIZE;
-    // A journaled flush writes everything twice: into the journal, then in place (the first
-    // flush after attach, which writes the whole image, never is).
-    let total = if info.journal_bytes > dirty && first.flush_generation > 0 {
-        2 * dirty
-    } else {
-        dirty
-    };
-    let start = std::time::Instant::now();
-    let mut shown = false;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        // Say nothing for flushes that end at once.
-        if start.elapsed() < std::time::Duration::from_millis(500) {
-            continue;
-        }
-        let Ok(now) = control.stats(id) else { break };
-        let done = now
-            .written_back_bytes
-            .saturating_sub(first.written_back_bytes);
-        let rate = done as f64 / start.elapsed().as_secs_f64();
-        let line = format!(
-            "\r{}: flushing {} / {} ({}/s)\x1b[K",
-            crate::device::device_path(id),
-            format_size(done),
-            format_size(total),
-            format_size(rate as u64)
-        );
-        shown = tty.write_all(line.as_bytes()).is_ok();
-    }
-    if shown {
-        let _ = tty.write_all(b"\r\x1b[K");
-    }
-}
-
 fn flush<B: Backend>(
     args: &FlushArgs,
     open: impl FnOnce() -> Result<B, ControlError>,
@@ -344,7 +182,8 @@ fn flush<B: Backend>(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut display = FlushProgress::new(!args.json && std::io::stderr().is_terminal());
+    let shown = !args.json && std::io::stderr().is_terminal();
+    let mut progress: Option<Progress> = None;
     let failures = crate::backing::flush(
         &backend,
         &args.devices,
@@ -352,7 +191,11 @@ fn flush<B: Backend>(
         args.if_backed,
         args.json,
         out,
-        &mut |id| display.set(id),
+        &mut |id| {
+            // The last device's bar goes before the next one's comes.
+            progress = None;
+            progress = id.filter(|_| shown).and_then(Progress::flush);
+        },
     )?;
     if failures.is_empty() {
         Ok(())
@@ -408,7 +251,9 @@ fn create<B: Backend>(
         Some(path) => {
             let backend = open()?;
             let progress = (args.preload && std::io::stderr().is_terminal())
-                .then(|| PreloadProgress::start(path));
+                .then(|| crate::device::devt(path))
+                .flatten()
+                .and_then(|(major, minor)| Progress::preload(major, minor));
             let compress = (
                 args.compress.map_or(0, |c| c.abi()),
                 args.compress_level.unwrap_or(0),

@@ -16,6 +16,7 @@ pub mod generator;
 pub mod list;
 pub mod modprobe;
 pub mod mtab;
+pub mod progress;
 pub mod query;
 pub mod request;
 pub mod size;

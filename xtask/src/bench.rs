@@ -561,7 +561,8 @@ pub fn backing_table(results: &Results, rows: &[Row]) -> String {
             wb.join(", ")
         );
     }
-    if let (Some(quiet), Some(flushing)) = (b.get("quiet_write_iops"), b.get("flushing_write_iops")) {
+    if let (Some(quiet), Some(flushing)) = (b.get("quiet_write_iops"), b.get("flushing_write_iops"))
+    {
         out += &format!(
             "  4 KiB random writes while flushes run back to back: {flushing:.0} IOPS; with none running: \
              {quiet:.0} IOPS; during/without {:.2} (target >= 0.70)\n",

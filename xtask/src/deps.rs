@@ -31,11 +31,11 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "fio",
     "e2fsprogs",
-    "dmsetup",           // device-mapper in the guest (dm-log-writes, a stalled backing device)
+    "dmsetup", // device-mapper in the guest (dm-log-writes, a stalled backing device)
     "fonts-dejavu-core", // text of the bench chart
-    "lintian",           // checks the packages of `cargo xtask package`
-    "dpkg-dev",          // dpkg-shlibdeps for the rxdskctl package
-    "man-db",            // the package check renders rxdskctl(8)
+    "lintian", // checks the packages of `cargo xtask package`
+    "dpkg-dev", // dpkg-shlibdeps for the rxdskctl package
+    "man-db",  // the package check renders rxdskctl(8)
 ];
 
 /// What `test-distro` needs besides [`PACKAGES`], installed on demand by it.

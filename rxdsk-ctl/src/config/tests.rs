@@ -347,12 +347,16 @@ fn empty_configuration() {
     assert_eq!(ok(&[("f", "# nothing\n")]).devices.len(), 0);
 }
 
+/// Keys one or two edits away, and the names of `create`'s options, are suggested.
 #[test]
-fn edit_distances() {
-    assert_eq!(edit_distance("sise", "size"), 1);
-    assert_eq!(edit_distance("", "abc"), 3);
-    assert_eq!(edit_distance("mount-pint", "mount-point"), 1);
-    assert_eq!(edit_distance("kitten", "sitting"), 3);
+fn suggestions() {
+    let mean = |k: &str| format!(" (did you mean \"{k}\"?)");
+    assert_eq!(suggestion("sise"), mean("size"));
+    assert_eq!(suggestion("mount-pint"), mean("mount-point"));
+    assert_eq!(suggestion("Block_Size"), mean("block-size"));
+    assert_eq!(suggestion("COMPRESSION"), mean("compress"));
+    assert_eq!(suggestion("kitten"), "");
+    assert_eq!(suggestion(""), "");
 }
 
 /// A scratch directory tree for the file-finding tests.
