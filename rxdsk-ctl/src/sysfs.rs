@@ -83,13 +83,14 @@ impl Files {
             .map_err(|_| self.garbled(name, "not a number", &text))
     }
 
-    /// A line of exactly `N` numbers separated by single spaces.
+    /// The first `N` numbers of a line of numbers separated by single spaces (a later module
+    /// may add more at the end).
     fn numbers<const N: usize>(&self, name: &str) -> Result<[u64; N], Miss> {
         let text = self.text(name)?;
         let values: Option<Vec<u64>> = text.split(' ').map(|v| v.parse().ok()).collect();
         values
-            .and_then(|v| <[u64; N]>::try_from(v).ok())
-            .ok_or_else(|| self.garbled(name, &format!("not {N} numbers"), &text))
+            .and_then(|v| <[u64; N]>::try_from(v.get(..N)?).ok())
+            .ok_or_else(|| self.garbled(name, &format!("not a line of {N} numbers or more"), &text))
     }
 
     fn flag(&self, name: &str) -> Result<bool, Miss> {

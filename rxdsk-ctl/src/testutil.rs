@@ -60,13 +60,13 @@ pub fn active_example() -> String {
         .collect()
 }
 
-/// The rxdsk.conf example of README.md (its ```ini block), comments and all.
-pub fn readme_example() -> &'static str {
-    include_str!("../../README.md")
+/// The rxdsk.conf example of docs/using.md (its ```ini block), comments and all.
+pub fn documented_example() -> &'static str {
+    include_str!("../../docs/using.md")
         .split("```ini\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .unwrap_or_else(|| panic!("no ```ini block in README.md"))
+        .unwrap_or_else(|| panic!("no ```ini block in docs/using.md"))
 }
 
 /// Writes an image file of a `size`-byte device at flush generation `generation`: zeros and a

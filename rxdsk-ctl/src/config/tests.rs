@@ -481,10 +481,10 @@ fn comments_at_the_end_of_a_line() {
     assert_eq!(c.devices[&0].compress, None);
 }
 
-/// The README's example of rxdsk.conf, as printed there (with its comments), is valid.
+/// docs/using.md's example of rxdsk.conf, as printed there (with its comments), is valid.
 #[test]
-fn the_readme_example_is_valid() {
-    let c = ok(&[("README.md", crate::testutil::readme_example())]);
+fn the_documented_example_is_valid() {
+    let c = ok(&[("using.md", crate::testutil::documented_example())]);
     assert_eq!(c.devices.keys().copied().collect::<Vec<_>>(), [0, 1]);
     assert_eq!(c.devices[&1].flush_interval, Some(300));
     assert_eq!(
