@@ -31,6 +31,7 @@ mod harness;
 #[allow(dead_code)]
 mod logwrites;
 mod pair;
+mod queries;
 mod reliability;
 mod rxdsk;
 #[allow(dead_code)]
@@ -170,6 +171,10 @@ const TESTS: &[Test] = &[
     Test {
         name: "device_commands_unprivileged",
         run: devices::device_commands_unprivileged,
+    },
+    Test {
+        name: "queries_unprivileged",
+        run: queries::queries_unprivileged,
     },
     Test {
         name: "read_only_device",

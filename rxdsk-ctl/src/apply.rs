@@ -11,7 +11,6 @@
 use crate::backend::Backend;
 use crate::cli::{ApplyArgs, Compression, Mode};
 use crate::config::{Config, DeviceConfig, ExportConfig, Usage};
-use crate::control::ControlError;
 use crate::device::{device_name, device_path};
 use crate::failure::Failure;
 use crate::request::NewDevice;
@@ -28,7 +27,7 @@ use std::path::Path;
 /// printed).
 pub fn run<B: Backend>(
     args: &ApplyArgs,
-    open: impl FnOnce() -> Result<B, ControlError>,
+    open: impl FnOnce() -> Result<B, Failure>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -1035,14 +1034,7 @@ pub struct Host;
 
 impl System for Host {
     fn backing_state(&self, path: &str) -> BackingState {
-        use std::os::unix::fs::MetadataExt;
-        let devno = std::fs::metadata(path).ok().map(|m| {
-            let rdev = m.rdev();
-            (
-                nix::sys::stat::major(rdev) as u32,
-                nix::sys::stat::minor(rdev) as u32,
-            )
-        });
+        let devno = crate::device::devt(path);
         // A device without an image is initialised only if blank: a wrong name, a filesystem
         // or a grown device (whose image is no longer where it is looked for) is not.
         let image = match crate::backing::probe_image(path) {

@@ -421,18 +421,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rxdskctl-inspect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_default();
         let path = dir.join("img");
-        let h = RxdskImageHeader::new(
-            4096,
-            1 << 20,
-            3,
-            RXDSK_IMAGE_CLEAN,
-            1_796_388_278_000_000_000,
-        );
-        let mut data = vec![0u8; (1 << 20) + 8192];
-        let at = header_offset(data.len() as u64).unwrap_or_default() as usize;
-        data[at..at + 136].copy_from_slice(&h.to_bytes());
-        std::fs::write(&path, &data).unwrap_or_default();
         let p = path.to_string_lossy().into_owned();
+        let (h, mut data) = crate::testutil::write_image(&p, 1 << 20, 3);
+        let at = header_offset(data.len() as u64).unwrap_or_default() as usize;
         assert_eq!(read_image(&p), Ok(h));
         let text = render_inspect(&p, &h, false);
         assert!(

@@ -15,7 +15,13 @@ use clap::{Args, Parser, Subcommand};
     about = "Set up and control rxdsk RAM block devices",
     after_help = "Without a command, lists the devices (as `rxdskctl list`).\n\
                   DEVICE is /dev/rxdN, rxdN or N. SIZE is bytes, or a number with a K, M, G, T \
-                  or P suffix (powers of 1024; KiB etc. also accepted)."
+                  or P suffix (powers of 1024; KiB etc. also accepted).\n\
+                  list, stats and version read sysfs (/sys/block/rxdN/rxdsk/, /sys/module/rxdsk/) \
+                  and work for any user; with a module too old to have those files they use the \
+                  control node, as the other commands do, which needs CAP_SYS_ADMIN. create and \
+                  apply load the module (modprobe rxdsk) when the control node is missing.\n\
+                  For tests: RXDSK_CONTROL (the control node), RXDSK_SYSFS_ROOT (sysfs) and \
+                  RXDSK_MODPROBE (the modprobe program)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -38,10 +44,10 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// Change the size of a device.
     Resize(ResizeArgs),
-    /// List devices.
+    /// List devices (any user may).
     #[command(after_help = columns_help())]
     List(ListArgs),
-    /// Print the I/O and memory counters of a device.
+    /// Print the I/O and memory counters of a device (any user may).
     Stats(StatsArgs),
     /// Attach a backing block device: flushes write the device's data there as a restorable
     /// image (`create --backing` restores it).
@@ -97,7 +103,7 @@ pub enum Command {
     /// --dhchap-secret`, `nvme connect --dhchap-secret`), in the DHHC-1 representation
     /// nvme-cli's gen-dhchap-key prints; no module needed.
     GenDhchapKey(GenDhchapKeyArgs),
-    /// Print the versions of rxdskctl and of the loaded rxdsk module.
+    /// Print the versions of rxdskctl and of the loaded rxdsk module (any user may).
     Version {
         /// Use JSON output format.
         #[arg(short = 'J', long, long_help = VERSION_JSON)]

@@ -5,32 +5,58 @@ use crate::cli::{
     Command, CreateArgs, DestroyArgs, DetachArgs, FlushArgs, InspectArgs, ListArgs, ResizeArgs,
     StatsArgs,
 };
-use crate::control::{action, fixed_str_to_string, ControlError};
+use crate::control::{action, ControlError};
 use crate::device::device_path;
 use crate::failure::Failure;
 use crate::list::{render_json, render_raw, render_table, Column, Row, Style};
+use crate::modprobe::Modprobe;
+use crate::progress::Progress;
+use crate::query::{Ioctls, Query};
 use crate::request::NewDevice;
-use crate::size::format_size;
 use crate::stats::{render_stats_json, render_stats_text};
+use crate::sysfs::Sysfs;
 use nix::errno::Errno;
-use rxdsk_ioctl::{self as abi, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_FORCE};
+use rxdsk_ioctl::{self as abi, RXDSK_FLAG_FORCE};
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What the commands use besides the control node: sysfs, which `list`, `stats` and
+/// `version` read, and `modprobe`, which loads the module for the commands that create
+/// devices.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub sysfs: Sysfs,
+    pub modprobe: Modprobe,
+}
+
+impl Kernel {
+    /// `/sys` and `modprobe`, or what `RXDSK_SYSFS_ROOT` and `RXDSK_MODPROBE` say.
+    pub fn from_env() -> Self {
+        Self {
+            sysfs: Sysfs::from_env(),
+            modprobe: Modprobe::from_env(),
+        }
+    }
+}
 
 /// Runs `command`; `open` opens the control node for the commands that need it. Returns the
 /// exit status.
 pub fn run<B: Backend>(
     command: Command,
-    open: impl FnOnce() -> Result<B, ControlError>,
+    open: impl Fn() -> Result<B, ControlError>,
+    kernel: &Kernel,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
     let result = match command {
-        Command::Create(args) => create(&args, open, out, err),
+        Command::Create(args) => create(&args, || open_loading(&open, &kernel.modprobe), out, err),
         Command::Destroy(args) => destroy(&args, open),
         Command::Resize(args) => resize(&args, open),
-        Command::List(args) => list(&args, open, out),
-        Command::Stats(args) => stats(&args, open, out),
+        Command::List(args) => {
+            query(kernel, &open).and_then(|q| list(&args, q.as_ref(), kernel, out))
+        }
+        Command::Stats(args) => query(kernel, &open).and_then(|q| stats(&args, q.as_ref(), out)),
         Command::Attach(args) => open().map_err(Failure::from).and_then(|b| {
             let writethrough = args.mode == crate::cli::Mode::Writethrough;
             crate::backing::attach(
@@ -65,8 +91,10 @@ pub fn run<B: Backend>(
             out.write_all(text.as_bytes()).map_err(Failure::from)
         }
         Command::GenDhchapKey(args) => crate::dhchap::gen_command(&args, out),
-        Command::Version { json } => version(json, open, out),
-        Command::Apply(args) => crate::apply::run(&args, open, out, err),
+        Command::Version { json } => version(json, || query(kernel, &open), out),
+        Command::Apply(args) => {
+            crate::apply::run(&args, || open_loading(&open, &kernel.modprobe), out, err)
+        }
     }
     .and_then(|()| out.flush().map_err(Failure::Output));
     // Nothing sensible is left to do if stderr fails too.
@@ -93,165 +121,49 @@ pub fn run<B: Backend>(
     }
 }
 
-/// A flush's progress on stderr (a terminal): bytes written of the dirty data and the rate,
-/// polled through a control handle of its own while the FLUSH ioctl blocks.
-struct FlushProgress {
-    enabled: bool,
-    running: Option<(
-        std::sync::Arc<std::sync::atomic::AtomicBool>,
-        std::thread::JoinHandle<()>,
-    )>,
-}
-
-impl FlushProgress {
-    fn new(enabled: bool) -> Self {
-        Self {
-            enabled,
-            running: None,
-        }
-    }
-
-    fn set(&mut self, id: Option<u32>) {
-        if let Some((stop, thread)) = self.running.take() {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = thread.join();
-        }
-        let (Some(id), true) = (id, self.enabled) else {
-            return;
-        };
-        let Ok(control) = crate::control::Control::open() else {
-            return;
-        };
-        // Its own descriptor of the terminal: the main thread may hold the lock of
-        // `std::io::stderr()` for the whole command, and would wait for this thread.
-        let Ok(tty) = std::os::fd::AsFd::as_fd(&std::io::stderr()).try_clone_to_owned() else {
-            return;
-        };
-        let tty = std::fs::File::from(tty);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = stop.clone();
-        let thread = std::thread::spawn(move || flush_progress(&control, id, &done, tty));
-        self.running = Some((stop, thread));
-    }
-}
-
-/// A preload's progress on stderr (a terminal): the new device is found by its backing
-/// device's number, and its unloaded pages polled, while the RESTORE ioctl blocks.
-struct PreloadProgress {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl PreloadProgress {
-    fn start(path: &str) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = stop.clone();
-        let rdev = std::fs::metadata(path).map(|m| m.rdev()).ok();
-        let tty = std::os::fd::AsFd::as_fd(&std::io::stderr())
-            .try_clone_to_owned()
-            .map(std::fs::File::from);
-        let control = crate::control::Control::open();
-        let thread = match (rdev, tty, control) {
-            (Some(rdev), Ok(tty), Ok(control)) => Some(std::thread::spawn(move || {
-                preload_progress(&control, rdev, &done, tty)
-            })),
-            _ => None,
-        };
-        Self { stop, thread }
-    }
-}
-
-impl Drop for PreloadProgress {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn preload_progress(
-    control: &crate::control::Control,
-    rdev: u64,
-    stop: &std::sync::atomic::AtomicBool,
-    mut tty: std::fs::File,
-) {
-    use std::sync::atomic::Ordering;
-    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-    let start = std::time::Instant::now();
-    let mut shown = false;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let loading = control
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|id| {
-                let i = control.info(id).ok()?;
-                let ours =
-                    u64::from(i.backing_major) == major && u64::from(i.backing_minor) == minor;
-                (ours && i.unloaded_pages > 0).then_some(i)
-            });
-        let Some(i) = loading else { continue };
-        let left = i.unloaded_pages * rxdsk_ioctl::RXDSK_PAGE_SIZE;
-        let done = i.size_bytes.saturating_sub(left);
-        let line = format!(
-            "\r{}: loading {} / {} ({}/s)\x1b[K",
-            crate::device::device_path(i.id),
-            format_size(done),
-            format_size(i.size_bytes),
-            format_size((done as f64 / start.elapsed().as_secs_f64()) as u64)
-        );
-        shown = tty.write_all(line.as_bytes()).is_ok();
-    }
-    if shown {
-        let _ = tty.write_all(b"\r\x1b[K");
-    }
-}
-
-fn flush_progress(
-    control: &crate::control::Control,
-    id: u32,
-    stop: &std::sync::atomic::AtomicBool,
-    mut tty: std::fs::File,
-) {
-    use std::sync::atomic::Ordering;
-    let (Ok(info), Ok(first)) = (control.info(id), control.stats(id)) else {
-        return;
-    };
-    let dirty = info.dirty_pages * rxdsk_ioctl::RXDSK_PAGE_SIZE;
-    // A journaled flush writes everything twice: into the journal, then in place (the first
-    // flush after attach, which writes the whole image, never is).
-    let total = if info.journal_bytes > dirty && first.flush_generation > 0 {
-        2 * dirty
+/// `list`, `stats` and `version` read sysfs, as anyone may, whoever runs them: the same
+/// answers for root and users, from one code path. A module from before those files (or none
+/// loaded) is asked through the control node.
+fn query<'a, B: Backend + 'a>(
+    kernel: &Kernel,
+    open: &impl Fn() -> Result<B, ControlError>,
+) -> Result<Box<dyn Query + 'a>, Failure> {
+    if kernel.sysfs.available() {
+        Ok(Box::new(kernel.sysfs.clone()))
     } else {
-        dirty
-    };
-    let start = std::time::Instant::now();
-    let mut shown = false;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        // Say nothing for flushes that end at once.
-        if start.elapsed() < std::time::Duration::from_millis(500) {
-            continue;
-        }
-        let Ok(now) = control.stats(id) else { break };
-        let done = now
-            .written_back_bytes
-            .saturating_sub(first.written_back_bytes);
-        let rate = done as f64 / start.elapsed().as_secs_f64();
-        let line = format!(
-            "\r{}: flushing {} / {} ({}/s)\x1b[K",
-            crate::device::device_path(id),
-            format_size(done),
-            format_size(total),
-            format_size(rate as u64)
-        );
-        shown = tty.write_all(line.as_bytes()).is_ok();
+        Ok(Box::new(Ioctls(open()?)))
     }
-    if shown {
-        let _ = tty.write_all(b"\r\x1b[K");
+}
+
+/// Opens the control node; if it is missing, loads the module (once) and opens it again.
+fn open_loading<B>(
+    open: &impl Fn() -> Result<B, ControlError>,
+    modprobe: &Modprobe,
+) -> Result<B, Failure> {
+    let missing = |e: &ControlError| e.action == action::OPEN && e.errno == Errno::ENOENT;
+    let subject = match open() {
+        Err(e) if missing(&e) => e.subject.unwrap_or_default(),
+        opened => return Ok(opened?),
+    };
+    modprobe
+        .load()
+        .map_err(|m| Failure::from(format!("{subject}: {m}")))?;
+    // devtmpfs makes the node as the module registers it; udev may take a moment more.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match open() {
+            Err(e) if missing(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) if missing(&e) => {
+                return Err(format!(
+                    "{subject}: modprobe rxdsk loaded the module, but the control node did not \
+                     appear within 2 seconds"
+                )
+                .into())
+            }
+            opened => return Ok(opened?),
+        }
     }
 }
 
@@ -271,7 +183,8 @@ fn flush<B: Backend>(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut display = FlushProgress::new(!args.json && std::io::stderr().is_terminal());
+    let shown = !args.json && std::io::stderr().is_terminal();
+    let mut progress: Option<Progress> = None;
     let failures = crate::backing::flush(
         &backend,
         &args.devices,
@@ -279,7 +192,11 @@ fn flush<B: Backend>(
         args.if_backed,
         args.json,
         out,
-        &mut |id| display.set(id),
+        &mut |id| {
+            // The last device's bar goes before the next one's comes.
+            progress = None;
+            progress = id.filter(|_| shown).and_then(Progress::flush);
+        },
     )?;
     if failures.is_empty() {
         Ok(())
@@ -320,7 +237,7 @@ fn force_flags(force: bool) -> u64 {
 
 fn create<B: Backend>(
     args: &CreateArgs,
-    open: impl FnOnce() -> Result<B, ControlError>,
+    open: impl FnOnce() -> Result<B, Failure>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
@@ -335,7 +252,9 @@ fn create<B: Backend>(
         Some(path) => {
             let backend = open()?;
             let progress = (args.preload && std::io::stderr().is_terminal())
-                .then(|| PreloadProgress::start(path));
+                .then(|| crate::device::devt(path))
+                .flatten()
+                .and_then(|(major, minor)| Progress::preload(major, minor));
             let compress = (
                 args.compress.map_or(0, |c| c.abi()),
                 args.compress_level.unwrap_or(0),
@@ -505,35 +424,25 @@ fn export_request(
     })
 }
 
-fn list<B: Backend>(
+fn list(
     args: &ListArgs,
-    open: impl FnOnce() -> Result<B, ControlError>,
+    query: &dyn Query,
+    kernel: &Kernel,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let backend = open()?;
     let ids = match args.device {
-        // INFO below says ENODEV for a device that does not exist.
         Some(id) => vec![id],
-        None => backend
-            .list()
-            .map_err(|e| ControlError::new(backend.control_path(), action::LIST, e))?,
+        None => query.ids()?,
     };
     let mut infos: Vec<Row> = Vec::with_capacity(ids.len());
     for id in ids {
-        match backend.info(id) {
-            Ok(info) if info.flags & RXDSK_FLAG_COMPRESSED != 0 => match backend.compr_stats(id) {
-                Ok(c) => infos.push(Row {
-                    export: None,
-                    info,
-                    compr: Some(c),
-                }),
-                Err(Errno::ENODEV) => {}
-                Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
-            },
-            Ok(info) => infos.push(info.into()),
-            // Destroyed since LIST: it is simply no longer there.
-            Err(Errno::ENODEV) if args.device.is_none() => {}
-            Err(e) => return Err(ControlError::new(device_path(id), action::INFO, e).into()),
+        match query.row(id)? {
+            Some(row) => infos.push(row),
+            // Destroyed since it was listed: it is simply no longer there.
+            None if args.device.is_none() => {}
+            None => {
+                return Err(ControlError::new(device_path(id), action::INFO, Errno::ENODEV).into())
+            }
         }
     }
     let exports = crate::export::exports(Path::new(crate::export::NVMET));
@@ -543,6 +452,7 @@ fn list<B: Backend>(
             .iter()
             .find(|e| e.device == path)
             .map(|e| e.nqn.clone());
+        row.backing = crate::list::backing_node(kernel.sysfs.root(), &row.info);
     }
     // JSON is for programs: without -o it carries every column (id included), so scripts
     // never depend on the human default.
@@ -566,21 +476,8 @@ fn list<B: Backend>(
     Ok(())
 }
 
-fn stats<B: Backend>(
-    args: &StatsArgs,
-    open: impl FnOnce() -> Result<B, ControlError>,
-    out: &mut dyn Write,
-) -> Result<(), Failure> {
-    let backend = open()?;
-    let stats = backend
-        .stats(args.device)
-        .map_err(|e| ControlError::new(device_path(args.device), action::STATS, e))?;
-    let compr = match backend.compr_stats(args.device) {
-        Ok(c) => Some(c),
-        // Not a compressed device (or a module before ABI 1.4).
-        Err(Errno::EINVAL | Errno::ENOTTY) => None,
-        Err(e) => return Err(ControlError::new(device_path(args.device), action::STATS, e).into()),
-    };
+fn stats(args: &StatsArgs, query: &dyn Query, out: &mut dyn Write) -> Result<(), Failure> {
+    let (stats, compr) = query.stats(args.device)?;
     let text = if args.json {
         render_stats_json(args.device, &stats, compr.as_ref())
     } else {
@@ -590,45 +487,40 @@ fn stats<B: Backend>(
     Ok(())
 }
 
-fn version<B: Backend>(
+fn version<'a>(
     json: bool,
-    open: impl FnOnce() -> Result<B, ControlError>,
+    query: impl FnOnce() -> Result<Box<dyn Query + 'a>, Failure>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let cli_version = env!("CARGO_PKG_VERSION");
     let abi = format!("{}.{}", abi::RXDSK_ABI_MAJOR, abi::RXDSK_ABI_MINOR);
-    // Printed before opening, so that it shows even without the module.
+    // Printed before asking the module, so that it shows even without it.
     if !json {
         writeln!(out, "rxdskctl {cli_version} (ABI {abi})")?;
     }
-    let backend = open()?;
-    let subject = backend.control_path();
-    let v = backend
-        .version()
-        .map_err(|e| ControlError::new(&subject, action::VERSION, e))?;
-    let features = backend
-        .features()
-        .map_err(|e| ControlError::new(&subject, action::FEATURES, e))?;
-    let module_version = fixed_str_to_string(&v.module_version);
+    let query = query()?;
+    let m = query.version()?;
     if json {
         let doc = serde_json::json!({
             "rxdskctl": { "version": cli_version, "abi-major": abi::RXDSK_ABI_MAJOR,
                           "abi-minor": abi::RXDSK_ABI_MINOR },
-            "module": { "version": module_version, "abi-major": v.abi_major,
-                        "abi-minor": v.abi_minor, "features": features },
+            "module": { "version": m.version, "abi-major": m.abi_major,
+                        "abi-minor": m.abi_minor, "features": m.features },
         });
         writeln!(out, "{doc:#}")?;
     } else {
         writeln!(
             out,
-            "rxdsk module {module_version} (ABI {}.{}, features {features:#x})",
-            v.abi_major, v.abi_minor
+            "rxdsk module {} (ABI {}.{}, features {:#x})",
+            m.version, m.abi_major, m.abi_minor, m.features
         )?;
     }
-    if v.abi_major != abi::RXDSK_ABI_MAJOR {
+    if m.abi_major != abi::RXDSK_ABI_MAJOR {
         return Err(format!(
-            "{subject}: incompatible module ABI {}.{} (rxdskctl speaks {abi})",
-            v.abi_major, v.abi_minor
+            "{}: incompatible module ABI {}.{} (rxdskctl speaks {abi})",
+            query.subject(),
+            m.abi_major,
+            m.abi_minor
         )
         .into());
     }

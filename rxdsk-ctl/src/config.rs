@@ -686,29 +686,12 @@ fn suggestion(key: &str) -> String {
         .or_else(|| {
             KEYS.iter()
                 .copied()
-                .map(|k| (edit_distance(&key.to_ascii_lowercase(), k), k))
+                .map(|k| (strsim::levenshtein(&key.to_ascii_lowercase(), k), k))
                 .filter(|&(d, _)| d <= 2)
                 .min()
                 .map(|(_, k)| k)
         });
     near.map_or(String::new(), |k| format!(" (did you mean \"{k}\"?)"))
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let next = (diagonal + usize::from(ca != cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            diagonal = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {

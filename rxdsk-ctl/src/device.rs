@@ -12,6 +12,16 @@ pub fn device_name(id: u32) -> String {
     format!("{RXDSK_DISK_PREFIX}{id}")
 }
 
+/// The device number (major, minor) of the node at `path`.
+pub fn devt(path: &str) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(path).ok()?.rdev();
+    Some((
+        nix::sys::stat::major(rdev) as u32,
+        nix::sys::stat::minor(rdev) as u32,
+    ))
+}
+
 /// Parses a DEVICE argument into a device id.
 pub fn parse_device(s: &str) -> Result<u32, String> {
     let bad = || format!("not an rxdsk device: \"{s}\" (expected /dev/rxdN, rxdN or N)");

@@ -15,9 +15,13 @@ pub mod export;
 pub mod failure;
 pub mod generator;
 pub mod list;
+pub mod modprobe;
 pub mod mtab;
+pub mod progress;
+pub mod query;
 pub mod request;
 pub mod size;
 pub mod stats;
+pub mod sysfs;
 #[cfg(test)]
 mod testutil;

@@ -33,12 +33,13 @@ pub enum Column {
     Export,
 }
 
-/// One device of the list: its INFO, for a compressed device its COMPR_STATS, and the NQN it
-/// is exported as over NVMe-oF.
+/// One device of the list: its INFO, for a compressed device its COMPR_STATS, the node of its
+/// backing device ([`backing_node`]), and the NQN it is exported as over NVMe-oF.
 #[derive(Clone, Debug, Default)]
 pub struct Row {
     pub info: RxdskInfo,
     pub compr: Option<RxdskComprStats>,
+    pub backing: Option<String>,
     pub export: Option<String>,
 }
 
@@ -46,8 +47,7 @@ impl From<RxdskInfo> for Row {
     fn from(info: RxdskInfo) -> Self {
         Row {
             info,
-            compr: None,
-            export: None,
+            ..Row::default()
         }
     }
 }
@@ -265,7 +265,7 @@ pub fn cell(row: &Row, column: Column, style: Style) -> String {
         Column::Open => info.open_count.to_string(),
         Column::Backed => u8::from(info.flags & RXDSK_FLAG_BACKED != 0).to_string(),
         Column::Dirty => size(info.dirty_pages * RXDSK_PAGE_SIZE),
-        Column::Backing => backing_of(info).unwrap_or_else(|| "-".into()),
+        Column::Backing => row.backing.clone().unwrap_or_else(|| "-".into()),
         Column::Mode => mode_of(info).unwrap_or("-").into(),
         Column::Journal if info.journal_bytes == 0 => "-".into(),
         Column::Journal => size(info.journal_bytes),
@@ -298,14 +298,15 @@ fn mode_of(info: &RxdskInfo) -> Option<&'static str> {
     }
 }
 
-/// The backing device's node, from its device number: `/sys/dev/block/MAJ:MIN` links to
-/// the disk's sysfs directory, whose name is the node's. `MAJ:MIN` if sysfs does not say.
-fn backing_of(info: &RxdskInfo) -> Option<String> {
+/// The backing device's node, from its device number: `dev/block/MAJ:MIN` under the sysfs
+/// root `sysfs` links to the disk's sysfs directory, whose name is the node's. `MAJ:MIN` if
+/// sysfs does not say.
+pub fn backing_node(sysfs: &std::path::Path, info: &RxdskInfo) -> Option<String> {
     if info.flags & RXDSK_FLAG_BACKED == 0 {
         return None;
     }
     let devt = format!("{}:{}", info.backing_major, info.backing_minor);
-    let name = std::fs::read_link(format!("/sys/dev/block/{devt}"))
+    let name = std::fs::read_link(sysfs.join("dev/block").join(&devt))
         .ok()
         .and_then(|target| Some(target.file_name()?.to_string_lossy().into_owned()));
     Some(name.map_or(devt, |n| format!("/dev/{n}")))
@@ -396,7 +397,7 @@ impl Serialize for JsonDevice<'_> {
                     map.serialize_entry(key, &(info.flags & RXDSK_FLAG_BACKED != 0))?
                 }
                 Column::Dirty => map.serialize_entry(key, &(info.dirty_pages * RXDSK_PAGE_SIZE))?,
-                Column::Backing => map.serialize_entry(key, &backing_of(info))?,
+                Column::Backing => map.serialize_entry(key, &self.row.backing)?,
                 Column::Mode => map.serialize_entry(key, &mode_of(info))?,
                 Column::Journal => {
                     let journal = Some(info.journal_bytes).filter(|&j| j != 0);

@@ -51,8 +51,10 @@ fn main() -> ExitCode {
     let status = commands::run(
         cli.into_command(),
         Control::open,
+        &commands::Kernel::from_env(),
         &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
+        // Not locked for the whole command: a progress bar's thread writes there too.
+        &mut std::io::stderr(),
     );
     ExitCode::from(status)
 }

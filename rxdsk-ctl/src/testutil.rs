@@ -62,11 +62,34 @@ pub fn active_example() -> String {
         .collect()
 }
 
-/// The rxdsk.conf example of README.md (its ```ini block), comments and all.
-pub fn readme_example() -> &'static str {
-    include_str!("../../README.md")
+/// The rxdsk.conf example of docs/using.md (its ```ini block), comments and all.
+pub fn documented_example() -> &'static str {
+    include_str!("../../docs/using.md")
         .split("```ini\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .unwrap_or_else(|| panic!("no ```ini block in README.md"))
+        .unwrap_or_else(|| panic!("no ```ini block in docs/using.md"))
+}
+
+/// Writes an image file of a `size`-byte device at flush generation `generation`: zeros and a
+/// clean metadata block where a device of that size keeps it; returns the block's contents
+/// and the file's bytes.
+pub fn write_image(
+    path: &str,
+    size: u64,
+    generation: u64,
+) -> (rxdsk_ioctl::RxdskImageHeader, Vec<u8>) {
+    use rxdsk_ioctl::{header_offset, RxdskImageHeader, RXDSK_IMAGE_CLEAN};
+    let h = RxdskImageHeader::new(
+        4096,
+        size,
+        generation,
+        RXDSK_IMAGE_CLEAN,
+        1_796_388_278_000_000_000,
+    );
+    let mut data = vec![0u8; size as usize + 8192];
+    let at = header_offset(data.len() as u64).unwrap_or_default() as usize;
+    data[at..at + 136].copy_from_slice(&h.to_bytes());
+    std::fs::write(path, &data).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (h, data)
 }

@@ -8,6 +8,8 @@ mod console;
 mod cpio;
 mod deps;
 mod distro;
+#[cfg(test)]
+mod doclinks;
 mod initramfs;
 mod kernel;
 mod layers;

@@ -304,9 +304,15 @@ fn rxdskctl_deb(out: &Path) -> Result<PathBuf> {
         CONF_EXAMPLE.as_bytes(),
         0o644,
     )?;
+    // The README and the user's guide (docs/using.md); the design and developer documents
+    // stay in the repository.
     s.gz(
         "usr/share/doc/rxdskctl/README.md.gz",
         &fs::read(paths::repo().join("README.md"))?,
+    )?;
+    s.gz(
+        "usr/share/doc/rxdskctl/using.md.gz",
+        &fs::read(paths::repo().join("docs/using.md"))?,
     )?;
     s.doc()?;
     let arch = run_output(Cmd::new("dpkg").arg("--print-architecture"))?;

@@ -263,29 +263,48 @@ fn outcome(status: u8, stdout: &str, stderr: &str) -> Outcome {
     }
 }
 
+/// A system without the module's sysfs files (so the fake's ioctls answer) where loading the
+/// module is not allowed.
+fn no_kernel() -> Kernel {
+    Kernel {
+        sysfs: Sysfs::new("/nonexistent/sys"),
+        modprobe: Modprobe {
+            program: "/nonexistent/modprobe".into(),
+            may_load: false,
+        },
+    }
+}
+
 /// Runs `rxdskctl ARGS` against `fake`; also says whether the control node was opened.
 fn run_with(fake: &Fake, args: &[&str]) -> (Outcome, bool) {
-    let cli = match Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied())) {
-        Ok(cli) => cli,
-        Err(e) => panic!("{args:?}: {e}"),
-    };
+    run_in(fake, &no_kernel(), args)
+}
+
+/// [`run_with`] on `kernel`'s sysfs and modprobe.
+fn run_in(fake: &Fake, kernel: &Kernel, args: &[&str]) -> (Outcome, bool) {
     let opened = Cell::new(false);
+    let open = || {
+        opened.set(true);
+        Ok(fake)
+    };
+    (run_opening(open, kernel, args), opened.get())
+}
+
+/// `rxdskctl ARGS`, `open` opening the control node.
+fn run_opening<'a>(
+    open: impl Fn() -> Result<&'a Fake, ControlError>,
+    kernel: &Kernel,
+    args: &[&str],
+) -> Outcome {
+    let cli = Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let status = run(
-        cli.into_command(),
-        || {
-            opened.set(true);
-            Ok(fake)
-        },
-        &mut out,
-        &mut err,
-    );
-    let o = Outcome {
+    let status = run(cli.into_command(), open, kernel, &mut out, &mut err);
+    Outcome {
         status,
         stdout: String::from_utf8_lossy(&out).into_owned(),
         stderr: String::from_utf8_lossy(&err).into_owned(),
-    };
-    (o, opened.get())
+    }
 }
 
 fn run_fake(fake: &Fake, args: &[&str]) -> Outcome {
@@ -749,30 +768,35 @@ fn commands_need_the_control_node() {
     };
     let cause = "rxdskctl: /dev/rxdsk-control: cannot open: no such file (is the rxdsk module \
                  loaded? try: modprobe rxdsk)\n";
+    // create and apply load the module first (tests/modprobe.rs).
     for args in [
         &["list"][..],
-        &["create", "-s", "1M"],
         &["destroy", "0"],
         &["resize", "0", "1M"],
         &["stats", "0"],
         &["version", "-J"],
     ] {
-        let Ok(cli) = Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
-        else {
-            panic!("{args:?}");
-        };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let status = run(cli.into_command(), missing, &mut out, &mut err);
-        assert_eq!(status, 1, "{args:?}");
-        assert_eq!(String::from_utf8_lossy(&err), cause, "{args:?}");
-        assert!(out.is_empty(), "{args:?}");
+        assert_eq!(
+            run_opening(missing, &no_kernel(), args),
+            outcome(1, "", cause),
+            "{args:?}"
+        );
     }
     // `version` still says which rxdskctl this is.
     let Ok(cli) = Cli::try_parse_from(["rxdskctl", "version"]) else {
         panic!("version");
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    assert_eq!(run(cli.into_command(), missing, &mut out, &mut err), 1);
+    assert_eq!(
+        run(
+            cli.into_command(),
+            missing,
+            &no_kernel(),
+            &mut out,
+            &mut err
+        ),
+        1
+    );
     assert_eq!(
         String::from_utf8_lossy(&out),
         format!("rxdskctl 0.1.0 (ABI 1.{})\n", abi::RXDSK_ABI_MINOR)
@@ -802,6 +826,7 @@ fn output_errors() {
         let status = run(
             cli.into_command(),
             || Ok(&fake),
+            &no_kernel(),
             &mut Broken(kind),
             &mut err,
         );
@@ -976,14 +1001,11 @@ fn flush_all_fails_when_the_devices_cannot_be_listed_or_read() {
 #[test]
 fn flush_if_backed_without_the_module() {
     let run_missing = |args: &[&str], errno: Errno| {
-        let cli = Cli::try_parse_from(std::iter::once("rxdskctl").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (mut out, mut err) = (Vec::new(), Vec::new());
         let missing = || -> Result<&Fake, ControlError> {
             Err(ControlError::new(CONTROL, action::OPEN, errno))
         };
-        let status = run(cli.into_command(), missing, &mut out, &mut err);
-        (status, String::from_utf8_lossy(&err).into_owned())
+        let o = run_opening(missing, &no_kernel(), args);
+        (o.status, o.stderr)
     };
     assert_eq!(
         run_missing(&["flush", "--if-backed", "rxd0"], Errno::ENOENT),
@@ -1221,3 +1243,5 @@ fn export_checks_secrets_before_anything_changes() {
     );
     assert_eq!(read("dhchap_hash"), "hmac(sha512)");
 }
+mod modprobe;
+mod sysfs;

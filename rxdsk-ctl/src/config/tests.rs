@@ -347,12 +347,16 @@ fn empty_configuration() {
     assert_eq!(ok(&[("f", "# nothing\n")]).devices.len(), 0);
 }
 
+/// Keys one or two edits away, and the names of `create`'s options, are suggested.
 #[test]
-fn edit_distances() {
-    assert_eq!(edit_distance("sise", "size"), 1);
-    assert_eq!(edit_distance("", "abc"), 3);
-    assert_eq!(edit_distance("mount-pint", "mount-point"), 1);
-    assert_eq!(edit_distance("kitten", "sitting"), 3);
+fn suggestions() {
+    let mean = |k: &str| format!(" (did you mean \"{k}\"?)");
+    assert_eq!(suggestion("sise"), mean("size"));
+    assert_eq!(suggestion("mount-pint"), mean("mount-point"));
+    assert_eq!(suggestion("Block_Size"), mean("block-size"));
+    assert_eq!(suggestion("COMPRESSION"), mean("compress"));
+    assert_eq!(suggestion("kitten"), "");
+    assert_eq!(suggestion(""), "");
 }
 
 /// A scratch directory tree for the file-finding tests.
@@ -477,10 +481,10 @@ fn comments_at_the_end_of_a_line() {
     assert_eq!(c.devices[&0].compress, None);
 }
 
-/// The README's example of rxdsk.conf, as printed there (with its comments), is valid.
+/// docs/using.md's example of rxdsk.conf, as printed there (with its comments), is valid.
 #[test]
-fn the_readme_example_is_valid() {
-    let c = ok(&[("README.md", crate::testutil::readme_example())]);
+fn the_documented_example_is_valid() {
+    let c = ok(&[("using.md", crate::testutil::documented_example())]);
     assert_eq!(c.devices.keys().copied().collect::<Vec<_>>(), [0, 1]);
     assert_eq!(c.devices[&1].flush_interval, Some(300));
     assert_eq!(

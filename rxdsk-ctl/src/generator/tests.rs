@@ -494,11 +494,11 @@ fn kmsg_lines_carry_their_priority() {
     );
 }
 
-/// The README's example, end-of-line comments and all, gives every device its units.
+/// docs/using.md's example, end-of-line comments and all, gives every device its units.
 #[test]
-fn the_readme_example_gives_units() {
+fn the_documented_example_gives_units() {
     let s = Scratch::new("generator-readme");
-    s.write("etc/rxdsk.conf", crate::testutil::readme_example());
+    s.write("etc/rxdsk.conf", crate::testutil::documented_example());
     let out = s.0.join("out").display().to_string();
     assert_eq!(run_main(&[&out], &s.0), (0, String::new()));
     assert_eq!(
