@@ -179,14 +179,21 @@ impl Changes {
         }
     }
 
-    /// The first index at or after `from` that the open cut still has to write, as far as the
-    /// change tracking knows (the store adds the indexes whose content it keeps).
-    pub(crate) fn cut_next<T: Entry>(&self, xa: &XArray<T>, from: usize) -> Option<usize> {
+    /// The first index at or after `from` that the open cut still has to write: a page or a
+    /// hole of the cut's epoch, or an index whose content at the cut the store keeps in
+    /// `frozen`.
+    pub(crate) fn cut_next<T: Entry, F: Entry>(&self, xa: &XArray<T>, frozen: &XArray<F>, from: u64) -> Option<u64> {
         if !self.cut_open() {
             return None;
         }
+        let from = usize::try_from(from).ok()?;
         let e = self.current() ^ 1;
-        Self::next_of(xa, mark_of(e), self.holes(e), from)
+        let changed = Self::next_of(xa, mark_of(e), self.holes(e), from);
+        let kept = frozen.find(from, usize::MAX, Mark::Present);
+        match (changed, kept) {
+            (Some(a), Some(b)) => Some(a.min(b) as u64),
+            (a, b) => a.or(b).map(|i| i as u64),
+        }
     }
 
     /// Takes the cut: what the current epoch holds becomes the cut, and writers go on in the

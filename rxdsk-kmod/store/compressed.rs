@@ -489,13 +489,7 @@ impl ZStore {
 
     /// The first index at or after `from` that the open cut still has to write.
     pub(crate) fn cut_next(&self, from: u64) -> Option<u64> {
-        let from = usize::try_from(from).ok()?;
-        let changed = self.changes.cut_next(&self.xa, from);
-        let kept = if self.changes.cut_open() { self.frozen.find(from, usize::MAX, Mark::Present) } else { None };
-        match (changed, kept) {
-            (Some(a), Some(b)) => Some(a.min(b) as u64),
-            (a, b) => a.or(b).map(|i| i as u64),
-        }
+        self.changes.cut_next(&self.xa, &self.frozen, from)
     }
 
     /// Takes index `index` of the open cut for writing out: puts its content at the cut into
