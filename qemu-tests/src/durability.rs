@@ -249,64 +249,76 @@ fn first_difference(a: &str, b: &str, len: u64) -> Result<Option<u64>, String> {
 }
 
 /// Defect 1: a whole-zero write, discard or write-zeroes racing a flush lost its change on
-/// the plain store (the hole recorded, the flusher clearing it, the page removed after). Here
-/// erasures and rewrites race flushes in a loop; after a last flush the image must equal the
-/// device, block for block.
+/// the plain store (the hole recorded, the flusher taking the index and copying the page still
+/// there, the page removed after: the image kept the old data and nothing was marked). Here a
+/// device full of data is erased page by page, in index order (so that flushes running back
+/// to back walk the changes right behind the eraser), by discards, write-zeroes and zero
+/// writes in turn; after a last flush every page of the image must be zeros.
 pub fn erase_races_flush() -> TestResult {
     let disk = ram_disk(1)?;
     let dev = create(false)?;
     rxdskctl(&["attach", &dev.path, &disk])?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flusher = {
-        let (stop, path) = (stop.clone(), dev.path.clone());
-        std::thread::spawn(move || -> Result<u32, String> {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                rxdskctl(&["flush", &path])?;
-                n += 1;
+    let pages = SIZE / PAGE;
+    let rounds = if crate::harness::debug_kernel() { 2 } else { 4 };
+    let (mut erasures, mut flushes) = (0u64, 0u32);
+    for round in 0..rounds {
+        blk::write_pattern(&open_direct(&dev.path, true)?, 0, SIZE, 0xE4A5 + round)?;
+        rxdskctl(&["flush", &dev.path])?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (stop, path) = (stop.clone(), dev.path.clone());
+            std::thread::spawn(move || -> Result<u32, String> {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    rxdskctl(&["flush", &path])?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        };
+        let erased = (|| -> TestResult {
+            let f = open_direct(&dev.path, true)?;
+            let zeros = AlignedBuf::zeroed(PAGE as usize)?;
+            for page in 0..pages {
+                let at = page * PAGE;
+                match page % 3 {
+                    0 => blk::discard(&f, at, PAGE).map_err(|e| format!("discard: {e}"))?,
+                    1 => blk::zeroout(&f, at, PAGE).map_err(|e| format!("write-zeroes: {e}"))?,
+                    _ => blk::write_at(&f, &zeros, at).map_err(|e| format!("zero write: {e}"))?,
+                }
             }
-            Ok(n)
-        })
-    };
-    let f = open_direct(&dev.path, true)?;
-    let mut buf = AlignedBuf::zeroed(PAGE as usize)?;
-    let zeros = AlignedBuf::zeroed(PAGE as usize)?;
-    let pages = 512u64;
-    let mut rng = 0xE4A5_E000u64;
-    let deadline = Instant::now()
-        + Duration::from_secs(if crate::harness::debug_kernel() {
-            20
-        } else {
-            10
-        });
-    let mut ops = 0u64;
-    while Instant::now() < deadline {
-        let page = blk::splitmix64(&mut rng) % pages;
-        let at = page * PAGE;
-        match blk::splitmix64(&mut rng) % 4 {
-            0 => blk::discard(&f, at, PAGE).map_err(|e| format!("discard: {e}"))?,
-            1 => blk::zeroout(&f, at, PAGE).map_err(|e| format!("write-zeroes: {e}"))?,
-            2 => blk::write_at(&f, &zeros, at).map_err(|e| format!("zero write: {e}"))?,
-            _ => {
-                blk::fill_keyed(&mut buf, rng, page);
-                blk::write_at(&f, &buf, at).map_err(|e| format!("write: {e}"))?;
-            }
-        }
-        ops += 1;
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        flushes += flusher
+            .join()
+            .map_err(|_| "the flusher panicked".to_string())??;
+        erased?;
+        erasures += pages;
+        rxdskctl(&["flush", &dev.path])?;
+        let stale = {
+            let f = open_direct(&disk, false)?;
+            let mut buf = AlignedBuf::zeroed(SIZE as usize)?;
+            read_at(&f, &mut buf, 0).map_err(|e| e.to_string())?;
+            let stale: Vec<u64> = buf
+                .chunks(PAGE as usize)
+                .enumerate()
+                .filter(|(_, p)| p.iter().any(|&b| b != 0))
+                .map(|(i, _)| i as u64)
+                .collect();
+            stale
+        };
+        ensure(stale.is_empty(), || {
+            format!(
+                "round {round}: after erasing every page while flushes ran and a last flush, {} pages of the image still hold data (first: {:?})",
+                stale.len(),
+                &stale[..stale.len().min(8)]
+            )
+        })?;
     }
-    stop.store(true, Ordering::Relaxed);
-    drop(f);
-    let flushes = flusher
-        .join()
-        .map_err(|_| "the flusher panicked".to_string())??;
-    rxdskctl(&["flush", &dev.path])?;
-    let diff = first_difference(&dev.path, &disk, pages * PAGE)?;
     rxdskctl(&["detach", &dev.path])?;
     dev.destroy()?;
-    ensure(diff.is_none(), || {
-        format!("after {ops} erasures and writes racing {flushes} flushes and a last flush, the image differs from the device at block {diff:?}")
-    })?;
-    println!("# {ops} erasures and writes raced {flushes} flushes: the image equals the device");
+    println!("# {erasures} erasures raced {flushes} flushes: every one reached the image");
     Ok(())
 }
 
@@ -407,7 +419,7 @@ pub fn reads_race_detach() -> TestResult {
     let ops = 6000;
     stamped_image(&disk, &w, ops)?;
     let history = Arc::new(History::new(&w, ops));
-    for round in 0..4 {
+    for round in 0..8 {
         let dev = adopt_printed(&rxdskctl(&["create", "--backing", &disk])?)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut readers = Vec::new();
@@ -434,9 +446,10 @@ pub fn reads_race_detach() -> TestResult {
                 Ok(n)
             }));
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // The readers' misses wait for the backing lock while DETACH holds it.
+        std::thread::sleep(Duration::from_millis(20));
         let detached = cmd("rxdskctl", &["detach", &dev.path]);
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
         stop.store(true, Ordering::Relaxed);
         let mut reads = 0;
         for r in readers {
@@ -481,33 +494,47 @@ pub fn writethrough_attach_under_writes() -> TestResult {
 }
 
 /// Defect 9: a device could back itself, or two devices each other: a writethrough write
-/// waited on its own worker forever. Every cycle is refused (ELOOP), whatever the mode.
+/// waited on its own worker forever. Sizes alone refuse most cycles (a backing device must
+/// hold the device and its metadata), but not one made after the fact: A (8 MiB) backed by B
+/// (64 MiB) in writethrough mode, B then shrunk by force to 4 MiB, and B attached to A. Every
+/// cycle is refused (ELOOP, naming the loop), whatever the mode; a chain that does not loop is
+/// fine.
 pub fn backing_cycles_refused() -> TestResult {
     let a = Device::create(8 * MIB, 4096)?;
     let b = Device::create(64 * MIB, 4096)?;
     let refused = |args: &[&str], what: &str| -> TestResult {
         let out = cmd_timeout("rxdskctl", args, &[], Duration::from_secs(60))?;
         ensure(out.status != 0, || format!("{what} was accepted"))?;
-        ensure(
-            out.stderr.contains("loop") || out.stderr.contains("itself"),
-            || format!("{what}: the error does not say why: {}", out.stderr.trim()),
-        )
+        ensure(out.stderr.contains("leads back"), || {
+            format!(
+                "{what}: the error does not name the loop: {}",
+                out.stderr.trim()
+            )
+        })
     };
     refused(
         &["attach", "--mode", "writethrough", &a.path, &a.path],
         "a device backing itself (writethrough)",
     )?;
-    refused(&["attach", &a.path, &a.path], "a device backing itself")?;
-    rxdskctl(&["attach", &a.path, &b.path])?;
+    rxdskctl(&["attach", "--mode", "writethrough", &a.path, &b.path])?;
+    // B is open (A holds it): only a forced shrink makes it small enough to fit in A.
+    b.resize(4 * MIB, RXDSK_FLAG_FORCE)
+        .map_err(|e| format!("forced shrink of the backing device: {e}"))?;
     refused(
         &["attach", "--mode", "writethrough", &b.path, &a.path],
         "two devices backing each other",
     )?;
-    // A chain that does not loop is fine.
+    refused(
+        &["attach", &b.path, &a.path],
+        "two devices backing each other (writeback)",
+    )?;
+    // A chain that does not loop: B (grown again) backed by C.
+    b.resize(64 * MIB, 0).map_err(|e| format!("grow: {e}"))?;
     let c = Device::create(128 * MIB, 4096)?;
     rxdskctl(&["attach", &b.path, &c.path])?;
-    rxdskctl(&["flush", &a.path])?;
-    rxdskctl(&["detach", &a.path])?;
+    rxdskctl(&["flush", &b.path])?;
+    // A's image no longer fits in B (shrunk under it): let go without writing it.
+    rxdskctl(&["detach", "--discard-dirty", &a.path])?;
     rxdskctl(&["detach", &b.path])?;
     a.destroy()?;
     b.destroy()?;
@@ -669,27 +696,43 @@ pub fn shrink_waits_for_deferred_writes() -> TestResult {
     Ok(())
 }
 
-/// Defect 11: a destroy waited for a running flush, and a restore replayed its journal, under
-/// the registry lock, so every control operation on every device waited too. With the
-/// backing device stalled (a suspended dm device), a flush, a destroy of that device and a
-/// restore from a stalled device wait, and meanwhile LIST, INFO, CREATE and DESTROY of other
-/// devices complete.
+/// Defect 11: a destroy waited for a running automatic flush, and a restore read its image
+/// (and replayed its journal), under the registry lock, so every control operation on every
+/// device waited too. With two backing devices stalled (suspended dm devices): a device whose
+/// automatic flush is stuck is destroyed, and a device is restored from the other; while both
+/// wait, LIST, STATS, and CREATE and DESTROY of another device complete.
 pub fn control_never_waits_for_io() -> TestResult {
-    let ram = ram_disk(7)?;
+    let (ram, image_ram) = (ram_disk(7)?, ram_disk(6)?);
+    let w = Workload::new(0x5741_1000, SIZE / PAGE);
+    stamped_image(&image_ram, &w, 2000)?;
     let sectors = (RAM_DISK_BYTES / 512).to_string();
-    let table = format!("0 {sectors} linear {ram} 0");
-    let dm = dmsetup;
-    let _ = dm(&["remove", "rxstall"]);
-    dm(&["create", "rxstall", "--table", &table])?;
-    let stalled = "/dev/mapper/rxstall";
-    ensure(
-        wait_until(Duration::from_secs(5), || is_block_device(stalled)),
-        || format!("{stalled} did not appear"),
-    )?;
+    for (name, dev) in [("rxstall", &ram), ("rxstall2", &image_ram)] {
+        let _ = dmsetup(&["remove", name]);
+        dmsetup(&[
+            "create",
+            name,
+            "--table",
+            &format!("0 {sectors} linear {dev} 0"),
+        ])?;
+        let node = format!("/dev/mapper/{name}");
+        ensure(
+            wait_until(Duration::from_secs(5), || is_block_device(&node)),
+            || format!("{node} did not appear"),
+        )?;
+    }
     let dev = create(false)?;
-    rxdskctl(&["attach", &dev.path, stalled])?;
+    rxdskctl(&[
+        "attach",
+        "--flush-interval",
+        "1",
+        &dev.path,
+        "/dev/mapper/rxstall",
+    ])?;
     blk::write_pattern(&open_direct(&dev.path, true)?, 0, 4 * MIB, 0x57A1)?;
-    dm(&["suspend", "--noflush", "rxstall"])?;
+    dmsetup(&["suspend", "--noflush", "rxstall"])?;
+    dmsetup(&["suspend", "--noflush", "rxstall2"])?;
+    // The automatic flush starts within a second and waits for the stalled device.
+    std::thread::sleep(Duration::from_millis(2500));
     let bg = |args: Vec<String>| {
         std::thread::spawn(move || {
             cmd(
@@ -698,14 +741,17 @@ pub fn control_never_waits_for_io() -> TestResult {
             )
         })
     };
-    let flush = bg(vec!["flush".into(), dev.path.clone()]);
-    std::thread::sleep(Duration::from_millis(500));
     let destroy = bg(vec!["destroy".into(), dev.path.clone()]);
-    std::thread::sleep(Duration::from_millis(500));
+    let restore = bg(vec![
+        "create".into(),
+        "--backing".into(),
+        "/dev/mapper/rxstall2".into(),
+    ]);
+    std::thread::sleep(Duration::from_millis(1000));
     let quick = |args: &[&str]| -> TestResult {
         let out = cmd_timeout("rxdskctl", args, &[], Duration::from_secs(30)).map_err(|e| {
             format!(
-                "`rxdskctl {}` waited for the stalled flush: {e}",
+                "`rxdskctl {}` waited for the stalled I/O: {e}",
                 args.join(" ")
             )
         })?;
@@ -716,32 +762,42 @@ pub fn control_never_waits_for_io() -> TestResult {
     let result = (|| -> TestResult {
         quick(&["list"])?;
         quick(&["list", "-J"])?;
-        quick(&["stats", &dev.path])?;
         let other = rxdskctl(&["create", "--size", "8M"])?;
+        quick(&["stats", &other])?;
         quick(&["destroy", &other])?;
         Ok(())
     })();
-    dm(&["resume", "rxstall"])?;
-    let flushed = flush.join().map_err(|_| "flush thread".to_string())??;
+    dmsetup(&["resume", "rxstall"])?;
+    dmsetup(&["resume", "rxstall2"])?;
     let destroyed = destroy.join().map_err(|_| "destroy thread".to_string())??;
-    if destroyed.status != 0 {
+    let restored = restore.join().map_err(|_| "restore thread".to_string())??;
+    if destroyed.status == 0 {
+        dev.forget();
+    } else {
         let _ = rxdskctl(&["detach", &dev.path]);
         dev.destroy()?;
-    } else {
-        dev.forget();
     }
-    let _ = dm(&["remove", "rxstall"]);
+    let restored_dev = (restored.status == 0).then(|| adopt_printed(restored.stdout.trim()));
+    if let Some(Ok(r)) = restored_dev {
+        let _ = rxdskctl(&["detach", &r.path]);
+        r.destroy()?;
+    }
+    let _ = dmsetup(&["remove", "rxstall"]);
+    let _ = dmsetup(&["remove", "rxstall2"]);
     result?;
-    ensure(flushed.status == 0, || {
+    ensure(destroyed.status == 0, || {
         format!(
-            "the stalled flush failed once resumed: {}",
-            flushed.stderr.trim()
+            "the destroy failed once the device resumed: {}",
+            destroyed.stderr.trim()
         )
     })?;
-    println!(
-        "# while a flush was stalled: list, stats, create and destroy of another device went on; the destroy of the stalled device: {}",
-        if destroyed.status == 0 { "done once the flush ended".to_string() } else { destroyed.stderr.trim().to_string() }
-    );
+    ensure(restored.status == 0, || {
+        format!(
+            "the restore failed once the device resumed: {}",
+            restored.stderr.trim()
+        )
+    })?;
+    println!("# with an automatic flush and a restore stalled: list, stats, create and destroy went on; both finished once resumed");
     Ok(())
 }
 
@@ -1078,12 +1134,18 @@ fn cut_ext4(seed: u64) -> Result<(), String> {
     crate::fsload::prepare(&root)?;
     announce(&format!("powercut-sha {seed} -"));
     let durable = Arc::new(AtomicU64::new(0));
+    // How many explicit flushes returned with a bound above 0: the cut waits for a few, so
+    // that the check has files it must find.
+    let flushed = Arc::new(AtomicU64::new(0));
     let flusher = {
-        let (durable, path) = (durable.clone(), dev.path.clone());
+        let (durable, flushed, path) = (durable.clone(), flushed.clone(), dev.path.clone());
         std::thread::spawn(move || loop {
             let s = durable.load(Ordering::Acquire);
             if cmd("rxdskctl", &["flush", &path]).is_ok_and(|o| o.status == 0) {
                 announce(&format!("powercut-bound {s}"));
+                if s > 0 {
+                    flushed.fetch_add(1, Ordering::Release);
+                }
             }
             std::thread::sleep(Duration::from_millis(300));
         })
@@ -1093,7 +1155,7 @@ fn cut_ext4(seed: u64) -> Result<(), String> {
     for (k, op) in crate::fsload::FsLoad::new(seed) {
         crate::fsload::perform(&root, seed, &op)?;
         durable.store(k, Ordering::Release);
-        if k >= cut_at {
+        if k >= cut_at && flushed.load(Ordering::Acquire) >= 3 {
             kill_me();
         }
     }

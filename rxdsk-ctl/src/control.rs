@@ -138,7 +138,7 @@ impl std::fmt::Display for ControlError {
                 "the backing device is smaller than the device plus its 4 KiB metadata block"
             }
             Errno::ELOOP if self.action == action::ATTACH => {
-                "the backing device is the device itself, or leads back to it through other rxdsk devices"
+                "the backing device is the device itself, or leads back to it through the backing devices of other rxdsk devices"
             }
             Errno::EBUSY if self.action == action::ATTACH => {
                 "device busy (a backing device is attached, or the backing device is in use)"
