@@ -7,8 +7,8 @@
 use crate::harness::{is_block_device, wait_until};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    self as abi, RxdskAttach, RxdskComprStats, RxdskCreate, RxdskDestroy, RxdskInfo, RxdskList,
-    RxdskResize, RxdskStats,
+    self as abi, RxdskAttach, RxdskComprStats, RxdskCreate, RxdskDestroy, RxdskDetach, RxdskFlush,
+    RxdskInfo, RxdskList, RxdskResize, RxdskStats,
 };
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -128,6 +128,25 @@ impl Control {
 
     pub fn stats_raw(&self, s: &mut RxdskStats) -> Result<(), Errno> {
         self.ioctl(abi::RXDSK_IOC_STATS, s)
+    }
+
+    /// DETACH of device `id` (flushes first).
+    pub fn detach(&self, id: u32) -> Result<(), Errno> {
+        let mut d = RxdskDetach {
+            id,
+            ..Default::default()
+        };
+        self.ioctl(abi::RXDSK_IOC_DETACH, &mut d)
+    }
+
+    /// FLUSH of device `id`: what it wrote.
+    pub fn flush(&self, id: u32) -> Result<RxdskFlush, Errno> {
+        let mut f = RxdskFlush {
+            id,
+            ..Default::default()
+        };
+        self.ioctl(abi::RXDSK_IOC_FLUSH, &mut f)?;
+        Ok(f)
     }
 
     pub fn stats(&self, id: u32) -> Result<RxdskStats, Errno> {

@@ -753,3 +753,29 @@ mod tests {
         assert!(c.contains("BUILT_MODULE_LOCATION[0]=\"rxdsk-kmod/\""));
     }
 }
+
+#[cfg(test)]
+mod module_version {
+    /// The module states its version twice (modinfo's MODULE_VERSION in C, GET_VERSION's in
+    /// Rust): both are the workspace's, which the packages carry.
+    #[test]
+    fn the_module_versions_are_the_workspace_s() {
+        let repo = crate::paths::repo();
+        let read = |p: &str| std::fs::read_to_string(repo.join(p)).unwrap();
+        let c = read("rxdsk-kmod/sys/helpers.c");
+        assert!(
+            c.contains(&format!("MODULE_VERSION(\"{}\");", super::VERSION)),
+            "helpers.c's MODULE_VERSION is not {}",
+            super::VERSION
+        );
+        let rust = read("rxdsk-kmod/ctl/control.rs");
+        assert!(
+            rust.contains(&format!(
+                "pub(crate) const MODULE_VERSION: &str = \"{}\";",
+                super::VERSION
+            )),
+            "control.rs's MODULE_VERSION is not {}",
+            super::VERSION
+        );
+    }
+}
