@@ -524,10 +524,12 @@ pub fn backing_cycles_refused() -> TestResult {
         &["attach", &b.path, &a.path],
         "two devices backing each other (writeback)",
     )?;
+    let d = Device::create(8 * MIB, 4096)?;
     refused(
-        &["attach", "--mode", "writethrough", &b.path, &b.path],
+        &["attach", "--mode", "writethrough", &d.path, &d.path],
         "a device backing itself (writethrough)",
     )?;
+    d.destroy()?;
     // A chain that does not loop: B (grown again) backed by C.
     b.resize(64 * MIB, 0).map_err(|e| format!("grow: {e}"))?;
     let c = Device::create(128 * MIB, 4096)?;
@@ -1073,20 +1075,30 @@ fn powercut_cut(variant: &str, _rest: &[String]) -> Result<(), String> {
         kill_me();
     }
     announce(&format!("powercut-sha {seed} -"));
+    // Explicit flushes back to back beside the automatic ones; each that returns bounds the
+    // restore from below.
+    let flushes = Arc::new(AtomicU64::new(0));
+    let done = writer.done.clone();
+    {
+        let (flushes, id) = (flushes.clone(), dev.id);
+        std::thread::spawn(move || {
+            let Ok(ctl) = Control::open() else { return };
+            loop {
+                let lo = done.load(Ordering::Acquire);
+                if ctl.flush(id).is_ok() {
+                    announce(&format!("powercut-bound {lo}"));
+                    flushes.fetch_add(1, Ordering::Release);
+                }
+            }
+        });
+    }
+    // Cut at a seeded moment once several flushes completed, whatever the next one is doing.
     let mut rng = seed;
-    let cut_at = 4000 + blk::splitmix64(&mut rng) % 6000;
-    let path = dev.path.clone();
-    let flusher = std::thread::spawn(move || loop {
-        let lo = writer.done();
-        if lo >= cut_at {
-            kill_me();
-        }
-        if cmd("rxdskctl", &["flush", &path]).is_ok_and(|o| o.status == 0) {
-            announce(&format!("powercut-bound {lo}"));
-        }
-    });
-    let _ = flusher.join();
-    Err("the flusher stopped".into())
+    let cut_at = writer.done() + 2000 + blk::splitmix64(&mut rng) % 6000;
+    let ready = || writer.done() >= cut_at && flushes.load(Ordering::Acquire) >= 4;
+    wait_until(Duration::from_secs(300), ready);
+    std::thread::sleep(Duration::from_micros(blk::splitmix64(&mut rng) % 20_000));
+    kill_me();
 }
 
 fn powercut_check(variant: &str, rest: &[String]) -> Result<(), String> {

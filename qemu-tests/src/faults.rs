@@ -95,6 +95,20 @@ impl Drop for Injection {
     }
 }
 
+/// Makes the forked child's stack and heap its own before its allocations start to fail: a
+/// first write to a page shared with the parent (copy-on-write) needs memory, and a fault that
+/// cannot get it is retried for ever ("VM_FAULT_OOM leaked out to the #PF handler").
+#[inline(never)]
+fn prefault() {
+    let mut stack = [0u8; 256 * 1024];
+    for i in (0..stack.len()).step_by(4096) {
+        stack[i] = 1;
+    }
+    std::hint::black_box(&stack);
+    let heap = std::hint::black_box(vec![1u8; 1 << 20]);
+    drop(heap);
+}
+
 /// Runs `f` in a forked child marked `make-it-fail` while `fault` is injected; returns the
 /// child's exit code. `f` must not allocate on the heap (a failed user allocation could
 /// abort it): prepare buffers before. A child that does not finish within 120 s is killed
@@ -108,6 +122,7 @@ pub fn in_failing_child(fault: Fault, f: impl FnOnce() -> i32) -> Result<i32, St
     // system calls and exits.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
+            prefault();
             let code = match std::fs::OpenOptions::new()
                 .write(true)
                 .open("/proc/self/make-it-fail")

@@ -146,6 +146,8 @@ fn target() -> TestResult {
     step("target: starting");
     mount_configfs()?;
     let (addr, scope) = link_up()?;
+    // The Diffie-Hellman groups of DH-HMAC-CHAP (the kernel would load it on demand too).
+    cmd_ok("modprobe", &["dh_generic"])?;
     step(&format!("{IFACE} has {addr}; exporting"));
     let dev = Device::create(DEVICE_SIZE, 4096)?;
     let traddr = format!("{addr}%{IFACE}");
@@ -468,6 +470,8 @@ impl Control {
 fn host(target: Ipv6Addr) -> TestResult {
     step("host: starting");
     cmd_ok("modprobe", &["nvme-tcp"])?;
+    // The Diffie-Hellman groups of DH-HMAC-CHAP (the kernel would load it on demand too).
+    cmd_ok("modprobe", &["dh_generic"])?;
     let (addr, scope) = link_up()?;
     step(&format!(
         "{IFACE} has {addr}; calling the target at {target}"

@@ -124,14 +124,15 @@ impl PageStore {
         if !self.changes.in_cut(&self.xa, slot) || self.frozen.contains(slot) {
             return Ok(());
         }
+        // Allocated before the RCU read lock, under which nothing may sleep.
+        let mut copy = StorePage::alloc(gfp, false).ok_or(StoreError::NoMemory)?;
         let rcu = rcu::read_lock();
-        let copy = match self.xa.load(slot) {
+        match self.xa.load(slot) {
             // SAFETY: The page stays allocated while we hold `rcu` (invariant).
-            Some(page) => unsafe { StorePage::copy_of(page, gfp) },
+            Some(page) => unsafe { copy.copy_page_from(page) },
             None => return Ok(()),
-        };
+        }
         drop(rcu);
-        let copy = copy.ok_or(StoreError::NoMemory)?;
         self.frozen.store(slot, copy, gfp).map_err(|_| StoreError::NoMemory)?;
         self.frozen_pages.fetch_add(1, Ordering::Relaxed);
         Ok(())

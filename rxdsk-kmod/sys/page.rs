@@ -41,21 +41,19 @@ impl StorePage {
         NonNull::new(page).map(|page| Self { page })
     }
 
-    /// A new page holding a copy of `page`, or `None` without memory for `gfp`.
+    /// Copies the whole of `page` into this page (ours alone).
     ///
     /// # Safety
     ///
     /// `page` stays allocated during the call.
-    pub(crate) unsafe fn copy_of(page: SharedPage, gfp: Gfp) -> Option<Self> {
-        let copy = Self::alloc(gfp, false)?;
+    pub(crate) unsafe fn copy_page_from(&mut self, page: SharedPage) {
         // SAFETY: Both pages are allocated (ours; `page` by the caller) and distinct; each
-        // stays mapped only during its copy.
+        // stays mapped only during the copy, the inner mapping undone first.
         unsafe {
-            copy.shared().with_mapped(|to| {
+            self.shared().with_mapped(|to| {
                 page.with_mapped(|from| ptr::copy_nonoverlapping(from, to, PAGE_SIZE));
             })
         };
-        Some(copy)
     }
 
     /// A handle for copies while the page is shared.
