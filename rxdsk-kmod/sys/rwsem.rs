@@ -3,7 +3,8 @@
 //! A per-CPU reader/writer semaphore (`struct percpu_rw_semaphore`): a reader pays a per-CPU
 //! increment and never touches a shared cache line while no writer is about; a writer waits
 //! until every reader inside has left and holds new ones off until it is done. Readers may
-//! sleep inside; so may the writer.
+//! sleep inside; so may the writer. Readers enter only in task context (see helpers.c: the
+//! read side changes its per-CPU count without masking interrupts).
 
 use core::marker::PhantomData;
 use kernel::{bindings, prelude::*, types::Opaque};
