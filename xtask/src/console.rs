@@ -2,6 +2,8 @@
 //! reports (BUG, WARNING, Oops, KASAN, lockdep, hung tasks, "Call Trace") that fail a run
 //! whatever the tests said. Pure code, tested on recorded logs.
 
+/// The first thing the guest's init prints: everything before it is the kernel's own boot.
+pub const INIT_STARTED: &str = "RXDSK-INIT";
 /// Printed by the guest's init before the output of a `--run` command.
 pub const RUN_BEGIN: &str = "RXDSK-RUN-BEGIN";
 /// Printed by the guest's init after a `--run` command: `RXDSK-EXIT: <status>`.
@@ -66,6 +68,8 @@ pub struct Console {
     pub reports: Vec<String>,
     pub exit_status: Option<i32>,
     pub run_started: bool,
+    /// The guest's init printed [`INIT_STARTED`].
+    pub init_started: bool,
     /// Lines that started with [`DATA`], without the prefix.
     pub data: Vec<String>,
 }
@@ -126,6 +130,10 @@ impl Console {
         if let Some(d) = line.strip_prefix(DATA) {
             self.data.push(d.to_string());
             return Event::Data;
+        }
+        if line.trim() == INIT_STARTED {
+            self.init_started = true;
+            return Event::Other;
         }
         if line.trim() == RUN_BEGIN {
             self.run_started = true;
@@ -249,6 +257,20 @@ mod tests {
             .join("testdata")
             .join(name);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// What `qemu::run` asks before booting a guest again: was a report made before init ran?
+    #[test]
+    fn init_mark_separates_the_kernels_boot() {
+        let mut c = Console::default();
+        let early =
+            c.feed("[    0.002059] BUG: KASAN: wild-memory-access in do_raw_spin_lock+0xbc/0x1d0");
+        assert!(matches!(early, Event::KernelReport(_)) && !c.init_started);
+        assert_eq!(c.feed("RXDSK-INIT\r\n"), Event::Other);
+        assert!(c.init_started);
+        let late = c.feed("[   12.000000] WARNING: CPU: 1 PID: 80 at drivers/block/x.c:1");
+        assert!(matches!(late, Event::KernelReport(_)) && c.init_started);
+        assert_eq!(c.reports.len(), 2);
     }
 
     #[test]

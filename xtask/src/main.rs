@@ -793,7 +793,7 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         &uml,
         &script,
         vm.cpus,
-        2048,
+        3072,
         Duration::from_secs(1800),
         vm.verbose,
     )?;
@@ -1065,16 +1065,16 @@ fn main() -> ExitCode {
                      in a second guest beside the normal one (its lines start with [debug])"
                 );
                 let debug_vm_for_pair = debug_vm.clone();
+                let debug_for_cuts = debug_artifacts.clone();
+                let debug_vm_for_cuts = debug_vm.clone();
+                // The debug suite is the longest single guest: its lane runs nothing else, and
+                // the debug flavour's power cuts run in the normal lane, after its other work.
                 let debug_run = std::thread::spawn(move || {
                     let short = TestSelection {
                         skip: DEBUG_SHORT_SKIP.iter().map(|s| s.to_string()).collect(),
                         ..Default::default()
                     };
-                    let suite =
-                        test_vm_labelled(&debug_artifacts, &debug_vm, &short, 2400, "[debug] ");
-                    let cuts =
-                        power_cuts(&debug_artifacts, &debug_vm, &debug_power_cuts(), "[debug] ");
-                    (suite, cuts)
+                    test_vm_labelled(&debug_artifacts, &debug_vm, &short, 2400, "[debug] ")
                 });
                 let full =
                     test_vm_labelled(&normal_artifacts, &vm, &TestSelection::default(), 1800, "");
@@ -1090,7 +1090,14 @@ fn main() -> ExitCode {
                      boot-time setup from /etc/rxdsk.conf across reboots, purge"
                 );
                 let distro = distro::test(&k, &tc, false);
-                let (debug, debug_cuts) = debug_run
+                eprintln!("[test] power cuts on the debug flavour");
+                let debug_cuts = power_cuts(
+                    &debug_for_cuts,
+                    &debug_vm_for_cuts,
+                    &debug_power_cuts(),
+                    "[debug] ",
+                );
+                let debug = debug_run
                     .join()
                     .map_err(|_| anyhow::anyhow!("the debug flavour's runner panicked"))?;
                 let [pair, debug_pair] = pairs;

@@ -362,7 +362,41 @@ pub enum Echo {
     All,
 }
 
+/// How one boot of [`run`] ended.
+enum Attempt {
+    Finished(Finished),
+    /// The kernel reported a problem before the guest's init started: none of our code (not
+    /// the module, not a test) had run, and no disk had been written.
+    BootReport(String),
+}
+
+/// Boots the guest and follows its console to the end. A kernel report before the guest's
+/// init starts (see [`crate::console::INIT_STARTED`]) cannot come from rxdsk or a test: under
+/// TCG on a loaded host an early interrupt can trip the kernel's own boot code. That boot is
+/// stopped and the guest booted once more, saying so; the console of the stopped boot is kept
+/// beside the log. A second such report fails the run like any other report.
 pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
+    // Only the harness's init prints the mark (a distribution's init on a root disk does not).
+    let mut may_retry = boot.initrd.is_some();
+    loop {
+        match run_attempt(boot, echo, may_retry)? {
+            Attempt::Finished(f) => return Ok(f),
+            Attempt::BootReport(report) => {
+                let kept = boot.log.with_extension("boot-failed.log");
+                let _ = std::fs::rename(&boot.log, &kept);
+                eprintln!(
+                    "{}[vm] the guest kernel reported a problem while booting, before its init \
+                     ran (\"{report}\"; console kept as {}): booting it again",
+                    boot.label,
+                    kept.display()
+                );
+                may_retry = false;
+            }
+        }
+    }
+}
+
+fn run_attempt(boot: &Boot, echo: Echo, may_retry: bool) -> Result<Attempt> {
     let (mut child, rx, accel, first) = start(boot)?;
     let mut log =
         std::fs::File::create(&boot.log).with_context(|| boot.log.display().to_string())?;
@@ -403,6 +437,13 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
             tail.pop_front();
         }
         let event = console.feed(&line);
+        if let Event::KernelReport(report) = &event {
+            if may_retry && !console.init_started {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(Attempt::BootReport(report.clone()));
+            }
+        }
         if matches!(event, Event::Data)
             && boot.kill_on.is_some()
             && console.data.last().map(String::as_str) == boot.kill_on
@@ -494,13 +535,13 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
             eprintln!("  | {}", l.trim_end());
         }
     }
-    Ok(Finished {
+    Ok(Attempt::Finished(Finished {
         console,
         timed_out,
         accel,
         killed,
         powered_off,
-    })
+    }))
 }
 
 /// Interactive guest on this terminal (Ctrl-A X quits QEMU).
