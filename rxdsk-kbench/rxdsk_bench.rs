@@ -11,6 +11,10 @@
 //! Measuring inside the kernel takes the system-call cost out, so drivers can be compared at
 //! native speed (User-Mode Linux) where fio would mostly measure the syscall path.
 //!
+//! With `memcpy=1`, one more slot after the devices is the memory ceiling: every I/O of a
+//! burst copies the same bytes between the submitter's buffer and a kernel buffer as big as
+//! the span (vmalloc), page by page as a RAM disk copies a bio, with no block layer around it.
+//!
 //! Result lines, per target slot:
 //! `rxdsk_bench: slot=0 dev=M:m op=randread read_pct=100 bs=4096 threads=1 bursts=B ios=N
 //! errors=E ns=T iops=I mibps=B ns_per_io=P` and `rxdsk_bench: slot=0 burst_ns=t0,t1,...`.
@@ -41,6 +45,7 @@ module! {
         ios: u32 { default: 10000, description: "I/Os per thread per burst", },
         threads: u32 { default: 1, description: "Concurrent submitters (work items)", },
         compress_pct: u32 { default: 0, description: "Percentage of every 512 bytes written that is zeros (fio's buffer_compress_percentage); 0: all random", },
+        memcpy: bool { default: false, description: "One more slot, after the devices: the same I/Os as copies to and from kernel memory", },
     },
 }
 
@@ -138,6 +143,68 @@ impl Drop for Buffer {
     }
 }
 
+/// The memcpy slot's memory: `span` bytes of vmalloc, one region of `span / threads` bytes
+/// per submitter, so that no two submitters ever write the same bytes.
+///
+/// # Invariants
+///
+/// `base` is `_owner.as_mut_ptr()`, valid for `_owner.len()` bytes while `_owner` lives (its
+/// heap block does not move with the struct); only `copy` accesses it.
+struct Memory {
+    /// Owns the bytes `base` points into, and frees them on drop; never accessed through.
+    _owner: VVec<u8>,
+    base: *mut u8,
+    region: usize,
+}
+
+// SAFETY: The buffer is plain memory; `copy` keeps each submitter within its own region.
+unsafe impl Send for Memory {}
+// SAFETY: As above: concurrent `copy` calls of different submitters touch disjoint bytes.
+unsafe impl Sync for Memory {}
+
+impl Memory {
+    fn new(span: usize, threads: NonZeroU32) -> Result<Self> {
+        // Zeroed, so every page is there before the first burst (a RAM disk's are, too).
+        let mut owner = VVec::from_elem(0u8, span, GFP_KERNEL)?;
+        let base = owner.as_mut_ptr();
+        let region = span / threads.get() as usize;
+        Ok(Self { _owner: owner, base, region })
+    }
+
+    /// One I/O of submitter `thread` on block `block` (of `len` bytes): `len` bytes from
+    /// `buffer` into the memory (`write`) or back, one page of the buffer at a time.
+    fn copy(&self, thread: u32, block: u64, buffer: &Buffer, len: u32, write: bool) {
+        let len = len as usize;
+        // Whole I/Os in this submitter's region.
+        let Some(slots) = self.region.checked_div(len).filter(|&n| n > 0) else {
+            return;
+        };
+        let start = thread as usize * self.region + (block % slots as u64) as usize * len;
+        let mut done = 0;
+        while done < len {
+            let chunk = (len - done).min(kernel::page::PAGE_SIZE);
+            let page = done / kernel::page::PAGE_SIZE;
+            // SAFETY: `start + len <= thread * region + slots * len <= (thread + 1) * region`,
+            // and `threads * region <= memory.len()`, so the bytes are in this submitter's
+            // region, which no other submitter touches;
+            // `base` is valid for the memory's length (invariant). Page `page` is within the
+            // buffer's compound page (its order covers `len`, which the caller's buffer was
+            // made for) and is mapped only for this copy.
+            unsafe {
+                let memory = self.base.add(start + done);
+                let mapped = bindings::kmap_local_page(buffer.page.add(page)).cast::<u8>();
+                if write {
+                    ptr::copy_nonoverlapping(mapped, memory, chunk);
+                } else {
+                    ptr::copy_nonoverlapping(memory, mapped, chunk);
+                }
+                bindings::kunmap_local(mapped.cast());
+            }
+            done += chunk;
+        }
+    }
+}
+
 /// xorshift64: cheap, and the same sequence for the same seed on every driver.
 struct Rng(u64);
 
@@ -158,8 +225,10 @@ struct Shared {
     /// Per submitter: filled once with random bytes (a RAM disk that skips zero pages must not
     /// get an easy write), used by that submitter only.
     buffers: KVec<Buffer>,
-    /// Per target.
+    /// Per target (the memcpy slot's last).
     errors: KVec<AtomicU64>,
+    /// The memcpy slot's memory, with `memcpy=1`: target `targets.len()`.
+    memory: Option<Memory>,
     read_pct: u32,
     random: bool,
     block_size: u32,
@@ -188,26 +257,83 @@ impl Burst {
     }
 }
 
+/// One submitter's bio on a block device, reused from I/O to I/O as `bdev_rw_virt` does.
+///
+/// # Invariants
+///
+/// `bio` was set up by `bio_init` with `bvec` as its one slot and is uninitialised in `drop`;
+/// it is boxed, so the pointer `bio_init` stored to `bvec` stays valid while both live.
+struct DeviceIo {
+    bdev: *mut bindings::block_device,
+    bio: KBox<(bindings::bio, bindings::bio_vec)>,
+}
+
+impl DeviceIo {
+    fn new(file: &BdevFile) -> Option<Self> {
+        let bdev = file.bdev();
+        // SAFETY: All-zero is a valid starting state for `bio_init`, which sets up the rest.
+        let zeroed: (bindings::bio, bindings::bio_vec) = unsafe { core::mem::zeroed() };
+        let mut bio = KBox::new(zeroed, GFP_KERNEL).ok()?;
+        let (b, v) = &mut *bio;
+        // SAFETY: `b` and `v` live in the box until `drop` (invariant); one bvec slot.
+        unsafe { bindings::bio_init(b, bdev, v, 1, bindings::req_op_REQ_OP_READ) };
+        Some(Self { bdev, bio })
+    }
+
+    /// Reads or writes block `block` of `len` bytes from or to `buffer`, waiting for it.
+    fn submit(&mut self, block: u64, len: u32, buffer: &Buffer, read: bool) -> bool {
+        let opf = if read { bindings::req_op_REQ_OP_READ } else { bindings::req_op_REQ_OP_WRITE };
+        let bio = &mut self.bio.0;
+        // SAFETY: The bio was initialised in `new` and its previous I/O has completed
+        // (`submit_bio_wait` returned); the buffer outlives the I/O.
+        let rc = unsafe {
+            bindings::bio_reset(bio, self.bdev, opf);
+            bio.bi_iter.bi_sector = block.wrapping_mul(u64::from(len)) >> 9;
+            bindings::__bio_add_page(bio, buffer.page, len, 0);
+            bindings::submit_bio_wait(bio)
+        };
+        rc == 0
+    }
+}
+
+impl Drop for DeviceIo {
+    fn drop(&mut self) {
+        // SAFETY: Initialised in `new`; no I/O in flight (`submit` waits for each).
+        unsafe { bindings::bio_uninit(&mut self.bio.0) };
+    }
+}
+
+/// Where a submitter's I/Os go.
+enum Io<'a> {
+    Device(DeviceIo),
+    Memory(&'a Memory),
+}
+
 /// One submitter's burst. Offsets and the read/write choice depend only on the submitter and
 /// the round, so every target of a round sees the same I/O sequence.
 fn run_burst(s: &Shared, target: usize, thread: u32, round: u32) {
-    let Some((bdev_file, buffer)) = s.targets.get(target).zip(s.buffers.get(thread as usize)) else {
+    let Some(buffer) = s.buffers.get(thread as usize) else {
         return;
     };
-    let bdev = bdev_file.bdev();
+    let mut io = match (s.targets.get(target), &s.memory) {
+        (Some(bdev_file), _) => match DeviceIo::new(bdev_file) {
+            Some(d) => Io::Device(d),
+            None => {
+                if let Some(e) = s.errors.get(target) {
+                    e.fetch_add(u64::from(s.ios), Ordering::Relaxed);
+                }
+                return;
+            }
+        },
+        (None, Some(memory)) if target == s.targets.len() => Io::Memory(memory),
+        _ => return,
+    };
     let seed = (u64::from(thread) << 32) ^ u64::from(round).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut rng = Rng(seed ^ 0x2545_f491_4f6c_dd1d | 1);
     let mut op_rng = Rng(seed ^ 0x1234_5678_9abc_def1 | 1);
     let stride = s.blocks.get() / NonZeroU64::from(s.threads);
     let start = u64::from(thread).wrapping_mul(stride).wrapping_add(u64::from(round).wrapping_mul(u64::from(s.ios)));
     let mut sequential = start % s.blocks;
-    // SAFETY: All-zero is a valid starting state for `bio_init`, which sets up the rest; the bio
-    // and its single bvec live on this stack until `bio_uninit`, as in `bdev_rw_virt`.
-    let mut bio: bindings::bio = unsafe { core::mem::zeroed() };
-    // SAFETY: As above.
-    let mut bvec: bindings::bio_vec = unsafe { core::mem::zeroed() };
-    // SAFETY: `bio` and `bvec` outlive every use below; one bvec slot.
-    unsafe { bindings::bio_init(&mut bio, bdev, &mut bvec, 1, bindings::req_op_REQ_OP_READ) };
     let mut errors = 0;
     for _ in 0..s.ios {
         let block = if s.random {
@@ -217,21 +343,18 @@ fn run_burst(s: &Shared, target: usize, thread: u32, round: u32) {
             sequential
         };
         let read = s.read_pct >= 100 || (s.read_pct > 0 && op_rng.next() % 100 < u64::from(s.read_pct));
-        let opf = if read { bindings::req_op_REQ_OP_READ } else { bindings::req_op_REQ_OP_WRITE };
-        // SAFETY: The bio was initialised above and its previous I/O has completed
-        // (`submit_bio_wait` returned); the buffer outlives the I/O.
-        let rc = unsafe {
-            bindings::bio_reset(&mut bio, bdev, opf);
-            bio.bi_iter.bi_sector = block.wrapping_mul(u64::from(s.block_size)) >> 9;
-            bindings::__bio_add_page(&mut bio, buffer.page, s.block_size, 0);
-            bindings::submit_bio_wait(&mut bio)
+        let ok = match &mut io {
+            Io::Device(d) => d.submit(block, s.block_size, buffer, read),
+            Io::Memory(m) => {
+                m.copy(thread, block, buffer, s.block_size, !read);
+                true
+            }
         };
-        if rc != 0 {
+        if !ok {
             errors += 1;
         }
     }
-    // SAFETY: Initialised above; no I/O in flight.
-    unsafe { bindings::bio_uninit(&mut bio) };
+    drop(io);
     if let Some(e) = s.errors.get(target) {
         e.fetch_add(errors, Ordering::Relaxed);
     }
@@ -329,9 +452,15 @@ impl kernel::Module for RxdskBench {
         for thread in 0..threads.get() {
             buffers.push(Buffer::new(block_size, 0x9e37_79b9_7f4a_7c15 ^ u64::from(thread), module_parameters::compress_pct.value())?, GFP_KERNEL)?;
         }
-        let n = core::num::NonZeroUsize::new(targets.len()).ok_or(EINVAL)?;
+        let memory = if module_parameters::memcpy.value() {
+            errors.push(AtomicU64::new(0), GFP_KERNEL)?;
+            Some(Memory::new(span as usize, threads)?)
+        } else {
+            None
+        };
+        let n = core::num::NonZeroUsize::new(targets.len() + usize::from(memory.is_some())).ok_or(EINVAL)?;
         let shared = Arc::new(
-            Shared { targets, buffers, errors, read_pct, random, block_size, blocks, ios, threads },
+            Shared { targets, buffers, errors, memory, read_pct, random, block_size, blocks, ios, threads },
             GFP_KERNEL,
         )?;
         // ns[target][round]

@@ -4,6 +4,7 @@
 //! are distorted) and `rxdsk_bench`, our in-kernel load generator, in User-Mode Linux (kernel
 //! code at native speed, no system call in the way). Targets are judged on the native table.
 
+use crate::chart::{Entry, Panel};
 use crate::console::Console;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -126,6 +127,16 @@ pub const TARGETS: &[Target] = &[
     },
 ];
 
+/// The native bench's ceiling beside the targets: the same I/Os as copies between the
+/// submitter's buffer and kernel memory as big as the span, with no block layer (rxdsk-kbench's
+/// `memcpy=1`). A RAM disk cannot move its bytes faster.
+pub const MEMCPY: &str = "memcpy";
+
+/// Every column of IOPS: the targets, then the memcpy ceiling (native only).
+pub fn columns() -> impl Iterator<Item = &'static str> {
+    TARGETS.iter().map(|t| t.label).chain([MEMCPY])
+}
+
 /// Paths and commands that differ between the QEMU guest and UML (host filesystem).
 pub struct Env {
     pub prologue: String,
@@ -178,9 +189,12 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
     for (i, t) in TARGETS.iter().enumerate() {
         s += &format!("LABEL{i}={}\n", t.label);
     }
+    // The memcpy slot, `m` in a target list (last: its slot follows the devices').
+    s += &format!("LABELm={MEMCPY}\n");
     s += "kbench() { # 'target-index...' job args...\n\
           idx=$1; job=$2; shift 2; params=''; slot=0\n\
-          for i in $idx; do check$i; mm=$(cat /sys/block/${DEV#/dev/}/dev)\n\
+          for i in $idx; do if [ $i = m ]; then params=\"$params memcpy=1\"; continue; fi\n\
+          check$i; mm=$(cat /sys/block/${DEV#/dev/}/dev)\n\
           params=\"$params dev$slot=$(( (${mm%:*} << 20) | ${mm#*:} ))\"; slot=$((slot + 1)); done\n\
           dmesg -c > /dev/null\n\
           insmod $BENCH_KO $params span_mib=$SPAN_MB \"$@\" || fail \"rxdsk_bench failed on targets $idx\"\n\
@@ -194,6 +208,7 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
           slot=$((slot + 1)); done\n}\n";
     let all: Vec<String> = (0..TARGETS.len()).map(|i| i.to_string()).collect();
     let all = all.join(" ");
+    let all_and_memcpy = format!("{all} m");
     // Warm-up: the first load of the bench module and its workers costs memory of its own.
     s += &format!("kbench '{all}' warmup random=0 read_pct=100 block_size=4096 bursts=1 ios=16 threads=$NCPU > /dev/null\n");
     for (i, t) in TARGETS.iter().enumerate() {
@@ -210,7 +225,7 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
             };
             for threads in thread_counts {
                 s += &format!(
-                    "kbench '{all}' {}@t{threads} random={} read_pct={} block_size={} bursts={bursts} ios={} threads={threads}\n",
+                    "kbench '{all_and_memcpy}' {}@t{threads} random={} read_pct={} block_size={} bursts={bursts} ios={} threads={threads}\n",
                     job.name,
                     u32::from(job.random),
                     job.read_pct,
@@ -733,7 +748,7 @@ fn paired_ratio_of(
 }
 
 /// The targets rxdsk's ratios are reported against.
-pub const RATIO_TARGETS: [&str; 2] = ["brd", "null_blk"];
+pub const RATIO_TARGETS: [&str; 3] = ["brd", "null_blk", MEMCPY];
 /// Key of [`Row::ratios`] for rxdsk with a backing device over plain rxdsk.
 pub const WB_RATIO: &str = "wb/rxdsk";
 
@@ -765,10 +780,7 @@ impl Row {
 pub fn rows(samples: &[Sample]) -> Vec<Row> {
     let mut keys: Vec<(Mode, String)> = Vec::new();
     // The compressed targets' rows have a table of their own.
-    for s in samples
-        .iter()
-        .filter(|s| TARGETS.iter().any(|t| t.label == s.target))
-    {
+    for s in samples.iter().filter(|s| columns().any(|t| t == s.target)) {
         if !keys.iter().any(|(m, r)| *m == s.mode && *r == s.row) {
             keys.push((s.mode, s.row.clone()));
         }
@@ -778,20 +790,20 @@ pub fn rows(samples: &[Sample]) -> Vec<Row> {
             let (job, depth) = row.split_once('@').unwrap_or((&row, ""));
             let mut iops = BTreeMap::new();
             let mut mbps = BTreeMap::new();
-            for t in TARGETS {
+            for t in columns() {
                 let of = |f: fn(&Sample) -> f64| {
                     median(
                         samples
                             .iter()
-                            .filter(|s| s.mode == mode && s.row == row && s.target == t.label)
+                            .filter(|s| s.mode == mode && s.row == row && s.target == t)
                             .map(f)
                             .collect(),
                     )
                 };
                 let v = of(|s| s.iops);
                 if v.is_finite() {
-                    iops.insert(t.label.to_string(), v);
-                    mbps.insert(t.label.to_string(), of(|s| s.mbps));
+                    iops.insert(t.to_string(), v);
+                    mbps.insert(t.to_string(), of(|s| s.mbps));
                 }
             }
             let mut ratios: BTreeMap<String, Spread> = RATIO_TARGETS
@@ -820,24 +832,20 @@ fn fmt_ratio(r: Option<f64>) -> String {
 /// The terminal (and Markdown) table of one mode.
 pub fn table(rows: &[Row], mode: Mode, markdown: bool) -> String {
     let mut head: Vec<String> = vec!["job".into(), "depth".into()];
-    head.extend(TARGETS.iter().map(|t| format!("{} IOPS", t.label)));
-    head.extend([
-        "rxdsk/brd".into(),
-        "IQR".into(),
-        "rxdsk/null_blk".into(),
-        "IQR".into(),
-        "wb/rxdsk".into(),
-        "IQR".into(),
-    ]);
+    head.extend(columns().map(|t| format!("{t} IOPS")));
+    for t in RATIO_TARGETS.into_iter().chain([WB_RATIO]) {
+        let name = if t == WB_RATIO {
+            t.to_string()
+        } else {
+            format!("rxdsk/{t}")
+        };
+        head.extend([name, "IQR".into()]);
+    }
     let mut lines: Vec<Vec<String>> = vec![head];
     for r in rows.iter().filter(|r| r.mode == mode) {
         let mut l = vec![r.job.clone(), r.depth.clone()];
-        for t in TARGETS {
-            l.push(
-                r.iops
-                    .get(t.label)
-                    .map_or("-".into(), |v| format!("{v:.0}")),
-            );
+        for t in columns() {
+            l.push(r.iops.get(t).map_or("-".into(), |v| format!("{v:.0}")));
         }
         for t in RATIO_TARGETS {
             l.push(fmt_ratio(r.ratio(t)));
@@ -906,6 +914,10 @@ pub fn json_rows(rows: &[Row]) -> Value {
                     json!(r.ratio("null_blk").map(|x| (x * 1000.0).round() / 1000.0)),
                 );
                 o.insert(
+                    "rxdsk_vs_memcpy".into(),
+                    json!(r.ratio(MEMCPY).map(|x| (x * 1000.0).round() / 1000.0)),
+                );
+                o.insert(
                     "rxdsk_wb_vs_rxdsk".into(),
                     json!(r
                         .ratios
@@ -915,6 +927,7 @@ pub fn json_rows(rows: &[Row]) -> Value {
                 for (t, key) in [
                     ("brd", "rxdsk_vs_brd"),
                     ("null_blk", "rxdsk_vs_nullblk"),
+                    (MEMCPY, "rxdsk_vs_memcpy"),
                     (WB_RATIO, "rxdsk_wb_vs_rxdsk"),
                 ] {
                     if let Some(s) = r.ratios.get(t) {
@@ -1006,6 +1019,43 @@ pub fn compression_table(results: &Results) -> String {
     out
 }
 
+/// The targets against the ceilings (native): rxdsk over the memcpy slot on the 1 MiB rows
+/// (target >= 0.80) and over null_blk without memory (the block layer alone) on the 4 KiB rows.
+pub fn ceiling_table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows.iter().filter(|r| r.mode == Mode::Native) {
+        let (other, target) = if r.job.starts_with("1M-") {
+            (MEMCPY, "target >= 0.80")
+        } else {
+            ("null_blk", "no target yet")
+        };
+        let Some(s) = r.ratios.get(other) else {
+            continue;
+        };
+        out += &format!(
+            "  {:<16} {:<4} rxdsk/{other:<9} {:.2} [IQR {:.2}-{:.2}] ({target}{})\n",
+            r.job,
+            r.depth,
+            s.median,
+            s.p25,
+            s.p75,
+            if r.job.starts_with("1M-") {
+                if s.median >= 0.8 {
+                    ", met"
+                } else {
+                    ", NOT met"
+                }
+            } else {
+                ""
+            }
+        );
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("Ceilings (the same I/Os with no RAM disk: memcpy to kernel memory, null_blk without memory):\n{out}")
+}
+
 pub fn memory_table(results: &Results) -> String {
     let mut out = String::from("RAM cost (MemAvailable drop per GiB written):\n");
     for (t, (kib, span_mb)) in &results.mem_kib {
@@ -1072,6 +1122,7 @@ impl Report<'_> {
         if let Some((head, _)) = &self.emulated {
             text += &format!("{head}\n{}\n", table(self.rows, Mode::Emulated, false));
         }
+        text += &ceiling_table(self.rows);
         text += &format!("native (UML) {}", memory_table(self.native_mem));
         text += &compression_table(self.native_mem);
         if !self.native_mem.backing.is_empty() {
@@ -1097,7 +1148,11 @@ impl Report<'_> {
         if let Some((head, _)) = &self.emulated {
             md += &format!("## {head}\n\n{}\n", table(self.rows, Mode::Emulated, true));
         }
-        md += &format!("```\n{}", memory_table(self.native_mem));
+        md += &format!(
+            "```\n{}{}",
+            ceiling_table(self.rows),
+            memory_table(self.native_mem)
+        );
         md += &compression_table(self.native_mem);
         if !self.native_mem.backing.is_empty() {
             md += &backing_table(self.native_mem, self.rows);
@@ -1125,12 +1180,129 @@ impl Report<'_> {
         )?;
         file("latest.md", self.markdown())?;
         file("latest.txt", self.text())?;
-        crate::chart::write(
-            self.rows,
-            &self.native_head,
-            self.emulated.as_ref().map(|(head, _)| head.as_str()),
-            &out.join("latest.png"),
-        )
+        crate::chart::write(&self.panels(), &out.join("latest.png"))
+    }
+
+    /// The chart's panels: the ratios with targets, one panel per section.
+    pub fn panels(&self) -> Vec<Panel> {
+        let single = |v: f64| Spread {
+            p25: v,
+            median: v,
+            p75: v,
+            pairs: 1,
+        };
+        let entry = |group: String, series: String, spread: Spread, target: Option<f64>| Entry {
+            group,
+            series,
+            spread,
+            target,
+        };
+        let ratio_entries = |mode: Mode, targets: bool| -> Vec<Entry> {
+            let mut out = Vec::new();
+            for r in self.rows.iter().filter(|r| r.mode == mode) {
+                for other in RATIO_TARGETS {
+                    let Some(s) = r.ratios.get(other) else {
+                        continue;
+                    };
+                    let target = match other {
+                        "brd" => Some(1.0),
+                        MEMCPY if r.job.starts_with("1M-") => Some(0.8),
+                        _ => None,
+                    };
+                    out.push(entry(
+                        format!("{}@{}", r.job, r.depth),
+                        format!("rxdsk/{other}"),
+                        *s,
+                        target.filter(|_| targets),
+                    ));
+                }
+            }
+            out
+        };
+        let mut panels = vec![Panel {
+            title: format!("{}: rxdsk against brd and the ceilings", self.native_head),
+            entries: ratio_entries(Mode::Native, true),
+        }];
+        let samples = &self.native_mem.samples;
+        let mut compressed = Vec::new();
+        let mut row_names: Vec<&str> = Vec::new();
+        for s in samples {
+            if (s.row.starts_with("c50-") || s.row.starts_with("corpus-"))
+                && !row_names.contains(&s.row.as_str())
+            {
+                row_names.push(&s.row);
+            }
+        }
+        for row in row_names {
+            for algorithm in COMPRESSORS {
+                let (r, z) = (
+                    compressed_label("rxdsk", algorithm),
+                    compressed_label("zram", algorithm),
+                );
+                if let Some(s) = paired_ratio_of(samples, Mode::Native, row, &r, &z) {
+                    compressed.push(entry(
+                        row.to_string(),
+                        format!("rxdsk/zram {algorithm}"),
+                        s,
+                        Some(1.10),
+                    ));
+                }
+            }
+        }
+        panels.push(Panel {
+            title: "native: compressed devices, rxdsk against zram with the same algorithm".into(),
+            entries: compressed,
+        });
+        let mut backing = Vec::new();
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.mode == Mode::Native && r.job.contains("write"))
+        {
+            if let Some(s) = r.ratios.get(WB_RATIO) {
+                backing.push(entry(
+                    format!("{}@{}", r.job, r.depth),
+                    "with a backing device/without".into(),
+                    *s,
+                    Some(0.95),
+                ));
+            }
+        }
+        let b = &self.native_mem.backing;
+        if let (Some(f), Some(fb), Some(c), Some(bytes)) = (
+            b.get("flush_s"),
+            b.get("flush_bytes"),
+            b.get("copy_s"),
+            b.get("bytes"),
+        ) {
+            backing.push(entry(
+                "flush of the span".into(),
+                "flush/dd of the same bytes".into(),
+                single((fb / f) / (bytes / c)),
+                Some(0.80),
+            ));
+        }
+        if let (Some(quiet), Some(flushing)) =
+            (b.get("quiet_write_iops"), b.get("flushing_write_iops"))
+        {
+            backing.push(entry(
+                "4k-randwrite while flushing".into(),
+                "writes during flushes/without".into(),
+                single(flushing / quiet),
+                Some(0.70),
+            ));
+        }
+        panels.push(Panel {
+            title: "native: the backing device".into(),
+            entries: backing,
+        });
+        if let Some((head, _)) = &self.emulated {
+            panels.push(Panel {
+                title: format!("{head} (no targets: emulation distorts ratios)"),
+                entries: ratio_entries(Mode::Emulated, false),
+            });
+        }
+        panels
     }
 }
 
@@ -1170,6 +1342,99 @@ mod tests {
         let k = kbench_script(&env(), 64, 1, 5, 1000);
         let f = k.find("kbench() {").unwrap();
         assert!(k[f..].find("check$i").unwrap() < k[f..].find("insmod").unwrap());
+    }
+
+    /// The script's `kbench` function, run by sh with the kernel's side stubbed: the memcpy
+    /// slot (`m`) adds `memcpy=1`, takes the slot after the devices and is reported as memcpy.
+    #[test]
+    fn the_memcpy_slot_follows_the_devices() {
+        let script = kbench_script(&env(), 64, 1, 5, 1000);
+        let main_jobs: Vec<&str> = script
+            .lines()
+            .filter(|l| l.starts_with("kbench '0 ") && l.contains("@t"))
+            .collect();
+        assert_eq!(main_jobs.len(), JOBS.len() + 3, "{main_jobs:?}");
+        assert!(
+            main_jobs.iter().all(|l| l.contains(" m' ")),
+            "{main_jobs:?}"
+        );
+        assert!(script
+            .lines()
+            .filter(|l| l.contains(" fill "))
+            .all(|l| !l.contains(" m'")));
+        let f = script.find("kbench() {").unwrap();
+        let end = f + script[f..].find("\n}\n").unwrap() + 3;
+        let dir = std::env::temp_dir().join(format!("rxdsk-kbench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stub = format!(
+            "set -e\nfail() {{ echo \"FAIL $*\"; exit 1; }}\n\
+             LABEL0=rxdsk; LABEL1=brd; LABELm={MEMCPY}; DEV0=/dev/a; DEV1=/dev/b\n\
+             check0() {{ DEV=$DEV0; }}; check1() {{ DEV=$DEV1; }}\n\
+             cat() {{ echo 7:3; }}; rmmod() {{ :; }}\n\
+             insmod() {{ echo \"$*\" > {params}; }}\n\
+             dmesg() {{ [ \"$1\" = -c ] || printf 'rxdsk_bench: slot=0 dev=7:3 a\\nrxdsk_bench: slot=0 burst_ns=1\\n\
+             rxdsk_bench: slot=1 dev=7:3 b\\nrxdsk_bench: slot=1 burst_ns=2\\n\
+             rxdsk_bench: slot=2 dev=0:0 c\\nrxdsk_bench: slot=2 burst_ns=3\\n'; }}\n\
+             BENCH_KO=ko; SPAN_MB=8\n{}\nkbench '0 1 m' job1\n",
+            &script[f..end],
+            params = dir.join("params").display(),
+        )
+        .replace("/tmp/kbench.out", &dir.join("out").display().to_string());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&stub)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let params = std::fs::read_to_string(dir.join("params")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            params.contains(" memcpy=1") && params.contains("dev1="),
+            "{params}"
+        );
+        assert!(!params.contains("dev2="), "{params}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "RXDSK-DATA kbench rxdsk job1 slot=0 dev=7:3 a burst_ns=1",
+                "RXDSK-DATA kbench brd job1 slot=1 dev=7:3 b burst_ns=2",
+                "RXDSK-DATA kbench memcpy job1 slot=2 dev=0:0 c burst_ns=3",
+            ],
+            "{stdout}"
+        );
+    }
+
+    /// rxdsk over the memcpy slot is a paired ratio like the others, and the ceiling lines
+    /// judge the 1 MiB rows against 0.80.
+    #[test]
+    fn memcpy_is_a_ceiling_with_a_target() {
+        let mut c = Console::default();
+        for (t, times) in [
+            ("rxdsk", "100,100,100"),
+            ("brd", "100,100,100"),
+            (MEMCPY, "70,70,70"),
+        ] {
+            c.feed(&format!(
+                "RXDSK-DATA kbench {t} 1M-seqread@t1 slot=0 dev=1:0 bs=1048576 bursts=3 ios=30 errors=0 ns=1 burst_ns={times}"
+            ));
+        }
+        let mut r = Results::default();
+        parse(&c, &mut r).unwrap();
+        let rows = rows(&r.samples);
+        assert!((rows[0].ratio(MEMCPY).unwrap() - 0.7).abs() < 1e-9);
+        let t = ceiling_table(&rows);
+        assert!(
+            t.contains("rxdsk/memcpy") && t.contains("0.70") && t.contains("NOT met"),
+            "{t}"
+        );
+        assert!(table(&rows, Mode::Native, false).contains("memcpy IOPS"));
+        assert_eq!(json_rows(&rows)[0]["rxdsk_vs_memcpy"], 0.7);
     }
 
     #[test]

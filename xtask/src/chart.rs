@@ -1,8 +1,10 @@
-//! The bench chart: IOPS of every target relative to brd, per row, native and emulated panels.
-//! Drawn as SVG with plotters (no font backend needed) and rasterised to PNG with resvg, whose
-//! text needs real fonts: see [`font_db`].
+//! The bench chart: the ratios the targets are about, each a point with its interquartile
+//! range as a whisker, around a line at 1.0 and the target's own line; one panel per section
+//! (the native rows against brd and the ceilings, the compressed rows against zram, the
+//! backing device's rows, the emulated rows). Drawn as SVG with plotters (no font backend
+//! needed) and rasterised to PNG with resvg, whose text needs real fonts: see [`font_db`].
 
-use crate::bench::{Mode, Row, TARGETS};
+use crate::bench::Spread;
 use anyhow::{bail, ensure, Context, Result};
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::prelude::*;
@@ -12,20 +14,41 @@ use std::sync::Arc;
 
 const WIDTH: u32 = 1400;
 const PANEL_HEIGHT: u32 = 420;
-const COLOURS: [RGBColor; 5] = [
-    RGBColor(214, 39, 40),
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
+/// Distinct and readable for the common colour-vision deficiencies (Okabe and Ito's palette).
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
 ];
 
-/// The x axis: `n` rows side by side, row `i` over `i..i + 1`, with one tick (labelled with
-/// the row) under the middle of each; plotters' own f64 axis picks "round" ticks instead, which
-/// fall between groups of bars and skip rows.
-struct RowAxis(usize);
+/// One ratio of one group of a panel: `series` (the legend's name, e.g. `rxdsk/brd`) measured
+/// on `group` (the x axis's label, e.g. `4k-randread@t1`).
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub group: String,
+    pub series: String,
+    /// Median and IQR; a single measurement has all three equal (no whisker).
+    pub spread: Spread,
+    /// The ratio this entry must reach, drawn as a dashed mark across its group.
+    pub target: Option<f64>,
+}
 
-impl Ranged for RowAxis {
+/// One section of the chart.
+#[derive(Clone, Debug)]
+pub struct Panel {
+    pub title: String,
+    pub entries: Vec<Entry>,
+}
+
+/// The x axis: `n` groups side by side, group `i` over `i..i + 1`, with one tick (labelled
+/// with the group) under the middle of each; plotters' own f64 axis picks "round" ticks
+/// instead, which fall between groups and skip some.
+struct GroupAxis(usize);
+
+impl Ranged for GroupAxis {
     type FormatOption = DefaultFormatting;
     type ValueType = f64;
 
@@ -46,62 +69,113 @@ impl Ranged for RowAxis {
     }
 }
 
-fn panel(
-    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-    rows: &[&Row],
-    title: &str,
-) -> Result<()> {
-    let max = rows
+/// The distinct values of `key` over `entries`, in first-seen order.
+fn distinct(entries: &[Entry], key: fn(&Entry) -> &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in entries {
+        if !out.iter().any(|v| v == key(e)) {
+            out.push(key(e).to_string());
+        }
+    }
+    out
+}
+
+fn draw_panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, panel: &Panel) -> Result<()> {
+    let entries: Vec<&Entry> = panel
+        .entries
         .iter()
-        .flat_map(|r| {
-            TARGETS
-                .iter()
-                .filter_map(|t| Some(r.iops.get(t.label)? / r.iops.get("brd")?))
-        })
+        .filter(|e| e.spread.median.is_finite())
+        .collect();
+    let owned: Vec<Entry> = entries.iter().map(|e| (*e).clone()).collect();
+    let groups = distinct(&owned, |e| &e.group);
+    let series = distinct(&owned, |e| &e.series);
+    let top = entries
+        .iter()
+        .flat_map(|e| [e.spread.p75, e.spread.median, e.target.unwrap_or(0.0)])
         .filter(|v| v.is_finite())
         .fold(1.0f64, f64::max)
         * 1.15;
-    let n = rows.len().max(1);
+    let n = groups.len().max(1);
     let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 20))
+        .caption(&panel.title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(60)
         .y_label_area_size(60)
-        .build_cartesian_2d(RowAxis(n), 0f64..max)
+        .build_cartesian_2d(GroupAxis(n), 0f64..top)
         .context("chart axes")?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_label_formatter(&|x| {
-            rows.get(x.floor() as usize)
-                .map(|r| format!("{}@{}", r.job, r.depth))
-                .unwrap_or_default()
-        })
-        .y_desc("IOPS relative to brd")
+        .x_label_formatter(&|x| groups.get(x.floor() as usize).cloned().unwrap_or_default())
+        .y_desc("ratio (median, IQR whisker)")
         .label_style(("sans-serif", 13))
         .draw()
         .context("chart mesh")?;
-    let bar = 0.8 / TARGETS.len() as f64;
-    for (k, t) in TARGETS.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        let bars = rows.iter().enumerate().filter_map(|(i, r)| {
-            let v = r.iops.get(t.label)? / r.iops.get("brd")?;
-            let x0 = i as f64 + 0.1 + k as f64 * bar;
-            v.is_finite()
-                .then(|| Rectangle::new([(x0, 0.0), (x0 + bar * 0.9, v)], colour.filled()))
-        });
-        chart
-            .draw_series(bars)
-            .context("bars")?
-            .label(t.label)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
-    }
     chart
         .draw_series(std::iter::once(PathElement::new(
             vec![(0.0, 1.0), (n as f64, 1.0)],
             BLACK.stroke_width(1),
         )))
-        .context("baseline")?;
+        .context("line at 1.0")?;
+    // Each group's targets: a dashed mark across the group, one per distinct target.
+    let target_style = RGBColor(90, 90, 90).stroke_width(2);
+    let mut marks = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        let mut targets: Vec<f64> = entries
+            .iter()
+            .filter(|e| &e.group == g)
+            .filter_map(|e| e.target)
+            .collect();
+        targets.dedup();
+        for t in targets {
+            let dashes = 6;
+            for d in (0..dashes).step_by(2) {
+                let x0 = i as f64 + 0.05 + 0.9 * d as f64 / dashes as f64;
+                let x1 = x0 + 0.9 / dashes as f64;
+                marks.push(PathElement::new(vec![(x0, t), (x1, t)], target_style));
+            }
+        }
+    }
+    if !marks.is_empty() {
+        chart
+            .draw_series(marks)
+            .context("targets")?
+            .label("target")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], target_style));
+    }
+    let slot = 0.8 / series.len().max(1) as f64;
+    for (k, name) in series.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let at = |e: &Entry| -> Option<f64> {
+            let i = groups.iter().position(|g| *g == e.group)?;
+            Some(i as f64 + 0.1 + slot * (k as f64 + 0.5))
+        };
+        let mine: Vec<&&Entry> = entries.iter().filter(|e| &e.series == name).collect();
+        let whiskers = mine.iter().filter_map(|e| {
+            let x = at(e)?;
+            let w = slot * 0.25;
+            Some(PathElement::new(
+                vec![
+                    (x - w, e.spread.p25),
+                    (x + w, e.spread.p25),
+                    (x, e.spread.p25),
+                    (x, e.spread.p75),
+                    (x - w, e.spread.p75),
+                    (x + w, e.spread.p75),
+                ],
+                colour.stroke_width(2),
+            ))
+        });
+        chart.draw_series(whiskers).context("whiskers")?;
+        let points = mine
+            .iter()
+            .filter_map(|e| Some(Circle::new((at(e)?, e.spread.median), 5, colour.filled())));
+        chart
+            .draw_series(points)
+            .context("medians")?
+            .label(name.as_str())
+            .legend(move |(x, y)| Circle::new((x + 6, y), 5, colour.filled()));
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -219,37 +293,26 @@ fn rasterise(svg: &str, db: Arc<fontdb::Database>) -> Result<resvg::tiny_skia::P
     Ok(pixmap)
 }
 
-/// The chart as SVG: one panel per mode with a title (`None`: no panel, e.g. `--native-only`).
-fn svg(rows: &[Row], native_title: &str, emulated_title: Option<&str>) -> Result<String> {
-    let panels: Vec<(Vec<&Row>, &str)> = [
-        (Mode::Native, Some(native_title)),
-        (Mode::Emulated, emulated_title),
-    ]
-    .into_iter()
-    .filter_map(|(mode, title)| Some((rows.iter().filter(|r| r.mode == mode).collect(), title?)))
-    .collect();
+/// The chart as SVG: the panels one above the other (those without entries left out).
+fn svg(panels: &[Panel]) -> Result<String> {
+    let panels: Vec<&Panel> = panels.iter().filter(|p| !p.entries.is_empty()).collect();
     let mut svg = String::new();
     {
-        let height = PANEL_HEIGHT * panels.len() as u32;
+        let height = PANEL_HEIGHT * panels.len().max(1) as u32;
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).context("background")?;
-        let areas = root.split_evenly((panels.len(), 1));
-        for (area, (rows, title)) in areas.iter().zip(&panels) {
-            panel(area, rows, title)?;
+        let areas = root.split_evenly((panels.len().max(1), 1));
+        for (area, panel) in areas.iter().zip(&panels) {
+            draw_panel(area, panel)?;
         }
         root.present().context("svg")?;
     }
     Ok(svg)
 }
 
-/// Writes `path` (PNG) and the SVG beside it; the emulated panel only with `emulated_title`.
-pub fn write(
-    rows: &[Row],
-    native_title: &str,
-    emulated_title: Option<&str>,
-    path: &Path,
-) -> Result<()> {
-    let svg = svg(rows, native_title, emulated_title)?;
+/// Writes `path` (PNG) and the SVG beside it.
+pub fn write(panels: &[Panel], path: &Path) -> Result<()> {
+    let svg = svg(panels)?;
     std::fs::write(path.with_extension("svg"), &svg)?;
     rasterise(&svg, Arc::new(font_db()?))?
         .save_png(path)
@@ -260,25 +323,45 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
-    fn rows() -> Vec<Row> {
-        let row = |mode, depth: &str, v: f64| Row {
-            mode,
-            job: "4k-randread".into(),
-            depth: depth.into(),
-            iops: BTreeMap::from([
-                ("rxdsk".to_string(), v),
-                ("brd".to_string(), 100.0),
-                ("null_blk".to_string(), 180.0),
-            ]),
-            mbps: BTreeMap::new(),
-            ratios: BTreeMap::new(),
+    fn spread(p25: f64, median: f64, p75: f64) -> Spread {
+        Spread {
+            p25,
+            median,
+            p75,
+            pairs: 9,
+        }
+    }
+
+    fn panels() -> Vec<Panel> {
+        let e = |group: &str, series: &str, s: Spread, target| Entry {
+            group: group.into(),
+            series: series.into(),
+            spread: s,
+            target,
         };
         vec![
-            row(Mode::Native, "t1", 120.0),
-            row(Mode::Native, "t2", 90.0),
-            row(Mode::Emulated, "qd32", 150.0),
+            Panel {
+                title: "NATIVE panel title".into(),
+                entries: [
+                    ("4k-randread@t1", "rxdsk/brd", (0.95, 1.02, 1.08), Some(1.0)),
+                    ("4k-randread@t1", "rxdsk/null_blk", (0.7, 0.8, 0.85), None),
+                    ("1M-seqread@t1", "rxdsk/brd", (0.84, 0.86, 0.89), Some(1.0)),
+                    ("1M-seqread@t1", "rxdsk/memcpy", (0.6, 0.7, 0.75), Some(0.8)),
+                ]
+                .into_iter()
+                .map(|(g, series, (p25, m, p75), t)| e(g, series, spread(p25, m, p75), t))
+                .collect(),
+            },
+            Panel {
+                title: "EMULATED panel title".into(),
+                entries: vec![e(
+                    "4k-randread@qd32",
+                    "rxdsk/brd",
+                    spread(1.4, 1.5, 1.6),
+                    None,
+                )],
+            },
         ]
     }
 
@@ -308,11 +391,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rxdsk-chart-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let png = dir.join("c.png");
-        write(&rows(), "native", Some("emulated"), &png).unwrap();
+        write(&panels(), &png).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
         let svg = std::fs::read_to_string(png.with_extension("svg")).unwrap();
-        assert!(svg.contains("rxdsk") && svg.contains("IOPS relative to brd"));
+        assert!(svg.contains("rxdsk/memcpy") && svg.contains("IQR whisker"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -320,7 +403,7 @@ mod tests {
     /// gives different pixels (with fontdb's defaults, as before the fix, they were identical).
     #[test]
     fn png_has_text() {
-        let svg = svg(&rows(), "NATIVE panel title", Some("EMULATED panel title")).unwrap();
+        let svg = svg(&panels()).unwrap();
         let bare = without_text(&svg);
         assert!(svg.matches("<text").count() >= 10 && !bare.contains("<text"));
 
@@ -352,16 +435,49 @@ mod tests {
     }
 
     #[test]
-    fn native_only_chart_has_one_panel() {
-        let svg = svg(&rows(), "native", None).unwrap();
-        // Every row is labelled, the emulated one absent.
+    fn a_panel_without_entries_is_left_out() {
+        let mut p = panels();
+        p[1].entries.clear();
+        let svg = svg(&p).unwrap();
+        // Every group is labelled, the empty panel absent.
         assert!(
             svg.contains(">\n4k-randread@t1\n<")
-                && svg.contains(">\n4k-randread@t2\n<")
-                && !svg.contains("qd32"),
+                && svg.contains(">\n1M-seqread@t1\n<")
+                && !svg.contains("EMULATED"),
             "{svg}"
         );
         let db = Arc::new(font_db().unwrap());
         assert_eq!(rasterise(&svg, db).unwrap().height(), PANEL_HEIGHT);
+    }
+
+    /// Every entry is a point (and the legend one per series), every target a dashed mark.
+    #[test]
+    fn points_whiskers_and_targets() {
+        let p = panels();
+        let svg = svg(&p[..1]).unwrap();
+        let series = 3;
+        assert_eq!(
+            svg.matches("<circle").count(),
+            p[0].entries.len() + series,
+            "{svg}"
+        );
+        // Whiskers: one polyline of six points per entry.
+        let whiskers = svg.matches("<polyline").count();
+        assert!(whiskers >= p[0].entries.len(), "{whiskers}");
+        // Targets 1.0 in both groups and 0.8 in the second: three dashed marks of three dashes.
+        let (with, without) = (svg, svg_without_targets(&p[0]));
+        assert_eq!(
+            with.matches("<polyline").count() - without.matches("<polyline").count(),
+            3 * 3 + 1,
+            "nine dashes and the legend's mark"
+        );
+    }
+
+    fn svg_without_targets(panel: &Panel) -> String {
+        let mut panel = panel.clone();
+        for e in &mut panel.entries {
+            e.target = None;
+        }
+        svg(&[panel]).unwrap()
     }
 }
