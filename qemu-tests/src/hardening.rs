@@ -692,21 +692,15 @@ pub fn swap_global_pressure() -> TestResult {
             || "/dev/nullb0 did not appear".into(),
         )?;
         let avail = blk::mem_available()?;
-        let total = blk::meminfo("MemTotal")?;
         let mut cache = File::open("/dev/nullb0").map_err(|e| format!("/dev/nullb0: {e}"))?;
         let mut buf = vec![0u8; MIB as usize];
-        // Until the page cache has taken all but a twentieth of the RAM (every MiB read beyond
-        // that only recycles the cache, dear under KASAN); at most what was available and
-        // half a GiB more.
-        for read in 0..(avail + 512 * MIB) / MIB {
-            if read % 64 == 0 && blk::meminfo("MemFree")? < total / 20 {
-                break;
-            }
+        for _ in 0..(avail + 512 * MIB) / MIB {
             cache
                 .read_exact(&mut buf)
                 .map_err(|e| format!("reading /dev/nullb0: {e}"))?;
         }
         let free = blk::meminfo("MemFree")?;
+        let total = blk::meminfo("MemTotal")?;
         ensure(free < total / 10, || {
             format!(
                 "the page cache left {} MiB of {} free: no global pressure",
