@@ -94,7 +94,8 @@ fn draw_panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, panel: &Pa
         .flat_map(|e| [e.spread.p75, e.spread.median, e.target.unwrap_or(0.0)])
         .filter(|v| v.is_finite())
         .fold(1.0f64, f64::max)
-        * 1.15;
+        // Headroom above the data for the legend.
+        * 1.5;
     let n = groups.len().max(1);
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 18))
@@ -178,6 +179,7 @@ fn draw_panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, panel: &Pa
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperMiddle)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
