@@ -664,7 +664,7 @@ pub fn test(k: &KernelBuild, tc: &KernelToolchain, verbose: bool) -> Result<Summ
             kernel: debs.vmlinuz.clone(),
             initrd: None,
             cmdline: Some(
-                "root=/dev/vda rw console=ttyS0 loglevel=5 panic=-1 oops=panic \
+                "root=/dev/vda rw console=ttyS0 loglevel=5 panic=-1 oops=panic no_timer_check \
                  init=/lib/systemd/systemd"
                     .into(),
             ),
