@@ -93,7 +93,9 @@ fn children_of(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             let l = l.trim();
-            let rest = l.strip_prefix("pub(crate) mod ").or_else(|| l.strip_prefix("mod "))?;
+            let rest = l
+                .strip_prefix("pub(crate) mod ")
+                .or_else(|| l.strip_prefix("mod "))?;
             rest.strip_suffix(';').map(str::to_string)
         })
         .collect()
@@ -190,9 +192,7 @@ fn expand(s: &str) -> Vec<Vec<String>> {
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
             && seg != "self";
-        if seg == "super" {
-            prefix.push(seg.clone());
-        } else if is_module {
+        if seg == "super" || is_module {
             prefix.push(seg.clone());
         } else {
             return vec![prefix];
@@ -266,7 +266,11 @@ pub fn problems(files: &[File]) -> Vec<String> {
             }
         }
         if f.bindings > 0 && f.module.first().is_none_or(|m| m != "sys") {
-            out.push(format!("{} uses bindings:: outside sys/ ({} lines)", name(&f.module), f.bindings));
+            out.push(format!(
+                "{} uses bindings:: outside sys/ ({} lines)",
+                name(&f.module),
+                f.bindings
+            ));
         }
     }
     // Circles: a depth-first search for a back edge.
@@ -345,7 +349,12 @@ mod tests {
         let files = scan(&dir).unwrap();
         assert!(files.len() > 10, "{}", render(&files));
         let problems = problems(&files);
-        assert!(problems.is_empty(), "{}\n{}", problems.join("\n"), render(&files));
+        assert!(
+            problems.is_empty(),
+            "{}\n{}",
+            problems.join("\n"),
+            render(&files)
+        );
     }
 
     #[test]
@@ -355,7 +364,10 @@ mod tests {
             ("sys.rs", "pub(crate) mod a;"),
             ("sys/a.rs", "use crate::store::{Store, b::B};"),
             ("store.rs", "mod b; use crate::sys::a::A;"),
-            ("store/b.rs", "use super::Store; fn f() { kernel::bindings::xa_load(); }"),
+            (
+                "store/b.rs",
+                "use super::Store; fn f() { kernel::bindings::xa_load(); }",
+            ),
         ]);
         let p = problems(&f).join("\n");
         assert!(p.contains("sys/a reaches up to store"), "{p}");
@@ -369,7 +381,10 @@ mod tests {
         let f = files(&[
             ("rxdsk_main.rs", ""),
             ("image.rs", "use crate::store::{unloaded::Unloaded, Store};"),
-            ("image/journal.rs", "use super::{Image, format::X}; use crate::sys::ffi::{self, Gfp};"),
+            (
+                "image/journal.rs",
+                "use super::{Image, format::X}; use crate::sys::ffi::{self, Gfp};",
+            ),
             ("store.rs", ""),
             ("store/unloaded.rs", ""),
             ("sys.rs", ""),
