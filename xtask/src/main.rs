@@ -424,6 +424,70 @@ fn demo(vm: &VmArgs) -> Result<i32> {
         format!("sh /usr/share/rxdsk-tests/demo-backing-2.sh {sha}"),
         900,
     )?;
+    let status = script_status(&second);
+    if status != 0 {
+        return Ok(status);
+    }
+    demo_live_power_cut(&a, vm)
+}
+
+/// The main job, part 3: the power cut under live use of `cargo xtask test`
+/// (`power_cut_stamp_direct_plain`), shown: a writer stamps every block it writes with its
+/// operation's number while flushes are taken, QEMU is killed right after one returned with
+/// the writer still running, and a fresh guest restores the device and finds it equal to the
+/// state after a prefix of the writes, no older than that flush.
+fn demo_live_power_cut(a: &Artifacts, vm: &VmArgs) -> Result<i32> {
+    const VARIANT: &str = "stamp-direct-plain";
+    eprintln!(
+        "[demo] part 3: a power cut under live use: a writer runs through the flushes, the guest \
+         is killed right after one returns, a fresh guest restores and checks the device"
+    );
+    let disk = paths::target().join("demo-live.img");
+    let _ = std::fs::remove_file(&disk);
+    let with_disk = |size| {
+        let mut v = vm.clone();
+        v.disks = vec![qemu::DiskSpec {
+            path: disk.clone(),
+            size,
+        }];
+        v
+    };
+    let mut b = boot(
+        a,
+        &with_disk(Some(512 << 20)),
+        "run",
+        &[(
+            "etc/rxdsk-run.sh",
+            format!("sh /usr/share/rxdsk-tests/powercut.sh cut {VARIANT}").into_bytes(),
+        )],
+        900,
+    )?;
+    b.kill_on = Some("powercut-kill");
+    let first = qemu::run(&b, qemu::Echo::RunOutput)?;
+    let args = match cut_verdict(&first) {
+        Ok(args) => args,
+        Err(why) => {
+            eprintln!("[demo] the cut boot failed: {why}");
+            return Ok(1);
+        }
+    };
+    if let [_seed, lo, hi] = args.split_whitespace().collect::<Vec<_>>()[..] {
+        eprintln!(
+            "[demo] a seeded writer (4 KiB writes, each block stamped with its operation's number, \
+             and discards) ran while the device was flushed: the flush began after operation {lo} \
+             and returned before operation {hi}"
+        );
+    }
+    eprintln!(
+        "[demo] the guest was killed (SIGKILL) right after, the writer still running; a fresh \
+         guest restores the device and finds which state it holds"
+    );
+    let (second, _) = run_script(
+        a,
+        &with_disk(None),
+        format!("sh /usr/share/rxdsk-tests/powercut.sh check {VARIANT} /dev/vda {args}"),
+        900,
+    )?;
     Ok(script_status(&second))
 }
 
@@ -452,6 +516,32 @@ fn debug_power_cuts() -> Vec<&'static str> {
         .into_iter()
         .filter(|v| !v.ends_with("-2"))
         .collect()
+}
+
+/// What the check boot of a power cut needs from its cut boot (the arguments after the disk of
+/// `powercut.sh check`), or why the cut failed.
+fn cut_verdict(first: &qemu::Finished) -> Result<String, String> {
+    let shas = first
+        .console
+        .data
+        .iter()
+        .find_map(|d| d.strip_prefix("powercut-sha "));
+    // Under live use: the last flush that returned before the cut bounds the restore.
+    let bound = first
+        .console
+        .data
+        .iter()
+        .rev()
+        .find_map(|d| d.strip_prefix("powercut-bound "));
+    match shas {
+        _ if !first.killed => Err("the guest never asked for the cut".into()),
+        _ if !first.console.reports.is_empty() => Err("the kernel reported problems".into()),
+        None => Err("the guest printed no checksum".into()),
+        Some(shas) => Ok(match bound {
+            Some(b) => format!("{shas} {b}"),
+            None => shas.to_string(),
+        }),
+    }
 }
 
 /// The power cuts: a boot per variant on its own fresh disk, killed with SIGKILL the moment
@@ -494,27 +584,7 @@ fn power_cuts(
             true,
             format!("console-powercut-{flavour}-{variant}.log"),
         )?;
-        let shas = first
-            .console
-            .data
-            .iter()
-            .find_map(|d| d.strip_prefix("powercut-sha "));
-        // Under live use: the last flush that returned before the cut bounds the restore.
-        let bound = first
-            .console
-            .data
-            .iter()
-            .rev()
-            .find_map(|d| d.strip_prefix("powercut-bound "));
-        verdicts.push(match shas {
-            _ if !first.killed => Err("the guest never asked for the cut".into()),
-            _ if !first.console.reports.is_empty() => Err("the kernel reported problems".into()),
-            None => Err("the guest printed no checksum".into()),
-            Some(shas) => Ok(match bound {
-                Some(b) => format!("{shas} {b}"),
-                None => shas.to_string(),
-            }),
-        });
+        verdicts.push(cut_verdict(&first));
     }
     // One restoring boot for every variant that was cut.
     let mut script = String::new();
