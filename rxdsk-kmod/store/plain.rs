@@ -128,7 +128,8 @@ impl PageStore {
         let mut copy = StorePage::alloc(gfp, false).ok_or(StoreError::NoMemory)?;
         let rcu = rcu::read_lock();
         match self.xa.load(slot) {
-            // SAFETY: The page stays allocated while we hold `rcu` (invariant).
+            // SAFETY: `copy_page_from` needs `page` allocated for the call: a stored page is
+            // freed only after an RCU grace period (invariant), and we hold `rcu` throughout.
             Some(page) => unsafe { copy.copy_page_from(page) },
             None => return Ok(()),
         }

@@ -948,15 +948,19 @@ pub fn json_rows(rows: &[Row]) -> Value {
 /// from paired bursts with its IQR, and DATA/TOTAL of each after the data's fill. zram's
 /// TOTAL is its mm_stat mem_used_total, which leaves out its table (16 bytes per page of its
 /// size); rxdsk's includes its descriptors (16 bytes per page held).
-pub fn compression_table(results: &Results) -> String {
-    let mut row_names: Vec<String> = Vec::new();
-    for s in &results.samples {
-        if (s.row.starts_with("c50-") || s.row.starts_with("corpus-"))
-            && !row_names.contains(&s.row)
-        {
-            row_names.push(s.row.clone());
+/// The compressed targets' rows (`c50-...`, `corpus-...`), in the order measured.
+fn compressed_rows(samples: &[Sample]) -> Vec<&str> {
+    let mut rows: Vec<&str> = Vec::new();
+    for s in samples {
+        if (s.row.starts_with("c50-") || s.row.starts_with("corpus-")) && !rows.contains(&&*s.row) {
+            rows.push(&s.row);
         }
     }
+    rows
+}
+
+pub fn compression_table(results: &Results) -> String {
+    let row_names = compressed_rows(&results.samples);
     if row_names.is_empty() {
         return String::new();
     }
@@ -1024,30 +1028,19 @@ pub fn compression_table(results: &Results) -> String {
 pub fn ceiling_table(rows: &[Row]) -> String {
     let mut out = String::new();
     for r in rows.iter().filter(|r| r.mode == Mode::Native) {
-        let (other, target) = if r.job.starts_with("1M-") {
-            (MEMCPY, "target >= 0.80")
-        } else {
-            ("null_blk", "no target yet")
-        };
+        let big = r.job.starts_with("1M-");
+        let other = if big { MEMCPY } else { "null_blk" };
         let Some(s) = r.ratios.get(other) else {
             continue;
         };
+        let target = match (big, s.median >= 0.8) {
+            (true, true) => "target >= 0.80, met",
+            (true, false) => "target >= 0.80, NOT met",
+            (false, _) => "no target yet",
+        };
         out += &format!(
-            "  {:<16} {:<4} rxdsk/{other:<9} {:.2} [IQR {:.2}-{:.2}] ({target}{})\n",
-            r.job,
-            r.depth,
-            s.median,
-            s.p25,
-            s.p75,
-            if r.job.starts_with("1M-") {
-                if s.median >= 0.8 {
-                    ", met"
-                } else {
-                    ", NOT met"
-                }
-            } else {
-                ""
-            }
+            "  {:<16} {:<4} rxdsk/{other:<9} {:.2} [IQR {:.2}-{:.2}] ({target})\n",
+            r.job, r.depth, s.median, s.p25, s.p75,
         );
     }
     if out.is_empty() {
@@ -1225,15 +1218,7 @@ impl Report<'_> {
         }];
         let samples = &self.native_mem.samples;
         let mut compressed = Vec::new();
-        let mut row_names: Vec<&str> = Vec::new();
-        for s in samples {
-            if (s.row.starts_with("c50-") || s.row.starts_with("corpus-"))
-                && !row_names.contains(&s.row.as_str())
-            {
-                row_names.push(&s.row);
-            }
-        }
-        for row in row_names {
+        for row in compressed_rows(samples) {
             for algorithm in COMPRESSORS {
                 let (r, z) = (
                     compressed_label("rxdsk", algorithm),

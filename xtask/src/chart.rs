@@ -70,7 +70,7 @@ impl Ranged for GroupAxis {
 }
 
 /// The distinct values of `key` over `entries`, in first-seen order.
-fn distinct(entries: &[Entry], key: fn(&Entry) -> &str) -> Vec<String> {
+fn distinct(entries: &[&Entry], key: fn(&Entry) -> &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for e in entries {
         if !out.iter().any(|v| v == key(e)) {
@@ -86,9 +86,8 @@ fn draw_panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, panel: &Pa
         .iter()
         .filter(|e| e.spread.median.is_finite())
         .collect();
-    let owned: Vec<Entry> = entries.iter().map(|e| (*e).clone()).collect();
-    let groups = distinct(&owned, |e| &e.group);
-    let series = distinct(&owned, |e| &e.series);
+    let groups = distinct(&entries, |e| &e.group);
+    let series = distinct(&entries, |e| &e.series);
     let top = entries
         .iter()
         .flat_map(|e| [e.spread.p75, e.spread.median, e.target.unwrap_or(0.0)])
