@@ -5,6 +5,7 @@
 //! restore, attach, detach, flush, resize, destroy) and how each bio is dispatched. Safe Rust
 //! over `sys`, `store` and `image`.
 
+mod cache;
 mod stats;
 
 use crate::abi::{
@@ -24,7 +25,7 @@ use crate::sys::iomem::IoMem;
 use crate::sys::periodic::{Periodic, PeriodicTask};
 use crate::sys::rwsem::PercpuRwSem;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -34,6 +35,7 @@ use kernel::{
         Arc, Mutex,
     },
 };
+use cache::Cache;
 use stats::{Counter, Failure, Stats};
 
 /// A read miss loads the aligned cluster of this many pages around it (read-ahead).
@@ -73,7 +75,10 @@ pub(crate) struct DeviceConfig {
 ///   disk is removed, before `self` is freed.
 /// - While `unloaded` has pages, `backing` holds the image they are read from (DETACH
 ///   loads them all first), and no I/O touches a page whose bit is set: such bios go through
-///   `deferred`, which loads the page first.
+///   `deferred`, which loads the page first. A bit is set again only by eviction (see
+///   `device/cache.rs`), for a clean page, with `backing` and `cut` (for writing) held; so
+///   bios that change the store check the bits again under `cut`, and a read that finds no
+///   page looks at its bit again.
 /// - Every bio that changes the store does so holding `cut` for reading, and checks the
 ///   capacity and the writethrough mode under it; a flush's cut, a shrink and the start of
 ///   tracking (ATTACH) take it for writing: no change is under way then, deferred bios
@@ -96,6 +101,9 @@ pub(crate) struct Device {
     capacity: AtomicU64,
     logical_block_size: u32,
     mem_limit_bytes: u64,
+    /// The limit is a cache size while a backing device is attached (see `device/cache.rs`).
+    evicts: bool,
+    cache: Cache,
     read_only: bool,
     stats: Stats,
     /// Serialises ATTACH, DETACH and FLUSH of this device; `None` while detached.
@@ -114,7 +122,12 @@ pub(crate) struct Device {
 
 impl Device {
     pub(crate) fn create(id: u32, config: &DeviceConfig) -> Result<Arc<Self>> {
-        let device = Self::build(id, config, Unloaded::none())?;
+        let unloaded = if Cache::can_evict(config.size_bytes, config.mem_limit_bytes) {
+            Unloaded::blank(config.size_bytes.div_ceil(PAGE_SIZE as u64))?
+        } else {
+            Unloaded::none()
+        };
+        let device = Self::build(id, config, unloaded)?;
         device.add()?;
         Ok(device)
     }
@@ -122,9 +135,15 @@ impl Device {
     /// Creates a device from the image on `path`: size, block size, mode and journal from its
     /// header (a committed journal replayed first), attached and clean; pages are read from
     /// the image on first access (or by [`Device::load_all`]). `EUCLEAN` for an
-    /// image whose last flush did not complete, unless `force`. Returns the device and the
-    /// generation.
-    pub(crate) fn restore(id: u32, path: &CStr, force: bool, compress: Option<Algorithm>) -> Result<(Arc<Self>, u64)> {
+    /// image whose last flush did not complete, unless `force`. `mem_limit_bytes` (0: none)
+    /// is the cache size (see `device/cache.rs`). Returns the device and the generation.
+    pub(crate) fn restore(
+        id: u32,
+        path: &CStr,
+        force: bool,
+        compress: Option<Algorithm>,
+        mem_limit_bytes: u64,
+    ) -> Result<(Arc<Self>, u64)> {
         // The header first, through a shared open: the exclusive one needs the device.
         let header = image::read_header_at(path)?;
         // A committed journal is replayed below: its image is whole.
@@ -139,7 +158,7 @@ impl Device {
         let config = DeviceConfig {
             size_bytes: header.size_bytes,
             logical_block_size: header.logical_block_size,
-            mem_limit_bytes: 0,
+            mem_limit_bytes,
             read_only: false,
             compress,
         };
@@ -176,10 +195,14 @@ impl Device {
         }
     }
 
-    /// Loads every page still on the backing device, a chunk per hold of the backing lock.
+    /// Loads every page still on the backing device, a chunk per hold of the backing lock; a
+    /// cache device stops at its high-water mark.
     pub(crate) fn load_all(&self) -> Result {
         let mut from = 0;
         while let Some(first) = self.unloaded.next_set(from, u64::MAX) {
+            if self.caches() && self.store.used_bytes() >= self.high_water() {
+                break;
+            }
             let last = first.saturating_add(PRELOAD_CHUNK - 1);
             {
                 let backing = self.lock_backing();
@@ -207,6 +230,48 @@ impl Device {
     /// the change is on the backing device).
     fn needs_write_through(&self, bio: &Bio) -> bool {
         self.view.is_writethrough() && Self::changes_data(bio)
+    }
+
+    /// Whether this device's memory limit is a cache size now: it has one, and a backing
+    /// device to evict to.
+    fn caches(&self) -> bool {
+        self.evicts && self.view.is_attached()
+    }
+
+    /// Memory use above which the periodic work and the loader make room ahead of need.
+    fn high_water(&self) -> u64 {
+        self.cache.high_water()
+    }
+
+    fn low_water(&self) -> u64 {
+        self.cache.low_water()
+    }
+
+    /// Brings memory use down to `goal` bytes: clean pages are evicted, and if that is not
+    /// enough, a flush makes the dirty ones clean and they are evicted in turn. The caller
+    /// holds the backing lock (`image` is its image). `ENOSPC` if the device still has no
+    /// room for a page.
+    fn make_room(&self, image: &mut Image, goal: u64) -> Result {
+        if self.store.used_bytes() <= goal {
+            return Ok(());
+        }
+        let data = self.data();
+        if image.settle(&data)? {
+            self.cache.evict_to(&self.store, &self.unloaded, &self.cut, goal);
+        }
+        if self.store.used_bytes() > goal {
+            let flushed = image.write_back(&data);
+            self.view.publish(Some(image));
+            flushed?;
+            self.cache.room_flushes.fetch_add(1, Ordering::Relaxed);
+            if image.settle(&data)? {
+                self.cache.evict_to(&self.store, &self.unloaded, &self.cut, goal);
+            }
+        }
+        if self.store.used_bytes() + PAGE_SIZE as u64 > self.mem_limit_bytes {
+            return Err(ENOSPC);
+        }
+        Ok(())
     }
 
     /// The first and last page a bio touches, if it must wait for pages still on the backing
@@ -389,6 +454,8 @@ impl Device {
                 capacity: AtomicU64::new(config.size_bytes),
                 logical_block_size: config.logical_block_size,
                 mem_limit_bytes: config.mem_limit_bytes,
+                evicts: Cache::can_evict(config.size_bytes, config.mem_limit_bytes),
+                cache: Cache::new(config.size_bytes, config.mem_limit_bytes)?,
                 read_only: config.read_only,
                 stats,
                 backing <- new_mutex!(None),
@@ -527,7 +594,9 @@ impl Device {
         Ok(())
     }
 
-    fn handle(&self, bio: &Bio) -> Result<(), (Status, Failure)> {
+    /// Applies `bio` to the store; `touch`: its pages count as used (not for the access that
+    /// just loaded them, see `Referenced`).
+    fn handle(&self, bio: &Bio, touch: bool) -> Result<(), (Status, Failure)> {
         let op = bio.op();
         if bio.flush_or_fua() || op == Op::Flush {
             // Only reached when the disk advertises a volatile write cache (never for plain
@@ -547,8 +616,9 @@ impl Device {
             Op::Read => {
                 let nowait = bio.nowait();
                 bio.for_each_segment((Status::IoError, Failure::Io), |pos, buf| {
-                    self.read_span(pos, buf, nowait).map_err(|e| match e {
+                    self.read_span(pos, buf, nowait, touch).map_err(|e| match e {
                         StoreError::WouldBlock => (Status::Again, Failure::Alloc),
+                        StoreError::Unloaded => (Status::IoError, Failure::Unloaded),
                         _ => (Status::IoError, Failure::Io),
                     })
                 })?;
@@ -562,11 +632,11 @@ impl Device {
                 let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
                 let mut batch = self.store.batch();
                 bio.for_each_segment((Status::IoError, Failure::Io), |pos, buf| {
-                    self.write_span(pos, buf, gfp, nowait, &mut batch).map_err(|e| match e {
+                    self.write_span(pos, buf, gfp, nowait, touch, &mut batch).map_err(|e| match e {
                         StoreError::Limit => (Status::NoSpace, Failure::Limit),
                         StoreError::NoMemory | StoreError::WouldBlock if nowait => (Status::Again, Failure::Alloc),
                         StoreError::NoMemory | StoreError::WouldBlock => (Status::IoError, Failure::Alloc),
-                        StoreError::Corrupt => (Status::IoError, Failure::Io),
+                        StoreError::Corrupt | StoreError::Unloaded => (Status::IoError, Failure::Io),
                     })
                 })?;
                 self.stats.account(Counter::Write, len);
@@ -578,6 +648,7 @@ impl Device {
                 let nowait = bio.nowait();
                 self.free_range(pos, end, nowait).map_err(|e| match e {
                     StoreError::WouldBlock if nowait => (Status::Again, Failure::Alloc),
+                    StoreError::Limit => (Status::NoSpace, Failure::Limit),
                     _ => (Status::IoError, Failure::Alloc),
                 })?;
                 let counter = if op == Op::Discard { Counter::Discard } else { Counter::WriteZeroes };
@@ -589,11 +660,28 @@ impl Device {
         Ok(())
     }
 
-    /// Reads `buf.len()` bytes at device position `pos`, page by page of the store.
-    fn read_span(&self, pos: u64, mut buf: IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
+    /// Reads `buf.len()` bytes at device position `pos`, page by page of the store. On a
+    /// cache device a page found missing may have been evicted after the bio's check:
+    /// `Unloaded` then, and the bio goes to the worker to load it.
+    fn read_span(&self, pos: u64, mut buf: IoMem<'_>, nowait: bool, touch: bool) -> Result<(), StoreError> {
+        let caches = self.caches();
         for piece in pieces(pos, buf.len() as u64) {
             let (chunk, rest) = buf.split_at(piece.len);
-            self.store.read(piece.index, piece.offset, chunk, nowait)?;
+            let present = self.store.read(piece.index, piece.offset, chunk, nowait)?;
+            if caches {
+                if present {
+                    if touch {
+                        self.cache.referenced.touch(piece.index);
+                    }
+                } else {
+                    // Pairs with eviction's fence between setting the bit and removing the
+                    // page: having seen the page gone, we see the bit.
+                    fence(Ordering::SeqCst);
+                    if self.unloaded.is_set(piece.index) {
+                        return Err(StoreError::Unloaded);
+                    }
+                }
+            }
             buf = rest;
         }
         Ok(())
@@ -601,11 +689,20 @@ impl Device {
 
     /// Writes `buf` at device position `pos`; a whole page of zeros stores no page (the one it
     /// replaces goes with `batch`).
-    fn write_span(&self, pos: u64, mut buf: IoMem<'_>, gfp: Gfp, nowait: bool, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+    #[allow(clippy::too_many_arguments)]
+    fn write_span(&self, pos: u64, mut buf: IoMem<'_>, gfp: Gfp, nowait: bool, touch: bool, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        let touch = touch && self.caches();
         for piece in pieces(pos, buf.len() as u64) {
             let (chunk, rest) = buf.split_at(piece.len);
+            if touch {
+                self.cache.referenced.touch(piece.index);
+            }
             if piece.is_whole() && chunk.is_zero() {
                 self.store.erase(piece.index, gfp, nowait, batch)?;
+                if touch {
+                    // No page stays: nothing to protect.
+                    self.cache.referenced.forget(piece.index);
+                }
                 self.stats.zero_page();
             } else {
                 self.store.write(piece.index, piece.offset, &chunk, gfp, nowait)?;
@@ -712,6 +809,22 @@ impl BioHandler for Device {
                     c.decompress_failures
                 )
             }
+            Attr::CacheStat => {
+                let (hits, misses) = self.stats.cache_reads();
+                let c = &self.cache;
+                let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+                writeln!(
+                    out,
+                    "{} {} {} {} {} {} {}",
+                    hits,
+                    misses,
+                    get(&c.evictions),
+                    get(&c.room_flushes),
+                    get(&c.throttled),
+                    c.referenced.protected_pages(),
+                    u8::from(self.caches())
+                )
+            }
             Attr::BdStat => {
                 let i = &self.image_stats;
                 let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -729,12 +842,27 @@ impl BioHandler for Device {
     }
 
     fn submit_bio(&self, bio: Bio) {
-        if self.needs_load(&bio).is_some() {
+        let load = self.needs_load(&bio);
+        if bio.op() == Op::Read && self.caches() {
+            self.stats.cache_read(load.is_none());
+        }
+        if load.is_some() {
             self.defer(bio);
             return;
         }
         self.complete(bio);
     }
+}
+
+/// What one attempt at a bio came to.
+enum Attempt {
+    Done(Result<(), (Status, Failure)>),
+    /// A page it needs is on the backing device only (evicted after the bio's first check).
+    Load,
+    /// A cache device is at its limit: room must be made first.
+    Room,
+    /// Only waiting could tell (the cut lock, for a `REQ_NOWAIT` bio).
+    Wait,
 }
 
 impl Device {
@@ -749,28 +877,46 @@ impl Device {
         }
     }
 
-    /// Handles `bio` on the store and ends it; one that changes the store does so under the
-    /// cut lock, where the writethrough mode is checked too (such a bio goes to the worker).
+    /// Handles `bio` on the store and ends it, or hands it to the worker (writethrough, a
+    /// page to load, a cache device at its limit, a flush taking its cut under `REQ_NOWAIT`).
     fn complete(&self, bio: Bio) {
-        let result = if Self::changes_data(&bio) {
+        match self.attempt(&bio, true, false) {
+            Attempt::Done(result) => self.end(bio, result),
+            Attempt::Room => {
+                self.cache.throttled.fetch_add(1, Ordering::Relaxed);
+                self.defer(bio);
+            }
+            Attempt::Load | Attempt::Wait => self.defer(bio),
+        }
+    }
+
+    /// One attempt at `bio` on the store; one that changes the store does so under the cut
+    /// lock, where the writethrough mode and (on a cache device) the unloaded pages are
+    /// checked again. `in_worker`: the writethrough mode is the caller's business.
+    fn attempt(&self, bio: &Bio, touch: bool, in_worker: bool) -> Attempt {
+        let result = if Self::changes_data(bio) {
             let no_cut = if bio.nowait() { self.cut.try_read() } else { Some(self.cut.read()) };
             let Some(no_cut) = no_cut else {
                 // A flush is taking its cut: only waiting could tell.
-                self.defer(bio);
-                return;
+                return Attempt::Wait;
             };
-            if self.needs_write_through(&bio) {
-                drop(no_cut);
-                self.defer(bio);
-                return;
+            if !in_worker && self.needs_write_through(bio) {
+                return Attempt::Wait;
             }
-            let result = self.handle(&bio);
+            if self.caches() && self.needs_load(bio).is_some() {
+                return Attempt::Load;
+            }
+            let result = self.handle(bio, touch);
             drop(no_cut);
             result
         } else {
-            self.handle(&bio)
+            self.handle(bio, touch)
         };
-        self.end(bio, result);
+        match result {
+            Err((_, Failure::Unloaded)) => Attempt::Load,
+            Err((_, Failure::Limit)) if self.caches() => Attempt::Room,
+            result => Attempt::Done(result),
+        }
     }
 
     fn end(&self, bio: Bio, result: Result<(), (Status, Failure)>) {
@@ -801,45 +947,83 @@ impl Device {
                 return;
             }
         };
-        let data = self.data();
-        if self.unloaded.next_set(first, last).is_some() {
-            let (from, to) = (first & !(MISS_CLUSTER - 1), last | (MISS_CLUSTER - 1));
-            if image.load(&data, from, to, ffi::gfp_noio()).is_err() {
-                self.end(bio, Err((Status::IoError, Failure::Io)));
-                return;
-            }
-        }
-        let handled = {
-            let _no_cut = self.cut.read();
-            self.handle(&bio)
-        };
+        let handled = self.attempt_locked(image, &bio, true);
         if handled.is_err() {
             self.end(bio, handled);
             return;
         }
-        let written = image.write_through(&data, first, last).map_err(|_| (Status::IoError, Failure::Io));
+        let written = image.write_through(&self.data(), first, last).map_err(|_| (Status::IoError, Failure::Io));
         self.end(bio, written);
     }
 
-    /// Loads what `bio` needs from the backing device: the aligned cluster around a miss
-    /// (read-ahead); for a discard or write-zeroes only its partial pages, as the whole ones
-    /// it covers are dropped unread.
-    fn load_for(&self, bio: &Bio, first: u64, last: u64) -> Result {
-        let backing = self.lock_backing();
-        let Some(image) = backing.as_ref() else {
-            // Detached meanwhile: DETACH loads every page first, so none is left to wait for.
-            return if self.needs_load(bio).is_none() { Ok(()) } else { Err(EIO) };
-        };
+    /// Applies `bio` to the store with the backing lock held (`image` is its image): loads
+    /// the pages it needs, makes room on a cache device at its limit, and tries again (a
+    /// few times: another bio may take the room first).
+    fn attempt_locked(&self, image: &mut Image, bio: &Bio, in_worker_writethrough: bool) -> Result<(), (Status, Failure)> {
+        let mut touch = true;
+        for _ in 0..4 {
+            if let Some((first, last)) = self.needs_load(bio) {
+                // The access that loads a page does not count as a use of it.
+                touch = false;
+                self.load_for(image, bio, first, last).map_err(|_| (Status::IoError, Failure::Io))?;
+            }
+            match self.attempt(bio, touch, in_worker_writethrough) {
+                Attempt::Done(result) => return result,
+                Attempt::Room => {
+                    self.cache.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.make_room(image, self.low_water()).map_err(|_| (Status::NoSpace, Failure::Limit))?;
+                }
+                // Worker bios wait (never `REQ_NOWAIT`); a writethrough one is ours to do.
+                Attempt::Load | Attempt::Wait => {}
+            }
+        }
+        Err((Status::NoSpace, Failure::Limit))
+    }
+
+    /// Loads what `bio` needs from the backing device (lock held, `image` its image): the
+    /// aligned cluster around a miss (read-ahead; a cache device: just the bio's pages); for
+    /// a discard or write-zeroes only its
+    /// partial pages, as the whole ones it covers are dropped unread. A cache device makes
+    /// room first when it is above its high-water mark.
+    fn load_for(&self, image: &mut Image, bio: &Bio, first: u64, last: u64) -> Result {
+        if self.caches() {
+            // Room for the whole range first: making room in the middle of the load could
+            // evict the range's own pages, which would come back as ghosts (protected).
+            let need = (last - first + 1).saturating_mul(PAGE_SIZE as u64);
+            if self.store.used_bytes().saturating_add(need) > self.high_water() {
+                self.make_room(image, self.low_water().min(self.mem_limit_bytes.saturating_sub(need)))?;
+            }
+        }
         let data = self.data();
-        let cluster = |from: u64, to: u64| image.load(&data, from & !(MISS_CLUSTER - 1), to | (MISS_CLUSTER - 1), ffi::gfp_noio());
+        // A cache device loads only what the bio touches: read-ahead would fill a cache that
+        // is smaller than the device with neighbours of random misses.
+        let (align, caches) = (MISS_CLUSTER - 1, self.caches());
+        let cluster = |image: &mut Image, from: u64, to: u64| -> Result {
+            let (from, to) = if caches { (from, to) } else { (from & !align, to | align) };
+            match image.load(&data, from, to, ffi::gfp_noio()) {
+                Err(e) if e == ENOSPC && self.caches() => {
+                    self.make_room(image, self.low_water())?;
+                    image.load(&data, from, to, ffi::gfp_noio())
+                }
+                other => other,
+            }
+        };
         if !matches!(bio.op(), Op::Discard | Op::WriteZeroes) {
-            return cluster(first, last);
+            if caches {
+                // Pages evicted from probation lately come back protected (2Q).
+                let mut from = first;
+                while let Some(index) = self.unloaded.next_set(from, last) {
+                    self.cache.referenced.loaded(index);
+                    from = index + 1;
+                }
+            }
+            return cluster(image, first, last);
         }
         let end = bio.position().saturating_add(bio.len());
         let p = punch(bio.position(), end);
         for part in [p.head, p.tail].into_iter().flatten() {
             if self.unloaded.is_set(part.index) {
-                cluster(part.index, part.index)?;
+                cluster(image, part.index, part.index)?;
             }
         }
         if let Some((first, last)) = p.whole {
@@ -856,11 +1040,18 @@ impl Device {
 }
 
 impl PeriodicTask for Device {
-    /// The automatic flush: writes back what changed, if anything did.
+    /// The automatic flush: writes back what changed, if anything did; a cache device above
+    /// its high-water mark makes room ahead of need.
     fn run_periodic(&self) {
         let mut backing = self.lock_backing();
         let Some(image) = Option::as_mut(&mut *backing) else { return };
         let data = self.data();
+        if self.caches() && self.store.used_bytes() >= self.high_water() {
+            if let Err(e) = self.make_room(image, self.low_water()) {
+                pr_warn!("rxdsk: rxd{}: cannot make room ({:?})\n", self.id, e);
+            }
+            return;
+        }
         if !image.needs_flush(&data) {
             return;
         }
@@ -878,13 +1069,24 @@ impl DeferredHandler for Device {
             self.handle_write_through(bio);
             return;
         }
-        if let Some((first, last)) = self.needs_load(&bio) {
-            if self.load_for(&bio, first, last).is_err() {
-                self.end(bio, Err((Status::IoError, Failure::Io)));
-                return;
-            }
+        if self.needs_load(&bio).is_none() && !self.caches() {
+            self.complete(bio);
+            return;
         }
-        self.complete(bio);
+        let mut backing = self.lock_backing();
+        let Some(image) = Option::as_mut(&mut *backing) else {
+            drop(backing);
+            // Detached meanwhile: DETACH loads every page first, so none is left to wait for.
+            if self.needs_load(&bio).is_none() {
+                self.complete(bio);
+            } else {
+                self.end(bio, Err((Status::IoError, Failure::Io)));
+            }
+            return;
+        };
+        let result = self.attempt_locked(image, &bio, false);
+        drop(backing);
+        self.end(bio, result);
     }
 }
 

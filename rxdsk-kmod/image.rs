@@ -205,6 +205,16 @@ impl Image {
         self.zero_fill || data.store.next_changed(0).is_some()
     }
 
+    /// Makes the image's data area hold the device's clean pages, where eviction reads them
+    /// back from: a journal committed but not yet copied in place is replayed. `false` while
+    /// the data area holds nothing of ours yet (no flush completed since ATTACH).
+    pub(crate) fn settle(&mut self, data: &DeviceData<'_>) -> Result<bool> {
+        if self.replay_pending {
+            self.replay(data)?;
+        }
+        Ok(!self.zero_fill)
+    }
+
     /// Whether a flush would write anything (a periodic flush skips it otherwise).
     pub(crate) fn needs_flush(&self, data: &DeviceData<'_>) -> bool {
         self.replay_pending || self.has_unflushed(data)

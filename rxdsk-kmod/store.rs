@@ -13,6 +13,7 @@ pub(crate) mod changes;
 pub(crate) mod compressed;
 mod error;
 pub(crate) mod plain;
+pub(crate) mod referenced;
 mod shards;
 pub(crate) mod unloaded;
 
@@ -97,14 +98,23 @@ impl Store {
         }
     }
 
-    /// Copies from page `index` at `offset` into `dst`, or zeros if there is none.
-    pub(crate) fn read(&self, index: u64, offset: usize, dst: IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
+    /// Copies from page `index` at `offset` into `dst`, or zeros if there is none; returns
+    /// whether there was one.
+    pub(crate) fn read(&self, index: u64, offset: usize, dst: IoMem<'_>, nowait: bool) -> Result<bool, StoreError> {
         match self {
-            Store::Plain(s) => {
-                s.read(index, offset, dst);
-                Ok(())
-            }
+            Store::Plain(s) => Ok(s.read(index, offset, dst)),
             Store::Compressed(s) => s.read(index, offset, dst, nowait),
+        }
+    }
+
+    /// One pass of eviction from index `from`, at most `visits` pages looked at: pages
+    /// changed since the last flush stay, others go if `choose` says so. Returns how many
+    /// went and where the next pass starts (`None`: past the last page). The caller holds the
+    /// device's cut lock for writing and no cut is open.
+    pub(crate) fn evict_pass(&self, from: u64, visits: u64, choose: impl FnMut(u64) -> bool) -> (u64, Option<u64>) {
+        match self {
+            Store::Plain(s) => s.as_ref().evict_pass(from, visits, choose),
+            Store::Compressed(s) => s.evict_pass(from, visits, choose),
         }
     }
 

@@ -1,4 +1,5 @@
-# The main job, part 2, second boot on the same disk: restore the device and compare.
+# The main job, part 2, second boot on the same disk: restore the device and compare; then a
+# device four times bigger than its memory limit on the same disk (the limit as a cache size).
 set -e
 WANT="$1"
 echo "== a fresh guest; rxdskctl inspect /dev/vda"
@@ -14,4 +15,26 @@ echo "                                  before: $WANT"
 [ "$SUM" = "$WANT" ] || { echo "DIFFERENT: the restore lost data"; exit 1; }
 echo "== identical: the data survived the stop"
 rxdskctl detach "$DEV"
+rxdskctl destroy "$DEV"
+
+echo
+echo "== a device four times bigger than its memory: 256 MiB on /dev/vda, --mem-limit 64M"
+echo "   (with a backing device the limit is a cache size: clean pages evicted and read back"
+echo "   on demand, dirty ones flushed first, point in time)"
+DEV=$(rxdskctl create --size 256M --mem-limit 64M)
+rxdskctl attach --journal 96M "$DEV" /dev/vda
+rxdsk-guest-tests fill "$DEV" 256 9
+SUM=$(dd if="$DEV" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1)
+rxdskctl list -o NAME,SIZE,USED,MEM-LIMIT,BACKING,DIRTY,UNLOADED
+rxdskctl stats "$DEV" | tail -n 7
+echo "== flushed, destroyed, restored with the same limit; all 256 MiB read back through 64 MiB"
+rxdskctl flush "$DEV" > /dev/null
+rxdskctl destroy "$DEV"
+DEV=$(rxdskctl create --backing /dev/vda --mem-limit 64M)
+SUM2=$(dd if="$DEV" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1)
+rxdskctl list -o NAME,SIZE,USED,MEM-LIMIT,UNLOADED
+echo "sha256 of all 256 MiB: written $SUM"
+echo "                       restored $SUM2"
+[ "$SUM" = "$SUM2" ] || { echo "DIFFERENT: the cache lost data"; exit 1; }
+echo "== identical; memory in use now: $(cat /sys/block/${DEV#/dev/}/rxdsk/mem_used) bytes, of a 64 MiB limit"
 rxdskctl destroy "$DEV"

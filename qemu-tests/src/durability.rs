@@ -1057,7 +1057,14 @@ fn powercut_cut(variant: &str, _rest: &[String]) -> Result<(), String> {
     }
     let compressed = variant.contains("lz4");
     let journal = variant.contains("journal");
-    let dev = create(compressed)?;
+    // A cache: 2 MiB of memory for the 16 MiB device, so that the writer's random pages force
+    // eviction and flushes for room all through the run (each one a point-in-time flush).
+    let cache = variant.contains("cache");
+    let dev = if cache {
+        adopt_printed(&rxdskctl(&["create", "--size", "16M", "--mem-limit", "2M"])?)?
+    } else {
+        create(compressed)?
+    };
     let mut attach = vec!["attach"];
     if journal {
         attach.extend_from_slice(&["--journal", JOURNAL, "--flush-interval", "1"]);
@@ -1095,8 +1102,19 @@ fn powercut_cut(variant: &str, _rest: &[String]) -> Result<(), String> {
     // Cut at a seeded moment once several flushes completed, whatever the next one is doing.
     let mut rng = seed;
     let cut_at = writer.done() + 2000 + blk::splitmix64(&mut rng) % 6000;
-    let ready = || writer.done() >= cut_at && flushes.load(Ordering::Acquire) >= 4;
+    let cache_stat = |n: usize| -> u64 {
+        std::fs::read_to_string(format!("/sys/block/rxd{}/rxdsk/cache_stat", dev.id))
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(n).and_then(|w| w.parse().ok()))
+            .unwrap_or(0)
+    };
+    // On a cache, the cut comes only once pages were evicted and flushes made room.
+    let evicting = || !cache || (cache_stat(2) > 0 && cache_stat(3) > 0);
+    let ready = || writer.done() >= cut_at && flushes.load(Ordering::Acquire) >= 4 && evicting();
     wait_until(Duration::from_secs(300), ready);
+    if !evicting() {
+        return Err(format!("no eviction on the cache device: cache_stat {} {}", cache_stat(2), cache_stat(3)));
+    }
     std::thread::sleep(Duration::from_micros(blk::splitmix64(&mut rng) % 20_000));
     kill_me();
 }

@@ -14,6 +14,7 @@
 mod apply;
 mod backing;
 mod blk;
+mod cache;
 mod cli;
 mod compress;
 mod control;
@@ -99,6 +100,18 @@ const TESTS: &[Test] = &[
     Test {
         name: "backing_writeback_fio",
         run: backing::backing_writeback_fio,
+    },
+    Test {
+        name: "cache_bigger_than_ram_plain",
+        run: cache::cache_bigger_than_ram_plain,
+    },
+    Test {
+        name: "cache_bigger_than_ram_lz4",
+        run: cache::cache_bigger_than_ram_lz4,
+    },
+    Test {
+        name: "cache_hot_set_survives_scan",
+        run: cache::cache_hot_set_survives_scan,
     },
     Test {
         name: "backing_writethrough",

@@ -171,6 +171,8 @@ pub enum Step {
         backing: String,
         preload: bool,
         compress: (u32, i32),
+        /// 0: none; else the cache size (ABI 1.6).
+        mem_limit: u64,
         size: u64,
         generation: u64,
     },
@@ -381,6 +383,7 @@ fn plan_new(
                 backing: b.to_string(),
                 preload: dev.preload,
                 compress: compress_of(dev),
+                mem_limit: dev.mem_limit.unwrap_or(0),
                 size: h.size_bytes,
                 generation: h.generation,
             });
@@ -840,6 +843,7 @@ impl Step {
                 backing,
                 preload,
                 compress,
+                mem_limit,
                 size,
                 generation,
             } => {
@@ -850,6 +854,9 @@ impl Step {
                 );
                 if compress.0 != 0 {
                     text += &format!(", {}", compress_name(compress.0));
+                }
+                if *mem_limit != 0 {
+                    text += &format!(", memory limit {}", format_size(*mem_limit));
                 }
                 text += if *preload { ", preloaded)" } else { ")" };
                 text
@@ -945,11 +952,13 @@ impl Step {
             Step::Restore {
                 backing,
                 preload,
+                mem_limit,
                 size,
                 generation,
                 ..
             } => {
-                json!({ "backing": backing, "preload": preload, "size": size, "generation": generation })
+                json!({ "backing": backing, "preload": preload, "size": size, "generation": generation,
+                        "mem-limit": (*mem_limit != 0).then_some(*mem_limit) })
             }
             Step::Attach {
                 backing,
@@ -1333,9 +1342,20 @@ fn execute_step<B: Backend>(
             backing,
             preload,
             compress,
+            mem_limit,
             ..
         } => {
-            crate::backing::restore(backend, backing, false, *preload, Some(id), *compress)?;
+            crate::backing::restore(
+                backend,
+                backing,
+                &crate::backing::RestoreOptions {
+                    force: false,
+                    preload: *preload,
+                    id: Some(id),
+                    compress: *compress,
+                    mem_limit: *mem_limit,
+                },
+            )?;
             wait_for_node(backend, &path)?;
         }
         Step::Attach {

@@ -211,16 +211,31 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
     }
 }
 
-/// `create --backing`: restores a device (compressed with `compress`: `RXDSK_COMPRESS_*` and
-/// level, as CREATE); returns its id.
+/// How `create --backing` restores a device.
+pub struct RestoreOptions {
+    /// Restore an image whose last flush did not complete.
+    pub force: bool,
+    pub preload: bool,
+    pub id: Option<u32>,
+    /// `RXDSK_COMPRESS_*` and level, as CREATE.
+    pub compress: (u32, i32),
+    /// 0: none; else the cache size.
+    pub mem_limit: u64,
+}
+
+/// `create --backing`: restores a device from the image on `path`; returns its id.
 pub fn restore<B: Backend>(
     backend: &B,
     path: &str,
-    force: bool,
-    preload: bool,
-    id: Option<u32>,
-    compress: (u32, i32),
+    options: &RestoreOptions,
 ) -> Result<u32, String> {
+    let RestoreOptions {
+        force,
+        preload,
+        id,
+        compress,
+        mem_limit,
+    } = *options;
     // Read here too, to name what is wrong better than an errno can.
     if let Ok(h) = read_image(path) {
         if h.state == RXDSK_IMAGE_FLUSHING && !force {
@@ -248,6 +263,7 @@ pub fn restore<B: Backend>(
         path: abi_path(path)?,
         compress: compress.0,
         compress_level: compress.1,
+        mem_limit_bytes: mem_limit,
         ..Default::default()
     };
     backend

@@ -120,7 +120,7 @@ pub struct CreateArgs {
     /// Restore the device from the image on this backing device (size, block size, mode and
     /// journal come from it); it stays attached. Pages are read from it on first access
     /// unless --preload.
-    #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "mem_limit", "read_only"])]
+    #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "read_only"])]
     pub backing: Option<String>,
     /// With --backing: restore an image whose last flush did not complete.
     #[arg(long, requires = "backing")]
@@ -132,7 +132,9 @@ pub struct CreateArgs {
     /// Logical block size in bytes: 512 or 4096.
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_block_size)]
     pub block_size: u32,
-    /// Most memory the device may hold (default: no limit).
+    /// Most memory the device may hold (default: no limit). With a backing device (--backing,
+    /// or `attach` later) it is a cache size: clean pages are evicted and read back on the
+    /// next access, dirty ones flushed first; the device may be bigger than it.
     #[arg(long, value_name = "SIZE", value_parser = NotAnOption(parse_size), allow_hyphen_values = true)]
     pub mem_limit: Option<u64>,
     /// Create a read-only device.

@@ -262,10 +262,13 @@ fn create<B: Backend>(
             let restored = crate::backing::restore(
                 &backend,
                 path,
-                args.force,
-                args.preload,
-                args.id,
-                compress,
+                &crate::backing::RestoreOptions {
+                    force: args.force,
+                    preload: args.preload,
+                    id: args.id,
+                    compress,
+                    mem_limit: args.mem_limit.unwrap_or(0),
+                },
             );
             drop(progress);
             let id = restored?;
@@ -478,10 +481,11 @@ fn list(
 
 fn stats(args: &StatsArgs, query: &dyn Query, out: &mut dyn Write) -> Result<(), Failure> {
     let (stats, compr) = query.stats(args.device)?;
+    let cache = query.cache(args.device);
     let text = if args.json {
-        render_stats_json(args.device, &stats, compr.as_ref())
+        render_stats_json(args.device, &stats, compr.as_ref(), cache.as_ref())
     } else {
-        render_stats_text(&stats, compr.as_ref(), args.bytes)
+        render_stats_text(&stats, compr.as_ref(), cache.as_ref(), args.bytes)
     };
     out.write_all(text.as_bytes())?;
     Ok(())

@@ -977,12 +977,6 @@ fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<C
                 errors.push(need(&dev, key, "needs backing"));
             }
         }
-    } else if dev.mem_limit.is_some() {
-        errors.push(need(
-            &dev,
-            "mem-limit",
-            "cannot be combined with backing (a restored device has no memory limit)",
-        ));
     }
     let swap = v.fs_type.as_deref() == Some("swap") || v.swap_priority.is_some();
     if swap && v.fs_type.as_deref().is_some_and(|t| t != "swap") {

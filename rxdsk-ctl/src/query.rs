@@ -32,6 +32,11 @@ pub trait Query {
     /// STATS, and COMPR_STATS of a compressed device.
     fn stats(&self, id: u32) -> Result<(RxdskStats, Option<RxdskComprStats>), String>;
     fn version(&self) -> Result<ModuleVersion, String>;
+    /// The cache counters of device `id`, while its memory limit is a cache size (a module
+    /// without sysfs files has none).
+    fn cache(&self, _id: u32) -> Option<crate::stats::CacheStats> {
+        None
+    }
 }
 
 /// The queries through the ioctls of an open control node.

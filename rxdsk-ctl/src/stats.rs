@@ -63,11 +63,65 @@ fn algorithm(c: &RxdskComprStats) -> &'static str {
         .unwrap_or("?")
 }
 
+/// What a device whose memory limit is a cache size reports
+/// (`/sys/block/rxdN/rxdsk/cache_stat`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub read_hits: u64,
+    pub read_misses: u64,
+    pub evictions: u64,
+    pub room_flushes: u64,
+    pub throttled: u64,
+    pub protected_pages: u64,
+}
+
+impl CacheStats {
+    /// From `cache_stat`'s line: `None` unless the limit is a cache size now (its last number
+    /// 1), or for a line of another shape.
+    pub fn parse(line: &str) -> Option<Self> {
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .map(|w| w.parse().ok())
+            .collect::<Option<_>>()?;
+        match v[..] {
+            [read_hits, read_misses, evictions, room_flushes, throttled, protected_pages, 1, ..] => {
+                Some(Self {
+                    read_hits,
+                    read_misses,
+                    evictions,
+                    room_flushes,
+                    throttled,
+                    protected_pages,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Read hits over reads, if any.
+    fn hit_ratio(&self) -> Option<f64> {
+        let reads = self.read_hits + self.read_misses;
+        (reads != 0).then(|| self.read_hits as f64 / reads as f64)
+    }
+
+    fn counters(&self) -> [(&'static str, u64); 6] {
+        [
+            ("read-hits", self.read_hits),
+            ("read-misses", self.read_misses),
+            ("evictions", self.evictions),
+            ("room-flushes", self.room_flushes),
+            ("throttled-writes", self.throttled),
+            ("protected-pages", self.protected_pages),
+        ]
+    }
+}
+
 /// `key: value` lines; byte counters human-readable unless `bytes`; a compressed device's
-/// counters follow.
+/// counters follow, then a cache's.
 pub fn render_stats_text(
     stats: &RxdskStats,
     compr: Option<&RxdskComprStats>,
+    cache: Option<&CacheStats>,
     bytes: bool,
 ) -> String {
     let mut text = String::new();
@@ -96,7 +150,29 @@ pub fn render_stats_text(
             text.push_str(&format!("{name}: {shown}\n"));
         }
     }
+    if let Some(c) = cache {
+        for (name, value) in c.counters() {
+            text.push_str(&format!("{name}: {value}\n"));
+        }
+        if let Some(r) = c.hit_ratio() {
+            text.push_str(&format!("hit-ratio: {r:.3}\n"));
+        }
+    }
     text
+}
+
+/// The `cache` object of `-J`.
+struct JsonCache<'a>(&'a CacheStats);
+
+impl Serialize for JsonCache<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(7))?;
+        for (name, value) in self.0.counters() {
+            map.serialize_entry(name, &value)?;
+        }
+        map.serialize_entry("hit-ratio", &self.0.hit_ratio())?;
+        map.end()
+    }
 }
 
 /// The `compression` object of `-J`.
@@ -118,27 +194,39 @@ struct JsonStats<'a> {
     id: u32,
     stats: &'a RxdskStats,
     compr: Option<&'a RxdskComprStats>,
+    cache: Option<&'a CacheStats>,
 }
 
 impl Serialize for JsonStats<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(COUNTERS.len() + 3))?;
+        let mut map = serializer.serialize_map(Some(COUNTERS.len() + 4))?;
         map.serialize_entry("name", &device_path(self.id))?;
         map.serialize_entry("id", &self.id)?;
         for (name, _, get) in COUNTERS {
             map.serialize_entry(name, &get(self.stats))?;
         }
         map.serialize_entry("compression", &self.compr.map(JsonCompr))?;
+        map.serialize_entry("cache", &self.cache.map(JsonCache))?;
         map.end()
     }
 }
 
-/// `{"name": "/dev/rxdN", "id": N, "reads": ..., ..., "compression": null or {...}}`, every
-/// counter in bytes.
-pub fn render_stats_json(id: u32, stats: &RxdskStats, compr: Option<&RxdskComprStats>) -> String {
+/// `{"name": "/dev/rxdN", "id": N, "reads": ..., ..., "compression": null or {...}, "cache":
+/// null or {...}}`, every counter in bytes.
+pub fn render_stats_json(
+    id: u32,
+    stats: &RxdskStats,
+    compr: Option<&RxdskComprStats>,
+    cache: Option<&CacheStats>,
+) -> String {
     // Serializing plain integers and strings cannot fail.
-    let mut text =
-        serde_json::to_string_pretty(&JsonStats { id, stats, compr }).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&JsonStats {
+        id,
+        stats,
+        compr,
+        cache,
+    })
+    .unwrap_or_default();
     text.push('\n');
     text
 }
@@ -149,8 +237,11 @@ pub fn json_help() -> String {
     format!(
         "Use JSON output format (byte counters in bytes): an object with name (the device \
          node), id, the counters {}, and compression: null, or for a compressed device an \
-         object with algorithm (a name), level and the counters {}. Counters are numbers; the \
-         keys are a stable interface.",
+         object with algorithm (a name), level and the counters {}; and cache: null, or while \
+         the memory limit of a backed device is a cache size an object with read-hits, \
+         read-misses, evictions, room-flushes, throttled-writes, protected-pages and \
+         hit-ratio (null before any read). Counters are numbers; the keys are a stable \
+         interface.",
         names(&mut COUNTERS.iter().map(|c| c.0)),
         names(&mut COMPR_COUNTERS.iter().map(|c| c.0))
     )
@@ -189,6 +280,36 @@ mod tests {
     }
 
     #[test]
+    fn cache_counters_only_while_caching() {
+        let c = CacheStats::parse("6 2 10 1 3 4 1\n").expect("a caching line");
+        assert_eq!(
+            c,
+            CacheStats {
+                read_hits: 6,
+                read_misses: 2,
+                evictions: 10,
+                room_flushes: 1,
+                throttled: 3,
+                protected_pages: 4
+            }
+        );
+        assert_eq!(CacheStats::parse("6 2 10 1 3 4 0\n"), None);
+        assert_eq!(CacheStats::parse("6 2 x 1 3 4 1\n"), None);
+        let text = render_stats_text(&sample(), None, Some(&c), false);
+        assert!(text.ends_with(
+            "read-hits: 6\nread-misses: 2\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nhit-ratio: 0.750\n"
+        ));
+        let json: serde_json::Value =
+            serde_json::from_str(&render_stats_json(2, &sample(), None, Some(&c)))
+                .unwrap_or_default();
+        assert_eq!(json["cache"]["hit-ratio"], 0.75);
+        assert_eq!(json["cache"]["evictions"], 10);
+        let json: serde_json::Value =
+            serde_json::from_str(&render_stats_json(2, &sample(), None, None)).unwrap_or_default();
+        assert!(json["cache"].is_null());
+    }
+
+    #[test]
     fn text_human() {
         let want = "\
 reads: 1
@@ -213,12 +334,12 @@ flush-generation: 19
 backing-reads: 20
 atomic-flushes: 21
 ";
-        assert_eq!(render_stats_text(&sample(), None, false), want);
+        assert_eq!(render_stats_text(&sample(), None, None, false), want);
     }
 
     #[test]
     fn text_bytes() {
-        let text = render_stats_text(&sample(), None, true);
+        let text = render_stats_text(&sample(), None, None, true);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 21);
         assert_eq!(lines[15], "written-back-bytes: 16777216");
@@ -231,7 +352,7 @@ atomic-flushes: 21
 
     #[test]
     fn json_has_the_abi_names_in_kebab_case_in_order() {
-        let text = render_stats_json(2, &sample(), None);
+        let text = render_stats_json(2, &sample(), None, None);
         let keys: Vec<String> = text
             .lines()
             .filter_map(|l| l.trim().strip_prefix('"'))
@@ -263,13 +384,14 @@ atomic-flushes: 21
                 "flush-generation",
                 "backing-reads",
                 "atomic-flushes",
-                "compression"
+                "compression",
+                "cache"
             ]
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             v.to_string(),
-            r#"{"alloc-failures":12,"atomic-flushes":21,"backing-errors":18,"backing-flushes":17,"backing-reads":20,"compression":null,"dirty-pages":15,"discard-bytes":512,"discards":5,"flush-generation":19,"flushes":9,"id":2,"io-errors":14,"limit-failures":13,"name":"/dev/rxd2","pages":10,"read-bytes":4096,"reads":1,"write-bytes":1610612736,"write-zeroes":7,"write-zeroes-bytes":1048576,"writes":2,"written-back-bytes":16777216,"zero-pages":11}"#
+            r#"{"alloc-failures":12,"atomic-flushes":21,"backing-errors":18,"backing-flushes":17,"backing-reads":20,"cache":null,"compression":null,"dirty-pages":15,"discard-bytes":512,"discards":5,"flush-generation":19,"flushes":9,"id":2,"io-errors":14,"limit-failures":13,"name":"/dev/rxd2","pages":10,"read-bytes":4096,"reads":1,"write-bytes":1610612736,"write-zeroes":7,"write-zeroes-bytes":1048576,"writes":2,"written-back-bytes":16777216,"zero-pages":11}"#
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The module's read-only files in sysfs, which anyone may read (the ioctls need
 //! CAP_SYS_ADMIN): for each device `/sys/block/rxdN/rxdsk/` (one value a file; `io_stat`,
-//! `mm_stat` and `bd_stat` lines of numbers), and `/sys/module/rxdsk/version` and
+//! `mm_stat`, `bd_stat` and `cache_stat` lines of numbers), and `/sys/module/rxdsk/version` and
 //! `/sys/module/rxdsk/parameters/abi`. Each value is a field of INFO, STATS or COMPR_STATS.
 
 use crate::control::{action, ControlError};
@@ -236,6 +236,12 @@ impl Sysfs {
         self.module().join("parameters/abi").is_file()
     }
 
+    /// A device's cache counters, while its memory limit is a cache size.
+    pub fn cache_stats(&self, id: u32) -> Option<crate::stats::CacheStats> {
+        let line = std::fs::read_to_string(self.files(id, "stats").dir.join("cache_stat")).ok()?;
+        crate::stats::CacheStats::parse(&line)
+    }
+
     fn files(&self, id: u32, action: &'static str) -> Files {
         Files {
             dir: self
@@ -260,6 +266,10 @@ fn parse_abi(text: &str) -> Option<(u32, u32, u64)> {
 }
 
 impl Query for Sysfs {
+    fn cache(&self, id: u32) -> Option<crate::stats::CacheStats> {
+        self.cache_stats(id)
+    }
+
     fn subject(&self) -> String {
         self.module().display().to_string()
     }

@@ -16,7 +16,7 @@ pub const RXDSK_IOC_MAGIC: u8 = 0xDB;
 /// Incompatible ABI changes bump this; a client must refuse a module with another major.
 pub const RXDSK_ABI_MAJOR: u32 = 1;
 /// Compatible additions (new commands, new feature bits) bump this.
-pub const RXDSK_ABI_MINOR: u32 = 5;
+pub const RXDSK_ABI_MINOR: u32 = 6;
 
 /// Name of the control node under `/dev`.
 pub const RXDSK_CONTROL_NAME: &str = "rxdsk-control";
@@ -147,8 +147,14 @@ pub const RXDSK_FEATURE_COMPRESS: u64 = 1 << 11;
 /// [`RXDSK_MAX_FLUSH_INTERVAL`] (`EINVAL`); the module stays loaded while any backing device
 /// is attached (ABI 1.5).
 pub const RXDSK_FEATURE_POINT_IN_TIME: u64 = 1 << 12;
+/// A backed device's memory limit is a cache size: at the limit, clean pages are evicted
+/// (read back from the backing device on the next access) and dirty ones are made clean by a
+/// flush first, so writes never fail with `ENOSPC`; RESTORE takes a memory limit
+/// ([`RxdskRestore::mem_limit_bytes`]) (ABI 1.6).
+pub const RXDSK_FEATURE_CACHE: u64 = 1 << 13;
 /// Every feature bit this ABI revision defines.
 pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_BACKING
+    | RXDSK_FEATURE_CACHE
     | RXDSK_FEATURE_COMPRESS
     | RXDSK_FEATURE_POINT_IN_TIME
     | RXDSK_FEATURE_JOURNAL
@@ -216,7 +222,8 @@ pub const RXDSK_PATH_MAX: usize = 256;
 /// [`RXDSK_MAX_SIZE`] (on 32-bit kernels at most 16 TiB, what a page index can address);
 /// `mem_limit_bytes` is 0 (no limit) or at least [`RXDSK_PAGE_SIZE`] and caps
 /// [`RxdskInfo::used_bytes`] (rounded down to whole pages): a write that needs a new page past
-/// it fails with `ENOSPC`.
+/// it fails with `ENOSPC`, unless a backing device is attached: the limit is then a cache size
+/// ([`RXDSK_FEATURE_CACHE`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxdskCreate {
@@ -504,8 +511,11 @@ pub struct RxdskRestore {
     /// `RXDSK_COMPRESS_*` (ABI 1.4).
     pub compress: u32,
     pub compress_level: i32,
+    /// 0 (no limit) or at least [`RXDSK_PAGE_SIZE`]: the restored device's memory limit, a
+    /// cache size ([`RXDSK_FEATURE_CACHE`], ABI 1.6; zero before).
+    pub mem_limit_bytes: u64,
     /// Must be zero.
-    pub reserved: [u64; 3],
+    pub reserved: [u64; 2],
 }
 
 impl Default for RxdskRestore {
@@ -518,7 +528,8 @@ impl Default for RxdskRestore {
             path: [0; RXDSK_PATH_MAX],
             compress: 0,
             compress_level: 0,
-            reserved: [0; 3],
+            mem_limit_bytes: 0,
+            reserved: [0; 2],
         }
     }
 }

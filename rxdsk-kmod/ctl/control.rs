@@ -317,6 +317,7 @@ impl MiscDevice for Control {
                     || req.flags & !RXDSK_RESTORE_FLAGS != 0
                     || (req.id != 0 && !with_id)
                     || req.id >= RXDSK_MAX_DEVICES
+                    || (req.mem_limit_bytes != 0 && req.mem_limit_bytes < RXDSK_PAGE_SIZE)
                 {
                     return Err(EINVAL);
                 }
@@ -328,6 +329,7 @@ impl MiscDevice for Control {
                     req.flags & RXDSK_FLAG_FORCE != 0,
                     req.flags & RXDSK_RESTORE_PRELOAD != 0,
                     compress,
+                    req.mem_limit_bytes,
                 )?;
                 req.id = id;
                 req.generation = generation;

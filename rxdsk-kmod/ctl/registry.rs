@@ -124,6 +124,7 @@ impl Registry {
         force: bool,
         preload: bool,
         compress: Option<Algorithm>,
+        mem_limit_bytes: u64,
     ) -> Result<(u32, u64)> {
         let id = {
             let mut slots = self.devices.lock();
@@ -132,7 +133,7 @@ impl Registry {
             id
         };
         // Reading the image (and replaying its journal) may take long: not under the lock.
-        let restored = Device::restore(id, path, force, compress);
+        let restored = Device::restore(id, path, force, compress, mem_limit_bytes);
         let generation = {
             let mut slots = self.devices.lock();
             match restored {

@@ -24,6 +24,8 @@ struct Slot {
     alloc_failures: AtomicU64,
     limit_failures: AtomicU64,
     io_errors: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 /// Which counter to bump.
@@ -41,6 +43,9 @@ pub(crate) enum Failure {
     Alloc,
     Limit,
     Io,
+    /// A page was evicted under the bio: it goes to the worker, which loads it (never the
+    /// reason a bio ends; counted as an I/O error if it ever were).
+    Unloaded,
 }
 
 pub(crate) struct Stats {
@@ -92,9 +97,22 @@ impl Stats {
         match why {
             Failure::Alloc => &s.alloc_failures,
             Failure::Limit => &s.limit_failures,
-            Failure::Io => &s.io_errors,
+            Failure::Io | Failure::Unloaded => &s.io_errors,
         }
         .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A read of a cache device: a hit (all its pages in memory) or a miss.
+    pub(crate) fn cache_read(&self, hit: bool) {
+        if let Some(s) = self.slot() {
+            if hit { &s.cache_hits } else { &s.cache_misses }.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Read hits and misses of a cache device, summed.
+    pub(crate) fn cache_reads(&self) -> (u64, u64) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        self.slots.iter().fold((0u64, 0u64), |(h, m), s| (h.wrapping_add(get(&s.cache_hits)), m.wrapping_add(get(&s.cache_misses))))
     }
 
     /// Sums the slots into the ABI structure (id and pages are filled by the caller).

@@ -99,6 +99,12 @@ impl Changes {
         self.cut_open() && xa.get_mark(slot, self.cut_mark())
     }
 
+    /// Whether the page at `slot` changed since the last flush, in either epoch (a page the
+    /// backing device does not hold as it is: never evicted).
+    pub(crate) fn is_changed<T: Entry>(&self, xa: &XArray<T>, slot: usize) -> bool {
+        xa.get_mark(slot, Mark::M0) || xa.get_mark(slot, Mark::M1)
+    }
+
     /// Marks page `index` changed, if tracking. The full fence orders the caller's data change
     /// before the mark test, against a writethrough flusher's mark clear before its copy: one
     /// of us sees the other, so no change is lost (Dekker).

@@ -225,12 +225,13 @@ impl ZStore {
         })
     }
 
-    /// Copies from page `index` at `offset` into `dst`, or zeros if there is none.
-    pub(crate) fn read(&self, index: u64, offset: usize, mut dst: IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
+    /// Copies from page `index` at `offset` into `dst`, or zeros if there is none; returns
+    /// whether there was one.
+    pub(crate) fn read(&self, index: u64, offset: usize, mut dst: IoMem<'_>, nowait: bool) -> Result<bool, StoreError> {
         let _shard = self.lock(index, nowait)?;
         let Some(obj) = self.load(index) else {
             dst.zero();
-            return Ok(());
+            return Ok(false);
         };
         let mut stream = self.stream(nowait)?;
         let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
@@ -238,13 +239,13 @@ impl ZStore {
         let obj = unsafe { obj.as_ref() };
         if offset == 0 && dst.len() == PAGE_SIZE {
             // SAFETY: `dst` is a page of bio memory, no buffer of ours.
-            return unsafe { self.decode(s, obj, dst.as_ptr()) };
+            return unsafe { self.decode(s, obj, dst.as_ptr()) }.map(|()| true);
         }
         let page = s.page.as_mut_ptr();
         // SAFETY: `page` is the stream's page buffer, which `decode` does not use itself.
         unsafe { self.decode(s, obj, page) }?;
         dst.copy_from_slice(s.page.get(offset..).unwrap_or(&[]));
-        Ok(())
+        Ok(true)
     }
 
     /// Writes `src` into page `index` at `offset` (the rest of a new page is zeros): the
@@ -427,6 +428,45 @@ impl ZStore {
             }
         });
         result
+    }
+
+    /// One pass of eviction over the present pages from `from`, visiting at most `visits`:
+    /// a page changed since the last flush is skipped, any other is evicted if `choose` says
+    /// so; the pool is compacted afterwards so that the memory really goes back. Returns how
+    /// many went and where the next pass starts (`None`: the end was reached). The caller
+    /// holds the device's cut lock for writing and no cut is open: nothing changes a page
+    /// meanwhile.
+    pub(crate) fn evict_pass(&self, from: u64, visits: u64, mut choose: impl FnMut(u64) -> bool) -> (u64, Option<u64>) {
+        let Ok(mut at) = usize::try_from(from) else { return (0, None) };
+        let mut evicted = 0;
+        let mut next = None;
+        for _ in 0..visits {
+            let Some(slot) = self.xa.find(at, usize::MAX, Mark::Present) else { break };
+            // A busy index (a reader in it) is skipped: the shards are never waited for here.
+            if let Ok(_shard) = self.lock(slot as u64, true) {
+                if !self.changes.is_changed(&self.xa, slot) && !self.frozen.contains(slot) && choose(slot as u64) {
+                    if let Some(old) = self.xa.erase(slot) {
+                        // Erased under our shard lock: nobody else can reach it.
+                        self.free(old);
+                        evicted += 1;
+                    }
+                }
+            }
+            match slot.checked_add(1) {
+                Some(n) => {
+                    at = n;
+                    next = Some(n as u64);
+                }
+                None => {
+                    next = None;
+                    break;
+                }
+            }
+        }
+        if evicted > 0 {
+            self.pool.compact();
+        }
+        (evicted, next.filter(|_| self.xa.find(at, usize::MAX, Mark::Present).is_some()))
     }
 
     pub(crate) fn compr_stats(&self) -> RxdskComprStats {

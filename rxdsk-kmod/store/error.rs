@@ -14,4 +14,6 @@ pub(crate) enum StoreError {
     WouldBlock,
     /// A compressed page did not decompress (compressed store only).
     Corrupt,
+    /// The page was evicted: it is on the backing device only and must be loaded first.
+    Unloaded,
 }

@@ -124,6 +124,10 @@ impl PageStore {
         if !self.changes.in_cut(&self.xa, slot) || self.frozen.contains(slot) {
             return Ok(());
         }
+        if self.limit != 0 && self.pages() + self.frozen_pages() >= self.limit {
+            // A writer of a cache device then waits for the flush to end (no copy needed).
+            return Err(StoreError::Limit);
+        }
         // Allocated before the RCU read lock, under which nothing may sleep.
         let mut copy = StorePage::alloc(gfp, false).ok_or(StoreError::NoMemory)?;
         let rcu = rcu::read_lock();
@@ -144,16 +148,19 @@ impl PageStore {
         self.xa.load(usize::try_from(index).ok()?)
     }
 
-    /// Copies from page `index` at `offset` into `dst`, or zeros if the page does not exist.
-    pub(crate) fn read(&self, index: u64, offset: usize, mut dst: IoMem<'_>) {
+    /// Copies from page `index` at `offset` into `dst`, or zeros if the page does not exist;
+    /// returns whether it did.
+    pub(crate) fn read(&self, index: u64, offset: usize, mut dst: IoMem<'_>) -> bool {
         let rcu = rcu::read_lock();
-        match self.load(index) {
+        let page = self.load(index);
+        match page {
             None => dst.zero(),
             // SAFETY: The page stays allocated while we hold `rcu` (invariant); the caller
             // keeps `offset + dst.len()` within a page.
             Some(page) => unsafe { page.copy_to(offset, &dst) },
         }
         drop(rcu);
+        page.is_some()
     }
 
     /// Copies `src` into page `index` at `offset` if the page exists; returns whether it did.
@@ -219,7 +226,8 @@ impl PageStore {
         if locked.contains(slot) {
             return Ok(false);
         }
-        if self.limit != 0 && self.pages() >= self.limit {
+        // Pages kept for a flush count too: on a cache device the limit bounds all the RAM.
+        if self.limit != 0 && self.pages() + self.frozen_pages() >= self.limit {
             return Err(if self.inserting.load(Ordering::Relaxed) > 0 { StoreError::WouldBlock } else { StoreError::Limit });
         }
         // INVARIANT: reserved under the lock, so the limit holds.
@@ -325,6 +333,34 @@ impl PageStore {
                 self.pages.fetch_sub(1, Ordering::Relaxed);
             }
         });
+    }
+
+    /// One pass of eviction over the present pages from `from`, visiting at most `visits`:
+    /// a page changed since the last flush is skipped, any other is evicted if `choose` says
+    /// so, and freed before this returns (after one grace period, for readers that found it).
+    /// Returns how many went and where the next pass starts (`None`: the end was reached).
+    /// The caller holds the device's cut lock for writing and no cut is open: nothing changes
+    /// a page meanwhile, so a page seen clean stays so.
+    pub(crate) fn evict_pass(self: Pin<&Self>, from: u64, visits: u64, mut choose: impl FnMut(u64) -> bool) -> (u64, Option<u64>) {
+        let mut doomed = FreeNow::new(self.retired());
+        let Ok(mut at) = usize::try_from(from) else { return (0, None) };
+        let mut evicted = 0;
+        for _ in 0..visits {
+            let Some(slot) = self.xa.find(at, usize::MAX, Mark::Present) else { return (evicted, None) };
+            if self.changes.is_changed(&self.xa, slot) || self.frozen.contains(slot) || !choose(slot as u64) {
+                // Skipped.
+            } else if let Some(page) = self.xa.erase(slot) {
+                // INVARIANT: freed after a grace period (when `doomed` drops).
+                doomed.push(page);
+                self.pages.fetch_sub(1, Ordering::Relaxed);
+                evicted += 1;
+            }
+            match slot.checked_add(1) {
+                Some(next) => at = next,
+                None => return (evicted, None),
+            }
+        }
+        (evicted, Some(at as u64))
     }
 
     /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Which pages of a lazily restored device are still only on its backing device.
+//! Which pages of a backed device are only on its backing device: not yet loaded after a lazy
+//! restore, or evicted again from a device whose memory limit is a cache size.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
 /// One bit per page index, set at restore and cleared once the page is in the store (or known
-/// to read as zeros); a bit is never set again, so a clear bit seen once stays clear and an
-/// I/O that sees only clear bits needs no backing device.
+/// to read as zeros). Eviction sets a bit again ([`Unloaded::set`]), only for a clean page,
+/// with the backing lock and the cut lock (for writing) held and before it removes the page:
+/// so a writer that checks the bits under the cut lock, and a reader that finds no page and
+/// then looks again (after a full fence), never take an evicted page for a zero page.
 pub(crate) struct Unloaded {
     words: KVVec<AtomicU64>,
     count: AtomicU64,
@@ -29,6 +32,16 @@ impl Unloaded {
             words.push(AtomicU64::new(word), GFP_KERNEL)?;
         }
         Ok(Self { words, count: AtomicU64::new(pages) })
+    }
+
+    /// A clear map of `pages` pages, for a device whose pages can be evicted.
+    pub(crate) fn blank(pages: u64) -> Result<Self> {
+        let n = usize::try_from(pages.div_ceil(64)).map_err(|_| ENOMEM)?;
+        let mut words = KVVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            words.push(AtomicU64::new(0), GFP_KERNEL)?;
+        }
+        Ok(Self { words, count: AtomicU64::new(0) })
     }
 
     /// Pages still to load.
@@ -55,6 +68,20 @@ impl Unloaded {
         let bit = 1 << (index % 64);
         if w.fetch_and(!bit, Ordering::Release) & bit != 0 {
             self.count.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// Whether the map has a bit for `index`.
+    pub(crate) fn covers(&self, index: u64) -> bool {
+        self.word(index).is_some()
+    }
+
+    /// Sets the bit of `index` (its page is being evicted), if the map covers it.
+    pub(crate) fn set(&self, index: u64) {
+        let Some(w) = self.word(index) else { return };
+        let bit = 1 << (index % 64);
+        if w.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            self.count.fetch_add(1, Ordering::Release);
         }
     }
 

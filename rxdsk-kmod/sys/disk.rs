@@ -62,10 +62,11 @@ pub(crate) enum Attr {
     IoStat,
     MmStat,
     BdStat,
+    CacheStat,
 }
 
 impl Attr {
-    const ALL: [Attr; 17] = [
+    const ALL: [Attr; 18] = [
         Attr::Size,
         Attr::BlockSize,
         Attr::MemLimit,
@@ -83,6 +84,7 @@ impl Attr {
         Attr::IoStat,
         Attr::MmStat,
         Attr::BdStat,
+        Attr::CacheStat,
     ];
 }
 

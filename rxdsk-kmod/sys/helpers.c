@@ -365,6 +365,7 @@ RXDSK_ATTR(flush_generation, 13);
 RXDSK_ATTR(io_stat, 14);
 RXDSK_ATTR(mm_stat, 15);
 RXDSK_ATTR(bd_stat, 16);
+RXDSK_ATTR(cache_stat, 17);
 
 static struct attribute *rxdsk_disk_attrs[] = {
 	&dev_attr_size.attr,		 &dev_attr_block_size.attr,
@@ -375,7 +376,8 @@ static struct attribute *rxdsk_disk_attrs[] = {
 	&dev_attr_journal_bytes.attr,	 &dev_attr_dirty_pages.attr,
 	&dev_attr_unloaded_pages.attr, &dev_attr_flush_generation.attr,
 	&dev_attr_io_stat.attr,		 &dev_attr_mm_stat.attr,
-	&dev_attr_bd_stat.attr,		 NULL,
+	&dev_attr_bd_stat.attr,		 &dev_attr_cache_stat.attr,
+	NULL,
 };
 
 static const struct attribute_group rxdsk_disk_group = {

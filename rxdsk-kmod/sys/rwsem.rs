@@ -64,7 +64,9 @@ impl PercpuRwSem {
     /// Enters as a reader if no writer holds or waits for the semaphore; never sleeps.
     pub(crate) fn try_read(&self) -> Option<ReadGuard<'_>> {
         // SAFETY: Initialised (invariant); on success released by the guard, in this task.
-        unsafe { c::rxdsk_percpu_down_read_trylock(self.sem().cast()) }.then_some(ReadGuard { sem: self, _task: PhantomData })
+        let entered = unsafe { c::rxdsk_percpu_down_read_trylock(self.sem().cast()) };
+        // A guard only when entered (`then_some` would build one, and drop it, either way).
+        entered.then(|| ReadGuard { sem: self, _task: PhantomData })
     }
 
     /// Enters as the writer: waits until no reader is inside. May sleep.

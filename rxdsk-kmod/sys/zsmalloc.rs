@@ -16,6 +16,7 @@ unsafe extern "C" {
     fn zs_free(pool: *mut c_void, handle: c_ulong);
     fn zs_huge_class_size(pool: *mut c_void) -> usize;
     fn zs_get_total_pages(pool: *mut c_void) -> c_ulong;
+    fn zs_compact(pool: *mut c_void) -> c_ulong;
     fn zs_obj_read_begin(pool: *mut c_void, handle: c_ulong, mem_len: usize, local_copy: *mut c_void) -> *mut c_void;
     fn zs_obj_read_end(pool: *mut c_void, handle: c_ulong, mem_len: usize, handle_mem: *mut c_void);
     fn zs_obj_write(pool: *mut c_void, handle: c_ulong, handle_mem: *mut c_void, mem_len: usize);
@@ -56,6 +57,14 @@ impl Pool {
     pub(crate) fn total_pages(&self) -> u64 {
         // SAFETY: The pool is valid (invariant).
         unsafe { zs_get_total_pages(self.pool.as_ptr()) as u64 }
+    }
+
+    /// Moves objects together so that emptied zspages go back to the system (after objects
+    /// were freed in numbers, as by eviction); may sleep.
+    pub(crate) fn compact(&self) {
+        // SAFETY: The pool is valid (invariant); compaction is safe alongside any other use
+        // of the pool (zram runs it from sysfs while I/O goes on).
+        unsafe { zs_compact(self.pool.as_ptr()) };
     }
 
     /// Allocates an object of `len` bytes (at most a page) holding `data`.

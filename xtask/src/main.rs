@@ -494,7 +494,7 @@ fn demo_live_power_cut(a: &Artifacts, vm: &VmArgs) -> Result<i32> {
 /// The variants of `qemu-tests/guest/powercut.sh`: a writer that stops before the flush
 /// first, then cuts under live use (a writer running through the flushes and the cut; two
 /// rounds of the random cut with a journal, on each store).
-const POWER_CUTS: [&str; 12] = [
+const POWER_CUTS: [&str; 13] = [
     "after-flush",
     "journal-before-commit",
     "journal-after-commit",
@@ -506,6 +506,7 @@ const POWER_CUTS: [&str; 12] = [
     "stamp-journal-lz4-2",
     "stamp-direct-plain",
     "stamp-direct-lz4",
+    "stamp-journal-cache",
     "ext4-live",
 ];
 

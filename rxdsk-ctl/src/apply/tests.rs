@@ -317,6 +317,7 @@ fn a_backing_device_with_an_image_is_restored() {
                 backing: "/dev/vdb".into(),
                 preload: false,
                 compress: (0, 0),
+                mem_limit: 0,
                 size: G,
                 generation: 7
             },

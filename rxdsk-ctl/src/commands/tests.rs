@@ -702,7 +702,7 @@ fn stats_text_and_json() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read-bytes":12288,"write-bytes":0,"discards":0,"discard-bytes":0,"write-zeroes":0,"write-zeroes-bytes":0,"flushes":0,"pages":2,"zero-pages":0,"alloc-failures":0,"limit-failures":0,"io-errors":0,"dirty-pages":0,"written-back-bytes":0,"backing-flushes":0,"backing-errors":0,"flush-generation":0,"backing-reads":0,"atomic-flushes":0,"compression":null}"#
+        r#"{"name":"/dev/rxd1","id":1,"reads":3,"writes":0,"read-bytes":12288,"write-bytes":0,"discards":0,"discard-bytes":0,"write-zeroes":0,"write-zeroes-bytes":0,"flushes":0,"pages":2,"zero-pages":0,"alloc-failures":0,"limit-failures":0,"io-errors":0,"dirty-pages":0,"written-back-bytes":0,"backing-flushes":0,"backing-errors":0,"flush-generation":0,"backing-reads":0,"atomic-flushes":0,"compression":null,"cache":null}"#
     );
     assert_eq!(
         run_fake(&fake, &["stats", "9"]),

@@ -297,7 +297,6 @@ fn combinations_that_do_not_fit() {
         ("[rxd0]\nsize=1G\njournal=4K\n", "/etc/rxdsk.conf:3: journal in [rxd0] needs backing"),
         ("[rxd0]\nsize=1G\nflush-interval=5\n", "/etc/rxdsk.conf:3: flush-interval in [rxd0] needs backing"),
         ("[rxd0]\nsize=1G\npreload=no\n", "/etc/rxdsk.conf:3: preload in [rxd0] needs backing"),
-        ("[rxd0]\nbacking=/dev/vdb\nmem-limit=1G\n", "/etc/rxdsk.conf:3: mem-limit in [rxd0] cannot be combined with backing (a restored device has no memory limit)"),
         ("[rxd0]\nsize=1G\nfs-type=ext4\nswap-priority=5\n", "/etc/rxdsk.conf:4: swap-priority in [rxd0] is for swap (fs-type = swap)"),
         ("[rxd0]\nsize=1G\nswap-priority=5\nmount-point=/mnt\n", "/etc/rxdsk.conf:4: mount-point in [rxd0] does not apply to swap"),
         ("[rxd0]\nsize=1G\nmount-point=/mnt\n", "/etc/rxdsk.conf:3: mount-point in [rxd0] needs fs-type"),

@@ -117,6 +117,7 @@ fn apply_inspect_and_exports() {
             backing: "/dev/vdb".into(),
             preload: true,
             compress: (0, 0),
+            mem_limit: 0,
             size: 1 << 20,
             generation: 3,
         },

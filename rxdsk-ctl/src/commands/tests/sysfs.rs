@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A compressed device with a backing device: every file holds a value of its own, each
 /// number of `io_stat`, `mm_stat` and `bd_stat` too.
-const DEVICE: [(&str, &str); 17] = [
+const DEVICE: [(&str, &str); 18] = [
     ("size", "1073741824"),
     ("block_size", "4096"),
     ("mem_limit", "536870912"),
@@ -29,6 +29,7 @@ const DEVICE: [(&str, &str); 17] = [
     ("io_stat", "11 12 13 14 15 16 17 18 19 20 21 22 23"),
     ("mm_stat", "2 41 42 43 44 45 46 47 48"),
     ("bd_stat", "31 32 33 34 35"),
+    ("cache_stat", "51 52 53 54 55 56 1"),
 ];
 
 /// What `io_stat` holds, in order (the stats document's keys).
@@ -185,7 +186,19 @@ fn list_and_stats_from_sysfs_are_what_the_ioctls_give() {
     );
     assert_eq!(
         tree.run(&["stats", "-J", "/dev/rxd0"]).stdout,
-        render_stats_json(0, &stats, Some(&compr))
+        render_stats_json(
+            0,
+            &stats,
+            Some(&compr),
+            Some(&crate::stats::CacheStats {
+                read_hits: 51,
+                read_misses: 52,
+                evictions: 53,
+                room_flushes: 54,
+                throttled: 55,
+                protected_pages: 56,
+            })
+        )
     );
     // A plain device: no compression object, its columns null.
     tree.set(0, "algorithm", "none");
@@ -256,7 +269,7 @@ fn each_key_reads_its_file() {
             vec!["stats.flush-generation"],
         ),
     ];
-    let lines: [(&str, Vec<Vec<&str>>); 3] = [
+    let lines: [(&str, Vec<Vec<&str>>); 4] = [
         ("io_stat", IO_STAT.split(' ').map(|k| vec![k]).collect()),
         (
             "mm_stat",
@@ -291,6 +304,19 @@ fn each_key_reads_its_file() {
             ]
             .map(|k| vec![k])
             .to_vec(),
+        ),
+        (
+            "cache_stat",
+            vec![
+                vec!["stats.cache.read-hits", "stats.cache.hit-ratio"],
+                vec!["stats.cache.read-misses", "stats.cache.hit-ratio"],
+                vec!["stats.cache.evictions"],
+                vec!["stats.cache.room-flushes"],
+                vec!["stats.cache.throttled-writes"],
+                vec!["stats.cache.protected-pages"],
+                // Not caching (any other value than 1): no cache object at all.
+                vec!["stats.cache"],
+            ],
         ),
     ];
     for (file, keys) in lines {
