@@ -13,7 +13,7 @@
 #   stamp-*, ext4-live     under live use: a writer runs through the flushes and the cut (see
 #                          `rxdsk-guest-tests powercut`, qemu-tests/src/durability.rs);
 #                          stamp-journal-cache on a 16 MiB device with a 2 MiB memory limit
-#                          (eviction and flushes for room all through the run)
+#                          (eviction all through the run)
 set -e
 MODE=$1
 VARIANT=$2

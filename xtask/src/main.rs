@@ -175,6 +175,9 @@ enum Task {
     PowerCut {
         #[command(flatten)]
         vm: VmArgs,
+        /// Only this variant (repeatable; e.g. stamp-journal-cache)
+        #[arg(long = "only", value_name = "VARIANT")]
+        only: Vec<String>,
     },
     /// Two guests on one link (QEMU socket netdev over 127.0.0.1): one exports an rxdsk device
     /// over NVMe/TCP, the other connects by IPv6 link-local address (part of `test`).
@@ -1071,12 +1074,19 @@ fn main() -> ExitCode {
                 qemu::interactive(&boot(&a, &vm, "shell", &[], 0)?)?
             }
             Task::Demo { vm } => demo(&vm)?,
-            Task::PowerCut { vm } => {
-                let variants = if vm.kernel.debug {
+            Task::PowerCut { vm, only } => {
+                let mut variants = if vm.kernel.debug {
                     debug_power_cuts()
                 } else {
                     POWER_CUTS.to_vec()
                 };
+                if !only.is_empty() {
+                    variants.retain(|v| only.iter().any(|o| o == v));
+                    if variants.is_empty() {
+                        eprintln!("xtask: power-cut --only: no such variant in {POWER_CUTS:?}");
+                        return Ok(2);
+                    }
+                }
                 let summary = power_cuts(&prepare(&vm.kernel)?, &vm, &variants, "")?;
                 println!("{}", summary.line());
                 i32::from(!summary.ok())
