@@ -694,7 +694,10 @@ impl Device {
         let touch = touch && self.caches();
         for piece in pieces(pos, buf.len() as u64) {
             let (chunk, rest) = buf.split_at(piece.len);
-            if touch {
+            // A write to a page in memory is a use of it; one that makes a new page is not
+            // (as a load, it starts on probation): writing a cold file must not crowd out the
+            // hot set.
+            if touch && self.store.contains(piece.index) {
                 self.cache.referenced.touch(piece.index);
             }
             if piece.is_whole() && chunk.is_zero() {

@@ -107,6 +107,15 @@ impl Store {
         }
     }
 
+    /// Whether page `index` is in the store now (a hint: it may come or go at once).
+    pub(crate) fn contains(&self, index: u64) -> bool {
+        let Ok(slot) = usize::try_from(index) else { return false };
+        match self {
+            Store::Plain(s) => s.xa().contains(slot),
+            Store::Compressed(s) => s.xa().contains(slot),
+        }
+    }
+
     /// One pass of eviction from index `from`, at most `visits` pages looked at: pages
     /// changed since the last flush stay, others go if `choose` says so. Returns how many
     /// went and where the next pass starts (`None`: past the last page). The caller holds the

@@ -8,12 +8,14 @@ use crate::rxdsk::{dev_path, list_ids, Control, Device};
 use rxdsk_ioctl::{self as abi, RxdskComprStats, RxdskInfo, RxdskStats};
 use serde_json::{json, Value};
 
-/// What root reads of a device through the ioctls.
+/// What root reads of a device through the ioctls (and the cache counters, which only
+/// sysfs has: `cache_stat`'s numbers).
 #[derive(Clone, PartialEq)]
 struct Seen {
     info: RxdskInfo,
     stats: RxdskStats,
     compr: Option<RxdskComprStats>,
+    cache: Vec<u64>,
 }
 
 impl Seen {
@@ -23,10 +25,17 @@ impl Seen {
             0 => None,
             _ => Some(dev.compr_stats()?),
         };
+        let path = format!("/sys/block/rxd{}/rxdsk/cache_stat", dev.id);
+        let line = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        let cache = line
+            .split_whitespace()
+            .map(|w| w.parse().map_err(|_| format!("{path}: {line:?}")))
+            .collect::<Result<_, String>>()?;
         Ok(Seen {
             info,
             stats: dev.stats()?,
             compr,
+            cache,
         })
     }
 
@@ -86,6 +95,16 @@ impl Seen {
                 "decompress-failures": c.decompress_failures,
             })
         });
+        // While the limit is a cache size (the last number 1), the counters in order.
+        let cache = match self.cache[..] {
+            [hits, misses, evictions, room_flushes, throttled, protected, 1] => json!({
+                "read-hits": hits, "read-misses": misses, "evictions": evictions,
+                "room-flushes": room_flushes, "throttled-writes": throttled,
+                "protected-pages": protected,
+                "hit-ratio": (hits + misses != 0).then(|| hits as f64 / (hits + misses) as f64),
+            }),
+            _ => Value::Null,
+        };
         json!({
             "name": dev_path(s.id), "id": s.id,
             "reads": s.reads, "writes": s.writes,
@@ -99,6 +118,7 @@ impl Seen {
             "backing-errors": s.backing_errors, "flush-generation": s.flush_generation,
             "backing-reads": s.backing_reads, "atomic-flushes": s.atomic_flushes,
             "compression": compression,
+            "cache": cache,
         })
     }
 }

@@ -122,6 +122,9 @@ const DEBUG_SHORT_SKIP: &[&str] = &[
     // Accounting against zram's: the same on both kernels; the compressed paths it takes run
     // under KASAN in the other compress_ tests.
     "compress_vs_zram_ratio",
+    // The cache's policy measured (hit ratios): the same on both kernels; eviction's locking
+    // runs under lockdep and KASAN in cache_bigger_than_ram_plain and _lz4.
+    "cache_hot_set_survives_scan",
 ];
 
 #[derive(Subcommand)]
