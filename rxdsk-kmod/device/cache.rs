@@ -18,7 +18,8 @@ use kernel::prelude::*;
 
 /// Pages one pass of the hand looks at, with the cut lock held for writing.
 const PASS: u64 = 1024;
-/// The bitmaps eviction needs (2 bits per page) are kept up to this size of device.
+/// The bitmaps eviction needs (5 bits per page: unloaded, and the policy's four) are kept up
+/// to this size of device.
 const MAX_CACHED_DEVICE: u64 = 2 << 40;
 
 /// What a device whose limit is a cache size keeps for eviction, and its counters.
