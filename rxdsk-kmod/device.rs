@@ -102,7 +102,6 @@ pub(crate) struct Device {
     logical_block_size: u32,
     mem_limit_bytes: u64,
     /// The limit is a cache size while a backing device is attached (see `device/cache.rs`).
-    evicts: bool,
     cache: Cache,
     read_only: bool,
     stats: Stats,
@@ -235,7 +234,7 @@ impl Device {
     /// Whether this device's memory limit is a cache size now: it has one, and a backing
     /// device to evict to.
     fn caches(&self) -> bool {
-        self.evicts && self.view.is_attached()
+        self.cache.evicts() && self.view.is_attached()
     }
 
     /// Memory use above which the periodic work and the loader make room ahead of need.
@@ -454,7 +453,6 @@ impl Device {
                 capacity: AtomicU64::new(config.size_bytes),
                 logical_block_size: config.logical_block_size,
                 mem_limit_bytes: config.mem_limit_bytes,
-                evicts: Cache::can_evict(config.size_bytes, config.mem_limit_bytes),
                 cache: Cache::new(config.size_bytes, config.mem_limit_bytes)?,
                 read_only: config.read_only,
                 stats,
@@ -694,12 +692,6 @@ impl Device {
         let touch = touch && self.caches();
         for piece in pieces(pos, buf.len() as u64) {
             let (chunk, rest) = buf.split_at(piece.len);
-            // A write to a page in memory is a use of it; one that makes a new page is not
-            // (as a load, it starts on probation): writing a cold file must not crowd out the
-            // hot set.
-            if touch && self.store.contains(piece.index) {
-                self.cache.referenced.touch(piece.index);
-            }
             if piece.is_whole() && chunk.is_zero() {
                 self.store.erase(piece.index, gfp, nowait, batch)?;
                 if touch {
@@ -708,7 +700,13 @@ impl Device {
                 }
                 self.stats.zero_page();
             } else {
-                self.store.write(piece.index, piece.offset, &chunk, gfp, nowait)?;
+                let existed = self.store.write(piece.index, piece.offset, &chunk, gfp, nowait)?;
+                // A write to a page in memory is a use of it; one that makes a new page is not
+                // (as a load, it starts on probation): writing a cold file must not crowd out
+                // the hot set.
+                if touch && existed {
+                    self.cache.referenced.touch(piece.index);
+                }
             }
             buf = rest;
         }

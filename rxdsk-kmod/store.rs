@@ -107,15 +107,6 @@ impl Store {
         }
     }
 
-    /// Whether page `index` is in the store now (a hint: it may come or go at once).
-    pub(crate) fn contains(&self, index: u64) -> bool {
-        let Ok(slot) = usize::try_from(index) else { return false };
-        match self {
-            Store::Plain(s) => s.xa().contains(slot),
-            Store::Compressed(s) => s.xa().contains(slot),
-        }
-    }
-
     /// One pass of eviction from index `from`, at most `visits` pages looked at: pages
     /// changed since the last flush stay, others go if `choose` says so. Returns how many
     /// went and where the next pass starts (`None`: past the last page). The caller holds the
@@ -127,8 +118,9 @@ impl Store {
         }
     }
 
-    /// Writes `src` into page `index` at `offset` (the rest of a new page reads as zeros).
-    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: Gfp, nowait: bool) -> Result<(), StoreError> {
+    /// Writes `src` into page `index` at `offset` (the rest of a new page reads as zeros);
+    /// returns whether the page was there already.
+    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: Gfp, nowait: bool) -> Result<bool, StoreError> {
         match self {
             Store::Plain(s) => s.write(index, offset, src, gfp, nowait),
             Store::Compressed(s) => s.write(index, offset, src, nowait),

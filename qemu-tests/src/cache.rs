@@ -27,17 +27,17 @@ fn sysfs(dev: &Device, file: &str) -> Result<String, String> {
 /// `cache_stat`: read hits, read misses, evictions, flushes for room, throttled bios,
 /// protected pages, and whether the limit is a cache size now.
 #[derive(Debug, Clone, Copy, Default)]
-struct CacheStat {
+pub struct CacheStat {
     hits: u64,
     misses: u64,
-    evictions: u64,
+    pub evictions: u64,
     room_flushes: u64,
     throttled: u64,
     protected: u64,
     caching: bool,
 }
 
-fn cache_stat(dev: &Device) -> Result<CacheStat, String> {
+pub fn cache_stat(dev: &Device) -> Result<CacheStat, String> {
     let text = sysfs(dev, "cache_stat")?;
     let v: Vec<u64> = text
         .split_whitespace()

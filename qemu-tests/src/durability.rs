@@ -1109,15 +1109,9 @@ fn powercut_cut(variant: &str, _rest: &[String]) -> Result<(), String> {
     // Cut at a seeded moment once several flushes completed, whatever the next one is doing.
     let mut rng = seed;
     let cut_at = writer.done() + 2000 + blk::splitmix64(&mut rng) % 6000;
-    let cache_stat = |n: usize| -> u64 {
-        std::fs::read_to_string(format!("/sys/block/rxd{}/rxdsk/cache_stat", dev.id))
-            .ok()
-            .and_then(|t| t.split_whitespace().nth(n).and_then(|w| w.parse().ok()))
-            .unwrap_or(0)
-    };
     // On a cache, the cut comes only once pages were evicted (the flushes back to back keep
     // most pages clean: flushes for room are rare here).
-    let evicting = || !cache || cache_stat(2) > 0;
+    let evicting = || !cache || crate::cache::cache_stat(&dev).is_ok_and(|s| s.evictions > 0);
     let ready = || writer.done() >= cut_at && flushes.load(Ordering::Acquire) >= 4 && evicting();
     wait_until(Duration::from_secs(300), ready);
     if !evicting() {

@@ -47,6 +47,11 @@ impl Cache {
         })
     }
 
+    /// Whether the device evicts once a backing device is attached (it has the bitmaps).
+    pub(super) fn evicts(&self) -> bool {
+        self.referenced.cache_pages() != 0
+    }
+
     pub(super) fn can_evict(size_bytes: u64, limit_bytes: u64) -> bool {
         limit_bytes != 0 && size_bytes <= MAX_CACHED_DEVICE
     }

@@ -249,8 +249,9 @@ impl ZStore {
     }
 
     /// Writes `src` into page `index` at `offset` (the rest of a new page is zeros): the
-    /// page is compressed again and its object replaced.
-    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, nowait: bool) -> Result<(), StoreError> {
+    /// page is compressed again and its object replaced. Returns whether the page was there
+    /// already.
+    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, nowait: bool) -> Result<bool, StoreError> {
         let _noio = ffi::NoIo::enter();
         let _shard = self.lock(index, nowait)?;
         let keep = self.room_to_keep(index, nowait)?;
@@ -262,9 +263,9 @@ impl ZStore {
         let end = (offset + src.len()).min(PAGE_SIZE);
         // Our own copy: the compressor must not see bytes change under it.
         src.copy_to_slice(s.page.get_mut(offset..end).unwrap_or(&mut []));
-        self.replace(index, s, nowait, keep)?;
+        let existed = self.replace(index, s, nowait, keep)?;
         self.changes.mark(&self.xa, index);
-        Ok(())
+        Ok(existed)
     }
 
     /// Zeroes `len` bytes of page `index` from `offset`, if the page exists.
@@ -298,9 +299,9 @@ impl ZStore {
         unsafe { self.decode(s, obj.as_ref(), page) }
     }
 
-    /// Stores the stream's page at `index`, freeing what was there (or keeping it in `keep`).
-    /// Shard lock held.
-    fn replace(&self, index: u64, s: &mut Stream, nowait: bool, keep: Option<Keep<'_>>) -> Result<(), StoreError> {
+    /// Stores the stream's page at `index`, freeing what was there (or keeping it in `keep`);
+    /// returns whether there was a page. Shard lock held.
+    fn replace(&self, index: u64, s: &mut Stream, nowait: bool, keep: Option<Keep<'_>>) -> Result<bool, StoreError> {
         let slot = usize::try_from(index).map_err(|_| StoreError::NoMemory)?;
         let obj = self.encode(s, nowait)?;
         if let Some(mut existing) = self.load(index) {
@@ -312,7 +313,7 @@ impl ZStore {
                 None => self.release(old),
             }
             self.max_used.fetch_max(self.total_bytes(), Ordering::Relaxed);
-            return Ok(());
+            return Ok(true);
         }
         let flags = if nowait { GFP_NOWAIT } else { GFP_KERNEL } | __GFP_NOWARN;
         let boxed = match KBox::new(obj, flags) {
@@ -331,12 +332,13 @@ impl ZStore {
             }
         };
         self.objects.fetch_add(1, Ordering::Relaxed);
+        let existed = old.is_some();
         if let Some(old) = old {
             // Just replaced under our shard lock: nobody else can reach it.
             self.free(old);
         }
         self.max_used.fetch_max(self.total_bytes(), Ordering::Relaxed);
-        Ok(())
+        Ok(existed)
     }
 
     /// Makes an object of the stream's page: a word, a compressed object, or the page whole.
@@ -595,6 +597,6 @@ impl ZStore {
         let s = Option::as_mut(&mut *stream).ok_or(StoreError::NoMemory)?;
         s.page.fill(0);
         src.copy_to_slice(&mut s.page);
-        self.replace(index, s, false, None)
+        self.replace(index, s, false, None).map(drop)
     }
 }

@@ -178,9 +178,10 @@ impl PageStore {
         page.is_some()
     }
 
-    /// Copies `src` into page `index` at `offset`, allocating the page (with `gfp`) if needed.
-    /// At the limit it waits for erased pages to come back, unless `nowait`.
-    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: Gfp, nowait: bool) -> Result<(), StoreError> {
+    /// Copies `src` into page `index` at `offset`, allocating the page (with `gfp`) if needed;
+    /// returns whether the page was there already. At the limit it waits for erased pages to
+    /// come back, unless `nowait`.
+    pub(crate) fn write(&self, index: u64, offset: usize, src: &IoMem<'_>, gfp: Gfp, nowait: bool) -> Result<bool, StoreError> {
         let locked = self.lock_for_change(index, nowait)?;
         if locked.is_some() {
             self.keep_for_cut(usize::try_from(index).map_err(|_| StoreError::NoMemory)?, gfp)?;
@@ -188,10 +189,10 @@ impl PageStore {
         let mut waited_for_frees = false;
         loop {
             if self.write_existing(index, offset, src) {
-                return Ok(());
+                return Ok(true);
             }
             match self.insert(index, offset, src, gfp, true) {
-                Ok(true) => return Ok(()),
+                Ok(true) => return Ok(false),
                 // Another writer inserted the page first: write into theirs. (If a discard
                 // removes it again before we get there, we go round once more.)
                 Ok(false) => {}

@@ -16,12 +16,7 @@ struct Bits(KVVec<AtomicU64>);
 
 impl Bits {
     fn new(pages: u64) -> Result<Self> {
-        let n = usize::try_from(pages.div_ceil(64)).map_err(|_| ENOMEM)?;
-        let mut words = KVVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..n {
-            words.push(AtomicU64::new(0), GFP_KERNEL)?;
-        }
-        Ok(Self(words))
+        Ok(Self(super::unloaded::clear_words(pages)?))
     }
 
     fn locate(&self, index: u64) -> Option<(&AtomicU64, u64)> {
@@ -131,6 +126,11 @@ impl Referenced {
     /// Pages on probation, of `present` pages in the store.
     pub(crate) fn probation(&self, present: u64) -> u64 {
         present.saturating_sub(self.protected_pages.load(Ordering::Relaxed))
+    }
+
+    /// The cache, in pages; 0 for a device that never evicts.
+    pub(crate) fn cache_pages(&self) -> u64 {
+        self.cache_pages
     }
 
     /// What probation keeps before protected pages are evicted: a quarter of the cache.

@@ -16,6 +16,16 @@ pub(crate) struct Unloaded {
     count: AtomicU64,
 }
 
+/// The words of a bitmap of `pages` bits, all clear.
+pub(super) fn clear_words(pages: u64) -> Result<KVVec<AtomicU64>> {
+    let n = usize::try_from(pages.div_ceil(64)).map_err(|_| ENOMEM)?;
+    let mut words = KVVec::with_capacity(n, GFP_KERNEL)?;
+    for _ in 0..n {
+        words.push(AtomicU64::new(0), GFP_KERNEL)?;
+    }
+    Ok(words)
+}
+
 impl Unloaded {
     /// Nothing to load (a device not restored lazily).
     pub(crate) fn none() -> Self {
@@ -36,12 +46,7 @@ impl Unloaded {
 
     /// A clear map of `pages` pages, for a device whose pages can be evicted.
     pub(crate) fn blank(pages: u64) -> Result<Self> {
-        let n = usize::try_from(pages.div_ceil(64)).map_err(|_| ENOMEM)?;
-        let mut words = KVVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..n {
-            words.push(AtomicU64::new(0), GFP_KERNEL)?;
-        }
-        Ok(Self { words, count: AtomicU64::new(0) })
+        Ok(Self { words: clear_words(pages)?, count: AtomicU64::new(0) })
     }
 
     /// Pages still to load.
