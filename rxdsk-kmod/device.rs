@@ -10,11 +10,12 @@ mod stats;
 
 use crate::abi::{
     RxdskComprStats, RxdskFlush, RxdskInfo, RxdskStats, RXDSK_FLAG_BACKED, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_READ_ONLY,
-    RXDSK_COMPRESS_LZ4, RXDSK_COMPRESS_LZO, RXDSK_COMPRESS_LZO_RLE, RXDSK_COMPRESS_ZSTD, RXDSK_FLAG_WRITETHROUGH,
+    RXDSK_COMPRESS_LZ4, RXDSK_COMPRESS_LZO, RXDSK_COMPRESS_LZO_RLE, RXDSK_COMPRESS_ZSTD, RXDSK_FLAG_WRITEAROUND,
+    RXDSK_FLAG_WRITETHROUGH,
     RXDSK_MAX_FLUSH_INTERVAL, RXDSK_MAX_SIZE, RXDSK_PAGE_SIZE,
 };
-use crate::image::format::RXDSK_IMAGE_FLUSHING;
-use crate::image::{self, DeviceData, Image, ImageStats, View};
+use crate::image::format::{RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_WRITEAROUND};
+use crate::image::{self, DeviceData, Image, ImageStats, Mode, View};
 use crate::layout::{self, pieces, punch, shrink};
 use crate::store::{unloaded::Unloaded, Batch, Store, StoreError};
 use crate::sys::compress::Algorithm;
@@ -24,6 +25,7 @@ use crate::sys::ffi::{self, Gfp, NoIo, PAGE_SIZE, SECTOR_SHIFT};
 use crate::sys::iomem::IoMem;
 use crate::sys::periodic::{Periodic, PeriodicTask};
 use crate::sys::rwsem::PercpuRwSem;
+use crate::sys::shrinker::{ShrinkTask, Shrinker};
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use kernel::{
@@ -117,6 +119,12 @@ pub(crate) struct Device {
     long_ops: AtomicU32,
     /// Reports being read without the registry lock (see `ctl::registry::Peek`).
     peeks: AtomicU64,
+    /// Gives clean pages back under memory pressure, on a device that can evict; freed first
+    /// in `PinnedDrop`.
+    shrinker: Shrinker<Device>,
+    /// Taken by the shrinker's scans, one at a time (see `scan_freeable`).
+    #[pin]
+    shrinking: Mutex<()>,
 }
 
 impl Device {
@@ -162,6 +170,10 @@ impl Device {
             compress,
         };
         if !valid_size(config.size_bytes, config.logical_block_size) {
+            return Err(EINVAL);
+        }
+        // Writearound drops what it writes: only a device that can evict (has a cache).
+        if header.mode == RXDSK_IMAGE_WRITEAROUND && !Cache::can_evict(config.size_bytes, mem_limit_bytes) {
             return Err(EINVAL);
         }
         let device = Self::build(id, &config, Unloaded::all(config.size_bytes.div_ceil(PAGE_SIZE as u64))?)?;
@@ -256,7 +268,7 @@ impl Device {
         }
         let data = self.data();
         if image.settle(&data)? {
-            self.cache.evict_to(&self.store, &self.unloaded, &self.cut, goal);
+            self.cache.evict_to(&self.store, &self.unloaded, &self.cut, goal, None);
         }
         if self.store.used_bytes() > goal {
             let flushed = image.write_back(&data);
@@ -264,7 +276,7 @@ impl Device {
             flushed?;
             self.cache.room_flushes.fetch_add(1, Ordering::Relaxed);
             if image.settle(&data)? {
-                self.cache.evict_to(&self.store, &self.unloaded, &self.cut, goal);
+                self.cache.evict_to(&self.store, &self.unloaded, &self.cut, goal, None);
             }
         }
         if self.store.used_bytes() + PAGE_SIZE as u64 > self.mem_limit_bytes {
@@ -299,11 +311,12 @@ impl Device {
         &self,
         path: &CStr,
         journal_bytes: u64,
-        writethrough: bool,
+        mode: Mode,
         flush_interval_secs: u32,
         check: impl FnOnce((u32, u32)) -> Result,
     ) -> Result {
-        if flush_interval_secs > RXDSK_MAX_FLUSH_INTERVAL {
+        // Writearound drops what it writes: only a device that can evict (has a cache).
+        if flush_interval_secs > RXDSK_MAX_FLUSH_INTERVAL || (mode == Mode::Writearound && !self.cache.evicts()) {
             return Err(EINVAL);
         }
         // Held from the size check on: a resize waits for it.
@@ -311,7 +324,7 @@ impl Device {
         if backing.is_some() {
             return Err(EBUSY);
         }
-        let image = Image::attach(&self.data(), path, self.holder(), journal_bytes, writethrough, flush_interval_secs, check)?;
+        let image = Image::attach(&self.data(), path, self.holder(), journal_bytes, mode, flush_interval_secs, check)?;
         {
             // With no change under way: every writer after this sees tracking on and the
             // mode, every one before is done and its page is found by the first flush.
@@ -321,16 +334,11 @@ impl Device {
             // From here writes are deferred (writethrough) and wait for the lock we hold.
             self.view.publish(backing.as_ref());
         }
-        if writethrough {
+        if mode != Mode::Writeback {
             // The whole image first: a writethrough image is complete from the start.
             let image = Option::as_mut(&mut *backing).ok_or(ENXIO)?;
             if let Err(e) = image.write_back(&self.data()) {
-                {
-                    let _no_change = self.cut.write();
-                    self.store.stop_tracking();
-                    *backing = None;
-                    self.view.publish(None);
-                }
+                drop(self.unpublish(&mut backing));
                 return Err(e);
             }
             self.view.publish(backing.as_ref());
@@ -410,13 +418,19 @@ impl Device {
                 return Err(e);
             }
         }
-        {
-            let _no_change = self.cut.write();
-            self.store.stop_tracking();
-            *backing = None;
-            self.view.publish(None);
-        }
+        drop(self.unpublish(&mut backing));
         Ok(())
+    }
+
+    /// Ends tracking and takes the image out, with no change under way; the caller closes it
+    /// after that: closing the backing device takes its `open_mutex`, whose holders allocate
+    /// memory, and reclaim may wait for the cut lock (the shrinker's eviction).
+    fn unpublish(&self, backing: &mut BackingLock<'_>) -> Option<Image> {
+        let _no_change = self.cut.write();
+        self.store.stop_tracking();
+        let image = backing.take();
+        self.view.publish(None);
+        image
     }
 
     /// Whether the device has a backing device and data not yet flushed to it.
@@ -462,6 +476,8 @@ impl Device {
                 image_stats: ImageStats::default(),
                 long_ops: AtomicU32::new(0),
                 peeks: AtomicU64::new(0),
+                shrinker: Shrinker::new(),
+                shrinking <- new_mutex!(()),
             }),
             GFP_KERNEL,
         )?;
@@ -478,6 +494,11 @@ impl Device {
         // SAFETY: `self` lives in an `Arc` (it never moves), holds `periodic`, and its
         // `PinnedDrop` stops the period before the fields go.
         unsafe { self.periodic.set_owner(self) };
+        if self.cache.evicts() {
+            // SAFETY: `self` lives in an `Arc` (it never moves), holds `shrinker`, and frees it
+            // first in `PinnedDrop`.
+            unsafe { self.shrinker.register(self, self.id)? };
+        }
         // SAFETY: `self` lives in an `Arc` (it never moves) and owns the disk, which its
         // `PinnedDrop` removes before the memory is freed.
         // INVARIANT: the disk is added with `self` as its handler.
@@ -500,10 +521,12 @@ impl Device {
     }
 
     pub(crate) fn info(&self) -> RxdskInfo {
-        let backing_flags = match (self.view.is_attached(), self.view.is_writethrough()) {
-            (false, _) => 0,
-            (true, true) => RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH,
-            (true, false) => RXDSK_FLAG_BACKED,
+        let backing_flags = match (self.view.is_attached(), self.view.is_writethrough(), self.view.is_writearound()) {
+            (false, _, _) => 0,
+            // Writearound keeps writethrough's guarantee: old clients see that.
+            (true, true, true) => RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH | RXDSK_FLAG_WRITEAROUND,
+            (true, true, false) => RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH,
+            (true, false, _) => RXDSK_FLAG_BACKED,
         };
         let (backing_major, backing_minor) = self.view.devt();
         RxdskInfo {
@@ -764,10 +787,11 @@ impl BioHandler for Device {
             Attr::Mode => writeln!(
                 out,
                 "{}",
-                match (self.view.is_attached(), self.view.is_writethrough()) {
-                    (false, _) => "none",
-                    (true, true) => "writethrough",
-                    (true, false) => "writeback",
+                match (self.view.is_attached(), self.view.is_writethrough(), self.view.is_writearound()) {
+                    (false, _, _) => "none",
+                    (true, _, true) => "writearound",
+                    (true, true, false) => "writethrough",
+                    (true, false, false) => "writeback",
                 }
             ),
             Attr::JournalBytes => writeln!(out, "{}", self.view.journal_bytes()),
@@ -816,14 +840,15 @@ impl BioHandler for Device {
                 let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 writeln!(
                     out,
-                    "{} {} {} {} {} {} {}",
+                    "{} {} {} {} {} {} {} {}",
                     hits,
                     misses,
                     get(&c.evictions),
                     get(&c.room_flushes),
                     get(&c.throttled),
                     c.referenced.protected_pages(),
-                    u8::from(self.caches())
+                    u8::from(self.caches()),
+                    get(&c.reclaimed)
                 )
             }
             Attr::BdStat => {
@@ -954,6 +979,10 @@ impl Device {
             return;
         }
         let written = image.write_through(&self.data(), first, last).map_err(|_| (Status::IoError, Failure::Io));
+        if written.is_ok() && self.view.is_writearound() && self.caches() {
+            // On the backing device now: RAM keeps what is read, not what is written.
+            self.cache.drop_written(&self.store, &self.unloaded, &self.cut, first, last);
+        }
         self.end(bio, written);
     }
 
@@ -992,7 +1021,7 @@ impl Device {
             // evict the range's own pages, which would come back as ghosts (protected).
             let need = (last - first + 1).saturating_mul(PAGE_SIZE as u64);
             if self.store.used_bytes().saturating_add(need) > self.high_water() {
-                self.make_room(image, self.low_water().min(self.mem_limit_bytes.saturating_sub(need)))?;
+                self.make_room(image, self.low_water().min(self.cache.size().saturating_sub(need)))?;
             }
         }
         let data = self.data();
@@ -1000,14 +1029,26 @@ impl Device {
         // is smaller than the device with neighbours of random misses.
         let (align, caches) = (MISS_CLUSTER - 1, self.caches());
         let cluster = |image: &mut Image, from: u64, to: u64| -> Result {
-            let (from, to) = if caches { (from, to) } else { (from & !align, to | align) };
-            match image.load(&data, from, to, ffi::gfp_noio()) {
-                Err(e) if e == ENOSPC && self.caches() => {
-                    self.make_room(image, self.low_water())?;
-                    image.load(&data, from, to, ffi::gfp_noio())
-                }
-                other => other,
+            if !caches {
+                return image.load(&data, from & !align, to | align, ffi::gfp_noio());
             }
+            // Without waiting for reclaim first: we hold the backing lock, so the shrinker
+            // cannot take our pages for the reclaim we would wait for. Short of memory, the
+            // cache shrinks by an eighth at a time (as the shrinker would have made it) and
+            // the pages come from its own; at its floor, the load waits for reclaim.
+            for _ in 0..8 {
+                match image.load(&data, from, to, ffi::GFP_NOWAIT | ffi::GFP_NOWARN) {
+                    Err(e) if e == ENOMEM || e == ENOSPC => {
+                        if e == ENOMEM {
+                            let used = self.store.used_bytes();
+                            self.cache.squeeze(self.cache.size().min(used).saturating_sub(used / 8));
+                        }
+                        self.make_room(image, self.low_water())?;
+                    }
+                    other => return other,
+                }
+            }
+            image.load(&data, from, to, ffi::gfp_noio())
         };
         if !matches!(bio.op(), Op::Discard | Op::WriteZeroes) {
             if caches {
@@ -1064,6 +1105,66 @@ impl PeriodicTask for Device {
     }
 }
 
+impl ShrinkTask for Device {
+    /// A pass of the hand: the cut lock is taken for writing once per scan.
+    const BATCH: u64 = cache::PASS;
+
+    /// The pages above the floor while the limit is a cache size (dirty ones included: a
+    /// walk to count them would cost more than the scan that skips them).
+    fn count_freeable(&self) -> u64 {
+        if !self.caches() {
+            return 0;
+        }
+        let pages = self.store.pages();
+        let per_page = (self.store.used_bytes() / pages.max(1)).max(1);
+        pages.saturating_sub(self.cache.floor() / per_page)
+    }
+
+    /// Evicts up to `nr` clean pages, down to the floor, and keeps the cache at what is left
+    /// for a while (see `Cache::squeeze`). Never waits for the backing lock: its holder may
+    /// wait for locks (the backing disk's `open_mutex`, in ATTACH) whose holders allocate
+    /// memory. When it is busy, or a journal must be replayed first (I/O), the holder makes
+    /// the room (the loader and the worker look at the squeezed size). Nothing at all for an
+    /// allocation in a NOIO scope: our own I/O path or a flush may be the one allocating, and
+    /// eviction waits for bios (the cut lock).
+    fn scan_freeable(&self, nr: u64, may_io: bool) -> Option<u64> {
+        if !may_io || !self.caches() {
+            return None;
+        }
+        if self.store.used_bytes() <= self.cache.floor() {
+            return None;
+        }
+        // Reclaimers wait for each other (kswapd and direct reclaim come together): one that
+        // found the backing lock held by another's scan would make no progress, and the
+        // allocation it serves would go to the OOM killer while memory is being freed. A scan
+        // waits for nothing unbounded: bios in flight (which allocate without reclaiming
+        // through us) and RCU.
+        let _one_at_a_time = self.shrinking.lock();
+        let (used, pages) = (self.store.used_bytes(), self.store.pages().max(1));
+        let per_page = (used / pages).max(1);
+        let goal = used.saturating_sub(nr.saturating_mul(per_page)).max(self.cache.floor());
+        if goal >= used {
+            return None;
+        }
+        let Some(backing) = BackingLock::try_new(self) else {
+            // From the size an earlier call left, not from what is still in memory: calls
+            // that come before the holder makes room each take their share.
+            let size = self.cache.size().min(used);
+            self.cache.squeeze(size.saturating_sub(nr.saturating_mul(per_page)));
+            return None;
+        };
+        // No I/O here (a journal to replay first): the worker settles it at its next bio.
+        if !backing.as_ref()?.is_settled() {
+            self.cache.squeeze(goal);
+            return None;
+        }
+        let freed = self.cache.evict_to(&self.store, &self.unloaded, &self.cut, goal, Some(4 * nr));
+        self.cache.reclaimed.fetch_add(freed, Ordering::Relaxed);
+        self.cache.squeeze(self.store.used_bytes());
+        (freed != 0).then_some(freed)
+    }
+}
+
 impl DeferredHandler for Device {
     fn handle_deferred(&self, bio: Bio) {
         if self.needs_write_through(&bio) {
@@ -1086,6 +1187,11 @@ impl DeferredHandler for Device {
             return;
         };
         let result = self.attempt_locked(image, &bio, false);
+        if self.caches() && self.store.used_bytes() > self.high_water() {
+            // Above the size memory pressure left the cache (writes do not look at it). A
+            // failure is counted by the image and met again by the next bio that needs room.
+            let _ = self.make_room(image, self.low_water());
+        }
         drop(backing);
         self.end(bio, result);
     }
@@ -1096,6 +1202,15 @@ struct BackingLock<'a> {
     /// Declared first: released before the scope ends.
     guard: Guard<'a, Option<Image>, MutexBackend>,
     _noio: NoIo,
+}
+
+impl<'a> BackingLock<'a> {
+    /// The backing lock of `device` if no one holds it.
+    fn try_new(device: &'a Device) -> Option<Self> {
+        let noio = NoIo::enter();
+        let guard = device.backing.try_lock()?;
+        Some(BackingLock { guard, _noio: noio })
+    }
 }
 
 impl Deref for BackingLock<'_> {
@@ -1115,6 +1230,8 @@ impl DerefMut for BackingLock<'_> {
 #[pinned_drop]
 impl PinnedDrop for Device {
     fn drop(self: Pin<&mut Self>) {
+        // No scan runs after this (it waits for one running).
+        self.shrinker.free();
         // No automatic flush runs after this.
         self.periodic.stop();
         // INVARIANT: no bio reaches `self` after this; the store's pages go with its fields.

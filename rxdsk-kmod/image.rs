@@ -21,9 +21,30 @@ use crate::sys::rwsem::PercpuRwSem;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use format::{
     header_offset, image_fits, ImageError, RxdskImageHeader, RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED,
-    RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITEBACK, RXDSK_IMAGE_WRITETHROUGH,
+    RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITEAROUND, RXDSK_IMAGE_WRITEBACK, RXDSK_IMAGE_WRITETHROUGH,
 };
 use kernel::{prelude::*, str::CStr};
+
+/// How writes reach the backing device (the image header's `mode`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mode {
+    /// Writes complete in RAM and reach the image on flush.
+    Writeback,
+    /// A write completes once it is on the backing device too.
+    Writethrough,
+    /// As writethrough, and the pages it changed then leave RAM (reads are cached).
+    Writearound,
+}
+
+impl Mode {
+    fn header(self) -> u32 {
+        match self {
+            Mode::Writeback => RXDSK_IMAGE_WRITEBACK,
+            Mode::Writethrough => RXDSK_IMAGE_WRITETHROUGH,
+            Mode::Writearound => RXDSK_IMAGE_WRITEAROUND,
+        }
+    }
+}
 
 /// Pages per bio when writing back or restoring.
 const IO_PAGES: usize = 64;
@@ -95,7 +116,7 @@ pub(crate) struct Image {
     /// The backing device's data area holds nothing of ours yet: the next flush zeroes it
     /// before it writes the pages (set by ATTACH, cleared by the first completed flush).
     zero_fill: bool,
-    /// `RXDSK_IMAGE_WRITEBACK` or `RXDSK_IMAGE_WRITETHROUGH`.
+    /// `RXDSK_IMAGE_WRITEBACK`, `_WRITETHROUGH` or `_WRITEAROUND`.
     mode: u32,
     /// Size of the journal after the data area; 0: none.
     journal_bytes: u64,
@@ -137,7 +158,7 @@ impl Image {
         path: &CStr,
         holder: *const core::ffi::c_void,
         journal_bytes: u64,
-        writethrough: bool,
+        mode: Mode,
         flush_interval_secs: u32,
         check: impl FnOnce((u32, u32)) -> Result,
     ) -> Result<Self> {
@@ -151,7 +172,7 @@ impl Image {
             file,
             generation: 0,
             zero_fill: true,
-            mode: if writethrough { RXDSK_IMAGE_WRITETHROUGH } else { RXDSK_IMAGE_WRITEBACK },
+            mode: mode.header(),
             journal_bytes,
             replay_pending: false,
             flush_interval_secs,
@@ -192,8 +213,9 @@ impl Image {
         self.generation
     }
 
+    /// Whether writes complete only once on the backing device (writethrough or writearound).
     pub(crate) fn is_writethrough(&self) -> bool {
-        self.mode == RXDSK_IMAGE_WRITETHROUGH
+        self.mode == RXDSK_IMAGE_WRITETHROUGH || self.mode == RXDSK_IMAGE_WRITEAROUND
     }
 
     pub(crate) fn flush_interval_secs(&self) -> u32 {
@@ -213,6 +235,12 @@ impl Image {
             self.replay(data)?;
         }
         Ok(!self.zero_fill)
+    }
+
+    /// Whether the image's data area holds the device's clean pages now (what [`Image::settle`]
+    /// makes true), so that they can be evicted without I/O first.
+    pub(crate) fn is_settled(&self) -> bool {
+        !self.replay_pending && !self.zero_fill
     }
 
     /// Whether a flush would write anything (a periodic flush skips it otherwise).
@@ -242,7 +270,8 @@ impl Image {
 
     /// Reads the unloaded pages of `first..=last` into the store, as clean pages (zero pages
     /// store nothing), and clears their bits. The caller holds the lock over the image, which
-    /// serialises loaders.
+    /// serialises loaders. A `gfp` without direct reclaim fails with `ENOMEM` at once when
+    /// memory is short (the buffer included), leaving the pages not yet read unloaded.
     pub(crate) fn load(&self, data: &DeviceData<'_>, first: u64, last: u64, gfp: Gfp) -> Result {
         let mut from = first;
         while let Some(start) = data.unloaded.next_set(from, last) {
@@ -250,7 +279,7 @@ impl Image {
             while n < IO_PAGES && start + (n as u64) <= last && data.unloaded.is_set(start + n as u64) {
                 n += 1;
             }
-            let buf = PageBuf::new(n)?;
+            let buf = if ffi::may_reclaim(gfp) { PageBuf::new(n)? } else { PageBuf::new_nowait(n)? };
             self.file.read(start << PAGE_SHIFT, &buf, n).map_err(|e| data.stats.error(e))?;
             for i in 0..n {
                 let index = start + i as u64;
@@ -355,8 +384,14 @@ impl View {
         self.mode.load(Ordering::Acquire) != 0
     }
 
+    /// Writethrough or writearound (see [`Image::is_writethrough`]).
     pub(crate) fn is_writethrough(&self) -> bool {
-        self.mode.load(Ordering::Acquire) == RXDSK_IMAGE_WRITETHROUGH + 1
+        let mode = self.mode.load(Ordering::Acquire);
+        mode == RXDSK_IMAGE_WRITETHROUGH + 1 || mode == RXDSK_IMAGE_WRITEAROUND + 1
+    }
+
+    pub(crate) fn is_writearound(&self) -> bool {
+        self.mode.load(Ordering::Acquire) == RXDSK_IMAGE_WRITEAROUND + 1
     }
 
     pub(crate) fn journal_bytes(&self) -> u64 {

@@ -13,5 +13,6 @@ pub(crate) mod iomem;
 pub(crate) mod page;
 pub(crate) mod periodic;
 pub(crate) mod rwsem;
+pub(crate) mod shrinker;
 pub(crate) mod xarray;
 pub(crate) mod zsmalloc;

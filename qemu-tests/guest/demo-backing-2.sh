@@ -26,15 +26,26 @@ rxdskctl attach --journal 96M "$DEV" /dev/vda
 rxdsk-guest-tests fill "$DEV" 256 9
 SUM=$(dd if="$DEV" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1)
 rxdskctl list -o NAME,SIZE,USED,MEM-LIMIT,BACKING,DIRTY,UNLOADED
-rxdskctl stats "$DEV" | tail -n 7
+rxdskctl stats "$DEV" | tail -n 8
 echo "== flushed, destroyed, restored with the same limit; all 256 MiB read back through 64 MiB"
 rxdskctl flush "$DEV" > /dev/null
 rxdskctl destroy "$DEV"
 DEV=$(rxdskctl create --backing /dev/vda --mem-limit 64M)
 SUM2=$(dd if="$DEV" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1)
-rxdskctl list -o NAME,SIZE,USED,MEM-LIMIT,UNLOADED
+rxdskctl list -o NAME,SIZE,MEM-LIMIT,UNLOADED,CACHED,HIT-RATIO
 echo "sha256 of all 256 MiB: written $SUM"
 echo "                       restored $SUM2"
 [ "$SUM" = "$SUM2" ] || { echo "DIFFERENT: the cache lost data"; exit 1; }
 echo "== identical; memory in use now: $(cat /sys/block/${DEV#/dev/}/rxdsk/mem_used) bytes, of a 64 MiB limit"
+rxdskctl destroy "$DEV"
+echo
+echo "== writearound: writes go to the disk only, RAM keeps what is read"
+DEV=$(rxdskctl create --size 256M --mem-limit 64M)
+rxdskctl attach --mode writearound "$DEV" /dev/vda
+rxdsk-guest-tests fill "$DEV" 128 11
+rxdskctl list -o NAME,MODE,USED,UNLOADED
+dd if="$DEV" of=/dev/null bs=1M count=32 iflag=direct status=none
+dd if="$DEV" of=/dev/null bs=1M count=32 iflag=direct status=none
+echo "   after reading 32 MiB twice:"
+rxdskctl list -o NAME,MODE,USED,CACHED,HIT-RATIO
 rxdskctl destroy "$DEV"

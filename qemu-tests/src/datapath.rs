@@ -589,6 +589,7 @@ pub fn swap_stress(dev: &str, p: &SwapParams) -> Result<SwapReport, String> {
         p.hog_bytes / MIB,
         0xD0D0_BA11,
         0,
+        0,
     )?;
     let mut report = SwapReport::default();
     let deadline = start + p.timeout;
@@ -665,14 +666,15 @@ pub struct Hog {
 }
 
 impl Hog {
-    /// Starts `hog MIB SEED ZEROS` in the cgroup whose `cgroup.procs` is given (the root's
-    /// for no limit).
+    /// Starts `hog MIB SEED ZEROS BALLAST` in the cgroup whose `cgroup.procs` is given (the
+    /// root's for no limit).
     pub fn spawn(
         cgroup_procs: &str,
         log_path: &str,
         mib_count: u64,
         seed: u64,
         zeros: u32,
+        ballast_mib: u64,
     ) -> Result<Self, String> {
         use std::ffi::CString;
         let cstr = |s: &str| CString::new(s).map_err(|e| format!("{s:?}: {e}"));
@@ -684,6 +686,7 @@ impl Hog {
             cstr(&mib_count.to_string())?,
             cstr(&seed.to_string())?,
             cstr(&zeros.to_string())?,
+            cstr(&ballast_mib.to_string())?,
         ];
         let argv_ptrs: Vec<*const nix::libc::c_char> = argv
             .iter()
@@ -721,6 +724,12 @@ impl Hog {
         }
     }
 
+    /// Makes the hog the OOM killer's first choice (it should never need one).
+    pub fn oom_first(&self) -> Result<(), String> {
+        let path = format!("/proc/{}/oom_score_adj", self.pid);
+        std::fs::write(&path, "1000").map_err(|e| format!("{path}: {e}"))
+    }
+
     /// The exit status once the hog has ended (120-122: joining the cgroup, redirecting
     /// output or exec failed in the child).
     pub fn try_wait(&mut self) -> Result<Option<WaitStatus>, String> {
@@ -753,6 +762,18 @@ struct AnonMap {
 
 impl AnonMap {
     fn new(len: usize) -> Result<Self, String> {
+        Self::map(len, 0)
+    }
+
+    /// A mapping whose pages the kernel allocates at once (`MAP_POPULATE`); none for 0.
+    fn populated(len: usize) -> Result<Option<Self>, String> {
+        if len == 0 {
+            return Ok(None);
+        }
+        Self::map(len, nix::libc::MAP_POPULATE).map(Some)
+    }
+
+    fn map(len: usize, flags: nix::libc::c_int) -> Result<Self, String> {
         // SAFETY: a fresh anonymous private mapping at an address the kernel picks; nothing
         // else refers to it.
         let ptr = unsafe {
@@ -760,7 +781,7 @@ impl AnonMap {
                 std::ptr::null_mut(),
                 len,
                 nix::libc::PROT_READ | nix::libc::PROT_WRITE,
-                nix::libc::MAP_PRIVATE | nix::libc::MAP_ANONYMOUS,
+                nix::libc::MAP_PRIVATE | nix::libc::MAP_ANONYMOUS | flags,
                 -1,
                 0,
             )
@@ -806,6 +827,19 @@ pub fn hog_main(args: &[String]) -> i32 {
         return 3;
     };
     let zeros: usize = args.get(2).and_then(|z| z.parse().ok()).unwrap_or(0);
+    // Memory taken (populated by the kernel, never checked) before the checked pages: what
+    // brings the system near its limit fast.
+    let ballast_mib: usize = args.get(3).and_then(|z| z.parse().ok()).unwrap_or(0);
+    let _ballast = match AnonMap::populated(ballast_mib * MIB as usize) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("hog: ballast: {e}");
+            return 3;
+        }
+    };
+    if ballast_mib > 0 {
+        println!("hog: {ballast_mib} MiB of ballast");
+    }
     let fill = |page: &mut [u8], p: usize| {
         if p.checked_rem(zeros + 1) == Some(0) {
             blk::fill_keyed(page, seed, p as u64);

@@ -110,6 +110,18 @@ const TESTS: &[Test] = &[
         run: cache::cache_bigger_than_ram_lz4,
     },
     Test {
+        name: "cache_gives_memory_back",
+        run: cache::cache_gives_memory_back,
+    },
+    Test {
+        name: "cache_writearound",
+        run: cache::cache_writearound,
+    },
+    Test {
+        name: "cache_swap_lz4",
+        run: cache::cache_swap_lz4,
+    },
+    Test {
         name: "cache_hot_set_survives_scan",
         run: cache::cache_hot_set_survives_scan,
     },

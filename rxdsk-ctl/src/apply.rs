@@ -17,7 +17,7 @@ use crate::request::NewDevice;
 use crate::size::format_size;
 use rxdsk_ioctl::{
     RxdskCreate, RxdskImageHeader, RxdskInfo, RXDSK_COMPRESS_NAMES, RXDSK_FLAG_BACKED,
-    RXDSK_FLAG_WRITETHROUGH, RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_WRITETHROUGH,
+    RXDSK_IMAGE_FLUSHING,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -178,7 +178,7 @@ pub enum Step {
     },
     Attach {
         backing: String,
-        writethrough: bool,
+        mode: Mode,
         journal: u64,
         flush_interval: u32,
     },
@@ -223,14 +223,6 @@ fn compress_name(algorithm: u32) -> &'static str {
         .get(algorithm as usize)
         .copied()
         .unwrap_or("?")
-}
-
-fn mode_name(writethrough: bool) -> &'static str {
-    if writethrough {
-        "writethrough"
-    } else {
-        "writeback"
-    }
 }
 
 /// The CREATE request for a configured device, checked as `rxdskctl create` checks it.
@@ -564,17 +556,14 @@ fn check_attached(
         return;
     }
     let again = format!("(rxdskctl detach {name}, then apply, attaches it anew)");
-    let writethrough = info.flags & RXDSK_FLAG_WRITETHROUGH != 0;
-    if let Some(m) = dev
-        .mode
-        .filter(|&m| (m == Mode::Writethrough) != writethrough)
-    {
+    let have = Mode::of_flags(info.flags);
+    if let Some(m) = dev.mode.filter(|&m| m != have) {
         errors.push(err(
             "mode",
             format!(
                 "it is attached in {} mode, the configuration says {} {again}",
-                mode_name(writethrough),
-                mode_name(m == Mode::Writethrough)
+                have.name(),
+                m.name()
             ),
         ));
     }
@@ -630,15 +619,17 @@ fn check_image(dev: &DeviceConfig, h: &RxdskImageHeader, err: ErrorAt, errors: &
             bs.to_string(),
         ));
     }
-    let writethrough = h.mode == RXDSK_IMAGE_WRITETHROUGH;
-    if let Some(m) = dev
-        .mode
-        .filter(|&m| (m == Mode::Writethrough) != writethrough)
-    {
-        errors.push(differs(
-            "mode",
-            mode_name(writethrough).into(),
-            mode_name(m == Mode::Writethrough).into(),
+    let image_mode = Mode::of_image(h.mode);
+    if let Some(m) = dev.mode.filter(|&m| m != image_mode) {
+        errors.push(differs("mode", image_mode.name().into(), m.name().into()));
+    } else if image_mode == Mode::Writearound && dev.mem_limit.unwrap_or(0) == 0 {
+        // The kernel's EINVAL, named before anything is done.
+        errors.push(err(
+            "backing",
+            format!(
+                "the image on {b} is in writearound mode, which needs a memory limit (the \
+                 cache size): set mem-limit"
+            ),
         ));
     }
     if let Some(j) = dev.journal.filter(|&j| j != h.journal_bytes) {
@@ -660,7 +651,7 @@ fn check_image(dev: &DeviceConfig, h: &RxdskImageHeader, err: ErrorAt, errors: &
 fn attach_step(dev: &DeviceConfig, backing: &str) -> Step {
     Step::Attach {
         backing: backing.to_string(),
-        writethrough: dev.mode == Some(Mode::Writethrough),
+        mode: dev.mode.unwrap_or(Mode::Writeback),
         journal: dev.journal.unwrap_or(0),
         flush_interval: dev.flush_interval.unwrap_or(0),
     }
@@ -863,14 +854,14 @@ impl Step {
             }
             Step::Attach {
                 backing,
-                writethrough,
+                mode,
                 journal,
                 flush_interval,
             } => {
                 let mut text = format!(
                     "{} to {backing} ({}",
                     verb("attached", "attach"),
-                    mode_name(*writethrough)
+                    mode.name()
                 );
                 if *journal != 0 {
                     text += &format!(", journal {}", format_size(*journal));
@@ -962,12 +953,12 @@ impl Step {
             }
             Step::Attach {
                 backing,
-                writethrough,
+                mode,
                 journal,
                 flush_interval,
             } => json!({
                 "backing": backing,
-                "mode": mode_name(*writethrough),
+                "mode": mode.name(),
                 "journal": journal,
                 "flush-interval": (*flush_interval != 0).then_some(flush_interval),
             }),
@@ -1360,17 +1351,10 @@ fn execute_step<B: Backend>(
         }
         Step::Attach {
             backing,
-            writethrough,
+            mode,
             journal,
             flush_interval,
-        } => crate::backing::attach(
-            backend,
-            id,
-            backing,
-            *journal,
-            *writethrough,
-            *flush_interval,
-        )?,
+        } => crate::backing::attach(backend, id, backing, *journal, *mode, *flush_interval)?,
         Step::Resize { to, .. } => {
             backend
                 .resize(id, *to, 0)

@@ -2,16 +2,16 @@
 //! reads an image's metadata without the module.
 
 use crate::backend::Backend;
+use crate::cli::Mode;
 use crate::control::{abi_path, action, ControlError};
 use crate::device::device_path;
 use crate::size::format_size;
 use nix::errno::Errno;
 use rxdsk_ioctl::{
     header_offset, journal_table_blocks, ImageError, RxdskAttach, RxdskImageHeader, RxdskRestore,
-    JOURNAL_ENTRIES_PER_BLOCK, RXDSK_ATTACH_WRITETHROUGH, RXDSK_CREATE_WITH_ID, RXDSK_FLAG_BACKED,
+    JOURNAL_ENTRIES_PER_BLOCK, RXDSK_CREATE_WITH_ID, RXDSK_FEATURE_WRITEAROUND, RXDSK_FLAG_BACKED,
     RXDSK_FLAG_DISCARD_DIRTY, RXDSK_FLAG_FORCE, RXDSK_FLUSH_ATOMIC, RXDSK_IMAGE_CLEAN,
-    RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_IMAGE_WRITETHROUGH,
-    RXDSK_RESTORE_PRELOAD,
+    RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_RESTORE_PRELOAD,
 };
 use std::io::Write;
 use std::os::unix::fs::{FileExt, FileTypeExt};
@@ -144,11 +144,7 @@ pub fn render_inspect(path: &str, h: &RxdskImageHeader, json: bool) -> String {
         RXDSK_IMAGE_JOURNALED => "journaled",
         _ => "unknown",
     };
-    let mode = if h.mode == RXDSK_IMAGE_WRITETHROUGH {
-        "writethrough"
-    } else {
-        "writeback"
-    };
+    let mode = Mode::of_image(h.mode).name();
     if json {
         let v = serde_json::json!({
             "backing": path,
@@ -238,6 +234,18 @@ pub fn restore<B: Backend>(
     } = *options;
     // Read here too, to name what is wrong better than an errno can.
     if let Ok(h) = read_image(path) {
+        if Mode::of_image(h.mode) == Mode::Writearound {
+            let why =
+                |m: &str| format!("{path}: cannot restore: its image is in writearound mode, {m}");
+            if !supports_writearound(backend)? {
+                return Err(why(MODULE_LACKS_WRITEAROUND));
+            }
+            if mem_limit == 0 {
+                return Err(why(
+                    "which needs a memory limit (the cache size): give --mem-limit",
+                ));
+            }
+        }
         if h.state == RXDSK_IMAGE_FLUSHING && !force {
             return Err(if h.generation == 0 {
                 format!("{path}: cannot restore: the image was never completely flushed")
@@ -272,12 +280,57 @@ pub fn restore<B: Backend>(
         .map_err(|errno| ControlError::new(path, action::RESTORE, errno).to_string())
 }
 
+/// What a module without writearound is told.
+const MODULE_LACKS_WRITEAROUND: &str =
+    "which the loaded rxdsk module does not support (ABI 1.7 or later is needed)";
+
+/// Whether the module attaches in writearound mode (`RXDSK_FEATURE_WRITEAROUND`). A module
+/// without GET_FEATURES (`ENOTTY`) predates it.
+fn supports_writearound<B: Backend>(backend: &B) -> Result<bool, String> {
+    match backend.features() {
+        Ok(features) => Ok(features & RXDSK_FEATURE_WRITEAROUND != 0),
+        Err(Errno::ENOTTY) => Ok(false),
+        Err(errno) => {
+            Err(ControlError::new(backend.control_path(), action::FEATURES, errno).to_string())
+        }
+    }
+}
+
+/// What the kernel would refuse with a bare `EINVAL`, named: writearound from a module without
+/// it, or on a device without a memory limit (writearound keeps only what is read in RAM, in
+/// a cache of that size).
+fn check_writearound<B: Backend>(backend: &B, id: u32) -> Result<(), String> {
+    let why = |m: &str| {
+        format!(
+            "{}: cannot attach in writearound mode: {m}",
+            device_path(id)
+        )
+    };
+    if !supports_writearound(backend)? {
+        return Err(why(
+            "the loaded rxdsk module does not support it (ABI 1.7 or later is needed)",
+        ));
+    }
+    let info = backend.info(id).map_err(|errno| {
+        let what = if errno == Errno::ENODEV {
+            action::ATTACH
+        } else {
+            action::INFO
+        };
+        ControlError::new(device_path(id), what, errno).to_string()
+    })?;
+    if info.mem_limit_bytes == 0 {
+        return Err(why("the device has no memory limit (its cache size)"));
+    }
+    Ok(())
+}
+
 pub fn attach<B: Backend>(
     backend: &B,
     id: u32,
     path: &str,
     journal_bytes: u64,
-    writethrough: bool,
+    mode: Mode,
     flush_interval_secs: u32,
 ) -> Result<(), String> {
     if journal_bytes.checked_rem(RXDSK_IMAGE_META_SIZE) != Some(0) {
@@ -285,13 +338,12 @@ pub fn attach<B: Backend>(
             "invalid journal size: {journal_bytes} bytes is not a multiple of 4 KiB"
         ));
     }
+    if mode == Mode::Writearound {
+        check_writearound(backend, id)?;
+    }
     let request = RxdskAttach {
         id,
-        flags: if writethrough {
-            RXDSK_ATTACH_WRITETHROUGH
-        } else {
-            0
-        },
+        flags: mode.attach_flags(),
         path: abi_path(path)?,
         journal_bytes,
         flush_interval_secs,

@@ -134,7 +134,9 @@ pub struct CreateArgs {
     pub block_size: u32,
     /// Most memory the device may hold (default: no limit). With a backing device (--backing,
     /// or `attach` later) it is a cache size: clean pages are evicted and read back on the
-    /// next access, dirty ones flushed first; the device may be bigger than it.
+    /// next access, dirty ones flushed first; the device may be bigger than it. The
+    /// writearound mode needs one (attach --mode writearound, or --backing with an image
+    /// attached in that mode).
     #[arg(long, value_name = "SIZE", value_parser = NotAnOption(parse_size), allow_hyphen_values = true)]
     pub mem_limit: Option<u64>,
     /// Create a read-only device.
@@ -247,10 +249,64 @@ fn parse_key_length(s: &str) -> Result<usize, String> {
     }
 }
 
+/// How a backing device is attached: RapidDisk-cache's three modes.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Writeback,
     Writethrough,
+    Writearound,
+}
+
+impl Mode {
+    /// Every mode, in the order the help lists them.
+    pub const ALL: [Mode; 3] = [Mode::Writeback, Mode::Writethrough, Mode::Writearound];
+
+    /// Its name: `--mode`'s value, rxdsk.conf's, the MODE column's, `inspect`'s and sysfs'.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Writeback => "writeback",
+            Mode::Writethrough => "writethrough",
+            Mode::Writearound => "writearound",
+        }
+    }
+
+    /// ATTACH's `flags` for it.
+    pub fn attach_flags(self) -> u64 {
+        match self {
+            Mode::Writeback => 0,
+            Mode::Writethrough => rxdsk_ioctl::RXDSK_ATTACH_WRITETHROUGH,
+            Mode::Writearound => rxdsk_ioctl::RXDSK_ATTACH_WRITEAROUND,
+        }
+    }
+
+    /// The mode of a backed device by INFO's flags. The kernel sets `RXDSK_FLAG_WRITETHROUGH`
+    /// for a writearound device too (older clients see writethrough), so writearound first.
+    pub fn of_flags(flags: u64) -> Mode {
+        if flags & rxdsk_ioctl::RXDSK_FLAG_WRITEAROUND != 0 {
+            Mode::Writearound
+        } else if flags & rxdsk_ioctl::RXDSK_FLAG_WRITETHROUGH != 0 {
+            Mode::Writethrough
+        } else {
+            Mode::Writeback
+        }
+    }
+
+    /// The mode an image header's `mode` records (`RXDSK_IMAGE_*`; the header's check refuses
+    /// any other value).
+    pub fn of_image(mode: u32) -> Mode {
+        match mode {
+            rxdsk_ioctl::RXDSK_IMAGE_WRITETHROUGH => Mode::Writethrough,
+            rxdsk_ioctl::RXDSK_IMAGE_WRITEAROUND => Mode::Writearound,
+            _ => Mode::Writeback,
+        }
+    }
+
+    /// "writeback, writethrough or writearound".
+    pub fn names() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+        let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+        format!("{} or {last}", rest.join(", "))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -264,7 +320,10 @@ pub struct AttachArgs {
     pub backing: String,
     /// writeback: writes complete in RAM and reach the backing device on flush (and detach).
     /// writethrough: a write completes only once it is on the backing device too; the whole
-    /// image is written before attach returns.
+    /// image is written before attach returns. writearound: as writethrough, and the pages
+    /// written leave RAM once on the backing device, which keeps RAM for what is read (write-once
+    /// data such as logs or backups does not evict the read-hot set); needs a memory limit
+    /// (create --mem-limit), its read cache's size.
     #[arg(long, value_enum, default_value_t = Mode::Writeback)]
     pub mode: Mode,
     /// Reserve a journal of SIZE after the data (a multiple of 4 KiB): every flush whose
@@ -429,7 +488,8 @@ const FLUSH_JSON: &str = "Use JSON output format: an object with flushed, an arr
 const INSPECT_JSON: &str = "Use JSON output format: an object with backing (the path), \
     format-version, size and block-size (bytes), generation, state (clean, flushing or \
     journaled), flushing-generation (null when clean), last-flush-ns (nanoseconds since the \
-    epoch; null if never flushed), mode (writeback or writethrough), journal (bytes), \
+    epoch; null if never flushed), mode (writeback, writethrough or writearound), journal \
+    (bytes), \
     journal-pages (the pages an atomic flush may hold), journal-entries (of a committed journal; \
     null otherwise) and flush-interval (seconds; null for none). The keys are a stable \
     interface.";
@@ -718,5 +778,60 @@ mod tests {
             .unwrap_or_default();
         assert!(help.contains("Available output columns:"), "{help}");
         assert!(help.contains("MEM-LIMIT"), "{help}");
+    }
+
+    /// Each mode: its name (clap's value too), its ATTACH flag, and back from INFO's flags
+    /// (writearound has writethrough's flag too) and from an image's mode.
+    #[test]
+    fn modes() {
+        use clap::ValueEnum;
+        use rxdsk_ioctl::*;
+        let want = [
+            (Mode::Writeback, 0, RXDSK_FLAG_BACKED, RXDSK_IMAGE_WRITEBACK),
+            (
+                Mode::Writethrough,
+                RXDSK_ATTACH_WRITETHROUGH,
+                RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH,
+                RXDSK_IMAGE_WRITETHROUGH,
+            ),
+            (
+                Mode::Writearound,
+                RXDSK_ATTACH_WRITEAROUND,
+                RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH | RXDSK_FLAG_WRITEAROUND,
+                RXDSK_IMAGE_WRITEAROUND,
+            ),
+        ];
+        assert_eq!(Mode::ALL.len(), Mode::value_variants().len());
+        for (mode, attach, flags, image) in want {
+            let name = mode.name();
+            assert_eq!(
+                mode.to_possible_value().map(|v| v.get_name().to_string()),
+                Some(name.to_string())
+            );
+            assert_eq!(mode.attach_flags(), attach, "{name}");
+            assert_eq!(attach & !RXDSK_ATTACH_FLAGS, 0, "{name}");
+            assert_eq!(Mode::of_flags(flags), mode, "{name}");
+            assert_eq!(Mode::of_image(image), mode, "{name}");
+            match parse(&["attach", "--mode", name, "rxd0", "/dev/sdb1"]) {
+                Ok(Command::Attach(a)) => assert_eq!(a.mode, mode),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert_eq!(Mode::names(), "writeback, writethrough or writearound");
+        match parse(&["attach", "rxd0", "/dev/sdb1"]) {
+            Ok(Command::Attach(a)) => assert_eq!(a.mode, Mode::Writeback),
+            other => panic!("{other:?}"),
+        }
+        let e = error_text(&["attach", "--mode", "writeonce", "rxd0", "/dev/sdb1"]);
+        assert!(
+            e.contains("[possible values: writeback, writethrough, writearound]"),
+            "{e}"
+        );
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("attach")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("writearound: as writethrough"), "{help}");
     }
 }

@@ -58,13 +58,12 @@ pub fn run<B: Backend>(
         }
         Command::Stats(args) => query(kernel, &open).and_then(|q| stats(&args, q.as_ref(), out)),
         Command::Attach(args) => open().map_err(Failure::from).and_then(|b| {
-            let writethrough = args.mode == crate::cli::Mode::Writethrough;
             crate::backing::attach(
                 &b,
                 args.device,
                 &args.backing,
                 args.journal.unwrap_or(0),
-                writethrough,
+                args.mode,
                 args.flush_interval.unwrap_or(0),
             )
             .map_err(Failure::from)
@@ -456,6 +455,7 @@ fn list(
             .find(|e| e.device == path)
             .map(|e| e.nqn.clone());
         row.backing = crate::list::backing_node(kernel.sysfs.root(), &row.info);
+        row.cache = query.cache(row.info.id);
     }
     // JSON is for programs: without -o it carries every column (id included), so scripts
     // never depend on the human default.

@@ -767,7 +767,7 @@ fn set_key(
         "mode" => {
             dev.mode = Some(
                 <Mode as clap::ValueEnum>::from_str(value, false)
-                    .map_err(|_| invalid("expected writeback or writethrough".into()))?,
+                    .map_err(|_| invalid(format!("expected {}", Mode::names())))?,
             )
         }
         "journal" => {
@@ -977,6 +977,12 @@ fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<C
                 errors.push(need(&dev, key, "needs backing"));
             }
         }
+    } else if dev.mode == Some(Mode::Writearound) && dev.mem_limit.unwrap_or(0) == 0 {
+        // RAM holds only what is read, in a cache of that size (the kernel's EINVAL without).
+        errors.push(dev.error(
+            "mode",
+            format!("mode = writearound in {name} needs mem-limit (the size of its read cache)"),
+        ));
     }
     let swap = v.fs_type.as_deref() == Some("swap") || v.swap_priority.is_some();
     if swap && v.fs_type.as_deref().is_some_and(|t| t != "swap") {

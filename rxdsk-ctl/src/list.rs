@@ -1,11 +1,13 @@
 //! `rxdskctl list`: output columns and the table, raw and JSON renderings.
 
+use crate::cli::Mode;
 use crate::device::device_path;
 use crate::size::format_size;
+use crate::stats::CacheStats;
 use comfy_table::{presets, CellAlignment, Table};
 use rxdsk_ioctl::{
     RxdskComprStats, RxdskInfo, RXDSK_COMPRESS_NAMES, RXDSK_FLAG_BACKED, RXDSK_FLAG_READ_ONLY,
-    RXDSK_FLAG_WRITETHROUGH, RXDSK_PAGE_SIZE,
+    RXDSK_PAGE_SIZE,
 };
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -31,16 +33,20 @@ pub enum Column {
     Total,
     Ratio,
     Export,
+    Cached,
+    HitRatio,
 }
 
 /// One device of the list: its INFO, for a compressed device its COMPR_STATS, the node of its
-/// backing device ([`backing_node`]), and the NQN it is exported as over NVMe-oF.
+/// backing device ([`backing_node`]), the NQN it is exported as over NVMe-oF, and its cache
+/// counters while its memory limit is a cache size.
 #[derive(Clone, Debug, Default)]
 pub struct Row {
     pub info: RxdskInfo,
     pub compr: Option<RxdskComprStats>,
     pub backing: Option<String>,
     pub export: Option<String>,
+    pub cache: Option<CacheStats>,
 }
 
 impl From<RxdskInfo> for Row {
@@ -58,8 +64,9 @@ fn ratio(c: &RxdskComprStats) -> Option<f64> {
 }
 
 impl Column {
-    /// Every column, in the order `--output-all` and the JSON keys use.
-    pub const ALL: [Column; 20] = [
+    /// Every column, in the order `--output-all` and the JSON keys use (new ones last, so
+    /// `--raw --output-all` fields keep their places).
+    pub const ALL: [Column; 22] = [
         Column::Name,
         Column::Id,
         Column::Size,
@@ -80,6 +87,8 @@ impl Column {
         Column::Total,
         Column::Ratio,
         Column::Export,
+        Column::Cached,
+        Column::HitRatio,
     ];
     pub const DEFAULT: [Column; 6] = [
         Column::Name,
@@ -112,6 +121,8 @@ impl Column {
             Column::Total => "TOTAL",
             Column::Ratio => "RATIO",
             Column::Export => "EXPORT",
+            Column::Cached => "CACHED",
+            Column::HitRatio => "HIT-RATIO",
         }
     }
 
@@ -128,7 +139,7 @@ impl Column {
             Column::Backed => "a backing device is attached",
             Column::Dirty => "data changed since the last flush to the backing device",
             Column::Backing => "the backing device (- for none)",
-            Column::Mode => "writeback or writethrough (- without a backing device)",
+            Column::Mode => "writeback, writethrough or writearound (- without a backing device)",
             Column::Journal => "journal size on the backing device (- for none)",
             Column::Unloaded => "data of a restored device not yet read from its backing device",
             Column::Algorithm => "compression algorithm (- for none)",
@@ -137,6 +148,8 @@ impl Column {
             Column::Total => "memory used, allocator overhead included (compressed devices)",
             Column::Ratio => "DATA / TOTAL (compressed devices)",
             Column::Export => "the NVMe-oF subsystem NQN it is served as (- for none)",
+            Column::Cached => "memory held while the limit is a cache size (- otherwise)",
+            Column::HitRatio => "read hits / reads (- if not caching, or before any read)",
         }
     }
 
@@ -163,6 +176,8 @@ impl Column {
             Column::Total => "total",
             Column::Ratio => "ratio",
             Column::Export => "export",
+            Column::Cached => "cached",
+            Column::HitRatio => "hit-ratio",
         }
     }
 
@@ -222,9 +237,10 @@ pub fn json_help() -> String {
     format!(
         "Use JSON output format: an object with rxdsk, an array of one object per device whose \
          keys are the columns asked for (-o; all of them without it) in lower case: {}. Sizes \
-         are numbers in bytes (whatever -b says), ro and backed are booleans, ratio is a \
-         number; a column that does not apply to a device is null. The keys are a stable \
-         interface.",
+         are numbers in bytes (whatever -b says), ro and backed are booleans, ratio and \
+         hit-ratio are numbers; a column that does not apply to a device is null (cached and \
+         hit-ratio unless its memory limit is a cache size, hit-ratio also before any read). \
+         The keys are a stable interface.",
         keys.join(", ")
     )
 }
@@ -246,6 +262,7 @@ fn is_read_only(info: &RxdskInfo) -> bool {
 pub fn cell(row: &Row, column: Column, style: Style) -> String {
     let info = &row.info;
     let compr = row.compr.as_ref();
+    let cache = row.cache.as_ref();
     let size = |bytes: u64| {
         if style.bytes {
             bytes.to_string()
@@ -278,6 +295,10 @@ pub fn cell(row: &Row, column: Column, style: Style) -> String {
             .and_then(ratio)
             .map_or("-".into(), |r| format!("{r:.2}")),
         Column::Export => row.export.clone().unwrap_or_else(|| "-".into()),
+        Column::Cached => cache.map_or("-".into(), |_| size(info.used_bytes)),
+        Column::HitRatio => cache
+            .and_then(CacheStats::hit_ratio)
+            .map_or("-".into(), |r| format!("{r:.3}")),
     }
 }
 
@@ -288,14 +309,10 @@ fn algorithm_name(c: &RxdskComprStats) -> &'static str {
         .unwrap_or("?")
 }
 
+/// A writearound device has the writethrough flag too: [`Mode::of_flags`] looks at
+/// writearound first.
 fn mode_of(info: &RxdskInfo) -> Option<&'static str> {
-    if info.flags & RXDSK_FLAG_BACKED == 0 {
-        None
-    } else if info.flags & RXDSK_FLAG_WRITETHROUGH != 0 {
-        Some("writethrough")
-    } else {
-        Some("writeback")
-    }
+    (info.flags & RXDSK_FLAG_BACKED != 0).then(|| Mode::of_flags(info.flags).name())
 }
 
 /// The backing device's node, from its device number: `dev/block/MAJ:MIN` under the sysfs
@@ -378,6 +395,7 @@ impl Serialize for JsonDevice<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let info = &self.row.info;
         let compr = self.row.compr.as_ref();
+        let cache = self.row.cache.as_ref();
         let mut map = serializer.serialize_map(Some(self.columns.len()))?;
         for &c in self.columns {
             let key = c.key();
@@ -412,6 +430,11 @@ impl Serialize for JsonDevice<'_> {
                 Column::Total => map.serialize_entry(key, &compr.map(|c| c.mem_used_total))?,
                 Column::Ratio => map.serialize_entry(key, &compr.and_then(ratio))?,
                 Column::Export => map.serialize_entry(key, &self.row.export)?,
+                // While caching, the device's memory is its cache.
+                Column::Cached => map.serialize_entry(key, &cache.map(|_| info.used_bytes))?,
+                Column::HitRatio => {
+                    map.serialize_entry(key, &cache.and_then(CacheStats::hit_ratio))?
+                }
             }
         }
         map.end()
@@ -440,6 +463,7 @@ pub fn render_json(infos: &[Row], columns: &[Column]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rxdsk_ioctl::{RXDSK_FLAG_WRITEAROUND, RXDSK_FLAG_WRITETHROUGH};
 
     fn info(id: u32, size: u64, used: u64, bs: u32, limit: u64, ro: bool, open: u32) -> RxdskInfo {
         RxdskInfo {
@@ -534,6 +558,8 @@ mod tests {
                 "-",
                 "-",
                 "-",
+                "-",
+                "-",
                 "-"
             ]
         );
@@ -555,6 +581,8 @@ mod tests {
                 "-",
                 "-",
                 "0",
+                "-",
+                "-",
                 "-",
                 "-",
                 "-",
@@ -591,6 +619,44 @@ mod tests {
         assert_eq!(cell(&compressed, Column::Compr, HUMAN), "2M");
         assert_eq!(cell(&compressed, Column::Total, HUMAN), "3M");
         assert_eq!(cell(&compressed, Column::Ratio, HUMAN), "2.67");
+    }
+
+    /// The kernel sets the writethrough flag on a writearound device too (what older clients
+    /// show): the writearound flag decides. Without the backed flag there is no mode at all.
+    #[test]
+    fn mode_column_names_each_mode() {
+        let cases = [
+            (RXDSK_FLAG_BACKED, "writeback"),
+            (RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH, "writethrough"),
+            (
+                RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH | RXDSK_FLAG_WRITEAROUND,
+                "writearound",
+            ),
+            (RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITEAROUND, "writearound"),
+            (0, "-"),
+        ];
+        let style = Style {
+            bytes: true,
+            no_headings: true,
+        };
+        for (flags, want) in cases {
+            let mut row = sample().swap_remove(0);
+            row.info.flags = flags;
+            assert_eq!(cell(&row, Column::Mode, HUMAN), want, "{flags:#x}");
+            assert_eq!(
+                render_raw(&[row.clone()], &[Column::Mode], style),
+                format!("{want}\n")
+            );
+            let json: serde_json::Value =
+                serde_json::from_str(&render_json(&[row], &[Column::Mode])).unwrap_or_default();
+            let mode = &json["rxdsk"][0]["mode"];
+            if flags == 0 {
+                assert!(mode.is_null(), "{json}");
+            } else {
+                assert_eq!(mode, want, "{flags:#x}");
+            }
+        }
+        assert!(columns_help().contains("writeback, writethrough or writearound"));
     }
 
     #[test]
@@ -686,7 +752,7 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
         let compact: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             compact.to_string(),
-            r#"{"rxdsk":[{"algorithm":null,"backed":false,"backing":null,"block-size":4096,"compr":null,"data":null,"dirty":0,"export":null,"id":0,"journal":null,"mem-limit":null,"mode":null,"name":"/dev/rxd0","open":0,"ratio":null,"ro":false,"size":1073741824,"total":null,"unloaded":0,"used":4096},{"algorithm":null,"backed":false,"backing":null,"block-size":512,"compr":null,"data":null,"dirty":0,"export":null,"id":3,"journal":null,"mem-limit":536870912,"mode":null,"name":"/dev/rxd3","open":2,"ratio":null,"ro":true,"size":1610612736,"total":null,"unloaded":0,"used":0}]}"#
+            r#"{"rxdsk":[{"algorithm":null,"backed":false,"backing":null,"block-size":4096,"cached":null,"compr":null,"data":null,"dirty":0,"export":null,"hit-ratio":null,"id":0,"journal":null,"mem-limit":null,"mode":null,"name":"/dev/rxd0","open":0,"ratio":null,"ro":false,"size":1073741824,"total":null,"unloaded":0,"used":4096},{"algorithm":null,"backed":false,"backing":null,"block-size":512,"cached":null,"compr":null,"data":null,"dirty":0,"export":null,"hit-ratio":null,"id":3,"journal":null,"mem-limit":536870912,"mode":null,"name":"/dev/rxd3","open":2,"ratio":null,"ro":true,"size":1610612736,"total":null,"unloaded":0,"used":0}]}"#
         );
         // Keys come in column order (serde_json's Value sorts them, so check the text).
         let want_first = r#"{
@@ -711,7 +777,9 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
       "compr": null,
       "total": null,
       "ratio": null,
-      "export": null
+      "export": null,
+      "cached": null,
+      "hit-ratio": null
     },"#;
         assert!(text.starts_with(want_first), "{text}");
         assert!(text.ends_with("}\n"));
@@ -726,6 +794,51 @@ NAME SIZE USED BLOCK-SIZE MEM-LIMIT RO
         assert_eq!(
             render_json(&[], &Column::DEFAULT),
             "{\n  \"rxdsk\": []\n}\n"
+        );
+    }
+
+    /// A device whose limit is a cache size: CACHED is the memory it holds, HIT-RATIO its
+    /// read hits over reads; both absent ("-", null) otherwise, HIT-RATIO before any read too.
+    #[test]
+    fn cache_columns() {
+        let mut rows = sample();
+        let cache = CacheStats {
+            read_hits: 2,
+            read_misses: 1,
+            ..Default::default()
+        };
+        rows[0].cache = Some(cache);
+        rows[2].cache = Some(CacheStats::default());
+        let cols = [Column::Name, Column::Used, Column::Cached, Column::HitRatio];
+        let want = "\
+NAME       USED CACHED HIT-RATIO
+/dev/rxd0    4K     4K     0.667
+/dev/rxd3    0B      -         -
+/dev/rxd12  10M    10M         -
+";
+        assert_eq!(render_table(&rows, &cols, HUMAN), want);
+        let bytes = Style {
+            bytes: true,
+            no_headings: true,
+        };
+        assert_eq!(
+            render_raw(&rows, &cols[2..], bytes),
+            "4096 0.667\n- -\n10485760 -\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render_json(&rows, &cols)).unwrap_or_default();
+        let devices = &json["rxdsk"];
+        assert_eq!(devices[0]["cached"], 4096);
+        assert_eq!(devices[0]["hit-ratio"], 2.0 / 3.0);
+        assert!(devices[1]["cached"].is_null());
+        assert!(devices[1]["hit-ratio"].is_null());
+        assert_eq!(devices[2]["cached"], 10 << 20);
+        assert!(devices[2]["hit-ratio"].is_null());
+        // Optional columns: the default set stays as it was.
+        assert!(!Column::DEFAULT.contains(&Column::Cached));
+        assert_eq!(
+            parse_columns("+cached,HIT-RATIO").map(|c| c.0[6..].to_vec()),
+            Ok(vec![Column::Cached, Column::HitRatio])
         );
     }
 

@@ -73,18 +73,22 @@ pub struct CacheStats {
     pub room_flushes: u64,
     pub throttled: u64,
     pub protected_pages: u64,
+    /// Pages given back to the kernel under global memory pressure (the device's shrinker);
+    /// 0 from a module that does not report it.
+    pub reclaimed_pages: u64,
 }
 
 impl CacheStats {
-    /// From `cache_stat`'s line: `None` unless the limit is a cache size now (its last number
-    /// 1), or for a line of another shape.
+    /// From `cache_stat`'s line: `None` unless the limit is a cache size now (its seventh
+    /// number 1), or for a line of another shape. The eighth number (`reclaimed`) is absent
+    /// from older modules' lines.
     pub fn parse(line: &str) -> Option<Self> {
         let v: Vec<u64> = line
             .split_whitespace()
             .map(|w| w.parse().ok())
             .collect::<Option<_>>()?;
         match v[..] {
-            [read_hits, read_misses, evictions, room_flushes, throttled, protected_pages, 1, ..] => {
+            [read_hits, read_misses, evictions, room_flushes, throttled, protected_pages, 1, ref later @ ..] => {
                 Some(Self {
                     read_hits,
                     read_misses,
@@ -92,6 +96,7 @@ impl CacheStats {
                     room_flushes,
                     throttled,
                     protected_pages,
+                    reclaimed_pages: later.first().copied().unwrap_or(0),
                 })
             }
             _ => None,
@@ -99,12 +104,12 @@ impl CacheStats {
     }
 
     /// Read hits over reads, if any.
-    fn hit_ratio(&self) -> Option<f64> {
+    pub fn hit_ratio(&self) -> Option<f64> {
         let reads = self.read_hits + self.read_misses;
         (reads != 0).then(|| self.read_hits as f64 / reads as f64)
     }
 
-    fn counters(&self) -> [(&'static str, u64); 6] {
+    fn counters(&self) -> [(&'static str, u64); 7] {
         [
             ("read-hits", self.read_hits),
             ("read-misses", self.read_misses),
@@ -112,6 +117,7 @@ impl CacheStats {
             ("room-flushes", self.room_flushes),
             ("throttled-writes", self.throttled),
             ("protected-pages", self.protected_pages),
+            ("reclaimed-pages", self.reclaimed_pages),
         ]
     }
 }
@@ -166,8 +172,9 @@ struct JsonCache<'a>(&'a CacheStats);
 
 impl Serialize for JsonCache<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(7))?;
-        for (name, value) in self.0.counters() {
+        let counters = self.0.counters();
+        let mut map = serializer.serialize_map(Some(counters.len() + 1))?;
+        for (name, value) in counters {
             map.serialize_entry(name, &value)?;
         }
         map.serialize_entry("hit-ratio", &self.0.hit_ratio())?;
@@ -239,8 +246,9 @@ pub fn json_help() -> String {
          node), id, the counters {}, and compression: null, or for a compressed device an \
          object with algorithm (a name), level and the counters {}; and cache: null, or while \
          the memory limit of a backed device is a cache size an object with read-hits, \
-         read-misses, evictions, room-flushes, throttled-writes, protected-pages and \
-         hit-ratio (null before any read). Counters are numbers; the keys are a stable \
+         read-misses, evictions, room-flushes, throttled-writes, protected-pages, \
+         reclaimed-pages (given back under memory pressure; 0 from a module that does not \
+         count them) and hit-ratio (null before any read). Counters are numbers; the keys are a stable \
          interface.",
         names(&mut COUNTERS.iter().map(|c| c.0)),
         names(&mut COMPR_COUNTERS.iter().map(|c| c.0))
@@ -279,6 +287,7 @@ mod tests {
         }
     }
 
+    /// An older module's line: seven numbers, nothing reclaimed.
     #[test]
     fn cache_counters_only_while_caching() {
         let c = CacheStats::parse("6 2 10 1 3 4 1\n").expect("a caching line");
@@ -290,23 +299,89 @@ mod tests {
                 evictions: 10,
                 room_flushes: 1,
                 throttled: 3,
-                protected_pages: 4
+                protected_pages: 4,
+                reclaimed_pages: 0,
             }
         );
         assert_eq!(CacheStats::parse("6 2 10 1 3 4 0\n"), None);
+        assert_eq!(CacheStats::parse("6 2 10 1 3 4 0 9\n"), None);
         assert_eq!(CacheStats::parse("6 2 x 1 3 4 1\n"), None);
+        assert_eq!(CacheStats::parse("6 2 10 1 3 4 1 x\n"), None);
+        assert_eq!(CacheStats::parse("6 2 10 1 3 4\n"), None);
         let text = render_stats_text(&sample(), None, Some(&c), false);
         assert!(text.ends_with(
-            "read-hits: 6\nread-misses: 2\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nhit-ratio: 0.750\n"
+            "read-hits: 6\nread-misses: 2\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 0\nhit-ratio: 0.750\n"
         ));
         let json: serde_json::Value =
             serde_json::from_str(&render_stats_json(2, &sample(), None, Some(&c)))
                 .unwrap_or_default();
         assert_eq!(json["cache"]["hit-ratio"], 0.75);
         assert_eq!(json["cache"]["evictions"], 10);
+        assert_eq!(json["cache"]["reclaimed-pages"], 0);
         let json: serde_json::Value =
             serde_json::from_str(&render_stats_json(2, &sample(), None, None)).unwrap_or_default();
         assert!(json["cache"].is_null());
+    }
+
+    /// A module with a shrinker appends `reclaimed`; numbers after it are a later module's.
+    #[test]
+    fn cache_counters_with_reclaimed_pages() {
+        let want = CacheStats {
+            read_hits: 6,
+            read_misses: 0,
+            evictions: 10,
+            room_flushes: 1,
+            throttled: 3,
+            protected_pages: 4,
+            reclaimed_pages: 7,
+        };
+        assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7\n"), Some(want));
+        assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7 8 9\n"), Some(want));
+        let text = render_stats_text(&sample(), None, Some(&want), true);
+        assert!(text.ends_with(
+            "read-hits: 6\nread-misses: 0\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 7\nhit-ratio: 1.000\n"
+        ));
+        let text = render_stats_json(2, &sample(), None, Some(&want));
+        let cache = text.split("\"cache\": {").nth(1).expect("a cache object");
+        let keys: Vec<&str> = cache
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"'))
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "read-hits",
+                "read-misses",
+                "evictions",
+                "room-flushes",
+                "throttled-writes",
+                "protected-pages",
+                "reclaimed-pages",
+                "hit-ratio"
+            ]
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(json["cache"]["reclaimed-pages"], 7);
+        assert_eq!(json["cache"]["hit-ratio"], 1.0);
+        let no_reads = CacheStats {
+            read_hits: 0,
+            ..want
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&render_stats_json(2, &sample(), None, Some(&no_reads)))
+                .unwrap_or_default();
+        assert!(json["cache"]["hit-ratio"].is_null());
+        assert!(!render_stats_text(&sample(), None, Some(&no_reads), false).contains("hit-ratio"));
+    }
+
+    #[test]
+    fn help_names_every_cache_key() {
+        let help = json_help();
+        for (name, _) in CacheStats::default().counters() {
+            assert!(help.contains(name), "{name}");
+        }
+        assert!(help.contains("hit-ratio"));
     }
 
     #[test]

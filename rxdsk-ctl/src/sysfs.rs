@@ -10,7 +10,8 @@ use crate::query::{ModuleVersion, Query};
 use nix::errno::Errno;
 use rxdsk_ioctl::{
     RxdskComprStats, RxdskInfo, RxdskStats, RXDSK_COMPRESS_NAMES, RXDSK_DISK_PREFIX,
-    RXDSK_FLAG_BACKED, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITETHROUGH,
+    RXDSK_FLAG_BACKED, RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_READ_ONLY, RXDSK_FLAG_WRITEAROUND,
+    RXDSK_FLAG_WRITETHROUGH,
 };
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -136,8 +137,14 @@ impl Files {
             "none" => 0,
             "writeback" => RXDSK_FLAG_BACKED,
             "writethrough" => RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH,
+            // As INFO has it: with the writethrough flag, whose guarantee it keeps.
+            "writearound" => RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH | RXDSK_FLAG_WRITEAROUND,
             other => {
-                return Err(self.garbled("mode", "not none, writeback or writethrough", other))
+                return Err(self.garbled(
+                    "mode",
+                    "not none, writeback, writethrough or writearound",
+                    other,
+                ))
             }
         };
         let backing = self.text("backing")?;

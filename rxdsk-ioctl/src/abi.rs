@@ -16,7 +16,7 @@ pub const RXDSK_IOC_MAGIC: u8 = 0xDB;
 /// Incompatible ABI changes bump this; a client must refuse a module with another major.
 pub const RXDSK_ABI_MAJOR: u32 = 1;
 /// Compatible additions (new commands, new feature bits) bump this.
-pub const RXDSK_ABI_MINOR: u32 = 6;
+pub const RXDSK_ABI_MINOR: u32 = 7;
 
 /// Name of the control node under `/dev`.
 pub const RXDSK_CONTROL_NAME: &str = "rxdsk-control";
@@ -152,9 +152,13 @@ pub const RXDSK_FEATURE_POINT_IN_TIME: u64 = 1 << 12;
 /// flush first, so writes never fail with `ENOSPC`; RESTORE takes a memory limit
 /// ([`RxdskRestore::mem_limit_bytes`]) (ABI 1.6).
 pub const RXDSK_FEATURE_CACHE: u64 = 1 << 13;
+/// ATTACH in writearound mode ([`RXDSK_ATTACH_WRITEAROUND`]): writes go to the backing device
+/// and leave no copy in RAM; reads are cached (ABI 1.7).
+pub const RXDSK_FEATURE_WRITEAROUND: u64 = 1 << 14;
 /// Every feature bit this ABI revision defines.
 pub const RXDSK_FEATURES_ALL: u64 = RXDSK_FEATURE_BACKING
     | RXDSK_FEATURE_CACHE
+    | RXDSK_FEATURE_WRITEAROUND
     | RXDSK_FEATURE_COMPRESS
     | RXDSK_FEATURE_POINT_IN_TIME
     | RXDSK_FEATURE_JOURNAL
@@ -191,10 +195,17 @@ pub const RXDSK_FLAG_DISCARD_DIRTY: u64 = 1 << 1;
 pub const RXDSK_FLAG_WRITETHROUGH: u64 = 1 << 2;
 /// Device flag (INFO): pages are stored compressed (ABI 1.4; see [`RXDSK_IOC_COMPR_STATS`]).
 pub const RXDSK_FLAG_COMPRESSED: u64 = 1 << 3;
+/// Device flag (INFO): the backing device is attached in writearound mode (ABI 1.7; set with
+/// [`RXDSK_FLAG_WRITETHROUGH`], whose guarantee it keeps).
+pub const RXDSK_FLAG_WRITEAROUND: u64 = 1 << 4;
 /// ATTACH flag: writethrough mode (a write completes once it is on the backing device too).
 pub const RXDSK_ATTACH_WRITETHROUGH: u64 = 1 << 0;
+/// ATTACH flag: writearound mode (ABI 1.7): as writethrough, and the pages a write changed
+/// leave RAM once they are on the backing device (RAM caches what is read). Only for a device
+/// with a memory limit (its cache), and not with [`RXDSK_ATTACH_WRITETHROUGH`] (`EINVAL`).
+pub const RXDSK_ATTACH_WRITEAROUND: u64 = 1 << 1;
 /// Flags [`RXDSK_IOC_ATTACH`] accepts.
-pub const RXDSK_ATTACH_FLAGS: u64 = RXDSK_ATTACH_WRITETHROUGH;
+pub const RXDSK_ATTACH_FLAGS: u64 = RXDSK_ATTACH_WRITETHROUGH | RXDSK_ATTACH_WRITEAROUND;
 /// RESTORE flag: read every page in before returning (otherwise pages are read from the
 /// backing device on first access).
 pub const RXDSK_RESTORE_PRELOAD: u64 = 1 << 2;

@@ -50,6 +50,8 @@ pub const RXDSK_IMAGE_JOURNALED: u32 = 3;
 pub const RXDSK_IMAGE_WRITEBACK: u32 = 0;
 /// `mode`: every write completes only once it is on the backing device too.
 pub const RXDSK_IMAGE_WRITETHROUGH: u32 = 1;
+/// `mode`: as writethrough, and written pages leave RAM (ABI 1.7).
+pub const RXDSK_IMAGE_WRITEAROUND: u32 = 2;
 
 /// Journal table entry bit: the page reads as zeros; no data for it in the journal.
 pub const JOURNAL_HOLE: u64 = 1 << 63;
@@ -72,8 +74,8 @@ pub struct RxdskImageHeader {
     pub generation: u64,
     /// [`RXDSK_IMAGE_CLEAN`], [`RXDSK_IMAGE_FLUSHING`] or [`RXDSK_IMAGE_JOURNALED`].
     pub state: u32,
-    /// [`RXDSK_IMAGE_WRITEBACK`] or [`RXDSK_IMAGE_WRITETHROUGH`]: what the device was attached
-    /// with; a restore attaches it the same way.
+    /// [`RXDSK_IMAGE_WRITEBACK`], [`RXDSK_IMAGE_WRITETHROUGH`] or [`RXDSK_IMAGE_WRITEAROUND`]:
+    /// what the device was attached with; a restore attaches it the same way.
     pub mode: u32,
     /// The generation being written while `state` is FLUSHING or JOURNALED
     /// (`generation + 1`); zero otherwise.
@@ -320,7 +322,10 @@ impl RxdskImageHeader {
             h.journal_offset == journal_offset(h.size_bytes)
                 && h.journal_bytes.checked_rem(RXDSK_IMAGE_META_SIZE) == Some(0)
         };
-        let mode_ok = h.mode == RXDSK_IMAGE_WRITEBACK || h.mode == RXDSK_IMAGE_WRITETHROUGH;
+        let mode_ok = matches!(
+            h.mode,
+            RXDSK_IMAGE_WRITEBACK | RXDSK_IMAGE_WRITETHROUGH | RXDSK_IMAGE_WRITEAROUND
+        );
         if !block_ok
             || !state_ok
             || !journal_ok

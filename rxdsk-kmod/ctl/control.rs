@@ -8,6 +8,7 @@
 
 use crate::abi::{self, *};
 use super::registry::Registry;
+use crate::image::Mode;
 use crate::device::{valid_size, DeviceConfig, MAX_SIZE};
 use crate::sys::compress::Algorithm;
 use crate::sys::ffi;
@@ -283,13 +284,13 @@ impl MiscDevice for Control {
                 {
                     return Err(EINVAL);
                 }
-                registry.attach(
-                    req.id,
-                    request_path(&req.path)?,
-                    req.journal_bytes,
-                    req.flags & RXDSK_ATTACH_WRITETHROUGH != 0,
-                    req.flush_interval_secs,
-                )?;
+                let mode = match (req.flags & RXDSK_ATTACH_WRITETHROUGH != 0, req.flags & RXDSK_ATTACH_WRITEAROUND != 0) {
+                    (false, false) => Mode::Writeback,
+                    (true, false) => Mode::Writethrough,
+                    (false, true) => Mode::Writearound,
+                    (true, true) => return Err(EINVAL),
+                };
+                registry.attach(req.id, request_path(&req.path)?, req.journal_bytes, mode, req.flush_interval_secs)?;
             }
             RXDSK_IOC_DETACH => {
                 let req: RxdskDetach = user.reader().read()?;

@@ -8,6 +8,7 @@
 
 use crate::abi::{RxdskComprStats, RxdskFlush, RxdskInfo, RxdskStats, RXDSK_MAX_DEVICES};
 use crate::device::{Device, DeviceConfig};
+use crate::image::Mode;
 use crate::sys::compress::Algorithm;
 use kernel::{
     new_mutex,
@@ -174,11 +175,11 @@ impl Registry {
         Ok(Peek { device })
     }
 
-    pub(crate) fn attach(&self, id: u32, path: &CStr, journal_bytes: u64, writethrough: bool, flush_interval_secs: u32) -> Result {
+    pub(crate) fn attach(&self, id: u32, path: &CStr, journal_bytes: u64, mode: Mode, flush_interval_secs: u32) -> Result {
         // Writethrough writes the whole image: a long operation.
         let device = self.long_op(id)?;
         let _serialised = self.attaching.lock();
-        device.attach(path, journal_bytes, writethrough, flush_interval_secs, |devt| self.check_chain(id, devt))
+        device.attach(path, journal_bytes, mode, flush_interval_secs, |devt| self.check_chain(id, devt))
     }
 
     /// `ELOOP` if the device numbered `devt` is device `id`, or one of ours whose backing

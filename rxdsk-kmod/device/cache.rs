@@ -16,8 +16,10 @@ use crate::sys::rwsem::PercpuRwSem;
 use core::sync::atomic::{fence, AtomicU64, Ordering};
 use kernel::prelude::*;
 
+/// How long the cache stays at the size memory pressure left it (then its limit again).
+const PRESSURE_NS: u64 = 1_000_000_000;
 /// Pages one pass of the hand looks at, with the cut lock held for writing.
-const PASS: u64 = 1024;
+pub(super) const PASS: u64 = 1024;
 /// The bitmaps eviction needs (5 bits per page: unloaded, and the policy's four) are kept up
 /// to this size of device.
 const MAX_CACHED_DEVICE: u64 = 2 << 40;
@@ -30,6 +32,13 @@ pub(crate) struct Cache {
     pub(super) evictions: AtomicU64,
     pub(super) room_flushes: AtomicU64,
     pub(super) throttled: AtomicU64,
+    /// Pages given back to the kernel under memory pressure (the shrinker).
+    pub(super) reclaimed: AtomicU64,
+    /// What memory pressure last left the device (bytes), and when (monotonic ns; 0: never):
+    /// for [`PRESSURE_NS`] after, that is the cache's size, so that loads do not take back at
+    /// once what the shrinker gave.
+    squeezed_to: AtomicU64,
+    squeezed_at: AtomicU64,
 }
 
 impl Cache {
@@ -44,6 +53,9 @@ impl Cache {
             evictions: AtomicU64::new(0),
             room_flushes: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            reclaimed: AtomicU64::new(0),
+            squeezed_to: AtomicU64::new(0),
+            squeezed_at: AtomicU64::new(0),
         })
     }
 
@@ -56,27 +68,75 @@ impl Cache {
         limit_bytes != 0 && size_bytes <= MAX_CACHED_DEVICE
     }
 
+    /// The memory the cache may use now: its limit, or less for a while after memory
+    /// pressure (see [`Cache::squeeze`]).
+    pub(super) fn size(&self) -> u64 {
+        let at = self.squeezed_at.load(Ordering::Acquire);
+        if at != 0 && ffi::now_mono_ns().saturating_sub(at) < PRESSURE_NS {
+            self.limit.min(self.squeezed_to.load(Ordering::Relaxed))
+        } else {
+            self.limit
+        }
+    }
+
+    /// Memory pressure left the device at `bytes`: its cache is that size (at least the
+    /// floor) for a while.
+    pub(super) fn squeeze(&self, bytes: u64) {
+        self.squeezed_to.store(bytes.max(self.floor()), Ordering::Relaxed);
+        self.squeezed_at.store(ffi::now_mono_ns().max(1), Ordering::Release);
+    }
+
     /// Memory use above which the periodic work and the loader make room ahead of need.
     pub(super) fn high_water(&self) -> u64 {
-        self.limit.saturating_sub((self.limit / 16).max(16 * PAGE_SIZE as u64))
+        let size = self.size();
+        size.saturating_sub((size / 16).max(16 * PAGE_SIZE as u64))
     }
 
     /// What making room brings memory use down to: a batch below the high-water mark, so that
     /// writers are not throttled at every page.
     pub(super) fn low_water(&self) -> u64 {
-        self.limit.saturating_sub((self.limit / 8).max(32 * PAGE_SIZE as u64))
+        let size = self.size();
+        size.saturating_sub((size / 8).max(32 * PAGE_SIZE as u64))
     }
 
-    /// Evicts clean pages until memory use is at most `goal`, or three sweeps of the hand
-    /// found nothing more to take. Pages on probation go first, while it holds more than its
-    /// floor; protected ones only while they are more than their target (the low-water mark
-    /// less the floor), by CLOCK, or once probation is empty. Backing lock held, no cut open.
-    pub(super) fn evict_to(&self, store: &Store, unloaded: &Unloaded, cut: &PercpuRwSem, goal: u64) {
+    /// What memory pressure leaves the device: an eighth of its limit (at least 64 pages).
+    /// Below it the shrinker takes nothing, so the device keeps working on a small cache.
+    pub(super) fn floor(&self) -> u64 {
+        (self.limit / 8).max(64 * PAGE_SIZE as u64).min(self.limit)
+    }
+
+    /// Evicts the clean pages of `first..=last`, just written through to the backing device
+    /// (writearound). Backing lock held, no cut open.
+    pub(super) fn drop_written(&self, store: &Store, unloaded: &Unloaded, cut: &PercpuRwSem, first: u64, last: u64) {
+        let _no_change = cut.write();
+        // At most one visit per page of the range finds every page present in it.
+        store.evict_pass(first, last - first + 1, |index| {
+            if index > last || !unloaded.covers(index) {
+                return false;
+            }
+            self.referenced.forget(index);
+            unloaded.set(index);
+            // As in `evict_to`: the bit before the page goes.
+            fence(Ordering::SeqCst);
+            true
+        });
+    }
+
+    /// Evicts clean pages until memory use is at most `goal`, or the hand looked at `budget`
+    /// pages (`None`: three sweeps) and found nothing more to take. Pages on probation go
+    /// first, while it holds more than its floor (a quarter of the cache, or of the goal);
+    /// protected ones only while they are more than their target (the goal, at most the
+    /// low-water mark, less the floor), by CLOCK, or once probation is empty. Backing lock
+    /// held, no cut open.
+    pub(super) fn evict_to(&self, store: &Store, unloaded: &Unloaded, cut: &PercpuRwSem, goal: u64, budget: Option<u64>) -> u64 {
         let referenced = &self.referenced;
-        let floor = referenced.probation_floor();
-        let target = (self.low_water() / PAGE_SIZE as u64).saturating_sub(floor);
-        let mut looked = 0u64;
-        let budget = 3 * store.pages() + PASS;
+        // Both segments shrink with a goal below the low-water mark (memory pressure): the
+        // policy's balance is kept at the smaller size, not defended against the shrinker.
+        let goal_pages = (goal / PAGE_SIZE as u64).min(self.low_water() / PAGE_SIZE as u64);
+        let floor = referenced.probation_floor().min(goal_pages / 4);
+        let target = goal_pages.saturating_sub(floor);
+        let (mut looked, mut total) = (0u64, 0u64);
+        let budget = budget.unwrap_or(3 * store.pages() + PASS);
         while store.used_bytes() > goal && looked < budget {
             let (used, pages) = (store.used_bytes(), store.pages().max(1));
             // As many pages as bring use to the goal, at what a page takes on average (less
@@ -113,8 +173,10 @@ impl Cache {
             };
             referenced.set_hand(next.unwrap_or(0));
             self.evictions.fetch_add(evicted, Ordering::Relaxed);
+            total += evicted;
             looked += PASS;
             ffi::cond_resched();
         }
+        total
     }
 }

@@ -17,9 +17,18 @@ pub(crate) struct PageBuf {
 
 impl PageBuf {
     pub(crate) fn new(n: usize) -> Result<Self> {
-        let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+        Self::alloc(n, GFP_KERNEL)
+    }
+
+    /// Without waiting for reclaim: `ENOMEM` at once when memory is short.
+    pub(crate) fn new_nowait(n: usize) -> Result<Self> {
+        Self::alloc(n, GFP_NOWAIT | __GFP_NOWARN)
+    }
+
+    fn alloc(n: usize, flags: kernel::alloc::Flags) -> Result<Self> {
+        let mut pages = KVec::with_capacity(n, flags)?;
         for _ in 0..n {
-            pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
+            pages.push(Page::alloc_page(flags)?, flags)?;
         }
         Ok(Self { pages })
     }

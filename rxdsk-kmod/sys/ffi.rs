@@ -118,6 +118,13 @@ pub(crate) fn now_real_ns() -> u64 {
     unsafe { c::rxdsk_ktime_get_real_ns() }
 }
 
+/// Monotonic time, nanoseconds since boot.
+pub(crate) fn now_mono_ns() -> u64 {
+    // SAFETY: Reading the clock has no preconditions.
+    let ns = unsafe { bindings::ktime_get() };
+    u64::try_from(ns).unwrap_or(0)
+}
+
 /// Gives the CPU away if the scheduler wants it: long loops call it between batches, so a
 /// non-preemptible kernel sees no soft lockup or RCU stall.
 pub(crate) fn cond_resched() {
@@ -130,6 +137,11 @@ pub(crate) fn cond_resched() {
 pub(crate) type Gfp = bindings::gfp_t;
 /// `GFP_KERNEL`, for the C allocators (control paths only).
 pub(crate) const GFP_KERNEL: Gfp = bindings::GFP_KERNEL;
+/// Whether an allocation with `gfp` may wait for reclaim (`__GFP_DIRECT_RECLAIM`).
+pub(crate) fn may_reclaim(gfp: Gfp) -> bool {
+    gfp & (1 << bindings::___GFP_DIRECT_RECLAIM_BIT) != 0
+}
+
 /// `GFP_NOWAIT`, for `REQ_NOWAIT` bios.
 pub(crate) const GFP_NOWAIT: bindings::gfp_t = bindings::GFP_NOWAIT;
 /// Allocation failures are reported to the submitter as I/O errors; no need to warn.

@@ -382,6 +382,8 @@ pub struct Plan {
     pub span_mb: u32,
     /// Passed to the criterion host benchmarks.
     pub criterion_args: &'static [&'static str],
+    /// The tiering guest's sizes and Zipf run lengths.
+    pub tiering: TieringPlan,
 }
 
 impl Plan {
@@ -393,6 +395,12 @@ impl Plan {
         runtime_ms: 500,
         span_mb: 128,
         criterion_args: &["--warm-up-time", "0.3", "--measurement-time", "0.5"],
+        tiering: TieringPlan {
+            region_mb: 256,
+            cache_mb: 32,
+            warm_ios: 4_000,
+            ios: 2_000,
+        },
     };
     /// The default, thorough run.
     pub const THOROUGH: Plan = Plan {
@@ -402,6 +410,12 @@ impl Plan {
         runtime_ms: 3_000,
         span_mb: 256,
         criterion_args: &[],
+        tiering: TieringPlan {
+            region_mb: 256,
+            cache_mb: 32,
+            warm_ios: 16_000,
+            ios: 8_000,
+        },
     };
 }
 
@@ -535,6 +549,10 @@ pub struct Results {
     pub backing: BTreeMap<String, f64>,
     /// `(label, phase)` of a compressed target → (DATA, TOTAL) in bytes after its fill.
     pub cratio: BTreeMap<(String, String), (f64, f64)>,
+    /// The tiering bench: `(target, phase)` → what the phase measured.
+    pub tiering: BTreeMap<(String, String), TierPhase>,
+    /// Tiering peers that could not be set up → why.
+    pub tiering_skipped: BTreeMap<String, String>,
 }
 
 /// The backing-device lines of the report (native), against their targets.
@@ -670,6 +688,20 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
                         data.parse().unwrap_or(f64::NAN),
                         total.parse().unwrap_or(f64::NAN),
                     ),
+                );
+            }
+            "tiering" => {
+                let phase = tier_phase(line)?;
+                results.tiering.insert(phase.0, phase.1);
+            }
+            "tiering-skip" => {
+                let mut f = line.splitn(3, ' ').skip(1);
+                let (Some(label), reason) = (f.next(), f.next()) else {
+                    bail!("malformed tiering-skip line: {line:.120}");
+                };
+                results.tiering_skipped.insert(
+                    label.into(),
+                    reason.unwrap_or("no reason given").trim().into(),
                 );
             }
             "zram_mm_stat" => {
@@ -1070,6 +1102,376 @@ pub fn memory_table(results: &Results) -> String {
     out
 }
 
+/// The tiering bench's sizes and run lengths: one QEMU guest, one target after the other over
+/// the same slow device (qemu-tests/guest/bench-tiering.sh).
+#[derive(Clone, Copy, Debug)]
+pub struct TieringPlan {
+    /// MiB of the slow device the workloads touch.
+    pub region_mb: u32,
+    /// MiB of cache for every target: rxdsk's memory limit, dm-cache's and bcache's ramdisk.
+    pub cache_mb: u32,
+    /// Zipf reads before the measured run.
+    pub warm_ios: u32,
+    /// Zipf reads of each measured run (before and after the second scan).
+    pub ios: u32,
+}
+
+/// The Zipf exponent of the tiering workload.
+pub const TIERING_ZIPF_THETA: f64 = 1.2;
+
+/// The tiering bench's targets, in the order they run; rxdsk's hit ratio is judged against the
+/// others'.
+pub const TIERING_TARGETS: [&str; 3] = ["rxdsk", "dm-cache", "bcache"];
+
+/// Where the guest finds the Zipf traces (`warm.iolog`, `zipf.iolog`, ...).
+const TIERING_TRACES: &str = "etc/rxdsk-tiering";
+
+/// The measured Zipf phases: the run after the warm-up, the run after the second scan.
+const TIER_ZIPF: &str = "zipf";
+const TIER_ZIPF_AFTER_SCAN: &str = "zipf-after-scan";
+
+/// `count` pages of a Zipf(`theta`) trace over `pages` pages: rank r (from 1) with probability
+/// proportional to r^-theta, ranks scattered over the region by a fixed multiplier prime to
+/// `pages` (fio's own zipf does the same with a hash). Our generator, not fio's: fio 3.33 makes
+/// the same sequence whatever `--randseed` (its zipf seed comes from the file name unless
+/// `--randrepeat=0`, which also moves the hot pages), so a measured run after a warm-up would
+/// replay the warm-up.
+pub fn zipf_trace(pages: u64, theta: f64, count: usize, seed: u64) -> Vec<u64> {
+    let pages = pages.max(1);
+    let mut cdf = Vec::with_capacity(pages as usize);
+    let mut total = 0.0;
+    for rank in 1..=pages {
+        total += (rank as f64).powf(-theta);
+        cdf.push(total);
+    }
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let mut spread = (pages as f64 * 0.618_033_988_7) as u64 | 1;
+    while gcd(spread, pages) != 1 {
+        spread += 2;
+    }
+    // xorshift64*: reproducible, no dependency.
+    let mut state = seed | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let u = (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+            let rank = cdf.partition_point(|c| *c <= u * total) as u64;
+            (rank.min(pages - 1) * spread) % pages
+        })
+        .collect()
+}
+
+/// The hit ratio over `measured` of a plain LRU cache of `capacity` pages that saw `before`
+/// first (starting empty).
+pub fn lru_hit_ratio(before: &[u64], measured: &[u64], capacity: usize) -> f64 {
+    let mut last_use: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    let mut by_age: BTreeMap<usize, u64> = BTreeMap::new();
+    let mut hits = 0;
+    for (time, &page) in before.iter().chain(measured).enumerate() {
+        let hit = match last_use.insert(page, time) {
+            Some(previous) => {
+                by_age.remove(&previous);
+                true
+            }
+            None => false,
+        };
+        by_age.insert(time, page);
+        if by_age.len() > capacity {
+            if let Some((_, oldest)) = by_age.pop_first() {
+                last_use.remove(&oldest);
+            }
+        }
+        if hit && time >= before.len() {
+            hits += 1;
+        }
+    }
+    hits as f64 / measured.len().max(1) as f64
+}
+
+/// fio's iolog (version 2) of 4 KiB reads of `pages`; the guest redirects it to the target.
+fn iolog(pages: &[u64]) -> String {
+    let mut s = String::from("fio version 2 iolog\n/dev/tier add\n/dev/tier open\n");
+    for p in pages {
+        s += &format!("/dev/tier read {} 4096\n", p * 4096);
+    }
+    s + "/dev/tier close\n"
+}
+
+impl TieringPlan {
+    /// The slow disk: the region, rxdsk's metadata block, room to spare.
+    pub fn disk_bytes(&self) -> u64 {
+        (u64::from(self.region_mb) + 64) << 20
+    }
+
+    fn pages(&self) -> u64 {
+        u64::from(self.region_mb) * 256
+    }
+
+    fn cache_pages(&self) -> u64 {
+        u64::from(self.cache_mb) * 256
+    }
+
+    /// The guest's run script (the bench's logic is in the guest script).
+    pub fn script(&self) -> String {
+        format!(
+            "DISK=/dev/vda REGION_MB={} CACHE_MB={} TRACES=/{TIERING_TRACES} sh /usr/share/rxdsk-tests/bench-tiering.sh",
+            self.region_mb, self.cache_mb
+        )
+    }
+
+    /// One Zipf stream cut in three: the warm-up, the measured run, the run after the scan.
+    fn traces(&self) -> [Vec<u64>; 3] {
+        let (warm, ios) = (self.warm_ios as usize, self.ios as usize);
+        let all = zipf_trace(
+            self.pages(),
+            TIERING_ZIPF_THETA,
+            warm + 2 * ios,
+            0x7133_5eed,
+        );
+        [
+            all[..warm].to_vec(),
+            all[warm..warm + ios].to_vec(),
+            all[warm + ios..].to_vec(),
+        ]
+    }
+
+    /// The traces as initramfs overlay files.
+    pub fn trace_files(&self) -> Vec<(String, Vec<u8>)> {
+        let [warm, zipf, after] = self.traces();
+        [
+            ("warm", warm),
+            (TIER_ZIPF, zipf),
+            (TIER_ZIPF_AFTER_SCAN, after),
+        ]
+        .into_iter()
+        .map(|(name, t)| {
+            (
+                format!("{TIERING_TRACES}/{name}.iolog"),
+                iolog(&t).into_bytes(),
+            )
+        })
+        .collect()
+    }
+
+    /// The hit ratio of a cache that always holds the most frequent pages (what no policy
+    /// beats on independent Zipf draws): the share of the cache's worth of top ranks.
+    pub fn ideal_hit_ratio(&self) -> f64 {
+        let pages = self.pages();
+        let cached = self.cache_pages().min(pages);
+        let weight = |rank: u64| (rank as f64).powf(-TIERING_ZIPF_THETA);
+        let top: f64 = (1..=cached).map(weight).sum();
+        let all: f64 = (1..=pages).map(weight).sum();
+        top / all
+    }
+
+    /// A plain LRU of the cache's pages on the same traces: the measured run after the
+    /// warm-up, and the run after the scan (which leaves an LRU nothing of the hot set).
+    pub fn lru_hit_ratios(&self) -> (f64, f64) {
+        let [warm, zipf, after] = self.traces();
+        let capacity = self.cache_pages() as usize;
+        (
+            lru_hit_ratio(&warm, &zipf, capacity),
+            lru_hit_ratio(&[], &after, capacity),
+        )
+    }
+}
+
+/// One phase of one tiering target: the cache's own read counters over it (Zipf runs) and
+/// fio's rates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TierPhase {
+    /// Read hits and misses; `None` for a scan (not counted).
+    pub reads: Option<(u64, u64)>,
+    pub iops: f64,
+    pub mbps: f64,
+}
+
+impl TierPhase {
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let (hits, misses) = self.reads?;
+        (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64)
+    }
+}
+
+/// Parses `tiering LABEL PHASE HITS MISSES FIO-JSON` (HITS and MISSES both `-` for a phase
+/// that is not counted) into `((label, phase), phase)`.
+fn tier_phase(line: &str) -> Result<((String, String), TierPhase)> {
+    let f: Vec<&str> = line.splitn(6, ' ').collect();
+    let [_, label, phase, hits, misses, json] = f[..] else {
+        bail!("malformed tiering line: {line:.120}");
+    };
+    let reads = match (hits, misses) {
+        ("-", "-") => None,
+        _ => {
+            let count = |what: &str, v: &str| -> Result<u64> {
+                v.parse().with_context(|| {
+                    format!("tiering {label} {phase}: {what} {v:?} is not a count")
+                })
+            };
+            Some((count("hits", hits)?, count("misses", misses)?))
+        }
+    };
+    let fio = fio_sample(label, phase, json)?;
+    Ok((
+        (label.into(), phase.into()),
+        TierPhase {
+            reads,
+            iops: fio.iops,
+            mbps: fio.mbps,
+        },
+    ))
+}
+
+/// The tiering section of the report: its lines, its JSON, rxdsk's Zipf hit ratio over
+/// dm-cache's (the figure to beat).
+pub struct Tiering {
+    pub table: String,
+    pub json: Value,
+    pub vs_dmcache: Option<f64>,
+}
+
+impl Tiering {
+    /// From a tiering guest's results; `accel` names the emulation (TCG or KVM).
+    pub fn new(results: &Results, plan: &TieringPlan, accel: &str) -> Tiering {
+        let phase = |t: &str, p: &str| results.tiering.get(&(t.to_string(), p.to_string()));
+        let ratio = |t: &str, p: &str| phase(t, p).and_then(TierPhase::hit_ratio);
+        // The fixed targets first, then any other the guest reported.
+        let mut targets: Vec<String> = TIERING_TARGETS.iter().map(|t| t.to_string()).collect();
+        for (t, _) in results.tiering.keys() {
+            if !targets.contains(t) {
+                targets.push(t.clone());
+            }
+        }
+        let mut table = format!(
+            "Tiering (EMULATED: QEMU/{accel}; hit ratios are hardware-independent, IOPS and MB/s are emulated):\n\
+             cache {} MiB over {} MiB of a virtio disk (plain: the host's page cache under it, no dm-delay in the \
+             guest kernel), filled through each cache, scanned (1 MiB reads), then Zipf({TIERING_ZIPF_THETA}) \
+             4 KiB reads at queue depth 1, the same trace for every target: {} measured after {} warm-up, then \
+             a second scan and {} more\n",
+            plan.cache_mb, plan.region_mb, plan.ios, plan.warm_ios, plan.ios
+        );
+        table += &format!(
+            "  {:<10} {:>14} {:>10} {:>14} {:>10}\n",
+            "target", "Zipf hit ratio", "Zipf IOPS", "after a scan", "scan MB/s"
+        );
+        let num =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+        let r3 = |v: Option<f64>| v.map(|x| (x * 1000.0).round() / 1000.0);
+        let mut rows = Vec::new();
+        for t in &targets {
+            if let Some(reason) = results.tiering_skipped.get(t) {
+                table += &format!("  {t:<10} not set up ({reason})\n");
+                continue;
+            }
+            let (zipf, after, scan) = (
+                phase(t, TIER_ZIPF),
+                phase(t, TIER_ZIPF_AFTER_SCAN),
+                phase(t, "scan"),
+            );
+            if zipf.is_none() && after.is_none() && scan.is_none() {
+                table += &format!("  {t:<10} no result\n");
+                continue;
+            }
+            table += &format!(
+                "  {t:<10} {:>14} {:>10} {:>14} {:>10}\n",
+                num(ratio(t, TIER_ZIPF), 3),
+                num(zipf.map(|p| p.iops), 0),
+                num(ratio(t, TIER_ZIPF_AFTER_SCAN), 3),
+                num(scan.map(|p| p.mbps), 1),
+            );
+            rows.push(json!({
+                "target": t,
+                "zipf_hit_ratio": r3(ratio(t, TIER_ZIPF)),
+                "zipf_reads": zipf.and_then(|p| p.reads),
+                "zipf_iops": zipf.map(|p| p.iops.round()),
+                "zipf_after_scan_hit_ratio": r3(ratio(t, TIER_ZIPF_AFTER_SCAN)),
+                "zipf_after_scan_reads": after.and_then(|p| p.reads),
+                "scan_mbps": scan.map(|p| (p.mbps * 10.0).round() / 10.0),
+            }));
+        }
+        let vs =
+            |other: &str, p: &str| Some(ratio("rxdsk", p)? / ratio(other, p).filter(|r| *r > 0.0)?);
+        for other in targets.iter().filter(|t| *t != "rxdsk") {
+            if let Some(v) = vs(other, TIER_ZIPF) {
+                table += &format!(
+                    "  rxdsk/{other} Zipf hit ratio: {v:.3}{}; after a scan: {}\n",
+                    if other == "dm-cache" {
+                        " (target > 1)"
+                    } else {
+                        ""
+                    },
+                    num(vs(other, TIER_ZIPF_AFTER_SCAN), 3)
+                );
+            }
+        }
+        let (lru, lru_after) = plan.lru_hit_ratios();
+        let ideal = plan.ideal_hit_ratio();
+        table += &format!(
+            "  references on the same trace: a plain LRU of {pages} pages {lru:.3} (after a scan: {lru_after:.3}); \
+             the {pages} most frequent pages always cached {ideal:.3}\n  \
+             (hits and misses: each cache's own read counters, per bio; bcache's bypassed reads count as reads)\n",
+            pages = plan.cache_pages()
+        );
+        let vs_dmcache = vs("dm-cache", TIER_ZIPF);
+        let json = json!({
+            "mode": Mode::Emulated.name(),
+            "accel": accel,
+            "region_mib": plan.region_mb,
+            "cache_mib": plan.cache_mb,
+            "zipf_theta": TIERING_ZIPF_THETA,
+            "warm_ios": plan.warm_ios,
+            "ios": plan.ios,
+            "targets": rows,
+            "not_set_up": results.tiering_skipped,
+            "rxdsk_vs_dmcache_hit_ratio": r3(vs_dmcache),
+            "rxdsk_vs_dmcache_after_scan_hit_ratio": r3(vs("dm-cache", TIER_ZIPF_AFTER_SCAN)),
+            "lru_hit_ratio": r3(Some(lru)),
+            "lru_after_scan_hit_ratio": r3(Some(lru_after)),
+            "ideal_hit_ratio": r3(Some(ideal)),
+        });
+        Tiering {
+            table,
+            json,
+            vs_dmcache,
+        }
+    }
+}
+
+/// `make-bcache` and the shared libraries it links, as initramfs overlay files, if the host
+/// has it (Debian's bcache-tools); else why not.
+pub fn bcache_tools() -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
+    let program = Path::new("/usr/sbin/make-bcache");
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    if !program.exists() {
+        return Err("make-bcache is not on the host: apt-get install bcache-tools".into());
+    }
+    let mut files = vec![("usr/sbin/make-bcache".to_string(), read(program)?)];
+    let ldd = crate::util::run_output(crate::util::Cmd::new("ldd").arg(program))
+        .map_err(|e| format!("ldd make-bcache: {e}"))?;
+    for line in ldd.lines() {
+        // "libuuid.so.1 => /lib/x86_64-linux-gnu/libuuid.so.1 (0x...)"
+        if let Some(lib) = line
+            .split("=>")
+            .nth(1)
+            .and_then(|rhs| rhs.split_whitespace().next())
+            .filter(|p| p.starts_with('/'))
+        {
+            files.push((
+                lib.trim_start_matches('/').to_string(),
+                read(Path::new(lib))?,
+            ));
+        }
+    }
+    Ok(files)
+}
+
 /// What one bench run reports: on the terminal and in `latest.{json,md,txt,png,svg}`.
 pub struct Report<'a> {
     /// Kernel, CPUs, span, rounds.
@@ -1083,6 +1485,8 @@ pub struct Report<'a> {
     /// The NVMe/TCP export's remote against local IOPS (two guests); `None` with
     /// `--native-only`.
     pub network: Option<String>,
+    /// rxdsk against dm-cache and bcache in one guest; `None` with `--native-only`.
+    pub tiering: Option<Tiering>,
 }
 
 /// The network export's lines: 4k random-read IOPS on the exporting guest itself and from the
@@ -1127,6 +1531,9 @@ impl Report<'_> {
         if let Some(net) = &self.network {
             text += &format!("\n{net}");
         }
+        if let Some(t) = &self.tiering {
+            text += &format!("\n{}", t.table);
+        }
         text
     }
 
@@ -1156,6 +1563,9 @@ impl Report<'_> {
         if let Some(net) = &self.network {
             md += &format!("\n{net}");
         }
+        if let Some(t) = &self.tiering {
+            md += &format!("\n{}", t.table);
+        }
         md + "```\n"
     }
 
@@ -1173,6 +1583,9 @@ impl Report<'_> {
         )?;
         file("latest.md", self.markdown())?;
         file("latest.txt", self.text())?;
+        if let Some(t) = &self.tiering {
+            file("tiering.json", serde_json::to_string_pretty(&t.json)?)?;
+        }
         crate::chart::write(&self.panels(), &out.join("latest.png"))
     }
 
@@ -1285,6 +1698,18 @@ impl Report<'_> {
             panels.push(Panel {
                 title: format!("{head} (no targets: emulation distorts ratios)"),
                 entries: ratio_entries(Mode::Emulated, false),
+            });
+        }
+        if let Some(v) = self.tiering.as_ref().and_then(|t| t.vs_dmcache) {
+            // A hit ratio does not depend on the emulation: this one has its target.
+            panels.push(Panel {
+                title: "tiering: Zipf hit ratio, same cache size over the same slow device".into(),
+                entries: vec![entry(
+                    "Zipf(1.2) 4 KiB reads".into(),
+                    "rxdsk/dm-cache".into(),
+                    single(v),
+                    Some(1.0),
+                )],
             });
         }
         panels
@@ -1557,6 +1982,218 @@ mod tests {
         assert!(t.lines().last().unwrap().ends_with("0.025"), "{t}");
     }
 
+    fn fio_json(iops: f64, bw_kib: f64, error: i32) -> String {
+        format!(
+            r#"{{"jobs":[{{"error":{error},"read":{{"iops":{iops},"bw":{bw_kib}}},"write":{{"iops":0,"bw":0}}}}]}}"#
+        )
+    }
+
+    /// The guest's lines make the tiering table: each target's hit ratios from its counters,
+    /// fio's rates, a peer that was not set up and why, rxdsk over dm-cache.
+    #[test]
+    fn tiering_lines_make_the_table() {
+        let mut c = Console::default();
+        for line in [
+            format!("tiering rxdsk scan - - {}", fio_json(100.0, 102400.0, 0)),
+            format!(
+                "tiering rxdsk zipf 1800 200 {}",
+                fio_json(2000.0, 8000.0, 0)
+            ),
+            format!(
+                "tiering rxdsk zipf-after-scan 1700 300 {}",
+                fio_json(1900.0, 7600.0, 0)
+            ),
+            format!(
+                "tiering dm-cache zipf 1500 500 {}",
+                fio_json(1500.0, 6000.0, 0)
+            ),
+            format!(
+                "tiering dm-cache zipf-after-scan 1000 1000 {}",
+                fio_json(900.0, 3600.0, 0)
+            ),
+            "tiering-skip bcache no make-bcache in the guest".into(),
+        ] {
+            c.feed(&format!("RXDSK-DATA {line}"));
+        }
+        let mut r = Results::default();
+        parse(&c, &mut r).unwrap();
+        let plan = Plan::QUICK.tiering;
+        let t = Tiering::new(&r, &plan, "TCG");
+        assert!(
+            t.table.starts_with("Tiering (EMULATED: QEMU/TCG"),
+            "{}",
+            t.table
+        );
+        let line = |name: &str| {
+            t.table
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+                .unwrap_or_default()
+                .split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(line("rxdsk"), "0.900 2000 0.850 104.9");
+        assert_eq!(line("dm-cache"), "0.750 1500 0.500 -");
+        assert_eq!(line("bcache"), "not set up (no make-bcache in the guest)");
+        assert!(
+            t.table
+                .contains("rxdsk/dm-cache Zipf hit ratio: 1.200 (target > 1); after a scan: 1.700"),
+            "{}",
+            t.table
+        );
+        assert!((t.vs_dmcache.unwrap() - 1.2).abs() < 1e-9);
+        assert_eq!(t.json["rxdsk_vs_dmcache_hit_ratio"], 1.2);
+        assert_eq!(t.json["targets"][0]["zipf_hit_ratio"], 0.9);
+        assert_eq!(t.json["targets"][0]["zipf_reads"], json!([1800, 200]));
+        assert_eq!(t.json["targets"][1]["scan_mbps"], Value::Null);
+        assert_eq!(
+            t.json["not_set_up"]["bcache"],
+            "no make-bcache in the guest"
+        );
+
+        // The report carries the section and writes tiering.json beside latest.*.
+        let rows = native_rows(&[("rxdsk", "100"), ("brd", "120")]);
+        let report = Report {
+            header: "h".into(),
+            native_head: "NATIVE: test".into(),
+            native_mem: &Results::default(),
+            emulated: None,
+            rows: &rows,
+            network: None,
+            tiering: Some(t),
+        };
+        assert!(report.text().contains("rxdsk/dm-cache Zipf hit ratio"));
+        assert!(report.markdown().contains("rxdsk/dm-cache Zipf hit ratio"));
+        let out = std::env::temp_dir().join(format!("rxdsk-tiering-{}", std::process::id()));
+        report.write(&out).unwrap();
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("tiering.json")).unwrap())
+                .unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        assert_eq!(json["cache_mib"], plan.cache_mb);
+    }
+
+    #[test]
+    fn malformed_tiering_lines_fail_the_bench() {
+        let ok = fio_json(1.0, 4.0, 0);
+        for line in [
+            format!("tiering rxdsk zipf x 2 {ok}"),
+            format!("tiering rxdsk zipf -1 2 {ok}"),
+            format!("tiering rxdsk zipf - 2 {ok}"),
+            "tiering rxdsk zipf 1 2".into(),
+            "tiering rxdsk zipf 1 2 not-json".into(),
+            format!("tiering rxdsk zipf 1 2 {}", fio_json(1.0, 4.0, 5)),
+            "tiering-skip".into(),
+        ] {
+            let mut c = Console::default();
+            c.feed(&format!("RXDSK-DATA {line}"));
+            assert!(parse(&c, &mut Results::default()).is_err(), "{line}");
+        }
+    }
+
+    /// The best a cache of 32 MiB can do over 256 MiB under Zipf(1.2) (computed elsewhere:
+    /// H(8192, 1.2) / H(65536, 1.2) = 0.944), and 1 when everything fits.
+    #[test]
+    fn tiering_ideal_hit_ratio() {
+        let plan = Plan::QUICK.tiering;
+        assert_eq!((plan.region_mb, plan.cache_mb), (256, 32));
+        assert!((plan.ideal_hit_ratio() - 0.9444).abs() < 1e-3);
+        let all = TieringPlan {
+            cache_mb: 512,
+            ..plan
+        };
+        assert!((all.ideal_hit_ratio() - 1.0).abs() < 1e-12);
+    }
+
+    /// The trace is reproducible, stays in the region, follows the distribution (rank 1 draws
+    /// 1/H(n, θ) of the reads) and scatters the ranks (no two share a page).
+    #[test]
+    fn zipf_trace_is_zipf() {
+        let (pages, n) = (65536, 200_000);
+        let t = zipf_trace(pages, 1.2, n, 7);
+        assert_eq!(t, zipf_trace(pages, 1.2, n, 7));
+        assert_ne!(t, zipf_trace(pages, 1.2, n, 8));
+        assert!(t.iter().all(|p| *p < pages));
+        let mut counts: std::collections::HashMap<u64, usize> = Default::default();
+        for p in &t {
+            *counts.entry(*p).or_default() += 1;
+        }
+        let mut by_count: Vec<usize> = counts.values().copied().collect();
+        by_count.sort_unstable_by(|a, b| b.cmp(a));
+        let h: f64 = (1..=pages).map(|r| (r as f64).powf(-1.2)).sum();
+        let top = by_count[0] as f64 / n as f64;
+        assert!((top - 1.0 / h).abs() < 0.01, "{top} against {}", 1.0 / h);
+        // Rank 2 draws 2^-1.2 of rank 1's.
+        let second = by_count[1] as f64 / by_count[0] as f64;
+        assert!((second - 2f64.powf(-1.2)).abs() < 0.03, "{second}");
+        // A region that is not a power of two still gets every rank its own page.
+        let odd = zipf_trace(1000, 0.5, 50_000, 1);
+        assert!(odd.iter().all(|p| *p < 1000));
+        assert!(odd.iter().collect::<std::collections::HashSet<_>>().len() > 900);
+    }
+
+    #[test]
+    fn lru_reference() {
+        // Capacity 2: 1 2 1 3 leaves {1, 3}; then 1 hits, 2 and 3 miss.
+        assert!((lru_hit_ratio(&[1, 2, 1, 3], &[1, 2, 3], 2) - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(lru_hit_ratio(&[], &[5, 5, 5, 5], 1), 0.75);
+        // A cache of the region's size misses each page once.
+        assert_eq!(lru_hit_ratio(&[1, 2], &[1, 2, 3, 3], 4), 0.75);
+        let (lru, after_scan) = Plan::QUICK.tiering.lru_hit_ratios();
+        assert!(lru > after_scan && lru < Plan::QUICK.tiering.ideal_hit_ratio());
+    }
+
+    /// The run script calls the guest script with the plan, the traces are iologs of the
+    /// plan's lengths where the script reads them, and the guest script reports every target
+    /// under the label the table expects.
+    #[test]
+    fn tiering_script_matches_the_guest_script() {
+        let plan = Plan::QUICK.tiering;
+        let run = plan.script();
+        assert!(
+            run.contains("REGION_MB=256 CACHE_MB=32 TRACES=/etc/rxdsk-tiering")
+                && run.ends_with("sh /usr/share/rxdsk-tests/bench-tiering.sh"),
+            "{run}"
+        );
+        let files = plan.trace_files();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "etc/rxdsk-tiering/warm.iolog",
+                "etc/rxdsk-tiering/zipf.iolog",
+                "etc/rxdsk-tiering/zipf-after-scan.iolog"
+            ]
+        );
+        for ((_, data), ios) in files.iter().zip([plan.warm_ios, plan.ios, plan.ios]) {
+            let text = String::from_utf8_lossy(data);
+            assert!(text.starts_with("fio version 2 iolog\n/dev/tier add\n/dev/tier open\n"));
+            assert!(text.ends_with("/dev/tier close\n"));
+            assert_eq!(
+                text.lines().filter(|l| l.contains(" read ")).count(),
+                ios as usize
+            );
+        }
+        let guest =
+            std::fs::read_to_string(crate::paths::repo().join("qemu-tests/guest/bench-tiering.sh"))
+                .unwrap();
+        for label in TIERING_TARGETS {
+            assert!(
+                guest
+                    .lines()
+                    .any(|l| l.starts_with("bench_target ") && l.ends_with(&format!(" {label}"))),
+                "{label}"
+            );
+        }
+        for phase in ["replay warm", "measure zipf", "measure zipf-after-scan"] {
+            assert!(guest.contains(&format!("\t{phase}\n")), "{phase}");
+        }
+        assert!(guest.contains("RXDSK-DATA tiering $LABEL $1 $2 $3"));
+        assert!(plan.disk_bytes() > u64::from(plan.region_mb) << 20);
+    }
+
     #[test]
     fn native_only_report_writes_every_file() {
         let rows = native_rows(&[("rxdsk", "100,100"), ("brd", "120,120")]);
@@ -1569,6 +2206,7 @@ mod tests {
             emulated: None,
             rows: &rows,
             network: None,
+            tiering: None,
         };
         let out = std::env::temp_dir().join(format!("rxdsk-report-{}", std::process::id()));
         report.write(&out).unwrap();

@@ -31,7 +31,8 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     "fio",
     "e2fsprogs",
-    "dmsetup", // device-mapper in the guest (dm-log-writes, a stalled backing device)
+    "dmsetup", // device-mapper in the guest (dm-log-writes, a stalled backing device, dm-cache)
+    "bcache-tools", // make-bcache: bcache, a peer of the tiering bench
     "fonts-dejavu-core", // text of the bench chart
     "lintian", // checks the packages of `cargo xtask package`
     "dpkg-dev", // dpkg-shlibdeps for the rxdskctl package

@@ -203,6 +203,10 @@ enum Task {
         /// Only the native (UML) table: for iterating on performance.
         #[arg(long)]
         native_only: bool,
+        /// Only the tiering section (rxdsk against dm-cache and bcache, one guest): for
+        /// iterating on it; writes target/bench/tiering.{txt,json}.
+        #[arg(long, conflicts_with = "native_only")]
+        only_tiering: bool,
     },
     /// Long fio verify with discards and online grow/shrink, on the debug kernel flavour.
     Soak {
@@ -820,9 +824,56 @@ fn native_head(cpus: u32) -> String {
     )
 }
 
+/// The tiering bench: one guest with a fresh slow disk (/dev/vda) runs bench-tiering.sh on the
+/// Zipf traces made here, with make-bcache put in beside it when the host has it.
+fn bench_tiering(a: &Artifacts, vm: &VmArgs, plan: &bench::TieringPlan) -> Result<bench::Tiering> {
+    let disk = paths::target().join(format!("bench-tiering-{}.img", a.kernel.flavour.name));
+    let _ = std::fs::remove_file(&disk);
+    let mut with_disk = vm.clone();
+    with_disk.disks.insert(
+        0,
+        qemu::DiskSpec {
+            path: disk.clone(),
+            size: Some(plan.disk_bytes()),
+        },
+    );
+    let mut files = vec![("etc/rxdsk-run.sh".to_string(), plan.script().into_bytes())];
+    files.extend(plan.trace_files());
+    match bench::bcache_tools() {
+        Ok(tools) => files.extend(tools),
+        Err(why) => eprintln!("[bench] tiering: bcache cannot be set up: {why}"),
+    }
+    let files: Vec<(&str, Vec<u8>)> = files
+        .iter()
+        .map(|(path, data)| (path.as_str(), data.clone()))
+        .collect();
+    let mut b = boot(a, &with_disk, "run", &files, 1200)?;
+    // Its own log: other `run` guests write console-run-*.log.
+    b.log = paths::target().join(format!(
+        "console-bench-tiering-{}.log",
+        a.kernel.flavour.name
+    ));
+    let echo = if vm.verbose {
+        qemu::Echo::All
+    } else {
+        qemu::Echo::RunOutput
+    };
+    let done = qemu::run(&b, echo)?;
+    let _ = std::fs::remove_file(&disk);
+    if done.console.exit_status != Some(0) || !done.console.reports.is_empty() {
+        bail!(
+            "the tiering bench failed in the guest (console log: {})",
+            b.log.display()
+        );
+    }
+    let mut results = bench::Results::default();
+    bench::parse(&done.console, &mut results)?;
+    Ok(bench::Tiering::new(&results, plan, done.accel.name()))
+}
+
 /// `cargo xtask bench`: the native table (rxdsk_bench under UML) and the user's view (fio in
 /// QEMU), medians of several rounds; outputs under target/bench/.
-fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
+fn bench_all(vm: &VmArgs, quick: bool, native_only: bool, only_tiering: bool) -> Result<i32> {
     let bench::Plan {
         repeats,
         bursts,
@@ -830,11 +881,25 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         runtime_ms,
         span_mb,
         criterion_args,
+        tiering: tiering_plan,
     } = if quick {
         bench::Plan::QUICK
     } else {
         bench::Plan::THOROUGH
     };
+    let out = paths::repo().join("target/bench");
+    if only_tiering {
+        let tiering = bench_tiering(&prepare(&vm.kernel)?, vm, &tiering_plan)?;
+        print!("{}", tiering.table);
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join("tiering.txt"), &tiering.table)?;
+        std::fs::write(
+            out.join("tiering.json"),
+            serde_json::to_string_pretty(&tiering.json)?,
+        )?;
+        eprintln!("[bench] wrote {}/tiering.{{txt,json}}", out.display());
+        return Ok(0);
+    }
     let tc = deps::ensure()?;
     let src = kernel::source(vm.kernel.src.as_deref())?;
     let mut results = bench::Results::default();
@@ -881,7 +946,6 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         bail!("the native bench failed in UML (see above)");
     }
     bench::parse(&native.console, &mut results)?;
-    let out = paths::repo().join("target/bench");
 
     if native_only {
         let rows = bench::rows(&results.samples);
@@ -895,6 +959,7 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
             emulated: None,
             rows: &rows,
             network: None,
+            tiering: None,
         };
         print!("{}", report.text());
         report.write(&out)?;
@@ -931,6 +996,12 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         // Under KVM the guest runs natively too; keep the label honest all the same.
         eprintln!("[bench] note: the fio view ran under KVM");
     }
+
+    eprintln!(
+        "[bench] emulated: tiering, rxdsk against dm-cache and bcache ({} MiB cache over {} MiB, one guest)",
+        tiering_plan.cache_mb, tiering_plan.region_mb
+    );
+    let tiering = bench_tiering(&a, vm, &tiering_plan)?;
 
     eprintln!("[bench] emulated: NVMe/TCP export between two guests, remote against local IOPS");
     let (pair, iops) = nvme_tcp_pair(&a, vm)?;
@@ -969,6 +1040,7 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool) -> Result<i32> {
         emulated: Some((emu_head, &results)),
         rows: &rows,
         network: Some(network),
+        tiering: Some(tiering),
     };
     print!("{}", report.text());
     report.write(&out)?;
@@ -1103,7 +1175,8 @@ fn main() -> ExitCode {
                 vm,
                 quick,
                 native_only,
-            } => bench_all(&vm, quick, native_only)?,
+                only_tiering,
+            } => bench_all(&vm, quick, native_only, only_tiering)?,
             Task::Soak {
                 mut vm,
                 minutes,

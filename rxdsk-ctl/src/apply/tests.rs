@@ -1,7 +1,10 @@
 //! Planning as a pure function: configuration and state in, steps or errors out.
 
 use super::*;
-use rxdsk_ioctl::{RXDSK_FLAG_COMPRESSED, RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_WRITEBACK};
+use rxdsk_ioctl::{
+    RXDSK_FLAG_COMPRESSED, RXDSK_FLAG_WRITEAROUND, RXDSK_FLAG_WRITETHROUGH, RXDSK_IMAGE_CLEAN,
+    RXDSK_IMAGE_WRITEAROUND, RXDSK_IMAGE_WRITEBACK, RXDSK_IMAGE_WRITETHROUGH,
+};
 
 const F: &str = "/etc/rxdsk.conf";
 const G: u64 = 1 << 30;
@@ -476,6 +479,88 @@ fn an_existing_device_and_its_backing_device() {
     assert_eq!(
         errors("[rxd1]\nbacking=/dev/vdb\n", &s),
         ["/etc/rxdsk.conf:2: rxd1: /dev/vdb holds an rxdsk image, and attaching the existing device would overwrite it (rxdskctl destroy rxd1, then apply, restores it)"]
+    );
+}
+
+/// Writearound as the other modes: the attach step's, checked against an attached device's
+/// flags (which have writethrough's too) and against an image's mode; an image in writearound
+/// mode restores only with a memory limit.
+#[test]
+fn writearound() {
+    let mut cached = device(1, G);
+    cached.info.mem_limit_bytes = 256 * M;
+    let mut s = state(&[cached]);
+    backing(&mut s, "/dev/vdb", (252, 16), None);
+    let text = "[rxd1]\nbacking=/dev/vdb\nmem-limit=256M\nmode=writearound\njournal=64M\n";
+    assert_eq!(
+        steps(text, &s),
+        [Step::Attach {
+            backing: "/dev/vdb".into(),
+            mode: Mode::Writearound,
+            journal: 64 * M,
+            flush_interval: 0,
+        }]
+    );
+    assert_eq!(
+        lines(text, &s, false),
+        ["rxd1: would attach to /dev/vdb (writearound, journal 64M)"]
+    );
+    let plans = plan(&config(text), &[], &s, false).unwrap_or_default();
+    assert_eq!(describe_plan(&plans)[0].json["mode"], "writearound");
+    // Attached: its flags say which mode.
+    let mut attached = with_data(device(1, G));
+    attached.info.mem_limit_bytes = 256 * M;
+    attached.info.flags |= RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH | RXDSK_FLAG_WRITEAROUND;
+    (attached.info.backing_major, attached.info.backing_minor) = (252, 16);
+    let mut s = state(&[attached]);
+    backing(&mut s, "/dev/vdb", (252, 16), Some(image(G, 4)));
+    assert_eq!(
+        lines(
+            "[rxd1]\nbacking=/dev/vdb\nmem-limit=256M\nmode=writearound\n",
+            &s,
+            false
+        ),
+        ["rxd1: unchanged"]
+    );
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\nmem-limit=256M\nmode=writethrough\n", &s),
+        ["/etc/rxdsk.conf:4: rxd1: it is attached in writearound mode, the configuration says writethrough (rxdskctl detach rxd1, then apply, attaches it anew)"]
+    );
+    attached.info.flags &= !RXDSK_FLAG_WRITEAROUND;
+    s.devices.insert(1, attached);
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\nmem-limit=256M\nmode=writearound\n", &s),
+        ["/etc/rxdsk.conf:4: rxd1: it is attached in writethrough mode, the configuration says writearound (rxdskctl detach rxd1, then apply, attaches it anew)"]
+    );
+    // Restored: the image's mode.
+    let mut s = State::default();
+    backing(
+        &mut s,
+        "/dev/vdb",
+        (252, 16),
+        Some(image(G, 3).with(RXDSK_IMAGE_WRITEAROUND, 0, 0)),
+    );
+    assert_eq!(
+        lines("[rxd1]\nbacking=/dev/vdb\nmem-limit=256M\n", &s, false),
+        ["rxd1: would restore 1G from /dev/vdb (generation 3, memory limit 256M)"]
+    );
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\n", &s),
+        ["/etc/rxdsk.conf:2: rxd1: the image on /dev/vdb is in writearound mode, which needs a memory limit (the cache size): set mem-limit"]
+    );
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\nmem-limit=256M\nmode=writeback\n", &s),
+        ["/etc/rxdsk.conf:4: rxd1: the image on /dev/vdb has mode writearound, the configuration says writeback"]
+    );
+    backing(
+        &mut s,
+        "/dev/vdb",
+        (252, 16),
+        Some(image(G, 3).with(RXDSK_IMAGE_WRITETHROUGH, 0, 0)),
+    );
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\nmem-limit=256M\nmode=writearound\n", &s),
+        ["/etc/rxdsk.conf:4: rxd1: the image on /dev/vdb has mode writethrough, the configuration says writearound"]
     );
 }
 

@@ -19,6 +19,8 @@ struct Fake {
     vanished: Vec<u32>,
     node_appears: bool,
     abi_major: u32,
+    /// What GET_FEATURES answers.
+    features: u64,
     calls: RefCell<Vec<String>>,
     /// Algorithm and level of each device created.
     compress: RefCell<BTreeMap<u32, (u32, i32)>>,
@@ -33,6 +35,7 @@ impl Fake {
             vanished: Vec::new(),
             node_appears: true,
             abi_major: abi::RXDSK_ABI_MAJOR,
+            features: abi::RXDSK_FEATURES_ALL,
             calls: RefCell::new(Vec::new()),
             compress: RefCell::new(BTreeMap::new()),
         }
@@ -85,7 +88,9 @@ impl Backend for &Fake {
     }
 
     fn features(&self) -> Result<u64, Errno> {
-        Ok(abi::RXDSK_FEATURES_ALL)
+        self.log("features".into());
+        self.check("features", 0)?;
+        Ok(self.features)
     }
 
     fn create(&self, r: &RxdskCreate) -> Result<u32, Errno> {
@@ -636,7 +641,7 @@ fn list_formats() {
     );
     assert_eq!(
         run_fake(&fake, &["list", "--raw", "--output-all", "-n"]).stdout,
-        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B - - - 0B - - - - - -\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B - - - 0B - - - - - -\n"
+        "/dev/rxd0 0 1G 4K 4096 - 0 0 0 0B - - - 0B - - - - - - - -\n/dev/rxd4 4 1.5G 0B 512 1M 1 2 0 0B - - - 0B - - - - - - - -\n"
     );
     let json = run_fake(&fake, &["list", "-J", "-o", "name,mem-limit,ro"]).stdout;
     let compact: String = json.split_whitespace().collect();
@@ -648,14 +653,14 @@ fn list_formats() {
     let compact: String = json.split_whitespace().collect();
     assert_eq!(
         compact,
-        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null}]}"#
+        r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null,"cached":null,"hit-ratio":null},{"name":"/dev/rxd4","id":4,"size":1610612736,"used":0,"block-size":512,"mem-limit":1048576,"ro":true,"open":2,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null,"cached":null,"hit-ratio":null}]}"#
     );
     // JSON ignores -b and -n; without -o it has every column, id included.
     let json = run_fake(&fake, &["list", "-J", "-n"]).stdout;
     let compact: String = json.split_whitespace().collect();
     assert!(
         compact.starts_with(
-            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null},"#
+            r#"{"rxdsk":[{"name":"/dev/rxd0","id":0,"size":1073741824,"used":4096,"block-size":4096,"mem-limit":null,"ro":false,"open":0,"backed":false,"dirty":0,"backing":null,"mode":null,"journal":null,"unloaded":0,"algorithm":null,"data":null,"compr":null,"total":null,"ratio":null,"export":null,"cached":null,"hit-ratio":null},"#
         ),
         "{compact}"
     );
@@ -864,6 +869,145 @@ fn attach_options_reach_the_request() {
     let bad = run_fake(&fake, &["attach", "--journal", "1000", "rxd0", "/dev/vda"]);
     assert_eq!(bad.status, 1);
     assert!(bad.stderr.contains("multiple of 4 KiB"), "{}", bad.stderr);
+}
+
+/// A device of `size` bytes whose memory limit (a cache size once attached) is `limit`.
+fn with_limit(fake: Fake, id: u32, size: u64, limit: u64) -> Fake {
+    let fake = fake.with_device(id, size, 0);
+    if let Some(info) = fake.devices.borrow_mut().get_mut(&id) {
+        info.mem_limit_bytes = limit;
+    }
+    fake
+}
+
+/// Writearound: ATTACH's flag, after the checks the kernel would answer with a bare EINVAL,
+/// each named: a module without the feature, a device without a memory limit.
+#[test]
+fn attach_writearound() {
+    let args = [
+        "attach",
+        "--mode",
+        "writearound",
+        "--journal",
+        "64M",
+        "/dev/rxd0",
+        "/dev/sdb1",
+    ];
+    let fake = with_limit(Fake::new(), 0, 1 << 30, 256 << 20);
+    assert_eq!(run_fake(&fake, &args), outcome(0, "", ""));
+    assert_eq!(
+        fake.calls(),
+        [
+            "features",
+            "info 0",
+            "attach 0 /dev/sdb1 flags=2 journal=67108864 interval=0"
+        ]
+    );
+    assert_eq!(abi::RXDSK_ATTACH_WRITEAROUND, 2);
+    let fake = Fake::new().with_device(0, 1 << 30, 0);
+    assert_eq!(
+        run_fake(&fake, &args),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd0: cannot attach in writearound mode: the device has no memory \
+             limit (its cache size)\n"
+        )
+    );
+    assert_eq!(fake.calls(), ["features", "info 0"]);
+    let mut fake = with_limit(Fake::new(), 0, 1 << 30, 256 << 20);
+    fake.features &= !abi::RXDSK_FEATURE_WRITEAROUND;
+    assert_eq!(
+        run_fake(&fake, &args),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd0: cannot attach in writearound mode: the loaded rxdsk module \
+             does not support it (ABI 1.7 or later is needed)\n"
+        )
+    );
+    assert_eq!(fake.calls(), ["features"]);
+    // A module without GET_FEATURES is older still.
+    let fake = with_limit(Fake::new(), 0, 1 << 30, 256 << 20).failing("features", 0, Errno::ENOTTY);
+    assert!(run_fake(&fake, &args)
+        .stderr
+        .ends_with("does not support it (ABI 1.7 or later is needed)\n"));
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(&fake, &args),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd0: cannot attach: no such device\n"
+        )
+    );
+    // The other modes ask nothing first.
+    for (mode, flags) in [("writeback", 0), ("writethrough", 1)] {
+        let fake = Fake::new().with_device(0, 1 << 30, 0);
+        let o = run_fake(&fake, &["attach", "--mode", mode, "rxd0", "/dev/sdb1"]);
+        assert_eq!(o.status, 0, "{}", o.stderr);
+        assert_eq!(
+            fake.calls(),
+            [format!(
+                "attach 0 /dev/sdb1 flags={flags} journal=0 interval=0"
+            )]
+        );
+    }
+}
+
+/// An image file of a 1 MiB device attached in writearound mode.
+fn writearound_image(dir: &crate::testutil::Scratch) -> String {
+    let path = dir.0.join("wa.img").display().to_string();
+    let (h, mut data) = crate::testutil::write_image(&path, 1 << 20, 4);
+    let h = h.with(abi::RXDSK_IMAGE_WRITEAROUND, 0, 0);
+    let at = abi::header_offset(data.len() as u64).unwrap_or_default() as usize;
+    data[at..at + 136].copy_from_slice(&h.to_bytes());
+    std::fs::write(&path, &data).unwrap_or_else(|e| panic!("{path}: {e}"));
+    path
+}
+
+/// A writearound image restores in its mode, which needs a cache: without --mem-limit, or with
+/// a module without writearound, the restore is refused before RESTORE, and says why.
+#[test]
+fn restore_of_a_writearound_image() {
+    let dir = crate::testutil::Scratch::new("restore-writearound");
+    let img = writearound_image(&dir);
+    let text = run_fake(&Fake::new(), &["inspect", &img]).stdout;
+    assert!(text.contains("\nmode:           writearound\n"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run_fake(&Fake::new(), &["inspect", "-J", &img]).stdout)
+            .unwrap_or_default();
+    assert_eq!(json["mode"], "writearound");
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(&fake, &["create", "--backing", &img]),
+        outcome(
+            1,
+            "",
+            &format!(
+                "rxdskctl: {img}: cannot restore: its image is in writearound mode, which needs \
+                 a memory limit (the cache size): give --mem-limit\n"
+            )
+        )
+    );
+    assert_eq!(fake.calls(), ["features"]);
+    let mut fake = Fake::new();
+    fake.features &= !abi::RXDSK_FEATURE_WRITEAROUND;
+    let o = run_fake(&fake, &["create", "--backing", &img, "--mem-limit", "512K"]);
+    assert_eq!(
+        o.stderr,
+        format!(
+            "rxdskctl: {img}: cannot restore: its image is in writearound mode, which the loaded \
+             rxdsk module does not support (ABI 1.7 or later is needed)\n"
+        )
+    );
+    let fake = Fake::new();
+    let o = run_fake(&fake, &["create", "--backing", &img, "--mem-limit", "512K"]);
+    assert_eq!(o, outcome(0, "/dev/rxd5\n", ""));
+    assert_eq!(
+        fake.calls(),
+        ["features", "restore flags=0 id=0", "wait /dev/rxd5"]
+    );
 }
 
 /// A bad address or port is refused before anything is opened or loaded.

@@ -86,6 +86,33 @@ fn backed_filesystem_and_raw_devices() {
     assert_eq!(c.devices[&2].size, None);
 }
 
+/// Every mode by its name; writearound with the memory limit it needs (its read cache).
+#[test]
+fn each_mode_by_name() {
+    for mode in crate::cli::Mode::ALL {
+        let c = ok(&[(
+            "/etc/rxdsk.conf",
+            &format!(
+                "[rxd1]\nbacking=/dev/vdb\nmem-limit=1G\nmode = {}\n",
+                mode.name()
+            ),
+        )]);
+        assert_eq!(c.devices[&1].mode, Some(mode));
+    }
+    // A drop-in may set the limit the mode needs.
+    let c = ok(&[
+        (
+            "/etc/rxdsk.conf",
+            "[rxd1]\nbacking=/dev/vdb\nmode=writearound\n",
+        ),
+        ("/etc/rxdsk.conf.d/cache.conf", "[rxd1]\nmem-limit=2G\n"),
+    ]);
+    assert_eq!(
+        (c.devices[&1].mode, c.devices[&1].mem_limit),
+        (Some(Mode::Writearound), Some(2 << 30))
+    );
+}
+
 #[test]
 fn fs_type_swap_without_priority_and_formatted_only() {
     let c = ok(&[(
@@ -251,7 +278,7 @@ fn every_bad_value_is_named() {
         ("compress-level = high", "invalid compress-level \"high\" in [rxd0]: not a number in range"),
         ("backing = vdb", "invalid backing \"vdb\" in [rxd0]: an absolute path is needed (no \".\", \"..\", \"//\" or trailing /)"),
         ("backing = /dev//vdb", "invalid backing \"/dev//vdb\" in [rxd0]: an absolute path is needed (no \".\", \"..\", \"//\" or trailing /)"),
-        ("mode = async", "invalid mode \"async\" in [rxd0]: expected writeback or writethrough"),
+        ("mode = async", "invalid mode \"async\" in [rxd0]: expected writeback, writethrough or writearound"),
         ("journal = 1000", "invalid journal \"1000\" in [rxd0]: not a multiple of 4 KiB"),
         ("flush-interval = -5", "invalid flush-interval \"-5\" in [rxd0]: not a number in range"),
         ("preload = maybe", "invalid preload \"maybe\" in [rxd0]: expected yes or no"),
@@ -294,6 +321,9 @@ fn combinations_that_do_not_fit() {
         ("[rxd0]\ncompress-level = 3\nsize=1G\n", "/etc/rxdsk.conf:2: compress-level in [rxd0] needs compress"),
         ("[rxd0]\nsize=1G\ncompress=lzo\ncompress-level = 3\n", "/etc/rxdsk.conf:4: compress-level in [rxd0] does not apply: lzo has no levels"),
         ("[rxd0]\nsize=1G\nmode=writeback\n", "/etc/rxdsk.conf:3: mode in [rxd0] needs backing"),
+        ("[rxd0]\nsize=1G\nmode=writearound\nmem-limit=64M\n", "/etc/rxdsk.conf:3: mode in [rxd0] needs backing"),
+        ("[rxd0]\nsize=1G\nbacking=/dev/vdb\nmode=writearound\n", "/etc/rxdsk.conf:4: mode = writearound in [rxd0] needs mem-limit (the size of its read cache)"),
+        ("[rxd0]\nbacking=/dev/vdb\nmem-limit=0\nmode=writearound\n", "/etc/rxdsk.conf:4: mode = writearound in [rxd0] needs mem-limit (the size of its read cache)"),
         ("[rxd0]\nsize=1G\njournal=4K\n", "/etc/rxdsk.conf:3: journal in [rxd0] needs backing"),
         ("[rxd0]\nsize=1G\nflush-interval=5\n", "/etc/rxdsk.conf:3: flush-interval in [rxd0] needs backing"),
         ("[rxd0]\nsize=1G\npreload=no\n", "/etc/rxdsk.conf:3: preload in [rxd0] needs backing"),

@@ -290,6 +290,35 @@ fn restores_from_an_image_file() {
             ""
         )
     );
+    // Writearound: created with its cache size, then attached with its flag (the module's
+    // feature and the device's limit checked first).
+    std::fs::write(&img, vec![0u8; 3 << 20]).unwrap_or_else(|e| panic!("{e}"));
+    let conf = dir.write(
+        "c.conf",
+        &format!(
+            "[rxd6]\nbacking = {}\nsize = 1M\nmem-limit = 512K\nmode = writearound\n",
+            img.display()
+        ),
+    );
+    fake.calls.borrow_mut().clear();
+    assert_eq!(
+        run_fake(&fake, &["apply", "--config", &conf]),
+        outcome(
+            0,
+            &format!(
+                "rxd6: created 1M, memory limit 512K\nrxd6: attached to {} (writearound)\n",
+                img.display()
+            ),
+            ""
+        )
+    );
+    let calls = fake.calls();
+    let attach = format!("attach 6 {} flags=2 journal=0 interval=0", img.display());
+    assert_eq!(
+        calls[calls.len() - 3..],
+        ["features".to_string(), "info 6".into(), attach],
+        "{calls:?}"
+    );
 }
 
 /// Programs and tables of a system in memory.

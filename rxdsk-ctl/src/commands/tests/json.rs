@@ -123,7 +123,7 @@ fn apply_inspect_and_exports() {
         },
         Step::Attach {
             backing: "/dev/vdb".into(),
-            writethrough: false,
+            mode: crate::cli::Mode::Writearound,
             journal: 4096,
             flush_interval: 5,
         },

@@ -9,8 +9,8 @@ use rxdsk_ioctl::{RxdskComprStats, RXDSK_FLAG_BACKED, RXDSK_FLAG_COMPRESSED};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A compressed device with a backing device: every file holds a value of its own, each
-/// number of `io_stat`, `mm_stat` and `bd_stat` too.
+/// A compressed device with a backing device whose limit is a cache size: every file holds a
+/// value of its own, each number of `io_stat`, `mm_stat`, `bd_stat` and `cache_stat` too.
 const DEVICE: [(&str, &str); 18] = [
     ("size", "1073741824"),
     ("block_size", "4096"),
@@ -29,7 +29,7 @@ const DEVICE: [(&str, &str); 18] = [
     ("io_stat", "11 12 13 14 15 16 17 18 19 20 21 22 23"),
     ("mm_stat", "2 41 42 43 44 45 46 47 48"),
     ("bd_stat", "31 32 33 34 35"),
-    ("cache_stat", "51 52 53 54 55 56 1"),
+    ("cache_stat", "51 52 53 54 55 56 1 57"),
 ];
 
 /// What `io_stat` holds, in order (the stats document's keys).
@@ -114,6 +114,17 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     }
 }
 
+/// `DEVICE`'s `cache_stat`.
+const CACHE: crate::stats::CacheStats = crate::stats::CacheStats {
+    read_hits: 51,
+    read_misses: 52,
+    evictions: 53,
+    room_flushes: 54,
+    throttled: 55,
+    protected_pages: 56,
+    reclaimed_pages: 57,
+};
+
 /// What `DEVICE` is in the ABI's structures.
 fn device_structs() -> (Row, RxdskStats, RxdskComprStats) {
     let compr = RxdskComprStats {
@@ -147,6 +158,7 @@ fn device_structs() -> (Row, RxdskStats, RxdskComprStats) {
         compr: Some(compr),
         backing: Some("/dev/sdb".into()),
         export: None,
+        cache: Some(CACHE),
     };
     let stats = RxdskStats {
         reads: 11,
@@ -186,20 +198,34 @@ fn list_and_stats_from_sysfs_are_what_the_ioctls_give() {
     );
     assert_eq!(
         tree.run(&["stats", "-J", "/dev/rxd0"]).stdout,
-        render_stats_json(
-            0,
-            &stats,
-            Some(&compr),
-            Some(&crate::stats::CacheStats {
-                read_hits: 51,
-                read_misses: 52,
-                evictions: 53,
-                room_flushes: 54,
-                throttled: 55,
-                protected_pages: 56,
-            })
-        )
+        render_stats_json(0, &stats, Some(&compr), Some(&CACHE))
     );
+    let v = tree.json(&["list", "-J", "-o", "cached,hit-ratio"]);
+    assert_eq!(v["rxdsk"][0]["cached"], 8192);
+    // serde_json parses floats to within an ulp.
+    let hit_ratio = v["rxdsk"][0]["hit-ratio"].as_f64().unwrap_or_default();
+    assert!((hit_ratio - 51.0 / 103.0).abs() < 1e-12, "{hit_ratio}");
+    let o = tree.run(&["list", "--raw", "-n", "-o", "NAME,CACHED,HIT-RATIO"]);
+    assert_eq!(o.stdout, "/dev/rxd0 8K 0.495\n");
+    // An older module's line has no reclaimed count: 0.
+    tree.set(0, "cache_stat", "51 52 53 54 55 56 1");
+    let v = tree.json(&["stats", "-J", "0"]);
+    assert_eq!(v["cache"]["reclaimed-pages"], 0);
+    assert_eq!(v["cache"]["protected-pages"], 56);
+    assert_eq!(tree.json(&["list", "-J"])["rxdsk"][0]["cached"], 8192);
+    let o = tree.run(&["stats", "0"]);
+    assert!(
+        o.stdout
+            .ends_with("protected-pages: 56\nreclaimed-pages: 0\nhit-ratio: 0.495\n"),
+        "{}",
+        o.stdout
+    );
+    // Not caching: no cache object, no cache columns.
+    tree.set(0, "cache_stat", "51 52 53 54 55 56 0 57");
+    assert_eq!(tree.json(&["stats", "-J", "0"])["cache"], Value::Null);
+    let o = tree.run(&["list", "--raw", "-n", "-o", "NAME,CACHED,HIT-RATIO"]);
+    assert_eq!(o.stdout, "/dev/rxd0 - -\n");
+    tree.set(0, "cache_stat", original("cache_stat"));
     // A plain device: no compression object, its columns null.
     tree.set(0, "algorithm", "none");
     tree.set(0, "level", "0");
@@ -222,6 +248,34 @@ fn original(file: &str) -> &'static str {
 }
 
 /// Changing one file (one number of a line) changes exactly the keys it holds.
+/// Each word of `mode` is the flags INFO gives: a writearound device has the writethrough flag
+/// too, as the kernel sets it.
+#[test]
+fn mode_from_sysfs_is_infos_flags() {
+    use rxdsk_ioctl::{RXDSK_FLAG_WRITEAROUND, RXDSK_FLAG_WRITETHROUGH};
+    let tree = Tree::new("sysfs-mode");
+    let (mut row, _, _) = device_structs();
+    let other = row.info.flags & !(RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH);
+    for (word, flags) in [
+        ("writeback", RXDSK_FLAG_BACKED),
+        ("writethrough", RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH),
+        (
+            "writearound",
+            RXDSK_FLAG_BACKED | RXDSK_FLAG_WRITETHROUGH | RXDSK_FLAG_WRITEAROUND,
+        ),
+    ] {
+        tree.set(0, "mode", word);
+        row.info.flags = other | flags;
+        assert_eq!(
+            tree.run(&["list", "-J"]).stdout,
+            render_json(std::slice::from_ref(&row), &Column::ALL),
+            "{word}"
+        );
+        let o = tree.run(&["list", "--raw", "-n", "-o", "NAME,MODE"]);
+        assert_eq!(o.stdout, format!("/dev/rxd0 {word}\n"));
+    }
+}
+
 #[test]
 fn each_key_reads_its_file() {
     let tree = Tree::new("sysfs-keys");
@@ -240,7 +294,7 @@ fn each_key_reads_its_file() {
         ("size", "2147483648".into(), vec!["list.size"]),
         ("block_size", "512".into(), vec!["list.block-size"]),
         ("mem_limit", "0".into(), vec!["list.mem-limit"]),
-        ("mem_used", "4096".into(), vec!["list.used"]),
+        ("mem_used", "4096".into(), vec!["list.used", "list.cached"]),
         ("read_only", "1".into(), vec!["list.ro"]),
         ("open_count", "9".into(), vec!["list.open"]),
         (
@@ -251,6 +305,7 @@ fn each_key_reads_its_file() {
         ("level", "5".into(), vec!["stats.compression.level"]),
         ("backing", "8:32".into(), vec!["list.backing"]),
         ("mode", "writethrough".into(), vec!["list.mode"]),
+        ("mode", "writearound".into(), vec!["list.mode"]),
         (
             "mode",
             "none".into(),
@@ -308,14 +363,23 @@ fn each_key_reads_its_file() {
         (
             "cache_stat",
             vec![
-                vec!["stats.cache.read-hits", "stats.cache.hit-ratio"],
-                vec!["stats.cache.read-misses", "stats.cache.hit-ratio"],
+                vec![
+                    "stats.cache.read-hits",
+                    "stats.cache.hit-ratio",
+                    "list.hit-ratio",
+                ],
+                vec![
+                    "stats.cache.read-misses",
+                    "stats.cache.hit-ratio",
+                    "list.hit-ratio",
+                ],
                 vec!["stats.cache.evictions"],
                 vec!["stats.cache.room-flushes"],
                 vec!["stats.cache.throttled-writes"],
                 vec!["stats.cache.protected-pages"],
-                // Not caching (any other value than 1): no cache object at all.
-                vec!["stats.cache"],
+                // Not caching (any other value than 1): no cache object, no cache columns.
+                vec!["stats.cache", "list.cached", "list.hit-ratio"],
+                vec!["stats.cache.reclaimed-pages"],
             ],
         ),
     ];
@@ -432,8 +496,8 @@ fn a_missing_or_garbled_file_is_named() {
     fails(
         &["list"],
         format!(
-            "rxdskctl: {}: cannot read device information: not none, writeback or \
-             writethrough: \"sometimes\"\n",
+            "rxdskctl: {}: cannot read device information: not none, writeback, writethrough \
+             or writearound: \"sometimes\"\n",
             tree.path("block/rxd0/rxdsk/mode")
         ),
     );
