@@ -621,7 +621,17 @@ pub fn cache_swap_lz4() -> TestResult {
     let dev =
         Device::create_compressed(256 * MIB, 4096, rxdsk_ioctl::RXDSK_COMPRESS_LZ4, 16 * MIB)?;
     cmd_ok("rxdskctl", &["attach", &dev.path, DISK])?;
-    let p = crate::datapath::SwapParams::standard(Duration::from_secs(600));
+    // On the debug kernel, as in compress_swap_lz4, a lighter load takes the same paths under
+    // lockdep and KASAN.
+    let p = if crate::harness::debug_kernel() {
+        crate::datapath::SwapParams {
+            hog_bytes: 64 * MIB,
+            mem_max: 24 * MIB,
+            timeout: Duration::from_secs(600),
+        }
+    } else {
+        crate::datapath::SwapParams::standard(Duration::from_secs(600))
+    };
     let sampler = MemSampler::start(dev.id);
     let r = crate::datapath::swap_stress(&dev.path, &p)?;
     let max = sampler.max();

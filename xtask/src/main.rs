@@ -1231,7 +1231,7 @@ fn main() -> ExitCode {
                         skip: DEBUG_SHORT_SKIP.iter().map(|s| s.to_string()).collect(),
                         ..Default::default()
                     };
-                    test_vm_labelled(&debug_artifacts, &debug_vm, &short, 2400, "[debug] ")
+                    test_vm_labelled(&debug_artifacts, &debug_vm, &short, 3000, "[debug] ")
                 });
                 let full =
                     test_vm_labelled(&normal_artifacts, &vm, &TestSelection::default(), 1800, "");
