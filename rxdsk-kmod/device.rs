@@ -907,7 +907,14 @@ impl Device {
     /// page to load, a cache device at its limit, a flush taking its cut under `REQ_NOWAIT`).
     fn complete(&self, bio: Bio) {
         match self.attempt(&bio, true, false) {
-            Attempt::Done(result) => self.end(bio, result),
+            Attempt::Done(result) => {
+                if self.caches() && Self::changes_data(&bio) && self.store.used_bytes() > self.high_water() {
+                    // Room made ahead of need, in the background (the periodic task): a writer
+                    // meets the limit only when write-back cannot keep up.
+                    self.periodic.kick();
+                }
+                self.end(bio, result)
+            }
             Attempt::Room => {
                 self.cache.throttled.fetch_add(1, Ordering::Relaxed);
                 self.defer(bio);
@@ -1232,11 +1239,11 @@ impl PinnedDrop for Device {
     fn drop(self: Pin<&mut Self>) {
         // No scan runs after this (it waits for one running).
         self.shrinker.free();
-        // No automatic flush runs after this.
-        self.periodic.stop();
         // INVARIANT: no bio reaches `self` after this; the store's pages go with its fields.
         self.disk.remove();
         // Bios deferred before the removal are handled before the fields go.
         self.deferred.drain();
+        // Last, after the bios that kick it: no automatic flush runs after this.
+        self.periodic.stop();
     }
 }

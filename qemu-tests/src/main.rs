@@ -122,6 +122,10 @@ const TESTS: &[Test] = &[
         run: cache::cache_swap_lz4,
     },
     Test {
+        name: "cache_writes_back_ahead",
+        run: cache::cache_writes_back_ahead,
+    },
+    Test {
         name: "cache_hot_set_survives_scan",
         run: cache::cache_hot_set_survives_scan,
     },

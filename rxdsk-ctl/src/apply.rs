@@ -137,6 +137,8 @@ pub struct BackingState {
     pub devno: Option<(u32, u32)>,
     /// The image on it: `Ok(None)` if it holds none, `Err` if it cannot be read.
     pub image: Result<Option<RxdskImageHeader>, String>,
+    /// Its size in bytes, `None` if it cannot be read: what a new device on it may be.
+    pub bytes: Option<u64>,
 }
 
 /// An existing device.
@@ -303,6 +305,7 @@ fn plan_device(
         let s = state.backings.get(b).cloned().unwrap_or(BackingState {
             devno: None,
             image: Err(format!("{b}: not examined")),
+            bytes: None,
         });
         (b.as_str(), s)
     });
@@ -381,20 +384,46 @@ fn plan_new(
             });
             push_format(dev, steps, false);
         }
-        Ok(None) => match dev.size.map(|size| create_request(dev, size)) {
-            None => errors.push(err(
-                "size",
-                format!(
-                    "{b} holds no rxdsk image to restore, so size is needed to create the device"
-                ),
-            )),
-            Some(Err(m)) => errors.push(err("size", m)),
-            Some(Ok(request)) => {
+        // Without a size, as big as the blank backing device allows.
+        Ok(None) => match new_size(dev, b, bs).and_then(|size| create_request(dev, size)) {
+            Err(m) => errors.push(err("size", m)),
+            Ok(request) => {
                 steps.push(Step::Create(request));
                 steps.push(attach_step(dev, b));
                 push_format(dev, steps, true);
             }
         },
+    }
+}
+
+/// The size of a new device on the blank backing device `b`: without a configured size, the
+/// largest that fits there with the journal and the metadata block
+/// ([`crate::backing::largest_size`], as `create --backing` makes it); a configured size
+/// that does not fit is an error, named before anything is created.
+fn new_size(dev: &DeviceConfig, b: &str, bs: &BackingState) -> Result<u64, String> {
+    let journal = dev.journal.unwrap_or(0);
+    let Some(bytes) = bs.bytes else {
+        return dev
+            .size
+            .ok_or_else(|| format!("{b}: its size cannot be read, so size is needed"));
+    };
+    match dev.size {
+        None => crate::backing::size_on(b, bytes, journal),
+        Some(size) if rxdsk_ioctl::image_fits(size, journal, bytes) => Ok(size),
+        Some(size) => {
+            let most = crate::backing::largest_size(bytes, journal)
+                .map_or("none fits".to_string(), |s| format!("at most {s} bytes"));
+            let journal = if journal == 0 {
+                String::new()
+            } else {
+                format!(", a journal of {}", format_size(journal))
+            };
+            Err(format!(
+                "{b} ({bytes} bytes) cannot hold a device of {}{journal} and the 4 KiB metadata \
+                 block ({most}; without size, the device is as big as it allows)",
+                format_size(size),
+            ))
+        }
     }
 }
 
@@ -1040,16 +1069,17 @@ impl System for Host {
         let image = match crate::backing::probe_image(path) {
             Ok(None) => match crate::backing::holds_data(path) {
                 Ok(false) => Ok(None),
-                Ok(true) => Err(format!(
-                    "{path} holds data but no rxdsk image (a filesystem? an image from before \
-                     it was resized?); apply initialises only a blank device: attach it by hand \
-                     (rxdskctl attach) or wipe it first"
-                )),
+                Ok(true) => Err(crate::backing::not_blank(path, "apply")),
                 Err(m) => Err(m),
             },
             other => other,
         };
-        BackingState { devno, image }
+        let bytes = crate::backing::size_of(path).ok();
+        BackingState {
+            devno,
+            image,
+            bytes,
+        }
     }
 
     fn swaps(&self) -> Vec<String> {

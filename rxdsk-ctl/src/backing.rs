@@ -1,17 +1,20 @@
-//! Backing devices: attach, flush, detach, restore (`create --backing`) and `inspect`, which
-//! reads an image's metadata without the module.
+//! Backing devices: attach, flush, detach, restore (`create --backing`), a new device on a
+//! blank one (`create --backing` too) and `inspect`, which reads an image's metadata without
+//! the module.
 
 use crate::backend::Backend;
-use crate::cli::Mode;
+use crate::cli::{Compression, Mode};
 use crate::control::{abi_path, action, ControlError};
 use crate::device::device_path;
+use crate::request::NewDevice;
 use crate::size::format_size;
 use nix::errno::Errno;
 use rxdsk_ioctl::{
-    header_offset, journal_table_blocks, ImageError, RxdskAttach, RxdskImageHeader, RxdskRestore,
-    JOURNAL_ENTRIES_PER_BLOCK, RXDSK_CREATE_WITH_ID, RXDSK_FEATURE_WRITEAROUND, RXDSK_FLAG_BACKED,
-    RXDSK_FLAG_DISCARD_DIRTY, RXDSK_FLAG_FORCE, RXDSK_FLUSH_ATOMIC, RXDSK_IMAGE_CLEAN,
-    RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE, RXDSK_RESTORE_PRELOAD,
+    header_offset, image_fits, journal_table_blocks, ImageError, RxdskAttach, RxdskImageHeader,
+    RxdskRestore, JOURNAL_ENTRIES_PER_BLOCK, RXDSK_CREATE_WITH_ID, RXDSK_FEATURE_WRITEAROUND,
+    RXDSK_FLAG_BACKED, RXDSK_FLAG_DISCARD_DIRTY, RXDSK_FLAG_FORCE, RXDSK_FLUSH_ATOMIC,
+    RXDSK_IMAGE_CLEAN, RXDSK_IMAGE_FLUSHING, RXDSK_IMAGE_JOURNALED, RXDSK_IMAGE_META_SIZE,
+    RXDSK_MAX_SIZE, RXDSK_RESTORE_PRELOAD,
 };
 use std::io::Write;
 use std::os::unix::fs::{FileExt, FileTypeExt};
@@ -30,6 +33,48 @@ fn device_bytes(file: &std::fs::File) -> std::io::Result<u64> {
     } else {
         Ok(meta.len())
     }
+}
+
+/// Size in bytes of the block device or file at `path`, with a message naming it on failure.
+pub fn size_of(path: &str) -> Result<u64, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: cannot open: {e}"))?;
+    device_bytes(&file).map_err(|e| format!("{path}: cannot read its size: {e}"))
+}
+
+/// The largest RAM device a backing device of `device_bytes` holds with a journal of
+/// `journal_bytes`: the data area is all that is left before the journal and the metadata
+/// block (at [`header_offset`]), rounded down to 4 KiB, so that either block size divides it
+/// and the journal starts right after it; at most [`RXDSK_MAX_SIZE`]. `None` if nothing is
+/// left.
+pub fn largest_size(device_bytes: u64, journal_bytes: u64) -> Option<u64> {
+    let data_end = header_offset(device_bytes)?.checked_sub(journal_bytes)?;
+    let size = (data_end & !(RXDSK_IMAGE_META_SIZE - 1)).min(RXDSK_MAX_SIZE);
+    (size > 0 && image_fits(size, journal_bytes, device_bytes)).then_some(size)
+}
+
+/// The size of a new device on the blank backing device `path` of `device_bytes` with a
+/// journal of `journal_bytes` ([`largest_size`]), or why there is none.
+pub fn size_on(path: &str, device_bytes: u64, journal_bytes: u64) -> Result<u64, String> {
+    largest_size(device_bytes, journal_bytes).ok_or_else(|| {
+        let journal = if journal_bytes == 0 {
+            String::new()
+        } else {
+            format!(" and a journal of {}", format_size(journal_bytes))
+        };
+        format!(
+            "{path}: too small for a device{journal}: it has {device_bytes} bytes, and the \
+             metadata block takes the last 4 KiB"
+        )
+    })
+}
+
+/// Why the blank device `path` is not initialised: it holds something else.
+pub fn not_blank(path: &str, what: &str) -> String {
+    format!(
+        "{path} holds data but no rxdsk image (a filesystem? an image from before it was \
+         resized?); {what} initialises only a blank device: wipe it first (blkdiscard, wipefs) \
+         or attach it by hand (rxdskctl attach)"
+    )
 }
 
 /// A 4 KiB block aligned for O_DIRECT.
@@ -280,6 +325,79 @@ pub fn restore<B: Backend>(
         .map_err(|errno| ControlError::new(path, action::RESTORE, errno).to_string())
 }
 
+/// How `create --backing` sets up a new device on a blank backing device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewBacked {
+    pub id: Option<u32>,
+    pub mem_limit: Option<u64>,
+    pub compress: Option<Compression>,
+    pub compress_level: Option<i32>,
+    pub mode: Mode,
+    pub journal: u64,
+    pub flush_interval: u32,
+}
+
+/// `create --backing` on a blank backing device: creates a device of `size` (what
+/// [`largest_size`] gives), attaches `path` to it and returns its id. A device whose attach
+/// fails is destroyed again: either both steps are done or neither. What the kernel would
+/// refuse with a bare `EINVAL` (a journal size, writearound without a memory limit or from a
+/// module without it) is named before the device is created.
+pub fn create_on<B: Backend>(
+    backend: &B,
+    path: &str,
+    size: u64,
+    options: &NewBacked,
+) -> Result<u32, String> {
+    check_journal(options.journal)?;
+    let mode = options.mode;
+    if mode == Mode::Writearound {
+        let why = |m: &str| format!("{path}: cannot attach in writearound mode: {m}");
+        if options.mem_limit.unwrap_or(0) == 0 {
+            return Err(why(
+                "it needs a memory limit (the cache size): give --mem-limit",
+            ));
+        }
+        if !supports_writearound(backend)? {
+            return Err(why(
+                "the loaded rxdsk module does not support it (ABI 1.7 or later is needed)",
+            ));
+        }
+    }
+    let request = NewDevice {
+        size,
+        block_size: 4096,
+        mem_limit: options.mem_limit,
+        read_only: false,
+        id: options.id,
+        compress: options.compress,
+        compress_level: options.compress_level,
+    }
+    .request()?;
+    let mut attach = attach_request(path, options.journal, mode, options.flush_interval)?;
+    let id = backend.create(&request).map_err(|errno| {
+        ControlError {
+            subject: options.id.map(device_path),
+            action: action::CREATE,
+            errno,
+        }
+        .to_string()
+    })?;
+    attach.id = id;
+    let Err(errno) = backend.attach(&attach) else {
+        return Ok(id);
+    };
+    let failed = ControlError::new(device_path(id), action::ATTACH, errno).to_string();
+    // Nothing was written to it, and nobody but udev has seen it yet.
+    match backend.destroy(id, RXDSK_FLAG_FORCE) {
+        Ok(()) => Err(format!("{failed} (the device was destroyed again)")),
+        Err(e) => Err(format!(
+            "{failed}; and then {} (rxdskctl destroy --force {} removes it)",
+            ControlError::new(device_path(id), action::DESTROY, e),
+            device_path(id)
+        )),
+    }
+}
+
 /// What a module without writearound is told.
 const MODULE_LACKS_WRITEAROUND: &str =
     "which the loaded rxdsk module does not support (ABI 1.7 or later is needed)";
@@ -333,25 +451,44 @@ pub fn attach<B: Backend>(
     mode: Mode,
     flush_interval_secs: u32,
 ) -> Result<(), String> {
-    if journal_bytes.checked_rem(RXDSK_IMAGE_META_SIZE) != Some(0) {
-        return Err(format!(
-            "invalid journal size: {journal_bytes} bytes is not a multiple of 4 KiB"
-        ));
-    }
+    check_journal(journal_bytes)?;
     if mode == Mode::Writearound {
         check_writearound(backend, id)?;
     }
     let request = RxdskAttach {
         id,
+        ..attach_request(path, journal_bytes, mode, flush_interval_secs)?
+    };
+    backend
+        .attach(&request)
+        .map_err(|errno| ControlError::new(device_path(id), action::ATTACH, errno).to_string())
+}
+
+/// ATTACH's request but its device id.
+fn attach_request(
+    path: &str,
+    journal_bytes: u64,
+    mode: Mode,
+    flush_interval_secs: u32,
+) -> Result<RxdskAttach, String> {
+    Ok(RxdskAttach {
         flags: mode.attach_flags(),
         path: abi_path(path)?,
         journal_bytes,
         flush_interval_secs,
         ..Default::default()
-    };
-    backend
-        .attach(&request)
-        .map_err(|errno| ControlError::new(device_path(id), action::ATTACH, errno).to_string())
+    })
+}
+
+/// A journal is a whole number of 4 KiB blocks.
+fn check_journal(journal_bytes: u64) -> Result<(), String> {
+    if journal_bytes.checked_rem(RXDSK_IMAGE_META_SIZE) == Some(0) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid journal size: {journal_bytes} bytes is not a multiple of 4 KiB"
+        ))
+    }
 }
 
 pub fn detach<B: Backend>(backend: &B, id: u32, discard_dirty: bool) -> Result<(), String> {
@@ -461,6 +598,63 @@ pub fn write_flushed_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The largest device a backing device holds: data, journal and metadata block fit, and
+    /// 4 KiB more would not.
+    #[test]
+    fn the_largest_device_a_backing_device_holds() {
+        const K4: u64 = 4096;
+        const M: u64 = 1 << 20;
+        const G: u64 = 1 << 30;
+        // Less than one block, or one: no room for data besides the metadata block.
+        for bytes in [0, 1, K4 - 1, K4, 2 * K4 - 1] {
+            assert_eq!(largest_size(bytes, 0), None, "{bytes}");
+        }
+        assert_eq!(largest_size(2 * K4, 0), Some(K4));
+        assert_eq!(largest_size(2 * K4, K4), None);
+        assert_eq!(largest_size(3 * K4 - 1, 0), Some(K4));
+        // The journal and the metadata block come off; a partial last block is not used.
+        assert_eq!(largest_size(G, 0), Some(G - K4));
+        assert_eq!(largest_size(G, 16 * M), Some(G - 16 * M - K4));
+        assert_eq!(largest_size(G + 1000, 256 * M), Some(G - 256 * M - K4));
+        assert_eq!(largest_size(G, G), None);
+        assert_eq!(largest_size(G, u64::MAX), None);
+        // At most the largest device there is.
+        assert_eq!(largest_size(u64::MAX, 0), Some(RXDSK_MAX_SIZE));
+        assert_eq!(
+            largest_size(RXDSK_MAX_SIZE + 2 * K4, 0),
+            Some(RXDSK_MAX_SIZE)
+        );
+        for bytes in (0..64 * K4).step_by(999) {
+            for journal in [0, K4, 3 * K4, 1000] {
+                match largest_size(bytes, journal) {
+                    Some(size) => {
+                        assert_eq!(size % K4, 0, "{bytes} {journal}");
+                        assert!(image_fits(size, journal, bytes), "{bytes} {journal}");
+                        assert!(!image_fits(size + K4, journal, bytes), "{bytes} {journal}");
+                    }
+                    None => assert!(!image_fits(K4, journal, bytes), "{bytes} {journal}"),
+                }
+            }
+        }
+        assert_eq!(size_on("/dev/sdb1", G, 16 * M), Ok(G - 16 * M - K4));
+        assert_eq!(
+            size_on("/dev/sdb1", 2 * K4, K4),
+            Err(
+                "/dev/sdb1: too small for a device and a journal of 4K: it has 8192 bytes, and \
+                 the metadata block takes the last 4 KiB"
+                    .into()
+            )
+        );
+        assert_eq!(
+            size_on("/dev/sdb1", K4, 0),
+            Err(
+                "/dev/sdb1: too small for a device: it has 4096 bytes, and the metadata block \
+                 takes the last 4 KiB"
+                    .into()
+            )
+        );
+    }
 
     #[test]
     fn only_a_device_blank_at_both_ends_holds_no_data() {

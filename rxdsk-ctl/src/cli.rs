@@ -117,11 +117,30 @@ pub struct CreateArgs {
     #[arg(short = 's', long, value_name = "SIZE", value_parser = NotAnOption(parse_size),
           allow_hyphen_values = true, required_unless_present = "backing", conflicts_with = "backing")]
     pub size: Option<u64>,
-    /// Restore the device from the image on this backing device (size, block size, mode and
-    /// journal come from it); it stays attached. Pages are read from it on first access
-    /// unless --preload.
+    /// Restore the device from the image on this backing device, or on a blank one (no rxdsk
+    /// image, only zeros in its first and last MiB) create a new device as big as it; either
+    /// way it stays attached. A restore takes size, block size, mode, journal and flush
+    /// interval from the image, and reads pages from it on first access unless --preload. A
+    /// new device is the backing device's size less the journal and the 4 KiB metadata
+    /// block, rounded down to 4 KiB, attached with --mode, --journal and --flush-interval
+    /// (and destroyed again if the attach fails). A backing device that holds anything else
+    /// (a filesystem, a partition table) is refused: wipe it first, or attach by hand.
     #[arg(long, value_name = "BACKING", conflicts_with_all = ["block_size", "read_only"])]
     pub backing: Option<String>,
+    /// With --backing on a blank device: the mode it is attached in, as attach --mode.
+    /// Default: writeback. A restore takes it from the image.
+    #[arg(long, value_enum, requires = "backing")]
+    pub mode: Option<Mode>,
+    /// With --backing on a blank device: a journal of SIZE after the data, as attach
+    /// --journal (a multiple of 4 KiB; the device is that much smaller). Default: none. A
+    /// restore takes it from the image.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "backing")]
+    pub journal: Option<u64>,
+    /// With --backing on a blank device: flush automatically every SECS seconds when
+    /// something changed, as attach --flush-interval. Default: only on request. A restore
+    /// takes it from the image.
+    #[arg(long, value_name = "SECS", requires = "backing")]
+    pub flush_interval: Option<u32>,
     /// With --backing: restore an image whose last flush did not complete.
     #[arg(long, requires = "backing")]
     pub force: bool,
@@ -135,8 +154,8 @@ pub struct CreateArgs {
     /// Most memory the device may hold (default: no limit). With a backing device (--backing,
     /// or `attach` later) it is a cache size: clean pages are evicted and read back on the
     /// next access, dirty ones flushed first; the device may be bigger than it. The
-    /// writearound mode needs one (attach --mode writearound, or --backing with an image
-    /// attached in that mode).
+    /// writearound mode needs one (attach --mode writearound, --backing --mode writearound,
+    /// or --backing with an image attached in that mode).
     #[arg(long, value_name = "SIZE", value_parser = NotAnOption(parse_size), allow_hyphen_values = true)]
     pub mem_limit: Option<u64>,
     /// Create a read-only device.
@@ -625,6 +644,71 @@ mod tests {
                 .err(),
             Some(ErrorKind::UnknownArgument)
         );
+    }
+
+    /// `create --backing` takes attach's options, for a blank backing device, with attach's
+    /// parsing; they need --backing, which excludes --size.
+    #[test]
+    fn create_backing_takes_the_options_of_attach() {
+        let Ok(Command::Create(a)) = parse(&[
+            "create",
+            "--backing",
+            "/dev/sdb1",
+            "--mem-limit",
+            "4G",
+            "--journal",
+            "256M",
+            "--mode",
+            "writethrough",
+            "--flush-interval",
+            "300",
+        ]) else {
+            panic!("not create");
+        };
+        assert_eq!(
+            (
+                a.backing.as_deref(),
+                a.size,
+                a.mem_limit,
+                a.journal,
+                a.mode,
+                a.flush_interval
+            ),
+            (
+                Some("/dev/sdb1"),
+                None,
+                Some(4 << 30),
+                Some(256 << 20),
+                Some(Mode::Writethrough),
+                Some(300)
+            )
+        );
+        let Ok(Command::Create(a)) = parse(&["create", "--backing", "/dev/sdb1"]) else {
+            panic!("not create");
+        };
+        assert_eq!((a.journal, a.mode, a.flush_interval), (None, None, None));
+        // Alone they need --backing (with --size, whose conflict with it keeps clap from
+        // saying so, `create` does).
+        assert_eq!(
+            parse(&["create", "--journal", "64M"])
+                .map_err(|e| e.kind())
+                .err(),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
+        let e = error_text(&["create", "--backing", "/dev/sdb1", "--journal", "1Q"]);
+        assert!(e.contains("unknown size suffix \"Q\""), "{e}");
+        assert_eq!(
+            parse(&["create", "--backing", "/dev/sdb1", "-s", "1G"])
+                .map_err(|e| e.kind())
+                .err(),
+            Some(ErrorKind::ArgumentConflict)
+        );
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("create")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(help.contains("or on a blank one"), "{help}");
     }
 
     fn zstd_level(level: &str) -> [&str; 7] {

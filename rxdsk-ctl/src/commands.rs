@@ -247,32 +247,27 @@ fn create<B: Backend>(
         )
         .into());
     }
+    // clap does not check `requires = "backing"` next to --size, which conflicts with it.
+    let only_backed: Vec<&str> = [
+        ("--force", args.force),
+        ("--preload", args.preload),
+        ("--mode", args.mode.is_some()),
+        ("--journal", args.journal.is_some()),
+        ("--flush-interval", args.flush_interval.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(option, given)| given.then_some(option))
+    .collect();
+    if args.backing.is_none() && !only_backed.is_empty() {
+        return Err(format!(
+            "{} only with --backing (rxdskctl attach attaches a backing device to a device \
+             created without one)",
+            only_backed.join(", ")
+        )
+        .into());
+    }
     let (backend, id) = match &args.backing {
-        Some(path) => {
-            let backend = open()?;
-            let progress = (args.preload && std::io::stderr().is_terminal())
-                .then(|| crate::device::devt(path))
-                .flatten()
-                .and_then(|(major, minor)| Progress::preload(major, minor));
-            let compress = (
-                args.compress.map_or(0, |c| c.abi()),
-                args.compress_level.unwrap_or(0),
-            );
-            let restored = crate::backing::restore(
-                &backend,
-                path,
-                &crate::backing::RestoreOptions {
-                    force: args.force,
-                    preload: args.preload,
-                    id: args.id,
-                    compress,
-                    mem_limit: args.mem_limit.unwrap_or(0),
-                },
-            );
-            drop(progress);
-            let id = restored?;
-            (backend, id)
-        }
+        Some(path) => create_backed(args, path, open)?,
         None => {
             let request = NewDevice::from(args).request()?;
             let backend = open()?;
@@ -285,6 +280,93 @@ fn create<B: Backend>(
         }
     };
     finish_create(&backend, id, out, err)
+}
+
+/// `create --backing`: a restore from the image on `path`, or a new device attached to it if
+/// it holds none and is blank.
+fn create_backed<B: Backend>(
+    args: &CreateArgs,
+    path: &str,
+    open: impl FnOnce() -> Result<B, Failure>,
+) -> Result<(B, u32), Failure> {
+    let attaching: Vec<&str> = [
+        ("--mode", args.mode.is_some()),
+        ("--journal", args.journal.is_some()),
+        ("--flush-interval", args.flush_interval.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(option, given)| given.then_some(option))
+    .collect();
+    match crate::backing::probe_image(path) {
+        Ok(None) => return create_blank(args, path, open),
+        Ok(Some(_)) if !attaching.is_empty() => {
+            return Err(format!(
+                "{path}: {} {} not apply: the image on {path} says its own journal, mode and \
+                 flush interval, which a restore keeps (rxdskctl inspect {path} shows them)",
+                attaching.join(", "),
+                if attaching.len() == 1 { "does" } else { "do" }
+            )
+            .into())
+        }
+        // Whether it is blank is not known, so those options cannot be honoured.
+        Err(m) if !attaching.is_empty() => return Err(m.into()),
+        // A restore, which says what is wrong with the image, or the kernel does.
+        _ => {}
+    }
+    let backend = open()?;
+    let progress = (args.preload && std::io::stderr().is_terminal())
+        .then(|| crate::device::devt(path))
+        .flatten()
+        .and_then(|(major, minor)| Progress::preload(major, minor));
+    let compress = (
+        args.compress.map_or(0, |c| c.abi()),
+        args.compress_level.unwrap_or(0),
+    );
+    let restored = crate::backing::restore(
+        &backend,
+        path,
+        &crate::backing::RestoreOptions {
+            force: args.force,
+            preload: args.preload,
+            id: args.id,
+            compress,
+            mem_limit: args.mem_limit.unwrap_or(0),
+        },
+    );
+    drop(progress);
+    let id = restored?;
+    Ok((backend, id))
+}
+
+/// `create --backing` on a backing device without an image: a new device as big as it
+/// allows, attached to it; only on a blank one.
+fn create_blank<B: Backend>(
+    args: &CreateArgs,
+    path: &str,
+    open: impl FnOnce() -> Result<B, Failure>,
+) -> Result<(B, u32), Failure> {
+    use crate::backing;
+    if backing::holds_data(path)? {
+        return Err(backing::not_blank(path, "create --backing").into());
+    }
+    let journal = args.journal.unwrap_or(0);
+    let size = backing::size_on(path, backing::size_of(path)?, journal)?;
+    let backend = open()?;
+    let id = backing::create_on(
+        &backend,
+        path,
+        size,
+        &backing::NewBacked {
+            id: args.id,
+            mem_limit: args.mem_limit,
+            compress: args.compress,
+            compress_level: args.compress_level,
+            mode: args.mode.unwrap_or(crate::cli::Mode::Writeback),
+            journal,
+            flush_interval: args.flush_interval.unwrap_or(0),
+        },
+    )?;
+    Ok((backend, id))
 }
 
 /// Waits for the new device's node and prints its path.

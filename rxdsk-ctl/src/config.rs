@@ -949,7 +949,10 @@ fn finish_device(mut dev: DeviceConfig, v: Values) -> Result<DeviceConfig, Vec<C
         dev.error(key, format!("{key} in {name} {what}"))
     };
     if dev.size.is_none() && dev.backing.is_none() {
-        let message = format!("{name} has no size (set size, or backing to restore it)");
+        let message = format!(
+            "{name} has no size (set size, or backing: restored from its image, or as big as a \
+             blank one)"
+        );
         errors.push(dev.error("size", message));
     }
     if let Some(size) = dev.size {

@@ -439,16 +439,30 @@ unsafe extern "C" fn stream_prepare(cpu: kernel::ffi::c_uint, node: *mut binding
     // SAFETY: The core passes a registered instance (caller).
     let streams = unsafe { Streams::from_node(node) };
     let Some(slot) = streams.slots.get(cpu as usize) else { return EINVAL.to_errno() };
-    let mut guard = slot.lock();
-    if guard.is_none() {
-        match Stream::new(streams.algorithm) {
-            Ok(stream) => *guard = Some(stream),
-            Err(e) => {
-                pr_err!("rxdsk: cannot allocate a compression stream for CPU {}\n", cpu);
-                return e.to_errno();
-            }
-        }
+    if slot.lock().is_some() {
+        return 0;
     }
+    // Made without the slot's lock: writers hold it (under the device's cut lock) while they
+    // compress, and this allocation may reclaim, which may wait for the cut lock (the
+    // shrinker's eviction).
+    let stream = match Stream::new(streams.algorithm) {
+        Ok(stream) => stream,
+        Err(e) => {
+            pr_err!("rxdsk: cannot allocate a compression stream for CPU {}\n", cpu);
+            return e.to_errno();
+        }
+    };
+    let spare = {
+        let mut guard = slot.lock();
+        if guard.is_none() {
+            *guard = Some(stream);
+            None
+        } else {
+            Some(stream)
+        }
+    };
+    // One made meanwhile by another caller: ours goes, outside the lock.
+    drop(spare);
     0
 }
 

@@ -116,6 +116,12 @@ void rxdsk_init_delayed_work(struct delayed_work *work, work_func_t func)
 }
 
 /* Periodic flushes wait for the backing device for long: the long-running system queue. */
+void rxdsk_kick_delayed(struct delayed_work *work);
+void rxdsk_kick_delayed(struct delayed_work *work)
+{
+	mod_delayed_work(system_long_wq, work, 0);
+}
+
 void rxdsk_queue_delayed_secs(struct delayed_work *work, unsigned int secs);
 void rxdsk_queue_delayed_secs(struct delayed_work *work, unsigned int secs)
 {

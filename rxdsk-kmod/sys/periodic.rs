@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A task that runs every N seconds in process context (a delayed work item re-queued by
-//! itself): the periodic flush of a backing device.
+//! itself), or at once when kicked: the periodic flush of a backing device, and a cache's
+//! write-back ahead of need.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use kernel::{bindings, prelude::*, types::Opaque};
 
 mod c {
@@ -17,6 +18,7 @@ mod c {
             func: Option<unsafe extern "C" fn(*mut bindings::work_struct)>,
         );
         pub(super) fn rxdsk_queue_delayed_secs(work: *mut bindings::delayed_work, secs: core::ffi::c_uint);
+        pub(super) fn rxdsk_kick_delayed(work: *mut bindings::delayed_work);
     }
 }
 
@@ -32,12 +34,14 @@ pub(crate) trait PeriodicTask: Sync + Sized {
 /// - `owner` is null until [`Periodic::set_owner`], then points to the pinned `T` that holds
 ///   this `Periodic` and calls [`Periodic::stop`] before it is freed.
 /// - `secs` is the period; 0: stopped (a running task does not queue itself again).
+/// - `kicked`: a kick queued the task and it has not started since (one kick at a time).
 #[pin_data]
 pub(crate) struct Periodic<T: PeriodicTask> {
     #[pin]
     work: Opaque<bindings::delayed_work>,
     owner: AtomicPtr<T>,
     secs: AtomicU32,
+    kicked: AtomicBool,
 }
 
 // SAFETY: Shared state is atomic; the work item is the workqueue's to synchronise; `T: Sync`.
@@ -53,6 +57,7 @@ impl<T: PeriodicTask> Periodic<T> {
             work <- Opaque::ffi_init(|w: *mut bindings::delayed_work| unsafe { c::rxdsk_init_delayed_work(w, Some(run::<T>)) }),
             owner: AtomicPtr::new(ptr::null_mut()),
             secs: AtomicU32::new(0),
+            kicked: AtomicBool::new(false),
         })
     }
 
@@ -75,12 +80,26 @@ impl<T: PeriodicTask> Periodic<T> {
         unsafe { c::rxdsk_queue_delayed_secs(self.work.get(), secs) };
     }
 
-    /// Stops the period and waits for a running task to finish. May sleep.
+    /// Stops the period and a kick not yet run, and waits for a running task to finish (a
+    /// kick after this runs the task once more). May sleep.
     pub(crate) fn stop(&self) {
         self.secs.store(0, Ordering::Release);
         // SAFETY: `work` is initialised (invariant). With `secs` 0, a task that is running
-        // does not queue itself again, so it is idle after this.
+        // does not queue itself again, so it is idle after this unless kicked again.
         unsafe { bindings::cancel_delayed_work_sync(self.work.get()) };
+        // A kick cancelled above did not run: the next one must queue it.
+        self.kicked.store(false, Ordering::Release);
+    }
+
+    /// Runs the task now (once; the period, if any, goes on after it). Never sleeps: callable
+    /// from the I/O path. The owner must not kick after its last [`Periodic::stop`].
+    pub(crate) fn kick(&self) {
+        if self.owner.load(Ordering::Acquire).is_null() || self.kicked.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // SAFETY: `work` is initialised (invariant); the owner stops us (which cancels this)
+        // before it is freed, and kicks no more after that (the caller's promise).
+        unsafe { c::rxdsk_kick_delayed(self.work.get()) };
     }
 
     pub(crate) fn secs(&self) -> u32 {
@@ -104,6 +123,8 @@ unsafe extern "C" fn run<T: PeriodicTask>(work: *mut bindings::work_struct) {
     if owner.is_null() {
         return;
     }
+    // Before the task: a kick while it runs queues it again.
+    this.kicked.store(false, Ordering::Release);
     // SAFETY: The owner stops us before it is freed (invariant), and `stop` waits for us.
     unsafe { (*owner).run_periodic() };
     let secs = this.secs();

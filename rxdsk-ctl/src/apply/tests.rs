@@ -52,6 +52,19 @@ fn backing(state: &mut State, path: &str, devno: (u32, u32), image: Option<Rxdsk
         BackingState {
             devno: Some(devno),
             image: Ok(image),
+            bytes: None,
+        },
+    );
+}
+
+/// A blank backing device of `bytes` (no image, nothing on it).
+fn blank(state: &mut State, path: &str, devno: (u32, u32), bytes: u64) {
+    state.backings.insert(
+        path.to_string(),
+        BackingState {
+            devno: Some(devno),
+            image: Ok(None),
+            bytes: Some(bytes),
         },
     );
 }
@@ -397,13 +410,14 @@ fn a_backing_device_without_an_image_gets_a_new_device_attached() {
     );
     assert_eq!(
         errors("[rxd1]\nbacking=/dev/vdb\n", &s),
-        ["/etc/rxdsk.conf:1: rxd1: /dev/vdb holds no rxdsk image to restore, so size is needed to create the device"]
+        ["/etc/rxdsk.conf:1: rxd1: /dev/vdb: its size cannot be read, so size is needed"]
     );
     s.backings.insert(
         "/dev/vdb".into(),
         BackingState {
             devno: None,
             image: Err("/dev/vdb: cannot open: No such file or directory (os error 2)".into()),
+            bytes: None,
         },
     );
     assert_eq!(
@@ -418,6 +432,89 @@ fn a_backing_device_without_an_image_gets_a_new_device_attached() {
         false
     )
     .is_err());
+}
+
+/// Without size, a new device on a blank backing device is as big as it allows: its size less
+/// the journal and the 4 KiB metadata block (the last whole one), rounded down to 4 KiB, as
+/// `create --backing` makes it. A size that does not fit is refused before anything is done.
+#[test]
+fn a_blank_backing_device_without_size_gives_the_largest_device() {
+    let mut s = State::default();
+    // An odd end: the metadata block is the last whole 4 KiB block.
+    blank(&mut s, "/dev/vdb", (252, 16), 10 * G + 1000);
+    let text =
+        "[rxd1]\nbacking=/dev/vdb\nmem-limit=2G\njournal=256M\nmode=writearound\nfs-type=ext4\n";
+    let size = 10 * G - 256 * M - 4096;
+    assert!(rxdsk_ioctl::image_fits(size, 256 * M, 10 * G + 1000));
+    assert_eq!(
+        steps(text, &s),
+        [
+            Step::Create(RxdskCreate {
+                size_bytes: size,
+                mem_limit_bytes: 2 * G,
+                flags: rxdsk_ioctl::RXDSK_CREATE_WITH_ID,
+                logical_block_size: 4096,
+                id: 1,
+                ..Default::default()
+            }),
+            Step::Attach {
+                backing: "/dev/vdb".into(),
+                mode: Mode::Writearound,
+                journal: 256 * M,
+                flush_interval: 0,
+            },
+            Step::Format {
+                fs_type: "ext4".into(),
+                fresh: true,
+            },
+        ]
+    );
+    assert_eq!(
+        lines(text, &s, false),
+        [
+            "rxd1: would create 9.7G, memory limit 2G",
+            "rxd1: would attach to /dev/vdb (writearound, journal 256M)",
+            "rxd1: would format as ext4",
+        ]
+    );
+    // Without a journal, and with 512-byte blocks (a 4 KiB multiple suits both).
+    let size_of = |text: &str, s: &State| match steps(text, s).first() {
+        Some(Step::Create(r)) => r.size_bytes,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(size_of("[rxd1]\nbacking=/dev/vdb\n", &s), 10 * G - 4096);
+    assert_eq!(
+        size_of("[rxd1]\nbacking=/dev/vdb\nblock-size=512\n", &s),
+        10 * G - 4096
+    );
+    // A size that fits is taken as it is.
+    assert_eq!(size_of("[rxd1]\nbacking=/dev/vdb\nsize=4G\n", &s), 4 * G);
+    assert_eq!(
+        size_of("[rxd1]\nbacking=/dev/vdb\nsize=10239M\n", &s),
+        10239 * M
+    );
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\nsize=10G\n", &s),
+        ["/etc/rxdsk.conf:3: rxd1: /dev/vdb (10737419240 bytes) cannot hold a device of 10G and \
+          the 4 KiB metadata block (at most 10737414144 bytes; without size, the device is as \
+          big as it allows)"]
+    );
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\nsize=10G\njournal=4K\n", &s),
+        [
+            "/etc/rxdsk.conf:3: rxd1: /dev/vdb (10737419240 bytes) cannot hold a device of 10G, a \
+          journal of 4K and the 4 KiB metadata block (at most 10737410048 bytes; without size, the \
+          device is as big as it allows)"
+        ]
+    );
+    // Too small for anything.
+    blank(&mut s, "/dev/vdb", (252, 16), 8192);
+    assert_eq!(size_of("[rxd1]\nbacking=/dev/vdb\n", &s), 4096);
+    assert_eq!(
+        errors("[rxd1]\nbacking=/dev/vdb\njournal=4K\n", &s),
+        ["/etc/rxdsk.conf:1: rxd1: /dev/vdb: too small for a device and a journal of 4K: it has \
+          8192 bytes, and the metadata block takes the last 4 KiB"]
+    );
 }
 
 #[test]

@@ -1010,6 +1010,329 @@ fn restore_of_a_writearound_image() {
     );
 }
 
+/// A blank backing device file of `bytes` (sparse: all zeros).
+fn blank_disk(dir: &crate::testutil::Scratch, bytes: u64) -> String {
+    let path = dir.0.join("disk").display().to_string();
+    let f = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    f.set_len(bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
+    path
+}
+
+/// `create --backing` on a blank backing device: a new device as big as it allows (its size
+/// less the journal and the 4 KiB metadata block, rounded down to 4 KiB), attached with the
+/// options given.
+#[test]
+fn create_on_a_blank_backing_device() {
+    let dir = crate::testutil::Scratch::new("create-blank");
+    let disk = blank_disk(&dir, (64 << 20) + 1000);
+    let fake = Fake::new();
+    let o = run_fake(
+        &fake,
+        &[
+            "create",
+            "--backing",
+            &disk,
+            "--mem-limit",
+            "4M",
+            "--journal",
+            "1M",
+        ],
+    );
+    assert_eq!(o, outcome(0, "/dev/rxd0\n", ""));
+    let size = (64 << 20) - (1 << 20) - 4096;
+    assert_eq!(
+        fake.calls(),
+        [
+            format!("create size={size} limit=4194304 flags=0 lbs=4096 id=0"),
+            format!("attach 0 {disk} flags=0 journal=1048576 interval=0"),
+            "wait /dev/rxd0".into(),
+        ]
+    );
+    assert!(fake.devices.borrow()[&0].flags & abi::RXDSK_FLAG_BACKED != 0);
+    // Every option of a new device and of attach; no memory limit is allowed, as for a
+    // restore.
+    let fake = Fake::new();
+    let o = run_fake(
+        &fake,
+        &[
+            "create",
+            "--backing",
+            &disk,
+            "--id",
+            "3",
+            "--compress",
+            "zstd",
+            "--compress-level",
+            "5",
+            "--mode",
+            "writethrough",
+            "--flush-interval",
+            "30",
+        ],
+    );
+    assert_eq!(o, outcome(0, "/dev/rxd3\n", ""));
+    assert_eq!(
+        fake.calls(),
+        [
+            format!(
+                "create size={} limit=0 flags=2 lbs=4096 id=3",
+                (64 << 20) - 4096
+            ),
+            format!("attach 3 {disk} flags=1 journal=0 interval=30"),
+            "wait /dev/rxd3".into(),
+        ]
+    );
+    assert_eq!(fake.compress.borrow()[&3], (abi::RXDSK_COMPRESS_ZSTD, 5));
+    // Writearound: the cache size first, then whether the module has the mode.
+    let fake = Fake::new();
+    let o = run_fake(
+        &fake,
+        &[
+            "create",
+            "--backing",
+            &disk,
+            "--mode",
+            "writearound",
+            "--mem-limit",
+            "8M",
+        ],
+    );
+    assert_eq!(o, outcome(0, "/dev/rxd0\n", ""));
+    assert_eq!(
+        fake.calls()[..2],
+        [
+            "features".to_string(),
+            format!(
+                "create size={} limit=8388608 flags=0 lbs=4096 id=0",
+                (64 << 20) - 4096
+            )
+        ]
+    );
+    assert_eq!(
+        fake.calls()[2],
+        format!("attach 0 {disk} flags=2 journal=0 interval=0")
+    );
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(
+            &fake,
+            &["create", "--backing", &disk, "--mode", "writearound"]
+        ),
+        outcome(
+            1,
+            "",
+            &format!(
+                "rxdskctl: {disk}: cannot attach in writearound mode: it needs a memory limit \
+                 (the cache size): give --mem-limit\n"
+            )
+        )
+    );
+    let mut fake = Fake::new();
+    fake.features &= !abi::RXDSK_FEATURE_WRITEAROUND;
+    let o = run_fake(
+        &fake,
+        &[
+            "create",
+            "--backing",
+            &disk,
+            "--mode",
+            "writearound",
+            "--mem-limit",
+            "8M",
+        ],
+    );
+    assert_eq!(
+        o.stderr,
+        format!(
+            "rxdskctl: {disk}: cannot attach in writearound mode: the loaded rxdsk module does \
+             not support it (ABI 1.7 or later is needed)\n"
+        )
+    );
+    assert_eq!(fake.calls(), ["features"]);
+    // A journal of no whole number of blocks, or one that leaves no room: nothing is done.
+    let (o, opened) = run_with(
+        &Fake::new(),
+        &["create", "--backing", &disk, "--journal", "64M"],
+    );
+    assert_eq!(
+        (o, opened),
+        (
+            outcome(
+                1,
+                "",
+                &format!(
+                    "rxdskctl: {disk}: too small for a device and a journal of 64M: it has \
+                     67109864 bytes, and the metadata block takes the last 4 KiB\n"
+                )
+            ),
+            false
+        )
+    );
+    let fake = Fake::new();
+    let o = run_fake(&fake, &["create", "--backing", &disk, "--journal", "1000"]);
+    assert_eq!(
+        o.stderr,
+        "rxdskctl: invalid journal size: 1000 bytes is not a multiple of 4 KiB\n"
+    );
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+/// What only applies with --backing, given with --size, is refused before anything is done
+/// (clap does not check it next to --size).
+#[test]
+fn create_options_that_need_backing() {
+    for (option, name) in [
+        (&["--journal", "64M"][..], "--journal"),
+        (&["--mode", "writethrough"], "--mode"),
+        (&["--flush-interval", "5"], "--flush-interval"),
+        (&["--force"], "--force"),
+        (&["--preload"], "--preload"),
+    ] {
+        let mut args = vec!["create", "-s", "1G"];
+        args.extend(option);
+        let (o, opened) = run_with(&Fake::new(), &args);
+        assert_eq!(
+            (o, opened),
+            (
+                outcome(
+                    1,
+                    "",
+                    &format!(
+                        "rxdskctl: {name} only with --backing (rxdskctl attach attaches a \
+                         backing device to a device created without one)\n"
+                    )
+                ),
+                false
+            )
+        );
+    }
+}
+
+/// A new device whose attach fails is destroyed again: no device is left behind half set up.
+#[test]
+fn create_on_a_blank_backing_device_undoes_a_failed_attach() {
+    let dir = crate::testutil::Scratch::new("create-blank-fails");
+    let disk = blank_disk(&dir, 16 << 20);
+    let fake = Fake::new().failing("attach", 0, Errno::EBUSY);
+    assert_eq!(
+        run_fake(&fake, &["create", "--backing", &disk, "--mem-limit", "4M"]),
+        outcome(
+            1,
+            "",
+            "rxdskctl: /dev/rxd0: cannot attach: device busy (a backing device is attached, or \
+             the backing device is in use) (the device was destroyed again)\n"
+        )
+    );
+    assert_eq!(
+        fake.calls()[1..],
+        [
+            format!("attach 0 {disk} flags=0 journal=0 interval=0"),
+            "destroy 0 flags=1".into()
+        ]
+    );
+    assert!(fake.devices.borrow().is_empty());
+    // If even that fails, both are said, and how to finish.
+    let fake = Fake::new()
+        .failing("attach", 0, Errno::EBUSY)
+        .failing("destroy", 0, Errno::EBUSY);
+    assert_eq!(
+        run_fake(&fake, &["create", "--backing", &disk]).stderr,
+        "rxdskctl: /dev/rxd0: cannot attach: device busy (a backing device is attached, or the \
+         backing device is in use); and then /dev/rxd0: cannot destroy: device busy (rxdskctl \
+         destroy --force /dev/rxd0 removes it)\n"
+    );
+    // The device could not be created: nothing to undo.
+    let fake = Fake::new().failing("create", 0, Errno::ENOSPC);
+    assert_eq!(
+        run_fake(&fake, &["create", "--backing", &disk]),
+        outcome(1, "", "rxdskctl: cannot create device: no free device id\n")
+    );
+    assert_eq!(fake.calls().len(), 1, "{:?}", fake.calls());
+}
+
+/// Only a blank device is initialised; one with an image is restored as before, and what
+/// its image says (journal, mode, flush interval) is not asked for again.
+#[test]
+fn create_on_a_backing_device_that_holds_something() {
+    let dir = crate::testutil::Scratch::new("create-not-blank");
+    let disk = blank_disk(&dir, 16 << 20);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .and_then(|f| {
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(&[0x53, 0xef], 1024 + 56) // ext2's magic
+        })
+        .unwrap_or_else(|e| panic!("{disk}: {e}"));
+    let (o, opened) = run_with(
+        &Fake::new(),
+        &["create", "--backing", &disk, "--journal", "1M"],
+    );
+    assert_eq!(
+        (o, opened),
+        (
+            outcome(
+                1,
+                "",
+                &format!(
+                    "rxdskctl: {disk} holds data but no rxdsk image (a filesystem? an image from \
+                     before it was resized?); create --backing initialises only a blank device: \
+                     wipe it first (blkdiscard, wipefs) or attach it by hand (rxdskctl attach)\n"
+                )
+            ),
+            false
+        )
+    );
+    let img = dir.0.join("img").display().to_string();
+    crate::testutil::write_image(&img, 1 << 20, 3);
+    let fake = Fake::new();
+    assert_eq!(
+        run_fake(
+            &fake,
+            &[
+                "create",
+                "--backing",
+                &img,
+                "--journal",
+                "1M",
+                "--mode",
+                "writeback"
+            ]
+        ),
+        outcome(
+            1,
+            "",
+            &format!(
+                "rxdskctl: {img}: --mode, --journal do not apply: the image on {img} says its \
+                 own journal, mode and flush interval, which a restore keeps (rxdskctl inspect \
+                 {img} shows them)\n"
+            )
+        )
+    );
+    assert!(fake.calls().is_empty());
+    let fake = Fake::new();
+    let o = run_fake(&fake, &["create", "--backing", &img, "--mem-limit", "512K"]);
+    assert_eq!(o, outcome(0, "/dev/rxd5\n", ""));
+    assert_eq!(fake.calls(), ["restore flags=0 id=0", "wait /dev/rxd5"]);
+    // Not there at all: the restore says so, as before; with attach options, at once.
+    let missing = dir.0.join("missing").display().to_string();
+    let fake = Fake::new().failing("restore", 0, Errno::ENOENT);
+    let o = run_fake(&fake, &["create", "--backing", &missing]);
+    assert_eq!(o.status, 1);
+    assert_eq!(fake.calls(), ["restore flags=0 id=0"]);
+    let (o, opened) = run_with(
+        &Fake::new(),
+        &["create", "--backing", &missing, "--journal", "1M"],
+    );
+    assert!(!opened);
+    assert!(
+        o.stderr
+            .starts_with(&format!("rxdskctl: {missing}: cannot open: ")),
+        "{}",
+        o.stderr
+    );
+}
+
 /// A bad address or port is refused before anything is opened or loaded.
 #[test]
 fn export_checks_the_address_first() {

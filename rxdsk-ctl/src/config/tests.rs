@@ -331,7 +331,7 @@ fn combinations_that_do_not_fit() {
         ("[rxd0]\nsize=1G\nswap-priority=5\nmount-point=/mnt\n", "/etc/rxdsk.conf:4: mount-point in [rxd0] does not apply to swap"),
         ("[rxd0]\nsize=1G\nmount-point=/mnt\n", "/etc/rxdsk.conf:3: mount-point in [rxd0] needs fs-type"),
         ("[rxd0]\nsize=1G\noptions=ro\n", "/etc/rxdsk.conf:3: options in [rxd0] needs fs-type or swap-priority"),
-        ("[rxd0]\n", "/etc/rxdsk.conf:1: [rxd0] has no size (set size, or backing to restore it)"),
+        ("[rxd0]\n", "/etc/rxdsk.conf:1: [rxd0] has no size (set size, or backing: restored from its image, or as big as a blank one)"),
         ("[rxd0]\nsize=1G\nfs-type=swap\noptions=noatime\n", "/etc/rxdsk.conf:4: options in [rxd0] has \"noatime\", not a swap option (discard, discard=once, discard=pages, nofail)"),
         ("[rxd0]\nsize=1G\nfs-type=swap\noptions=pri=3\n", "/etc/rxdsk.conf:4: options in [rxd0] has \"pri=3\", not a swap option (use swap-priority)"),
         ("[rxd0]\nsize = 0\n", "/etc/rxdsk.conf:2: invalid size: must not be zero (size in [rxd0])"),

@@ -321,6 +321,72 @@ fn restores_from_an_image_file() {
     );
 }
 
+/// A blank backing device and no size: the device is as big as the backing device allows,
+/// and attached to it; a backing device with data is refused and nothing is done. The
+/// backing device is examined for real (a file here).
+#[test]
+fn apply_on_a_blank_backing_device_without_size() {
+    let dir = Scratch::new("apply-blank");
+    let disk = dir.0.join("disk").display().to_string();
+    let file = std::fs::File::create(&disk).unwrap_or_else(|e| panic!("{disk}: {e}"));
+    file.set_len(32 << 20)
+        .unwrap_or_else(|e| panic!("{disk}: {e}"));
+    let conf = dir.write(
+        "rxdsk.conf",
+        &format!("[rxd1]\nbacking = {disk}\njournal = 1M\nmem-limit = 4M\n"),
+    );
+    let fake = Fake::new();
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(
+        o,
+        outcome(
+            0,
+            &format!(
+                "rxd1: created 31M, memory limit 4M\nrxd1: attached to {disk} (writeback, \
+                 journal 1M)\n"
+            ),
+            ""
+        )
+    );
+    let size = (32 << 20) - (1 << 20) - 4096;
+    let calls: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("create") || c.starts_with("attach"))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            format!("create size={size} limit=4194304 flags=2 lbs=4096 id=1"),
+            format!("attach 1 {disk} flags=0 journal=1048576 interval=0"),
+        ]
+    );
+    // Something on it: refused while planning.
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&[1], (32 << 20) - 1)
+        .unwrap_or_else(|e| panic!("{disk}: {e}"));
+    let fake = Fake::new();
+    let o = run_fake(&fake, &["apply", "--config", &conf]);
+    assert_eq!(
+        o,
+        outcome(
+            1,
+            "",
+            &format!(
+                "rxdskctl: {conf}:2: rxd1: cannot use the backing device: {disk} holds data but \
+                 no rxdsk image (a filesystem? an image from before it was resized?); apply \
+                 initialises only a blank device: wipe it first (blkdiscard, wipefs) or attach \
+                 it by hand (rxdskctl attach)\n"
+            )
+        )
+    );
+    assert!(
+        !fake.calls().iter().any(|c| c.starts_with("create")),
+        "{:?}",
+        fake.calls()
+    );
+}
+
 /// Programs and tables of a system in memory.
 #[derive(Default)]
 struct FakeSystem {
@@ -336,6 +402,7 @@ impl System for FakeSystem {
         BackingState {
             devno: None,
             image: Err(format!("{path}: not in this test")),
+            bytes: None,
         }
     }
 
