@@ -1122,9 +1122,7 @@ impl ShrinkTask for Device {
         if !self.caches() {
             return 0;
         }
-        let pages = self.store.pages();
-        let per_page = (self.store.used_bytes() / pages.max(1)).max(1);
-        pages.saturating_sub(self.cache.floor() / per_page)
+        self.store.pages().saturating_sub(self.cache.floor() / self.store.bytes_per_page())
     }
 
     /// Evicts up to `nr` clean pages, down to the floor, and keeps the cache at what is left
@@ -1147,8 +1145,7 @@ impl ShrinkTask for Device {
         // waits for nothing unbounded: bios in flight (which allocate without reclaiming
         // through us) and RCU.
         let _one_at_a_time = self.shrinking.lock();
-        let (used, pages) = (self.store.used_bytes(), self.store.pages().max(1));
-        let per_page = (used / pages).max(1);
+        let (used, per_page) = (self.store.used_bytes(), self.store.bytes_per_page());
         let goal = used.saturating_sub(nr.saturating_mul(per_page)).max(self.cache.floor());
         if goal >= used {
             return None;

@@ -83,6 +83,11 @@ impl Store {
         }
     }
 
+    /// What a page takes on average, in bytes (less than a page when compressed; at least 1).
+    pub(crate) fn bytes_per_page(&self) -> u64 {
+        (self.used_bytes() / self.pages().max(1)).max(1)
+    }
+
     /// What compression achieves; `None` for a plain store.
     pub(crate) fn compr_stats(&self) -> Option<RxdskComprStats> {
         match self {

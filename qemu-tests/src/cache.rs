@@ -178,13 +178,13 @@ fn bigger_than_ram(compress: u32) -> TestResult {
         "dirty after the flush".into()
     })?;
     dev.destroy()?;
-    let mut args = vec!["create", "--backing", DISK, "--mem-limit", "8M"];
+    let mut args = vec!["--mem-limit", "8M"];
     let name;
     if compress != 0 {
         name = rxdsk_ioctl::RXDSK_COMPRESS_NAMES[compress as usize].to_string();
         args.extend(["--compress", name.as_str()]);
     }
-    let back = restored(&args)?;
+    let back = crate::backing::restore(&args)?;
     ensure(back.info()?.mem_limit_bytes == LIMIT, || {
         "the restored device has not the limit".into()
     })?;
@@ -205,20 +205,6 @@ pub fn cache_bigger_than_ram_plain() -> TestResult {
 
 pub fn cache_bigger_than_ram_lz4() -> TestResult {
     bigger_than_ram(rxdsk_ioctl::RXDSK_COMPRESS_LZ4)
-}
-
-/// Runs `rxdskctl ARGS` (a `create --backing`) and adopts the device it printed.
-fn restored(args: &[&str]) -> Result<Device, String> {
-    let out = cmd_ok("rxdskctl", args)?;
-    let back = Device::adopt(
-        out.stdout
-            .trim()
-            .trim_start_matches("/dev/rxd")
-            .parse()
-            .map_err(|_| format!("create printed {:?}", out.stdout))?,
-    );
-    back.wait_for_node()?;
-    Ok(back)
 }
 
 fn fio(dev: &Device, args: &[&str]) -> TestResult {
@@ -598,7 +584,7 @@ pub fn cache_writearound() -> TestResult {
         crate::harness::cmd("rxdskctl", &["create", "--backing", DISK])?.status != 0,
         || "a writearound image restored without a memory limit".into(),
     )?;
-    let back = restored(&["create", "--backing", DISK, "--mem-limit", "8M"])?;
+    let back = crate::backing::restore(&["--mem-limit", "8M"])?;
     ensure(sysfs(&back, "mode")? == "writearound", || {
         "the restored device is not in writearound mode".into()
     })?;
@@ -673,7 +659,7 @@ pub fn cache_writes_back_ahead() -> TestResult {
         }
         bytes
     };
-    let dev = restored(&["create", "--backing", DISK, "--mem-limit", "8M"])?;
+    let dev = crate::backing::restore(&["--mem-limit", "8M"])?;
     let info = dev.info()?;
     ensure(
         info.size_bytes == (disk_bytes & !4095) - 4096 && info.mem_limit_bytes == LIMIT,

@@ -248,16 +248,8 @@ fn create<B: Backend>(
         .into());
     }
     // clap does not check `requires = "backing"` next to --size, which conflicts with it.
-    let only_backed: Vec<&str> = [
-        ("--force", args.force),
-        ("--preload", args.preload),
-        ("--mode", args.mode.is_some()),
-        ("--journal", args.journal.is_some()),
-        ("--flush-interval", args.flush_interval.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(option, given)| given.then_some(option))
-    .collect();
+    let mut only_backed = given(&[("--force", args.force), ("--preload", args.preload)]);
+    only_backed.extend(attach_options(args));
     if args.backing.is_none() && !only_backed.is_empty() {
         return Err(format!(
             "{} only with --backing (rxdskctl attach attaches a backing device to a device \
@@ -282,6 +274,24 @@ fn create<B: Backend>(
     finish_create(&backend, id, out, err)
 }
 
+/// The names of the options in `options` that were given.
+fn given(options: &[(&'static str, bool)]) -> Vec<&'static str> {
+    options
+        .iter()
+        .filter_map(|&(option, given)| given.then_some(option))
+        .collect()
+}
+
+/// The options of `create --backing` that only a new device on a blank disk takes (what
+/// `attach` takes): a restore keeps the image's.
+fn attach_options(args: &CreateArgs) -> Vec<&'static str> {
+    given(&[
+        ("--mode", args.mode.is_some()),
+        ("--journal", args.journal.is_some()),
+        ("--flush-interval", args.flush_interval.is_some()),
+    ])
+}
+
 /// `create --backing`: a restore from the image on `path`, or a new device attached to it if
 /// it holds none and is blank.
 fn create_backed<B: Backend>(
@@ -289,14 +299,7 @@ fn create_backed<B: Backend>(
     path: &str,
     open: impl FnOnce() -> Result<B, Failure>,
 ) -> Result<(B, u32), Failure> {
-    let attaching: Vec<&str> = [
-        ("--mode", args.mode.is_some()),
-        ("--journal", args.journal.is_some()),
-        ("--flush-interval", args.flush_interval.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(option, given)| given.then_some(option))
-    .collect();
+    let attaching = attach_options(args);
     match crate::backing::probe_image(path) {
         Ok(None) => return create_blank(args, path, open),
         Ok(Some(_)) if !attaching.is_empty() => {

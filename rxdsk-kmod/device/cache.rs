@@ -138,11 +138,11 @@ impl Cache {
         let (mut looked, mut total) = (0u64, 0u64);
         let budget = budget.unwrap_or(3 * store.pages() + PASS);
         while store.used_bytes() > goal && looked < budget {
-            let (used, pages) = (store.used_bytes(), store.pages().max(1));
-            // As many pages as bring use to the goal, at what a page takes on average (less
-            // than a page when compressed): a pass must not take more than it needs.
-            let mut wanted = (used - goal).div_ceil((used / pages).max(1));
-            let mut probation = referenced.probation(pages);
+            let used = store.used_bytes();
+            // As many pages as bring use to the goal, at what a page takes on average: a pass
+            // must not take more than it needs.
+            let mut wanted = used.saturating_sub(goal).div_ceil(store.bytes_per_page());
+            let mut probation = referenced.probation(store.pages().max(1));
             let (evicted, next) = {
                 let _no_change = cut.write();
                 store.evict_pass(referenced.hand(), PASS, |index| {
