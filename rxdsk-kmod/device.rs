@@ -537,7 +537,7 @@ impl Device {
             flags: if self.read_only { RXDSK_FLAG_READ_ONLY } else { 0 }
                 | if self.is_compressed() { RXDSK_FLAG_COMPRESSED } else { 0 }
                 | backing_flags,
-            used_bytes: self.store.used_bytes(),
+            used_bytes: self.store.held_bytes(),
             open_count: self.openers(),
             pad: 0,
             dirty_pages: self.store.changed(),
@@ -765,7 +765,7 @@ impl BioHandler for Device {
             Attr::Size => writeln!(out, "{}", self.capacity.load(Ordering::Relaxed)),
             Attr::BlockSize => writeln!(out, "{}", self.logical_block_size),
             Attr::MemLimit => writeln!(out, "{}", self.mem_limit_bytes),
-            Attr::MemUsed => writeln!(out, "{}", self.store.used_bytes()),
+            Attr::MemUsed => writeln!(out, "{}", self.store.held_bytes()),
             Attr::ReadOnly => writeln!(out, "{}", u8::from(self.read_only)),
             Attr::OpenCount => writeln!(out, "{}", self.openers()),
             Attr::Algorithm => {

@@ -83,6 +83,15 @@ impl Store {
         }
     }
 
+    /// Memory the store holds: [`Store::used_bytes`] and evicted pages still waiting for
+    /// their RCU grace period (outside the limit, and bounded: see `PageStore::evict_pass`).
+    pub(crate) fn held_bytes(&self) -> u64 {
+        match self {
+            Store::Plain(s) => self.used_bytes() + s.evicted_pending() * PAGE_SIZE as u64,
+            Store::Compressed(_) => self.used_bytes(),
+        }
+    }
+
     /// What a page takes on average, in bytes (less than a page when compressed; at least 1).
     pub(crate) fn bytes_per_page(&self) -> u64 {
         (self.used_bytes() / self.pages().max(1)).max(1)

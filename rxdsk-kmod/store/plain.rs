@@ -27,13 +27,15 @@ use kernel::{prelude::*, sync::rcu};
 /// # Invariants
 ///
 /// - `xa` holds the store's pages; `pages` counts them.
-/// - A page leaves `xa` only through a [`FreeBatch`] or [`FreeNow`] of `retired` (freed after
-///   a grace period), or when the store goes (no reader left): a page found under the RCU read
-///   lock stays allocated until that lock is released.
+/// - A page leaves `xa` only through a [`FreeBatch`] or [`FreeNow`] of `retired`, or a
+///   [`FreeBatch`] of `evicted` (freed after a grace period), or when the store goes (no
+///   reader left): a page found under the RCU read lock stays allocated until that lock is
+///   released.
 /// - `inserting` counts inserts that reserved their page under the XArray lock and have not
 ///   finished their cmpxchg.
 /// - With a limit, `pages + retired.pending() <= limit` (reservations are made under the
-///   XArray lock).
+///   XArray lock). Evicted pages waiting for their grace period are outside it, and at most
+///   [`PageStore::evicted_slack`] (an eviction pass waits for some to go first).
 /// - `changes` tracks the changes of `xa` (see [`Changes`]).
 /// - While a cut is open, `frozen` holds, for an index of the cut changed since the cut and not
 ///   yet written out, its page as it was at the cut (a copy, or the page itself once erased);
@@ -54,6 +56,9 @@ pub(crate) struct PageStore {
     /// Declared after `xa`: waits for the RCU callbacks of pages erased earlier.
     #[pin]
     retired: Retired,
+    /// Evicted pages on their way back to the kernel (see [`PageStore::evict_pass`]).
+    #[pin]
+    evicted: Retired,
     pages: AtomicU64,
     inserting: AtomicU64,
     /// 0: no limit.
@@ -69,6 +74,7 @@ impl PageStore {
             shards <- Shards::new(),
             frozen_pages: AtomicU64::new(0),
             retired <- Retired::new(),
+            evicted <- Retired::new(),
             pages: AtomicU64::new(0),
             inserting: AtomicU64::new(0),
             limit: limit_pages,
@@ -84,6 +90,23 @@ impl PageStore {
     fn retired(self: Pin<&Self>) -> Pin<&Retired> {
         // SAFETY: As in `free_batch`.
         unsafe { self.map_unchecked(|s| &s.retired) }
+    }
+
+    fn evicted(self: Pin<&Self>) -> Pin<&Retired> {
+        // SAFETY: As in `free_batch`.
+        unsafe { self.map_unchecked(|s| &s.evicted) }
+    }
+
+    /// How many evicted pages may wait for their grace period beyond the limit: an eighth of
+    /// it, at least 4 MiB. A grace period takes milliseconds; waiting for one per eviction
+    /// pass made every cache miss wait too.
+    fn evicted_slack(&self) -> u64 {
+        (self.limit / 8).max((4 << 20) / PAGE_SIZE as u64)
+    }
+
+    /// Evicted pages not yet given back to the kernel (RAM held outside the limit).
+    pub(crate) fn evicted_pending(&self) -> u64 {
+        self.evicted.pending()
     }
 
     pub(super) fn changes(&self) -> &Changes {
@@ -338,12 +361,17 @@ impl PageStore {
 
     /// One pass of eviction over the present pages from `from`, visiting at most `visits`:
     /// a page changed since the last flush is skipped, any other is evicted if `choose` says
-    /// so, and freed before this returns (after one grace period, for readers that found it).
+    /// so, and freed by an RCU callback after a grace period (for readers that found it); it
+    /// no longer counts against the limit meanwhile (see [`PageStore::evicted_slack`]).
     /// Returns how many went and where the next pass starts (`None`: the end was reached).
     /// The caller holds the device's cut lock for writing and no cut is open: nothing changes
     /// a page meanwhile, so a page seen clean stays so.
     pub(crate) fn evict_pass(self: Pin<&Self>, from: u64, visits: u64, mut choose: impl FnMut(u64) -> bool) -> (u64, Option<u64>) {
-        let mut doomed = FreeNow::new(self.retired());
+        if self.evicted.pending() >= self.evicted_slack() {
+            // Passes outran the grace periods: wait for one batch of ours to be freed.
+            self.evicted.wait_for_some();
+        }
+        let mut doomed = FreeBatch::new(self.evicted());
         let Ok(mut at) = usize::try_from(from) else { return (0, None) };
         let mut evicted = 0;
         for _ in 0..visits {
@@ -351,7 +379,7 @@ impl PageStore {
             if self.changes.is_changed(&self.xa, slot) || self.frozen.contains(slot) || !choose(slot as u64) {
                 // Skipped.
             } else if let Some(page) = self.xa.erase(slot) {
-                // INVARIANT: freed after a grace period (when `doomed` drops).
+                // INVARIANT: freed after a grace period (the callback `doomed` queues).
                 doomed.push(page);
                 self.pages.fetch_sub(1, Ordering::Relaxed);
                 evicted += 1;

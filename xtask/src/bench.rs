@@ -239,6 +239,106 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
         s += &backing_script(w);
     }
     s += &compression_script(repeats, bursts, ios_4k);
+    s += &cache_script(repeats, bursts, ios_4k);
+    s
+}
+
+/// Index of the cache section's first device in the script (`DEV<i>`, `check<i>`, `LABEL<i>`).
+const CACHE_INDEX: usize = 20;
+/// MiB of each device the cache rows use (a cache device is twice as big).
+const CACHE_SPAN_MB: u32 = 64;
+/// The miss rows' pair: (cache device, its backing device read raw, what the backing is).
+/// The backing device is memory (no delay), so that the miss path's own cost shows: a slow
+/// device cannot be emulated in UML, whose timers tick every 10 ms.
+pub const CACHE_MISS_PAIRS: [(&str, &str, &str); 1] =
+    [("cache-ram", "nullb-ram", "memory-backed null_blk, no delay")];
+/// Label of the plain rxdsk device the hit rows compare with (made and filled beside the
+/// cache device, so that both hold pages allocated at the same time).
+pub const CACHE_PLAIN: &str = "cache-plain";
+/// Label of the cache device whose reads all hit; its rows' other target is [`CACHE_PLAIN`].
+pub const CACHE_HIT: &str = "cache-hit";
+
+/// After the other jobs: the cache's two paths (`cache-` rows). The hit path: random and
+/// sequential reads of a cache device (writeback, a memory limit of three quarters of its
+/// size) whose span is all in RAM and clean, beside the same reads of a plain rxdsk device
+/// filled at the same time. The miss path: reads of a cache device that holds a sixteenth of
+/// its span, beside raw reads of its own backing device (memory: the miss path's own cost shows),
+/// which holds the image the cache device wrote and flushed.
+fn cache_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
+    let (hit, plain, ram, cram) = (
+        CACHE_INDEX,
+        CACHE_INDEX + 1,
+        CACHE_INDEX + 2,
+        CACHE_INDEX + 3,
+    );
+    let check = |i: usize, test: &str, what: &str| {
+        format!(
+            "check{i}() {{ DEV=$DEV{i}; [ -b \"$DEV\" ] || fail \"$DEV is not a block device\"; {test} || fail \"$DEV is not {what}\"; }}\n"
+        )
+    };
+    let cache_check = |i: usize, backing: &str| {
+        check(
+            i,
+            &format!("$RXDSKCTL list --raw -n -o NAME,MODE,BACKING | grep -qx \"$DEV writeback {backing}\""),
+            "a cache device",
+        )
+    };
+    let mut s = format!("CACHE_SPAN={CACHE_SPAN_MB}; SPAN_MB=$CACHE_SPAN\n");
+    // The hit device: backed by a blank rxdsk device, its limit three quarters of its size.
+    s += &format!(
+        "HIT_BACKING=$($RXDSKCTL create --size $((2 * CACHE_SPAN + 1))M)\n\
+         DEV{hit}=$($RXDSKCTL create --backing $HIT_BACKING --mem-limit $((3 * CACHE_SPAN / 2))M); LABEL{hit}={CACHE_HIT}\n"
+    );
+    s += &cache_check(hit, "$HIT_BACKING");
+    s += &format!(
+        "DEV{plain}=$($RXDSKCTL create --size $((2 * CACHE_SPAN))M --block-size 4096); LABEL{plain}={CACHE_PLAIN}\n"
+    );
+    s += &check(
+        plain,
+        "$RXDSKCTL list --raw -n -o NAME,BACKED | grep -qx \"$DEV 0\"",
+        "a plain rxdsk device",
+    );
+    // The miss device's backing: memory-backed null_blk (the main targets' `mb` is too small).
+    let (cache_label, raw_label, _) = CACHE_MISS_PAIRS[0];
+    s += &format!(
+        "C=/sys/kernel/config/nullb/cram; mkdir $C; echo $((2 * CACHE_SPAN + 2)) > $C/size; echo 4096 > $C/blocksize; \
+         echo 1 > $C/memory_backed; echo 0 > $C/queue_mode; echo 0 > $C/irqmode; echo 1 > $C/power; \
+         if [ -b /dev/cram ]; then DEV{ram}=/dev/cram; else DEV{ram}=/dev/nullb$(cat $C/index); fi; LABEL{ram}={raw_label}\n\
+         DEV{cram}=$($RXDSKCTL create --backing $DEV{ram} --mem-limit $((CACHE_SPAN / 16))M); LABEL{cram}={cache_label}\n"
+    );
+    s += &check(
+        ram,
+        "[ \"$(cat /sys/kernel/config/nullb/cram/memory_backed)\" = 1 ]",
+        "the memory-backed null_blk",
+    );
+    s += &cache_check(cram, &format!("$DEV{ram}"));
+    // Every cached span written, then flushed: clean pages, and the same bytes in the image.
+    for i in [plain, hit, cram] {
+        s += &format!(
+            "kbench {i} fill random=0 read_pct=0 block_size=1048576 bursts=1 ios=$CACHE_SPAN threads=1 > /dev/null\n\
+             check{i}; [ {i} = {plain} ] || $RXDSKCTL flush $DEV > /dev/null\n"
+        );
+    }
+    let misses = format!("{ram} {cram}");
+    for _ in 0..repeats {
+        for (job, random, block_size) in [("4k-randread", 1, 4096), ("1M-seqread", 0, 1 << 20)] {
+            let ios = burst_ios(ios_4k, block_size);
+            s += &format!(
+                "kbench '{plain} {hit}' cache-hit-{job}@t1 random={random} read_pct=100 block_size={block_size} \
+                 bursts={bursts} ios={ios} threads=1\n"
+            );
+            // A miss costs far more than a hit: fewer I/Os per burst.
+            s += &format!(
+                "kbench '{misses}' cache-miss-{job}@t1 random={random} read_pct=100 block_size={block_size} \
+                 bursts={bursts} ios={} threads=1\n",
+                (ios / 4).max(8)
+            );
+        }
+    }
+    s += &format!(
+        "for i in {hit} {cram}; do check$i; eval label=\\$LABEL$i; \
+         echo \"RXDSK-DATA cache-hit-ratio $label $($RXDSKCTL list --raw -n -o NAME,HIT-RATIO | sed -n \"s|^$DEV ||p\")\"; done\n"
+    );
     s
 }
 
@@ -553,6 +653,8 @@ pub struct Results {
     pub tiering: BTreeMap<(String, String), TierPhase>,
     /// Tiering peers that could not be set up → why.
     pub tiering_skipped: BTreeMap<String, String>,
+    /// Cache device of the native cache rows → its read hit ratio over them.
+    pub cache_hit_ratio: BTreeMap<String, f64>,
 }
 
 /// The backing-device lines of the report (native), against their targets.
@@ -704,6 +806,15 @@ pub fn parse(console: &Console, results: &mut Results) -> Result<()> {
                     reason.unwrap_or("no reason given").trim().into(),
                 );
             }
+            "cache-hit-ratio" => {
+                let f: Vec<&str> = line.split_whitespace().skip(1).collect();
+                let [label, ratio] = f[..] else {
+                    bail!("malformed cache-hit-ratio line: {line}");
+                };
+                results
+                    .cache_hit_ratio
+                    .insert(label.into(), ratio.parse().unwrap_or(f64::NAN));
+            }
             "zram_mm_stat" => {
                 let rest = line.trim_start_matches("zram_mm_stat").trim();
                 results.zram_mm_stat = Some(
@@ -811,8 +922,11 @@ impl Row {
 
 pub fn rows(samples: &[Sample]) -> Vec<Row> {
     let mut keys: Vec<(Mode, String)> = Vec::new();
-    // The compressed targets' rows have a table of their own.
-    for s in samples.iter().filter(|s| columns().any(|t| t == s.target)) {
+    // The compressed targets' rows and the cache rows have tables of their own.
+    for s in samples
+        .iter()
+        .filter(|s| columns().any(|t| t == s.target) && !s.row.starts_with("cache-"))
+    {
         if !keys.iter().any(|(m, r)| *m == s.mode && *r == s.row) {
             keys.push((s.mode, s.row.clone()));
         }
@@ -1049,6 +1163,70 @@ pub fn compression_table(results: &Results) -> String {
                 spread.map_or("-".into(), |s| format!("{:.2}-{:.2}", s.p25, s.p75)),
                 ratio(&r),
                 ratio(&z),
+            );
+        }
+    }
+    out
+}
+
+/// The cache's hit and miss paths (native), each a paired ratio with its IQR.
+pub fn cache_table(results: &Results) -> String {
+    let samples = &results.samples;
+    let mut jobs: Vec<&str> = Vec::new();
+    for s in samples {
+        if let Some(job) = s.row.strip_prefix("cache-hit-") {
+            if !jobs.contains(&job) {
+                jobs.push(job);
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return String::new();
+    }
+    let spread = |row: String, target: &str, other: &str| {
+        paired_ratio_of(samples, Mode::Native, &row, target, other).map_or("-".into(), |r| {
+            format!("{:.2} [{:.2}-{:.2}]", r.median, r.p25, r.p75)
+        })
+    };
+    let iops = |row: String, target: &str| {
+        median(
+            samples
+                .iter()
+                .filter(|s| s.mode == Mode::Native && s.row == row && s.target == target)
+                .map(|s| s.iops)
+                .collect(),
+        )
+    };
+    let hit_ratio = |label: &str| {
+        results
+            .cache_hit_ratio
+            .get(label)
+            .map_or(String::new(), |r| format!(", read hit ratio {r:.3}"))
+    };
+    let mut out = format!(
+        "Cache (a backed device whose memory limit is smaller than the device), paired ratios [IQR]:\n  \
+         hit path: a cache device with its span in RAM over a plain rxdsk device (target >= 0.95){}:\n",
+        hit_ratio(CACHE_HIT)
+    );
+    for job in &jobs {
+        let row = format!("cache-hit-{job}");
+        out += &format!(
+            "    {job:<18} {}  ({:.0} vs {:.0} IOPS)\n",
+            spread(row.clone(), CACHE_HIT, CACHE_PLAIN),
+            iops(row.clone(), CACHE_HIT),
+            iops(row, CACHE_PLAIN)
+        );
+    }
+    out += "  miss path: a cache device holding 1/16 of its span over a raw read of its backing device (target >= 0.90):\n";
+    for (cache, raw, what) in CACHE_MISS_PAIRS {
+        out += &format!("    backing: {what}{}\n", hit_ratio(cache));
+        for job in &jobs {
+            let row = format!("cache-miss-{job}");
+            let (c, r) = (iops(row.clone(), cache), iops(row.clone(), raw));
+            out += &format!(
+                "      {job:<16} {}  ({c:.0} vs {r:.0} IOPS; a miss adds {:.1} us)\n",
+                spread(row, cache, raw),
+                1e6 / c - 1e6 / r
             );
         }
     }
@@ -1522,6 +1700,7 @@ impl Report<'_> {
         text += &ceiling_table(self.rows);
         text += &format!("native (UML) {}", memory_table(self.native_mem));
         text += &compression_table(self.native_mem);
+        text += &cache_table(self.native_mem);
         if !self.native_mem.backing.is_empty() {
             text += &format!("native (UML) {}", backing_table(self.native_mem, self.rows));
         }
@@ -1554,6 +1733,7 @@ impl Report<'_> {
             memory_table(self.native_mem)
         );
         md += &compression_table(self.native_mem);
+        md += &cache_table(self.native_mem);
         if !self.native_mem.backing.is_empty() {
             md += &backing_table(self.native_mem, self.rows);
         }
@@ -1929,6 +2109,36 @@ mod tests {
         let mut r = Results::default();
         parse(&c, &mut r).unwrap();
         rows(&r.samples)
+    }
+
+    #[test]
+    fn cache_rows_have_a_table_of_their_own() {
+        let mut c = Console::default();
+        let line = |t: &str, row: &str, times: &str| {
+            format!(
+                "RXDSK-DATA kbench {t} {row} slot=0 dev=1:0 bs=4096 bursts=2 ios=2000 errors=0 ns=1 burst_ns={times}"
+            )
+        };
+        for l in [
+            line(CACHE_PLAIN, "cache-hit-4k-randread@t1", "100,100"),
+            line(CACHE_HIT, "cache-hit-4k-randread@t1", "100,125"),
+            line("nullb-ram", "cache-miss-4k-randread@t1", "100,100"),
+            line("cache-ram", "cache-miss-4k-randread@t1", "1000,1000"),
+            "RXDSK-DATA cache-hit-ratio cache-ram 0.057".to_string(),
+        ] {
+            c.feed(&l);
+        }
+        let mut r = Results::default();
+        parse(&c, &mut r).unwrap();
+        assert!(
+            rows(&r.samples).is_empty(),
+            "cache rows stay out of the main table"
+        );
+        let t = cache_table(&r);
+        // Paired: 100/100 and 100/125 give a median of 0.90; the misses 100/1000, 0.10.
+        assert!(t.contains("4k-randread@t1     0.90 [0.85-0.95]"), "{t}");
+        assert!(t.contains("0.10 [0.10-0.10]"), "{t}");
+        assert!(t.contains("read hit ratio 0.057"), "{t}");
     }
 
     #[test]
