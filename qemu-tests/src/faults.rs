@@ -150,10 +150,18 @@ pub fn in_failing_child(fault: Fault, f: impl FnOnce() -> i32) -> Result<i32, St
                         std::thread::sleep(Duration::from_millis(100));
                     }
                     WaitStatus::StillAlive => {
+                        // Where it is stuck, before it goes: a retry loop shows in its stack.
+                        let stack = std::fs::read_to_string(format!("/proc/{child}/stack"))
+                            .unwrap_or_else(|e| format!("(no stack: {e})"));
+                        let state = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                            .unwrap_or_default();
                         drop(injection);
                         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                         let _ = waitpid(child, None);
-                        return Err("the failing child did not finish within 120 s".into());
+                        return Err(format!(
+                            "the failing child did not finish within 120 s; its state: {}; its kernel stack:\n{stack}",
+                            state.split_whitespace().nth(2).unwrap_or("?")
+                        ));
                     }
                     WaitStatus::Exited(_, code) => return Ok(code),
                     other => return Err(format!("the failing child ended with {other:?}")),

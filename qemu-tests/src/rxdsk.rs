@@ -407,7 +407,10 @@ impl Drop for Device {
     fn drop(&mut self) {
         if self.armed {
             if let Ok(c) = Control::open() {
-                let _ = c.destroy(self.id, abi::RXDSK_FLAG_FORCE);
+                // Said, so that a later test's surprise (a device it did not make) has its cause.
+                if let Err(e) = c.destroy(self.id, abi::RXDSK_FLAG_FORCE) {
+                    println!("# rxd{} left behind: cannot destroy it: {e}", self.id);
+                }
             }
         }
     }

@@ -34,9 +34,9 @@ pub(crate) struct Cache {
     pub(super) throttled: AtomicU64,
     /// Pages given back to the kernel under memory pressure (the shrinker).
     pub(super) reclaimed: AtomicU64,
-    /// What memory pressure last left the device (bytes), and when (monotonic ns; 0: never):
-    /// for [`PRESSURE_NS`] after, that is the cache's size, so that loads do not take back at
-    /// once what the shrinker gave.
+    /// What memory pressure last left the device (bytes), and when (monotonic ns; 0: never,
+    /// or expired): for [`PRESSURE_NS`] after, that is the cache's size, so that loads do not
+    /// take back at once what the shrinker gave.
     squeezed_to: AtomicU64,
     squeezed_at: AtomicU64,
 }
@@ -72,11 +72,15 @@ impl Cache {
     /// pressure (see [`Cache::squeeze`]).
     pub(super) fn size(&self) -> u64 {
         let at = self.squeezed_at.load(Ordering::Acquire);
-        if at != 0 && ffi::now_mono_ns().saturating_sub(at) < PRESSURE_NS {
-            self.limit.min(self.squeezed_to.load(Ordering::Relaxed))
-        } else {
-            self.limit
+        if at == 0 {
+            return self.limit;
         }
+        if ffi::now_mono_ns().saturating_sub(at) < PRESSURE_NS {
+            return self.limit.min(self.squeezed_to.load(Ordering::Relaxed));
+        }
+        // Expired: later calls read no clock. A squeeze meanwhile (a new time) stays.
+        let _ = self.squeezed_at.compare_exchange(at, 0, Ordering::Relaxed, Ordering::Relaxed);
+        self.limit
     }
 
     /// Memory pressure left the device at `bytes`: its cache is that size (at least the
