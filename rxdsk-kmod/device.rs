@@ -1163,6 +1163,10 @@ impl ShrinkTask for Device {
             return None;
         }
         let freed = self.cache.evict_to(&self.store, &self.unloaded, &self.cut, goal, Some(4 * nr));
+        // Freed by RCU callbacks: reclaim must find them free when we return, not a grace
+        // period later (`cache_gives_memory_back` saw the device give back a sixth, not all
+        // the way to its floor, when the scan did not wait).
+        self.store.wait_evicted();
         self.cache.reclaimed.fetch_add(freed, Ordering::Relaxed);
         self.cache.squeeze(self.store.used_bytes());
         (freed != 0).then_some(freed)

@@ -92,6 +92,14 @@ impl Store {
         }
     }
 
+    /// Waits until evicted pages are back with the kernel (a compressed store frees them at
+    /// once).
+    pub(crate) fn wait_evicted(&self) {
+        if let Store::Plain(s) = self {
+            s.wait_evicted();
+        }
+    }
+
     /// What a page takes on average, in bytes (less than a page when compressed; at least 1).
     pub(crate) fn bytes_per_page(&self) -> u64 {
         (self.used_bytes() / self.pages().max(1)).max(1)

@@ -359,6 +359,12 @@ impl PageStore {
         });
     }
 
+    /// Waits until the pages evicted so far are back with the kernel (a grace period, and our
+    /// callbacks): memory reclaim counts on what a shrinker's scan freed being free.
+    pub(crate) fn wait_evicted(&self) {
+        while self.evicted.pending() > 0 && self.evicted.wait_for_some() {}
+    }
+
     /// One pass of eviction over the present pages from `from`, visiting at most `visits`:
     /// a page changed since the last flush is skipped, any other is evicted if `choose` says
     /// so, and freed by an RCU callback after a grace period (for readers that found it); it
