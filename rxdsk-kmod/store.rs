@@ -92,6 +92,15 @@ impl Store {
         }
     }
 
+    /// Before an eviction pass, with no lock held that writers take: waits if evicted pages
+    /// are waiting for their grace period beyond their slack (a compressed store frees them
+    /// at once).
+    pub(crate) fn throttle_evictions(&self) {
+        if let Store::Plain(s) = self {
+            s.throttle_evictions();
+        }
+    }
+
     /// Waits until evicted pages are back with the kernel (a compressed store frees them at
     /// once).
     pub(crate) fn wait_evicted(&self) {

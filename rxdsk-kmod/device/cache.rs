@@ -112,6 +112,7 @@ impl Cache {
     /// Evicts the clean pages of `first..=last`, just written through to the backing device
     /// (writearound). Backing lock held, no cut open.
     pub(super) fn drop_written(&self, store: &Store, unloaded: &Unloaded, cut: &PercpuRwSem, first: u64, last: u64) {
+        store.throttle_evictions();
         let _no_change = cut.write();
         // At most one visit per page of the range finds every page present in it.
         store.evict_pass(first, last - first + 1, |index| {
@@ -147,6 +148,7 @@ impl Cache {
             // must not take more than it needs.
             let mut wanted = used.saturating_sub(goal).div_ceil(store.bytes_per_page());
             let mut probation = referenced.probation(store.pages().max(1));
+            store.throttle_evictions();
             let (evicted, next) = {
                 let _no_change = cut.write();
                 store.evict_pass(referenced.hand(), PASS, |index| {

@@ -35,7 +35,7 @@ use kernel::{prelude::*, sync::rcu};
 ///   finished their cmpxchg.
 /// - With a limit, `pages + retired.pending() <= limit` (reservations are made under the
 ///   XArray lock). Evicted pages waiting for their grace period are outside it, and at most
-///   [`PageStore::evicted_slack`] (an eviction pass waits for some to go first).
+///   [`PageStore::evicted_slack`] (see [`PageStore::throttle_evictions`]).
 /// - `changes` tracks the changes of `xa` (see [`Changes`]).
 /// - While a cut is open, `frozen` holds, for an index of the cut changed since the cut and not
 ///   yet written out, its page as it was at the cut (a copy, or the page itself once erased);
@@ -359,6 +359,14 @@ impl PageStore {
         });
     }
 
+    /// Before an eviction pass, outside the cut lock (writers would wait with us): if passes
+    /// outran the grace periods, waits for one batch of evicted pages to be freed.
+    pub(crate) fn throttle_evictions(&self) {
+        if self.evicted.pending() >= self.evicted_slack() {
+            self.evicted.wait_for_some();
+        }
+    }
+
     /// Waits until the pages evicted so far are back with the kernel (a grace period, and our
     /// callbacks): memory reclaim counts on what a shrinker's scan freed being free.
     pub(crate) fn wait_evicted(&self) {
@@ -373,10 +381,6 @@ impl PageStore {
     /// The caller holds the device's cut lock for writing and no cut is open: nothing changes
     /// a page meanwhile, so a page seen clean stays so.
     pub(crate) fn evict_pass(self: Pin<&Self>, from: u64, visits: u64, mut choose: impl FnMut(u64) -> bool) -> (u64, Option<u64>) {
-        if self.evicted.pending() >= self.evicted_slack() {
-            // Passes outran the grace periods: wait for one batch of ours to be freed.
-            self.evicted.wait_for_some();
-        }
         let mut doomed = FreeBatch::new(self.evicted());
         let Ok(mut at) = usize::try_from(from) else { return (0, None) };
         let mut evicted = 0;

@@ -157,12 +157,17 @@ fn prologue(env: &Env, span_mb: u32) -> String {
     );
     for (i, t) in TARGETS.iter().enumerate() {
         s += &format!("{}\nDEV{i}=$DEV\n", t.setup);
-        s += &format!(
-            "check{i}() {{ DEV=$DEV{i}; [ -b \"$DEV\" ] || fail \"$DEV is not a block device\"; {} || fail \"$DEV is not a {} device\"; }}\n",
-            t.check, t.label
-        );
+        s += &check_fn(i, t.check, &format!("a {} device", t.label));
     }
     s
+}
+
+/// Shell function `check<i>`: fails unless `$DEV<i>` is a block device and `test` holds of
+/// it (`what` it then is not).
+fn check_fn(i: usize, test: &str, what: &str) -> String {
+    format!(
+        "check{i}() {{ DEV=$DEV{i}; [ -b \"$DEV\" ] || fail \"$DEV is not a block device\"; {test} || fail \"$DEV is not {what}\"; }}\n"
+    )
 }
 
 /// Fills target `i` (so reads touch real data) and reports the memory it took.
@@ -271,13 +276,8 @@ fn cache_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
         CACHE_INDEX + 2,
         CACHE_INDEX + 3,
     );
-    let check = |i: usize, test: &str, what: &str| {
-        format!(
-            "check{i}() {{ DEV=$DEV{i}; [ -b \"$DEV\" ] || fail \"$DEV is not a block device\"; {test} || fail \"$DEV is not {what}\"; }}\n"
-        )
-    };
     let cache_check = |i: usize, backing: &str| {
-        check(
+        check_fn(
             i,
             &format!("$RXDSKCTL list --raw -n -o NAME,MODE,BACKING | grep -qx \"$DEV writeback {backing}\""),
             "a cache device",
@@ -293,7 +293,7 @@ fn cache_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
     s += &format!(
         "DEV{plain}=$($RXDSKCTL create --size $((2 * CACHE_SPAN))M --block-size 4096); LABEL{plain}={CACHE_PLAIN}\n"
     );
-    s += &check(
+    s += &check_fn(
         plain,
         "$RXDSKCTL list --raw -n -o NAME,BACKED | grep -qx \"$DEV 0\"",
         "a plain rxdsk device",
@@ -306,7 +306,7 @@ fn cache_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
          if [ -b /dev/cram ]; then DEV{ram}=/dev/cram; else DEV{ram}=/dev/nullb$(cat $C/index); fi; LABEL{ram}={raw_label}\n\
          DEV{cram}=$($RXDSKCTL create --backing $DEV{ram} --mem-limit $((CACHE_SPAN / 16))M); LABEL{cram}={cache_label}\n"
     );
-    s += &check(
+    s += &check_fn(
         ram,
         "[ \"$(cat /sys/kernel/config/nullb/cram/memory_backed)\" = 1 ]",
         "the memory-backed null_blk",
@@ -1124,16 +1124,7 @@ pub fn compression_table(results: &Results) -> String {
         "rxdsk ratio",
         "zram ratio"
     );
-    let median_iops = |label: &str, row: &str| {
-        median(
-            results
-                .samples
-                .iter()
-                .filter(|s| s.target == label && s.row == row)
-                .map(|s| s.iops)
-                .collect(),
-        )
-    };
+    let median_iops = |label: &str, row: &str| median_iops(&results.samples, label, row);
     for algorithm in COMPRESSORS {
         let (r, z) = (
             compressed_label("rxdsk", algorithm),
@@ -1169,6 +1160,17 @@ pub fn compression_table(results: &Results) -> String {
     out
 }
 
+/// The median IOPS of `target` on `row` (the native-only rows: compression, cache).
+fn median_iops(samples: &[Sample], target: &str, row: &str) -> f64 {
+    median(
+        samples
+            .iter()
+            .filter(|s| s.target == target && s.row == row)
+            .map(|s| s.iops)
+            .collect(),
+    )
+}
+
 /// The cache's hit and miss paths (native), each a paired ratio with its IQR.
 pub fn cache_table(results: &Results) -> String {
     let samples = &results.samples;
@@ -1188,15 +1190,7 @@ pub fn cache_table(results: &Results) -> String {
             format!("{:.2} [{:.2}-{:.2}]", r.median, r.p25, r.p75)
         })
     };
-    let iops = |row: String, target: &str| {
-        median(
-            samples
-                .iter()
-                .filter(|s| s.mode == Mode::Native && s.row == row && s.target == target)
-                .map(|s| s.iops)
-                .collect(),
-        )
-    };
+    let iops = |row: String, target: &str| median_iops(samples, target, &row);
     let hit_ratio = |label: &str| {
         results
             .cache_hit_ratio
