@@ -18,7 +18,12 @@ fn rxdskctl(args: &[&str]) -> Result<crate::harness::Output, String> {
 
 /// `rxdskctl create --backing DISK [more]`: the restored device.
 pub fn restore(more: &[&str]) -> Result<Device, String> {
-    let mut args = vec!["create", "--backing", DISK];
+    restore_from(DISK, more)
+}
+
+/// [`restore`] from `disk`.
+pub fn restore_from(disk: &str, more: &[&str]) -> Result<Device, String> {
+    let mut args = vec!["create", "--backing", disk];
     args.extend_from_slice(more);
     let out = cmd_ok("rxdskctl", &args)?;
     let path = out.stdout.trim();

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const SIZE: u64 = 128 * MIB;
+/// The second scratch disk, big enough for a 1 GiB cache device and its journal.
+const BIG_DISK: &str = "/dev/vdb";
 const LIMIT: u64 = 8 * MIB;
 /// What memory use may exceed the limit by (docs/design.md, "The memory limit of a backed
 /// device"): a page per writer racing past the check, a few writers.
@@ -141,25 +143,68 @@ fn used_after_grace(dev: &Device, done: impl Fn(u64) -> bool) -> Result<u64, Str
     }
 }
 
-fn within_limit(what: &str, max: u64, compressed: bool) -> TestResult {
+fn within_limit(what: &str, max: u64, limit: u64, compressed: bool) -> TestResult {
     let slack = if compressed {
         SLACK
     } else {
-        plain_slack(LIMIT)
+        plain_slack(limit)
     };
-    println!("# {what}: memory use at most {max} bytes (limit {LIMIT}, slack {slack})");
-    ensure(max <= LIMIT + slack, || {
-        format!("{what}: memory use reached {max} bytes, over the {LIMIT}-byte limit plus {slack} of slack")
+    println!("# {what}: memory use at most {max} bytes (limit {limit}, slack {slack})");
+    ensure(max <= limit + slack, || {
+        format!("{what}: memory use reached {max} bytes, over the {limit}-byte limit plus {slack} of slack")
     })
 }
 
-fn fio_verify_only(dev: &Device, job: &str) -> TestResult {
+/// A cache device's size and limit, the disk it is backed by, and what fio-cache.fio
+/// writes on it: half the device sequentially, then `random_io` bytes at random in the other
+/// half.
+struct Geometry {
+    size: u64,
+    limit: u64,
+    disk: &'static str,
+    random_io: u64,
+    timeout: Duration,
+}
+
+impl Geometry {
+    /// The suite's usual cache device: 128 MiB over the scratch disk, an 8 MiB limit.
+    const SMALL: Self = Self {
+        size: SIZE,
+        limit: LIMIT,
+        disk: DISK,
+        random_io: 24 * MIB,
+        timeout: Duration::from_secs(300),
+    };
+
+    /// The issue's: 1 GiB with a 64 MiB limit, over the second scratch disk.
+    const GIB: Self = Self {
+        size: 1024 * MIB,
+        limit: 64 * MIB,
+        disk: BIG_DISK,
+        random_io: 192 * MIB,
+        timeout: Duration::from_secs(900),
+    };
+
+    fn env(&self) -> [(&'static str, String); 2] {
+        [
+            ("RXDSK_HALF", format!("{}", self.size / 2)),
+            ("RXDSK_RANDOM_IO", format!("{}", self.random_io)),
+        ]
+    }
+}
+
+fn fio_verify_only(dev: &Device, job: &str, g: &Geometry) -> TestResult {
     let job = format!("{}/{job}", crate::datapath::GUEST_DIR);
+    let env = g.env();
     let out = cmd_timeout(
         "fio",
         &["--verify_only", &job],
-        &[("RXDSK_DEV", dev.path.as_str())],
-        Duration::from_secs(600),
+        &[
+            ("RXDSK_DEV", dev.path.as_str()),
+            (env[0].0, env[0].1.as_str()),
+            (env[1].0, env[1].1.as_str()),
+        ],
+        g.timeout,
     )?;
     ensure(out.status == 0, || {
         format!("fio --verify_only: exit {} {}", out.status, out.stderr)
@@ -169,52 +214,81 @@ fn fio_verify_only(dev: &Device, job: &str) -> TestResult {
 /// Creates the device (compressed with `compress`, or plain) with the limit and attaches the
 /// scratch disk with a journal.
 fn cache_device(compress: u32) -> Result<Device, String> {
-    ensure(is_block_device(DISK), || {
-        format!("{DISK} missing: the suite's scratch disk")
+    cache_device_on(compress, &Geometry::SMALL)
+}
+
+fn cache_device_on(compress: u32, g: &Geometry) -> Result<Device, String> {
+    ensure(is_block_device(g.disk), || {
+        format!("{}: missing: the suite's scratch disk", g.disk)
     })?;
     let dev = if compress == 0 {
-        Device::create_with(SIZE, 4096, LIMIT, 0)?
+        Device::create_with(g.size, 4096, g.limit, 0)?
     } else {
-        Device::create_compressed(SIZE, 4096, compress, LIMIT)?
+        Device::create_compressed(g.size, 4096, compress, g.limit)?
     };
-    cmd_ok("rxdskctl", &["attach", "--journal", "16M", &dev.path, DISK])?;
+    cmd_ok(
+        "rxdskctl",
+        &["attach", "--journal", "16M", &dev.path, g.disk],
+    )?;
     Ok(dev)
 }
 
-fn bigger_than_ram(compress: u32) -> TestResult {
-    let dev = cache_device(compress)?;
+/// fio writes the device's whole span (16 times its limit) and verifies each block, with
+/// memory use sampled throughout; then the device is flushed, destroyed, restored from its
+/// disk with the same limit, and verified again through misses.
+fn bigger_than_ram(compress: u32, g: &Geometry) -> TestResult {
+    let dev = cache_device_on(compress, g)?;
     ensure(cache_stat(&dev)?.caching, || {
         "the limit of a backed device is not a cache size".into()
     })?;
     let sampler = MemSampler::start(dev.id);
-    crate::datapath::fio_verify(&dev.path, "fio-cache.fio", 80 * MIB)?;
-    within_limit("fio verify", sampler.max(), compress != 0)?;
+    let env = g.env();
+    let started = std::time::Instant::now();
+    crate::datapath::fio_verify_env(
+        &dev.path,
+        "fio-cache.fio",
+        g.size / 2 + g.random_io,
+        &[(env[0].0, env[0].1.as_str()), (env[1].0, env[1].1.as_str())],
+        g.timeout,
+    )?;
+    within_limit("fio verify", sampler.max(), g.limit, compress != 0)?;
     let s = cache_stat(&dev)?;
     ensure(s.evictions > 0 && s.room_flushes > 0, || {
         format!("16 times its limit written, and {s:?}")
     })?;
     println!(
-        "# written and verified 16x the limit: {} evictions, {} flushes for room, {} bios throttled",
-        s.evictions, s.room_flushes, s.throttled
+        "# written and verified {} MiB over a {} MiB limit in {:.0?}: {} evictions, {} flushes for room, {} bios throttled",
+        (g.size / 2 + g.random_io) / MIB,
+        g.limit / MIB,
+        started.elapsed(),
+        s.evictions,
+        s.room_flushes,
+        s.throttled
     );
     cmd_ok("rxdskctl", &["flush", &dev.path])?;
     ensure(dev.info()?.dirty_pages == 0, || {
         "dirty after the flush".into()
     })?;
     dev.destroy()?;
-    let mut args = vec!["--mem-limit", "8M"];
+    let limit_arg = format!("{}M", g.limit / MIB);
+    let mut args = vec!["--mem-limit", limit_arg.as_str()];
     let name;
     if compress != 0 {
         name = rxdsk_ioctl::RXDSK_COMPRESS_NAMES[compress as usize].to_string();
         args.extend(["--compress", name.as_str()]);
     }
-    let back = crate::backing::restore(&args)?;
-    ensure(back.info()?.mem_limit_bytes == LIMIT, || {
+    let back = crate::backing::restore_from(g.disk, &args)?;
+    ensure(back.info()?.mem_limit_bytes == g.limit, || {
         "the restored device has not the limit".into()
     })?;
     let sampler = MemSampler::start(back.id);
-    fio_verify_only(&back, "fio-cache.fio")?;
-    within_limit("verify after the restore", sampler.max(), compress != 0)?;
+    fio_verify_only(&back, "fio-cache.fio", g)?;
+    within_limit(
+        "verify after the restore",
+        sampler.max(),
+        g.limit,
+        compress != 0,
+    )?;
     let s = cache_stat(&back)?;
     ensure(s.misses > 0 && s.evictions > 0, || {
         format!("the restored device read 16x its limit, and {s:?}")
@@ -224,11 +298,17 @@ fn bigger_than_ram(compress: u32) -> TestResult {
 }
 
 pub fn cache_bigger_than_ram_plain() -> TestResult {
-    bigger_than_ram(0)
+    bigger_than_ram(0, &Geometry::SMALL)
+}
+
+/// The issue's geometry: a 1 GiB device with a 64 MiB limit (the normal flavour; the debug
+/// one runs the same code at 128 MiB / 8 MiB above).
+pub fn cache_one_gib_plain() -> TestResult {
+    bigger_than_ram(0, &Geometry::GIB)
 }
 
 pub fn cache_bigger_than_ram_lz4() -> TestResult {
-    bigger_than_ram(rxdsk_ioctl::RXDSK_COMPRESS_LZ4)
+    bigger_than_ram(rxdsk_ioctl::RXDSK_COMPRESS_LZ4, &Geometry::SMALL)
 }
 
 fn fio(dev: &Device, args: &[&str]) -> TestResult {

@@ -30,6 +30,17 @@ pub struct FioSummary {
 /// requires exit status 0, no job error, at least `min_write` bytes written in total, and every
 /// job to have read back (verified) at least what it wrote.
 pub fn fio_verify(dev: &str, job: &str, min_write: u64) -> Result<FioSummary, String> {
+    fio_verify_env(dev, job, min_write, &[], Duration::from_secs(300))
+}
+
+/// [`fio_verify`] with more variables for the job file and a timeout.
+pub fn fio_verify_env(
+    dev: &str,
+    job: &str,
+    min_write: u64,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<FioSummary, String> {
     let job_path = format!("{GUEST_DIR}/{job}");
     let out_path = format!("/tmp/{job}.json");
     let _ = std::fs::remove_file(&out_path);
@@ -40,8 +51,8 @@ pub fn fio_verify(dev: &str, job: &str, min_write: u64) -> Result<FioSummary, St
             &format!("--output={out_path}"),
             &job_path,
         ],
-        &[("RXDSK_DEV", dev)],
-        Duration::from_secs(300),
+        &[&[("RXDSK_DEV", dev)], env].concat(),
+        timeout,
     )?;
     let json_text = std::fs::read_to_string(&out_path).unwrap_or_default();
     if out.status != 0 {

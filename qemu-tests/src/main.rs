@@ -106,6 +106,10 @@ const TESTS: &[Test] = &[
         run: cache::cache_bigger_than_ram_plain,
     },
     Test {
+        name: "cache_one_gib_plain",
+        run: cache::cache_one_gib_plain,
+    },
+    Test {
         name: "cache_bigger_than_ram_lz4",
         run: cache::cache_bigger_than_ram_lz4,
     },

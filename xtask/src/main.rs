@@ -111,6 +111,8 @@ impl TestSelection {
 
 /// Size of the guest suite's scratch disk (sparse on the host).
 const SCRATCH_DISK_BYTES: u64 = 512 << 20;
+/// The second scratch disk: a 1 GiB device, its journal and its metadata.
+const BIG_SCRATCH_DISK_BYTES: u64 = 1088 << 20;
 
 /// The slow data-volume tests, left out of CI's short run on the debug flavour (they run in
 /// full on the normal flavour in the same CI run, and in `cargo xtask soak`). Swap runs on
@@ -125,6 +127,9 @@ const DEBUG_SHORT_SKIP: &[&str] = &[
     // The cache's policy measured (hit ratios): the same on both kernels; eviction's locking
     // runs under lockdep and KASAN in cache_bigger_than_ram_plain and _lz4.
     "cache_hot_set_survives_scan",
+    // The 1 GiB / 64 MiB geometry: the code it runs is cache_bigger_than_ram_plain's,
+    // which runs on the debug kernel at 128 MiB / 8 MiB.
+    "cache_one_gib_plain",
 ];
 
 #[derive(Subcommand)]
@@ -319,6 +324,16 @@ fn test_vm_labelled(
         qemu::DiskSpec {
             path: scratch,
             size: Some(SCRATCH_DISK_BYTES),
+        }
+        .prepare()?,
+    );
+    // And a bigger one after it (/dev/vdb), for the 1 GiB cache device.
+    let big = paths::target().join(format!("scratch-big-{}.img", a.kernel.flavour.name));
+    let _ = std::fs::remove_file(&big);
+    b.disks.push(
+        qemu::DiskSpec {
+            path: big,
+            size: Some(BIG_SCRATCH_DISK_BYTES),
         }
         .prepare()?,
     );
