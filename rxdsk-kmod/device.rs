@@ -24,7 +24,6 @@ use crate::sys::disk::{Attr, AttrText, Bio, BioHandler, DiskConfig, GenDisk, Op,
 use crate::sys::ffi::{self, Gfp, NoIo, PAGE_SIZE, SECTOR_SHIFT};
 use crate::sys::iomem::IoMem;
 use crate::sys::periodic::{Periodic, PeriodicTask};
-use crate::sys::remap::Remap;
 use crate::sys::rwsem::PercpuRwSem;
 use crate::sys::shrinker::{ShrinkTask, Shrinker};
 use core::ops::{Deref, DerefMut};
@@ -78,11 +77,10 @@ pub(crate) struct DeviceConfig {
 ///   disk is removed, before `self` is freed.
 /// - While `unloaded` has pages, `backing` holds the image they are read from (DETACH
 ///   loads them all first), and no I/O touches a page whose bit is set: such bios go through
-///   `deferred`, which loads the page first, or (reads on a cache device) through `remap`,
-///   which reads them from the backing device and is cleared before it goes. A bit is set
-///   again only by eviction (see `device/cache.rs`), for a clean page, with `backing` and
-///   `cut` (for writing) held; so bios that change the store check the bits again under
-///   `cut`, and a read that finds no page looks at its bit again.
+///   `deferred`, which loads the page first. A bit is set again only by eviction (see
+///   `device/cache.rs`), for a clean page, with `backing` and `cut` (for writing) held; so
+///   bios that change the store check the bits again under `cut`, and a read that finds no
+///   page looks at its bit again.
 /// - Every bio that changes the store does so holding `cut` for reading, and checks the
 ///   capacity and the writethrough mode under it; a flush's cut, a shrink and the start of
 ///   tracking (ATTACH) take it for writing: no change is under way then, deferred bios
@@ -97,9 +95,6 @@ pub(crate) struct Device {
     store: Store,
     #[pin]
     deferred: Deferred<Device>,
-    /// Read misses sent straight to the backing device (see [`Device::read_around`]).
-    #[pin]
-    remap: Remap,
     /// The automatic flush; stopped before the backing device goes.
     #[pin]
     periodic: Periodic<Device>,
@@ -191,7 +186,6 @@ impl Device {
         {
             let mut backing = device.lock_backing();
             *backing = Some(image);
-            device.set_remap_target(&backing);
             device.view.publish(backing.as_ref());
         }
         device.add()?;
@@ -337,7 +331,6 @@ impl Device {
             let _no_change = self.cut.write();
             self.store.start_tracking();
             *backing = Some(image);
-            self.set_remap_target(&backing);
             // From here writes are deferred (writethrough) and wait for the lock we hold.
             self.view.publish(backing.as_ref());
         }
@@ -433,23 +426,11 @@ impl Device {
     /// after that: closing the backing device takes its `open_mutex`, whose holders allocate
     /// memory, and reclaim may wait for the cut lock (the shrinker's eviction).
     fn unpublish(&self, backing: &mut BackingLock<'_>) -> Option<Image> {
-        // Reads sent to the backing device complete first (none starts: nothing is unloaded).
-        self.remap.clear_target();
         let _no_change = self.cut.write();
         self.store.stop_tracking();
         let image = backing.take();
         self.view.publish(None);
         image
-    }
-
-    /// Lets read misses go to the image's backing device, which `backing` now holds.
-    fn set_remap_target(&self, backing: &BackingLock<'_>) {
-        if let Some(image) = backing.as_ref() {
-            // SAFETY: The image stays in `backing` until `unpublish` takes it out, which
-            // clears the target first; or until the device is freed, whose drop clears it
-            // after the disk is removed and before the fields (the image) go.
-            unsafe { self.remap.set_target(image.backing()) };
-        }
     }
 
     /// Whether the device has a backing device and data not yet flushed to it.
@@ -481,7 +462,6 @@ impl Device {
                 disk,
                 store,
                 deferred <- Deferred::new(),
-                remap <- Remap::new(),
                 periodic <- Periodic::new(),
                 unloaded,
                 capacity: AtomicU64::new(config.size_bytes),
@@ -860,7 +840,7 @@ impl BioHandler for Device {
                 let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 writeln!(
                     out,
-                    "{} {} {} {} {} {} {} {} {}",
+                    "{} {} {} {} {} {} {} {}",
                     hits,
                     misses,
                     get(&c.evictions),
@@ -868,8 +848,7 @@ impl BioHandler for Device {
                     get(&c.throttled),
                     c.referenced.protected_pages(),
                     u8::from(self.caches()),
-                    get(&c.reclaimed),
-                    get(&c.bypassed)
+                    get(&c.reclaimed)
                 )
             }
             Attr::BdStat => {
@@ -893,14 +872,11 @@ impl BioHandler for Device {
         if bio.op() == Op::Read && self.caches() {
             self.stats.cache_read(load.is_none());
         }
-        let Some((first, last)) = load else {
-            self.complete(bio);
+        if load.is_some() {
+            self.defer(bio);
             return;
-        };
-        match self.read_around(bio, first, last) {
-            Ok(()) => {}
-            Err(bio) => self.defer(bio),
         }
+        self.complete(bio);
     }
 }
 
@@ -916,33 +892,6 @@ enum Attempt {
 }
 
 impl Device {
-    /// A read miss on a cache device whose pages `first..=last` are all on the backing
-    /// device only: read straight from the backing device, around the cache, by a clone of
-    /// the bio, unless the cache admits the pages (see `Referenced::admits`). A read the
-    /// cache admits comes back, for the worker to load its pages with it, as does one that
-    /// cannot go around. (Loading admitted pages in the background instead, after a read
-    /// around, lost a third of the hot set to a scan in `cache_hot_set_survives_scan`.)
-    /// Pages unloaded now stay so until the backing device is let go (DETACH loads them
-    /// first, and `clear_target` waits for this read), and their data there is theirs (they
-    /// are clean); a write that loads one meanwhile races with this read, as any two
-    /// overlapping bios do.
-    fn read_around(&self, bio: Bio, first: u64, last: u64) -> Result<(), Bio> {
-        if bio.op() != Op::Read || !self.caches() || bio.flush_or_fua() {
-            return Err(bio);
-        }
-        let end = bio.position().saturating_add(bio.len());
-        if end > self.capacity.load(Ordering::Acquire) {
-            return Err(bio);
-        }
-        let len = bio.len();
-        self.remap.try_read(bio, || {
-            (first..=last).all(|i| self.unloaded.is_set(i)) && !self.cache.referenced.admits(first, last)
-        })?;
-        self.cache.bypassed.fetch_add(1, Ordering::Relaxed);
-        self.stats.account(Counter::Read, len);
-        Ok(())
-    }
-
     /// Hands `bio` to the worker, which may wait for the backing device (a `REQ_NOWAIT` bio
     /// is sent back to be submitted again without it).
     fn defer(&self, bio: Bio) {
@@ -1295,8 +1244,6 @@ impl PinnedDrop for Device {
         self.disk.remove();
         // Bios deferred before the removal are handled before the fields go.
         self.deferred.drain();
-        // And reads sent to the backing device complete before it is closed.
-        self.remap.clear_target();
         // Last, after the bios that kick it: no automatic flush runs after this.
         self.periodic.stop();
     }

@@ -147,11 +147,6 @@ fn read_header(file: &Backing) -> Result<RxdskImageHeader> {
 }
 
 impl Image {
-    /// The backing device.
-    pub(crate) fn backing(&self) -> &Backing {
-        &self.file
-    }
-
     /// Opens the block device at `path` as a new backing device of `data`'s device (held
     /// exclusively by `holder`), big enough for the data, the journal and the metadata block.
     /// Its header is set to "never flushed" at once, so an old image there cannot be restored

@@ -12,7 +12,6 @@ pub(crate) mod ffi;
 pub(crate) mod iomem;
 pub(crate) mod page;
 pub(crate) mod periodic;
-pub(crate) mod remap;
 pub(crate) mod rwsem;
 pub(crate) mod shrinker;
 pub(crate) mod xarray;

@@ -40,17 +40,13 @@ impl Seen {
     }
 
     /// `cache_stat` while the limit is a cache size (its seventh number 1): the counters, and
-    /// `reclaimed` and `read around`, the eighth and ninth numbers (0 from a module before
-    /// them).
-    fn caching(&self) -> Option<([u64; 6], [u64; 2])> {
+    /// `reclaimed`, the eighth number (0 from a module before it).
+    fn caching(&self) -> Option<([u64; 6], u64)> {
         match self.cache[..] {
             [hits, misses, evictions, room_flushes, throttled, protected, 1, ref later @ ..] => {
                 Some((
                     [hits, misses, evictions, room_flushes, throttled, protected],
-                    [
-                        later.first().copied().unwrap_or(0),
-                        later.get(1).copied().unwrap_or(0),
-                    ],
+                    later.first().copied().unwrap_or(0),
                 ))
             }
             _ => None,
@@ -130,15 +126,11 @@ impl Seen {
             })
         });
         let cache = match self.caching() {
-            Some((
-                [hits, misses, evictions, room_flushes, throttled, protected],
-                [reclaimed, read_around],
-            )) => {
+            Some(([hits, misses, evictions, room_flushes, throttled, protected], reclaimed)) => {
                 json!({
                     "read-hits": hits, "read-misses": misses, "evictions": evictions,
                     "room-flushes": room_flushes, "throttled-writes": throttled,
                     "protected-pages": protected, "reclaimed-pages": reclaimed,
-                    "read-around": read_around,
                     "hit-ratio": self.hit_ratio(),
                 })
             }

@@ -76,15 +76,12 @@ pub struct CacheStats {
     /// Pages given back to the kernel under global memory pressure (the device's shrinker);
     /// 0 from a module that does not report it.
     pub reclaimed_pages: u64,
-    /// Read misses read around the cache, straight from the backing device (a page's first
-    /// miss); 0 from a module that does not.
-    pub read_around: u64,
 }
 
 impl CacheStats {
     /// From `cache_stat`'s line: `None` unless the limit is a cache size now (its seventh
-    /// number 1), or for a line of another shape. The eighth number (`reclaimed`) and the
-    /// ninth (`read around`) are absent from older modules' lines.
+    /// number 1), or for a line of another shape. The eighth number (`reclaimed`) is absent
+    /// from older modules' lines.
     pub fn parse(line: &str) -> Option<Self> {
         let v: Vec<u64> = line
             .split_whitespace()
@@ -100,7 +97,6 @@ impl CacheStats {
                     throttled,
                     protected_pages,
                     reclaimed_pages: later.first().copied().unwrap_or(0),
-                    read_around: later.get(1).copied().unwrap_or(0),
                 })
             }
             _ => None,
@@ -113,7 +109,7 @@ impl CacheStats {
         (reads != 0).then(|| self.read_hits as f64 / reads as f64)
     }
 
-    fn counters(&self) -> [(&'static str, u64); 8] {
+    fn counters(&self) -> [(&'static str, u64); 7] {
         [
             ("read-hits", self.read_hits),
             ("read-misses", self.read_misses),
@@ -122,7 +118,6 @@ impl CacheStats {
             ("throttled-writes", self.throttled),
             ("protected-pages", self.protected_pages),
             ("reclaimed-pages", self.reclaimed_pages),
-            ("read-around", self.read_around),
         ]
     }
 }
@@ -253,8 +248,7 @@ pub fn json_help() -> String {
          the memory limit of a backed device is a cache size an object with read-hits, \
          read-misses, evictions, room-flushes, throttled-writes, protected-pages, \
          reclaimed-pages (given back under memory pressure; 0 from a module that does not \
-         count them), read-around (read misses read straight from the backing device; 0 \
-         likewise) and hit-ratio (null before any read). Counters are numbers; the keys are a stable \
+         count them) and hit-ratio (null before any read). Counters are numbers; the keys are a stable \
          interface.",
         names(&mut COUNTERS.iter().map(|c| c.0)),
         names(&mut COMPR_COUNTERS.iter().map(|c| c.0))
@@ -307,7 +301,6 @@ mod tests {
                 throttled: 3,
                 protected_pages: 4,
                 reclaimed_pages: 0,
-                read_around: 0,
             }
         );
         assert_eq!(CacheStats::parse("6 2 10 1 3 4 0\n"), None);
@@ -317,7 +310,7 @@ mod tests {
         assert_eq!(CacheStats::parse("6 2 10 1 3 4\n"), None);
         let text = render_stats_text(&sample(), None, Some(&c), false);
         assert!(text.ends_with(
-            "read-hits: 6\nread-misses: 2\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 0\nread-around: 0\nhit-ratio: 0.750\n"
+            "read-hits: 6\nread-misses: 2\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 0\nhit-ratio: 0.750\n"
         ));
         let json: serde_json::Value =
             serde_json::from_str(&render_stats_json(2, &sample(), None, Some(&c)))
@@ -341,18 +334,12 @@ mod tests {
             throttled: 3,
             protected_pages: 4,
             reclaimed_pages: 7,
-            read_around: 0,
         };
         assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7\n"), Some(want));
-        let around = CacheStats {
-            read_around: 8,
-            ..want
-        };
-        assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7 8\n"), Some(around));
-        assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7 8 9\n"), Some(around));
+        assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7 8 9\n"), Some(want));
         let text = render_stats_text(&sample(), None, Some(&want), true);
         assert!(text.ends_with(
-            "read-hits: 6\nread-misses: 0\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 7\nread-around: 0\nhit-ratio: 1.000\n"
+            "read-hits: 6\nread-misses: 0\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 7\nhit-ratio: 1.000\n"
         ));
         let text = render_stats_json(2, &sample(), None, Some(&want));
         let cache = text.split("\"cache\": {").nth(1).expect("a cache object");
@@ -371,7 +358,6 @@ mod tests {
                 "throttled-writes",
                 "protected-pages",
                 "reclaimed-pages",
-                "read-around",
                 "hit-ratio"
             ]
         );

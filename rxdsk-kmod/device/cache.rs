@@ -32,8 +32,6 @@ pub(crate) struct Cache {
     pub(super) evictions: AtomicU64,
     pub(super) room_flushes: AtomicU64,
     pub(super) throttled: AtomicU64,
-    /// Read misses read around the cache, straight from the backing device.
-    pub(super) bypassed: AtomicU64,
     /// Pages given back to the kernel under memory pressure (the shrinker).
     pub(super) reclaimed: AtomicU64,
     /// What memory pressure last left the device (bytes), and when (monotonic ns; 0: never,
@@ -55,7 +53,6 @@ impl Cache {
             evictions: AtomicU64::new(0),
             room_flushes: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
-            bypassed: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
             squeezed_to: AtomicU64::new(0),
             squeezed_at: AtomicU64::new(0),

@@ -7,17 +7,9 @@
 //! a quarter of the cache, and only then protected ones, by CLOCK (a protected page used
 //! since the hand last passed gets a second chance). A scan touches each page once: its pages
 //! pass through probation and never displace the protected (hot) set.
-//!
-//! What comes in at all: a read that misses on pages all on the backing device is read
-//! around the cache (straight from the backing device) the first time, and loaded only when
-//! it misses again while still remembered among the recent misses, or when it is a ghost
-//! ([`Referenced::admits`]): a page read once costs no memory and evicts nothing.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::prelude::*;
-
-/// The most pages of a read that comes in protected on its second miss.
-const SMALL_READ_PAGES: u64 = 16;
 
 /// One bit per page index.
 struct Bits(KVVec<AtomicU64>);
@@ -77,12 +69,6 @@ pub(crate) struct Referenced {
     cache_pages: u64,
     /// The next index the hand looks at.
     hand: AtomicU64,
-    /// Recent read misses that were read around: a two-way table of page indexes plus one
-    /// (0: empty), truncated to 32 bits (exact: two indexes of one slot that agree in
-    /// them are 2^32 pages, 16 TiB, apart), a slot per page of the cache rounded up to a
-    /// power of two (4 bytes per cached page: an entry outlives about a cache's worth of
-    /// other misses, as TinyLFU's doorkeeper).
-    recent_misses: KVVec<AtomicU32>,
 }
 
 impl Referenced {
@@ -90,14 +76,7 @@ impl Referenced {
     /// which gets no bitmaps).
     pub(crate) fn new(pages: u64, cache_pages: u64) -> Result<Self> {
         let pages = if cache_pages == 0 { 0 } else { pages };
-        let slots = if cache_pages == 0 { 0 } else { cache_pages.max(64).next_power_of_two() };
-        let slots = usize::try_from(slots).map_err(|_| ENOMEM)?;
-        let mut recent_misses = KVVec::with_capacity(slots, GFP_KERNEL)?;
-        for _ in 0..slots {
-            recent_misses.push(AtomicU32::new(0), GFP_KERNEL)?;
-        }
         Ok(Self {
-            recent_misses,
             protected: Bits::new(pages)?,
             used: Bits::new(pages)?,
             ghosts: [Bits::new(pages)?, Bits::new(pages)?],
@@ -122,62 +101,6 @@ impl Referenced {
         } else {
             self.protect(index);
         }
-    }
-
-    /// A read that misses on pages `first..=last`, all on the backing device: whether to load
-    /// them, or read around the cache. Loaded when the first is a ghost (evicted from probation
-    /// lately: it comes back protected), or missed lately (see [`Referenced::missed_lately`]);
-    /// a small read (at most [`SMALL_READ_PAGES`]) that missed twice lately comes in protected
-    /// too, as 2Q's second reference does; a bigger one, which may be a scan, on probation.
-    pub(crate) fn admits(&self, first: u64, last: u64) -> bool {
-        if self.ghosts[0].get(first) || self.ghosts[1].get(first) {
-            return true;
-        }
-        if !self.missed_lately(first) {
-            return false;
-        }
-        if last.saturating_sub(first) < SMALL_READ_PAGES {
-            // Marked as ghosts: `loaded` protects them. A race with the generations' turn
-            // may lose a mark: the page comes in on probation then.
-            let g = self.ghost_generation.load(Ordering::Relaxed);
-            for index in first..=last {
-                self.ghosts[g & 1].set(index);
-            }
-        }
-        true
-    }
-
-    /// Whether page `index` missed lately (then it is forgotten there: it is coming in);
-    /// else it is remembered, in place of an older miss. Lock-free; a race may lose one
-    /// memory.
-    fn missed_lately(&self, index: u64) -> bool {
-        let buckets = self.recent_misses.len() / 2;
-        if buckets == 0 {
-            return true;
-        }
-        // Fibonacci hashing: neighbours (a scan) land apart, the table fills evenly.
-        let hash = index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let bucket = (hash >> 32) as usize & (buckets - 1);
-        let Some([a, b]) = self.recent_misses.get(2 * bucket..2 * bucket + 2) else {
-            return true;
-        };
-        let tag = index.wrapping_add(1) as u32;
-        for slot in [a, b] {
-            if slot.load(Ordering::Relaxed) == tag {
-                slot.store(0, Ordering::Relaxed);
-                return true;
-            }
-        }
-        // Two ways: an empty slot, else one of the two by a hash bit (a random replacement,
-        // which keeps an entry longer than a direct-mapped table would).
-        let slot = match (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)) {
-            (0, _) => a,
-            (_, 0) => b,
-            _ if hash >> 63 == 0 => a,
-            _ => b,
-        };
-        slot.store(tag, Ordering::Relaxed);
-        false
     }
 
     /// Page `index` was just loaded: protected (and used) if it was evicted from probation

@@ -94,11 +94,6 @@ impl Backing {
         Ok(Self { file, bdev })
     }
 
-    /// The block device, valid while `self` is open.
-    pub(super) fn bdev(&self) -> *mut bindings::block_device {
-        self.bdev.as_ptr()
-    }
-
     /// The backing device's number: (major, minor).
     pub(crate) fn devt(&self) -> (u32, u32) {
         // SAFETY: `bdev` is valid while the file is open (invariant).

@@ -31,7 +31,6 @@ mod c {
         // zero-sized array the FFI lint rejects).
         pub(super) fn rxdsk_bdev_nr_bytes(bdev: *mut core::ffi::c_void) -> u64;
         pub(super) fn rxdsk_bdev_major(bdev: *mut core::ffi::c_void) -> u32;
-        pub(super) fn rxdsk_bdev_logical_block_size(bdev: *mut core::ffi::c_void) -> u32;
         pub(super) fn rxdsk_bdev_minor(bdev: *mut core::ffi::c_void) -> u32;
         pub(super) fn rxdsk_ktime_get_real_ns() -> u64;
         pub(super) fn rxdsk_noio_save() -> core::ffi::c_uint;
@@ -101,16 +100,6 @@ kernel_value!(blk_open_excl: bindings::blk_mode_t = rxdsk_blk_open_excl);
 pub(crate) unsafe fn bdev_nr_bytes(bdev: *mut bindings::block_device) -> u64 {
     // SAFETY: The caller passes a valid block device; the helper only reads its size.
     unsafe { c::rxdsk_bdev_nr_bytes(bdev.cast()) }
-}
-
-/// `bdev_logical_block_size()`.
-///
-/// # Safety
-///
-/// `bdev` is a valid block device.
-pub(crate) unsafe fn bdev_logical_block_size(bdev: *mut bindings::block_device) -> u32 {
-    // SAFETY: The caller passes a valid block device; the helper only reads its queue limits.
-    unsafe { c::rxdsk_bdev_logical_block_size(bdev.cast()) }
 }
 
 /// `MAJOR()` and `MINOR()` of the block device's number.
@@ -251,13 +240,6 @@ pub(crate) fn wait_below(counter: &core::sync::atomic::AtomicU64, bound: u64) {
 pub(crate) fn wake_counter(counter: &core::sync::atomic::AtomicU64) {
     // SAFETY: `wake_up_var` only uses the address as the wait key.
     unsafe { c::rxdsk_wake_counter(counter.as_ptr()) }
-}
-
-/// [`wake_counter`] by address, for a caller whose counter may be freed as soon as it changed
-/// it: `wake_up_var` never dereferences the address.
-pub(crate) fn wake_counter_at(counter: *const core::sync::atomic::AtomicU64) {
-    // SAFETY: `wake_up_var` only uses the address as the wait key.
-    unsafe { c::rxdsk_wake_counter(counter.cast_mut().cast()) }
 }
 
 /// A reference to this module, held while a backing device is attached: `rmmod` is refused

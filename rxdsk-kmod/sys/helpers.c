@@ -41,12 +41,6 @@ u64 rxdsk_bdev_nr_bytes(struct block_device *bdev)
 	return bdev_nr_bytes(bdev);
 }
 
-u32 rxdsk_bdev_logical_block_size(struct block_device *bdev);
-u32 rxdsk_bdev_logical_block_size(struct block_device *bdev)
-{
-	return bdev_logical_block_size(bdev);
-}
-
 u32 rxdsk_bdev_major(struct block_device *bdev);
 u32 rxdsk_bdev_major(struct block_device *bdev)
 {

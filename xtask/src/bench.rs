@@ -257,9 +257,6 @@ const CACHE_SPAN_MB: u32 = 64;
 /// device cannot be emulated in UML, whose timers tick every 10 ms.
 pub const CACHE_MISS_PAIRS: [(&str, &str, &str); 1] =
     [("cache-ram", "nullb-ram", "memory-backed null_blk, no delay")];
-/// Label of dm-linear over the miss rows' backing device: the kernel's own bio remap, what a
-/// read around the cache is made of (a stacked device's cost per bio, the floor for a miss).
-pub const CACHE_LINEAR: &str = "dm-linear-ram";
 /// Label of the plain rxdsk device the hit rows compare with (made and filled beside the
 /// cache device, so that both hold pages allocated at the same time).
 pub const CACHE_PLAIN: &str = "cache-plain";
@@ -273,12 +270,11 @@ pub const CACHE_HIT: &str = "cache-hit";
 /// its span, beside raw reads of its own backing device (memory: the miss path's own cost shows),
 /// which holds the image the cache device wrote and flushed.
 fn cache_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
-    let (hit, plain, ram, cram, linear) = (
+    let (hit, plain, ram, cram) = (
         CACHE_INDEX,
         CACHE_INDEX + 1,
         CACHE_INDEX + 2,
         CACHE_INDEX + 3,
-        CACHE_INDEX + 4,
     );
     let cache_check = |i: usize, backing: &str| {
         check_fn(
@@ -316,27 +312,14 @@ fn cache_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
         "the memory-backed null_blk",
     );
     s += &cache_check(cram, &format!("$DEV{ram}"));
-    // dm-linear over a twin of that null_blk (the cache device holds it exclusively, as dm
-    // would), filled alike; no udev: its node is /dev/dm-N.
-    s += &format!(
-        "L=/sys/kernel/config/nullb/crlin; mkdir $L; for f in size blocksize memory_backed queue_mode irqmode; do cat $C/$f > $L/$f; done; echo 1 > $L/power\n\
-         if [ -b /dev/crlin ]; then TWIN=/dev/crlin; else TWIN=/dev/nullb$(cat $L/index); fi\n\
-         $MODPROBE dm-mod; echo \"0 $(blockdev --getsz $TWIN) linear $TWIN 0\" | dmsetup --noudevsync create crlin-linear\n\
-         DEV{linear}=; for d in /sys/block/dm-*; do [ \"$(cat $d/dm/name)\" = crlin-linear ] && DEV{linear}=/dev/${{d##*/}}; done; LABEL{linear}={CACHE_LINEAR}\n"
-    );
-    s += &check_fn(
-        linear,
-        "dmsetup table crlin-linear | grep -q \" linear $(cat /sys/block/${TWIN#/dev/}/dev) 0$\" && [ \"$(cat $L/memory_backed)\" = 1 ]",
-        "dm-linear over a memory-backed null_blk",
-    );
     // Every cached span written, then flushed: clean pages, and the same bytes in the image.
-    for i in [plain, hit, cram, linear] {
+    for i in [plain, hit, cram] {
         s += &format!(
             "kbench {i} fill random=0 read_pct=0 block_size=1048576 bursts=1 ios=$CACHE_SPAN threads=1 > /dev/null\n\
-             check{i}; [ {i} = {plain} ] || [ {i} = {linear} ] || $RXDSKCTL flush $DEV > /dev/null\n"
+             check{i}; [ {i} = {plain} ] || $RXDSKCTL flush $DEV > /dev/null\n"
         );
     }
-    let misses = format!("{ram} {cram} {linear}");
+    let misses = format!("{ram} {cram}");
     for _ in 0..repeats {
         for (job, random, block_size) in [("4k-randread", 1, 4096), ("1M-seqread", 0, 1 << 20)] {
             let ios = burst_ios(ios_4k, block_size);
@@ -1236,19 +1219,9 @@ pub fn cache_table(results: &Results) -> String {
             let (c, r) = (iops(row.clone(), cache), iops(row.clone(), raw));
             out += &format!(
                 "      {job:<16} {}  ({c:.0} vs {r:.0} IOPS; a miss adds {:.1} us)\n",
-                spread(row.clone(), cache, raw),
+                spread(row, cache, raw),
                 1e6 / c - 1e6 / r
             );
-            let l = iops(row.clone(), CACHE_LINEAR);
-            if l > 0.0 {
-                out += &format!(
-                    "      {:<16} over dm-linear on the same device {}; dm-linear over it {} (a remap adds {:.1} us)\n",
-                    "",
-                    spread(row.clone(), cache, CACHE_LINEAR),
-                    spread(row, CACHE_LINEAR, raw),
-                    1e6 / l - 1e6 / r
-                );
-            }
         }
     }
     out
@@ -2145,7 +2118,6 @@ mod tests {
             line(CACHE_HIT, "cache-hit-4k-randread@t1", "100,125"),
             line("nullb-ram", "cache-miss-4k-randread@t1", "100,100"),
             line("cache-ram", "cache-miss-4k-randread@t1", "1000,1000"),
-            line(CACHE_LINEAR, "cache-miss-4k-randread@t1", "500,500"),
             "RXDSK-DATA cache-hit-ratio cache-ram 0.057".to_string(),
         ] {
             c.feed(&l);
@@ -2161,11 +2133,6 @@ mod tests {
         assert!(t.contains("4k-randread@t1     0.90 [0.85-0.95]"), "{t}");
         assert!(t.contains("0.10 [0.10-0.10]"), "{t}");
         assert!(t.contains("read hit ratio 0.057"), "{t}");
-        // Over dm-linear: 500/1000; dm-linear over the raw device: 100/500.
-        assert!(
-            t.contains("over dm-linear on the same device 0.50 [0.50-0.50]; dm-linear over it 0.20 [0.20-0.20]"),
-            "{t}"
-        );
     }
 
     #[test]
