@@ -185,27 +185,19 @@ impl Geometry {
         timeout: Duration::from_secs(900),
     };
 
-    fn env(&self) -> [(&'static str, String); 2] {
-        [
-            ("RXDSK_HALF", format!("{}", self.size / 2)),
-            ("RXDSK_RANDOM_IO", format!("{}", self.random_io)),
-        ]
+    /// Calls `f` with the variables fio-cache.fio takes from the environment.
+    fn with_env<R>(&self, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
+        let (half, random_io) = ((self.size / 2).to_string(), self.random_io.to_string());
+        f(&[("RXDSK_HALF", &half), ("RXDSK_RANDOM_IO", &random_io)])
     }
 }
 
 fn fio_verify_only(dev: &Device, job: &str, g: &Geometry) -> TestResult {
     let job = format!("{}/{job}", crate::datapath::GUEST_DIR);
-    let env = g.env();
-    let out = cmd_timeout(
-        "fio",
-        &["--verify_only", &job],
-        &[
-            ("RXDSK_DEV", dev.path.as_str()),
-            (env[0].0, env[0].1.as_str()),
-            (env[1].0, env[1].1.as_str()),
-        ],
-        g.timeout,
-    )?;
+    let out = g.with_env(|env| {
+        let env = [&[("RXDSK_DEV", dev.path.as_str())], env].concat();
+        cmd_timeout("fio", &["--verify_only", &job], &env, g.timeout)
+    })?;
     ensure(out.status == 0, || {
         format!("fio --verify_only: exit {} {}", out.status, out.stderr)
     })
@@ -242,15 +234,11 @@ fn bigger_than_ram(compress: u32, g: &Geometry) -> TestResult {
         "the limit of a backed device is not a cache size".into()
     })?;
     let sampler = MemSampler::start(dev.id);
-    let env = g.env();
     let started = std::time::Instant::now();
-    crate::datapath::fio_verify_env(
-        &dev.path,
-        "fio-cache.fio",
-        g.size / 2 + g.random_io,
-        &[(env[0].0, env[0].1.as_str()), (env[1].0, env[1].1.as_str())],
-        g.timeout,
-    )?;
+    g.with_env(|env| {
+        let written = g.size / 2 + g.random_io;
+        crate::datapath::fio_verify_env(&dev.path, "fio-cache.fio", written, env, g.timeout)
+    })?;
     within_limit("fio verify", sampler.max(), g.limit, compress != 0)?;
     let s = cache_stat(&dev)?;
     ensure(s.evictions > 0 && s.room_flushes > 0, || {

@@ -316,27 +316,23 @@ fn test_vm_labelled(
 ) -> Result<console::Summary> {
     let mut b = boot(a, vm, "test", &select.files(), timeout)?;
     b.label = label;
-    // A fresh, sparse scratch disk for the backing-device tests: /dev/vda in the guest
-    // unless --disk put others first.
-    let scratch = paths::target().join(format!("scratch-{}.img", a.kernel.flavour.name));
-    let _ = std::fs::remove_file(&scratch);
-    b.disks.push(
-        qemu::DiskSpec {
-            path: scratch,
-            size: Some(SCRATCH_DISK_BYTES),
-        }
-        .prepare()?,
-    );
-    // And a bigger one after it (/dev/vdb), for the 1 GiB cache device.
-    let big = paths::target().join(format!("scratch-big-{}.img", a.kernel.flavour.name));
-    let _ = std::fs::remove_file(&big);
-    b.disks.push(
-        qemu::DiskSpec {
-            path: big,
-            size: Some(BIG_SCRATCH_DISK_BYTES),
-        }
-        .prepare()?,
-    );
+    // Fresh, sparse scratch disks for the backing-device tests: /dev/vda in the guest
+    // unless --disk put others first, and a bigger one after it (/dev/vdb) for the 1 GiB
+    // cache device.
+    for (name, size) in [
+        ("scratch", SCRATCH_DISK_BYTES),
+        ("scratch-big", BIG_SCRATCH_DISK_BYTES),
+    ] {
+        let path = paths::target().join(format!("{name}-{}.img", a.kernel.flavour.name));
+        let _ = std::fs::remove_file(&path);
+        b.disks.push(
+            qemu::DiskSpec {
+                path,
+                size: Some(size),
+            }
+            .prepare()?,
+        );
+    }
     eprintln!(
         "{label}[vm] running the guest suite ({} kernel {})",
         a.kernel.flavour.name, a.kernel.release
