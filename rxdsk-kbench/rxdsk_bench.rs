@@ -15,6 +15,11 @@
 //! burst copies the same bytes between the submitter's buffer and a kernel buffer as big as
 //! the span (vmalloc), page by page as a RAM disk copies a bio, with no block layer around it.
 //!
+//! With `codec=N`, one more slot, last, is the compressor's ceiling: every page of an I/O is
+//! compressed from the submitter's buffer (a write) or decompressed into it (a read, from the
+//! buffer's own pages compressed once at load), with the library a compressed RAM disk uses,
+//! and nothing else: no block layer, no allocation, no copy.
+//!
 //! Result lines, per target slot:
 //! `rxdsk_bench: slot=0 dev=M:m op=randread read_pct=100 bs=4096 threads=1 bursts=B ios=N
 //! errors=E ns=T iops=I mibps=B ns_per_io=P` and `rxdsk_bench: slot=0 burst_ns=t0,t1,...`.
@@ -46,6 +51,7 @@ module! {
         threads: u32 { default: 1, description: "Concurrent submitters (work items)", },
         compress_pct: u32 { default: 0, description: "Percentage of every 512 bytes written that is zeros (fio's buffer_compress_percentage); 0: all random", },
         memcpy: bool { default: false, description: "One more slot, after the devices: the same I/Os as copies to and from kernel memory", },
+        codec: u32 { default: 0, description: "One more slot, last: the same I/Os as compressions (writes) and decompressions (reads) of their pages, no block layer; 1 lz4, 2 lzo-rle, 3 zstd (default levels)", },
     },
 }
 
@@ -205,6 +211,215 @@ impl Memory {
     }
 }
 
+// Exported by lib/lzo, lib/lz4 and lib/zstd; the signatures are those of linux/lzo.h,
+// linux/lz4.h and linux/zstd.h (bindgen does not see them: none is in the kernel crate's
+// bindings_helper.h).
+mod lib_codecs {
+    use core::ffi::{c_char, c_int, c_uint, c_void};
+
+    /// `ZSTD_parameters`: compression parameters (7 ints) and frame parameters (3 ints).
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub(crate) struct ZstdParameters {
+        pub(crate) c: [c_int; 7],
+        pub(crate) f: [c_int; 3],
+    }
+
+    unsafe extern "C" {
+        pub(crate) fn lzorle1x_1_compress(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize, wrkmem: *mut c_void) -> c_int;
+        pub(crate) fn lzo1x_decompress_safe(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize) -> c_int;
+        pub(crate) fn LZ4_compress_fast(source: *const c_char, dest: *mut c_char, input_size: c_int, max_output_size: c_int, acceleration: c_int, wrkmem: *mut c_void) -> c_int;
+        pub(crate) fn LZ4_decompress_safe(source: *const c_char, dest: *mut c_char, compressed_size: c_int, max_size: c_int) -> c_int;
+        pub(crate) fn zstd_default_clevel() -> c_int;
+        pub(crate) fn zstd_get_params(level: c_int, estimated_src_size: u64) -> ZstdParameters;
+        pub(crate) fn zstd_cctx_workspace_bound(parameters: *const [c_int; 7]) -> usize;
+        pub(crate) fn zstd_init_cctx(workspace: *mut c_void, size: usize) -> *mut c_void;
+        pub(crate) fn zstd_compress_cctx(cctx: *mut c_void, dst: *mut c_void, dst_capacity: usize, src: *const c_void, src_size: usize, parameters: *const ZstdParameters) -> usize;
+        pub(crate) fn zstd_dctx_workspace_bound() -> usize;
+        pub(crate) fn zstd_init_dctx(workspace: *mut c_void, size: usize) -> *mut c_void;
+        pub(crate) fn zstd_decompress_dctx(dctx: *mut c_void, dst: *mut c_void, dst_capacity: usize, src: *const c_void, size: usize) -> usize;
+        pub(crate) fn zstd_is_error(code: usize) -> c_uint;
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<lib_codecs::ZstdParameters>() == 40);
+
+/// The codec slot's library.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CodecKind {
+    Lz4,
+    LzoRle,
+    Zstd,
+}
+
+impl CodecKind {
+    fn from_param(n: u32) -> Result<Option<Self>> {
+        Ok(match n {
+            0 => None,
+            1 => Some(Self::Lz4),
+            2 => Some(Self::LzoRle),
+            3 => Some(Self::Zstd),
+            _ => return Err(EINVAL),
+        })
+    }
+}
+
+/// Twice a page: more than any of the three libraries' worst case for a page.
+const CODEC_OUT: usize = 2 * kernel::page::PAGE_SIZE;
+
+/// One submitter's compressor: workspaces and an output buffer, made per burst.
+///
+/// # Invariants
+///
+/// `cctx` and `dctx` are null, or (zstd) contexts initialised inside `work` and `dwork`,
+/// which are never resized while `self` lives.
+struct Codec {
+    kind: CodecKind,
+    work: KVVec<u64>,
+    dwork: KVVec<u64>,
+    cctx: *mut core::ffi::c_void,
+    dctx: *mut core::ffi::c_void,
+    params: Option<lib_codecs::ZstdParameters>,
+    out: KVVec<u8>,
+}
+
+impl Codec {
+    fn new(kind: CodecKind) -> Result<Self> {
+        let words = |bytes: usize| KVVec::from_elem(0u64, bytes.div_ceil(8), GFP_KERNEL);
+        let mut c = Self {
+            kind,
+            work: KVVec::new(),
+            dwork: KVVec::new(),
+            cctx: ptr::null_mut(),
+            dctx: ptr::null_mut(),
+            params: None,
+            out: KVVec::from_elem(0u8, CODEC_OUT, GFP_KERNEL)?,
+        };
+        match kind {
+            // LZ4_MEM_COMPRESS and LZO1X_1_MEM_COMPRESS (8192 shorts) both fit in 16 KiB + 32.
+            CodecKind::Lz4 | CodecKind::LzoRle => c.work = words((1 << 14) + 32)?,
+            CodecKind::Zstd => {
+                // SAFETY: Pure functions of their arguments.
+                let params = unsafe { lib_codecs::zstd_get_params(lib_codecs::zstd_default_clevel(), kernel::page::PAGE_SIZE as u64) };
+                // SAFETY: `params.c` was returned just above.
+                let (cbytes, dbytes) = unsafe { (lib_codecs::zstd_cctx_workspace_bound(&params.c), lib_codecs::zstd_dctx_workspace_bound()) };
+                c.work = words(cbytes)?;
+                c.dwork = words(dbytes)?;
+                // SAFETY: 8-byte aligned workspaces of at least the bounds, owned by `c` and
+                // never resized (INVARIANT).
+                unsafe {
+                    c.cctx = lib_codecs::zstd_init_cctx(c.work.as_mut_ptr().cast(), cbytes);
+                    c.dctx = lib_codecs::zstd_init_dctx(c.dwork.as_mut_ptr().cast(), dbytes);
+                }
+                if c.cctx.is_null() || c.dctx.is_null() {
+                    return Err(ENOMEM);
+                }
+                c.params = Some(params);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Compresses the page at `src` into `out`; returns the length, `None` on failure.
+    ///
+    /// # Safety
+    ///
+    /// `src` is valid for reading a page during the call.
+    unsafe fn compress(&mut self, src: *const u8) -> Option<usize> {
+        let page = kernel::page::PAGE_SIZE;
+        let dst = self.out.as_mut_ptr();
+        let work = self.work.as_mut_ptr().cast();
+        // SAFETY: `src` holds a page (caller), `dst` `CODEC_OUT` bytes, more than each
+        // library's worst case for a page; `work` and `cctx` are this kind's (invariant).
+        unsafe {
+            match (self.kind, &self.params) {
+                (CodecKind::Lz4, _) => {
+                    let n = lib_codecs::LZ4_compress_fast(src.cast(), dst.cast(), page as i32, CODEC_OUT as i32, 1, work);
+                    (n > 0).then_some(n as usize)
+                }
+                (CodecKind::LzoRle, _) => {
+                    let mut len = CODEC_OUT;
+                    (lib_codecs::lzorle1x_1_compress(src, page, dst, &mut len, work) == 0).then_some(len)
+                }
+                (CodecKind::Zstd, Some(params)) => {
+                    let n = lib_codecs::zstd_compress_cctx(self.cctx, dst.cast(), CODEC_OUT, src.cast(), page, params);
+                    (lib_codecs::zstd_is_error(n) == 0).then_some(n)
+                }
+                (CodecKind::Zstd, None) => None,
+            }
+        }
+    }
+
+    /// Decompresses `src` into the page at `dst`; whether a whole page came out.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for writing a page during the call.
+    unsafe fn decompress(&mut self, src: &[u8], dst: *mut u8) -> bool {
+        let page = kernel::page::PAGE_SIZE;
+        // SAFETY: `src` is a slice; `dst` holds a page (caller); the `_safe` decoders never
+        // write past the capacity given; `dctx` lives in `dwork` (invariant).
+        unsafe {
+            match self.kind {
+                CodecKind::Lz4 => lib_codecs::LZ4_decompress_safe(src.as_ptr().cast(), dst.cast(), src.len() as i32, page as i32) == page as i32,
+                CodecKind::LzoRle => {
+                    let mut out = page;
+                    lib_codecs::lzo1x_decompress_safe(src.as_ptr(), src.len(), dst, &mut out) == 0 && out == page
+                }
+                CodecKind::Zstd => {
+                    let n = lib_codecs::zstd_decompress_dctx(self.dctx, dst.cast(), page, src.as_ptr().cast(), src.len());
+                    lib_codecs::zstd_is_error(n) == 0 && n == page
+                }
+            }
+        }
+    }
+
+    /// One I/O of `len` bytes on the submitter's `buffer`: each of its pages compressed
+    /// (`write`) or decompressed into the buffer from `packed`, its pages compressed at load.
+    fn io(&mut self, buffer: &Buffer, packed: &[KVec<u8>], len: u32, write: bool) -> bool {
+        let pages = (len as usize).div_ceil(kernel::page::PAGE_SIZE);
+        let mut ok = true;
+        for i in 0..pages {
+            // SAFETY: Page `i` is within the buffer's compound page (made for `len` bytes),
+            // mapped only for this call; a read writes back what the page already holds.
+            unsafe {
+                let mapped = bindings::kmap_local_page(buffer.page.add(i)).cast::<u8>();
+                ok &= if write {
+                    self.compress(mapped).is_some()
+                } else {
+                    packed.get(i).is_some_and(|p| self.decompress(p, mapped))
+                };
+                bindings::kunmap_local(mapped.cast());
+            }
+        }
+        ok
+    }
+}
+
+// SAFETY: The raw pointers point into the codec's own workspaces; nothing ties them to a thread.
+unsafe impl Send for Codec {}
+
+/// Per submitter, its buffer's pages compressed (what the codec slot's reads decompress).
+fn pack_buffer(kind: CodecKind, buffer: &Buffer, len: u32) -> Result<KVec<KVec<u8>>> {
+    let mut codec = Codec::new(kind)?;
+    let pages = (len as usize).div_ceil(kernel::page::PAGE_SIZE);
+    let mut packed = KVec::with_capacity(pages, GFP_KERNEL)?;
+    for i in 0..pages {
+        // SAFETY: Page `i` of the buffer, mapped for the call only.
+        let n = unsafe {
+            let mapped = bindings::kmap_local_page(buffer.page.add(i)).cast::<u8>();
+            let n = codec.compress(mapped);
+            bindings::kunmap_local(mapped.cast());
+            n
+        };
+        let bytes = codec.out.get(..n.ok_or(EINVAL)?).ok_or(EINVAL)?;
+        let mut copy = KVec::with_capacity(bytes.len(), GFP_KERNEL)?;
+        copy.extend_from_slice(bytes, GFP_KERNEL)?;
+        packed.push(copy, GFP_KERNEL)?;
+    }
+    Ok(packed)
+}
+
 /// xorshift64: cheap, and the same sequence for the same seed on every driver.
 struct Rng(u64);
 
@@ -229,6 +444,8 @@ struct Shared {
     errors: KVec<AtomicU64>,
     /// The memcpy slot's memory, with `memcpy=1`: target `targets.len()`.
     memory: Option<Memory>,
+    /// The codec slot, with `codec=N`: the last target; per submitter, its buffer packed.
+    codec: Option<(CodecKind, KVec<KVec<KVec<u8>>>)>,
     read_pct: u32,
     random: bool,
     block_size: u32,
@@ -307,6 +524,7 @@ impl Drop for DeviceIo {
 enum Io<'a> {
     Device(DeviceIo),
     Memory(&'a Memory),
+    Codec(Codec, &'a [KVec<u8>]),
 }
 
 /// One submitter's burst. Offsets and the read/write choice depend only on the submitter and
@@ -315,18 +533,22 @@ fn run_burst(s: &Shared, target: usize, thread: u32, round: u32) {
     let Some(buffer) = s.buffers.get(thread as usize) else {
         return;
     };
-    let mut io = match (s.targets.get(target), &s.memory) {
-        (Some(bdev_file), _) => match DeviceIo::new(bdev_file) {
-            Some(d) => Io::Device(d),
-            None => {
-                if let Some(e) = s.errors.get(target) {
-                    e.fetch_add(u64::from(s.ios), Ordering::Relaxed);
-                }
-                return;
-            }
+    let memcpy_slot = s.targets.len();
+    let codec_slot = memcpy_slot + usize::from(s.memory.is_some());
+    let io = match (s.targets.get(target), &s.memory, &s.codec) {
+        (Some(bdev_file), _, _) => DeviceIo::new(bdev_file).map(Io::Device),
+        (None, Some(memory), _) if target == memcpy_slot => Some(Io::Memory(memory)),
+        (None, _, Some((kind, packed))) if target == codec_slot => match (Codec::new(*kind), packed.get(thread as usize)) {
+            (Ok(c), Some(p)) => Some(Io::Codec(c, p)),
+            _ => None,
         },
-        (None, Some(memory)) if target == s.targets.len() => Io::Memory(memory),
         _ => return,
+    };
+    let Some(mut io) = io else {
+        if let Some(e) = s.errors.get(target) {
+            e.fetch_add(u64::from(s.ios), Ordering::Relaxed);
+        }
+        return;
     };
     let seed = (u64::from(thread) << 32) ^ u64::from(round).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut rng = Rng(seed ^ 0x2545_f491_4f6c_dd1d | 1);
@@ -349,6 +571,7 @@ fn run_burst(s: &Shared, target: usize, thread: u32, round: u32) {
                 m.copy(thread, block, buffer, s.block_size, !read);
                 true
             }
+            Io::Codec(c, packed) => c.io(buffer, packed, s.block_size, !read),
         };
         if !ok {
             errors += 1;
@@ -458,9 +681,21 @@ impl kernel::Module for RxdskBench {
         } else {
             None
         };
-        let n = core::num::NonZeroUsize::new(targets.len() + usize::from(memory.is_some())).ok_or(EINVAL)?;
+        let codec = match CodecKind::from_param(module_parameters::codec.value())? {
+            Some(kind) => {
+                errors.push(AtomicU64::new(0), GFP_KERNEL)?;
+                let mut packed = KVec::with_capacity(buffers.len(), GFP_KERNEL)?;
+                for buffer in buffers.iter() {
+                    packed.push(pack_buffer(kind, buffer, block_size)?, GFP_KERNEL)?;
+                }
+                Some((kind, packed))
+            }
+            None => None,
+        };
+        let n = core::num::NonZeroUsize::new(targets.len() + usize::from(memory.is_some()) + usize::from(codec.is_some()))
+            .ok_or(EINVAL)?;
         let shared = Arc::new(
-            Shared { targets, buffers, errors, memory, read_pct, random, block_size, blocks, ios, threads },
+            Shared { targets, buffers, errors, memory, codec, read_pct, random, block_size, blocks, ios, threads },
             GFP_KERNEL,
         )?;
         // ns[target][round]

@@ -20,6 +20,7 @@ use crate::layout::{self, pieces, punch, shrink};
 use crate::store::{unloaded::Unloaded, Batch, Store, StoreError};
 use crate::sys::compress::Algorithm;
 use crate::sys::deferred::{Deferred, DeferredHandler};
+use crate::sys::fanout;
 use crate::sys::disk::{Attr, AttrText, Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
 use crate::sys::ffi::{self, Gfp, NoIo, PAGE_SIZE, SECTOR_SHIFT};
 use crate::sys::iomem::IoMem;
@@ -44,6 +45,11 @@ use stats::{Counter, Failure, Stats};
 const MISS_CLUSTER: u64 = 16;
 /// Pages a preload loads per hold of the backing lock (read misses get in between).
 const PRELOAD_CHUNK: u64 = 1024;
+/// A compressed bio this big or bigger is shared with other CPUs (see `Device::in_parts`).
+const FAN_OUT_MIN: u64 = 64 * 1024;
+/// What a participant takes at a time: 4 pages, whose compression (tens of microseconds)
+/// outweighs taking it (an atomic increment).
+const FAN_OUT_CHUNK: u64 = 16 * 1024;
 
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 const _: () = assert!(PAGE_SIZE as u64 == RXDSK_PAGE_SIZE);
@@ -636,11 +642,13 @@ impl Device {
         match op {
             Op::Read => {
                 let nowait = bio.nowait();
-                bio.for_each_segment((Status::IoError, Failure::Io), |pos, buf| {
-                    self.read_span(pos, buf, nowait, touch).map_err(|e| match e {
-                        StoreError::WouldBlock => (Status::Again, Failure::Alloc),
-                        StoreError::Unloaded => (Status::IoError, Failure::Unloaded),
-                        _ => (Status::IoError, Failure::Io),
+                self.in_parts(bio, |from, to| {
+                    bio.for_each_segment_within(from, to, (Status::IoError, Failure::Io), |pos, buf| {
+                        self.read_span(pos, buf, nowait, touch).map_err(|e| match e {
+                            StoreError::WouldBlock => (Status::Again, Failure::Alloc),
+                            StoreError::Unloaded => (Status::IoError, Failure::Unloaded),
+                            _ => (Status::IoError, Failure::Io),
+                        })
                     })
                 })?;
                 self.stats.account(Counter::Read, len);
@@ -651,13 +659,15 @@ impl Device {
                 }
                 let nowait = bio.nowait();
                 let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
-                let mut batch = self.store.batch();
-                bio.for_each_segment((Status::IoError, Failure::Io), |pos, buf| {
-                    self.write_span(pos, buf, gfp, nowait, touch, &mut batch).map_err(|e| match e {
-                        StoreError::Limit => (Status::NoSpace, Failure::Limit),
-                        StoreError::NoMemory | StoreError::WouldBlock if nowait => (Status::Again, Failure::Alloc),
-                        StoreError::NoMemory | StoreError::WouldBlock => (Status::IoError, Failure::Alloc),
-                        StoreError::Corrupt | StoreError::Unloaded => (Status::IoError, Failure::Io),
+                self.in_parts(bio, |from, to| {
+                    let mut batch = self.store.batch();
+                    bio.for_each_segment_within(from, to, (Status::IoError, Failure::Io), |pos, buf| {
+                        self.write_span(pos, buf, gfp, nowait, touch, &mut batch).map_err(|e| match e {
+                            StoreError::Limit => (Status::NoSpace, Failure::Limit),
+                            StoreError::NoMemory | StoreError::WouldBlock if nowait => (Status::Again, Failure::Alloc),
+                            StoreError::NoMemory | StoreError::WouldBlock => (Status::IoError, Failure::Alloc),
+                            StoreError::Corrupt | StoreError::Unloaded => (Status::IoError, Failure::Io),
+                        })
                     })
                 })?;
                 self.stats.account(Counter::Write, len);
@@ -679,6 +689,30 @@ impl Device {
             Op::Other => return Err((Status::NotSupported, Failure::Io)),
         }
         Ok(())
+    }
+
+    /// Runs `f(from, to)` over the span of `bio`: on a compressed device, a bio of at least
+    /// [`FAN_OUT_MIN`] bytes in chunks of [`FAN_OUT_CHUNK`] (whole pages) shared with helpers
+    /// on other CPUs (the compressor is what costs, and it scales with CPUs; a copy does not
+    /// pay for the hop); otherwise whole, on this task. Every chunk is done when this returns,
+    /// so the bio's locks (the cut) cover them all, and the lowest chunk that failed gives the
+    /// result.
+    fn in_parts(&self, bio: &Bio, f: impl Fn(u64, u64) -> Result<(), (Status, Failure)> + Sync) -> Result<(), (Status, Failure)> {
+        let (pos, len) = (bio.position(), bio.len());
+        if !self.is_compressed() || bio.nowait() || len < FAN_OUT_MIN {
+            return f(pos, pos + len);
+        }
+        let chunks = len.div_ceil(FAN_OUT_CHUNK) as u32;
+        let (elsewhere, result) = fanout::fan_out(chunks as usize, chunks as usize, &|chunk| {
+            let (from, to) = layout::split_span(pos, len, chunk as u32, chunks);
+            if from < to {
+                f(from, to)
+            } else {
+                Ok(())
+            }
+        });
+        self.stats.parts_elsewhere(elsewhere as u64);
+        result
     }
 
     /// Reads `buf.len()` bytes at device position `pos`, page by page of the store. On a
@@ -822,7 +856,7 @@ impl BioHandler for Device {
                 let c = compr();
                 writeln!(
                     out,
-                    "{} {} {} {} {} {} {} {} {}",
+                    "{} {} {} {} {} {} {} {} {} {}",
                     self.store.pages(),
                     c.orig_data_size,
                     c.compr_data_size,
@@ -831,7 +865,8 @@ impl BioHandler for Device {
                     c.same_pages,
                     c.huge_pages,
                     c.compress_failures,
-                    c.decompress_failures
+                    c.decompress_failures,
+                    self.stats.parts_elsewhere_total()
                 )
             }
             Attr::CacheStat => {

@@ -8,6 +8,7 @@ pub(crate) mod backing;
 pub(crate) mod compress;
 pub(crate) mod deferred;
 pub(crate) mod disk;
+pub(crate) mod fanout;
 pub(crate) mod ffi;
 pub(crate) mod iomem;
 pub(crate) mod page;

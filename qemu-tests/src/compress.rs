@@ -630,6 +630,148 @@ pub fn compress_cpu_hotplug() -> TestResult {
     dev.destroy()
 }
 
+/// The 10th number of the device's `mm_stat`: chunks of big bios done by helpers on other CPUs.
+fn parallel_parts(dev: &Device) -> Result<u64, String> {
+    let name = dev.path.trim_start_matches("/dev/");
+    let path = format!("/sys/block/{name}/rxdsk/mm_stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.split_whitespace()
+        .nth(9)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{path}: no 10th number in {text:?}"))
+}
+
+/// Writes `len` bytes at `off` from one task: half-compressible pages keyed by `round` and
+/// their page number, recorded in `model` (the device's expected bytes).
+fn write_keyed(
+    f: &std::fs::File,
+    model: &mut [u8],
+    off: u64,
+    len: usize,
+    round: u64,
+) -> TestResult {
+    let mut buf = AlignedBuf::zeroed(len)?;
+    for (i, page) in buf.chunks_mut(PAGE as usize).enumerate() {
+        blk::fill_keyed(&mut page[..2048], round, off / PAGE + i as u64);
+        page[2048..].fill(0);
+    }
+    write_at(f, &buf[..], off).map_err(|e| format!("write of {len} bytes at {off}: {e}"))?;
+    model[off as usize..off as usize + len].copy_from_slice(&buf[..]);
+    Ok(())
+}
+
+/// Reads the whole device back in `block`-byte reads and compares it with `model`.
+fn verify_model(f: &std::fs::File, model: &[u8], block: usize, what: &str) -> TestResult {
+    let mut back = AlignedBuf::zeroed(block)?;
+    for (i, want) in model.chunks(block).enumerate() {
+        let off = (i * block) as u64;
+        read_at(f, &mut back[..want.len()], off)
+            .map_err(|e| format!("{what}: read at {off}: {e}"))?;
+        if let Some(bad) = (0..want.len()).find(|&j| back[j] != want[j]) {
+            return Err(format!(
+                "{what}: byte {} differs ({} read, {} written)",
+                off + bad as u64,
+                back[bad],
+                want[bad]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Big bios on several CPUs: one task writes and reads 1 MiB and 196 KiB bios (49 pages: an
+/// uneven split, at offsets that are not multiples of it), so the other CPU is free and its
+/// part is handed to it (`mm_stat`'s `parallel_parts` must grow, for writes and for reads);
+/// every byte reads back as written, through 1 MiB and through 4 KiB reads; then again while
+/// CPU 1 goes down and up under the writer.
+pub fn compress_big_bios_in_parts() -> TestResult {
+    const SIZE: usize = 16 * MIB as usize;
+    const CPU1: &str = "/sys/devices/system/cpu/cpu1/online";
+    ensure(std::path::Path::new(CPU1).exists(), || {
+        format!("{CPU1} missing: the guest needs two CPUs with hotplug")
+    })?;
+    let dev = Device::create_compressed(SIZE as u64, 4096, RXDSK_COMPRESS_LZ4, 0)?;
+    let f = open_direct(&dev.path, true)?;
+    let mut model = vec![0u8; SIZE];
+    let before = parallel_parts(&dev)?;
+    for k in 0..(SIZE / MIB as usize) {
+        write_keyed(&f, &mut model, (k * MIB as usize) as u64, MIB as usize, 1)?;
+    }
+    let after_writes = parallel_parts(&dev)?;
+    ensure(after_writes > before, || {
+        format!("1 MiB writes from one task with CPU 1 free: no part went to another CPU ({before} -> {after_writes})")
+    })?;
+    verify_model(&f, &model, MIB as usize, "1 MiB reads")?;
+    let after_reads = parallel_parts(&dev)?;
+    ensure(after_reads > after_writes, || {
+        format!("1 MiB reads: no part went to another CPU ({after_writes} -> {after_reads})")
+    })?;
+    let odd = 49 * PAGE as usize;
+    let mut off = PAGE as usize;
+    while off + odd <= SIZE {
+        write_keyed(&f, &mut model, off as u64, odd, 2)?;
+        off += odd + 3 * PAGE as usize;
+    }
+    verify_model(
+        &f,
+        &model,
+        PAGE as usize,
+        "4 KiB reads after 196 KiB writes",
+    )?;
+    verify_model(&f, &model, MIB as usize, "1 MiB reads after 196 KiB writes")?;
+    // CPU 1 down and up while one task writes: a part queued on a CPU going down runs on
+    // another, and no page is lost.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toggler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || -> TestResult {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || n < 2 {
+                sys_write(CPU1, "0")?;
+                std::thread::sleep(Duration::from_millis(50));
+                sys_write(CPU1, "1")?;
+                std::thread::sleep(Duration::from_millis(50));
+                n += 1;
+            }
+            Ok(())
+        })
+    };
+    let mut written = Ok(());
+    for round in 3..6u64 {
+        for k in 0..(SIZE / MIB as usize) {
+            written = written.and_then(|()| {
+                write_keyed(
+                    &f,
+                    &mut model,
+                    (k * MIB as usize) as u64,
+                    MIB as usize,
+                    round,
+                )
+            });
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let toggled = toggler
+        .join()
+        .map_err(|_| "the CPU toggler panicked".to_string())?;
+    let _ = sys_write(CPU1, "1");
+    written?;
+    toggled?;
+    verify_model(
+        &f,
+        &model,
+        MIB as usize,
+        "1 MiB reads after writes across CPU hotplug",
+    )?;
+    consistent(&dev)?;
+    println!(
+        "# {} parts of big bios on the other CPU; every byte read back as written",
+        parallel_parts(&dev)?
+    );
+    drop(f);
+    dev.destroy()
+}
+
 /// A compressed device with a backing device: ext2 with real files on a zstd device, flushed
 /// through a journal; the image holds plain data, so the backing disk itself checks clean with
 /// e2fsck; a restore may pick another algorithm (lz4) and loads lazily into it; a file written

@@ -290,6 +290,10 @@ const TESTS: &[Test] = &[
         run: compress::compress_cpu_hotplug,
     },
     Test {
+        name: "compress_big_bios_in_parts",
+        run: compress::compress_big_bios_in_parts,
+    },
+    Test {
         name: "compress_backing_roundtrip",
         run: compress::compress_backing_roundtrip,
     },

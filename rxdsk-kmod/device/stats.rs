@@ -26,6 +26,7 @@ struct Slot {
     io_errors: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    parts_elsewhere: AtomicU64,
 }
 
 /// Which counter to bump.
@@ -107,6 +108,18 @@ impl Stats {
         if let Some(s) = self.slot() {
             if hit { &s.cache_hits } else { &s.cache_misses }.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Chunks of big bios that helpers on other CPUs did.
+    pub(crate) fn parts_elsewhere(&self, parts: u64) {
+        if let Some(s) = self.slot() {
+            s.parts_elsewhere.fetch_add(parts, Ordering::Relaxed);
+        }
+    }
+
+    /// [`Stats::parts_elsewhere`], summed.
+    pub(crate) fn parts_elsewhere_total(&self) -> u64 {
+        self.slots.iter().fold(0u64, |n, s| n.wrapping_add(s.parts_elsewhere.load(Ordering::Relaxed)))
     }
 
     /// Read hits and misses of a cache device, summed.

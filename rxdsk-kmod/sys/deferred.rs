@@ -36,11 +36,13 @@ pub(crate) trait DeferredHandler: Sync + Sized {
     fn handle_deferred(&self, bio: Bio);
 }
 
-/// The module's workqueue, from module init to module exit.
+/// The module's workqueues (`rxdsk_io`, and `rxdsk_fanout` for [`fan_out`](super::fanout)),
+/// from module init to module exit.
 ///
 /// # Invariants
 ///
-/// While an `IoQueue` exists, `rxdsk_io_wq` in helpers.c is a valid workqueue.
+/// While an `IoQueue` exists, `rxdsk_io_wq` and `rxdsk_fanout_wq` in helpers.c are valid
+/// workqueues.
 pub(crate) struct IoQueue(());
 
 impl IoQueue {
@@ -54,8 +56,8 @@ impl IoQueue {
 
 impl Drop for IoQueue {
     fn drop(&mut self) {
-        // SAFETY: At module exit, after every device (and so every work item) is gone; the
-        // workqueue was created by `new`.
+        // SAFETY: At module exit, after every device (and so every work item, deferred bio and
+        // fan-out helper) is gone; the workqueues were created by `new`.
         unsafe { c::rxdsk_io_wq_destroy() };
     }
 }

@@ -393,6 +393,11 @@ pub(crate) struct Bio {
     raw: NonNull<bindings::bio>,
 }
 
+// SAFETY: Shared, a `Bio` is only read: its operation, position, size and data pages (each
+// walk copies the iterator); the pages' bytes are reached only through `IoMem`. So the parts of
+// one bio may be handled on several CPUs at once (fanout.rs). Ending it takes the `Bio` by value.
+unsafe impl Sync for Bio {}
+
 impl Bio {
     /// # Safety
     ///
@@ -438,11 +443,15 @@ impl Bio {
         u64::from(unsafe { (*self.raw.as_ptr()).bi_iter.bi_size })
     }
 
-    /// Calls `f(device_position, segment)` for each piece of the bio's data, in order; a piece
-    /// never crosses a page boundary of the bio's memory. Stops at the first error.
-    /// A malformed iterator (a zero-length piece) ends the walk with `malformed`.
-    pub(crate) fn for_each_segment<E>(
+    /// Calls `f(device_position, segment)` for each piece of the bio's data at device
+    /// positions `from..to`, in order (the pieces outside are skipped unmapped, the ones across
+    /// an end cut there); a piece never crosses a page boundary of the bio's memory. Stops at
+    /// the first error. A malformed iterator (a zero-length piece) ends the walk with
+    /// `malformed`.
+    pub(crate) fn for_each_segment_within<E>(
         &self,
+        from: u64,
+        to: u64,
         malformed: E,
         mut f: impl FnMut(u64, IoMem<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
@@ -450,27 +459,35 @@ impl Bio {
         // does, so the bio itself is unchanged.
         let (vecs, mut iter) = unsafe { ((*self.raw.as_ptr()).bi_io_vec, (*self.raw.as_ptr()).bi_iter) };
         let mut pos = iter.bi_sector << SECTOR_SHIFT;
-        while iter.bi_size > 0 {
+        while iter.bi_size > 0 && pos < to {
             // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid bvec of the bio.
             let bv = unsafe { &*vecs.add(iter.bi_idx as usize) };
             let Some(seg) = bvec_piece(bv.bv_len, bv.bv_offset, iter.bi_offset, iter.bi_size) else {
                 return Err(malformed);
             };
-            // SAFETY: `bv_page + page_index` is the page holding `bv_offset + bi_offset` of this
-            // multi-page bvec (struct pages of one bvec are contiguous); we map it for the call.
-            let page = unsafe { bv.bv_page.add(seg.page_index) };
-            // SAFETY: The page is valid while the bio is ours; the mapping is undone below.
-            let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
-            // SAFETY: `kmap_local_page` never returns null; `offset + len <= PAGE_SIZE`
-            // (bvec_piece), so the window lies inside the mapping, which lasts until the unmap
-            // below, after `f` returned; the window is only passed on as an `IoMem`, which
-            // creates no reference to memory its submitter may still change.
-            let buf = unsafe { IoMem::new(NonNull::new_unchecked(addr.add(seg.offset)), seg.len) };
-            let result = f(pos, buf);
-            // SAFETY: Mapped above.
-            unsafe { bindings::kunmap_local(addr.cast()) };
-            result?;
-            pos += seg.len as u64;
+            let seg_end = pos + seg.len as u64;
+            if seg_end > from {
+                // The part of the piece inside the window.
+                let skip = from.saturating_sub(pos) as usize;
+                let take = (seg_end.min(to) - pos) as usize - skip;
+                // SAFETY: `bv_page + page_index` is the page holding `bv_offset + bi_offset` of
+                // this multi-page bvec (struct pages of one bvec are contiguous); we map it for
+                // the call.
+                let page = unsafe { bv.bv_page.add(seg.page_index) };
+                // SAFETY: The page is valid while the bio is ours; the mapping is undone below.
+                let addr = unsafe { bindings::kmap_local_page(page) }.cast::<u8>();
+                // SAFETY: `kmap_local_page` never returns null; `offset + len <= PAGE_SIZE`
+                // (bvec_piece) and `skip + take <= len`, so the window lies inside the mapping,
+                // which lasts until the unmap below, after `f` returned; the window is only
+                // passed on as an `IoMem`, which creates no reference to memory its submitter
+                // may still change.
+                let buf = unsafe { IoMem::new(NonNull::new_unchecked(addr.add(seg.offset + skip)), take) };
+                let result = f(pos + skip as u64, buf);
+                // SAFETY: Mapped above.
+                unsafe { bindings::kunmap_local(addr.cast()) };
+                result?;
+            }
+            pos = seg_end;
             // bvec_iter_advance_single()
             let done = iter.bi_offset + seg.len as u32;
             if done == bv.bv_len {

@@ -12,6 +12,8 @@
 #include <linux/workqueue.h>
 #include <linux/sched/mm.h>
 #include <linux/cpumask.h>
+#include <linux/percpu.h>
+#include <linux/atomic.h>
 #include <linux/cpuhotplug.h>
 #include <linux/debugfs.h>
 #include <linux/fault-inject.h>
@@ -71,18 +73,111 @@ void rxdsk_cond_resched(void)
  */
 static struct workqueue_struct *rxdsk_io_wq;
 
+/*
+ * The helpers that share big bios (fanout.rs). Per-CPU and WQ_HIGHPRI: a helper starts at once
+ * on the CPU picked for it. WQ_MEM_RECLAIM: they serve writes that reclaim may be waiting for
+ * (swap on a compressed device), so they must not need a new worker.
+ */
+static struct workqueue_struct *rxdsk_fanout_wq;
+
 int rxdsk_io_wq_create(void);
 int rxdsk_io_wq_create(void)
 {
 	rxdsk_io_wq = alloc_workqueue("rxdsk_io", WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
-	return rxdsk_io_wq ? 0 : -ENOMEM;
+	if (!rxdsk_io_wq)
+		return -ENOMEM;
+	rxdsk_fanout_wq = alloc_workqueue("rxdsk_fanout", WQ_MEM_RECLAIM | WQ_HIGHPRI | WQ_PERCPU, 0);
+	if (!rxdsk_fanout_wq) {
+		destroy_workqueue(rxdsk_io_wq);
+		rxdsk_io_wq = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void rxdsk_io_wq_destroy(void);
 void rxdsk_io_wq_destroy(void)
 {
+	destroy_workqueue(rxdsk_fanout_wq);
+	rxdsk_fanout_wq = NULL;
 	destroy_workqueue(rxdsk_io_wq);
 	rxdsk_io_wq = NULL;
+}
+
+#define RXDSK_FANOUT_MAX 8
+
+/*
+ * Per CPU, the fan-out callers and helpers running there. The scheduler's own idle_cpu() is not
+ * exported to modules: a CPU is asked to help only while no other big bio of ours is using it
+ * (other work there is not seen; the helper then shares the CPU with it).
+ */
+static DEFINE_PER_CPU(atomic_t, rxdsk_fanout_busy);
+
+typedef void (*rxdsk_fanout_fn)(const void *ctx, unsigned int participant);
+
+struct rxdsk_fanout_helper {
+	struct work_struct work;
+	rxdsk_fanout_fn fn;
+	const void *ctx;
+	unsigned int participant;
+	int cpu;
+};
+
+static void rxdsk_fanout_run(struct work_struct *work)
+{
+	struct rxdsk_fanout_helper *h = container_of(work, struct rxdsk_fanout_helper, work);
+	/* As its submitter's: no reclaim I/O, which could come back to this device. */
+	unsigned int noio = memalloc_noio_save();
+
+	h->fn(h->ctx, h->participant);
+	memalloc_noio_restore(noio);
+	atomic_dec(per_cpu_ptr(&rxdsk_fanout_busy, h->cpu));
+}
+
+/*
+ * Runs fn(ctx, 0) on the calling task and fn(ctx, i) for i = 1..helpers-1 each on an online
+ * CPU that none of our big bios is using (helpers <= max_participants), and returns once all
+ * have returned; the participants share the work between them (fanout.rs). A helper that has
+ * not started by the time the caller is done is cancelled: it would find nothing left to do.
+ * The work items live on this stack until then.
+ */
+unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_participants);
+unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_participants)
+{
+	struct rxdsk_fanout_helper helpers[RXDSK_FANOUT_MAX];
+	unsigned int n = 1, i, ran = 1;
+	int self = raw_smp_processor_id(), cpu;
+
+	if (max_participants > RXDSK_FANOUT_MAX)
+		max_participants = RXDSK_FANOUT_MAX;
+	atomic_inc(per_cpu_ptr(&rxdsk_fanout_busy, self));
+	/* A CPU that goes down meanwhile is harmless: its work then runs on another. */
+	for_each_online_cpu(cpu) {
+		if (n >= max_participants)
+			break;
+		if (cpu == self || atomic_read(per_cpu_ptr(&rxdsk_fanout_busy, cpu)))
+			continue;
+		atomic_inc(per_cpu_ptr(&rxdsk_fanout_busy, cpu));
+		helpers[n++].cpu = cpu;
+	}
+	for (i = 1; i < n; i++) {
+		INIT_WORK_ONSTACK(&helpers[i].work, rxdsk_fanout_run);
+		helpers[i].fn = fn;
+		helpers[i].ctx = ctx;
+		helpers[i].participant = i;
+		queue_work_on(helpers[i].cpu, rxdsk_fanout_wq, &helpers[i].work);
+	}
+	fn(ctx, 0);
+	for (i = 1; i < n; i++) {
+		/* Waits for a helper that started; takes back one that did not. */
+		if (cancel_work_sync(&helpers[i].work))
+			atomic_dec(per_cpu_ptr(&rxdsk_fanout_busy, helpers[i].cpu));
+		else
+			ran++;
+		destroy_work_on_stack(&helpers[i].work);
+	}
+	atomic_dec(per_cpu_ptr(&rxdsk_fanout_busy, self));
+	return ran;
 }
 
 void rxdsk_io_queue(struct work_struct *work);

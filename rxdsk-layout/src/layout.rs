@@ -174,3 +174,29 @@ pub fn bvec_piece(bv_len: u32, bv_offset: u32, done: u32, remaining: u32) -> Opt
         len,
     })
 }
+
+/// Part `part` of `parts` of the byte range `pos..pos + len`, split at page boundaries into
+/// near-equal runs of whole pages, as `(start, end)`: the parts tile the range in order, no
+/// page is split between two parts (so two parts never lock the same page), and a part may be
+/// empty only when the range has fewer pages than `parts`. `parts == 0` is taken as 1.
+pub fn split_span(pos: u64, len: u64, part: u32, parts: u32) -> (u64, u64) {
+    let parts = u64::from(parts.max(1));
+    let part = u64::from(part).min(parts);
+    let end = pos.saturating_add(len);
+    let first_page = pos >> PAGE_SHIFT;
+    let pages = (end.saturating_add(PAGE_MASK) >> PAGE_SHIFT).saturating_sub(first_page);
+    // Boundary `k` is after `floor(pages * k / parts)` pages, computed without overflow (and
+    // without 128-bit division, which the kernel lacks): `r * k < parts^2 <= 2^64`.
+    let boundary = |k: u64| -> u64 {
+        if k == 0 {
+            return pos;
+        }
+        if k >= parts {
+            return end;
+        }
+        let (q, r) = (pages / parts, pages % parts);
+        let page = first_page + q * k + r * k / parts;
+        page.saturating_mul(STORE_PAGE_SIZE as u64).clamp(pos, end)
+    };
+    (boundary(part), boundary(part + 1))
+}

@@ -210,3 +210,55 @@ fn max_device_size_fits_the_index_type() {
     assert_eq!(max_device_size(ABI_MAX, 0), 4096);
     assert_eq!(max_device_size(4096 * 3, u64::MAX), 4096 * 3);
 }
+
+#[test]
+fn split_span_tiles_the_range_without_sharing_a_page() {
+    for pos in positions() {
+        for len in lengths() {
+            for parts in 1..=9u32 {
+                let mut next = pos;
+                let end = pos.saturating_add(len);
+                let mut last_page: Option<u64> = None;
+                for part in 0..parts {
+                    let (start, stop) = split_span(pos, len, part, parts);
+                    assert_eq!(start, next, "pos {pos} len {len} part {part}/{parts}");
+                    assert!(stop >= start && stop <= end);
+                    if stop > start {
+                        if let Some(last) = last_page {
+                            assert!(
+                                start >> 12 > last,
+                                "a page shared: pos {pos} len {len} {part}/{parts}"
+                            );
+                        }
+                        last_page = Some((stop - 1) >> 12);
+                        if part + 1 < parts {
+                            assert_eq!(stop % 4096, 0, "an inner boundary off a page");
+                        }
+                    }
+                    next = stop;
+                }
+                assert_eq!(next, end);
+            }
+        }
+    }
+}
+
+#[test]
+fn split_span_parts_are_near_equal() {
+    // 1 MiB at a page boundary in 2, 3 and 8 parts: page counts differ by at most one.
+    for parts in [2u32, 3, 8] {
+        let sizes: Vec<u64> = (0..parts)
+            .map(|p| {
+                let (a, b) = split_span(1 << 20, 1 << 20, p, parts);
+                (b - a) / 4096
+            })
+            .collect();
+        let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(max - min <= 1, "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<u64>(), 256);
+    }
+    // Fewer pages than parts: the extra parts are empty, none is split.
+    assert_eq!(split_span(0, 4096, 0, 2), (0, 0));
+    assert_eq!(split_span(0, 4096, 1, 2), (0, 4096));
+    assert_eq!(split_span(100, 10, 0, 1), (100, 110));
+}

@@ -194,11 +194,13 @@ pub fn kbench_script(env: &Env, span_mb: u32, repeats: u32, bursts: u32, ios_4k:
     for (i, t) in TARGETS.iter().enumerate() {
         s += &format!("LABEL{i}={}\n", t.label);
     }
-    // The memcpy slot, `m` in a target list (last: its slot follows the devices').
+    // The memcpy slot, `m` in a target list (after the devices), and the codec slot, `c`
+    // (last; `CODEC` and `LABELc` say which library).
     s += &format!("LABELm={MEMCPY}\n");
     s += "kbench() { # 'target-index...' job args...\n\
           idx=$1; job=$2; shift 2; params=''; slot=0\n\
           for i in $idx; do if [ $i = m ]; then params=\"$params memcpy=1\"; continue; fi\n\
+          if [ $i = c ]; then params=\"$params codec=$CODEC\"; continue; fi\n\
           check$i; mm=$(cat /sys/block/${DEV#/dev/}/dev)\n\
           params=\"$params dev$slot=$(( (${mm%:*} << 20) | ${mm#*:} ))\"; slot=$((slot + 1)); done\n\
           dmesg -c > /dev/null\n\
@@ -349,6 +351,59 @@ const COMPRESS_SPAN_MB: u32 = 64;
 /// Index of the first compressed target in the script (`DEV<i>`, `check<i>`, `LABEL<i>`).
 const COMPRESS_INDEX: usize = 10;
 
+/// The codec ceiling's rows: (job, random, read_pct, block size), one thread.
+const CODEC_JOBS: [(&str, bool, u32, u32); 3] = [
+    ("4k-randwrite", true, 0, 4096),
+    ("4k-randread", true, 100, 4096),
+    ("1m-seqwrite", false, 0, 1 << 20),
+];
+/// The codec ceiling's rows are named `codec-<job>@t1`.
+const CODEC_ROW_PREFIX: &str = "codec-";
+
+/// `rxdsk_bench`'s `codec=` for an algorithm.
+fn codec_param(algorithm: &str) -> u32 {
+    match algorithm {
+        "lz4" => 1,
+        "lzo-rle" => 2,
+        _ => 3,
+    }
+}
+
+/// The label of the codec slot: `lib-lz4`, ...
+pub fn codec_label(algorithm: &str) -> String {
+    format!("lib-{algorithm}")
+}
+
+/// rxdsk's compressed devices against their library alone (native): paired ratios of the
+/// `codec-` rows.
+pub fn codec_table(results: &Results) -> String {
+    let mut out = String::new();
+    for algorithm in COMPRESSORS {
+        let (r, c) = (compressed_label("rxdsk", algorithm), codec_label(algorithm));
+        for (name, _, _, _) in CODEC_JOBS {
+            let row = format!("{CODEC_ROW_PREFIX}{name}@t1");
+            let Some(spread) = paired_ratio_of(&results.samples, Mode::Native, &row, &r, &c) else {
+                continue;
+            };
+            out += &format!(
+                "  {algorithm:<9} {name:<14} {:>10.0} {:>10.0} {:>9.2} [IQR {:.2}-{:.2}]\n",
+                median_iops(&results.samples, &r, &row),
+                median_iops(&results.samples, &c, &row),
+                spread.median,
+                spread.p25,
+                spread.p75,
+            );
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!(
+        "Compressor ceiling (rxdsk over its library compressing or decompressing the same pages in a loop on one CPU, no block layer):\n  {:<9} {:<14} {:>10} {:>10} {:>9}\n{out}",
+        "algorithm", "job", "rxdsk IOPS", "lib IOPS", "rxdsk/lib"
+    )
+}
+
 /// The label of a compressed target: `rxdsk-lz4`, `zram-lz4`, ...
 pub fn compressed_label(driver: &str, algorithm: &str) -> String {
     format!("{driver}-{algorithm}")
@@ -420,6 +475,45 @@ fn compression_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
                     "kbench '{all}' c50-{name}@t{threads} random=1 read_pct={read_pct} block_size=4096 \
                      bursts={bursts} ios={} threads={threads} compress_pct=50\n",
                     ios_4k / 2
+                );
+            }
+        }
+    }
+    // Big bios, whose pages rxdsk compresses on several CPUs at once (zram: one page after
+    // another on the submitter's); as many bytes per burst as the 4 KiB rows.
+    let big: [(&str, bool, u32, u32); 3] = [
+        ("64k-randwrite", true, 0, 64 << 10),
+        ("1m-seqwrite", false, 0, 1 << 20),
+        ("1m-seqread", false, 100, 1 << 20),
+    ];
+    for _ in 0..repeats {
+        for (name, random, read_pct, block_size) in big {
+            let ios = (u64::from(ios_4k / 2) * 4096 / u64::from(block_size)).max(4);
+            for threads in ["1", "$NCPU"] {
+                s += &format!(
+                    "kbench '{all}' c50-{name}@t{threads} random={} read_pct={read_pct} block_size={block_size} \
+                     bursts={bursts} ios={ios} threads={threads} compress_pct=50\n",
+                    u8::from(random)
+                );
+            }
+        }
+    }
+    // The compressor's ceiling: each rxdsk device beside its library compressing (writes) and
+    // decompressing (reads) the same pages in a loop on the submitter's CPU.
+    for (k, algorithm) in COMPRESSORS.iter().enumerate() {
+        let r = COMPRESS_INDEX + 2 * k;
+        s += &format!(
+            "CODEC={}; LABELc={}\n",
+            codec_param(algorithm),
+            codec_label(algorithm)
+        );
+        for _ in 0..repeats {
+            for (name, random, read_pct, block_size) in CODEC_JOBS {
+                let ios = (u64::from(ios_4k / 2) * 4096 / u64::from(block_size)).max(4);
+                s += &format!(
+                    "kbench '{r} c' {CODEC_ROW_PREFIX}{name}@t1 random={} read_pct={read_pct} block_size={block_size} \
+                     bursts={bursts} ios={ios} threads=1 compress_pct=50\n",
+                    u8::from(random)
                 );
             }
         }
@@ -1694,6 +1788,7 @@ impl Report<'_> {
         text += &ceiling_table(self.rows);
         text += &format!("native (UML) {}", memory_table(self.native_mem));
         text += &compression_table(self.native_mem);
+        text += &codec_table(self.native_mem);
         text += &cache_table(self.native_mem);
         if !self.native_mem.backing.is_empty() {
             text += &format!("native (UML) {}", backing_table(self.native_mem, self.rows));
@@ -1727,6 +1822,7 @@ impl Report<'_> {
             memory_table(self.native_mem)
         );
         md += &compression_table(self.native_mem);
+        md += &codec_table(self.native_mem);
         md += &cache_table(self.native_mem);
         if !self.native_mem.backing.is_empty() {
             md += &backing_table(self.native_mem, self.rows);
