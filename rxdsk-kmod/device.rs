@@ -47,9 +47,10 @@ const MISS_CLUSTER: u64 = 16;
 const PRELOAD_CHUNK: u64 = 1024;
 /// A compressed bio this big or bigger is shared with other CPUs (see `Device::in_parts`).
 const FAN_OUT_MIN: u64 = 64 * 1024;
-/// What a participant takes at a time: 4 pages, whose compression (tens of microseconds)
-/// outweighs taking it (an atomic increment).
-const FAN_OUT_CHUNK: u64 = 16 * 1024;
+/// What a participant takes at a time: 2 pages, whose compression (microseconds) outweighs
+/// taking it (an atomic increment), and which is as long as the submitter may have to wait for
+/// the last helper.
+const FAN_OUT_CHUNK: u64 = 8 * 1024;
 
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
 const _: () = assert!(PAGE_SIZE as u64 == RXDSK_PAGE_SIZE);

@@ -89,7 +89,8 @@ unsafe extern "C" fn participate<E: Send, F: Fn(usize) -> Result<(), E> + Sync>(
 /// Returns when all are done: the chunks done by helpers, and the error of the lowest chunk
 /// that failed (after a failure no new chunk is started).
 ///
-/// Sleeps (waits for the helpers): process context only, never for a `REQ_NOWAIT` bio.
+/// Waits for the helpers (spinning for the last chunk of one that started, see helpers.c) and
+/// may reschedule: process context only, never for a `REQ_NOWAIT` bio.
 pub(crate) fn fan_out<E: Send, F: Fn(usize) -> Result<(), E> + Sync>(max_participants: usize, chunks: usize, f: &F) -> (usize, Result<(), E>) {
     let call = Call {
         f,

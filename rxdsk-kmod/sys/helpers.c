@@ -121,6 +121,8 @@ struct rxdsk_fanout_helper {
 	const void *ctx;
 	unsigned int participant;
 	int cpu;
+	/* The caller's count of helpers still to finish. */
+	atomic_t *running;
 };
 
 static void rxdsk_fanout_run(struct work_struct *work)
@@ -132,6 +134,11 @@ static void rxdsk_fanout_run(struct work_struct *work)
 	h->fn(h->ctx, h->participant);
 	memalloc_noio_restore(noio);
 	atomic_dec(per_cpu_ptr(&rxdsk_fanout_busy, h->cpu));
+	/*
+	 * The last touch of the caller's stack: once the count drops, the caller may return. The
+	 * workqueue itself no longer touches a work item whose function has started.
+	 */
+	atomic_dec_return_release(h->running);
 }
 
 /*
@@ -139,14 +146,17 @@ static void rxdsk_fanout_run(struct work_struct *work)
  * CPU that none of our big bios is using (helpers <= max_participants), and returns once all
  * have returned; the participants share the work between them (fanout.rs). A helper that has
  * not started by the time the caller is done is cancelled: it would find nothing left to do.
- * The work items live on this stack until then.
+ * One that has started is busy with its last piece of work: the caller spins until it is done
+ * rather than sleep and be woken (the wake-up would cost more than the wait). The work items
+ * live on this stack until then. Returns how many helpers ran.
  */
 unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_participants);
 unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_participants)
 {
 	struct rxdsk_fanout_helper helpers[RXDSK_FANOUT_MAX];
-	unsigned int n = 1, i, ran = 1;
+	unsigned int n = 1, i, ran = 0;
 	int self = raw_smp_processor_id(), cpu;
+	atomic_t running;
 
 	if (max_participants > RXDSK_FANOUT_MAX)
 		max_participants = RXDSK_FANOUT_MAX;
@@ -160,22 +170,32 @@ unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_
 		atomic_inc(per_cpu_ptr(&rxdsk_fanout_busy, cpu));
 		helpers[n++].cpu = cpu;
 	}
+	atomic_set(&running, n - 1);
 	for (i = 1; i < n; i++) {
 		INIT_WORK_ONSTACK(&helpers[i].work, rxdsk_fanout_run);
 		helpers[i].fn = fn;
 		helpers[i].ctx = ctx;
 		helpers[i].participant = i;
+		helpers[i].running = &running;
 		queue_work_on(helpers[i].cpu, rxdsk_fanout_wq, &helpers[i].work);
 	}
 	fn(ctx, 0);
 	for (i = 1; i < n; i++) {
-		/* Waits for a helper that started; takes back one that did not. */
-		if (cancel_work_sync(&helpers[i].work))
+		if (cancel_work(&helpers[i].work)) {
+			/* Never ran, never will. */
 			atomic_dec(per_cpu_ptr(&rxdsk_fanout_busy, helpers[i].cpu));
-		else
+			atomic_dec(&running);
+		} else {
 			ran++;
-		destroy_work_on_stack(&helpers[i].work);
+		}
 	}
+	/* Pairs with the helpers' release: their writes are ours once the count is 0. */
+	while (atomic_read_acquire(&running)) {
+		cpu_relax();
+		cond_resched();
+	}
+	for (i = 1; i < n; i++)
+		destroy_work_on_stack(&helpers[i].work);
 	atomic_dec(per_cpu_ptr(&rxdsk_fanout_busy, self));
 	return ran;
 }

@@ -2024,6 +2024,86 @@ mod tests {
         assert!(k[f..].find("check$i").unwrap() < k[f..].find("insmod").unwrap());
     }
 
+    /// Runs the script's `kbench` function with the kernel's side stubbed (two devices, and
+    /// result lines for three slots): the module's parameters and the function's output.
+    fn run_kbench_function(script: &str, call: &str) -> (String, String) {
+        let f = script.find("kbench() {").unwrap();
+        let end = f + script[f..].find("\n}\n").unwrap() + 3;
+        let dir = std::env::temp_dir().join(format!(
+            "rxdsk-kbench-{}-{}",
+            std::process::id(),
+            call.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stub = format!(
+            "set -e\nfail() {{ echo \"FAIL $*\"; exit 1; }}\n\
+             LABEL0=rxdsk; LABEL1=brd; LABELm={MEMCPY}; LABELc=lib-lz4; CODEC=1; DEV0=/dev/a; DEV1=/dev/b\n\
+             check0() {{ DEV=$DEV0; }}; check1() {{ DEV=$DEV1; }}\n\
+             cat() {{ echo 7:3; }}; rmmod() {{ :; }}\n\
+             insmod() {{ echo \"$*\" > {params}; }}\n\
+             dmesg() {{ [ \"$1\" = -c ] || printf 'rxdsk_bench: slot=0 dev=7:3 a\\nrxdsk_bench: slot=0 burst_ns=1\\n\
+             rxdsk_bench: slot=1 dev=7:3 b\\nrxdsk_bench: slot=1 burst_ns=2\\n\
+             rxdsk_bench: slot=2 dev=0:0 c\\nrxdsk_bench: slot=2 burst_ns=3\\n'; }}\n\
+             BENCH_KO=ko; SPAN_MB=8\n{}\n{call}\n",
+            &script[f..end],
+            params = dir.join("params").display(),
+        )
+        .replace("/tmp/kbench.out", &dir.join("out").display().to_string());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&stub)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let params = std::fs::read_to_string(dir.join("params")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (params, stdout)
+    }
+
+    /// The codec slot (`c`) adds `codec=$CODEC`, comes last (after memcpy) and is reported
+    /// under `LABELc`; every algorithm's rxdsk device meets its library on three rows.
+    #[test]
+    fn the_codec_slot_comes_last() {
+        let (params, stdout) = run_kbench_function(
+            &kbench_script(&env(), 64, 1, 5, 1000),
+            "kbench '0 m c' job2",
+        );
+        assert!(
+            params.contains(" memcpy=1 codec=1")
+                && params.contains("dev0=")
+                && !params.contains("dev1="),
+            "{params}"
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "RXDSK-DATA kbench rxdsk job2 slot=0 dev=7:3 a burst_ns=1",
+                "RXDSK-DATA kbench memcpy job2 slot=1 dev=7:3 b burst_ns=2",
+                "RXDSK-DATA kbench lib-lz4 job2 slot=2 dev=0:0 c burst_ns=3",
+            ],
+            "{stdout}"
+        );
+        let script = kbench_script(&env(), 64, 1, 5, 1000);
+        for (k, algorithm) in COMPRESSORS.iter().enumerate() {
+            let r = COMPRESS_INDEX + 2 * k;
+            assert!(script.contains(&format!(
+                "CODEC={}; LABELc=lib-{algorithm}\n",
+                codec_param(algorithm)
+            )));
+            let rows = script
+                .lines()
+                .filter(|l| l.starts_with(&format!("kbench '{r} c' codec-")))
+                .count();
+            assert_eq!(rows, CODEC_JOBS.len(), "{algorithm}");
+        }
+    }
+
     /// The script's `kbench` function, run by sh with the kernel's side stubbed: the memcpy
     /// slot (`m`) adds `memcpy=1`, takes the slot after the devices and is reported as memcpy.
     #[test]
@@ -2042,37 +2122,7 @@ mod tests {
             .lines()
             .filter(|l| l.contains(" fill "))
             .all(|l| !l.contains(" m'")));
-        let f = script.find("kbench() {").unwrap();
-        let end = f + script[f..].find("\n}\n").unwrap() + 3;
-        let dir = std::env::temp_dir().join(format!("rxdsk-kbench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let stub = format!(
-            "set -e\nfail() {{ echo \"FAIL $*\"; exit 1; }}\n\
-             LABEL0=rxdsk; LABEL1=brd; LABELm={MEMCPY}; DEV0=/dev/a; DEV1=/dev/b\n\
-             check0() {{ DEV=$DEV0; }}; check1() {{ DEV=$DEV1; }}\n\
-             cat() {{ echo 7:3; }}; rmmod() {{ :; }}\n\
-             insmod() {{ echo \"$*\" > {params}; }}\n\
-             dmesg() {{ [ \"$1\" = -c ] || printf 'rxdsk_bench: slot=0 dev=7:3 a\\nrxdsk_bench: slot=0 burst_ns=1\\n\
-             rxdsk_bench: slot=1 dev=7:3 b\\nrxdsk_bench: slot=1 burst_ns=2\\n\
-             rxdsk_bench: slot=2 dev=0:0 c\\nrxdsk_bench: slot=2 burst_ns=3\\n'; }}\n\
-             BENCH_KO=ko; SPAN_MB=8\n{}\nkbench '0 1 m' job1\n",
-            &script[f..end],
-            params = dir.join("params").display(),
-        )
-        .replace("/tmp/kbench.out", &dir.join("out").display().to_string());
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&stub)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let params = std::fs::read_to_string(dir.join("params")).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        let (params, stdout) = run_kbench_function(&script, "kbench '0 1 m' job1");
         assert!(
             params.contains(" memcpy=1") && params.contains("dev1="),
             "{params}"
