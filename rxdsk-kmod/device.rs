@@ -21,7 +21,7 @@ use crate::store::{unloaded::Unloaded, Batch, Store, StoreError};
 use crate::sys::compress::Algorithm;
 use crate::sys::deferred::{Deferred, DeferredHandler};
 use crate::sys::fanout;
-use crate::sys::disk::{Attr, AttrText, Bio, BioHandler, DiskConfig, GenDisk, Op, Status};
+use crate::sys::disk::{Attr, AttrText, Bio, BioHandler, DiskConfig, GenDisk, Op, Segments, Status};
 use crate::sys::ffi::{self, Gfp, NoIo, PAGE_SIZE, SECTOR_SHIFT};
 use crate::sys::iomem::IoMem;
 use crate::sys::periodic::{Periodic, PeriodicTask};
@@ -48,8 +48,8 @@ const PRELOAD_CHUNK: u64 = 1024;
 /// A compressed bio this big or bigger is shared with other CPUs (see `Device::in_parts`).
 const FAN_OUT_MIN: u64 = 64 * 1024;
 /// What a participant takes at a time: 2 pages, whose compression (microseconds) outweighs
-/// taking it (an atomic increment), and which is as long as the submitter may have to wait for
-/// the last helper.
+/// taking it (an atomic increment), and which is about how long the submitter spins for the
+/// last helper when it is done.
 const FAN_OUT_CHUNK: u64 = 8 * 1024;
 
 const PAGE_SHIFT: u32 = kernel::page::PAGE_SHIFT as u32;
@@ -643,8 +643,8 @@ impl Device {
         match op {
             Op::Read => {
                 let nowait = bio.nowait();
-                self.in_parts(bio, |from, to| {
-                    bio.for_each_segment_within(from, to, (Status::IoError, Failure::Io), |pos, buf| {
+                self.in_parts(bio, |walk, from, to| {
+                    bio.for_each_segment_within(walk, from, to, (Status::IoError, Failure::Io), |pos, buf| {
                         self.read_span(pos, buf, nowait, touch).map_err(|e| match e {
                             StoreError::WouldBlock => (Status::Again, Failure::Alloc),
                             StoreError::Unloaded => (Status::IoError, Failure::Unloaded),
@@ -660,9 +660,9 @@ impl Device {
                 }
                 let nowait = bio.nowait();
                 let gfp = if nowait { ffi::GFP_NOWAIT } else { ffi::gfp_noio() };
-                self.in_parts(bio, |from, to| {
+                self.in_parts(bio, |walk, from, to| {
                     let mut batch = self.store.batch();
-                    bio.for_each_segment_within(from, to, (Status::IoError, Failure::Io), |pos, buf| {
+                    bio.for_each_segment_within(walk, from, to, (Status::IoError, Failure::Io), |pos, buf| {
                         self.write_span(pos, buf, gfp, nowait, touch, &mut batch).map_err(|e| match e {
                             StoreError::Limit => (Status::NoSpace, Failure::Limit),
                             StoreError::NoMemory | StoreError::WouldBlock if nowait => (Status::Again, Failure::Alloc),
@@ -692,22 +692,26 @@ impl Device {
         Ok(())
     }
 
-    /// Runs `f(from, to)` over the span of `bio`: on a compressed device, a bio of at least
-    /// [`FAN_OUT_MIN`] bytes in chunks of [`FAN_OUT_CHUNK`] (whole pages) shared with helpers
-    /// on other CPUs (the compressor is what costs, and it scales with CPUs; a copy does not
-    /// pay for the hop); otherwise whole, on this task. Every chunk is done when this returns,
-    /// so the bio's locks (the cut) cover them all, and the lowest chunk that failed gives the
-    /// result.
-    fn in_parts(&self, bio: &Bio, f: impl Fn(u64, u64) -> Result<(), (Status, Failure)> + Sync) -> Result<(), (Status, Failure)> {
+    /// Runs `f(walk, from, to)` over the span of `bio`: on a compressed device, a bio of at
+    /// least [`FAN_OUT_MIN`] bytes in chunks of [`FAN_OUT_CHUNK`] (whole pages) shared with
+    /// helpers on other CPUs (the compressor is what costs, and it scales with CPUs; a copy
+    /// does not pay for the hop); otherwise whole, on this task. `walk` is the participant's
+    /// walk of the bio. Every chunk is done when this returns, so the bio's locks (the cut)
+    /// cover them all, and the lowest chunk that failed gives the result.
+    fn in_parts(
+        &self,
+        bio: &Bio,
+        f: impl Fn(&mut Segments, u64, u64) -> Result<(), (Status, Failure)> + Sync,
+    ) -> Result<(), (Status, Failure)> {
         let (pos, len) = (bio.position(), bio.len());
         if !self.is_compressed() || bio.nowait() || len < FAN_OUT_MIN {
-            return f(pos, pos + len);
+            return f(&mut bio.segments(), pos, pos + len);
         }
         let chunks = len.div_ceil(FAN_OUT_CHUNK) as u32;
-        let (elsewhere, result) = fanout::fan_out(chunks as usize, chunks as usize, &|chunk| {
+        let (elsewhere, result) = fanout::fan_out(chunks as usize, chunks as usize, &|| bio.segments(), &|walk, chunk| {
             let (from, to) = layout::split_span(pos, len, chunk as u32, chunks);
             if from < to {
-                f(from, to)
+                f(walk, from, to)
             } else {
                 Ok(())
             }

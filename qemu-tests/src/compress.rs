@@ -683,7 +683,9 @@ fn verify_model(f: &std::fs::File, model: &[u8], block: usize, what: &str) -> Te
 /// uneven split, at offsets that are not multiples of it), so the other CPU is free and its
 /// part is handed to it (`mm_stat`'s `parallel_parts` must grow, for writes and for reads);
 /// every byte reads back as written, through 1 MiB and through 4 KiB reads; then again while
-/// CPU 1 goes down and up under the writer.
+/// CPU 1 goes down and up under the writer; a 1 MiB read whose submitter's decompressions
+/// fail ends with EIO; then on a 512-byte-block device, with buffers and offsets off the page
+/// grid.
 pub fn compress_big_bios_in_parts() -> TestResult {
     const SIZE: usize = 16 * MIB as usize;
     const CPU1: &str = "/sys/devices/system/cpu/cpu1/online";
@@ -763,10 +765,56 @@ pub fn compress_big_bios_in_parts() -> TestResult {
         MIB as usize,
         "1 MiB reads after writes across CPU hotplug",
     )?;
+    // A chunk that fails fails the bio: a 1 MiB read whose submitter's decompressions fail
+    // (the fault is injected into its task only; its helpers' chunks succeed) ends with EIO,
+    // and no participant is left waiting.
+    let mut big = AlignedBuf::zeroed(MIB as usize)?;
+    let code = crate::faults::in_failing_child(crate::faults::Fault::Decompress, || {
+        i32::from(
+            !matches!(read_at(&f, &mut big[..], 0), Err(ref e) if errno_of(e) == nix::libc::EIO),
+        )
+    })?;
+    ensure(code == 0, || {
+        format!("a 1 MiB read under fail_rxdsk_decompress: code {code} (1: not EIO)")
+    })?;
+    verify_model(&f, &model, MIB as usize, "1 MiB reads after the failed one")?;
+    consistent(&dev)?;
+    let chunks = parallel_parts(&dev)?;
+    drop(f);
+    dev.destroy()?;
+    // 512-byte blocks: bios whose memory does not line up with the device's pages (a buffer 512
+    // bytes into a page, at offsets 3.5 KiB into one, of 196.5 KiB + 1.5 KiB), so the chunks cut
+    // pieces of the bio's memory in two and walks resume inside a piece.
+    const SMALL: usize = 4 * MIB as usize;
+    let dev = Device::create_compressed(SMALL as u64, 512, RXDSK_COMPRESS_LZ4, 0)?;
+    let f = open_direct(&dev.path, true)?;
+    let mut model = vec![0u8; SMALL];
+    let len = 49 * PAGE as usize + 1536;
+    let mut raw = AlignedBuf::zeroed(len + PAGE as usize)?;
+    let mut off = 3584;
+    let mut round = 10;
+    while off + len <= SMALL {
+        let buf = &mut raw[512..512 + len];
+        blk::fill_keyed(buf, round, off as u64);
+        for half in buf.chunks_mut(1024) {
+            half[512..].fill(0);
+        }
+        write_at(&f, buf, off as u64)
+            .map_err(|e| format!("512-byte device: write of {len} at {off}: {e}"))?;
+        model[off..off + len].copy_from_slice(buf);
+        off += len + 512;
+        round += 1;
+    }
+    let small_chunks = parallel_parts(&dev)?;
+    ensure(small_chunks > 0, || {
+        "512-byte device, unaligned 197 KiB writes: no part went to another CPU".to_string()
+    })?;
+    verify_model(&f, &model, PAGE as usize, "512-byte device, 4 KiB reads")?;
+    verify_model(&f, &model, MIB as usize, "512-byte device, 1 MiB reads")?;
     consistent(&dev)?;
     println!(
-        "# {} parts of big bios on the other CPU; every byte read back as written",
-        parallel_parts(&dev)?
+        "# {chunks} chunks of big bios done on the other CPU ({small_chunks} on the 512-byte \
+         device); every byte read back as written"
     );
     drop(f);
     dev.destroy()

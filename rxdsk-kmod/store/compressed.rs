@@ -397,6 +397,9 @@ impl ZStore {
     /// Removes page `index`; returns whether there was one.
     pub(crate) fn erase(&self, index: u64, nowait: bool) -> Result<bool, StoreError> {
         let Ok(slot) = usize::try_from(index) else { return Ok(false) };
+        // As a write: a bio's allocations must not reclaim through this device (its shrinker
+        // takes the cut lock for writing, which the bio holds for reading).
+        let _noio = ffi::NoIo::enter();
         let _shard = self.lock(index, nowait)?;
         let keep = self.room_to_keep(index, nowait)?;
         if self.changes.tracking() && self.load(index).is_some() {

@@ -393,6 +393,26 @@ pub(crate) struct Bio {
     raw: NonNull<bindings::bio>,
 }
 
+/// Where a walk of a bio's data stands (see [`Bio::for_each_segment_within`]): a copy of its
+/// iterator, and the device position it has reached.
+pub(crate) struct Segments {
+    iter: bindings::bvec_iter,
+    pos: u64,
+}
+
+/// Moves `iter` on by `n` bytes of its current bvec (of `bv_len` bytes), as
+/// bvec_iter_advance_single() does; `n` is at most what is left of the bvec and of the bio.
+fn advance(iter: &mut bindings::bvec_iter, bv_len: u32, n: u32) {
+    let done = iter.bi_offset + n;
+    if done >= bv_len {
+        iter.bi_idx += 1;
+        iter.bi_offset = 0;
+    } else {
+        iter.bi_offset = done;
+    }
+    iter.bi_size -= n;
+}
+
 // SAFETY: Shared, a `Bio` is only read: its operation, position, size and data pages (each
 // walk copies the iterator); the pages' bytes are reached only through `IoMem`. So the parts of
 // one bio may be handled on several CPUs at once (fanout.rs). Ending it takes the `Bio` by value.
@@ -443,33 +463,51 @@ impl Bio {
         u64::from(unsafe { (*self.raw.as_ptr()).bi_iter.bi_size })
     }
 
+    /// A walk of the bio's data from its start (see [`Bio::for_each_segment_within`]).
+    pub(crate) fn segments(&self) -> Segments {
+        // SAFETY: Valid bio (invariant); the walk copies its iterator, as bio_for_each_segment
+        // does, so the bio itself is unchanged.
+        let iter = unsafe { (*self.raw.as_ptr()).bi_iter };
+        Segments { pos: iter.bi_sector << SECTOR_SHIFT, iter }
+    }
+
     /// Calls `f(device_position, segment)` for each piece of the bio's data at device
-    /// positions `from..to`, in order (the pieces outside are skipped unmapped, the ones across
-    /// an end cut there); a piece never crosses a page boundary of the bio's memory. Stops at
-    /// the first error. A malformed iterator (a zero-length piece) ends the walk with
-    /// `malformed`.
+    /// positions `from..to`, in order, going on from where `walk` (of this bio) stopped: the
+    /// pieces before `from` are skipped unmapped (whole bvecs at a time), the ones across an
+    /// end cut there; a piece never crosses a page boundary of the bio's memory. `walk` is
+    /// left at `to` (or the end), so a walk serves windows taken in increasing order (the
+    /// chunks a fan-out participant takes) without going over the bio again. Stops at the
+    /// first error. A malformed iterator (a zero-length piece) ends the walk with `malformed`.
     pub(crate) fn for_each_segment_within<E>(
         &self,
+        walk: &mut Segments,
         from: u64,
         to: u64,
         malformed: E,
         mut f: impl FnMut(u64, IoMem<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        // SAFETY: Valid bio (invariant); we walk a copy of its iterator, as bio_for_each_segment
-        // does, so the bio itself is unchanged.
-        let (vecs, mut iter) = unsafe { ((*self.raw.as_ptr()).bi_io_vec, (*self.raw.as_ptr()).bi_iter) };
-        let mut pos = iter.bi_sector << SECTOR_SHIFT;
-        while iter.bi_size > 0 && pos < to {
+        // SAFETY: Valid bio (invariant).
+        let vecs = unsafe { (*self.raw.as_ptr()).bi_io_vec };
+        let Segments { iter, pos } = walk;
+        while iter.bi_size > 0 && *pos < to {
             // SAFETY: While `bi_size` is non-zero, `bi_idx` indexes a valid bvec of the bio.
             let bv = unsafe { &*vecs.add(iter.bi_idx as usize) };
+            let Some(rest_of_bvec) = bv.bv_len.checked_sub(iter.bi_offset).map(|n| n.min(iter.bi_size)) else {
+                return Err(malformed);
+            };
+            if rest_of_bvec > 0 && *pos + u64::from(rest_of_bvec) <= from {
+                advance(iter, bv.bv_len, rest_of_bvec);
+                *pos += u64::from(rest_of_bvec);
+                continue;
+            }
             let Some(seg) = bvec_piece(bv.bv_len, bv.bv_offset, iter.bi_offset, iter.bi_size) else {
                 return Err(malformed);
             };
-            let seg_end = pos + seg.len as u64;
-            if seg_end > from {
-                // The part of the piece inside the window.
-                let skip = from.saturating_sub(pos) as usize;
-                let take = (seg_end.min(to) - pos) as usize - skip;
+            let seg_end = *pos + seg.len as u64;
+            // The part of the piece inside the window, and what comes before it.
+            let skip = from.saturating_sub(*pos).min(seg.len as u64) as usize;
+            let take = (seg_end.min(to).saturating_sub(*pos) as usize).saturating_sub(skip);
+            if take > 0 {
                 // SAFETY: `bv_page + page_index` is the page holding `bv_offset + bi_offset` of
                 // this multi-page bvec (struct pages of one bvec are contiguous); we map it for
                 // the call.
@@ -482,21 +520,14 @@ impl Bio {
                 // passed on as an `IoMem`, which creates no reference to memory its submitter
                 // may still change.
                 let buf = unsafe { IoMem::new(NonNull::new_unchecked(addr.add(seg.offset + skip)), take) };
-                let result = f(pos + skip as u64, buf);
+                let result = f(*pos + skip as u64, buf);
                 // SAFETY: Mapped above.
                 unsafe { bindings::kunmap_local(addr.cast()) };
                 result?;
             }
-            pos = seg_end;
-            // bvec_iter_advance_single()
-            let done = iter.bi_offset + seg.len as u32;
-            if done == bv.bv_len {
-                iter.bi_idx += 1;
-                iter.bi_offset = 0;
-            } else {
-                iter.bi_offset = done;
-            }
-            iter.bi_size -= seg.len as u32;
+            let done = (skip + take) as u32;
+            advance(iter, bv.bv_len, done);
+            *pos += u64::from(done);
         }
         Ok(())
     }

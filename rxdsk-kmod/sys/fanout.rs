@@ -42,7 +42,10 @@ type Outcome<E> = (usize, Option<(usize, E)>);
 // `E: Send` because a value made on one CPU is read on another.
 unsafe impl<E: Send> Sync for Slots<E> {}
 
-struct Call<'a, E, F> {
+struct Call<'a, E, I, F> {
+    /// Makes a participant's own state (a walk of the bio), which goes on from chunk to chunk:
+    /// a participant's chunks come in increasing order.
+    init: &'a I,
     f: &'a F,
     chunks: usize,
     /// The next chunk to take; `chunks` or more: none left (or one failed).
@@ -54,19 +57,23 @@ struct Call<'a, E, F> {
 ///
 /// # Safety
 ///
-/// `ctx` points to a live `Call<E, F>`; `participant < MAX_PARTS`, and no other call runs
+/// `ctx` points to a live `Call<E, I, F>`; `participant < MAX_PARTS`, and no other call runs
 /// with the same `participant` of that `Call`.
-unsafe extern "C" fn participate<E: Send, F: Fn(usize) -> Result<(), E> + Sync>(ctx: *const c_void, participant: c_uint) {
-    // SAFETY: A live `Call` (caller), shared: its closure is `Sync`, its slots and counter too.
-    let call = unsafe { &*ctx.cast::<Call<'_, E, F>>() };
+unsafe extern "C" fn participate<S, E: Send, I: Fn() -> S + Sync, F: Fn(&mut S, usize) -> Result<(), E> + Sync>(
+    ctx: *const c_void,
+    participant: c_uint,
+) {
+    // SAFETY: A live `Call` (caller), shared: its closures are `Sync`, its slots and counter too.
+    let call = unsafe { &*ctx.cast::<Call<'_, E, I, F>>() };
     let Some(slot) = call.slots.0.get(participant as usize) else { return };
     let (mut done, mut failed) = (0, None);
+    let mut state = (call.init)();
     loop {
         let chunk = call.next.fetch_add(1, Ordering::Relaxed);
         if chunk >= call.chunks {
             break;
         }
-        match (call.f)(chunk) {
+        match (call.f)(&mut state, chunk) {
             Ok(()) => done += 1,
             Err(e) => {
                 // The bio fails: the others stop at their next chunk.
@@ -81,18 +88,25 @@ unsafe extern "C" fn participate<E: Send, F: Fn(usize) -> Result<(), E> + Sync>(
     unsafe { *slot.get() = (done, failed) };
 }
 
-/// Runs `f(chunk)` for every chunk in `0..chunks`, shared out between the calling task and up
+/// Runs `f(state, chunk)` for every chunk in `0..chunks`, shared out between the calling task and up
 /// to `max_participants - 1` helpers (capped at [`MAX_PARTS`] in all), each on an online CPU
 /// that no other fan-out is using (the scheduler's `idle_cpu` is not exported; other work there
 /// shares its CPU with the helper). Every participant takes the next chunk left until none is,
-/// so a helper that starts late takes less (or nothing: then it is cancelled unstarted).
+/// so a helper that starts late takes less (or nothing: then it is cancelled unstarted); each
+/// participant's `state` comes from `init` and sees its chunks in increasing order.
 /// Returns when all are done: the chunks done by helpers, and the error of the lowest chunk
 /// that failed (after a failure no new chunk is started).
 ///
-/// Waits for the helpers (spinning for the last chunk of one that started, see helpers.c) and
-/// may reschedule: process context only, never for a `REQ_NOWAIT` bio.
-pub(crate) fn fan_out<E: Send, F: Fn(usize) -> Result<(), E> + Sync>(max_participants: usize, chunks: usize, f: &F) -> (usize, Result<(), E>) {
+/// Waits for the helpers (spinning a little for one that started, then sleeping, see helpers.c):
+/// process context only, never for a `REQ_NOWAIT` bio. A task in reclaim does it all alone.
+pub(crate) fn fan_out<S, E: Send, I: Fn() -> S + Sync, F: Fn(&mut S, usize) -> Result<(), E> + Sync>(
+    max_participants: usize,
+    chunks: usize,
+    init: &I,
+    f: &F,
+) -> (usize, Result<(), E>) {
     let call = Call {
+        init,
         f,
         chunks,
         next: AtomicUsize::new(0),
@@ -102,7 +116,7 @@ pub(crate) fn fan_out<E: Send, F: Fn(usize) -> Result<(), E> + Sync>(max_partici
     // SAFETY: `call` outlives the call, which returns only once every helper has returned or
     // was cancelled before it started; the C side runs each participant number below
     // `max <= MAX_PARTS` at most once.
-    unsafe { c::rxdsk_fanout(Some(participate::<E, F>), core::ptr::from_ref(&call).cast(), max) };
+    unsafe { c::rxdsk_fanout(Some(participate::<S, E, I, F>), core::ptr::from_ref(&call).cast(), max) };
     let mut elsewhere = 0;
     let mut first: Option<(usize, E)> = None;
     for (i, slot) in call.slots.0.into_iter().enumerate() {

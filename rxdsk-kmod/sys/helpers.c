@@ -11,6 +11,8 @@
 #include <linux/xarray.h>
 #include <linux/workqueue.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/clock.h>
+#include <linux/sched/isolation.h>
 #include <linux/cpumask.h>
 #include <linux/percpu.h>
 #include <linux/atomic.h>
@@ -141,14 +143,22 @@ static void rxdsk_fanout_run(struct work_struct *work)
 	atomic_dec_return_release(h->running);
 }
 
+/* How long the caller spins for helpers that started before it sleeps on them. */
+#define RXDSK_FANOUT_SPIN_NS (20 * NSEC_PER_USEC)
+
 /*
- * Runs fn(ctx, 0) on the calling task and fn(ctx, i) for i = 1..helpers-1 each on an online
- * CPU that none of our big bios is using (helpers <= max_participants), and returns once all
- * have returned; the participants share the work between them (fanout.rs). A helper that has
- * not started by the time the caller is done is cancelled: it would find nothing left to do.
- * One that has started is busy with its last piece of work: the caller spins until it is done
- * rather than sleep and be woken (the wake-up would cost more than the wait). The work items
- * live on this stack until then. Returns how many helpers ran.
+ * Runs fn(ctx, 0) on the calling task and fn(ctx, i) for i = 1..helpers-1 each on another
+ * online CPU that the task may run on, that is not isolated (isolcpus, cpuset partitions,
+ * nohz_full) and that none of our big bios is using (helpers <= max_participants), and returns once all have
+ * returned; the participants share the work between them (fanout.rs). A helper that has not
+ * started by the time the caller is done is cancelled: it would find nothing left to do. One
+ * that has started is usually busy with its last piece of work, so the caller spins for it a
+ * little (a wake-up would cost more) and then sleeps on it (it may be waiting for a lock or for
+ * memory). The work items live on this stack until then. Returns how many helpers ran.
+ *
+ * A task in reclaim (PF_MEMALLOC: kswapd, direct reclaim writing to swap) does all the work
+ * itself: its allocations may dip into the reserves, a helper's could not, and a helper waiting
+ * for memory that its caller is there to free would stall reclaim.
  */
 unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_participants);
 unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_participants)
@@ -157,15 +167,20 @@ unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_
 	unsigned int n = 1, i, ran = 0;
 	int self = raw_smp_processor_id(), cpu;
 	atomic_t running;
+	u64 deadline;
 
 	if (max_participants > RXDSK_FANOUT_MAX)
 		max_participants = RXDSK_FANOUT_MAX;
+	if (current->flags & PF_MEMALLOC)
+		max_participants = 1;
 	atomic_inc(per_cpu_ptr(&rxdsk_fanout_busy, self));
 	/* A CPU that goes down meanwhile is harmless: its work then runs on another. */
-	for_each_online_cpu(cpu) {
+	for_each_online_cpu_wrap(cpu, self + 1) {
 		if (n >= max_participants)
 			break;
-		if (cpu == self || atomic_read(per_cpu_ptr(&rxdsk_fanout_busy, cpu)))
+		if (cpu == self || !cpumask_test_cpu(cpu, current->cpus_ptr) ||
+		    !housekeeping_cpu(cpu, HK_TYPE_DOMAIN) || !housekeeping_cpu(cpu, HK_TYPE_WQ) ||
+		    atomic_read(per_cpu_ptr(&rxdsk_fanout_busy, cpu)))
 			continue;
 		atomic_inc(per_cpu_ptr(&rxdsk_fanout_busy, cpu));
 		helpers[n++].cpu = cpu;
@@ -185,14 +200,20 @@ unsigned int rxdsk_fanout(rxdsk_fanout_fn fn, const void *ctx, unsigned int max_
 			/* Never ran, never will. */
 			atomic_dec(per_cpu_ptr(&rxdsk_fanout_busy, helpers[i].cpu));
 			atomic_dec(&running);
+			helpers[i].cpu = -1;
 		} else {
 			ran++;
 		}
 	}
 	/* Pairs with the helpers' release: their writes are ours once the count is 0. */
-	while (atomic_read_acquire(&running)) {
+	deadline = local_clock() + RXDSK_FANOUT_SPIN_NS;
+	while (atomic_read_acquire(&running) && !need_resched() && local_clock() < deadline)
 		cpu_relax();
-		cond_resched();
+	if (atomic_read_acquire(&running)) {
+		/* Each started helper has returned (its writes ordered before ours by the wait). */
+		for (i = 1; i < n; i++)
+			if (helpers[i].cpu >= 0)
+				flush_work(&helpers[i].work);
 	}
 	for (i = 1; i < n; i++)
 		destroy_work_on_stack(&helpers[i].work);
