@@ -95,6 +95,17 @@ impl Drop for Injection {
     }
 }
 
+/// Runs `f` while the decompression fault fires for every task (kernel workers included, such
+/// as the helpers that share a big bio): only rxdsk's decompressions consult it, so nothing
+/// else in the guest is affected. Switched off when `f` returns.
+pub fn decompression_fails_everywhere<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let injection = Injection::enable(Fault::Decompress)?;
+    set(Fault::Decompress.dir(), "task-filter", "N")?;
+    let r = f();
+    drop(injection);
+    Ok(r)
+}
+
 /// Makes the forked child's stack and heap its own before its allocations start to fail: a
 /// first write to a page shared with the parent (copy-on-write) needs memory, and a fault that
 /// cannot get it is retried for ever ("VM_FAULT_OOM leaked out to the #PF handler").
