@@ -1900,7 +1900,8 @@ impl Report<'_> {
             entries: ratio_entries(Mode::Native, true),
         }];
         let samples = &self.native_mem.samples;
-        let mut compressed = Vec::new();
+        // Two panels, 4 KiB pages and big bios, so that every row's label fits under it.
+        let (mut pages, mut big) = (Vec::new(), Vec::new());
         for row in compressed_rows(samples) {
             for algorithm in COMPRESSORS {
                 let (r, z) = (
@@ -1908,7 +1909,12 @@ impl Report<'_> {
                     compressed_label("zram", algorithm),
                 );
                 if let Some(s) = paired_ratio_of(samples, Mode::Native, row, &r, &z) {
-                    compressed.push(entry(
+                    let panel = if row.contains("-4k-") {
+                        &mut pages
+                    } else {
+                        &mut big
+                    };
+                    panel.push(entry(
                         row.to_string(),
                         format!("rxdsk/zram {algorithm}"),
                         s,
@@ -1917,10 +1923,16 @@ impl Report<'_> {
                 }
             }
         }
-        panels.push(Panel {
-            title: "native: compressed devices, rxdsk against zram with the same algorithm".into(),
-            entries: compressed,
-        });
+        for (what, entries) in [("4 KiB pages", pages), ("big bios", big)] {
+            if !entries.is_empty() {
+                panels.push(Panel {
+                    title: format!(
+                        "native: compressed devices, rxdsk against zram with the same algorithm: {what}"
+                    ),
+                    entries,
+                });
+            }
+        }
         let mut backing = Vec::new();
         for r in self
             .rows
