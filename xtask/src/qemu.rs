@@ -16,6 +16,10 @@ const KVM_PROBE: Duration = Duration::from_secs(5);
 /// wait for the whole run's timeout. Generous: the slowest test takes a few minutes under
 /// KASAN and TCG.
 const TEST_STALL: Duration = Duration::from_secs(900);
+/// A guest whose console stays silent this long before its init starts is stuck in the
+/// kernel's own early boot (seen twice under TCG on a loaded host: a timer calibration that
+/// never ends); it is booted again, as after a report (see [`run`]).
+const BOOT_STALL: Duration = Duration::from_secs(180);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -372,9 +376,11 @@ enum Attempt {
 
 /// Boots the guest and follows its console to the end. A kernel report before the guest's
 /// init starts (see [`crate::console::INIT_STARTED`]) cannot come from rxdsk or a test: under
-/// TCG on a loaded host an early interrupt can trip the kernel's own boot code. That boot is
-/// stopped and the guest booted once more, saying so; the console of the stopped boot is kept
-/// beside the log. A second such report fails the run like any other report.
+/// TCG on a loaded host an early interrupt can trip the kernel's own boot code. Nor can a
+/// console silent for [`BOOT_STALL`] before init (an early calibration loop that never ends).
+/// That boot is stopped and the guest booted once more, saying so; the console of the stopped
+/// boot is kept beside the log. A second such boot fails the run like any other report or
+/// timeout.
 pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
     // Only the harness's init prints the mark (a distribution's init on a root disk does not).
     let mut may_retry = boot.initrd.is_some();
@@ -385,8 +391,8 @@ pub fn run(boot: &Boot, echo: Echo) -> Result<Finished> {
                 let kept = boot.log.with_extension("boot-failed.log");
                 let _ = std::fs::rename(&boot.log, &kept);
                 eprintln!(
-                    "{}[vm] the guest kernel reported a problem while booting, before its init \
-                     ran (\"{report}\"; console kept as {}): booting it again",
+                    "{}[vm] the guest kernel failed while booting, before its init ran \
+                     (\"{report}\"; console kept as {}): booting it again",
                     boot.label,
                     kept.display()
                 );
@@ -405,6 +411,7 @@ fn run_attempt(boot: &Boot, echo: Echo, may_retry: bool) -> Result<Attempt> {
     let mut diagnostics: Vec<String> = Vec::new();
     let deadline = Instant::now() + boot.timeout;
     let mut last_result = Instant::now();
+    let mut last_line = Instant::now();
     let mut timed_out = false;
     let mut stalled = false;
     let mut killed = false;
@@ -416,6 +423,12 @@ fn run_attempt(boot: &Boot, echo: Echo, may_retry: bool) -> Result<Attempt> {
         } else {
             deadline
         };
+        let boot_watch = may_retry && !console.init_started;
+        let limit = if boot_watch {
+            limit.min(last_line + BOOT_STALL)
+        } else {
+            limit
+        };
         let line = match pending.next() {
             Some(l) => l,
             None => match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
@@ -424,6 +437,14 @@ fn run_attempt(boot: &Boot, echo: Echo, may_retry: bool) -> Result<Attempt> {
                     powered_off = true;
                     break;
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) if boot_watch && limit < deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(Attempt::BootReport(format!(
+                        "no console output for {} s before its init started",
+                        BOOT_STALL.as_secs()
+                    )));
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     timed_out = true;
                     stalled = limit < deadline;
@@ -431,6 +452,7 @@ fn run_attempt(boot: &Boot, echo: Echo, may_retry: bool) -> Result<Attempt> {
                 }
             },
         };
+        last_line = Instant::now();
         let _ = log.write_all(line.as_bytes());
         tail.push_back(line.clone());
         if tail.len() > 60 {
