@@ -34,7 +34,7 @@ echo 64M > /sys/block/zram0/disksize
 ZDEV=$(rxdskctl create --size 64M --compress zstd)
 dd if=/tmp/corpus of=/dev/zram0 bs=1M oflag=direct status=none
 dd if=/tmp/corpus of="$ZDEV" bs=1M oflag=direct status=none
-echo "big bios on both CPUs: $(cut -d' ' -f10 "/sys/block/${ZDEV#/dev/}/rxdsk/mm_stat") chunks of 16 KiB of dd's 1 MiB writes were \
+echo "big bios on both CPUs: $(cut -d' ' -f10 "/sys/block/${ZDEV#/dev/}/rxdsk/mm_stat") chunks of 8 KiB of dd's 1 MiB writes were \
 compressed by a helper on the other CPU (mm_stat's 10th number); zram compresses every page on the submitter's"
 cmp -n 33554432 /tmp/corpus "$ZDEV" && echo "$ZDEV reads back the corpus byte for byte"
 echo "== rxdskctl list -o NAME,SIZE,ALGORITHM,DATA,COMPR,TOTAL,RATIO $ZDEV"
