@@ -211,38 +211,11 @@ impl Memory {
     }
 }
 
-// Exported by lib/lzo, lib/lz4 and lib/zstd; the signatures are those of linux/lzo.h,
-// linux/lz4.h and linux/zstd.h (bindgen does not see them: none is in the kernel crate's
-// bindings_helper.h).
-mod lib_codecs {
-    use core::ffi::{c_char, c_int, c_uint, c_void};
-
-    /// `ZSTD_parameters`: compression parameters (7 ints) and frame parameters (3 ints).
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    pub(crate) struct ZstdParameters {
-        pub(crate) c: [c_int; 7],
-        pub(crate) f: [c_int; 3],
-    }
-
-    unsafe extern "C" {
-        pub(crate) fn lzorle1x_1_compress(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize, wrkmem: *mut c_void) -> c_int;
-        pub(crate) fn lzo1x_decompress_safe(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize) -> c_int;
-        pub(crate) fn LZ4_compress_fast(source: *const c_char, dest: *mut c_char, input_size: c_int, max_output_size: c_int, acceleration: c_int, wrkmem: *mut c_void) -> c_int;
-        pub(crate) fn LZ4_decompress_safe(source: *const c_char, dest: *mut c_char, compressed_size: c_int, max_size: c_int) -> c_int;
-        pub(crate) fn zstd_default_clevel() -> c_int;
-        pub(crate) fn zstd_get_params(level: c_int, estimated_src_size: u64) -> ZstdParameters;
-        pub(crate) fn zstd_cctx_workspace_bound(parameters: *const [c_int; 7]) -> usize;
-        pub(crate) fn zstd_init_cctx(workspace: *mut c_void, size: usize) -> *mut c_void;
-        pub(crate) fn zstd_compress_cctx(cctx: *mut c_void, dst: *mut c_void, dst_capacity: usize, src: *const c_void, src_size: usize, parameters: *const ZstdParameters) -> usize;
-        pub(crate) fn zstd_dctx_workspace_bound() -> usize;
-        pub(crate) fn zstd_init_dctx(workspace: *mut c_void, size: usize) -> *mut c_void;
-        pub(crate) fn zstd_decompress_dctx(dctx: *mut c_void, dst: *mut c_void, dst_capacity: usize, src: *const c_void, size: usize) -> usize;
-        pub(crate) fn zstd_is_error(code: usize) -> c_uint;
-    }
-}
-
-const _: () = assert!(core::mem::size_of::<lib_codecs::ZstdParameters>() == 40);
+// The kernel's compression libraries, declared once for the module and this bench (which
+// uses only some of them).
+#[allow(dead_code)]
+#[path = "../rxdsk-kmod/sys/codecs.rs"]
+mod lib_codecs;
 
 /// The codec slot's library.
 #[derive(Clone, Copy, PartialEq, Eq)]

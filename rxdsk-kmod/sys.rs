@@ -5,6 +5,7 @@
 //! its `unsafe` to itself; everything above `sys` reaches the kernel only through these types.
 
 pub(crate) mod backing;
+pub(crate) mod codecs;
 pub(crate) mod compress;
 pub(crate) mod deferred;
 pub(crate) mod disk;

@@ -1,83 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Compression: the kernel's LZO, LZ4 and zstd libraries, which have no Rust bindings and are
-//! declared here once, and the compression streams (a workspace and buffers each, one per CPU
-//! that is up, following CPU hotplug, each behind a mutex, as zram's `zcomp`).
+//! Compression: the kernel's LZO, LZ4 and zstd libraries (declared in `codecs.rs`), and the
+//! compression streams (a workspace and buffers each, one per CPU that is up, following CPU
+//! hotplug, each behind a mutex, as zram's `zcomp`).
 
 use crate::abi::{RXDSK_COMPRESS_LZ4, RXDSK_COMPRESS_LZO, RXDSK_COMPRESS_LZO_RLE, RXDSK_COMPRESS_ZSTD};
+use crate::sys::codecs::*;
 use crate::sys::ffi::{self, PAGE_SIZE};
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use kernel::ffi::{c_char, c_int, c_uint, c_void};
+use kernel::ffi::{c_int, c_void};
 use kernel::{bindings, new_mutex, prelude::*, sync::Mutex, types::Opaque};
-
-/// zstd's `ZSTD_compressionParameters` (zstd_lib.h; the strategy enum is an `int`).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct ZstdCompressionParameters {
-    window_log: c_uint,
-    chain_log: c_uint,
-    hash_log: c_uint,
-    search_log: c_uint,
-    min_match: c_uint,
-    target_length: c_uint,
-    strategy: c_int,
-}
-
-/// zstd's `ZSTD_frameParameters`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct ZstdFrameParameters {
-    content_size_flag: c_int,
-    checksum_flag: c_int,
-    no_dict_id_flag: c_int,
-}
-
-/// zstd's `ZSTD_parameters` (`zstd_parameters` in linux/zstd.h).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct ZstdParameters {
-    c: ZstdCompressionParameters,
-    f: ZstdFrameParameters,
-}
-
-const _: () = assert!(core::mem::size_of::<ZstdParameters>() == 40);
-
-// Exported by lib/lzo, lib/lz4 and lib/zstd; the signatures are those of linux/lzo.h,
-// linux/lz4.h and linux/zstd.h.
-unsafe extern "C" {
-    fn lzo1x_1_compress(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize, wrkmem: *mut c_void) -> c_int;
-    fn lzorle1x_1_compress(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize, wrkmem: *mut c_void)
-        -> c_int;
-    fn lzo1x_decompress_safe(src: *const u8, src_len: usize, dst: *mut u8, dst_len: *mut usize) -> c_int;
-    fn LZ4_compress_fast(
-        source: *const c_char,
-        dest: *mut c_char,
-        input_size: c_int,
-        max_output_size: c_int,
-        acceleration: c_int,
-        wrkmem: *mut c_void,
-    ) -> c_int;
-    fn LZ4_decompress_safe(source: *const c_char, dest: *mut c_char, compressed_size: c_int, max_size: c_int) -> c_int;
-    fn zstd_min_clevel() -> c_int;
-    fn zstd_max_clevel() -> c_int;
-    fn zstd_default_clevel() -> c_int;
-    fn zstd_get_params(level: c_int, estimated_src_size: u64) -> ZstdParameters;
-    fn zstd_cctx_workspace_bound(parameters: *const ZstdCompressionParameters) -> usize;
-    fn zstd_init_cctx(workspace: *mut c_void, size: usize) -> *mut c_void;
-    fn zstd_compress_cctx(
-        cctx: *mut c_void,
-        dst: *mut c_void,
-        dst_capacity: usize,
-        src: *const c_void,
-        src_size: usize,
-        parameters: *const ZstdParameters,
-    ) -> usize;
-    fn zstd_dctx_workspace_bound() -> usize;
-    fn zstd_init_dctx(workspace: *mut c_void, size: usize) -> *mut c_void;
-    fn zstd_decompress_dctx(dctx: *mut c_void, dst: *mut c_void, dst_capacity: usize, src: *const c_void, size: usize)
-        -> usize;
-    fn zstd_is_error(code: usize) -> c_uint;
-}
 
 /// `LZO1X_1_MEM_COMPRESS`: 8192 `unsigned short`s.
 const LZO_WORKSPACE: usize = 8192 * 2;

@@ -351,6 +351,12 @@ const COMPRESS_SPAN_MB: u32 = 64;
 /// Index of the first compressed target in the script (`DEV<i>`, `check<i>`, `LABEL<i>`).
 const COMPRESS_INDEX: usize = 10;
 
+/// I/Os per submitter per burst of a compressed row of `block_size`: as many bytes as the
+/// 4 KiB rows' bursts, at least 4 I/Os.
+fn compressed_ios(ios_4k: u32, block_size: u32) -> u64 {
+    (u64::from(ios_4k / 2) * 4096 / u64::from(block_size.max(1))).max(4)
+}
+
 /// The codec ceiling's rows: (job, random, read_pct, block size), one thread.
 const CODEC_JOBS: [(&str, bool, u32, u32); 3] = [
     ("4k-randwrite", true, 0, 4096),
@@ -488,7 +494,7 @@ fn compression_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
     ];
     for _ in 0..repeats {
         for (name, random, read_pct, block_size) in big {
-            let ios = (u64::from(ios_4k / 2) * 4096 / u64::from(block_size)).max(4);
+            let ios = compressed_ios(ios_4k, block_size);
             for threads in ["1", "$NCPU"] {
                 s += &format!(
                     "kbench '{all}' c50-{name}@t{threads} random={} read_pct={read_pct} block_size={block_size} \
@@ -509,7 +515,7 @@ fn compression_script(repeats: u32, bursts: u32, ios_4k: u32) -> String {
         );
         for _ in 0..repeats {
             for (name, random, read_pct, block_size) in CODEC_JOBS {
-                let ios = (u64::from(ios_4k / 2) * 4096 / u64::from(block_size)).max(4);
+                let ios = compressed_ios(ios_4k, block_size);
                 s += &format!(
                     "kbench '{r} c' {CODEC_ROW_PREFIX}{name}@t1 random={} read_pct={read_pct} block_size={block_size} \
                      bursts={bursts} ios={ios} threads=1 compress_pct=50\n",
