@@ -880,7 +880,7 @@ impl BioHandler for Device {
                 let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 writeln!(
                     out,
-                    "{} {} {} {} {} {} {} {}",
+                    "{} {} {} {} {} {} {} {} {}",
                     hits,
                     misses,
                     get(&c.evictions),
@@ -888,7 +888,8 @@ impl BioHandler for Device {
                     get(&c.throttled),
                     c.referenced.protected_pages(),
                     u8::from(self.caches()),
-                    get(&c.reclaimed)
+                    get(&c.reclaimed),
+                    get(&c.bypassed)
                 )
             }
             Attr::BdStat => {
@@ -1055,6 +1056,51 @@ impl Device {
             }
         }
         Err((Status::NoSpace, Failure::Limit))
+    }
+
+    /// A read of a cache device that misses on pages the doorkeeper does not admit (see
+    /// `Referenced::admits`): its missing pages are served from the backing device straight
+    /// into the bio, its pages in memory from memory (hits), and nothing is stored or evicted.
+    /// `None`: the read goes through the cache. Backing lock held (`image` its image): with
+    /// the image settled, an unloaded page's data is in its place on the backing device, and
+    /// whatever would change that or which pages are in memory (a load, an eviction, a write
+    /// to an unloaded page, a flush) waits for the lock.
+    fn read_past_cache(&self, image: &Image, bio: &Bio) -> Option<Result<(), (Status, Failure)>> {
+        if !self.caches() || bio.op() != Op::Read || !image.is_settled() {
+            return None;
+        }
+        let (first, last) = self.needs_load(bio)?;
+        let (pos, end) = (bio.position(), bio.position().checked_add(bio.len())?);
+        // Out of range (a shrink since): `handle` fails it.
+        if end > self.capacity.load(Ordering::Acquire) || self.cache.referenced.admits(first, last, |i| self.unloaded.is_set(i)) {
+            return None;
+        }
+        let mut walk = bio.segments();
+        let result = image.read_through(&self.data(), first, last, |start, n, buf| {
+            let (from, to) = (pos.max(start << PAGE_SHIFT), end.min((start + n as u64) << PAGE_SHIFT));
+            bio.for_each_segment_within(&mut walk, from, to, EIO, |at, mut dst| {
+                for piece in pieces(at, dst.len() as u64) {
+                    let (mut chunk, rest) = dst.split_at(piece.len);
+                    if self.unloaded.is_set(piece.index) {
+                        let slot = usize::try_from(piece.index - start).map_err(|_| EIO)?;
+                        buf.with_mem(slot, |page| {
+                            let (_, src) = page.split_at(piece.offset);
+                            chunk.copy_from_io(&src);
+                        })
+                        .ok_or(EIO)?;
+                    } else if self.store.read(piece.index, piece.offset, chunk, false).map_err(|_| EIO)? {
+                        self.cache.referenced.touch(piece.index);
+                    }
+                    dst = rest;
+                }
+                Ok(())
+            })
+        });
+        if result.is_ok() {
+            self.stats.account(Counter::Read, bio.len());
+            self.cache.bypassed.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(result.map_err(|e| (Status::IoError, if e == ENOMEM { Failure::Alloc } else { Failure::Io })))
     }
 
     /// Loads what `bio` needs from the backing device (lock held, `image` its image): the
@@ -1234,6 +1280,11 @@ impl DeferredHandler for Device {
             }
             return;
         };
+        if let Some(result) = self.read_past_cache(image, &bio) {
+            drop(backing);
+            self.end(bio, result);
+            return;
+        }
         let result = self.attempt_locked(image, &bio, false);
         if self.caches() && self.store.used_bytes() > self.high_water() {
             // Above the size memory pressure left the cache (writes do not look at it). A

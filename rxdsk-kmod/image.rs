@@ -268,6 +268,24 @@ impl Image {
         Ok(())
     }
 
+    /// Reads pages `first..=last` of the data area as they are on the backing device, without
+    /// storing them: `f(start, n, buf)` for each chunk of them (pages `start..start + n` in
+    /// `buf`), in order. For unloaded pages of a settled image, that is their data. Stops at
+    /// the first error.
+    pub(crate) fn read_through(&self, data: &DeviceData<'_>, first: u64, last: u64, mut f: impl FnMut(u64, usize, &PageBuf) -> Result) -> Result {
+        let mut start = first;
+        let buf = PageBuf::new((last - first + 1).min(IO_PAGES as u64) as usize)?;
+        while start <= last {
+            let n = (last - start + 1).min(IO_PAGES as u64) as usize;
+            self.file.read(start << PAGE_SHIFT, &buf, n).map_err(|e| data.stats.error(e))?;
+            data.stats.reads.fetch_add(n as u64, Ordering::Relaxed);
+            f(start, n, &buf)?;
+            start += n as u64;
+            ffi::cond_resched();
+        }
+        Ok(())
+    }
+
     /// Reads the unloaded pages of `first..=last` into the store, as clean pages (zero pages
     /// store nothing), and clears their bits. The caller holds the lock over the image, which
     /// serialises loaders. A `gfp` without direct reclaim fails with `ENOMEM` at once when

@@ -36,7 +36,11 @@ rxdskctl list -o NAME,SIZE,MEM-LIMIT,UNLOADED,CACHED,HIT-RATIO
 echo "sha256 of all 256 MiB: written $SUM"
 echo "                       restored $SUM2"
 [ "$SUM" = "$SUM2" ] || { echo "DIFFERENT: the cache lost data"; exit 1; }
-echo "== identical; memory in use now: $(cat /sys/block/${DEV#/dev/}/rxdsk/mem_used) bytes, of a 64 MiB limit"
+echo "== identical; memory in use now: $(cat /sys/block/${DEV#/dev/}/rxdsk/mem_used) bytes, of a 64 MiB limit:"
+echo "   data read once is read past the cache ($(rxdskctl stats -J "$DEV" | sed -n 's/.*"read-bypasses": \([0-9]*\).*/\1/p') reads), so a scan pushes nothing out;"
+echo "   read again lately, it is cached (the first 32 MiB three times: past the cache, into it, hits):"
+for i in 1 2 3; do dd if="$DEV" of=/dev/null bs=1M count=32 iflag=direct status=none; done
+rxdskctl list -o NAME,MEM-LIMIT,CACHED,HIT-RATIO
 rxdskctl destroy "$DEV"
 echo
 echo "== writearound: writes go to the disk only, RAM keeps what is read"
@@ -46,6 +50,7 @@ rxdsk-guest-tests fill "$DEV" 128 11
 rxdskctl list -o NAME,MODE,USED,UNLOADED
 dd if="$DEV" of=/dev/null bs=1M count=32 iflag=direct status=none
 dd if="$DEV" of=/dev/null bs=1M count=32 iflag=direct status=none
-echo "   after reading 32 MiB twice:"
+dd if="$DEV" of=/dev/null bs=1M count=32 iflag=direct status=none
+echo "   after reading 32 MiB three times (read past the cache, cached, hit):"
 rxdskctl list -o NAME,MODE,USED,CACHED,HIT-RATIO
 rxdskctl destroy "$DEV"

@@ -33,8 +33,8 @@ fn sysfs(dev: &Device, file: &str) -> Result<String, String> {
 }
 
 /// `cache_stat`: read hits, read misses, evictions, flushes for room, throttled bios,
-/// protected pages, whether the limit is a cache size now, and pages given back under memory
-/// pressure.
+/// protected pages, whether the limit is a cache size now, pages given back under memory
+/// pressure, and read misses served from the backing device without being cached.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CacheStat {
     hits: u64,
@@ -45,6 +45,7 @@ pub struct CacheStat {
     protected: u64,
     caching: bool,
     reclaimed: u64,
+    bypassed: u64,
 }
 
 pub fn cache_stat(dev: &Device) -> Result<CacheStat, String> {
@@ -54,7 +55,7 @@ pub fn cache_stat(dev: &Device) -> Result<CacheStat, String> {
         .map(|w| w.parse().unwrap_or(u64::MAX))
         .collect();
     match v[..] {
-        [hits, misses, evictions, room_flushes, throttled, protected, caching, reclaimed] => {
+        [hits, misses, evictions, room_flushes, throttled, protected, caching, reclaimed, bypassed] => {
             Ok(CacheStat {
                 hits,
                 misses,
@@ -64,6 +65,7 @@ pub fn cache_stat(dev: &Device) -> Result<CacheStat, String> {
                 protected,
                 caching: caching == 1,
                 reclaimed,
+                bypassed,
             })
         }
         _ => Err(format!("cache_stat: {text:?}")),
@@ -270,6 +272,20 @@ fn bigger_than_ram(compress: u32, g: &Geometry) -> TestResult {
         "the restored device has not the limit".into()
     })?;
     let sampler = MemSampler::start(back.id);
+    // Data read once is not cached (the doorkeeper): the start of the device read once
+    // before, one and a half times the limit, is cached as the verify reads it again, and
+    // evicted to make room; the rest is read past the cache.
+    let count = format!("count={}", g.limit * 3 / 2 / MIB);
+    cmd_ok(
+        "dd",
+        &[
+            &format!("if={}", back.path),
+            "of=/dev/null",
+            "bs=1M",
+            &count,
+            "iflag=direct",
+        ],
+    )?;
     fio_verify_only(&back, "fio-cache.fio", g)?;
     within_limit(
         "verify after the restore",
@@ -278,7 +294,7 @@ fn bigger_than_ram(compress: u32, g: &Geometry) -> TestResult {
         compress != 0,
     )?;
     let s = cache_stat(&back)?;
-    ensure(s.misses > 0 && s.evictions > 0, || {
+    ensure(s.misses > 0 && s.evictions > 0 && s.bypassed > 0, || {
         format!("the restored device read 16x its limit, and {s:?}")
     })?;
     println!("# restored with the limit and verified: {s:?}");
@@ -645,15 +661,22 @@ pub fn cache_writearound() -> TestResult {
         let disk = open_direct(DISK, false)?;
         verify_range(&disk, 0, DEV_SIZE, &on_disk(seed)).map_err(|e| format!("the disk: {e}"))?;
     }
-    // Reads are cached.
+    // Reads are cached from the second on (the first is served from the disk alone).
     let before = cache_stat(&dev)?;
     verify_range(&f, 0, 4 * MIB, &on_disk(seed)).map_err(|e| format!("read back: {e}"))?;
+    let once = cache_stat(&dev)?;
+    let used_once = dev.info()?.used_bytes;
+    ensure(
+        once.bypassed > before.bypassed && used_once <= 16 * 4096,
+        || format!("4 MiB read once: {before:?} then {once:?}, {used_once} bytes in RAM"),
+    )?;
     verify_range(&f, 0, 4 * MIB, &on_disk(seed)).map_err(|e| format!("read again: {e}"))?;
+    verify_range(&f, 0, 4 * MIB, &on_disk(seed)).map_err(|e| format!("read a third time: {e}"))?;
     let after = cache_stat(&dev)?;
     let cached = dev.info()?.used_bytes;
     ensure(
-        after.misses > before.misses && after.hits > before.hits && cached >= 4 * MIB - 16 * 4096,
-        || format!("4 MiB read twice: {before:?} then {after:?}, {cached} bytes in RAM"),
+        after.misses > once.misses && after.hits > once.hits && cached >= 4 * MIB - 16 * 4096,
+        || format!("4 MiB read three times: {once:?} then {after:?}, {cached} bytes in RAM"),
     )?;
     // An overwrite of cached pages: on the disk, and out of RAM.
     blk::write_pattern(&f, 0, MIB, seed2)?;
@@ -788,5 +811,83 @@ pub fn cache_writes_back_ahead() -> TestResult {
     })?;
     drop(f);
     cmd_ok("rxdskctl", &["flush", &dev.path])?;
+    dev.destroy()
+}
+
+/// Data read once is served from the backing device and takes no room in the cache (the
+/// doorkeeper, design.md "The memory limit of a backed device"). A 32 MiB device with 512-byte
+/// blocks and a 16 MiB limit is written, flushed and restored from its disk (every page
+/// unloaded). Reads at sector offsets and of odd lengths return what was written, count as
+/// bypasses and leave memory use where it was (with every miss loaded, the first 1 MiB read
+/// alone would take 1 MiB); read again they are loaded (misses, memory grows), a third time
+/// they hit. Then a cold scan of the whole device (verified) evicts none of them: they still
+/// hit afterwards.
+pub fn cache_reads_once_bypass() -> TestResult {
+    use crate::blk::{open_direct, verify_range, write_pattern, Expect};
+    const DEV_SIZE: u64 = 32 * MIB;
+    let seed = 0xb7a5_u64;
+    ensure(is_block_device(DISK), || {
+        format!("{DISK} missing: the suite's scratch disk")
+    })?;
+    // Room for the ranges and the six 1 MiB reads of the scan that meet them (loaded whole,
+    // as they are partly in RAM) below the high-water mark: nothing is evicted.
+    let dev = Device::create_with(DEV_SIZE, 512, 2 * LIMIT, 0)?;
+    cmd_ok("rxdskctl", &["attach", &dev.path, DISK])?;
+    {
+        let f = open_direct(&dev.path, true)?;
+        write_pattern(&f, 0, DEV_SIZE, seed)?;
+    }
+    cmd_ok("rxdskctl", &["flush", &dev.path])?;
+    dev.destroy()?;
+    let dev = crate::backing::restore_from(DISK, &["--mem-limit", "16M"])?;
+    let f = open_direct(&dev.path, false)?;
+    let pattern = |_: u64| Expect::Pattern(seed);
+    // (offset, length): within a page, across pages from a sector offset, a page boundary
+    // with a sector either side, and 1 MiB from an odd sector.
+    let ranges = [
+        (7 * 512, 3 * 512),
+        (MIB + 512, 64 * 1024 - 1024),
+        (5 * MIB - 512, 8192 + 1024),
+        (9 * MIB + 3 * 4096 + 5 * 512, MIB),
+    ];
+    let read_all = |what: &str| -> TestResult {
+        for &(off, len) in &ranges {
+            verify_range(&f, off, len, &pattern)
+                .map_err(|e| format!("{what}: {len} bytes at {off}: {e}"))?;
+        }
+        Ok(())
+    };
+    let (s0, used0) = (cache_stat(&dev)?, dev.info()?.used_bytes);
+    read_all("first read")?;
+    let (s1, used1) = (cache_stat(&dev)?, dev.info()?.used_bytes);
+    println!("# read once: {used0} then {used1} bytes in RAM; {s0:?} then {s1:?}");
+    ensure(
+        s1.bypassed >= s0.bypassed + ranges.len() as u64 && used1 <= used0 + 16 * 4096,
+        || format!("read once: {used0} then {used1} bytes in RAM; {s0:?} then {s1:?}"),
+    )?;
+    read_all("second read")?;
+    let (s2, used2) = (cache_stat(&dev)?, dev.info()?.used_bytes);
+    ensure(
+        s2.misses >= s1.misses + ranges.len() as u64
+            && s2.bypassed == s1.bypassed
+            && used2 >= used1 + MIB,
+        || format!("read twice: {used1} then {used2} bytes in RAM; {s1:?} then {s2:?}"),
+    )?;
+    read_all("third read")?;
+    let s3 = cache_stat(&dev)?;
+    ensure(
+        s3.hits >= s2.hits + ranges.len() as u64 && s3.misses == s2.misses,
+        || format!("read a third time: {s2:?} then {s3:?}"),
+    )?;
+    verify_range(&f, 0, DEV_SIZE, &pattern).map_err(|e| format!("the scan: {e}"))?;
+    let s4 = cache_stat(&dev)?;
+    println!("# after a scan of the device: {s4:?}");
+    read_all("after the scan")?;
+    let s5 = cache_stat(&dev)?;
+    ensure(
+        s4.evictions == s3.evictions && s4.bypassed > s3.bypassed && s5.misses == s4.misses,
+        || format!("a scan read once: {s3:?}, then {s4:?}, then the ranges again: {s5:?}"),
+    )?;
+    drop(f);
     dev.destroy()
 }

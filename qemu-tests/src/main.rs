@@ -130,6 +130,10 @@ const TESTS: &[Test] = &[
         run: cache::cache_writes_back_ahead,
     },
     Test {
+        name: "cache_reads_once_bypass",
+        run: cache::cache_reads_once_bypass,
+    },
+    Test {
         name: "cache_hot_set_survives_scan",
         run: cache::cache_hot_set_survives_scan,
     },

@@ -41,12 +41,15 @@ impl Seen {
 
     /// `cache_stat` while the limit is a cache size (its seventh number 1): the counters, and
     /// `reclaimed`, the eighth number (0 from a module before it).
-    fn caching(&self) -> Option<([u64; 6], u64)> {
+    fn caching(&self) -> Option<([u64; 6], [u64; 2])> {
         match self.cache[..] {
             [hits, misses, evictions, room_flushes, throttled, protected, 1, ref later @ ..] => {
                 Some((
                     [hits, misses, evictions, room_flushes, throttled, protected],
-                    later.first().copied().unwrap_or(0),
+                    [
+                        later.first().copied().unwrap_or(0),
+                        later.get(1).copied().unwrap_or(0),
+                    ],
                 ))
             }
             _ => None,
@@ -126,11 +129,15 @@ impl Seen {
             })
         });
         let cache = match self.caching() {
-            Some(([hits, misses, evictions, room_flushes, throttled, protected], reclaimed)) => {
+            Some((
+                [hits, misses, evictions, room_flushes, throttled, protected],
+                [reclaimed, bypassed],
+            )) => {
                 json!({
                     "read-hits": hits, "read-misses": misses, "evictions": evictions,
                     "room-flushes": room_flushes, "throttled-writes": throttled,
                     "protected-pages": protected, "reclaimed-pages": reclaimed,
+                    "read-bypasses": bypassed,
                     "hit-ratio": self.hit_ratio(),
                 })
             }

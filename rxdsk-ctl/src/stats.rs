@@ -76,12 +76,15 @@ pub struct CacheStats {
     /// Pages given back to the kernel under global memory pressure (the device's shrinker);
     /// 0 from a module that does not report it.
     pub reclaimed_pages: u64,
+    /// Read misses served from the backing device without being cached (read once lately:
+    /// not admitted); 0 from a module that does not report it.
+    pub read_bypasses: u64,
 }
 
 impl CacheStats {
     /// From `cache_stat`'s line: `None` unless the limit is a cache size now (its seventh
-    /// number 1), or for a line of another shape. The eighth number (`reclaimed`) is absent
-    /// from older modules' lines.
+    /// number 1), or for a line of another shape. The eighth and ninth numbers (`reclaimed`,
+    /// `bypassed`) are absent from older modules' lines.
     pub fn parse(line: &str) -> Option<Self> {
         let v: Vec<u64> = line
             .split_whitespace()
@@ -97,6 +100,7 @@ impl CacheStats {
                     throttled,
                     protected_pages,
                     reclaimed_pages: later.first().copied().unwrap_or(0),
+                    read_bypasses: later.get(1).copied().unwrap_or(0),
                 })
             }
             _ => None,
@@ -109,7 +113,7 @@ impl CacheStats {
         (reads != 0).then(|| self.read_hits as f64 / reads as f64)
     }
 
-    fn counters(&self) -> [(&'static str, u64); 7] {
+    fn counters(&self) -> [(&'static str, u64); 8] {
         [
             ("read-hits", self.read_hits),
             ("read-misses", self.read_misses),
@@ -118,6 +122,7 @@ impl CacheStats {
             ("throttled-writes", self.throttled),
             ("protected-pages", self.protected_pages),
             ("reclaimed-pages", self.reclaimed_pages),
+            ("read-bypasses", self.read_bypasses),
         ]
     }
 }
@@ -247,7 +252,8 @@ pub fn json_help() -> String {
          object with algorithm (a name), level and the counters {}; and cache: null, or while \
          the memory limit of a backed device is a cache size an object with read-hits, \
          read-misses, evictions, room-flushes, throttled-writes, protected-pages, \
-         reclaimed-pages (given back under memory pressure; 0 from a module that does not \
+         reclaimed-pages (given back under memory pressure), read-bypasses (read misses served \
+         from the backing device without being cached; both 0 from a module that does not \
          count them) and hit-ratio (null before any read). Counters are numbers; the keys are a stable \
          interface.",
         names(&mut COUNTERS.iter().map(|c| c.0)),
@@ -301,6 +307,7 @@ mod tests {
                 throttled: 3,
                 protected_pages: 4,
                 reclaimed_pages: 0,
+                read_bypasses: 0,
             }
         );
         assert_eq!(CacheStats::parse("6 2 10 1 3 4 0\n"), None);
@@ -310,7 +317,7 @@ mod tests {
         assert_eq!(CacheStats::parse("6 2 10 1 3 4\n"), None);
         let text = render_stats_text(&sample(), None, Some(&c), false);
         assert!(text.ends_with(
-            "read-hits: 6\nread-misses: 2\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 0\nhit-ratio: 0.750\n"
+            "read-hits: 6\nread-misses: 2\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 0\nread-bypasses: 0\nhit-ratio: 0.750\n"
         ));
         let json: serde_json::Value =
             serde_json::from_str(&render_stats_json(2, &sample(), None, Some(&c)))
@@ -323,7 +330,8 @@ mod tests {
         assert!(json["cache"].is_null());
     }
 
-    /// A module with a shrinker appends `reclaimed`; numbers after it are a later module's.
+    /// A module with a shrinker appends `reclaimed`, then `bypassed`; numbers after them are a
+    /// later module's.
     #[test]
     fn cache_counters_with_reclaimed_pages() {
         let want = CacheStats {
@@ -334,12 +342,20 @@ mod tests {
             throttled: 3,
             protected_pages: 4,
             reclaimed_pages: 7,
+            read_bypasses: 8,
         };
-        assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7\n"), Some(want));
+        assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7 8\n"), Some(want));
         assert_eq!(CacheStats::parse("6 0 10 1 3 4 1 7 8 9\n"), Some(want));
+        assert_eq!(
+            CacheStats::parse("6 0 10 1 3 4 1 7\n"),
+            Some(CacheStats {
+                read_bypasses: 0,
+                ..want
+            })
+        );
         let text = render_stats_text(&sample(), None, Some(&want), true);
         assert!(text.ends_with(
-            "read-hits: 6\nread-misses: 0\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 7\nhit-ratio: 1.000\n"
+            "read-hits: 6\nread-misses: 0\nevictions: 10\nroom-flushes: 1\nthrottled-writes: 3\nprotected-pages: 4\nreclaimed-pages: 7\nread-bypasses: 8\nhit-ratio: 1.000\n"
         ));
         let text = render_stats_json(2, &sample(), None, Some(&want));
         let cache = text.split("\"cache\": {").nth(1).expect("a cache object");
@@ -358,6 +374,7 @@ mod tests {
                 "throttled-writes",
                 "protected-pages",
                 "reclaimed-pages",
+                "read-bypasses",
                 "hit-ratio"
             ]
         );

@@ -20,7 +20,7 @@ use kernel::prelude::*;
 const PRESSURE_NS: u64 = 1_000_000_000;
 /// Pages one pass of the hand looks at, with the cut lock held for writing.
 pub(super) const PASS: u64 = 1024;
-/// The bitmaps eviction needs (5 bits per page: unloaded, and the policy's four) are kept up
+/// The bitmaps eviction needs (7 bits per page: unloaded, and the policy's six) are kept up
 /// to this size of device.
 const MAX_CACHED_DEVICE: u64 = 2 << 40;
 
@@ -34,6 +34,9 @@ pub(crate) struct Cache {
     pub(super) throttled: AtomicU64,
     /// Pages given back to the kernel under memory pressure (the shrinker).
     pub(super) reclaimed: AtomicU64,
+    /// Read misses served from the backing device without being cached (the doorkeeper did
+    /// not admit them, see `Referenced::admits`).
+    pub(super) bypassed: AtomicU64,
     /// What memory pressure last left the device (bytes), and when (monotonic ns; 0: never,
     /// or expired): for [`PRESSURE_NS`] after, that is the cache's size, so that loads do not
     /// take back at once what the shrinker gave.
@@ -54,6 +57,7 @@ impl Cache {
             room_flushes: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
             squeezed_to: AtomicU64::new(0),
             squeezed_at: AtomicU64::new(0),
         })

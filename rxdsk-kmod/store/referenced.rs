@@ -64,6 +64,11 @@ pub(crate) struct Referenced {
     ghosts: [Bits; 2],
     ghost_generation: AtomicUsize,
     ghosts_in_generation: AtomicU64,
+    /// Pages a read missed lately without being loaded (the doorkeeper, see
+    /// [`Referenced::admits`]), in two generations like the ghosts.
+    seen: [Bits; 2],
+    seen_generation: AtomicUsize,
+    seen_in_generation: AtomicU64,
     protected_pages: AtomicU64,
     /// The cache, in pages.
     cache_pages: u64,
@@ -82,6 +87,9 @@ impl Referenced {
             ghosts: [Bits::new(pages)?, Bits::new(pages)?],
             ghost_generation: AtomicUsize::new(0),
             ghosts_in_generation: AtomicU64::new(0),
+            seen: [Bits::new(pages)?, Bits::new(pages)?],
+            seen_generation: AtomicUsize::new(0),
+            seen_in_generation: AtomicU64::new(0),
             protected_pages: AtomicU64::new(0),
             cache_pages,
             hand: AtomicU64::new(0),
@@ -113,6 +121,32 @@ impl Referenced {
             self.protect(index);
             self.used.set(index);
         }
+    }
+
+    /// The doorkeeper, for a read of `first..=last` that misses on the pages `missing` says:
+    /// whether those go into the cache. They do if each of them was missed lately (seen) or
+    /// evicted from probation lately (a ghost); otherwise they are remembered as seen and the
+    /// read is served from the backing device (and memory) alone, so that data read once (a
+    /// scan, a random miss that never comes back) neither takes a page nor evicts one. Seen
+    /// pages are forgotten a generation later, a generation being as many pages as the cache
+    /// holds. Backing lock held (one caller at a time).
+    pub(crate) fn admits(&self, first: u64, last: u64, missing: impl Fn(u64) -> bool) -> bool {
+        let seen = |i: u64| self.seen[0].get(i) || self.seen[1].get(i) || self.ghosts[0].get(i) || self.ghosts[1].get(i);
+        if (first..=last).all(|i| !missing(i) || seen(i)) {
+            return true;
+        }
+        let g = self.seen_generation.load(Ordering::Relaxed);
+        let mut marked = 0;
+        for index in (first..=last).filter(|&i| missing(i)) {
+            self.seen[g & 1].set(index);
+            marked += 1;
+        }
+        if self.seen_in_generation.fetch_add(marked, Ordering::Relaxed) + marked >= self.cache_pages {
+            self.seen[(g + 1) & 1].clear_all();
+            self.seen_generation.store(g + 1, Ordering::Relaxed);
+            self.seen_in_generation.store(0, Ordering::Relaxed);
+        }
+        false
     }
 
     /// Page `index` left the store for good (erased): nothing to protect.

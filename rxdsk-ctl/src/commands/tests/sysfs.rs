@@ -29,7 +29,7 @@ const DEVICE: [(&str, &str); 18] = [
     ("io_stat", "11 12 13 14 15 16 17 18 19 20 21 22 23"),
     ("mm_stat", "2 41 42 43 44 45 46 47 48"),
     ("bd_stat", "31 32 33 34 35"),
-    ("cache_stat", "51 52 53 54 55 56 1 57"),
+    ("cache_stat", "51 52 53 54 55 56 1 57 58"),
 ];
 
 /// What `io_stat` holds, in order (the stats document's keys).
@@ -123,6 +123,7 @@ const CACHE: crate::stats::CacheStats = crate::stats::CacheStats {
     throttled: 55,
     protected_pages: 56,
     reclaimed_pages: 57,
+    read_bypasses: 58,
 };
 
 /// What `DEVICE` is in the ABI's structures.
@@ -211,17 +212,19 @@ fn list_and_stats_from_sysfs_are_what_the_ioctls_give() {
     tree.set(0, "cache_stat", "51 52 53 54 55 56 1");
     let v = tree.json(&["stats", "-J", "0"]);
     assert_eq!(v["cache"]["reclaimed-pages"], 0);
+    assert_eq!(v["cache"]["read-bypasses"], 0);
     assert_eq!(v["cache"]["protected-pages"], 56);
     assert_eq!(tree.json(&["list", "-J"])["rxdsk"][0]["cached"], 8192);
     let o = tree.run(&["stats", "0"]);
     assert!(
-        o.stdout
-            .ends_with("protected-pages: 56\nreclaimed-pages: 0\nhit-ratio: 0.495\n"),
+        o.stdout.ends_with(
+            "protected-pages: 56\nreclaimed-pages: 0\nread-bypasses: 0\nhit-ratio: 0.495\n"
+        ),
         "{}",
         o.stdout
     );
     // Not caching: no cache object, no cache columns.
-    tree.set(0, "cache_stat", "51 52 53 54 55 56 0 57");
+    tree.set(0, "cache_stat", "51 52 53 54 55 56 0 57 58");
     assert_eq!(tree.json(&["stats", "-J", "0"])["cache"], Value::Null);
     let o = tree.run(&["list", "--raw", "-n", "-o", "NAME,CACHED,HIT-RATIO"]);
     assert_eq!(o.stdout, "/dev/rxd0 - -\n");
@@ -380,6 +383,7 @@ fn each_key_reads_its_file() {
                 // Not caching (any other value than 1): no cache object, no cache columns.
                 vec!["stats.cache", "list.cached", "list.hit-ratio"],
                 vec!["stats.cache.reclaimed-pages"],
+                vec!["stats.cache.read-bypasses"],
             ],
         ),
     ];
