@@ -1060,7 +1060,7 @@ impl Device {
 
     /// A read of a cache device that misses on pages the doorkeeper does not admit (see
     /// `Referenced::admits`): its missing pages are served from the backing device straight
-    /// into the bio, its pages in memory from memory (hits), and nothing is stored or evicted.
+    /// into the bio, its pages in memory from memory, and nothing is stored or evicted.
     /// `None`: the read goes through the cache. Backing lock held (`image` its image): with
     /// the image settled, an unloaded page's data is in its place on the backing device, and
     /// whatever would change that or which pages are in memory (a load, an eviction, a write
@@ -1088,8 +1088,10 @@ impl Device {
                             chunk.copy_from_io(&src);
                         })
                         .ok_or(EIO)?;
-                    } else if self.store.read(piece.index, piece.offset, chunk, false).map_err(|_| EIO)? {
-                        self.cache.referenced.touch(piece.index);
+                    } else {
+                        // Not a use of the page (no `touch`): a scan passing the cache must not
+                        // protect what it meets.
+                        self.store.read(piece.index, piece.offset, chunk, false).map_err(|_| EIO)?;
                     }
                     dst = rest;
                 }

@@ -814,14 +814,14 @@ pub fn cache_writes_back_ahead() -> TestResult {
     dev.destroy()
 }
 
-/// Data read once is served from the backing device and takes no room in the cache (the
-/// doorkeeper, design.md "The memory limit of a backed device"). A 32 MiB device with 512-byte
-/// blocks and a 16 MiB limit is written, flushed and restored from its disk (every page
-/// unloaded). Reads at sector offsets and of odd lengths return what was written, count as
-/// bypasses and leave memory use where it was (with every miss loaded, the first 1 MiB read
-/// alone would take 1 MiB); read again they are loaded (misses, memory grows), a third time
-/// they hit. Then a cold scan of the whole device (verified) evicts none of them: they still
-/// hit afterwards.
+/// Data read once in big reads is served from the backing device and takes no room in the
+/// cache (the doorkeeper, design.md "The memory limit of a backed device"). A 32 MiB device
+/// with 512-byte blocks and a 16 MiB limit is written, flushed and restored from its disk
+/// (every page unloaded). Reads of 64 KiB and more at sector offsets and of odd lengths return
+/// what was written, count as bypasses and leave memory use where it was (with every miss
+/// loaded, the 1 MiB read alone would take 1 MiB); read again they are loaded (misses, memory
+/// grows), a third time they hit. A small read (4 KiB) is cached at once. Then a cold scan of
+/// the whole device (verified) evicts none of them: they still hit afterwards.
 pub fn cache_reads_once_bypass() -> TestResult {
     use crate::blk::{open_direct, verify_range, write_pattern, Expect};
     const DEV_SIZE: u64 = 32 * MIB;
@@ -842,12 +842,11 @@ pub fn cache_reads_once_bypass() -> TestResult {
     let dev = crate::backing::restore_from(DISK, &["--mem-limit", "16M"])?;
     let f = open_direct(&dev.path, false)?;
     let pattern = |_: u64| Expect::Pattern(seed);
-    // (offset, length): within a page, across pages from a sector offset, a page boundary
+    // (offset, length), each over at least 16 pages: from a sector offset, a page boundary
     // with a sector either side, and 1 MiB from an odd sector.
     let ranges = [
-        (7 * 512, 3 * 512),
-        (MIB + 512, 64 * 1024 - 1024),
-        (5 * MIB - 512, 8192 + 1024),
+        (MIB + 512, 64 * 1024),
+        (5 * MIB - 512, 128 * 1024 + 1024),
         (9 * MIB + 3 * 4096 + 5 * 512, MIB),
     ];
     let read_all = |what: &str| -> TestResult {
@@ -879,6 +878,16 @@ pub fn cache_reads_once_bypass() -> TestResult {
         s3.hits >= s2.hits + ranges.len() as u64 && s3.misses == s2.misses,
         || format!("read a third time: {s2:?} then {s3:?}"),
     )?;
+    // A 4 KiB read is cached at once: its page is in memory after one read.
+    let small = 20 * MIB + 3 * 4096;
+    let used3 = dev.info()?.used_bytes;
+    verify_range(&f, small, 4096, &pattern).map_err(|e| format!("a 4 KiB read: {e}"))?;
+    let used_small = dev.info()?.used_bytes;
+    ensure(
+        cache_stat(&dev)?.bypassed == s3.bypassed && used_small >= used3 + 4096,
+        || format!("a 4 KiB read: {used3} then {used_small} bytes in RAM; {s3:?}"),
+    )?;
+    let s3 = cache_stat(&dev)?;
     verify_range(&f, 0, DEV_SIZE, &pattern).map_err(|e| format!("the scan: {e}"))?;
     let s4 = cache_stat(&dev)?;
     println!("# after a scan of the device: {s4:?}");

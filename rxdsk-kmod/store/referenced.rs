@@ -11,6 +11,10 @@
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use kernel::prelude::*;
 
+/// Fewer missing pages than this in a read are cached at once (the doorkeeper judges big
+/// reads only): 64 KiB.
+const BYPASS_MIN_PAGES: u64 = 16;
+
 /// One bit per page index.
 struct Bits(KVVec<AtomicU64>);
 
@@ -124,15 +128,25 @@ impl Referenced {
     }
 
     /// The doorkeeper, for a read of `first..=last` that misses on the pages `missing` says:
-    /// whether those go into the cache. They do if each of them was missed lately (seen) or
-    /// evicted from probation lately (a ghost); otherwise they are remembered as seen and the
-    /// read is served from the backing device (and memory) alone, so that data read once (a
-    /// scan, a random miss that never comes back) neither takes a page nor evicts one. Seen
-    /// pages are forgotten a generation later, a generation being as many pages as the cache
-    /// holds. Backing lock held (one caller at a time).
+    /// whether those go into the cache. A small miss (fewer than [`BYPASS_MIN_PAGES`]) does,
+    /// at once: a random read's page starts on probation, where 2Q keeps it from the hot set's
+    /// way, and a second access protects it. A big one does if each of its missing pages was
+    /// missed lately (seen) or evicted from probation lately (a ghost); otherwise they are
+    /// remembered as seen and the read is served from the backing device (and memory) alone,
+    /// so that data read once in big reads (a scan, a copy) neither takes pages nor evicts
+    /// any, as bcache sends sequential reads around its cache. Seen pages are forgotten a
+    /// generation later, a generation being as many pages as the cache holds, so a second
+    /// scan of a device over twice the cache is not cached either. Backing lock held (one
+    /// caller at a time).
     pub(crate) fn admits(&self, first: u64, last: u64, missing: impl Fn(u64) -> bool) -> bool {
         let seen = |i: u64| self.seen[0].get(i) || self.seen[1].get(i) || self.ghosts[0].get(i) || self.ghosts[1].get(i);
-        if (first..=last).all(|i| !missing(i) || seen(i)) {
+        let mut count = 0;
+        let mut all_seen = true;
+        for i in (first..=last).filter(|&i| missing(i)) {
+            count += 1;
+            all_seen &= seen(i);
+        }
+        if count < BYPASS_MIN_PAGES || all_seen {
             return true;
         }
         let g = self.seen_generation.load(Ordering::Relaxed);
