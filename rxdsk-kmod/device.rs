@@ -1098,11 +1098,17 @@ impl Device {
                 Ok(())
             })
         });
-        if result.is_ok() {
-            self.stats.account(Counter::Read, bio.len());
-            self.cache.bypassed.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.stats.account(Counter::Read, bio.len());
+                self.cache.bypassed.fetch_add(1, Ordering::Relaxed);
+                Some(Ok(()))
+            }
+            // No buffer: through the cache, which makes do with less memory (whatever this
+            // put into the bio is read again).
+            Err(e) if e == ENOMEM => None,
+            Err(_) => Some(Err((Status::IoError, Failure::Io))),
         }
-        Some(result.map_err(|e| (Status::IoError, if e == ENOMEM { Failure::Alloc } else { Failure::Io })))
     }
 
     /// Loads what `bio` needs from the backing device (lock held, `image` its image): the

@@ -271,7 +271,7 @@ impl Image {
     /// Reads pages `first..=last` of the data area as they are on the backing device, without
     /// storing them: `f(start, n, buf)` for each chunk of them (pages `start..start + n` in
     /// `buf`), in order. For unloaded pages of a settled image, that is their data. Stops at
-    /// the first error.
+    /// the first error; `ENOMEM` only if the buffer cannot be had (before any I/O).
     pub(crate) fn read_through(&self, data: &DeviceData<'_>, first: u64, last: u64, mut f: impl FnMut(u64, usize, &PageBuf) -> Result) -> Result {
         let mut start = first;
         let buf = PageBuf::new((last - first + 1).min(IO_PAGES as u64) as usize)?;

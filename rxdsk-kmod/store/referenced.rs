@@ -152,8 +152,11 @@ impl Referenced {
         let g = self.seen_generation.load(Ordering::Relaxed);
         let mut marked = 0;
         for index in (first..=last).filter(|&i| missing(i)) {
-            self.seen[g & 1].set(index);
-            marked += 1;
+            // Only new marks count towards the generation: the same pages passed by again
+            // do not age the others.
+            if self.seen[g & 1].set(index) {
+                marked += 1;
+            }
         }
         if self.seen_in_generation.fetch_add(marked, Ordering::Relaxed) + marked >= self.cache_pages {
             self.seen[(g + 1) & 1].clear_all();

@@ -71,13 +71,13 @@ impl<'a> IoMem<'a> {
     }
 
     /// Copies the start of `src`, another window, to the start of this one; at most the
-    /// shorter length.
+    /// shorter length. The windows may overlap (then as `memmove`).
     pub(crate) fn copy_from_io(&mut self, src: &IoMem<'_>) {
         let n = src.len.min(self.len);
         // SAFETY: Both windows are mapped for at least `n` bytes (invariants), this one
-        // writable; they never overlap, as callers copy between a bio's pages and a buffer of
-        // ours. Neither is behind a Rust reference.
-        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), self.as_ptr(), n) };
+        // writable; `ptr::copy` allows the ranges to overlap. Neither is behind a Rust
+        // reference.
+        unsafe { core::ptr::copy(src.as_ptr(), self.as_ptr(), n) };
     }
 
     /// Copies the start of the window into `dst`; at most `len` bytes.
