@@ -54,6 +54,43 @@ impl Bits {
     }
 }
 
+/// Pages remembered for a while: two generations of bits; once the one being filled has
+/// gained a generation's worth of pages, the older is cleared and filled next. Changed with
+/// the backing lock held (one writer at a time).
+struct Recent {
+    bits: [Bits; 2],
+    /// Names the generation being filled.
+    generation: AtomicUsize,
+    in_generation: AtomicU64,
+}
+
+impl Recent {
+    fn new(pages: u64) -> Result<Self> {
+        Ok(Self { bits: [Bits::new(pages)?, Bits::new(pages)?], generation: AtomicUsize::new(0), in_generation: AtomicU64::new(0) })
+    }
+
+    fn contains(&self, index: u64) -> bool {
+        self.bits[0].get(index) || self.bits[1].get(index)
+    }
+
+    /// Forgets `index`; whether it was remembered.
+    fn take(&self, index: u64) -> bool {
+        // Both generations cleared (no short circuit).
+        let (newer, older) = (self.bits[0].clear(index), self.bits[1].clear(index));
+        newer || older
+    }
+
+    /// Remembers `index`, in generations of `span` pages (only new ones count).
+    fn add(&self, index: u64, span: u64) {
+        let g = self.generation.load(Ordering::Relaxed);
+        if self.bits[g & 1].set(index) && self.in_generation.fetch_add(1, Ordering::Relaxed) + 1 >= span {
+            self.bits[(g + 1) & 1].clear_all();
+            self.generation.store(g + 1, Ordering::Relaxed);
+            self.in_generation.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The bits of an index are changed by hits (any context, lock-free) and by eviction and
 /// loading (with the device's backing lock held); a race between the two can at worst give a
 /// page one more or one less pass of the hand, never lose a page. The counts are estimates
@@ -63,16 +100,11 @@ pub(crate) struct Referenced {
     protected: Bits,
     /// Protected pages used since the hand last passed.
     used: Bits,
-    /// Pages evicted from probation lately, in two generations (`ghost_generation` names the
-    /// one being filled); the older is cleared once the newer holds half a cache.
-    ghosts: [Bits; 2],
-    ghost_generation: AtomicUsize,
-    ghosts_in_generation: AtomicU64,
+    /// Pages evicted from probation lately, in generations of half a cache.
+    ghosts: Recent,
     /// Pages a read missed lately without being loaded (the doorkeeper, see
-    /// [`Referenced::admits`]), in two generations like the ghosts.
-    seen: [Bits; 2],
-    seen_generation: AtomicUsize,
-    seen_in_generation: AtomicU64,
+    /// [`Referenced::admits`]), in generations of a cache.
+    seen: Recent,
     protected_pages: AtomicU64,
     /// The cache, in pages.
     cache_pages: u64,
@@ -88,12 +120,8 @@ impl Referenced {
         Ok(Self {
             protected: Bits::new(pages)?,
             used: Bits::new(pages)?,
-            ghosts: [Bits::new(pages)?, Bits::new(pages)?],
-            ghost_generation: AtomicUsize::new(0),
-            ghosts_in_generation: AtomicU64::new(0),
-            seen: [Bits::new(pages)?, Bits::new(pages)?],
-            seen_generation: AtomicUsize::new(0),
-            seen_in_generation: AtomicU64::new(0),
+            ghosts: Recent::new(pages)?,
+            seen: Recent::new(pages)?,
             protected_pages: AtomicU64::new(0),
             cache_pages,
             hand: AtomicU64::new(0),
@@ -118,10 +146,7 @@ impl Referenced {
     /// Page `index` was just loaded: protected (and used) if it was evicted from probation
     /// lately, else on probation.
     pub(crate) fn loaded(&self, index: u64) {
-        // Both generations cleared (no short circuit).
-        let (newer, older) = (self.ghosts[0].clear(index), self.ghosts[1].clear(index));
-        let ghost = newer || older;
-        if ghost {
+        if self.ghosts.take(index) {
             self.protect(index);
             self.used.set(index);
         }
@@ -139,29 +164,17 @@ impl Referenced {
     /// scan of a device over twice the cache is not cached either. Backing lock held (one
     /// caller at a time).
     pub(crate) fn admits(&self, first: u64, last: u64, missing: impl Fn(u64) -> bool) -> bool {
-        let seen = |i: u64| self.seen[0].get(i) || self.seen[1].get(i) || self.ghosts[0].get(i) || self.ghosts[1].get(i);
         let mut count = 0;
         let mut all_seen = true;
         for i in (first..=last).filter(|&i| missing(i)) {
             count += 1;
-            all_seen &= seen(i);
+            all_seen &= self.seen.contains(i) || self.ghosts.contains(i);
         }
         if count < BYPASS_MIN_PAGES || all_seen {
             return true;
         }
-        let g = self.seen_generation.load(Ordering::Relaxed);
-        let mut marked = 0;
         for index in (first..=last).filter(|&i| missing(i)) {
-            // Only new marks count towards the generation: the same pages passed by again
-            // do not age the others.
-            if self.seen[g & 1].set(index) {
-                marked += 1;
-            }
-        }
-        if self.seen_in_generation.fetch_add(marked, Ordering::Relaxed) + marked >= self.cache_pages {
-            self.seen[(g + 1) & 1].clear_all();
-            self.seen_generation.store(g + 1, Ordering::Relaxed);
-            self.seen_in_generation.store(0, Ordering::Relaxed);
+            self.seen.add(index, self.cache_pages);
         }
         false
     }
@@ -195,14 +208,8 @@ impl Referenced {
 
     /// Evicting page `index`, on probation: remembered as a ghost.
     pub(crate) fn evict_probation(&self, index: u64) {
-        let g = self.ghost_generation.load(Ordering::Relaxed);
-        self.ghosts[g & 1].set(index);
-        if self.ghosts_in_generation.fetch_add(1, Ordering::Relaxed) + 1 >= self.cache_pages / 2 {
-            // Only eviction gets here, with the backing lock held: one at a time.
-            self.ghosts[(g + 1) & 1].clear_all();
-            self.ghost_generation.store(g + 1, Ordering::Relaxed);
-            self.ghosts_in_generation.store(0, Ordering::Relaxed);
-        }
+        // Only eviction gets here, with the backing lock held: one at a time.
+        self.ghosts.add(index, self.cache_pages / 2);
     }
 
     /// The hand at protected page `index` (probation being at its floor): whether to evict
