@@ -1059,9 +1059,9 @@ impl Device {
     }
 
     /// A read of a cache device that misses on pages the doorkeeper does not admit (see
-    /// `Referenced::admits`): its missing pages are served from the backing device straight
-    /// into the bio, its pages in memory from memory, and nothing is stored or evicted.
-    /// `None`: the read goes through the cache. Backing lock held (`image` its image): with
+    /// `Referenced::admits`): its missing pages are read from the backing device (only
+    /// they) and copied into the bio, its pages in memory come from memory, and nothing is
+    /// stored or evicted. `None`: the read goes through the cache. Backing lock held (`image` its image): with
     /// the image settled, an unloaded page's data is in its place on the backing device, and
     /// whatever would change that or which pages are in memory (a load, an eviction, a write
     /// to an unloaded page, a flush) waits for the lock.
@@ -1076,28 +1076,29 @@ impl Device {
             return None;
         }
         let mut walk = bio.segments();
-        let result = image.read_through(&self.data(), first, last, |start, n, buf| {
-            let (from, to) = (pos.max(start << PAGE_SHIFT), end.min((start + n as u64) << PAGE_SHIFT));
-            bio.for_each_segment_within(&mut walk, from, to, EIO, |at, mut dst| {
-                for piece in pieces(at, dst.len() as u64) {
-                    let (mut chunk, rest) = dst.split_at(piece.len);
-                    if self.unloaded.is_set(piece.index) {
+        // The bio's part at `from..to`, all in memory (or holes). Not a use of its pages (no
+        // `touch`): a scan passing the cache must not protect what it meets.
+        let from_memory = |walk: &mut Segments, from: u64, to: u64| {
+            bio.for_each_segment_within(walk, from, to, EIO, |at, dst| self.read_span(at, dst, false, false).map_err(|_| EIO))
+        };
+        // Each run of unloaded pages from the backing device, what lies between from memory.
+        let mut done = pos;
+        let result = image
+            .read_unloaded(&self.data(), first, last, |start, n, buf| {
+                let (from, to) = (pos.max(start << PAGE_SHIFT), end.min((start + n as u64) << PAGE_SHIFT));
+                from_memory(&mut walk, done, from)?;
+                done = to;
+                bio.for_each_segment_within(&mut walk, from, to, EIO, |at, mut dst| {
+                    for piece in pieces(at, dst.len() as u64) {
+                        let (mut chunk, rest) = dst.split_at(piece.len);
                         let slot = usize::try_from(piece.index - start).map_err(|_| EIO)?;
-                        buf.with_mem(slot, |page| {
-                            let (_, src) = page.split_at(piece.offset);
-                            chunk.copy_from_io(&src);
-                        })
-                        .ok_or(EIO)?;
-                    } else {
-                        // Not a use of the page (no `touch`): a scan passing the cache must not
-                        // protect what it meets.
-                        self.store.read(piece.index, piece.offset, chunk, false).map_err(|_| EIO)?;
+                        buf.with_mem(slot, |page| chunk.copy_from_io(&page.split_at(piece.offset).1)).ok_or(EIO)?;
+                        dst = rest;
                     }
-                    dst = rest;
-                }
-                Ok(())
+                    Ok(())
+                })
             })
-        });
+            .and_then(|()| from_memory(&mut walk, done, end));
         match result {
             Ok(()) => {
                 self.stats.account(Counter::Read, bio.len());

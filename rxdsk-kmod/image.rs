@@ -268,19 +268,29 @@ impl Image {
         Ok(())
     }
 
-    /// Reads pages `first..=last` of the data area as they are on the backing device, without
-    /// storing them: `f(start, n, buf)` for each chunk of them (pages `start..start + n` in
-    /// `buf`), in order. For unloaded pages of a settled image, that is their data. Stops at
-    /// the first error; `ENOMEM` only if the buffer cannot be had (before any I/O).
-    pub(crate) fn read_through(&self, data: &DeviceData<'_>, first: u64, last: u64, mut f: impl FnMut(u64, usize, &PageBuf) -> Result) -> Result {
-        let mut start = first;
+    /// The next run of unloaded pages in `from..=last`: its first page and its length, at most
+    /// [`IO_PAGES`] (one read of the backing device).
+    fn unloaded_run(data: &DeviceData<'_>, from: u64, last: u64) -> Option<(u64, usize)> {
+        let start = data.unloaded.next_set(from, last)?;
+        let mut n = 1usize;
+        while n < IO_PAGES && start + (n as u64) <= last && data.unloaded.is_set(start + n as u64) {
+            n += 1;
+        }
+        Some((start, n))
+    }
+
+    /// Reads the unloaded pages of `first..=last` as they are on the backing device, without
+    /// storing them: `f(start, n, buf)` for each run of them (pages `start..start + n` in
+    /// `buf`), in order. For a settled image, that is their data. Stops at the first error;
+    /// `ENOMEM` only if the buffer cannot be had (before any I/O).
+    pub(crate) fn read_unloaded(&self, data: &DeviceData<'_>, first: u64, last: u64, mut f: impl FnMut(u64, usize, &PageBuf) -> Result) -> Result {
         let buf = PageBuf::new((last - first + 1).min(IO_PAGES as u64) as usize)?;
-        while start <= last {
-            let n = (last - start + 1).min(IO_PAGES as u64) as usize;
+        let mut from = first;
+        while let Some((start, n)) = Self::unloaded_run(data, from, last) {
             self.file.read(start << PAGE_SHIFT, &buf, n).map_err(|e| data.stats.error(e))?;
             data.stats.reads.fetch_add(n as u64, Ordering::Relaxed);
             f(start, n, &buf)?;
-            start += n as u64;
+            from = start + n as u64;
             ffi::cond_resched();
         }
         Ok(())
@@ -292,11 +302,7 @@ impl Image {
     /// memory is short (the buffer included), leaving the pages not yet read unloaded.
     pub(crate) fn load(&self, data: &DeviceData<'_>, first: u64, last: u64, gfp: Gfp) -> Result {
         let mut from = first;
-        while let Some(start) = data.unloaded.next_set(from, last) {
-            let mut n = 1usize;
-            while n < IO_PAGES && start + (n as u64) <= last && data.unloaded.is_set(start + n as u64) {
-                n += 1;
-            }
+        while let Some((start, n)) = Self::unloaded_run(data, from, last) {
             let buf = if ffi::may_reclaim(gfp) { PageBuf::new(n)? } else { PageBuf::new_nowait(n)? };
             self.file.read(start << PAGE_SHIFT, &buf, n).map_err(|e| data.stats.error(e))?;
             for i in 0..n {

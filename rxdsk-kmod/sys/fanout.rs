@@ -113,9 +113,10 @@ pub(crate) fn fan_out<S, E: Send, I: Fn() -> S + Sync, F: Fn(&mut S, usize) -> R
         slots: Slots(core::array::from_fn(|_| UnsafeCell::new((0, None)))),
     };
     let max = max_participants.clamp(1, MAX_PARTS) as c_uint;
-    // SAFETY: `call` outlives the call, which returns only once every helper has returned or
-    // was cancelled before it started; the C side runs each participant number below
-    // `max <= MAX_PARTS` at most once.
+    // SAFETY: What `participate` requires: `ctx` is `&call`, which outlives the C call, as that
+    // returns only once every helper has returned or was cancelled before it started; the C
+    // side runs each participant number below `max <= MAX_PARTS` at most once, so each slot
+    // has one writer.
     unsafe { c::rxdsk_fanout(Some(participate::<S, E, I, F>), core::ptr::from_ref(&call).cast(), max) };
     let mut elsewhere = 0;
     let mut first: Option<(usize, E)> = None;
