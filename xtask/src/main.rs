@@ -22,8 +22,11 @@ mod util;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use util::{run, Cmd};
 
@@ -67,9 +70,10 @@ impl KernelArgs {
 struct VmArgs {
     #[command(flatten)]
     kernel: KernelArgs,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 3072)]
-    mem: u32,
+    /// Guest memory in MiB [default: 3072; the debug flavour 2048, where the tests that fill
+    /// all memory (global pressure, the shrinker) pay KASAN and kmemleak on every page of it].
+    #[arg(long)]
+    mem: Option<u32>,
     /// Guest vCPUs.
     #[arg(long, default_value_t = 2)]
     cpus: u32,
@@ -83,6 +87,13 @@ struct VmArgs {
     /// Echo the whole serial console.
     #[arg(short, long)]
     verbose: bool,
+}
+
+impl VmArgs {
+    fn mem_mib(&self) -> u32 {
+        self.mem
+            .unwrap_or(if self.kernel.debug { 2048 } else { 3072 })
+    }
 }
 
 /// Which guest tests run.
@@ -128,7 +139,7 @@ const DEBUG_SHORT_SKIP: &[&str] = &[
     // runs under lockdep and KASAN in cache_bigger_than_ram_plain and _lz4.
     "cache_hot_set_survives_scan",
     // The issue's 1 GiB / 64 MiB geometry: the code it runs is cache_bigger_than_ram_plain's,
-    // which runs on the debug kernel at 128 MiB / 8 MiB.
+    // which runs on the debug kernel at 64 MiB / 8 MiB.
     "cache_one_gib_plain",
 ];
 
@@ -291,7 +302,7 @@ fn boot(
         cmdline: None,
         shutdown_grace: Duration::from_secs(10),
         mode,
-        memory_mib: vm.mem,
+        memory_mib: vm.mem_mib(),
         cpus: vm.cpus,
         timeout: Duration::from_secs(timeout),
         log: paths::target().join(format!("console-{mode}-{}.log", a.kernel.flavour.name)),
@@ -575,47 +586,86 @@ fn power_cuts(
     variants: &[&str],
     label: &'static str,
 ) -> Result<console::Summary> {
-    let flavour = a.kernel.flavour.name;
-    let disk = |variant: &str| paths::target().join(format!("powercut-{flavour}-{variant}.img"));
-    let run_with = |disks: Vec<qemu::DiskSpec>, script: String, kill: bool, log: String| {
-        let mut v = vm.clone();
-        v.disks = disks;
-        let mut b = boot(
-            a,
-            &v,
-            "run",
-            &[("etc/rxdsk-run.sh", script.into_bytes())],
-            600,
-        )?;
-        b.label = label;
-        b.kill_on = kill.then_some("powercut-kill");
-        b.log = paths::target().join(log);
-        qemu::run(&b, qemu::Echo::Results)
+    let verdicts: Vec<_> = variants
+        .iter()
+        .map(|v| power_cut(a, vm, v, label))
+        .collect();
+    power_cut_checks(a, vm, variants, verdicts, label)
+}
+
+/// The power-cut disk of `variant` on `a`'s flavour.
+fn power_cut_disk(a: &Artifacts, variant: &str) -> PathBuf {
+    paths::target().join(format!("powercut-{}-{variant}.img", a.kernel.flavour.name))
+}
+
+/// A guest booted with `disks` that runs `script`; killed when it asks for the cut if `kill`.
+fn power_cut_boot(
+    a: &Artifacts,
+    vm: &VmArgs,
+    disks: Vec<qemu::DiskSpec>,
+    script: String,
+    kill: bool,
+    log: String,
+    label: &'static str,
+) -> Result<qemu::Finished> {
+    let mut v = vm.clone();
+    v.disks = disks;
+    let mut b = boot(
+        a,
+        &v,
+        "run",
+        &[("etc/rxdsk-run.sh", script.into_bytes())],
+        600,
+    )?;
+    b.label = label;
+    b.kill_on = kill.then_some("powercut-kill");
+    b.log = paths::target().join(log);
+    qemu::run(&b, qemu::Echo::Results)
+}
+
+/// One power cut's first boot, on a fresh disk: what its check needs, or why it failed.
+fn power_cut(
+    a: &Artifacts,
+    vm: &VmArgs,
+    variant: &str,
+    label: &'static str,
+) -> Result<String, String> {
+    let disk = power_cut_disk(a, variant);
+    let _ = std::fs::remove_file(&disk);
+    let spec = qemu::DiskSpec {
+        path: disk,
+        size: Some(512 << 20),
     };
-    // The cuts.
-    let mut verdicts: Vec<Result<String, String>> = Vec::new();
-    for &variant in variants {
-        let _ = std::fs::remove_file(disk(variant));
-        let spec = qemu::DiskSpec {
-            path: disk(variant),
-            size: Some(512 << 20),
-        };
-        let first = run_with(
-            vec![spec],
-            format!("sh /usr/share/rxdsk-tests/powercut.sh cut {variant}"),
-            true,
-            format!("console-powercut-{flavour}-{variant}.log"),
-        )?;
-        verdicts.push(cut_verdict(&first));
-    }
-    // One restoring boot for every variant that was cut.
+    let first = power_cut_boot(
+        a,
+        vm,
+        vec![spec],
+        format!("sh /usr/share/rxdsk-tests/powercut.sh cut {variant}"),
+        true,
+        format!("console-powercut-{}-{variant}.log", a.kernel.flavour.name),
+        label,
+    )
+    .map_err(|e| format!("the guest did not run: {e:#}"))?;
+    cut_verdict(&first)
+}
+
+/// One restoring boot for every variant that was cut (`verdicts` in `variants`' order); prints
+/// a result line per variant.
+fn power_cut_checks(
+    a: &Artifacts,
+    vm: &VmArgs,
+    variants: &[&str],
+    verdicts: Vec<Result<String, String>>,
+    label: &'static str,
+) -> Result<console::Summary> {
+    let flavour = a.kernel.flavour.name;
     let mut script = String::new();
     let mut disks = Vec::new();
     for (variant, verdict) in variants.iter().zip(&verdicts) {
         if let Ok(shas) = verdict {
             let dev = format!("/dev/vd{}", char::from(b'a' + disks.len() as u8));
             disks.push(qemu::DiskSpec {
-                path: disk(variant),
+                path: power_cut_disk(a, variant),
                 size: None,
             });
             script += &format!(
@@ -628,11 +678,14 @@ fn power_cuts(
     let checked = if disks.is_empty() {
         None
     } else {
-        Some(run_with(
+        Some(power_cut_boot(
+            a,
+            vm,
             disks,
             script,
             false,
             format!("console-powercut-{flavour}-check.log"),
+            label,
         )?)
     };
     let mut summary = console::Summary::default();
@@ -667,6 +720,78 @@ fn power_cuts(
         }
     }
     Ok(summary)
+}
+
+/// Locks `m`; a lane that panicked while holding it left nothing half-done that matters here.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Work shared by the lanes of `test`: each lane, once its own guest is done, takes the next
+/// job until none is left.
+#[derive(Default)]
+struct Queue<'a>(Mutex<VecDeque<Box<dyn FnOnce() + Send + 'a>>>);
+
+impl<'a> Queue<'a> {
+    fn push(&self, job: impl FnOnce() + Send + 'a) {
+        lock(&self.0).push_back(Box::new(job));
+    }
+
+    fn drain(&self) {
+        while let Some(job) = lock(&self.0).pop_front() {
+            job();
+        }
+    }
+}
+
+/// One flavour's power cuts taken one by one from a [`Queue`]: whichever lane finishes the
+/// last cut runs the check boot.
+struct CutRound<'a> {
+    a: &'a Artifacts,
+    vm: &'a VmArgs,
+    label: &'static str,
+    variants: Vec<&'static str>,
+    verdicts: Mutex<Vec<Option<Result<String, String>>>>,
+    left: AtomicUsize,
+    summary: Mutex<Option<Result<console::Summary>>>,
+}
+
+impl<'a> CutRound<'a> {
+    fn new(
+        a: &'a Artifacts,
+        vm: &'a VmArgs,
+        variants: Vec<&'static str>,
+        label: &'static str,
+    ) -> Self {
+        Self {
+            a,
+            vm,
+            label,
+            verdicts: Mutex::new(vec![None; variants.len()]),
+            left: AtomicUsize::new(variants.len()),
+            variants,
+            summary: Mutex::new(None),
+        }
+    }
+
+    fn cut(&self, i: usize) {
+        let verdict = power_cut(self.a, self.vm, self.variants[i], self.label);
+        lock(&self.verdicts)[i] = Some(verdict);
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let verdicts = lock(&self.verdicts)
+                .iter_mut()
+                .map(|v| v.take().unwrap_or_else(|| Err("not run".into())))
+                .collect();
+            let checked = power_cut_checks(self.a, self.vm, &self.variants, verdicts, self.label);
+            *lock(&self.summary) = Some(checked);
+        }
+    }
+
+    fn summary(&self) -> Result<console::Summary> {
+        lock(&self.summary)
+            .take()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("the power cuts were not all run")))
+    }
 }
 
 /// Whether a socket listens on 127.0.0.1:`port` (/proc/net/tcp: little-endian address, hex
@@ -1027,7 +1152,7 @@ fn bench_all(vm: &VmArgs, quick: bool, native_only: bool, only_tiering: bool) ->
         a.kernel.release,
         a.kernel.source.version,
         vm.cpus,
-        vm.mem,
+        vm.mem_mib(),
         repeats
     );
     let emu_head = format!(
@@ -1220,54 +1345,78 @@ fn main() -> ExitCode {
                 let (k, tc) = prepare_kernel(&KernelArgs::default(), false)?;
                 package::build(&k, &tc)?;
                 // Both flavours' kernels, modules and images first, one after the other (never
-                // two kernel builds at once); then the debug flavour's suite runs in a guest of
-                // its own beside the normal one and the power cuts (most tests keep one vCPU
-                // busy, so two guests share the two cores well).
+                // two kernel builds at once). Then two lanes, one guest each most of the time
+                // (most tests keep one vCPU busy, so two guests share the two cores well): the
+                // debug flavour's suite in one, the normal one's in the other; then each lane
+                // takes the remaining work from one queue, longest first, until it is empty.
                 let mut debug_vm = vm.clone();
                 debug_vm.kernel.debug = true;
                 let normal_artifacts = prepare(&vm.kernel)?;
                 let debug_artifacts = prepare(&debug_vm.kernel)?;
-                let debug_for_pair = debug_artifacts.clone();
                 eprintln!(
                     "[test] the suite on the debug flavour (KASAN, lockdep, kmemleak), short form, \
-                     in a second guest beside the normal one (its lines start with [debug])"
+                     in a second guest beside the normal one (its lines start with [debug]); \
+                     then power cuts, NVMe/TCP between two guests and a Debian guest, in \
+                     whichever lane is free"
                 );
-                let debug_vm_for_pair = debug_vm.clone();
-                let debug_for_cuts = debug_artifacts.clone();
-                let debug_vm_for_cuts = debug_vm.clone();
-                // The debug suite is the longest single guest: its lane runs nothing else, and
-                // the debug flavour's power cuts run in the normal lane, after its other work.
-                let debug_run = std::thread::spawn(move || {
-                    let short = TestSelection {
-                        skip: DEBUG_SHORT_SKIP.iter().map(|s| s.to_string()).collect(),
-                        ..Default::default()
-                    };
-                    test_vm_labelled(&debug_artifacts, &debug_vm, &short, 3000, "[debug] ")
+                let cuts = CutRound::new(&normal_artifacts, &vm, POWER_CUTS.to_vec(), "");
+                let debug_cuts =
+                    CutRound::new(&debug_artifacts, &debug_vm, debug_power_cuts(), "[debug] ");
+                let pairs = Mutex::new(None);
+                let distro = Mutex::new(None);
+                let queue = Queue::default();
+                queue.push(|| {
+                    eprintln!(
+                        "[test] a Debian guest: kernel packages, our packages installed (DKMS), \
+                         boot-time setup from /etc/rxdsk.conf across reboots, purge"
+                    );
+                    *lock(&distro) = Some(distro::test(&k, &tc, false));
                 });
-                let full =
-                    test_vm_labelled(&normal_artifacts, &vm, &TestSelection::default(), 1800, "");
-                eprintln!("[test] power cuts: guests killed during and after flushes, restored in fresh ones");
-                let cuts = power_cuts(&normal_artifacts, &vm, &POWER_CUTS, "");
-                eprintln!("[test] NVMe/TCP between two guests, on each kernel flavour");
-                let pairs = [
-                    nvme_tcp_pair(&normal_artifacts, &vm).map(|(s, _)| s),
-                    nvme_tcp_pair(&debug_for_pair, &debug_vm_for_pair).map(|(s, _)| s),
-                ];
-                eprintln!(
-                    "[test] a Debian guest: kernel packages, our packages installed (DKMS), \
-                     boot-time setup from /etc/rxdsk.conf across reboots, purge"
-                );
-                let distro = distro::test(&k, &tc, false);
-                eprintln!("[test] power cuts on the debug flavour");
-                let debug_cuts = power_cuts(
-                    &debug_for_cuts,
-                    &debug_vm_for_cuts,
-                    &debug_power_cuts(),
-                    "[debug] ",
-                );
-                let debug = debug_run
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the debug flavour's runner panicked"))?;
+                queue.push(|| {
+                    eprintln!("[test] NVMe/TCP between two guests, on each kernel flavour");
+                    *lock(&pairs) = Some([
+                        nvme_tcp_pair(&normal_artifacts, &vm).map(|(s, _)| s),
+                        nvme_tcp_pair(&debug_artifacts, &debug_vm).map(|(s, _)| s),
+                    ]);
+                });
+                // The debug flavour's cuts (a minute each) before the normal one's (seconds),
+                // so that the lanes end close together.
+                for round in [&debug_cuts, &cuts] {
+                    for i in 0..round.variants.len() {
+                        queue.push(move || round.cut(i));
+                    }
+                }
+                let (full, debug) = std::thread::scope(|scope| {
+                    let debug_lane = scope.spawn(|| {
+                        let short = TestSelection {
+                            skip: DEBUG_SHORT_SKIP.iter().map(|s| s.to_string()).collect(),
+                            ..Default::default()
+                        };
+                        let summary =
+                            test_vm_labelled(&debug_artifacts, &debug_vm, &short, 3000, "[debug] ");
+                        queue.drain();
+                        summary
+                    });
+                    let full = test_vm_labelled(
+                        &normal_artifacts,
+                        &vm,
+                        &TestSelection::default(),
+                        1800,
+                        "",
+                    );
+                    queue.drain();
+                    let debug = debug_lane
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("the debug lane panicked"));
+                    (full, debug)
+                });
+                let debug = debug?;
+                let not_run = || anyhow::anyhow!("left in the queue");
+                let pairs = lock(&pairs)
+                    .take()
+                    .unwrap_or_else(|| [Err(not_run()), Err(not_run())]);
+                let distro = lock(&distro).take().unwrap_or_else(|| Err(not_run()));
+                let (cuts, debug_cuts) = (cuts.summary(), debug_cuts.summary());
                 let [pair, debug_pair] = pairs;
                 let (full, cuts, debug, debug_cuts) = (full?, cuts?, debug?, debug_cuts?);
                 let (pair, debug_pair, distro) = (pair?, debug_pair?, distro?);
