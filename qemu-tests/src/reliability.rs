@@ -908,10 +908,13 @@ pub fn kmemleak_clean() -> TestResult {
     if !std::path::Path::new(KMEMLEAK).exists() {
         return Err("SKIP: no kmemleak (debug flavour only)".into());
     }
-    // Objects must stay unreferenced across scans before they are reported.
-    for _ in 0..2 {
+    // Objects must stay unreferenced across scans before they are reported: two scans, more
+    // than kmemleak's minimum age (5 s) apart (a scan written here is done when write returns).
+    for scan in 0..2 {
+        if scan > 0 {
+            std::thread::sleep(Duration::from_secs(6));
+        }
         std::fs::write(KMEMLEAK, "scan").map_err(|e| format!("{KMEMLEAK}: {e}"))?;
-        std::thread::sleep(Duration::from_secs(6));
     }
     let report = std::fs::read_to_string(KMEMLEAK).map_err(|e| format!("{KMEMLEAK}: {e}"))?;
     let ours: Vec<&str> = report
