@@ -506,8 +506,8 @@ fn host(target: Ipv6Addr) -> TestResult {
     // host then waits out its admin timeout (60 s) before it gives up: 15 s for these
     // attempts (an authentication takes 1 to 2 s on the debug kernel under TCG).
     let timeout_knob = "/sys/module/nvme_core/parameters/admin_timeout";
-    let default_timeout = std::fs::read_to_string(timeout_knob)
-        .map_err(|e| format!("{timeout_knob}: {e}"))?;
+    let default_timeout =
+        std::fs::read_to_string(timeout_knob).map_err(|e| format!("{timeout_knob}: {e}"))?;
     std::fs::write(timeout_knob, "15").map_err(|e| format!("{timeout_knob}: {e}"))?;
     for (what, s, c) in [
         ("without a secret", None, None),
