@@ -25,10 +25,9 @@ use clap::{Args, Parser, Subcommand};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use util::{run, Cmd};
+use util::{lock, run, Cmd};
 
 #[derive(Parser)]
 #[command(
@@ -722,11 +721,6 @@ fn power_cut_checks(
     Ok(summary)
 }
 
-/// Locks `m`; a lane that panicked while holding it left nothing half-done that matters here.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Work shared by the lanes of `test`: each lane, once its own guest is done, takes the next
 /// job until none is left.
 #[derive(Default)]
@@ -751,8 +745,8 @@ struct CutRound<'a> {
     vm: &'a VmArgs,
     label: &'static str,
     variants: Vec<&'static str>,
+    /// Each variant's verdict once its cut has run.
     verdicts: Mutex<Vec<Option<Result<String, String>>>>,
-    left: AtomicUsize,
     summary: Mutex<Option<Result<console::Summary>>>,
 }
 
@@ -768,7 +762,6 @@ impl<'a> CutRound<'a> {
             vm,
             label,
             verdicts: Mutex::new(vec![None; variants.len()]),
-            left: AtomicUsize::new(variants.len()),
             variants,
             summary: Mutex::new(None),
         }
@@ -776,12 +769,16 @@ impl<'a> CutRound<'a> {
 
     fn cut(&self, i: usize) {
         let verdict = power_cut(self.a, self.vm, self.variants[i], self.label);
-        lock(&self.verdicts)[i] = Some(verdict);
-        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let verdicts = lock(&self.verdicts)
-                .iter_mut()
-                .map(|v| v.take().unwrap_or_else(|| Err("not run".into())))
-                .collect();
+        let all = {
+            let mut verdicts = lock(&self.verdicts);
+            verdicts[i] = Some(verdict);
+            // The last cut to end takes them all.
+            verdicts
+                .iter()
+                .all(Option::is_some)
+                .then(|| verdicts.iter_mut().filter_map(Option::take).collect())
+        };
+        if let Some(verdicts) = all {
             let checked = power_cut_checks(self.a, self.vm, &self.variants, verdicts, self.label);
             *lock(&self.summary) = Some(checked);
         }

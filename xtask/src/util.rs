@@ -86,7 +86,7 @@ pub fn run_logged(cmd: &mut Command, log: &std::path::Path, label: &str) -> Resu
     let err_file = Arc::clone(&file);
     let err_thread = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = writeln!(err_file.lock().unwrap_or_else(|e| e.into_inner()), "{line}");
+            let _ = writeln!(lock(&err_file), "{line}");
         }
     });
     let start = Instant::now();
@@ -94,7 +94,7 @@ pub fn run_logged(cmd: &mut Command, log: &std::path::Path, label: &str) -> Resu
     let mut steps = 0u64;
     let stdout = child.stdout.take().context("stdout")?;
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        let _ = writeln!(file.lock().unwrap_or_else(|e| e.into_inner()), "{line}");
+        let _ = writeln!(lock(&file), "{line}");
         let t = line.trim_start();
         if line.starts_with("  ") && t.split_whitespace().count() == 2 {
             steps += 1;
@@ -123,4 +123,10 @@ pub fn run_logged(cmd: &mut Command, log: &std::path::Path, label: &str) -> Resu
     }
     eprintln!("[{label}] done in {}s", start.elapsed().as_secs());
     Ok(())
+}
+
+/// Locks `m`; a thread that panicked while holding it left nothing half-done that matters
+/// here (log lines, results of finished work).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
